@@ -1,0 +1,31 @@
+"""clnet: deep learning on any OpenCL device, with PyTorch- and Keras-style APIs.
+
+    import clnet
+    x = clnet.randn(64, 1000, device="cpu")
+"""
+from . import dtypes
+from .dtypes import float16, float32, float64, int32, int64, bool_, uint8, half, double, long
+from .dtypes import bool_ as bool  # noqa: A001  (clnet.bool, as torch.bool)
+from .errors import ClnetError, DeviceNotFoundError, KernelBuildError, OutOfMemoryError, DtypeNotSupportedError
+from .backend.devices import Device, all_devices as devices, get_device as device, set_default_device
+from .backend.devices import default_device
+from .tensor import Tensor, is_tensor
+from . import autograd
+from .autograd import no_grad, enable_grad, is_grad_enabled, set_grad_enabled
+from .ops.creation import (tensor, from_numpy, convert_to_tensor, empty, zeros, ones, full, arange, eye,
+                           linspace, zeros_like, ones_like, full_like, empty_like)
+from .ops.random import manual_seed, rand, randn
+from .ops.elementwise import (add, sub, mul, div, pow, maximum, minimum, exp, log, sqrt, tanh, sigmoid, relu,
+                              abs, neg, sign, clamp, where, sin, cos, square, eq, ne, lt, le, gt, ge,
+                              logical_and, logical_or, logical_not, isnan, isinf)
+from .ops.reduce import sum, mean, amax, amin, argmax, argmin, max, min
+from .ops.movement import (reshape, transpose, permute, flatten, squeeze, unsqueeze, concat, stack, clone,
+                           contiguous, expand)
+from .ops.matmul import matmul, mm, bmm
+from .gradient_tape import GradientTape, Variable
+
+cat = concatenate = concat
+subtract, multiply, divide = sub, mul, div
+reduce_sum, reduce_mean, reduce_max, reduce_min = sum, mean, amax, amin
+
+__version__ = "0.1.0"

@@ -1,0 +1,333 @@
+"""Tape autograd: nodes recorded by ops, walked in reverse topological order by `backward()`.
+
+An op that produced `out` from inputs that require grad calls `record(...)`, which hangs a Node on
+`out`. A Node holds the inputs (to walk the graph and reach leaves), a `backward` callable that maps
+output gradients to input gradients using the same ops (so gradients run on the device too), and
+the version of every tensor it saved, so an in-place change of a saved tensor is caught.
+
+The same engine serves `Tensor.backward()`, TF-style `GradientTape`, and custom `Function`s.
+"""
+from __future__ import annotations
+
+import functools
+import threading
+
+_state = threading.local()
+
+
+def is_grad_enabled() -> bool:
+    return getattr(_state, "enabled", True)
+
+
+def set_grad_enabled(mode: bool) -> None:
+    _state.enabled = bool(mode)
+
+
+class _GradMode:
+    """Context manager and decorator that sets grad mode and restores the previous one."""
+
+    mode = True
+
+    def __enter__(self):
+        self._prev = is_grad_enabled()
+        set_grad_enabled(self.mode)
+        return self
+
+    def __exit__(self, *exc):
+        set_grad_enabled(self._prev)
+        return False
+
+    def __call__(self, fn):
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            with self.__class__():
+                return fn(*args, **kwargs)
+        return wrapper
+
+
+class no_grad(_GradMode):
+    """Ops inside record nothing: use for parameter updates and inference."""
+
+    mode = False
+
+
+class enable_grad(_GradMode):
+    """Turn recording back on inside a no_grad block."""
+
+    mode = True
+
+
+class Node:
+    """One recorded op: inputs, the rule that maps output grads to input grads, and saved versions."""
+
+    __slots__ = ("name", "inputs", "backward", "saved", "out_meta", "__weakref__")
+
+    def __init__(self, name, inputs, backward, saved=(), out_meta=()):
+        self.name = name
+        self.inputs = inputs
+        self.backward = backward
+        self.saved = tuple((t, t._version[0]) for t in saved)
+        self.out_meta = out_meta  # (shape, dtype, device) of each output, to make zero grads
+
+    @property
+    def n_outputs(self):
+        return len(self.out_meta)
+
+    def __repr__(self):
+        return f"<{self.name}Backward>"
+
+    def check_saved(self):
+        for t, version in self.saved:
+            if t._version[0] != version:
+                raise RuntimeError(
+                    f"one of the tensors needed for the gradient of {self.name} has been modified by an "
+                    f"in-place operation: {t.dtype.name}{list(t.shape)} is at version {t._version[0]}; "
+                    f"expected version {version} instead. Use .clone() before changing it in place.")
+
+
+def needs_grad(*tensors) -> bool:
+    """True when grad mode is on and any of the tensors requires grad."""
+    if not is_grad_enabled():
+        return False
+    return any(getattr(t, "requires_grad", False) for t in tensors)
+
+
+def record(name, outputs, inputs, backward, saved=()):
+    """Attach a Node to `outputs` (one tensor or a tuple) if any input requires grad.
+
+    `backward(*grads_out)` returns one gradient (or None) per input. `saved` lists the tensors the rule
+    reads; they are version-checked at backward time.
+    """
+    if not needs_grad(*inputs):
+        return
+    outs = outputs if isinstance(outputs, tuple) else (outputs,)
+    node = Node(name, tuple(inputs), backward, saved, tuple((o.shape, o.dtype, o.device) for o in outs))
+    for i, out in enumerate(outs):
+        out._node = node
+        out._out_index = i
+        out.requires_grad = True
+
+
+def _topological(roots):
+    """Nodes reachable from roots, ordered so each node comes after every node that consumes it."""
+    order, seen = [], set()
+    for root in roots:
+        if root is None or id(root) in seen:
+            continue
+        stack = [(root, False)]
+        while stack:
+            node, done = stack.pop()
+            if done:
+                order.append(node)
+                continue
+            if id(node) in seen:
+                continue
+            seen.add(id(node))
+            stack.append((node, True))
+            for inp in node.inputs:
+                child = getattr(inp, "_node", None)
+                if child is not None and id(child) not in seen:
+                    stack.append((child, False))
+    order.reverse()
+    return order
+
+
+def run_backward(outputs, grad_outputs, retain_graph=False, capture=None):
+    """Propagate gradients from outputs to every leaf (or only to `capture`'s tensors).
+
+    Without `capture`, leaf gradients accumulate into `.grad`. With `capture` (a list of tensors),
+    nothing is accumulated and their gradients are returned in order (None where unconnected).
+    """
+    from .ops.reduce import sum_to  # the ops layer sits below autograd's callers, above this module
+
+    grads = {}  # id(node) -> list of output grads
+    captured = {id(t): None for t in capture} if capture is not None else None
+    leaf_outputs = []
+    for out, g in zip(outputs, grad_outputs):
+        node = out._node
+        if node is None:
+            if out.requires_grad:
+                leaf_outputs.append((out, g))
+            continue
+        slot = grads.setdefault(id(node), [None] * node.n_outputs)
+        slot[out._out_index] = g if slot[out._out_index] is None else slot[out._out_index] + g
+    for out, g in leaf_outputs:
+        if captured is not None and id(out) in captured:
+            captured[id(out)] = g
+        elif captured is None:
+            _accumulate(out, g, shared=True)
+
+    capture_by_node = {}
+    if captured is not None:
+        for t in capture:
+            if t._node is not None:
+                capture_by_node.setdefault(id(t._node), []).append(t)
+
+    nodes = _topological([o._node for o in outputs])
+    for node in nodes:
+        out_grads = grads.pop(id(node), None)
+        if out_grads is None:
+            continue
+        for t in capture_by_node.get(id(node), ()):
+            captured[id(t)] = out_grads[t._out_index]
+        if node.backward is None:
+            raise RuntimeError(
+                "Trying to backward through the graph a second time (or to read saved tensors after they "
+                "were freed). Pass retain_graph=True to the first backward() (or persistent=True to the "
+                "GradientTape) if you need to go through it again.")
+        node.check_saved()
+        if any(g is None for g in out_grads):
+            from .ops.creation import zeros
+            out_grads = [g if g is not None else zeros(*node.out_meta[i]) for i, g in enumerate(out_grads)]
+        in_grads = node.backward(*out_grads)
+        if not isinstance(in_grads, (tuple, list)):
+            in_grads = (in_grads,)
+        if len(in_grads) != len(node.inputs):
+            raise RuntimeError(f"backward of {node.name} returned {len(in_grads)} gradients for "
+                               f"{len(node.inputs)} inputs")
+        if not retain_graph:
+            node.backward = None
+            node.saved = ()
+        incoming = [g._buf for g in out_grads]
+        for inp, g in zip(node.inputs, in_grads):
+            if g is None or not getattr(inp, "requires_grad", False):
+                continue
+            if g.shape != inp.shape:
+                g = sum_to(g, inp.shape)
+            child = inp._node
+            if child is not None:
+                slot = grads.setdefault(id(child), [None] * child.n_outputs)
+                i = inp._out_index
+                slot[i] = g if slot[i] is None else slot[i] + g
+            elif captured is not None:
+                if id(inp) in captured:
+                    captured[id(inp)] = g if captured[id(inp)] is None else captured[id(inp)] + g
+            else:
+                _accumulate(inp, g, shared=any(g._buf is b for b in incoming))
+    if captured is not None:
+        return [captured[id(t)] for t in capture]
+    return None
+
+
+def _accumulate(leaf, g, shared):
+    """Add g into leaf.grad; a gradient that aliases another's buffer is copied before it is kept."""
+    if g.dtype != leaf.dtype:
+        g = g.to(dtype=leaf.dtype)
+    if leaf.grad is None:
+        leaf.grad = g.clone() if shared or g._base is not None else g
+    else:
+        with no_grad():
+            leaf.grad += g
+
+
+def backward(tensor, gradient=None, retain_graph=False):
+    """Tensor.backward(): seed with ones for a scalar, or with `gradient` of the same shape."""
+    from .ops.creation import ones_like
+    if not tensor.requires_grad:
+        raise RuntimeError("element 0 of tensors does not require grad and does not have a grad_fn: "
+                           "call backward() on a result of ops on tensors with requires_grad=True")
+    if gradient is None:
+        if tensor.numel() != 1:
+            raise RuntimeError(f"grad can be implicitly created only for scalar outputs; this tensor has "
+                               f"shape {tuple(tensor.shape)}: pass backward(gradient=...) of that shape")
+        gradient = ones_like(tensor)
+    else:
+        gradient = _as_grad(gradient, tensor)
+    with no_grad():
+        run_backward([tensor], [gradient], retain_graph=retain_graph)
+
+
+def _as_grad(gradient, like):
+    from .tensor import Tensor, tensor as make
+    if not isinstance(gradient, Tensor):
+        gradient = make(gradient, dtype=like.dtype, device=like.device)
+    if gradient.shape != like.shape:
+        raise RuntimeError(f"gradient has shape {tuple(gradient.shape)} but the output has shape "
+                           f"{tuple(like.shape)}")
+    return gradient
+
+
+def grad(outputs, inputs, grad_outputs=None, retain_graph=False, allow_unused=True):
+    """Gradients of outputs w.r.t. inputs, returned instead of accumulated (torch.autograd.grad)."""
+    from .ops.creation import ones_like
+    single_out = not isinstance(outputs, (list, tuple))
+    outputs = [outputs] if single_out else list(outputs)
+    inputs_list = [inputs] if not isinstance(inputs, (list, tuple)) else list(inputs)
+    if grad_outputs is None:
+        grad_outputs = [None] * len(outputs)
+    elif not isinstance(grad_outputs, (list, tuple)):
+        grad_outputs = [grad_outputs]
+    seeds = []
+    for out, g in zip(outputs, grad_outputs):
+        if g is None:
+            if out.numel() != 1:
+                raise RuntimeError(f"grad can be implicitly created only for scalar outputs; got shape "
+                                   f"{tuple(out.shape)}: pass output_gradients")
+            g = ones_like(out)
+        else:
+            g = _as_grad(g, out)
+        seeds.append(g)
+    with no_grad():
+        result = run_backward(outputs, seeds, retain_graph=retain_graph, capture=inputs_list)
+    if not allow_unused and any(r is None for r in result):
+        raise RuntimeError("one of the inputs is not connected to the outputs")
+    return result
+
+
+# --- custom functions ----------------------------------------------------------------------------
+class FunctionCtx:
+    """What `forward` hands to `backward`: saved tensors and any attributes set on it."""
+
+    def __init__(self):
+        self._saved = ()
+        self.needs_input_grad = ()
+
+    def save_for_backward(self, *tensors):
+        self._saved = tuple(t.detach() if t is not None else None for t in tensors)
+        self._versions = tuple((t._version, t._version[0]) if t is not None else None for t in tensors)
+
+    @property
+    def saved_tensors(self):
+        for entry in getattr(self, "_versions", ()):
+            if entry is not None and entry[0][0] != entry[1]:
+                raise RuntimeError("a tensor saved with save_for_backward was modified by an in-place "
+                                   "operation after it was saved")
+        return self._saved
+
+
+class Function:
+    """Subclass with static `forward(ctx, *args)` and `backward(ctx, *grads)`; call `.apply(*args)`."""
+
+    @staticmethod
+    def forward(ctx, *args, **kwargs):
+        raise NotImplementedError
+
+    @staticmethod
+    def backward(ctx, *grad_outputs):
+        raise NotImplementedError
+
+    @classmethod
+    def apply(cls, *args, **kwargs):
+        from .tensor import Tensor
+        ctx = FunctionCtx()
+        tensor_args = [a for a in args if isinstance(a, Tensor)]
+        ctx.needs_input_grad = tuple(isinstance(a, Tensor) and a.requires_grad for a in args)
+        with no_grad():
+            result = cls.forward(ctx, *args, **kwargs)
+        outs = result if isinstance(result, tuple) else (result,)
+        # an output that is an input object gets its own identity, so its node does not replace the input's
+        outs = tuple(o.detach() if any(o is a for a in tensor_args) else o for o in outs)
+        result = outs if isinstance(result, tuple) else outs[0]
+        if needs_grad(*tensor_args):
+            positions = [i for i, a in enumerate(args) if isinstance(a, Tensor)]
+
+            def backward_rule(*grads):
+                got = cls.backward(ctx, *grads)
+                got = got if isinstance(got, tuple) else (got,)
+                if len(got) != len(args):
+                    raise RuntimeError(f"{cls.__name__}.backward returned {len(got)} gradients, but forward "
+                                       f"took {len(args)} arguments")
+                return tuple(got[i] for i in positions)
+
+            record(cls.__name__, outs if isinstance(result, tuple) else outs[0], tensor_args, backward_rule)
+        return result

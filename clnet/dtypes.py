@@ -1,0 +1,98 @@
+"""dtypes and the type-promotion rules.
+
+clnet's dtypes are numpy dtypes, so `clnet.float32 == np.float32` and arrays convert without tables.
+
+Promotion (as in PyTorch): categories rank bool < integer < floating. Two tensors promote to the
+wider type of the higher category (int32 + int64 -> int64, int64 + float32 -> float32, float16 +
+float32 -> float32). A Python scalar never widens a tensor within its category: it only lifts the
+category (int tensor * 0.5 -> float32, bool tensor + 1 -> int64, float16 tensor * 2.0 -> float16).
+"""
+from __future__ import annotations
+
+import builtins
+
+import numpy as np
+
+float16 = half = np.dtype(np.float16)
+float32 = float = np.dtype(np.float32)
+float64 = double = np.dtype(np.float64)
+int32 = int = np.dtype(np.int32)
+int64 = long = np.dtype(np.int64)
+bool = bool_ = np.dtype(np.bool_)
+uint8 = np.dtype(np.uint8)
+
+SUPPORTED = (float16, float32, float64, int32, int64, bool_, uint8)
+DEFAULT_FLOAT = float32
+DEFAULT_INT = int64
+
+
+def as_dtype(d) -> np.dtype:
+    """Accept clnet/numpy dtypes, Python types and names; reject what kernels cannot store."""
+    if d is builtins.float:
+        return DEFAULT_FLOAT
+    if d is builtins.int:
+        return DEFAULT_INT
+    if d is builtins.bool:
+        return bool_
+    try:
+        dt = np.dtype(d)
+    except TypeError:
+        raise TypeError(f"not a dtype: {d!r}") from None
+    if dt not in SUPPORTED:
+        names = ", ".join(x.name for x in SUPPORTED)
+        raise TypeError(f"dtype {dt.name} is not supported by clnet (supported: {names})")
+    return dt
+
+
+def is_floating(dt) -> builtins.bool:
+    return np.dtype(dt).kind == "f"
+
+
+def _category(dt: np.dtype) -> builtins.int:
+    return {"b": 0, "u": 1, "i": 1, "f": 2}[dt.kind]
+
+
+def promote_types(a: np.dtype, b: np.dtype) -> np.dtype:
+    """Two tensor dtypes -> the dtype of their result."""
+    ca, cb = _category(a), _category(b)
+    if ca != cb:
+        return a if ca > cb else b
+    if ca == 0:
+        return bool_
+    return np.promote_types(a, b)
+
+
+def scalar_category(x) -> builtins.int:
+    if isinstance(x, (builtins.bool, np.bool_)):
+        return 0
+    if isinstance(x, (builtins.int, np.integer)):
+        return 1
+    return 2
+
+
+def result_type(tensor_dtypes, scalars=()) -> np.dtype:
+    """Dtype of an op over tensors of `tensor_dtypes` and Python scalars `scalars`."""
+    dt = None
+    for d in tensor_dtypes:
+        dt = d if dt is None else promote_types(dt, d)
+    if dt is None:  # only scalars
+        cat = max((scalar_category(s) for s in scalars), default=2)
+        return (bool_, DEFAULT_INT, DEFAULT_FLOAT)[cat]
+    cat = max((scalar_category(s) for s in scalars), default=0)
+    if cat > _category(dt):
+        return (bool_, DEFAULT_INT, DEFAULT_FLOAT)[cat]
+    return dt
+
+
+def infer_dtype(data) -> np.dtype:
+    """The dtype clnet.tensor(data) picks: numpy's own dtype for arrays, float32/int64/bool for lists."""
+    if isinstance(data, np.ndarray):
+        return as_dtype(data.dtype)
+    arr = np.asarray(data)
+    if arr.dtype.kind == "f":
+        return DEFAULT_FLOAT
+    if arr.dtype.kind in "iu":
+        return DEFAULT_INT
+    if arr.dtype.kind == "b":
+        return bool_
+    raise TypeError(f"cannot make a tensor from data of type {type(data).__name__} (numpy dtype {arr.dtype})")

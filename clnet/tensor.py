@@ -1,0 +1,402 @@
+"""Tensor: a device buffer plus offset, shape, strides (in elements), dtype and device.
+
+Views (transpose, slices, reshape of contiguous data) share the buffer and the version counter.
+Every computation is delegated to clnet.ops, which launches a kernel; this file only holds the
+Python surface (operators, properties, conversions).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyopencl as cl
+
+from . import autograd
+from . import dtypes as _dt
+from .backend.devices import Device, get_device
+
+
+def contiguous_strides(shape) -> tuple:
+    strides, acc = [], 1
+    for s in reversed(shape):
+        strides.append(acc)
+        acc *= max(s, 1)
+    return tuple(reversed(strides))
+
+
+def _normalise_shape(args) -> tuple:
+    """shape given as varargs (2, 3) or as one tuple/list ((2, 3),)."""
+    if len(args) == 1 and isinstance(args[0], (tuple, list)):
+        args = tuple(args[0])
+    shape = []
+    for s in args:
+        if isinstance(s, (np.integer,)):
+            s = int(s)
+        if not isinstance(s, int) or isinstance(s, bool):
+            raise TypeError(f"shape entries must be ints, got {s!r} ({type(s).__name__})")
+        if s < 0:
+            raise ValueError(f"negative dimension {s} in shape {tuple(args)}")
+        shape.append(s)
+    return tuple(shape)
+
+
+class Tensor:
+    """An n-dimensional array on an OpenCL device that records operations for autograd."""
+
+    __slots__ = ("_buf", "offset", "shape", "strides", "dtype", "device", "requires_grad", "grad",
+                 "_node", "_out_index", "_version", "_base", "_storage_size", "__weakref__", "__dict__")
+    __array_priority__ = 1000  # numpy defers to our operators (ndarray + Tensor -> Tensor)
+
+    def __init__(self, *args, **kwargs):
+        raise TypeError("make tensors with clnet.tensor(data), clnet.zeros(shape), clnet.randn(shape), ...")
+
+    # --- construction (internal) ----------------------------------------------------------------
+    @classmethod
+    def _wrap(cls, buf, shape, dtype, device, offset=0, strides=None, base=None, storage_size=None):
+        t = object.__new__(cls)
+        t._buf = buf
+        t.offset = offset
+        t.shape = tuple(shape)
+        t.strides = contiguous_strides(shape) if strides is None else tuple(strides)
+        t.dtype = dtype
+        t.device = device
+        t.requires_grad = False
+        t.grad = None
+        t._node = None
+        t._out_index = 0
+        t._base = base
+        t._version = base._version if base is not None else [0]
+        t._storage_size = storage_size if storage_size is not None else (
+            base._storage_size if base is not None else math.prod(shape))
+        return t
+
+    @classmethod
+    def _empty(cls, shape, dtype, device) -> "Tensor":
+        shape = tuple(shape)
+        dtype = _dt.as_dtype(dtype)
+        _check_device_dtype(device, dtype)
+        n = math.prod(shape)
+        buf = device.pool.allocate(n * dtype.itemsize)
+        return cls._wrap(buf, shape, dtype, device, storage_size=n)
+
+    def _view(self, shape, strides, offset=None) -> "Tensor":
+        """A tensor sharing this one's buffer and version counter (no autograd; callers record)."""
+        base = self._base if self._base is not None else self
+        return Tensor._wrap(self._buf, shape, self.dtype, self.device,
+                            self.offset if offset is None else offset, strides, base=base)
+
+    # --- facts ----------------------------------------------------------------------------------
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def dim(self) -> int:
+        return len(self.shape)
+
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+    def size(self, dim=None):
+        if dim is None:
+            return self.shape
+        return self.shape[dim]
+
+    def __len__(self) -> int:
+        if not self.shape:
+            raise TypeError("len() of a 0-d tensor")
+        return self.shape[0]
+
+    @property
+    def is_leaf(self) -> bool:
+        return self._node is None
+
+    @property
+    def grad_fn(self):
+        return self._node
+
+    @property
+    def nbytes(self) -> int:
+        return self.numel() * self.dtype.itemsize
+
+    def is_contiguous(self) -> bool:
+        expected = 1
+        for s, st in zip(reversed(self.shape), reversed(self.strides)):
+            if s != 1 and st != expected:
+                return False
+            expected *= s
+        return True
+
+    # --- conversion -----------------------------------------------------------------------------
+    def numpy(self) -> np.ndarray:
+        """Copy to a numpy array (waits for the device). Works on tensors that require grad, as in TF."""
+        out = np.empty(self.shape, dtype=self.dtype)
+        if out.size == 0:
+            return out
+        src = self if self.is_contiguous() else self.contiguous()
+        cl.enqueue_copy(self.device.queue, out, src._buf, src_offset=src.offset * self.dtype.itemsize,
+                        is_blocking=True)
+        return out
+
+    def __array__(self, dtype=None, copy=None):
+        arr = self.numpy()
+        return arr.astype(dtype, copy=False) if dtype is not None else arr
+
+    def tolist(self):
+        return self.numpy().tolist()
+
+    def item(self):
+        if self.numel() != 1:
+            raise ValueError(f"only one-element tensors can be converted to Python scalars; shape is "
+                             f"{tuple(self.shape)}")
+        return self.numpy().reshape(()).item()
+
+    def __float__(self):
+        return float(self.item())
+
+    def __int__(self):
+        return int(self.item())
+
+    def __bool__(self):
+        if self.numel() != 1:
+            raise RuntimeError(f"the truth value of a tensor with {self.numel()} elements is ambiguous; "
+                               "use .any() or .all()")
+        return bool(self.item())
+
+    def __index__(self):
+        if self.dtype.kind not in "iu" or self.numel() != 1:
+            raise TypeError("only integer tensors of one element can be used as an index")
+        return int(self.item())
+
+    def to(self, *args, dtype=None, device=None, copy=False) -> "Tensor":
+        """.to(device), .to(dtype), .to(device, dtype) or keywords; returns self when nothing changes."""
+        for a in args:
+            if isinstance(a, (Device, str)) and not _is_dtype_name(a):
+                device = a
+            else:
+                dtype = a
+        out = self
+        if device is not None:
+            dev = get_device(device)
+            if dev is not out.device:
+                from .ops.movement import to_device
+                out = to_device(out, dev)
+        if dtype is not None:
+            dtype = _dt.as_dtype(dtype)
+            if dtype != out.dtype:
+                from .ops.elementwise import cast
+                out = cast(out, dtype)
+        if copy and out is self:
+            out = self.clone()
+        return out
+
+    def cpu(self):
+        return self.to("cpu")
+
+    def float(self):
+        return self.to(dtype=_dt.float32)
+
+    def double(self):
+        return self.to(dtype=_dt.float64)
+
+    def half(self):
+        return self.to(dtype=_dt.float16)
+
+    def int(self):
+        return self.to(dtype=_dt.int32)
+
+    def long(self):
+        return self.to(dtype=_dt.int64)
+
+    def bool(self):
+        return self.to(dtype=_dt.bool_)
+
+    def type(self, dtype=None):
+        return self.dtype.name if dtype is None else self.to(dtype=dtype)
+
+    def __repr__(self):
+        try:
+            body = np.array2string(self.numpy(), separator=", ", prefix="tensor(", threshold=200)
+        except Exception as err:  # pragma: no cover - repr must not raise
+            body = f"<unreadable: {err}>"
+        extra = f", dtype={self.dtype.name}" if self.dtype != _dt.float32 else ""
+        extra += f", shape={tuple(self.shape)}" if self.ndim > 1 or self.numel() > 200 else ""
+        extra += f", device='{self.device.spec}'"
+        if self._node is not None:
+            extra += f", grad_fn={self._node!r}"
+        elif self.requires_grad:
+            extra += ", requires_grad=True"
+        return f"tensor({body}{extra})"
+
+    __str__ = __repr__
+
+    def __format__(self, spec):
+        if self.numel() == 1 and spec:
+            return format(self.item(), spec)
+        return str(self)
+
+    def __hash__(self):
+        return id(self)
+
+    def __iter__(self):
+        if not self.shape:
+            raise TypeError("iteration over a 0-d tensor")
+        return (self[i] for i in range(self.shape[0]))
+
+    def __reduce_ex__(self, protocol):
+        raise TypeError("clnet tensors are not picklable: save them with clnet.save / model.save")
+
+    # --- autograd -------------------------------------------------------------------------------
+    def backward(self, gradient=None, retain_graph=False):
+        autograd.backward(self, gradient, retain_graph=retain_graph)
+
+    def detach(self) -> "Tensor":
+        return self._view(self.shape, self.strides)
+
+    def detach_(self) -> "Tensor":
+        self._node = None
+        self.requires_grad = False
+        return self
+
+    def requires_grad_(self, requires_grad=True) -> "Tensor":
+        if self._node is not None and not requires_grad:
+            raise RuntimeError("you can only change requires_grad of leaf tensors; use .detach()")
+        if requires_grad and not _dt.is_floating(self.dtype):
+            raise RuntimeError(f"only floating-point tensors can require gradients (this is {self.dtype.name})")
+        self.requires_grad = requires_grad
+        return self
+
+    def retain_grad(self):
+        raise NotImplementedError("retain_grad is not supported yet; use clnet.autograd.grad(out, [t])")
+
+    def _bump_version(self):
+        self._version[0] += 1
+
+
+def _is_dtype_name(x) -> bool:
+    if not isinstance(x, str):
+        return False
+    try:
+        _dt.as_dtype(x)
+        return True
+    except TypeError:
+        return False
+
+
+def _check_device_dtype(device, dtype):
+    from .errors import DtypeNotSupportedError
+    if dtype == _dt.float64 and not device.fp64:
+        raise DtypeNotSupportedError(f"{device.name} has no float64 support (cl_khr_fp64); "
+                                     f"use dtype=clnet.float32")
+    if dtype == _dt.float16 and not device.profile.fp16:
+        raise DtypeNotSupportedError(f"{device.name} has no usable float16 support (cl_khr_fp16); "
+                                     f"use dtype=clnet.float32")
+
+
+def is_tensor(x) -> bool:
+    return isinstance(x, Tensor)
+
+
+def tensor(data, dtype=None, device=None, requires_grad=False) -> Tensor:
+    """Copy `data` (nested lists, numbers, numpy arrays or tensors) into a new tensor on `device`."""
+    from .ops.creation import tensor as _tensor
+    return _tensor(data, dtype=dtype, device=device, requires_grad=requires_grad)
+
+
+# --- the Python operator surface: each method is one call into clnet.ops ----------------------------
+def _method(fn_path):
+    """Bind Tensor.<name> to ops function `fn_path` ("module.function") looked up at call time."""
+    module, name = fn_path.split(".")
+
+    def method(self, *args, **kwargs):
+        return getattr(getattr(_ops, module), name)(self, *args, **kwargs)
+    method.__name__ = name
+    return method
+
+
+def _reflected(fn_path):
+    module, name = fn_path.split(".")
+
+    def method(self, other):
+        return getattr(getattr(_ops, module), name)(other, self)
+    return method
+
+
+def _inplace(op):
+    def method(self, other):
+        _ops.elementwise.binary(op, self, other, out=self)
+        return self
+    return method
+
+
+def _install():
+    binary = {"add": "add", "sub": "sub", "mul": "mul", "truediv": "div", "pow": "pow",
+              "floordiv": "floor_divide", "mod": "remainder"}
+    for dunder, op in binary.items():
+        setattr(Tensor, f"__{dunder}__", _method(f"elementwise.{op}"))
+        setattr(Tensor, f"__r{dunder}__", _reflected(f"elementwise.{op}"))
+    for dunder, op in {"iadd": "add", "isub": "sub", "imul": "mul", "itruediv": "div"}.items():
+        setattr(Tensor, f"__{dunder}__", _inplace(op))
+    for dunder, op in {"eq": "eq", "ne": "ne", "lt": "lt", "le": "le", "gt": "gt", "ge": "ge",
+                       "and": "logical_and", "or": "logical_or", "xor": "logical_xor"}.items():
+        setattr(Tensor, f"__{dunder}__", _method(f"elementwise.{op}"))
+    for op in ("add", "sub", "mul", "div", "pow", "maximum", "minimum", "eq", "ne", "lt", "le", "gt", "ge",
+               "logical_and", "logical_or", "logical_xor", "floor_divide", "remainder"):
+        setattr(Tensor, op, _method(f"elementwise.{op}"))
+    for op in ("add", "sub", "mul", "div"):
+        setattr(Tensor, op + "_", _inplace(op))
+    for op in _ops.elementwise.UNARY:
+        setattr(Tensor, op, _method(f"elementwise.{op}"))
+        setattr(Tensor, op + "_", (lambda name: lambda self: _ops.elementwise.unary(name, self, out=self))(op))
+    for op in ("sum", "mean", "max", "min", "amax", "amin", "argmax", "argmin"):
+        setattr(Tensor, op, _method(f"reduce.{op}"))
+    for op in ("reshape", "view", "permute", "transpose", "t", "squeeze", "unsqueeze", "flatten", "expand",
+               "contiguous", "clone"):
+        setattr(Tensor, op, _method(f"movement.{op}"))
+    Tensor.__getitem__ = _method("movement.getitem")
+    Tensor.__setitem__ = _method("movement.setitem")
+    Tensor.__neg__ = _method("elementwise.neg")
+    Tensor.__abs__ = _method("elementwise.abs")
+    Tensor.__invert__ = _method("elementwise.logical_not")
+    Tensor.__pos__ = lambda self: self
+    Tensor.clamp = _method("elementwise.clamp")
+    Tensor.clip = Tensor.clamp
+    Tensor.clamp_ = lambda self, min=None, max=None: _ops.elementwise.clamp(self, min, max, out=self)
+    Tensor.where = lambda self, cond, other: _ops.elementwise.where(cond, self, other)
+    Tensor.__matmul__ = _method("matmul.matmul")
+    Tensor.__rmatmul__ = _reflected("matmul.matmul")
+    Tensor.matmul = _method("matmul.matmul")
+    Tensor.mm = _method("matmul.mm")
+    Tensor.bmm = _method("matmul.bmm")
+
+
+def _T(self):
+    """Reversed dimensions (a view), as numpy's .T."""
+    return _ops.movement.permute(self, tuple(reversed(range(self.ndim))))
+
+
+def _copy_(self, src):
+    """Overwrite self's values with src (broadcast, converted); bumps the version counter."""
+    if autograd.is_grad_enabled() and self.requires_grad and self._node is None:
+        raise RuntimeError("a leaf tensor that requires grad is being used in an in-place operation; "
+                           "wrap it in `with clnet.no_grad():`")
+    _ops.elementwise.copy_into(self, src)
+    self._bump_version()
+    return self
+
+
+def _fill_(self, value):
+    return _copy_(self, value)
+
+
+def _zero_(self):
+    return _copy_(self, 0)
+
+
+Tensor.T = property(_T)
+Tensor.copy_ = _copy_
+Tensor.fill_ = _fill_
+Tensor.zero_ = _zero_
+
+from . import ops as _ops  # noqa: E402  (ops import Tensor; methods resolve them at call time)
+
+_install()

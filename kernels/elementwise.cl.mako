@@ -1,0 +1,81 @@
+## One kernel per elementwise expression.
+##   expr      C expression over the loaded operands v0, v1, ... (already in the compute type `ct`)
+##   out_t     storage type of the output; in_ts: storage type of each operand (bool/uchar operands
+##             stay uchar so they can be conditions), or None for a scalar
+##             argument (passed by value in the compute type, so a new scalar never recompiles)
+##   rank      0 means every tensor operand is contiguous with the output: index = offset + gid;
+##             otherwise the number of (collapsed) dimensions, whose sizes and per-operand strides
+##             arrive as arguments, so a new shape of the same rank never recompiles
+##   idx       index type: int, or long for tensors past 2**31 elements
+<%
+def load(t, ptr, at):
+    if t == "half":
+        return f"vload_half({at}, {ptr})"
+    return f"{ptr}[{at}]" if t == "uchar" else f"(({ct}){ptr}[{at}])"
+def vtype(t):
+    return "uchar" if t == "uchar" else ct
+def store(val, at):
+    if out_t == "half":
+        return f"vstore_half_rte({val}, {at}, out)"
+    return f"out[{at}] = ({out_t})({val})"
+%>
+__kernel void ${name}(const ${idx} n,
+    __global ${out_t} *out, const ${idx} out_off
+% for d in range(rank):
+    , const ${idx} size${d}, const ${idx} out_st${d}
+% endfor
+% for k, t in enumerate(in_ts):
+  % if t is None:
+    , const ${ct} v${k}_arg
+  % else:
+    , __global const ${t} *in${k}, const ${idx} off${k}
+    % for d in range(rank):
+    , const ${idx} st${k}_${d}
+    % endfor
+  % endif
+% endfor
+)
+{
+    const ${idx} gid = (${idx})get_global_id(0);
+    if (gid >= n) return;
+% if rank == 0:
+    const ${idx} o = out_off + gid;
+  % for k, t in enumerate(in_ts):
+    % if t is not None:
+    const ${idx} i${k} = off${k} + gid;
+    % endif
+  % endfor
+% else:
+    ${idx} rem = gid;
+    ${idx} o = out_off;
+  % for k, t in enumerate(in_ts):
+    % if t is not None:
+    ${idx} i${k} = off${k};
+    % endif
+  % endfor
+  % for d in reversed(range(rank)):
+    {
+    % if d > 0:
+        const ${idx} c = rem % size${d};
+        rem /= size${d};
+    % else:
+        const ${idx} c = rem;
+    % endif
+        o += c * out_st${d};
+    % for k, t in enumerate(in_ts):
+      % if t is not None:
+        i${k} += c * st${k}_${d};
+      % endif
+    % endfor
+    }
+  % endfor
+% endif
+% for k, t in enumerate(in_ts):
+  % if t is None:
+    const ${ct} v${k} = v${k}_arg;
+  % else:
+    const ${vtype(t)} v${k} = ${load(t, f"in{k}", f"i{k}")};
+  % endif
+% endfor
+    ${store(expr, "o")};
+}
