@@ -30,7 +30,7 @@ def tensor(data, dtype=None, device=None, requires_grad=False) -> Tensor:
     dt = _dt.as_dtype(dtype) if dtype is not None else _dt.infer_dtype(data)
     if dt == _dt.float64 and dtype is None and not dev.fp64:
         dt = _dt.float32  # a float64 numpy array on a device without fp64 computes in float32
-    host = np.ascontiguousarray(np.asarray(data), dtype=dt)
+    host = np.asarray(data, dtype=dt, order="C")  # (np.ascontiguousarray would turn 0-d into shape (1,))
     out = Tensor._empty(host.shape, dt, dev)
     if host.size:
         cl.enqueue_copy(dev.queue, out._buf, host, is_blocking=True)
