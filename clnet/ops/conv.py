@@ -1,0 +1,385 @@
+"""2-D convolution and pooling over NCHW tensors, with PyTorch's semantics and gradients.
+
+Convolution algorithm (chosen by measurement on PoCL, see benchmarks/bench_conv_algos in the report):
+the *direct* kernels of kernels/conv.cl.mako are the default. For the digits CNN shapes (batch 64,
+1->16->32 channels, 8x8 and 4x4 images, 3x3 kernels) a direct forward + gather backward ran 3-6x faster
+than im2col followed by the batched matmul, because at these sizes the column matrix round trip and the
+extra launches cost more than the arithmetic. The im2col path (im2col -> bmm -> bias; col2im gather for
+the input gradient; bmm of the output gradient with the columns for the weight gradient) is kept and
+tested; `algo="im2col"` selects it (or CLNET_CONV_ALGO=im2col for every call), for devices where a fast
+GEMM wins on big layers.
+
+Every gradient is a gather (each output element written by one work-item): deterministic, no atomics.
+Sizes, strides, paddings and dilations are kernel arguments, so a new batch size never rebuilds.
+Gradients are first order (the backward kernels are not themselves recorded).
+"""
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+
+from .. import dtypes as _dt
+from ..autograd import needs_grad, record
+from ..backend.programs import ctype, get_kernel
+from ..tensor import Tensor
+
+_INT_MAX = 2**31 - 1
+_i32 = np.int32
+
+
+# --- argument checks -------------------------------------------------------------------------------
+def _pair(v, name, op, allow_zero=False):
+    if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
+        v = (int(v), int(v))
+    if (not isinstance(v, (tuple, list)) or len(v) != 2
+            or not all(isinstance(e, (int, np.integer)) and not isinstance(e, bool) for e in v)):
+        raise TypeError(f"{op}: {name} must be an int or a pair of ints, got {v!r}")
+    v = (int(v[0]), int(v[1]))
+    low = 0 if allow_zero else 1
+    if v[0] < low or v[1] < low:
+        raise ValueError(f"{op}: {name} must be {'>= 0' if allow_zero else 'positive'}, got {v}")
+    return v
+
+
+def _check_tensor(x, name, op):
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{op}: {name} must be a clnet Tensor, got {type(x).__name__}")
+    if not _dt.is_floating(x.dtype):
+        raise TypeError(f"{op}: {name} must be floating point, got {x.dtype.name}; convert with .float()")
+
+
+def _out_size(size, k, s, p, d, op, axis):
+    out = (size + 2 * p - d * (k - 1) - 1) // s + 1
+    if out <= 0:
+        raise ValueError(f"{op}: the {axis} axis is too small: input size {size} with padding {p} is smaller "
+                         f"than the (dilated) kernel size {d * (k - 1) + 1}")
+    return out
+
+
+def _check_int_range(op, *tensors_numel):
+    if max(tensors_numel) > _INT_MAX:
+        raise ValueError(f"{op}: a tensor has more than 2**31 - 1 elements; split the batch")
+
+
+def _batched(x, op):
+    """(N, C, H, W) as is; (C, H, W) gets a batch axis (PyTorch accepts unbatched input)."""
+    if x.ndim == 4:
+        return x, False
+    if x.ndim == 3:
+        return x.reshape((1,) + x.shape), True
+    raise ValueError(f"{op} expects an input of shape (N, C, H, W) or (C, H, W), got {tuple(x.shape)}")
+
+
+def _types(x):
+    acc = _dt.float32 if x.dtype == _dt.float16 else x.dtype
+    return dict(t=ctype(x.dtype), acc=ctype(acc))
+
+
+def _launch(device, kern, n, *args):
+    wg = device.profile.elementwise_wg
+    kern(device.queue, (max(1, -(-n // wg)) * wg,), (wg,), *args)
+
+
+def _contig(x: Tensor) -> Tensor:
+    x = x.detach()
+    return x if x.is_contiguous() else x.contiguous()
+
+
+# --- convolution -----------------------------------------------------------------------------------
+class _Geom:
+    """Sizes of one convolution; `args` is their order in every conv kernel's signature."""
+
+    __slots__ = ("N", "C", "H", "W", "OC", "OH", "OW", "KH", "KW", "SH", "SW", "PH", "PW", "DH", "DW")
+
+    def __init__(self, x_shape, w_shape, stride, padding, dilation, op="conv2d"):
+        self.N, self.C, self.H, self.W = x_shape
+        self.OC, _, self.KH, self.KW = w_shape
+        (self.SH, self.SW), (self.PH, self.PW), (self.DH, self.DW) = stride, padding, dilation
+        self.OH = _out_size(self.H, self.KH, self.SH, self.PH, self.DH, op, "height")
+        self.OW = _out_size(self.W, self.KW, self.SW, self.PW, self.DW, op, "width")
+
+    @property
+    def args(self):
+        return [getattr(self, s) for s in self.__slots__]
+
+    @property
+    def K(self):
+        return self.C * self.KH * self.KW
+
+
+_GEOM_DT = [_i32] * 15
+
+
+def _padding(padding, weight_shape, stride, dilation):
+    if isinstance(padding, str):
+        if padding == "valid":
+            return (0, 0)
+        if padding == "same":
+            if stride != (1, 1):
+                raise ValueError("conv2d: padding='same' is not supported for strided convolutions")
+            total = [dilation[i] * (weight_shape[2 + i] - 1) for i in range(2)]
+            if any(t % 2 for t in total):
+                raise NotImplementedError("conv2d: padding='same' with an even (dilated) kernel needs "
+                                          "asymmetric padding, which is not supported; pad explicitly")
+            return (total[0] // 2, total[1] // 2)
+        raise ValueError(f"conv2d: padding must be an int, a pair, 'valid' or 'same', got {padding!r}")
+    return _pair(padding, "padding", "conv2d", allow_zero=True)
+
+
+def _choose_algo(algo):
+    algo = algo or os.environ.get("CLNET_CONV_ALGO", "direct")
+    if algo not in ("direct", "im2col"):
+        raise ValueError(f"conv2d: algo must be 'direct' or 'im2col', got {algo!r}")
+    return algo
+
+
+def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, algo=None):
+    """y = x (*) weight + bias for x (N, C_in, H, W) and weight (C_out, C_in, kh, kw) -> (N, C_out, OH, OW).
+
+    stride, padding and dilation are ints or pairs (padding may also be 'valid' or 'same').
+    """
+    _check_tensor(x, "input", "conv2d")
+    _check_tensor(weight, "weight", "conv2d")
+    x4, unbatched = _batched(x, "conv2d")
+    if weight.ndim != 4:
+        raise ValueError(f"conv2d: weight must have shape (C_out, C_in, kh, kw), got {tuple(weight.shape)}")
+    if weight.shape[1] != x4.shape[1]:
+        raise ValueError(f"conv2d: input has {x4.shape[1]} channels (shape {tuple(x.shape)}) but the weight "
+                         f"{tuple(weight.shape)} expects {weight.shape[1]}")
+    if x.device is not weight.device:
+        raise ValueError(f"conv2d: input is on {x.device} but weight is on {weight.device}")
+    if x.dtype != weight.dtype:
+        raise TypeError(f"conv2d: input dtype {x.dtype.name} != weight dtype {weight.dtype.name}")
+    if bias is not None:
+        _check_tensor(bias, "bias", "conv2d")
+        if bias.shape != (weight.shape[0],):
+            raise ValueError(f"conv2d: bias must have shape ({weight.shape[0]},), got {tuple(bias.shape)}")
+        if bias.device is not x.device or bias.dtype != x.dtype:
+            raise ValueError(f"conv2d: bias ({bias.dtype.name} on {bias.device}) must match the input "
+                             f"({x.dtype.name} on {x.device})")
+    stride = _pair(stride, "stride", "conv2d")
+    dilation = _pair(dilation, "dilation", "conv2d")
+    padding = _padding(padding, weight.shape, stride, dilation)
+    g = _Geom(x4.shape, weight.shape, stride, padding, dilation)
+    _check_int_range("conv2d", x4.numel(), g.N * g.OC * g.OH * g.OW, g.N * g.K * g.OH * g.OW)
+    algo = _choose_algo(algo)
+
+    xc, wc = _contig(x4), _contig(weight)
+    bc = _contig(bias) if bias is not None else None
+    y = (_forward_direct if algo == "direct" else _forward_im2col)(xc, wc, bc, g)
+
+    inputs = (x4, weight) + ((bias,) if bias is not None else ())
+    if needs_grad(*inputs):
+        def backward(gy):
+            gyc = _contig(gy)
+            gx = (_grad_input_direct if algo == "direct" else _grad_input_im2col)(gyc, wc, g) \
+                if x4.requires_grad else None
+            gw = (_grad_weight_direct if algo == "direct" else _grad_weight_im2col)(xc, gyc, g) \
+                if weight.requires_grad else None
+            if bias is None:
+                return gx, gw
+            return gx, gw, (_grad_bias(gyc, g) if bias.requires_grad else None)
+        record("conv2d", y, inputs, backward, saved=inputs)
+    return y.reshape(y.shape[1:]) if unbatched else y
+
+
+def _forward_direct(x, w, b, g):
+    dev = x.device
+    y = Tensor._empty((g.N, g.OC, g.OH, g.OW), x.dtype, dev)
+    if y.numel() == 0:
+        return y
+    ocb = 4 if g.OC >= 4 else 1
+    has_bias = b is not None
+    arg_dt = _GEOM_DT + [None, _i32, None, _i32] + ([None, _i32] if has_bias else []) + [None, _i32]
+    kern = get_kernel(dev, "conv.cl.mako", "conv2d_forward", arg_dtypes=arg_dt, kernel="conv2d_forward",
+                      has_bias=has_bias, ocb=ocb, **_types(x))
+    args = g.args + [x._buf, x.offset, w._buf, w.offset] + ([b._buf, b.offset] if has_bias else []) \
+        + [y._buf, y.offset]
+    _launch(dev, kern, g.N * -(-g.OC // ocb) * g.OH * g.OW, *args)
+    return y
+
+
+def _grad_input_direct(gy, w, g):
+    dev = gy.device
+    gx = Tensor._empty((g.N, g.C, g.H, g.W), gy.dtype, dev)
+    if gx.numel() == 0:
+        return gx
+    kern = get_kernel(dev, "conv.cl.mako", "conv2d_grad_input", arg_dtypes=_GEOM_DT + [None, _i32] * 3,
+                      kernel="conv2d_grad_input", **_types(gy))
+    _launch(dev, kern, gx.numel(), *g.args, gy._buf, gy.offset, w._buf, w.offset, gx._buf, gx.offset)
+    return gx
+
+
+def _nsplit(dev, items, n):
+    """How many batch shares a reduction over the batch is cut into so the device has enough work-items."""
+    target = dev.compute_units * dev.profile.elementwise_wg * 4
+    return max(1, min(n, -(-target // max(items, 1))))
+
+
+def _sum_splits(part, nsplit, shape):
+    """Sum the leading split axis of `part` (nsplit * prod(shape) elements) into a new tensor of `shape`."""
+    if nsplit == 1:
+        return part.reshape(shape)
+    dev = part.device
+    out = Tensor._empty(shape, part.dtype, dev)
+    m = out.numel()
+    kern = get_kernel(dev, "conv.cl.mako", "sum_splits", arg_dtypes=[_i32, _i32, None, _i32, None, _i32],
+                      kernel="sum_splits", **_types(part))
+    _launch(dev, kern, m, m, nsplit, part._buf, part.offset, out._buf, out.offset)
+    return out
+
+
+def _grad_weight_direct(x, gy, g):
+    dev = x.device
+    shape = (g.OC, g.C, g.KH, g.KW)
+    m = math.prod(shape)
+    if g.N == 0 or m == 0:
+        from .creation import zeros
+        return zeros(shape, dtype=x.dtype, device=dev)
+    nsplit = _nsplit(dev, m, g.N)
+    nper = -(-g.N // nsplit)
+    nsplit = -(-g.N // nper)
+    part = Tensor._empty((nsplit,) + shape, x.dtype, dev)
+    kern = get_kernel(dev, "conv.cl.mako", "conv2d_grad_weight", arg_dtypes=_GEOM_DT + [_i32, _i32]
+                      + [None, _i32] * 3, kernel="conv2d_grad_weight", **_types(x))
+    _launch(dev, kern, nsplit * m, *g.args, nper, nsplit, x._buf, x.offset, gy._buf, gy.offset,
+            part._buf, part.offset)
+    return _sum_splits(part, nsplit, shape)
+
+
+def _grad_bias(gy, g):
+    dev = gy.device
+    if g.N == 0:
+        from .creation import zeros
+        return zeros((g.OC,), dtype=gy.dtype, device=dev)
+    nsplit = _nsplit(dev, g.OC, g.N)
+    nper = -(-g.N // nsplit)
+    nsplit = -(-g.N // nper)
+    part = Tensor._empty((nsplit, g.OC), gy.dtype, dev)
+    kern = get_kernel(dev, "conv.cl.mako", "conv2d_grad_bias", arg_dtypes=[_i32] * 5 + [None, _i32] * 2,
+                      kernel="conv2d_grad_bias", **_types(gy))
+    _launch(dev, kern, nsplit * g.OC, g.N, g.OC, g.OH * g.OW, nper, nsplit, gy._buf, gy.offset,
+            part._buf, part.offset)
+    return _sum_splits(part, nsplit, (g.OC,))
+
+
+# --- the im2col + matmul path ----------------------------------------------------------------------
+def _im2col(x, g):
+    dev = x.device
+    cols = Tensor._empty((g.N, g.K, g.OH * g.OW), x.dtype, dev)
+    if cols.numel():
+        kern = get_kernel(dev, "conv.cl.mako", "im2col", arg_dtypes=_GEOM_DT + [None, _i32] * 2,
+                          kernel="im2col", **_types(x))
+        _launch(dev, kern, cols.numel(), *g.args, x._buf, x.offset, cols._buf, cols.offset)
+    return cols
+
+
+def _forward_im2col(x, w, b, g):
+    from .matmul import bmm
+    cols = _im2col(x, g)
+    w3 = w.reshape(1, g.OC, g.K).expand(g.N, g.OC, g.K)
+    y = bmm(w3, cols)  # [N, OC, OH*OW]: already NCHW
+    if b is not None:
+        y += b.reshape(1, g.OC, 1)
+    return y.reshape(g.N, g.OC, g.OH, g.OW)
+
+
+def _grad_input_im2col(gy, w, g):
+    from .matmul import bmm
+    wt = w.reshape(g.OC, g.K).transpose(0, 1).reshape(1, g.K, g.OC).expand(g.N, g.K, g.OC)
+    gcols = bmm(wt, gy.reshape(g.N, g.OC, g.OH * g.OW))  # [N, K, OH*OW]
+    dev = gy.device
+    gx = Tensor._empty((g.N, g.C, g.H, g.W), gy.dtype, dev)
+    if gx.numel():
+        kern = get_kernel(dev, "conv.cl.mako", "col2im", arg_dtypes=_GEOM_DT + [None, _i32] * 2,
+                          kernel="col2im", **_types(gy))
+        _launch(dev, kern, gx.numel(), *g.args, gcols._buf, gcols.offset, gx._buf, gx.offset)
+    return gx
+
+
+def _grad_weight_im2col(x, gy, g):
+    from .matmul import bmm
+    from .reduce import sum as _sum
+    cols = _im2col(x, g)
+    per_sample = bmm(gy.reshape(g.N, g.OC, g.OH * g.OW), cols.transpose(1, 2))  # [N, OC, K]
+    return _sum(per_sample, 0).reshape(g.OC, g.C, g.KH, g.KW)
+
+
+# --- pooling ---------------------------------------------------------------------------------------
+def _pool_setup(x, kernel_size, stride, padding, op):
+    _check_tensor(x, "input", op)
+    x4, unbatched = _batched(x, op)
+    k = _pair(kernel_size, "kernel_size", op)
+    s = k if stride is None or (isinstance(stride, (tuple, list)) and len(stride) == 0) \
+        else _pair(stride, "stride", op)
+    p = _pair(padding, "padding", op, allow_zero=True)
+    if p[0] > k[0] // 2 or p[1] > k[1] // 2:
+        raise ValueError(f"{op}: padding {p} must be at most half the kernel size {k}")
+    N, C, H, W = x4.shape
+    OH = _out_size(H, k[0], s[0], p[0], 1, op, "height")
+    OW = _out_size(W, k[1], s[1], p[1], 1, op, "width")
+    _check_int_range(op, x4.numel(), N * C * OH * OW)
+    geom = [N * C, H, W, OH, OW, k[0], k[1], s[0], s[1], p[0], p[1]]
+    return x4, unbatched, geom
+
+
+_POOL_DT = [_i32] * 11
+
+
+def max_pool2d(x, kernel_size, stride=None, padding=0, return_indices=False):
+    """Max over kh x kw windows (stride defaults to the kernel size); padding never wins.
+
+    With return_indices=True also returns the int32 index h*W + w of each maximum within its plane.
+    """
+    x4, unbatched, geom = _pool_setup(x, kernel_size, stride, padding, "max_pool2d")
+    NC, H, W, OH, OW = geom[:5]
+    dev = x.device
+    xc = _contig(x4)
+    y = Tensor._empty((x4.shape[0], x4.shape[1], OH, OW), x.dtype, dev)
+    idx = Tensor._empty(y.shape, _dt.int32, dev)
+    if y.numel():
+        kern = get_kernel(dev, "conv.cl.mako", "max_pool2d_forward", arg_dtypes=_POOL_DT + [None, _i32] * 3,
+                          kernel="max_pool2d_forward", **_types(x))
+        _launch(dev, kern, y.numel(), *geom, xc._buf, xc.offset, y._buf, y.offset, idx._buf, idx.offset)
+    if needs_grad(x4):
+        def backward(gy):
+            gyc = _contig(gy)
+            gx = Tensor._empty(x4.shape, x.dtype, dev)
+            if gx.numel():
+                kern = get_kernel(dev, "conv.cl.mako", "max_pool2d_backward",
+                                  arg_dtypes=_POOL_DT + [None, _i32] * 3, kernel="max_pool2d_backward",
+                                  **_types(x))
+                _launch(dev, kern, gx.numel(), *geom, gyc._buf, gyc.offset, idx._buf, idx.offset,
+                        gx._buf, gx.offset)
+            return gx
+        record("max_pool2d", y, (x4,), backward, saved=(idx,))
+    if unbatched:
+        y, idx = y.reshape(y.shape[1:]), idx.reshape(idx.shape[1:])
+    return (y, idx) if return_indices else y
+
+
+def avg_pool2d(x, kernel_size, stride=None, padding=0):
+    """Mean over kh x kw windows; padded positions count as zeros (PyTorch's count_include_pad=True)."""
+    x4, unbatched, geom = _pool_setup(x, kernel_size, stride, padding, "avg_pool2d")
+    OH, OW = geom[3], geom[4]
+    dev = x.device
+    xc = _contig(x4)
+    y = Tensor._empty((x4.shape[0], x4.shape[1], OH, OW), x.dtype, dev)
+    if y.numel():
+        kern = get_kernel(dev, "conv.cl.mako", "avg_pool2d_forward", arg_dtypes=_POOL_DT + [None, _i32] * 2,
+                          kernel="avg_pool2d_forward", **_types(x))
+        _launch(dev, kern, y.numel(), *geom, xc._buf, xc.offset, y._buf, y.offset)
+    if needs_grad(x4):
+        def backward(gy):
+            gyc = _contig(gy)
+            gx = Tensor._empty(x4.shape, x.dtype, dev)
+            if gx.numel():
+                kern = get_kernel(dev, "conv.cl.mako", "avg_pool2d_backward",
+                                  arg_dtypes=_POOL_DT + [None, _i32] * 2, kernel="avg_pool2d_backward",
+                                  **_types(x))
+                _launch(dev, kern, gx.numel(), *geom, gyc._buf, gyc.offset, gx._buf, gx.offset)
+            return gx
+        record("avg_pool2d", y, (x4,), backward)
+    return y.reshape(y.shape[1:]) if unbatched else y
