@@ -1,0 +1,687 @@
+"""Advanced indexing: integer index arrays and bool masks in [] (numpy/PyTorch), gather/scatter along a
+dim, take, index_select, nonzero, masked_fill/masked_select, with their gradients.
+
+How `x[key]` runs when the key holds arrays or masks (ints, slices, None and ... go through movement's
+views first, as PyTorch does, so `x[0, :, idx]` has shape (x.shape[1], len(idx)) as in torch):
+1. `_plan` splits the key into a basic view V of x plus index arrays on some of V's dims, checks every
+   shape and index bound BEFORE any kernel runs and names what was wrong. Index bounds need the
+   index values on the host: lists/arrays are there already; an index tensor costs one host read.
+   A bool mask becomes index arrays through `nonzero` on the device, which reads back one number (the
+   count of true elements, needed to size the result), as PyTorch does.
+2. `adv_gather` (kernels/index.cl.mako) writes the result, one work-item per output element.
+3. The gradient is a scatter-add into zeros that needs no atomics (OpenCL 1.2 has no float atomics):
+   when two index entries hit the same element, the host sorts the targets once (`_Segments`) and each
+   work-item owns one target and sums its entries in a fixed order, so results are deterministic.
+`x[key] = value` uses the same plan with the scatter kernel in "put" mode (the last duplicate wins).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyopencl as cl
+
+from .. import dtypes as _dt
+from ..autograd import needs_grad, record
+from ..backend.programs import ctype, get_kernel
+from ..tensor import Tensor, contiguous_strides
+from .elementwise import broadcast_shapes, copy_into, launch
+
+_INT_MAX = 2**31 - 1
+_BITS = {1: "uchar", 2: "ushort", 4: "uint", 8: "ulong"}  # element width -> C type for pure data movement
+_MASK_BLOCK = 256  # mask elements per work-item when counting / compacting a mask
+_DEFAULTS = dict(t="uint", acc="float", idx="int", rank=0, ix_ts=(), mode="put", segmented=False,
+                 ix_t="long", wg=1, k=0)
+
+
+# --- kernel plumbing -------------------------------------------------------------------------------
+def _kernel(device, kind, arg_dtypes, **params):
+    """index.cl.mako's `kind` kernel; every template parameter has a default so each kind renders alone."""
+    return get_kernel(device, "index.cl.mako", kind, arg_dtypes=arg_dtypes,
+                      **dict(_DEFAULTS, kind=kind, **params))
+
+
+def _run(device, kern, n, args):
+    wg = device.profile.elementwise_wg
+    kern(device.queue, (-(-n // wg) * wg,), (wg,), *args)
+
+
+def _idx(n, tensors):
+    """Offsets fit in int unless some buffer or the launch passes 2**31 elements."""
+    big = max([n] + [t._storage_size for t in tensors])
+    return ("int", np.dtype(np.int32)) if big <= _INT_MAX else ("long", np.dtype(np.int64))
+
+
+def _move_type(dtype) -> str:
+    return _BITS[np.dtype(dtype).itemsize]
+
+
+def _add_types(dtype):
+    """(storage C type, accumulator C type) for kernels that add values of `dtype`."""
+    if dtype == _dt.float16:
+        return "half", "float"
+    if dtype == _dt.bool_:
+        raise TypeError("cannot accumulate bool values; convert to a number type first")
+    return ctype(dtype), ctype(dtype)
+
+
+def _upload(host: np.ndarray, device) -> Tensor:
+    from .creation import tensor
+    return tensor(np.ascontiguousarray(host, dtype=np.int64), dtype=_dt.int64, device=device)
+
+
+def _flat(t: Tensor):
+    """(offset, stride) that walk t's elements in row-major order with one stride, or None."""
+    if t.ndim == 0:
+        return t.offset, 0
+    if t.ndim == 1:
+        return t.offset, t.strides[0]
+    if t.is_contiguous():
+        return t.offset, 1
+    return None
+
+
+# --- nonzero: bool mask -> coordinates on the device -------------------------------------------------
+def nonzero(x: Tensor, as_tuple=False):
+    """Coordinates of the non-zero elements, shape (count, x.ndim) int64 in row-major order (torch).
+
+    Reads one number back from the device: the count, which decides the result's shape.
+    """
+    if not isinstance(x, Tensor):
+        raise TypeError(f"nonzero expects a Tensor, got {type(x).__name__}")
+    mask = x.detach() if x.dtype == _dt.bool_ else (x.detach() != 0)
+    device, k, n = x.device, x.ndim, x.numel()
+    if k == 0:
+        from .creation import zeros
+        out = zeros((int(bool(mask.item())), 0), dtype=_dt.int64, device=device)
+    elif n == 0:
+        out = Tensor._empty((0, k), _dt.int64, device)
+    else:
+        out = _compact(mask if mask.is_contiguous() else mask.contiguous(), n, k)
+    if as_tuple:
+        return tuple(out._view((out.shape[0],), (out.strides[0],), out.offset + c) for c in range(k))
+    return out
+
+
+def _compact(mask: Tensor, n, k) -> Tensor:
+    device = mask.device
+    nb = -(-n // _MASK_BLOCK)
+    L = np.dtype(np.int64)
+    counts = Tensor._empty((nb,), _dt.int64, device)
+    offsets = Tensor._empty((nb + 1,), _dt.int64, device)
+    kern = _kernel(device, "mask_count", [L, L, L, None, L, None])
+    _run(device, kern, nb, [n, _MASK_BLOCK, nb, mask._buf, mask.offset, counts._buf])
+    wg = device.profile.reduce_wg
+    kern = _kernel(device, "mask_scan", [L, None, None], wg=wg)
+    kern(device.queue, (wg,), (wg,), nb, counts._buf, offsets._buf)
+    total = np.empty(1, np.int64)
+    cl.enqueue_copy(device.queue, total, offsets._buf, src_offset=nb * 8, is_blocking=True)
+    out = Tensor._empty((int(total[0]), k), _dt.int64, device)
+    if total[0]:
+        kern = _kernel(device, "mask_write", [L, L, L, None, L, None, None] + [L] * k, k=k)
+        _run(device, kern, nb, [n, _MASK_BLOCK, nb, mask._buf, mask.offset, offsets._buf, out._buf]
+             + list(mask.shape))
+    return out
+
+
+# --- the plan of an advanced key ---------------------------------------------------------------------
+@dataclass
+class _Adv:
+    """One index array: it picks positions along dim `vdim` of the basic view (x's dim `xdim`)."""
+    vdim: int
+    xdim: int
+    size: int
+    dev: Tensor | None = None   # on the device, shape = the broadcast index shape when used directly
+    host: np.ndarray | None = None  # the values (int64, wrapped to >= 0), when known on the host
+
+
+@dataclass
+class _Plan:
+    basic_key: tuple
+    vshape: tuple
+    advs: list
+    ishape: tuple = ()
+    q: int = 0                  # where the index dims sit among the output's dims
+    rest: list = field(default_factory=list)  # dims of V not indexed by arrays, in order
+    unique: bool = False        # targets known to be distinct (a device mask), no host sort needed
+    segments: object = None
+
+    @property
+    def out_shape(self):
+        r = [self.vshape[d] for d in self.rest]
+        return tuple(r[:self.q]) + tuple(self.ishape) + tuple(r[self.q:])
+
+    @property
+    def J(self):
+        return math.prod(self.ishape)
+
+
+def _classify(entry, device):
+    """(kind, payload): none | ell | bool | int | slice | mask | index."""
+    if entry is None:
+        return "none", None
+    if entry is Ellipsis:
+        return "ell", None
+    if isinstance(entry, (bool, np.bool_)):
+        return "bool", bool(entry)
+    if isinstance(entry, (int, np.integer)):
+        return "int", int(entry)
+    if isinstance(entry, slice):
+        return "slice", entry
+    if isinstance(entry, Tensor):
+        if entry.device is not device:
+            raise IndexError(f"index tensor is on {entry.device}, the indexed tensor on {device}")
+        if entry.dtype == _dt.bool_:
+            return ("mask", entry) if entry.ndim else ("bool", bool(entry.item()))
+        if entry.dtype in (_dt.int32, _dt.int64):
+            return "index", entry
+        raise IndexError(f"tensors used as indices must be int64, int32 or bool tensors, got {entry.dtype.name}")
+    if isinstance(entry, (list, tuple, np.ndarray)):
+        arr = np.asarray(entry)
+        if arr.dtype == np.bool_:
+            return ("mask", arr) if arr.ndim else ("bool", bool(arr))
+        if arr.size == 0 and arr.dtype.kind == "f":  # [] is an empty integer index, as in numpy
+            arr = arr.astype(np.int64)
+        if arr.dtype.kind in "iu":
+            return "index", arr.astype(np.int64)
+        raise IndexError(f"arrays used as indices must be of integer or bool type, got {arr.dtype}")
+    raise IndexError(f"unsupported index {entry!r} ({type(entry).__name__}): use ints, slices, None, ..., "
+                     "bool masks, or integer tensors/lists/arrays")
+
+
+def _expand_ellipsis(entries, ndim):
+    used = sum(1 if k in ("int", "slice", "index") else (p.ndim if k == "mask" else 0) for k, p in entries)
+    if used > ndim:
+        raise IndexError(f"too many indices for a tensor of dimension {ndim} (the key indexes {used} dims)")
+    ell = [i for i, (k, _) in enumerate(entries) if k == "ell"]
+    if len(ell) > 1:
+        raise IndexError("an index can only have a single ellipsis ('...')")
+    fill = [("slice", slice(None))] * (ndim - used)
+    if ell:
+        return entries[:ell[0]] + fill + entries[ell[0] + 1:]
+    return entries + fill
+
+
+def _check_bounds(host, size, xdim):
+    """IndexError naming the first index outside [-size, size), before any kernel runs."""
+    if host.size == 0:
+        return
+    bad = (host < -size) | (host >= size)
+    if bad.any():
+        raise IndexError(f"index {int(host[bad].flat[0])} is out of bounds for dimension {xdim} with size {size}")
+
+
+def _plan(x: Tensor, key) -> _Plan:
+    entries = [_classify(k, x.device) for k in (key if isinstance(key, tuple) else (key,))]
+    entries = _expand_ellipsis(entries, x.ndim)
+    basic, advs, groups = [], [], []
+    xdim = vdim = 0
+    vshape = []
+    for kind, p in entries:
+        if kind == "none":
+            basic.append(None)
+            vshape.append(1)
+            vdim += 1
+        elif kind == "int":
+            basic.append(p)
+            xdim += 1
+        elif kind == "slice":
+            basic.append(p)
+            vshape.append(len(range(*p.indices(x.shape[xdim]))))
+            xdim += 1
+            vdim += 1
+        elif kind == "mask":
+            k = p.ndim
+            if tuple(p.shape) != tuple(x.shape[xdim:xdim + k]):
+                raise IndexError(f"the boolean mask of shape {tuple(p.shape)} does not match the shape "
+                                 f"{tuple(x.shape[xdim:xdim + k])} of the indexed tensor at dimension {xdim}")
+            group = [_Adv(vdim + i, xdim + i, x.shape[xdim + i]) for i in range(k)]
+            groups.append((p, group))
+            advs += group
+            basic += [slice(None)] * k
+            vshape += list(x.shape[xdim:xdim + k])
+            xdim += k
+            vdim += k
+        elif kind == "index":
+            a = _Adv(vdim, xdim, x.shape[xdim])
+            host = p.numpy() if isinstance(p, Tensor) else p  # one host read for an index tensor
+            _check_bounds(host, a.size, xdim)
+            a.host = np.where(host < 0, host + a.size, host).astype(np.int64)
+            if isinstance(p, Tensor):
+                a.dev = p
+            groups.append((p, [a]))
+            advs.append(a)
+            basic.append(slice(None))
+            vshape.append(x.shape[xdim])
+            xdim += 1
+            vdim += 1
+        else:  # bool scalars are rewritten by advanced_getitem/advanced_setitem before planning
+            raise IndexError("a bool scalar index can't be combined with index arrays or masks")
+    plan = _Plan(tuple(basic), tuple(vshape), advs)
+    # masks become coordinate arrays (device masks on the device; numpy masks on the host)
+    for p, group in groups:
+        if not (isinstance(p, Tensor) and p.dtype == _dt.bool_) and not (
+                isinstance(p, np.ndarray) and p.dtype == np.bool_):
+            continue
+        if isinstance(p, Tensor):
+            coords = nonzero(p)
+            for i, a in enumerate(group):
+                a.dev = coords._view((coords.shape[0],), (coords.strides[0],), coords.offset + i)
+        else:
+            for a, c in zip(group, np.nonzero(p)):
+                a.host = c.astype(np.int64)
+    shapes = [tuple(a.dev.shape) if a.host is None else a.host.shape for a in advs]
+    try:
+        plan.ishape = tuple(np.broadcast_shapes(*shapes))
+    except ValueError:
+        raise IndexError("shape mismatch: indexing arrays could not be broadcast together with shapes "
+                         + " ".join(str(s) for s in shapes)) from None
+    plan.unique = any(a.host is None and tuple(a.dev.shape) == plan.ishape for a in advs)
+    vdims = sorted(a.vdim for a in advs)
+    plan.rest = [d for d in range(len(vshape)) if d not in vdims]
+    plan.q = vdims[0] if vdims[-1] - vdims[0] + 1 == len(vdims) else 0
+    for a in advs:  # every index array as a 1-D walk over the broadcast index shape
+        if a.dev is not None and tuple(a.dev.shape) == plan.ishape and _flat(a.dev) is not None:
+            continue
+        if a.host is None:
+            a.host = a.dev.numpy()
+        a.dev = _upload(np.broadcast_to(a.host, plan.ishape), x.device)
+    return plan
+
+
+def _index_args(plan: _Plan, arrays, target: Tensor):
+    """Kernel arguments (buffer, offset, stride, size, stride of target at the dim) per index array."""
+    args, types = [], []
+    for a, ix in zip(plan.advs, arrays):
+        off, st = _flat(ix)
+        args += [ix._buf, off, st, a.size, target.strides[a.vdim]]
+        types.append(ctype(ix.dtype))
+    return args, tuple(types)
+
+
+def _rest_layout(plan: _Plan):
+    """(size, position in the output) of each rest dim of size > 1, and the output's j stride."""
+    out_shape = plan.out_shape
+    ostr = contiguous_strides(out_shape)
+    ni = len(plan.ishape)
+    dims = []
+    for i, d in enumerate(plan.rest):
+        pos = i if i < plan.q else i + ni
+        if plan.vshape[d] != 1:
+            dims.append((d, pos))
+    jst = math.prod(plan.vshape[d] for d in plan.rest[plan.q:])
+    return dims, ostr, jst
+
+
+def _gather(plan: _Plan, v: Tensor) -> Tensor:
+    out = Tensor._empty(plan.out_shape, v.dtype, v.device)
+    dims, ostr, jst = _rest_layout(plan)
+    R = math.prod(v.shape[d] for d, _ in dims)
+    n = plan.J * R
+    if n == 0:
+        return out
+    arrays = [a.dev for a in plan.advs]
+    idx, idt = _idx(n, [v, out] + arrays)
+    ix_args, ix_ts = _index_args(plan, arrays, v)
+    args = [n, R, out._buf, out.offset, jst, v._buf, v.offset]
+    for d, pos in dims:
+        args += [v.shape[d], v.strides[d], ostr[pos]]
+    types = [idt, idt, None, idt, idt, None, idt] + [idt] * 3 * len(dims)
+    for t in ix_ts:
+        types += [None, idt, idt, np.dtype(np.int64), idt]
+    kern = _kernel(v.device, "adv_gather", types, t=_move_type(v.dtype), idx=idx, rank=len(dims), ix_ts=ix_ts)
+    _run(v.device, kern, n, args + ix_args)
+    return out
+
+
+class _Segments:
+    """Targets hit more than once: order[starts[u]:starts[u+1]] lists the j aimed at unique target u."""
+
+    def __init__(self, plan: _Plan, device):
+        hosts = [np.broadcast_to(a.host if a.host is not None else a.dev.numpy(), plan.ishape).reshape(-1)
+                 for a in plan.advs]
+        lin = np.ravel_multi_index(hosts, [a.size for a in plan.advs]) if hosts[0].size else np.zeros(0, int)
+        order = np.argsort(lin, kind="stable")
+        uniq, first = np.unique(lin[order], return_index=True)
+        self.duplicates = len(uniq) != lin.size
+        if self.duplicates:
+            self.U = len(uniq)
+            self.order = _upload(order, device)
+            self.starts = _upload(np.append(first, lin.size), device)
+            self.targets = [_upload(c, device) for c in np.unravel_index(uniq, [a.size for a in plan.advs])]
+
+
+def _segments(plan: _Plan, device):
+    if plan.unique:
+        return None
+    if plan.segments is None:
+        plan.segments = _Segments(plan, device)
+    return plan.segments if plan.segments.duplicates else None
+
+
+def _scatter(plan: _Plan, dst: Tensor, src: Tensor, mode: str) -> Tensor:
+    """dst[targets] = src ("put", last duplicate wins) or += sum of src ("add"); src is contiguous, out_shape."""
+    seg = _segments(plan, dst.device)
+    U = seg.U if seg is not None else plan.J
+    arrays = seg.targets if seg is not None else [a.dev for a in plan.advs]
+    dims, ostr, jst = _rest_layout(plan)
+    R = math.prod(dst.shape[d] for d, _ in dims)
+    n = U * R
+    if n == 0:
+        return dst
+    idx, idt = _idx(n, [dst, src] + arrays)
+    ix_args, ix_ts = _index_args(plan, arrays, dst)
+    args = [n, R, dst._buf, dst.offset, src._buf, src.offset, jst]
+    types = [idt, idt, None, idt, None, idt, idt]
+    if seg is not None:
+        args += [seg.order._buf, seg.starts._buf]
+        types += [None, None]
+    for d, pos in dims:
+        args += [dst.shape[d], dst.strides[d], ostr[pos]]
+        types += [idt] * 3
+    for t in ix_ts:
+        types += [None, idt, idt, np.dtype(np.int64), idt]
+    if mode == "put":
+        t, acc = _move_type(dst.dtype), "float"
+    else:
+        t, acc = _add_types(dst.dtype)
+    kern = _kernel(dst.device, "adv_scatter", types, t=t, acc=acc, idx=idx, rank=len(dims), ix_ts=ix_ts,
+                   mode=mode, segmented=seg is not None)
+    _run(dst.device, kern, n, args + ix_args)
+    return dst
+
+
+def _bool_scalars(x: Tensor, key):
+    """x[True] / x[False] (numpy): a new dim of size 1 or 0; returns (key without them, dims to empty)."""
+    entries = list(key) if isinstance(key, tuple) else [key]
+    kinds = [_classify(k, x.device) if not isinstance(k, (list, tuple)) else ("seq", None) for k in entries]
+    if not any(k == "bool" for k, _ in kinds):
+        return key, []
+    if any(k in ("mask", "index", "seq") for k, _ in kinds):
+        raise IndexError("a bool scalar index can't be combined with index arrays or masks")
+    ell_at = next((i for i, (k, _) in enumerate(kinds) if k == "ell"), None)
+    consumed = sum(1 for k, _ in kinds if k in ("int", "slice"))
+    new_key, empty_dims, vdim = [], [], 0
+    for i, (k, p) in enumerate(kinds):
+        if k == "bool":
+            if not p:
+                empty_dims.append(vdim)
+            new_key.append(None)
+            vdim += 1
+        else:
+            new_key.append(entries[i])
+            if i == ell_at:
+                vdim += x.ndim - consumed
+            elif k in ("none", "slice"):
+                vdim += 1
+    return tuple(new_key), empty_dims
+
+
+def _all_basic(x, key) -> bool:
+    return all(k is None or k is Ellipsis or isinstance(k, slice) or (
+        isinstance(k, (int, np.integer)) and not isinstance(k, (bool, np.bool_)))
+        for k in (key if isinstance(key, tuple) else (key,)))
+
+
+# --- x[key] and x[key] = value -------------------------------------------------------------------------
+def advanced_getitem(x: Tensor, key) -> Tensor:
+    from .movement import getitem
+    key, empty_dims = _bool_scalars(x, key)
+    if _all_basic(x, key):
+        y = getitem(x, key)
+        if empty_dims:
+            y = getitem(y, tuple(slice(0, 0) if d in empty_dims else slice(None) for d in range(y.ndim)))
+        return y
+    plan = _plan(x, key)
+    v = getitem(x, plan.basic_key) if any(k != slice(None) for k in plan.basic_key) else x
+    out = _gather(plan, v.detach())
+    if needs_grad(v):
+        record("index", out, (v,), lambda g: _grad_of_gather(plan, g))
+    return out
+
+
+def _grad_of_gather(plan: _Plan, g: Tensor) -> Tensor:
+    from .creation import zeros
+    gv = zeros(plan.vshape, dtype=g.dtype, device=g.device)
+    return _scatter(plan, gv, g if g.is_contiguous() else g.contiguous(), "add")
+
+
+def _values_for(plan: _Plan, value, dtype, device) -> Tensor:
+    """value broadcast to the indexing result's shape, contiguous, in the target's dtype."""
+    vals = Tensor._empty(plan.out_shape, dtype, device)
+    if isinstance(value, Tensor) and broadcast_shapes(value.shape, vals.shape) != vals.shape:
+        raise ValueError(f"shape mismatch: value tensor of shape {tuple(value.shape)} cannot be broadcast to "
+                         f"indexing result of shape {tuple(vals.shape)}")
+    return copy_into(vals, value.detach() if isinstance(value, Tensor) else value)
+
+
+def advanced_setitem(x: Tensor, key, value) -> None:
+    """x[key] = value for keys with index arrays or masks (checks done by movement.setitem)."""
+    from .movement import _basic_index, _record_setitem, getitem
+    from ..ops.reduce import sum_to
+    key, empty_dims = _bool_scalars(x, key)
+    if empty_dims:
+        return  # x[False] = v writes nothing
+    if _all_basic(x, key):
+        from .movement import setitem
+        return setitem(x, key, value)
+    plan = _plan(x, key)
+    vals = _values_for(plan, value, x.dtype, x.device)
+    v = x._view(*_basic_index(x, plan.basic_key))
+    _scatter(plan, v, vals, "put")
+    x._bump_version()
+    tv = value if isinstance(value, Tensor) else None
+    if needs_grad(x, tv):
+        def grad_old(g):
+            out = g.clone()
+            _scatter(plan, out._view(*_basic_index(out, plan.basic_key)), _values_for(plan, 0, g.dtype, g.device),
+                     "put")
+            return out
+
+        def grad_value(g):
+            gv = getitem(g, plan.basic_key) if any(k != slice(None) for k in plan.basic_key) else g
+            return sum_to(_gather(plan, gv), tv.shape)
+        _record_setitem(x, tv, grad_old, grad_value)
+
+
+# --- named ops ---------------------------------------------------------------------------------------
+def _index_tensor(index, device, name) -> Tensor:
+    from .creation import tensor
+    if not isinstance(index, Tensor):
+        arr = np.asarray(index)
+        if arr.size == 0 and arr.dtype.kind == "f":
+            arr = arr.astype(np.int64)
+        if arr.dtype.kind not in "iu":
+            raise TypeError(f"{name}: index must hold integers, got {arr.dtype}")
+        index = tensor(arr.astype(np.int64), dtype=_dt.int64, device=device)
+    if index.dtype not in (_dt.int32, _dt.int64):
+        raise TypeError(f"{name}: index must be an int64 or int32 tensor, got {index.dtype.name}")
+    if index.device is not device:
+        raise ValueError(f"{name}: index is on {index.device}, the tensor on {device}")
+    return index
+
+
+def index_select(x: Tensor, dim, index) -> Tensor:
+    """Entries of x at positions `index` (1-D) along `dim` (torch.index_select); negatives wrap."""
+    from .movement import _axis
+    d = _axis(dim, x.ndim)
+    index = _index_tensor(index, x.device, "index_select")
+    if index.ndim > 1:
+        raise IndexError(f"index_select: index must be 1-D, got shape {tuple(index.shape)}")
+    if x.ndim == 0:
+        return advanced_getitem(x.reshape(1), (index.reshape(-1),)).reshape(())
+    return advanced_getitem(x, (slice(None),) * d + (index.reshape(-1),))
+
+
+def take(x: Tensor, index) -> Tensor:
+    """x flattened, read at `index` (any shape; the result has index's shape); negatives wrap."""
+    index = _index_tensor(index, x.device, "take")
+    return advanced_getitem(x.reshape(-1), (index,))
+
+
+def _dim_views(t: Tensor, d: int):
+    """t with dim d moved last (a view), as the dim kernels expect; 0-d becomes shape (1,)."""
+    if t.ndim == 0:
+        return t._view((1,), (1,))
+    order = [i for i in range(t.ndim) if i != d] + [d]
+    return t._view(tuple(t.shape[i] for i in order), tuple(t.strides[i] for i in order))
+
+
+def _check_dim_index(name, x, d, index, others_leq=True):
+    if index.ndim != x.ndim:
+        raise ValueError(f"{name}: index must have as many dims as the tensor: index {tuple(index.shape)}, "
+                         f"tensor {tuple(x.shape)}")
+    for i in range(x.ndim):
+        if i != d and others_leq and index.shape[i] > x.shape[i]:
+            raise ValueError(f"{name}: index shape {tuple(index.shape)} exceeds tensor shape {tuple(x.shape)} "
+                             f"in dimension {i}")
+    size = x.shape[d] if x.ndim else 1
+    host = index.numpy()  # one host read: bounds are checked before any kernel runs
+    if host.size and (host.min() < 0 or host.max() >= size):
+        bad = host[(host < 0) | (host >= size)].flat[0]
+        raise IndexError(f"{name}: index {int(bad)} is out of bounds for dimension {d} with size {size}")
+
+
+def gather(x: Tensor, dim, index) -> Tensor:
+    """out[i][j][k] = x[i][index[i][j][k]][k] for dim=1 (torch.gather); out has index's shape."""
+    from .movement import _axis
+    d = _axis(dim, x.ndim)
+    index = _index_tensor(index, x.device, "gather")
+    _check_dim_index("gather", x, d, index)
+    out = Tensor._empty(index.shape, x.dtype, x.device)
+    n = out.numel()
+    if n:
+        xs, ixs, os_ = _dim_views(x, d), _dim_views(index, d), _dim_views(out, d)
+        idx, idt = _idx(n, [x, index, out])
+        rank = xs.ndim
+        args = [n, out._buf, out.offset, x._buf, x.offset, index._buf, index.offset, xs.shape[-1], xs.strides[-1]]
+        for i in range(rank):
+            args += [ixs.shape[i], os_.strides[i], ixs.strides[i], xs.strides[i] if i < rank - 1 else 0]
+        types = [idt, None, idt, None, idt, None, idt, np.dtype(np.int64), idt] + [idt] * 4 * rank
+        kern = _kernel(x.device, "dim_gather", types, t=_move_type(x.dtype), ix_t=ctype(index.dtype), idx=idx,
+                       rank=rank)
+        _run(x.device, kern, n, args)
+    if needs_grad(x):
+        from .creation import zeros
+        record("gather", out, (x,), lambda g: _dim_scatter(zeros(x.shape, dtype=g.dtype, device=g.device),
+                                                           d, index, g), saved=(index,))
+    return out
+
+
+def _dim_scatter(dst: Tensor, d: int, index: Tensor, src: Tensor) -> Tensor:
+    """dst[..., index[c], ...] += src[c] along dim d, in place, deterministic (no atomics)."""
+    n = dst.numel()
+    if n == 0:
+        return dst
+    ds, ixs, ss = _dim_views(dst, d), _dim_views(index, d), _dim_views(src, d)
+    idx, idt = _idx(n, [dst, index, src])
+    rank = ds.ndim
+    args = [n, dst._buf, dst.offset, src._buf, src.offset, index._buf, index.offset,
+            ixs.shape[-1], ss.strides[-1], ixs.strides[-1]]
+    types = [idt, None, idt, None, idt, None, idt, idt, idt, idt]
+    for i in range(rank):
+        args += [ds.shape[i], ds.strides[i]]
+        types += [idt, idt]
+        if i < rank - 1:
+            args += [ixs.shape[i], ss.strides[i], ixs.strides[i]]
+            types += [idt] * 3
+    t, acc = _add_types(dst.dtype)
+    kern = _kernel(dst.device, "dim_scatter", types, t=t, acc=acc, ix_t=ctype(index.dtype), idx=idx, rank=rank)
+    _run(dst.device, kern, n, args)
+    return dst
+
+
+def scatter_add(x: Tensor, dim, index, src: Tensor) -> Tensor:
+    """x + (src's entries added at `index` along `dim`) (torch.scatter_add, out of place)."""
+    from .movement import _axis, clone
+    d = _axis(dim, x.ndim)
+    index = _index_tensor(index, x.device, "scatter_add")
+    if not isinstance(src, Tensor) or src.device is not x.device:
+        raise ValueError("scatter_add: src must be a tensor on the same device as x")
+    if src.dtype != x.dtype:
+        raise TypeError(f"scatter_add: src dtype {src.dtype.name} differs from x's {x.dtype.name}")
+    _check_dim_index("scatter_add", x, d, index)
+    if any(i > s for i, s in zip(index.shape, src.shape)) or src.ndim != index.ndim:
+        raise ValueError(f"scatter_add: index shape {tuple(index.shape)} exceeds src shape {tuple(src.shape)}")
+    out = _dim_scatter(clone(x.detach()), d, index, src.detach())
+    if needs_grad(x, src):
+        def backward(g):
+            gs = None
+            if src.requires_grad:
+                gs = gather(g, d, index)
+                if gs.shape != src.shape:
+                    from .creation import zeros
+                    full = zeros(src.shape, dtype=g.dtype, device=g.device)
+                    copy_into(full[tuple(slice(0, s) for s in index.shape)], gs)
+                    gs = full
+            return g, gs
+        record("scatter_add", out, (x, src), backward, saved=(index,))
+    return out
+
+
+def _mask_for(x: Tensor, mask, name) -> Tensor:
+    from .creation import tensor
+    if not isinstance(mask, Tensor):
+        mask = tensor(np.asarray(mask), device=x.device)
+    if mask.dtype != _dt.bool_:
+        raise TypeError(f"{name}: mask must be a bool tensor, got {mask.dtype.name}")
+    if mask.device is not x.device:
+        raise ValueError(f"{name}: mask is on {mask.device}, the tensor on {x.device}")
+    if broadcast_shapes(mask.shape, x.shape) != x.shape:
+        raise ValueError(f"{name}: mask of shape {tuple(mask.shape)} cannot be broadcast to the tensor's shape "
+                         f"{tuple(x.shape)}")
+    return mask
+
+
+def _fill_value(value, name):
+    if isinstance(value, Tensor) and value.ndim != 0:
+        raise ValueError(f"{name} only supports a 0-dimensional value tensor, got shape {tuple(value.shape)}")
+    return value
+
+
+def masked_fill(x: Tensor, mask, value) -> Tensor:
+    """A copy of x with `value` where mask is true (mask broadcasts to x; x's dtype is kept)."""
+    mask = _mask_for(x, mask, "masked_fill")
+    value = _fill_value(value, "masked_fill")
+    if isinstance(value, Tensor) and value.device is not x.device:
+        raise ValueError(f"masked_fill: value is on {value.device}, the tensor on {x.device}")
+    y = launch("v1 ? v2 : v0", [x, mask, value.detach() if isinstance(value, Tensor) else value], x.dtype, x.dtype)
+    tv = value if isinstance(value, Tensor) else None
+    if needs_grad(x, tv):
+        from .reduce import sum as _sum
+
+        def backward(g):
+            gx = launch("v1 ? 0 : v0", [g, mask], g.dtype, g.dtype)
+            gv = _sum(launch("v1 ? v0 : 0", [g, mask], g.dtype, g.dtype)) if tv is not None else None
+            return (gx, gv) if tv is not None else (gx,)
+        record("masked_fill", y, (x, tv) if tv is not None else (x,), backward)
+    return y
+
+
+def masked_fill_(x: Tensor, mask, value) -> Tensor:
+    """In-place masked_fill; autograd sees x's old value replaced where mask is true."""
+    from .movement import _check_inplace, _record_setitem
+    mask = _mask_for(x, mask, "masked_fill_")
+    value = _fill_value(value, "masked_fill_")
+    _check_inplace(x)
+    tv = value if isinstance(value, Tensor) else None
+    launch("v1 ? v2 : v0", [x, mask, value.detach() if tv is not None else value], x.dtype, x.dtype, out=x)
+    x._bump_version()
+    if needs_grad(x, tv):
+        from .reduce import sum as _sum
+        _record_setitem(x, tv, lambda g: launch("v1 ? 0 : v0", [g, mask], g.dtype, g.dtype),
+                        lambda g: _sum(launch("v1 ? v0 : 0", [g, mask], g.dtype, g.dtype)))
+    return x
+
+
+def masked_select(x: Tensor, mask) -> Tensor:
+    """1-D tensor of x's elements where mask (broadcast with x) is true."""
+    from .creation import tensor
+    from .movement import expand
+    if not isinstance(mask, Tensor):
+        mask = tensor(np.asarray(mask), device=x.device)
+    if mask.dtype != _dt.bool_:
+        raise TypeError(f"masked_select: mask must be a bool tensor, got {mask.dtype.name}")
+    shape = broadcast_shapes(x.shape, mask.shape)
+    return advanced_getitem(expand(x, shape), expand(mask.detach(), shape))
