@@ -23,6 +23,7 @@ from .ops.movement import (reshape, transpose, permute, flatten, squeeze, unsque
                            contiguous, expand)
 from .ops.matmul import matmul, mm, bmm
 from .gradient_tape import GradientTape, Variable
+from . import nn  # noqa: E402  (clnet.nn after `import clnet`)
 
 cat = concatenate = concat
 subtract, multiply, divide = sub, mul, div

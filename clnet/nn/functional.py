@@ -1,0 +1,295 @@
+"""clnet.nn.functional: stateless layer math with PyTorch's names and signatures.
+
+    import clnet.nn.functional as F
+    loss = F.cross_entropy(model(x), labels)
+
+Everything here is a thin front to clnet.ops (one implementation of every piece of math, shared with
+clnet.keras): fused kernels for softmax, cross-entropy and the pointwise losses, the conv/pool
+kernels of clnet.ops.conv, and autograd-recorded compositions elsewhere.
+"""
+from __future__ import annotations
+
+import numbers
+
+from .. import dtypes as _dt
+from ..autograd import needs_grad, no_grad, record
+from ..ops import elementwise as _ew
+from ..ops import matmul as _mm
+from ..ops import movement as _mv
+from ..ops import nn as _nn
+from ..ops import reduce as _red
+from ..ops.nn import (softmax, log_softmax, cross_entropy, nll_loss, mse_loss, l1_loss,  # noqa: F401
+                      binary_cross_entropy, binary_cross_entropy_with_logits)
+from ..tensor import Tensor
+
+
+def _check_tensor(x, fn, what="input"):
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{fn}: {what} must be a clnet Tensor, got {type(x).__name__}")
+
+
+# --- activations -------------------------------------------------------------------------------------
+def relu(input: Tensor, inplace: bool = False) -> Tensor:
+    _check_tensor(input, "relu")
+    return input.relu_() if inplace else _ew.relu(input)
+
+
+def sigmoid(input: Tensor) -> Tensor:
+    _check_tensor(input, "sigmoid")
+    return _ew.sigmoid(input)
+
+
+def tanh(input: Tensor) -> Tensor:
+    _check_tensor(input, "tanh")
+    return _ew.tanh(input)
+
+
+def leaky_relu(input: Tensor, negative_slope: float = 0.01, inplace: bool = False) -> Tensor:
+    """x for x >= 0, negative_slope * x below (one kernel each way)."""
+    _check_tensor(input, "leaky_relu")
+    y = _nn._pointwise("leaky_relu", "(v0 < 0 ? v0 * v1 : v0)", [input, float(negative_slope)],
+                       {0: "(v0 < 0 ? v2 * v1 : v2)"}, input.dtype)
+    if inplace:
+        with no_grad():
+            input.copy_(y)
+        return input
+    return y
+
+
+# --- linear and convolution -----------------------------------------------------------------------------
+def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """input @ weight.T + bias, with weight (out_features, in_features) as in PyTorch.
+
+    Any leading dimensions of input are batch dimensions. Uses clnet.ops.matmul's fused
+    linear (matmul + bias in one kernel) when that exists.
+    """
+    _check_tensor(input, "linear")
+    _check_tensor(weight, "linear", "weight")
+    if weight.ndim != 2:
+        raise ValueError(f"linear: weight must be 2-D (out_features, in_features), got {tuple(weight.shape)}")
+    if input.ndim == 0 or input.shape[-1] != weight.shape[1]:
+        raise ValueError(f"linear: input of shape {tuple(input.shape)} does not end in in_features="
+                         f"{weight.shape[1]} of the weight {tuple(weight.shape)}")
+    if bias is not None:
+        _check_tensor(bias, "linear", "bias")
+        if tuple(bias.shape) != (weight.shape[0],):
+            raise ValueError(f"linear: bias must have shape ({weight.shape[0]},), got {tuple(bias.shape)}")
+    fused = getattr(_mm, "linear", None)
+    if fused is not None:
+        return fused(input, weight, bias)
+    lead = input.shape[:-1]
+    x2 = input if input.ndim == 2 else _mv.reshape(input, (-1, weight.shape[1]))
+    y = _mm.mm(x2, _mv.transpose(weight, 0, 1))
+    if bias is not None:
+        y = y + bias
+    return y if input.ndim == 2 else _mv.reshape(y, lead + (weight.shape[0],))
+
+
+def _conv():
+    try:
+        from ..ops import conv
+    except ImportError as err:  # pragma: no cover - the conv ops ship with clnet
+        raise NotImplementedError("convolutions need clnet.ops.conv, which is not available") from err
+    return conv
+
+
+def _pair(v):
+    return (v, v) if isinstance(v, numbers.Integral) else tuple(v)
+
+
+def pad(input: Tensor, pad, mode: str = "constant", value: float = 0.0) -> Tensor:
+    """Pad the last dimensions: pad = (left, right[, top, bottom, ...]) as in PyTorch (constant mode)."""
+    _check_tensor(input, "pad")
+    if mode != "constant":
+        raise NotImplementedError(f"pad: only mode='constant' is supported, got {mode!r}")
+    pad = tuple(int(p) for p in pad)
+    if len(pad) % 2 or len(pad) // 2 > input.ndim:
+        raise ValueError(f"pad: needs pairs (left, right) for at most {input.ndim} dimensions, got {pad}")
+    if any(p < 0 for p in pad):
+        raise NotImplementedError(f"pad: negative padding (cropping) is not supported, got {pad}")
+    shape = list(input.shape)
+    key = [slice(None)] * input.ndim
+    for i in range(len(pad) // 2):
+        d = input.ndim - 1 - i
+        lo, hi = pad[2 * i], pad[2 * i + 1]
+        key[d] = slice(lo, lo + shape[d])
+        shape[d] += lo + hi
+    from ..ops.creation import full
+    out = full(tuple(shape), value, dtype=input.dtype, device=input.device)
+    key = tuple(key)
+    _ew.copy_into(_mv.getitem(out.detach(), key), input)
+    if needs_grad(input):
+        record("pad", out, (input,), lambda g: _mv.getitem(g, key))
+    return out
+
+
+def _same_padding(weight_shape, stride, dilation):
+    """PyTorch's padding='same': total dilation * (k - 1) per axis, the odd extra on the bottom/right."""
+    if _pair(stride) != (1, 1):
+        raise ValueError("conv2d: padding='same' is not supported for strided convolutions")
+    dil = _pair(dilation)
+    total = [dil[i] * (weight_shape[2 + i] - 1) for i in range(2)]
+    return [(t // 2, t - t // 2) for t in total]
+
+
+def conv2d(input: Tensor, weight: Tensor, bias=None, stride=1, padding=0, dilation=1, groups: int = 1) -> Tensor:
+    """2-D convolution over NCHW input with weight (out_channels, in_channels, kh, kw).
+
+    padding is an int, a pair, 'valid' or 'same' (stride 1; an even kernel is padded more at the
+    bottom/right, as PyTorch does). Only groups=1 is supported.
+    """
+    _check_tensor(input, "conv2d")
+    _check_tensor(weight, "conv2d", "weight")
+    if groups != 1:
+        raise NotImplementedError(f"conv2d: groups={groups} is not supported (only groups=1)")
+    if isinstance(padding, str) and padding == "same" and weight.ndim == 4:
+        (top, bottom), (left, right) = _same_padding(weight.shape, stride, dilation)
+        if top != bottom or left != right:
+            input = pad(input, (left, right, top, bottom))
+            padding = 0
+    return _conv().conv2d(input, weight, bias, stride=stride, padding=padding, dilation=dilation)
+
+
+def _pool_args(fn, dilation=1, ceil_mode=False, **unsupported):
+    if _pair(dilation) != (1, 1):
+        raise NotImplementedError(f"{fn}: dilation={dilation} is not supported (only 1)")
+    if ceil_mode:
+        raise NotImplementedError(f"{fn}: ceil_mode=True is not supported")
+    for name, (value, default) in unsupported.items():
+        if value != default:
+            raise NotImplementedError(f"{fn}: {name}={value!r} is not supported (only {default!r})")
+
+
+def max_pool2d(input: Tensor, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+               return_indices=False):
+    """Max over kernel_size windows of NCHW input; stride defaults to kernel_size."""
+    _check_tensor(input, "max_pool2d")
+    _pool_args("max_pool2d", dilation, ceil_mode)
+    return _conv().max_pool2d(input, kernel_size, stride, padding, return_indices=return_indices)
+
+
+def avg_pool2d(input: Tensor, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+               divisor_override=None):
+    """Mean over kernel_size windows of NCHW input (padding counts as zeros)."""
+    _check_tensor(input, "avg_pool2d")
+    _pool_args("avg_pool2d", 1, ceil_mode, count_include_pad=(count_include_pad, True),
+               divisor_override=(divisor_override, None))
+    return _conv().avg_pool2d(input, kernel_size, stride, padding)
+
+
+# --- dropout --------------------------------------------------------------------------------------------
+def _uniform_like(x: Tensor) -> Tensor:
+    from ..ops import random as _rnd
+    return _rnd.rand(x.shape, dtype=x.dtype, device=x.device)
+
+
+def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
+    """Zero each element with probability p and scale the rest by 1 / (1 - p); identity unless training.
+
+    The mask comes from device random numbers (clnet.ops.random, seeded by clnet.manual_seed).
+    """
+    _check_tensor(input, "dropout")
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+    if not training or p == 0.0:
+        return input
+    scale = 0.0 if p == 1.0 else 1.0 / (1.0 - p)
+    u = _uniform_like(input)
+    # v0 = x, v1 = uniform [0, 1), v2 = p, v3 = 1 / (1 - p), v4 = incoming gradient
+    y = _nn._pointwise("dropout", "(v1 >= v2 ? v0 * v3 : 0)", [input, u, float(p), scale],
+                       {0: "(v1 >= v2 ? v4 * v3 : 0)"}, input.dtype)
+    if inplace:
+        with no_grad():
+            input.copy_(y)
+        return input
+    return y
+
+
+# --- normalisation ----------------------------------------------------------------------------------------
+def _channel_shape(x: Tensor):
+    return (1, x.shape[1]) + (1,) * (x.ndim - 2)
+
+
+def batch_norm(input: Tensor, running_mean, running_var, weight=None, bias=None, training: bool = False,
+               momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
+    """Normalise each channel (dim 1) of (N, C, ...) input by batch statistics (training) or the running
+    ones (eval), then scale by weight and shift by bias.
+
+    In training the running statistics, when given, are updated in place:
+    running = (1 - momentum) * running + momentum * batch (the variance unbiased), as in PyTorch.
+    The normalisation itself is one fused kernel; its gradient flows through the batch statistics.
+    """
+    _check_tensor(input, "batch_norm")
+    if not _dt.is_floating(input.dtype):
+        raise TypeError(f"batch_norm: input must be floating point, got {input.dtype.name}")
+    if input.ndim < 2:
+        raise ValueError(f"batch_norm: input must be (N, C, ...), got shape {tuple(input.shape)}")
+    C = input.shape[1]
+    for name, t in (("running_mean", running_mean), ("running_var", running_var), ("weight", weight),
+                    ("bias", bias)):
+        if t is not None:
+            _check_tensor(t, "batch_norm", name)
+            if tuple(t.shape) != (C,):
+                raise ValueError(f"batch_norm: {name} must have shape ({C},) for input {tuple(input.shape)}, "
+                                 f"got {tuple(t.shape)}")
+            if t.device is not input.device:
+                raise ValueError(f"batch_norm: {name} is on {t.device}, the input on {input.device}")
+    cshape = _channel_shape(input)
+    axes = (0,) + tuple(range(2, input.ndim))
+    if training:
+        count = input.numel() // max(C, 1)
+        if count <= 1:
+            raise ValueError(f"batch_norm: expected more than 1 value per channel when training, got input "
+                             f"size {tuple(input.shape)}")
+        mean = _red.mean(input, axes, keepdim=True)
+        sq = _nn._pointwise("sq_dev", "(v0 - v1) * (v0 - v1)", [input, mean],
+                            {0: "2 * (v0 - v1) * v2", 1: "-2 * (v0 - v1) * v2"}, input.dtype)
+        var = _red.mean(sq, axes, keepdim=True)
+        if running_mean is not None or running_var is not None:
+            with no_grad():
+                m = float(momentum)
+                if running_mean is not None:
+                    _ew.launch("v0 * v2 + v1 * v3", [running_mean, _mv.reshape(mean.detach(), (C,)), 1 - m, m],
+                               running_mean.dtype, running_mean.dtype, out=running_mean)
+                    running_mean._bump_version()
+                if running_var is not None:
+                    _ew.launch("v0 * v2 + v1 * v3", [running_var, _mv.reshape(var.detach(), (C,)), 1 - m,
+                                                     m * count / (count - 1)],
+                               running_var.dtype, running_var.dtype, out=running_var)
+                    running_var._bump_version()
+    else:
+        if running_mean is None or running_var is None:
+            raise ValueError("batch_norm: running_mean and running_var are needed when training=False")
+        mean = _mv.reshape(running_mean, cshape)
+        var = _mv.reshape(running_var, cshape)
+    w = _mv.reshape(weight, cshape) if weight is not None else 1.0
+    b = _mv.reshape(bias, cshape) if bias is not None else 0.0
+    # v0 = x, v1 = mean, v2 = var, v3 = weight, v4 = bias, v5 = eps, v6 = incoming gradient
+    inv = "rsqrt(v2 + v5)"
+    return _nn._pointwise("batch_norm", f"(v0 - v1) * {inv} * v3 + v4", [input, mean, var, w, b, float(eps)],
+                          {0: f"v6 * v3 * {inv}", 1: f"-v6 * v3 * {inv}",
+                           2: f"-(v6 * v3 * (v0 - v1) * {inv} / (v2 + v5)) / 2",
+                           3: f"v6 * (v0 - v1) * {inv}", 4: "v6"}, input.dtype)
+
+
+# --- misc -----------------------------------------------------------------------------------------------
+def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
+    """int64 one-hot encoding along a new last dimension (num_classes=-1 reads max + 1 from the data)."""
+    _check_tensor(tensor, "one_hot")
+    if tensor.dtype.kind not in "iu":
+        raise TypeError(f"one_hot: expects an integer tensor of class indices, got {tensor.dtype.name}")
+    if num_classes < 0:
+        num_classes = int(_red.amax(tensor).item()) + 1 if tensor.numel() else 0
+    from ..ops.creation import arange
+    classes = arange(num_classes, dtype=tensor.dtype, device=tensor.device)
+    return _ew.launch("v0 == v1", [_mv.unsqueeze(tensor, -1), classes], _dt.int64, tensor.dtype)
+
+
+def flatten(input: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
+    return _mv.flatten(input, start_dim, end_dim)
+
+
+__all__ = ["relu", "sigmoid", "tanh", "leaky_relu", "softmax", "log_softmax", "linear", "conv2d", "pad",
+           "max_pool2d", "avg_pool2d", "dropout", "batch_norm", "one_hot", "flatten",
+           "mse_loss", "l1_loss", "cross_entropy", "nll_loss", "binary_cross_entropy",
+           "binary_cross_entropy_with_logits"]
