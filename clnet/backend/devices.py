@@ -17,23 +17,32 @@ from ..errors import DeviceNotFoundError
 
 VENDORS = ("nvidia", "amd", "intel", "apple", "arm", "pocl", "mesa", "oclgrind", "other")
 
+# Software implementations that name themselves in the platform name win over the hardware vendor:
+# PoCL on an Intel CPU is "pocl", Mesa's rusticl on an AMD GPU is "mesa".
+_IMPLEMENTATION_WORDS = (
+    (r"oclgrind", "oclgrind"),
+    (r"portable computing language|\bpocl\b", "pocl"),
+    (r"rusticl|clover|\bmesa\b", "mesa"),
+)
+# Hardware vendors, matched as whole words in the device's vendor string, then the platform and device name.
+_HARDWARE_WORDS = (
+    (r"nvidia", "nvidia"),
+    (r"advanced micro devices|\bamd\b|\bati\b", "amd"),
+    (r"\bintel|genuineintel", "intel"),
+    (r"\bapple\b", "apple"),
+    (r"\barm\b|\bmali\b", "arm"),
+)
+
 
 def _normalise_vendor(platform_name: str, vendor: str, device_name: str) -> str:
-    """Map the many vendor spellings drivers report to one word."""
-    text = f"{platform_name} {vendor} {device_name}".lower()
-    table = (
-        ("oclgrind", "oclgrind"),
-        ("portable computing language", "pocl"), ("pocl", "pocl"),
-        ("rusticl", "mesa"), ("clover", "mesa"), ("mesa", "mesa"),
-        ("nvidia", "nvidia"),
-        ("advanced micro devices", "amd"), ("amd", "amd"),
-        ("intel", "intel"),
-        ("apple", "apple"),
-        ("arm", "arm"), ("mali", "arm"),
-    )
-    for needle, word in table:
-        if needle in text:
+    """Map the many vendor spellings drivers report to one of VENDORS."""
+    for pattern, word in _IMPLEMENTATION_WORDS:
+        if re.search(pattern, f"{platform_name} {vendor}".lower()):
             return word
+    for text in (vendor, platform_name, device_name):
+        for pattern, word in _HARDWARE_WORDS:
+            if re.search(pattern, text.lower()):
+                return word
     return "other"
 
 
@@ -45,6 +54,13 @@ def _device_type(cl_type: int) -> str:
     if cl_type & cl.device_type.ACCELERATOR:
         return "accelerator"
     return "other"
+
+
+def _has_double(dev: cl.Device) -> bool:
+    try:
+        return dev.double_fp_config != 0
+    except cl.Error:  # OpenCL 1.1 devices without fp64 reject the query
+        return False
 
 
 @dataclass(eq=False)
@@ -98,7 +114,7 @@ class Device:
             local_mem_is_local=dev.local_mem_type == cl.device_local_mem_type.LOCAL,
             max_work_group_size=dev.max_work_group_size,
             max_work_item_sizes=tuple(dev.max_work_item_sizes),
-            fp16="cl_khr_fp16" in exts, fp64="cl_khr_fp64" in exts or dev.double_fp_config != 0,
+            fp16="cl_khr_fp16" in exts, fp64="cl_khr_fp64" in exts or _has_double(dev),
             opencl_c_version=c_version.strip(), driver_version=dev.driver_version.strip(),
             host_unified_memory=unified,
             preferred_vector_width_float=max(1, dev.preferred_vector_width_float),
@@ -112,12 +128,11 @@ class Device:
 
     @property
     def implementation(self) -> str:
-        """Which OpenCL implementation serves it: pocl, rusticl, oclgrind, or the vendor word."""
+        """Which OpenCL implementation serves it: pocl, rusticl, clover, oclgrind, apple or the vendor word."""
         p = self.platform_name.lower()
-        if "rusticl" in p:
-            return "rusticl"
-        if "clover" in p:
-            return "clover"
+        for word in ("rusticl", "clover", "apple"):
+            if word in p:
+                return word
         return self.vendor
 
     @property
@@ -141,9 +156,14 @@ class Device:
             "spec": self.spec, "name": self.name, "platform": self.platform_name,
             "platform_version": self.platform_version, "vendor": self.vendor,
             "implementation": self.implementation, "type": self.type,
+            "discrete": self.is_discrete_gpu, "simulator": self.is_simulator,
             "compute_units": self.compute_units, "global_mem": self.global_mem,
             "max_alloc": self.max_alloc, "local_mem": self.local_mem,
-            "max_work_group_size": self.max_work_group_size, "fp16": self.fp16, "fp64": self.fp64,
+            "local_mem_is_local": self.local_mem_is_local,
+            "max_work_group_size": self.max_work_group_size,
+            "max_work_item_sizes": list(self.max_work_item_sizes),
+            "preferred_vector_width_float": self.preferred_vector_width_float,
+            "fp16": self.fp16, "fp64": self.fp64,
             "opencl_c_version": self.opencl_c_version, "driver_version": self.driver_version,
             "host_unified_memory": self.host_unified_memory,
         }
@@ -184,86 +204,178 @@ class Device:
 
 
 # --- discovery ------------------------------------------------------------------------------------
+class PlatformSkippedWarning(RuntimeWarning):
+    """An OpenCL platform failed to list its devices or has none (e.g. Mesa's Clover); it was skipped."""
+
+
+@dataclass(frozen=True)
+class SkippedPlatform:
+    """A platform that discovery passed over, and why (shown by `clnet devices`)."""
+
+    index: int
+    name: str
+    version: str
+    reason: str
+
+
 _DEVICES: list[Device] | None = None
+_SKIPPED: list[SkippedPlatform] = []
 _DEFAULT: Device | None = None
+_WARNED: set = set()
+
+
+def _platform_text(plat, attr: str) -> str:
+    try:
+        return getattr(plat, attr).strip()
+    except Exception:  # a broken ICD may fail even to name itself
+        return "?"
+
+
+def _why_empty(name: str) -> str:
+    if "rusticl" in name.lower():
+        return "no devices; set RUSTICL_ENABLE, e.g. RUSTICL_ENABLE=llvmpipe, to list Mesa's"
+    return "no devices"
 
 
 def all_devices(refresh: bool = False) -> list[Device]:
-    """Every usable OpenCL device, in platform order; broken or empty platforms are skipped."""
+    """Every usable OpenCL device, in platform order.
+
+    A platform that raises or has no devices is skipped (see `skipped_platforms()`), and one
+    PlatformSkippedWarning per process names all of them; discovery itself never raises.
+    """
     global _DEVICES
     if _DEVICES is not None and not refresh:
         return _DEVICES
     found: list[Device] = []
+    skipped: list[SkippedPlatform] = []
     try:
         platforms = cl.get_platforms()
-    except cl.Error as err:  # no ICD loader entries at all
-        warnings.warn(f"clnet: no OpenCL platform could be listed ({err}); "
-                      "install a driver or `pip install clnet[pocl]`", RuntimeWarning, stacklevel=2)
+    except cl.Error:  # no ICD registered at all: there is simply no device (the error says how to get one)
         platforms = []
     for p_index, plat in enumerate(platforms):
+        name, version = _platform_text(plat, "name"), _platform_text(plat, "version")
         try:
             cl_devices = plat.get_devices()
         except cl.Error as err:
-            name = getattr(plat, "name", "?")
-            if "DEVICE_NOT_FOUND" not in str(err):
-                warnings.warn(f"clnet: skipping OpenCL platform {p_index} '{name}': {err}",
-                              RuntimeWarning, stacklevel=2)
+            reason = _why_empty(name) if "DEVICE_NOT_FOUND" in str(err) else f"error: {err}"
+            skipped.append(SkippedPlatform(p_index, name, version, reason))
+            continue
+        if not cl_devices:
+            skipped.append(SkippedPlatform(p_index, name, version, _why_empty(name)))
             continue
         for d_index, dev in enumerate(cl_devices):
             try:
                 found.append(Device.from_cl(dev, p_index, d_index))
             except cl.Error as err:
-                warnings.warn(f"clnet: skipping device {p_index}:{d_index} on '{plat.name}': {err}",
-                              RuntimeWarning, stacklevel=2)
+                skipped.append(SkippedPlatform(p_index, name, version, f"device {d_index}: error: {err}"))
     _DEVICES = found
+    _SKIPPED[:] = skipped
+    message = ", ".join(f"'{s.name}' ({s.reason})" for s in skipped)
+    if message and message not in _WARNED:
+        _WARNED.add(message)
+        warnings.warn(f"clnet skipped OpenCL platforms: {message}", PlatformSkippedWarning, stacklevel=2)
     return found
 
 
+def skipped_platforms() -> list[SkippedPlatform]:
+    """Platforms (or single devices) that the last discovery skipped, with the reason."""
+    all_devices()
+    return list(_SKIPPED)
+
+
+# --- ranking --------------------------------------------------------------------------------------
+# CPU implementations, fastest first: Intel's CPU runtime vectorises across work-items, PoCL is the
+# portable default, AMD's old APP CPU runtime is unmaintained, Mesa's llvmpipe is 100-1000x slower.
+_CPU_IMPLEMENTATION_RANK = {"intel": 5, "pocl": 4, "amd": 3, "rusticl": 0, "clover": 0}
+
+
+def _version_key(text: str) -> tuple:
+    """'3.1+debian' -> (3, 1, 0, 0, 1); a pre-release such as '3.0-rc2' sorts below its release."""
+    m = re.search(r"(\d+(?:\.\d+)*)(\S*)", text)
+    if not m:
+        return (0, 0, 0, 0, 0)
+    nums = [int(x) for x in m.group(1).split(".")][:4]
+    nums += [0] * (4 - len(nums))
+    pre = re.match(r"[-~._]?(rc|alpha|beta|pre|dev|git)", m.group(2).lower())
+    return tuple(nums) + ((0,) if pre else (1,))
+
+
 def _rank(dev: Device) -> tuple:
-    """Higher is better: discrete GPU > integrated GPU > CPU > accelerator > simulator."""
+    """Sort key, higher is better: discrete GPU > integrated GPU > CPU > other, simulators last.
+
+    GPUs: a vendor driver before Mesa's, then more memory, then more compute units.
+    CPUs: by implementation (_CPU_IMPLEMENTATION_RANK), then by the implementation's own version, so
+    Debian's PoCL 3.1 (about 10x faster here) wins over the PoCL 3.0-rc2 inside the
+    pocl-binary-distribution wheel when both are installed, then by compute units.
+    """
     if dev.is_simulator:
-        kind = 0
-    elif dev.type == "gpu":
-        kind = 4 if dev.is_discrete_gpu else 3
-    elif dev.type == "cpu":
-        kind = 2
-    else:
-        kind = 1
-    # Among CPU implementations PoCL from a distribution beats the wheel and Mesa's llvmpipe by far.
-    impl = {"pocl": 3, "intel": 3, "amd": 2, "rusticl": 0, "clover": 0}.get(dev.implementation, 1)
-    return (kind, impl, dev.compute_units, dev.global_mem)
+        return (-1, dev.compute_units)
+    if dev.type == "gpu":
+        vendor_driver = 0 if dev.implementation in ("rusticl", "clover") else 1
+        return (4 if dev.is_discrete_gpu else 3, vendor_driver, dev.global_mem, dev.compute_units)
+    if dev.type == "cpu":
+        impl = _CPU_IMPLEMENTATION_RANK.get(dev.implementation, 1)
+        return (2, impl, _version_key(dev.driver_version), dev.compute_units)
+    return (1, dev.compute_units, dev.global_mem)
+
+
+def ranked(devs: list[Device] | None = None) -> list[Device]:
+    """Devices best first (simulators last), the order `default_device()` picks from."""
+    return sorted(all_devices() if devs is None else devs, key=_rank, reverse=True)
+
+
+# --- selection ------------------------------------------------------------------------------------
+_HOW_TO_GET_ONE = ("install your GPU vendor's OpenCL driver, or `pip install clnet[pocl]` "
+                   "(or Debian's pocl-opencl-icd) for a CPU device")
 
 
 def _describe(devs: list[Device]) -> str:
     if not devs:
-        return "no OpenCL device is present (install a vendor driver or `pip install clnet[pocl]`)"
-    return "devices present:\n" + "\n".join(f"  {d}" for d in devs)
+        return f"no OpenCL device is present: {_HOW_TO_GET_ONE}"
+    return "devices present:\n" + "\n".join(f"  {d}  ({d.type}, {d.implementation})" for d in devs)
 
 
-def _select(spec: str, devs: list[Device]) -> Device:
+def _tokens(text: str) -> set:
+    return set(re.findall(r"[a-z0-9]+", text.lower()))
+
+
+def _matches(word: str, devs: list[Device]) -> list[Device]:
+    """Devices a selection word names, trying the most specific reading first.
+
+    type words (gpu/cpu/accelerator; never a simulator) -> vendor or implementation word ->
+    a word of the platform name -> a word of the device name (e.g. 'llvmpipe').
+    """
+    if word in ("gpu", "cpu", "accelerator"):
+        return [d for d in devs if d.type == word and not d.is_simulator]
+    for rule in (lambda d: word in (d.vendor, d.implementation),
+                 lambda d: word in _tokens(d.platform_name),
+                 lambda d: word in _tokens(d.name)):
+        hits = [d for d in devs if rule(d)]
+        if hits:
+            return hits
+    return []
+
+
+def _select(spec: str, devs: list[Device], origin: str = "") -> Device:
+    """Resolve a selection string: 'opencl:P:D', or 'WORD' / 'WORD:N' (the N-th best match, from 0)."""
     text = spec.strip().lower()
+    where = f" (from {origin})" if origin else ""
     m = re.fullmatch(r"opencl:(\d+):(\d+)", text)
     if m:
         p, d = int(m.group(1)), int(m.group(2))
         for dev in devs:
             if (dev.platform_index, dev.device_index) == (p, d):
                 return dev
-        raise DeviceNotFoundError(f"no OpenCL device {p}:{d}; {_describe(devs)}")
-    m = re.fullmatch(r"([a-z]+)(?::(\d+))?", text)
+        raise DeviceNotFoundError(f"no OpenCL device opencl:{p}:{d}{where}; {_describe(devs)}")
+    m = re.fullmatch(r"([a-z][a-z0-9_]*)(?::(\d+))?", text)
     if not m:
-        raise DeviceNotFoundError(f"cannot parse device string {spec!r}: use 'gpu', 'cpu', 'gpu:1', "
-                                  f"'opencl:P:D' or a vendor/platform word; {_describe(devs)}")
+        raise DeviceNotFoundError(f"cannot read device string {spec!r}{where}: use 'gpu', 'cpu', 'gpu:1', "
+                                  f"'opencl:P:D' or a vendor/platform word such as 'pocl'; {_describe(devs)}")
     word, index = m.group(1), int(m.group(2) or 0)
-    if word in ("gpu", "cpu", "accelerator"):
-        matches = [d for d in devs if d.type == word]
-        matches.sort(key=_rank, reverse=True)
-    else:
-        matches = [d for d in devs if word in (d.vendor, d.implementation)
-                   or word in d.platform_name.lower() or word in d.name.lower()]
-        matches.sort(key=_rank, reverse=True)
+    matches = ranked(_matches(word, devs))
     if index >= len(matches):
-        have = f"{len(matches)} match" if matches else "none matches"
-        raise DeviceNotFoundError(f"no device {spec!r} ({have}); {_describe(devs)}")
+        have = f"only {len(matches)} match" if matches else "nothing matches"
+        raise DeviceNotFoundError(f"no device {spec!r}{where} ({have}); {_describe(devs)}")
     return matches[index]
 
 
@@ -280,23 +392,34 @@ def get_device(spec=None) -> Device:
 
 
 def default_device() -> Device:
-    """CLNET_DEVICE if set, else the best-ranked device (a simulator only when nothing else exists)."""
+    """CLNET_DEVICE if set, else the best-ranked device; a simulator (Oclgrind) only when asked for."""
     global _DEFAULT
     if _DEFAULT is not None:
         return _DEFAULT
     devs = all_devices()
-    env = os.environ.get("CLNET_DEVICE")
+    env = os.environ.get("CLNET_DEVICE", "").strip()
     if env:
-        _DEFAULT = _select(env, devs)
+        _DEFAULT = _select(env, devs, origin=f"CLNET_DEVICE={env}")
         return _DEFAULT
-    if not devs:
-        raise DeviceNotFoundError(_describe(devs))
-    _DEFAULT = max(devs, key=_rank)
+    real = [d for d in devs if not d.is_simulator]
+    if not real:
+        hint = (" (only a simulator is present; ask for it with CLNET_DEVICE=oclgrind or device='oclgrind')"
+                if devs else "")
+        raise DeviceNotFoundError(f"no default OpenCL device{hint}; {_describe(devs)}")
+    _DEFAULT = ranked(real)[0]
     return _DEFAULT
 
 
-def set_default_device(spec) -> Device:
-    """Make `spec` the device that new tensors go to when no device= is given."""
+def would_be_default() -> Device | None:
+    """The device default_device() picks, or None where it would raise (for `clnet devices`)."""
+    try:
+        return default_device()
+    except DeviceNotFoundError:
+        return None
+
+
+def set_default_device(spec) -> Device | None:
+    """Make `spec` the device that new tensors go to when no device= is given (None: back to automatic)."""
     global _DEFAULT
     _DEFAULT = get_device(spec) if spec is not None else None
     return _DEFAULT

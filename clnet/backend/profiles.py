@@ -1,43 +1,63 @@
 """Device facts -> kernel parameters.
 
-One table by vendor and device type gives defaults; every value is then clamped to what the device
-reports (work-group size, local memory), so a profile never asks for more than the device has.
-All known device quirks live in QUIRKS below, one line of reason each.
+One table by vendor and device type gives defaults (CLBlast-style: default -> vendor -> implementation);
+QUIRKS then apply what is known to be wrong or slow on particular drivers; finally every value is
+clamped to what the device reports (work-group size, work-item sizes, local memory), so a profile
+never asks for more than the device has. Each quirk carries a one-line reason, shown by `clnet devices`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+import os
+from dataclasses import dataclass, field, fields, replace
 
-# (vendor or implementation, type) -> parameter overrides; looked up most specific first.
+# (vendor or implementation, type) -> parameter overrides; looked up most specific last:
+# ("default", type), then (vendor, type), then (implementation, type).
 TABLE = {
     ("default", "gpu"): dict(elementwise_wg=256, reduce_wg=256, matmul_variant="gpu",
                              matmul_tile_m=64, matmul_tile_n=64, matmul_tile_k=16,
                              matmul_wpt_m=4, matmul_wpt_n=4),
+    # CPU matmul (gemm_cpu): a work-item holds an 8 x 32 block of C in vector registers (16 float16
+    # accumulators); a work-group walks 64 rows so its 8 items share the packed B panel in cache.
+    # tile_k is unused there. Measured on PoCL 3.1 / Xeon (AVX-512): 8x32 beat 4x16, 4x32 and 16x16.
     ("default", "cpu"): dict(elementwise_wg=64, reduce_wg=64, matmul_variant="cpu",
-                             matmul_tile_m=32, matmul_tile_n=32, matmul_tile_k=8,
-                             matmul_wpt_m=4, matmul_wpt_n=16),
+                             matmul_tile_m=64, matmul_tile_n=32, matmul_tile_k=256,
+                             matmul_wpt_m=8, matmul_wpt_n=32),
     ("default", "accelerator"): dict(elementwise_wg=64, reduce_wg=64, matmul_variant="gpu",
                                      matmul_tile_m=32, matmul_tile_n=32, matmul_tile_k=8,
                                      matmul_wpt_m=2, matmul_wpt_n=2),
+    # GPUs: a multiple of the SIMD width (NVIDIA warp 32, AMD wavefront 64, Intel SIMD 8-32, Apple 32).
     ("nvidia", "gpu"): dict(elementwise_wg=256, reduce_wg=256),
     ("amd", "gpu"): dict(elementwise_wg=256, reduce_wg=256),
     ("intel", "gpu"): dict(elementwise_wg=128, reduce_wg=128),
+    ("apple", "gpu"): dict(elementwise_wg=256, reduce_wg=256),
+    # Mali/Immortalis: small register files; 64 is ARM's recommended work-group size.
+    ("arm", "gpu"): dict(elementwise_wg=64, reduce_wg=64),
+    # CPUs run a work-group as a loop on one core: groups big enough to vectorise across work-items.
+    ("pocl", "cpu"): dict(elementwise_wg=64, reduce_wg=64),
+    ("intel", "cpu"): dict(elementwise_wg=128, reduce_wg=128),
     # Oclgrind simulates a generic device: small groups keep the race checker fast.
     ("oclgrind", "accelerator"): dict(elementwise_wg=64, reduce_wg=64, matmul_variant="gpu",
                                       matmul_tile_m=16, matmul_tile_n=16, matmul_tile_k=8,
                                       matmul_wpt_m=2, matmul_wpt_n=2),
     ("oclgrind", "cpu"): dict(matmul_variant="gpu", matmul_tile_m=16, matmul_tile_n=16,
                               matmul_tile_k=8, matmul_wpt_m=2, matmul_wpt_n=2),
-    ("oclgrind", "gpu"): dict(matmul_tile_m=16, matmul_tile_n=16, matmul_tile_k=8,
+    ("oclgrind", "gpu"): dict(elementwise_wg=64, reduce_wg=64,
+                              matmul_tile_m=16, matmul_tile_n=16, matmul_tile_k=8,
                               matmul_wpt_m=2, matmul_wpt_n=2),
 }
 
 # Quirks: (predicate on Device, overrides, reason). Applied after TABLE, before clamping.
+# `max_wg` here is a cap on top of what the device reports.
 QUIRKS = [
     (lambda d: d.vendor == "nvidia", dict(fp16=False),
      "NVIDIA's OpenCL advertises no usable cl_khr_fp16 arithmetic"),
-    (lambda d: d.implementation == "rusticl", dict(elementwise_wg=64, reduce_wg=64),
-     "llvmpipe runs work-groups on CPU threads; large groups only add barrier cost"),
+    (lambda d: d.vendor == "amd" and d.type == "gpu", dict(max_wg=256),
+     "AMD's OpenCL guarantees only 256 work-items per group without reqd_work_group_size "
+     "(ROCm issue 330), even where the device reports 1024"),
+    (lambda d: d.implementation in ("rusticl", "clover"), dict(elementwise_wg=64, reduce_wg=64),
+     "Mesa runs work-groups as CPU threads (llvmpipe) or without tuning; large groups only add barrier cost"),
+    (lambda d: d.is_simulator, dict(vector_width=1),
+     "Oclgrind checks each work-item separately; vector loads only slow the simulation"),
 ]
 
 
@@ -45,8 +65,9 @@ QUIRKS = [
 class Profile:
     """Kernel parameters chosen for one device; every field has a default that compiles anywhere."""
 
-    elementwise_wg: int = 64
-    reduce_wg: int = 64
+    elementwise_wg: int = 64     # work-items per group for elementwise kernels
+    reduce_wg: int = 64          # work-items per group for reductions (one accumulator each in local memory)
+    vector_width: int = 1        # floats one work-item may handle as a vector (the device's preferred width)
     matmul_variant: str = "gpu"
     matmul_tile_m: int = 16
     matmul_tile_n: int = 16
@@ -55,10 +76,29 @@ class Profile:
     matmul_wpt_n: int = 2
     fp16: bool = True
     fp64: bool = True
-    max_wg: int = 1
-    local_mem: int = 0
+    max_wg: int = 1              # the largest work-group any clnet kernel may launch on this device
+    local_mem: int = 0           # bytes of local memory a work-group may use
     build_options: tuple = field(default_factory=tuple)
     quirks: tuple = field(default_factory=tuple)
+
+    def as_dict(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+# Bytes of local memory per reduction work-item: one accumulator (up to 8 bytes) and one index.
+REDUCE_LOCAL_BYTES_PER_ITEM = 16
+
+
+def matmul_work_group(prof: Profile) -> tuple:
+    """The (x, y) work-group of the tiled matmul: one work-item per wpt_n x wpt_m block of a tile."""
+    return (prof.matmul_tile_n // prof.matmul_wpt_n, prof.matmul_tile_m // prof.matmul_wpt_m)
+
+
+def matmul_local_bytes(prof: Profile) -> int:
+    """Local memory of the GPU matmul variant: A[TK][TM+1] and B[TK][TN+1] tiles, of float64 at worst."""
+    if prof.matmul_variant != "gpu":
+        return 0
+    return 8 * prof.matmul_tile_k * (prof.matmul_tile_m + prof.matmul_tile_n + 2)
 
 
 def _pow2_floor(n: int) -> int:
@@ -68,49 +108,70 @@ def _pow2_floor(n: int) -> int:
     return p
 
 
+class _SeenAs:
+    """A device looked at as another vendor's GPU (CLNET_PROFILE_VENDOR), limits unchanged."""
+
+    def __init__(self, device, vendor: str):
+        self._device, self.vendor, self.implementation, self.type = device, vendor, vendor, "gpu"
+
+    def __getattr__(self, name):
+        return getattr(self._device, name)
+
+
 def profile_for(device) -> Profile:
-    """Build the profile for `device` from TABLE and QUIRKS, clamped to its reported limits."""
+    """Build the profile for `device` from TABLE and QUIRKS, clamped to its reported limits.
+
+    CLNET_PROFILE_VENDOR=nvidia|amd|intel|... picks parameters as for that vendor's GPU while still
+    clamping to the real device's limits; the tox envs oclgrind-nvidia/-amd/-intel use it so Oclgrind,
+    set to those GPU classes' limits, runs the kernels with the parameters such a GPU would get.
+    """
+    emulate = os.environ.get("CLNET_PROFILE_VENDOR", "").strip().lower()
+    seen = _SeenAs(device, emulate) if emulate else device
+    kind = seen.type if seen.type in ("gpu", "cpu", "accelerator") else "accelerator"
     params: dict = {}
-    for key in (("default", device.type), (device.vendor, device.type),
-                (device.implementation, device.type)):
+    for key in (("default", kind), (seen.vendor, kind), (seen.implementation, kind)):
         params.update(TABLE.get(key, {}))
-    if device.type not in ("gpu", "cpu", "accelerator"):
-        params.update(TABLE[("default", "accelerator")])
-    reasons = []
+    params["vector_width"] = device.preferred_vector_width_float if kind == "cpu" else 1
+    reasons = [f"CLNET_PROFILE_VENDOR={emulate}: parameters as for a {emulate} GPU"] if emulate else []
+    cap = device.max_work_group_size
     for predicate, overrides, reason in QUIRKS:
-        if predicate(device):
+        if predicate(seen):
+            overrides = dict(overrides)
+            cap = min(cap, overrides.pop("max_wg", cap))
             params.update(overrides)
             reasons.append(reason)
-    prof = Profile(**params, max_wg=device.max_work_group_size, local_mem=device.local_mem,
-                   quirks=tuple(reasons))
+    prof = Profile(**params, max_wg=cap, local_mem=device.local_mem, quirks=tuple(reasons))
     return clamp(prof, device)
 
 
 def clamp(prof: Profile, device) -> Profile:
-    """Never exceed the device: work-groups within CL_DEVICE_MAX_WORK_GROUP_SIZE and item sizes."""
-    max_wg = min(device.max_work_group_size, device.max_work_item_sizes[0])
-    ew = _pow2_floor(min(prof.elementwise_wg, max_wg))
-    # a reduction keeps one accumulator (up to 8 bytes) and one index per work-item in local memory
-    rw = _pow2_floor(max(1, min(prof.reduce_wg, max_wg, device.local_mem // 16 or 1)))
-    mm = dict(matmul_tile_m=prof.matmul_tile_m, matmul_tile_n=prof.matmul_tile_n,
-              matmul_tile_k=prof.matmul_tile_k, matmul_wpt_m=prof.matmul_wpt_m, matmul_wpt_n=prof.matmul_wpt_n)
-    if prof.matmul_variant == "gpu":
-        # shrink tiles until one work-group and its two local tiles fit the device
-        while True:
-            wg = (mm["matmul_tile_m"] // mm["matmul_wpt_m"]) * (mm["matmul_tile_n"] // mm["matmul_wpt_n"])
-            lmem = 4 * mm["matmul_tile_k"] * (mm["matmul_tile_m"] + mm["matmul_tile_n"]) * 2
-            if wg <= max_wg and lmem <= device.local_mem and all(
-                    s <= device.max_work_item_sizes[min(i, len(device.max_work_item_sizes) - 1)]
-                    for i, s in enumerate((mm["matmul_tile_n"] // mm["matmul_wpt_n"],
-                                           mm["matmul_tile_m"] // mm["matmul_wpt_m"]))):
-                break
-            if mm["matmul_tile_m"] > mm["matmul_wpt_m"] * 2 and mm["matmul_tile_m"] >= mm["matmul_tile_n"]:
-                mm["matmul_tile_m"] //= 2
-            elif mm["matmul_tile_n"] > mm["matmul_wpt_n"] * 2:
-                mm["matmul_tile_n"] //= 2
-            elif mm["matmul_tile_k"] > 1:
-                mm["matmul_tile_k"] //= 2
-            else:
-                break
-    return replace(prof, elementwise_wg=ew, reduce_wg=rw, fp16=prof.fp16 and device.fp16,
-                   fp64=prof.fp64 and device.fp64, **mm)
+    """Never exceed the device: work-groups within max_wg and CL_DEVICE_MAX_WORK_ITEM_SIZES, local
+    memory within CL_DEVICE_LOCAL_MEM_SIZE; sizes stay powers of two."""
+    sizes = tuple(device.max_work_item_sizes) or (device.max_work_group_size,)
+    max_wg = max(1, min(prof.max_wg, device.max_work_group_size, sizes[0]))
+    ew = _pow2_floor(max(1, min(prof.elementwise_wg, max_wg)))
+    rw = _pow2_floor(max(1, min(prof.reduce_wg, max_wg, device.local_mem // REDUCE_LOCAL_BYTES_PER_ITEM or 1)))
+    vw = _pow2_floor(max(1, min(prof.vector_width, 16)))
+    mm = replace(prof)
+    # shrink matmul tiles until one work-group (and, for the GPU variant, its local tiles) fits the device
+    while True:
+        wg_x, wg_y = matmul_work_group(mm)
+        fits = (wg_x * wg_y <= max_wg and wg_x <= sizes[0] and wg_y <= sizes[min(1, len(sizes) - 1)]
+                and matmul_local_bytes(mm) <= device.local_mem)
+        if fits:
+            break
+        if mm.matmul_tile_m > mm.matmul_wpt_m and mm.matmul_tile_m >= mm.matmul_tile_n:
+            mm = replace(mm, matmul_tile_m=mm.matmul_tile_m // 2)
+        elif mm.matmul_tile_n > mm.matmul_wpt_n:
+            mm = replace(mm, matmul_tile_n=mm.matmul_tile_n // 2)
+        elif mm.matmul_tile_k > 1:
+            mm = replace(mm, matmul_tile_k=mm.matmul_tile_k // 2)
+        elif mm.matmul_wpt_m > 1 or mm.matmul_wpt_n > 1:
+            mm = replace(mm, matmul_wpt_m=max(1, mm.matmul_wpt_m // 2), matmul_wpt_n=max(1, mm.matmul_wpt_n // 2))
+        else:
+            break
+    # tiles stay whole multiples of the per-work-item blocks (the kernels assume it)
+    mm = replace(mm, matmul_tile_m=max(mm.matmul_wpt_m, mm.matmul_tile_m // mm.matmul_wpt_m * mm.matmul_wpt_m),
+                 matmul_tile_n=max(mm.matmul_wpt_n, mm.matmul_tile_n // mm.matmul_wpt_n * mm.matmul_wpt_n))
+    return replace(mm, max_wg=max_wg, elementwise_wg=ew, reduce_wg=rw, vector_width=vw,
+                   fp16=prof.fp16 and device.fp16, fp64=prof.fp64 and device.fp64)

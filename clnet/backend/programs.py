@@ -2,8 +2,8 @@
 
 Rendering uses mako with strict_undefined, so a template that names a missing parameter fails at
 render time with the parameter's name. Built programs are memoized per (device, template, params)
-in memory; across processes the driver's own cache is reused (PoCL, NVIDIA and Mesa all keep one),
-and pyopencl's binary cache is stacked on top only where the driver has none (see `_use_pyopencl_cache`).
+in memory; across processes a binary cache in cache_dir()/binaries (CLNET_CACHE_DIR) is stacked on
+the driver's own cache where that was measured to help (see `_use_binary_cache`).
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import os
 import re
 import shutil
 from functools import lru_cache
-from importlib import resources
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -35,14 +35,18 @@ def ctype(dtype) -> str:
 
 
 def kernel_dir() -> Path:
-    """Where the templates are: inside the installed package, or the checkout's top-level kernels/."""
-    try:
-        path = Path(str(resources.files("clnet.kernels")))
+    """Where the templates are: clnet/kernels/ in an installed wheel, the checkout's top-level kernels/
+    (editable install or a plain checkout), else wherever the import system locates clnet.kernels."""
+    package = Path(__file__).resolve().parents[1]
+    candidates = [package / "kernels", package.parent / "kernels"]
+    spec = importlib.util.find_spec("clnet.kernels")
+    if spec is not None and spec.submodule_search_locations:
+        candidates += [Path(p) for p in spec.submodule_search_locations]
+    for path in candidates:
         if (path / "elementwise.cl.mako").exists():
             return path
-    except (ModuleNotFoundError, TypeError):
-        pass
-    return Path(__file__).resolve().parents[2] / "kernels"
+    raise FileNotFoundError("clnet's kernel templates are missing; looked in "
+                            + ", ".join(str(p) for p in candidates) + " (reinstall clnet)")
 
 
 @lru_cache(maxsize=1)
@@ -60,12 +64,25 @@ def cache_dir() -> Path:
 
 
 def clear_cache() -> Path:
-    """Delete clnet's on-disk caches (built binaries, tuning results stay unless removed by hand)."""
+    """Delete clnet's built binaries (cache_dir()/binaries) and forget this process's built programs.
+
+    Drivers keep their own caches (see `driver_caches()`); those are theirs to manage."""
     path = cache_dir() / "binaries"
     shutil.rmtree(path, ignore_errors=True)
     _PROGRAMS.clear()
     _KERNELS.clear()
     return path
+
+
+def driver_caches() -> dict:
+    """Where the OpenCL implementations on this machine keep their own build caches."""
+    home = Path(os.path.expanduser("~"))
+    xdg = Path(os.environ.get("XDG_CACHE_HOME") or home / ".cache")
+    return {
+        "pocl": Path(os.environ.get("POCL_CACHE_DIR") or xdg / "pocl" / "kcache"),
+        "mesa": Path(os.environ.get("MESA_SHADER_CACHE_DIR") or xdg / "mesa_shader_cache"),
+        "nvidia": Path(os.environ.get("CUDA_CACHE_PATH") or home / ".nv" / "ComputeCache"),
+    }
 
 
 def _pragmas(source: str) -> str:
@@ -83,15 +100,30 @@ def render(template: str, **params) -> str:
     return _pragmas(source) + source
 
 
-def _use_pyopencl_cache(device) -> bool:
-    """Stack pyopencl's binary cache only where the driver keeps none of its own.
+def _use_binary_cache(device) -> bool:
+    """Whether builds for `device` go through clnet's binary cache (CLNET_BINARY_CACHE=0/1 overrides).
 
-    PoCL (POCL_KERNEL_CACHE), NVIDIA (~/.nv/ComputeCache) and Mesa (disk shader cache) already cache
-    builds; a second cache there only costs a binary round trip. Oclgrind simulates from source.
+    Measured with benchmarks/build_cache.py (10 elementwise kernels, build + first launch in a fresh
+    process, empty caches for 'cold'; 2-core Xeon shared with other jobs, 2026-11-26), seconds:
+                                       cold      warm
+        PoCL 3.1, its cache only       2.0-2.6   0.29-0.52
+        PoCL + clnet binary cache      3.0-3.2   0.04-0.05
+        clnet binary cache, PoCL's off 2.7-3.8   0.47-1.05
+        rusticl, Mesa's cache only     0.21      0.07;  with the binary cache: 0.23 / 0.04
+        Oclgrind                       0.06-0.11 either way (it interprets LLVM IR)
+    PoCL's cache re-runs its front end on every build (25-50 ms a kernel); loading a binary skips
+    that and PoCL's cache then supplies the machine code, so warm starts (every test run and script
+    after the first) are 6-10x faster for a one-time cost of about 0.1 s a kernel. Hence the binary
+    cache is stacked on PoCL and Mesa. Not on NVIDIA (its ComputeCache keys on the source already;
+    unmeasured here, and pyopencl skips its own cache there for that reason) nor Oclgrind (nothing to
+    gain; source builds keep its reports pointing at source lines). pyopencl's own binary cache is
+    not used because it stores pickles; clnet's is a raw binary file named by a hash of platform,
+    device, driver version, pyopencl version, options and source.
     """
-    if os.environ.get("CLNET_PYOPENCL_CACHE") in ("0", "1"):
-        return os.environ["CLNET_PYOPENCL_CACHE"] == "1"
-    return device.implementation not in ("pocl", "nvidia", "rusticl", "clover", "oclgrind")
+    flag = os.environ.get("CLNET_BINARY_CACHE", "").strip()
+    if flag in ("0", "1"):
+        return flag == "1"
+    return device.implementation not in ("nvidia", "oclgrind")
 
 
 def _error_excerpt(source: str, log: str, context: int = 2) -> str:
@@ -119,22 +151,60 @@ def _freeze(params: dict) -> tuple:
     return tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in params.items()))
 
 
+def _binary_path(device, source: str, opts: list) -> Path:
+    ident = "\0".join([device.platform_name, device.platform_version, device.name, device.driver_version,
+                       cl.VERSION_TEXT, " ".join(opts), source])
+    return cache_dir() / "binaries" / f"{hashlib.sha256(ident.encode()).hexdigest()}.bin"
+
+
+def _load_binary(device, path: Path, opts: list):
+    """The program from a cached binary, or None (a missing or unusable file is a miss)."""
+    try:
+        binary = path.read_bytes()
+    except OSError:
+        return None
+    try:
+        return cl.Program(device.context, [device.cl_device], [binary]).build(options=opts)
+    except cl.Error:
+        path.unlink(missing_ok=True)
+        return None
+
+
+def _store_binary(prg: cl.Program, path: Path) -> None:
+    """Write the device binary atomically (concurrent processes may race on the same key)."""
+    try:
+        binary = prg.get_info(cl.program_info.BINARIES)[0]
+        if not binary:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        tmp.write_bytes(binary)
+        os.replace(tmp, path)
+    except (OSError, cl.Error):
+        pass  # a cache that cannot be written only costs the next process a rebuild
+
+
 def build(device, source: str, name: str = "<source>", options: tuple = ()) -> cl.Program:
     """Build `source` for `device`; a compiler error becomes a KernelBuildError showing the source."""
-    opts = list(options) + list(device.profile.build_options)
-    kwargs = {}
-    if _use_pyopencl_cache(device):
-        path = cache_dir() / "binaries"
-        path.mkdir(parents=True, exist_ok=True)
-        kwargs["cache_dir"] = str(path)
+    opts = [str(o) for o in list(options) + list(device.profile.build_options)]
+    cached = _use_binary_cache(device)
+    if cached:
+        path = _binary_path(device, source, opts)
+        prg = _load_binary(device, path, opts)
+        if prg is not None:
+            return prg
     try:
-        return cl.Program(device.context, source).build(options=opts, **kwargs)
+        # Wrapping a raw program makes pyopencl build from source, without its own (pickling) cache.
+        prg = cl.Program(cl._cl._Program(device.context, source)).build(options=opts)
     except cl.RuntimeError as err:
         log = str(err)  # pyopencl puts the compiler's build log in the message
         excerpt = _error_excerpt(source, log)
         raise KernelBuildError(
             f"OpenCL build of {name} failed on {device.name} [{device.platform_name}]:\n"
             f"{excerpt or log}\n--- build log ---\n{log.strip()}") from None
+    if cached:
+        _store_binary(prg, path)
+    return prg
 
 
 def get_program(device, template: str, **params) -> cl.Program:
