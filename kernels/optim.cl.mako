@@ -1,0 +1,131 @@
+## Fused optimizer updates: ONE launch updates up to ${slots} parameters (the "slots") of one dtype.
+##
+## Slot k covers global ids [start_k, start_{k+1}); its parameter p_k, gradient g_k and state buffers
+## (contiguous, offset 0) are separate arguments, because OpenCL 1.2 has no arrays of buffers. Unused
+## slots repeat slot 0's buffers with start = total, so no work-item ever selects them.
+## Every hyper-parameter (lr, betas, bias corrections, ...) is a scalar argument: a new learning rate or
+## step count never rebuilds. Template switches only pick the update's algebra (as PyTorch's branches do).
+##
+##   rule:   sgd | adam | rmsprop | adagrad
+##   states: names of the per-parameter state buffers the rule reads and writes, in argument order
+##   t/acc:  storage and arithmetic types;  flags: maximize, weight_decay, momentum, nesterov,
+##           decoupled (AdamW), amsgrad, centered (booleans; unused ones are False)
+## The arithmetic follows torch/optim/*.py (single-tensor path) operation by operation, so float32
+## results agree with PyTorch to rounding.
+<%page args="rule, t, acc, slots, states, maximize=False, weight_decay=False, momentum=False, nesterov=False, decoupled=False, amsgrad=False, centered=False"/>
+<%def name="slot_args(k)">const int start${k},
+    __global ${t} *p${k}, const int p${k}_off, __global const ${t} *g${k}, const int g${k}_off\
+% for s in states:
+, __global ${t} *${s}${k}\
+% endfor
+</%def>
+__kernel void ${rule}_step(const int total,
+% for k in range(slots):
+    ${slot_args(k)},
+% endfor
+% if rule == "sgd":
+    const ${acc} lr, const ${acc} mom, const ${acc} one_minus_dampening, const ${acc} wd, const int first)
+% elif rule == "adam":
+    const ${acc} one_minus_beta1, const ${acc} beta2, const ${acc} one_minus_beta2, const ${acc} eps,
+    const ${acc} wd, const ${acc} decay, const ${acc} step_size, const ${acc} bc2_sqrt)
+% elif rule == "rmsprop":
+    const ${acc} lr, const ${acc} alpha, const ${acc} one_minus_alpha, const ${acc} eps, const ${acc} wd,
+    const ${acc} mom)
+% elif rule == "adagrad":
+    const ${acc} clr, const ${acc} eps, const ${acc} wd)
+% endif
+{
+    const int gid = get_global_id(0);
+    if (gid >= total) return;
+    __global ${t} *p;
+    __global const ${t} *g;
+% for s in states:
+    __global ${t} *${s};
+% endfor
+    int i;
+## pick the slot: the last one whose range starts at or before gid
+% for k in reversed(range(slots)):
+    ${"if" if k == slots - 1 else "else if"} (gid >= start${k}) {
+        i = gid - start${k};
+        p = p${k} + p${k}_off;
+        g = g${k} + g${k}_off;
+  % for s in states:
+        ${s} = ${s}${k};
+  % endfor
+    }
+% endfor
+    else return;
+
+    ${acc} grad = (${acc})g[i];
+% if maximize:
+    grad = -grad;
+% endif
+    ${acc} param = (${acc})p[i];
+
+% if rule == "sgd":
+  % if weight_decay:
+    grad = grad + wd * param;
+  % endif
+  % if momentum:
+    ${acc} buf = first ? grad : (${acc})momentum_buffer[i] * mom + one_minus_dampening * grad;
+    momentum_buffer[i] = (${t})buf;
+    % if nesterov:
+    grad = grad + mom * buf;
+    % else:
+    grad = buf;
+    % endif
+  % endif
+    param = param + (-lr) * grad;
+
+% elif rule == "adam":
+  % if weight_decay and decoupled:
+    param = param * decay;
+  % elif weight_decay:
+    grad = grad + wd * param;
+  % endif
+    ${acc} m = (${acc})exp_avg[i];
+    m = m + one_minus_beta1 * (grad - m);                      // exp_avg.lerp_(grad, 1 - beta1)
+    const ${acc} v = (${acc})exp_avg_sq[i] * beta2 + one_minus_beta2 * grad * grad;
+    exp_avg[i] = (${t})m;
+    exp_avg_sq[i] = (${t})v;
+  % if amsgrad:
+    const ${acc} vmax = fmax((${acc})max_exp_avg_sq[i], v);
+    max_exp_avg_sq[i] = (${t})vmax;
+    const ${acc} denom = sqrt(vmax) / bc2_sqrt + eps;
+  % else:
+    const ${acc} denom = sqrt(v) / bc2_sqrt + eps;
+  % endif
+    param = param + (-step_size) * m / denom;              // addcdiv_
+
+% elif rule == "rmsprop":
+  % if weight_decay:
+    grad = grad + wd * param;
+  % endif
+    const ${acc} sq = (${acc})square_avg[i] * alpha + one_minus_alpha * grad * grad;
+    square_avg[i] = (${t})sq;
+  % if centered:
+    ${acc} ga = (${acc})grad_avg[i];
+    ga = ga + one_minus_alpha * (grad - ga);                       // grad_avg.lerp_(grad, 1 - alpha)
+    grad_avg[i] = (${t})ga;
+    const ${acc} avg = sqrt(sq - ga * ga) + eps;
+  % else:
+    const ${acc} avg = sqrt(sq) + eps;
+  % endif
+  % if momentum:
+    const ${acc} buf = (${acc})momentum_buffer[i] * mom + grad / avg;
+    momentum_buffer[i] = (${t})buf;
+    param = param + (-lr) * buf;
+  % else:
+    param = param + (-lr) * grad / avg;
+  % endif
+
+% elif rule == "adagrad":
+  % if weight_decay:
+    grad = grad + wd * param;
+  % endif
+    const ${acc} s = (${acc})sum[i] + grad * grad;
+    sum[i] = (${t})s;
+    param = param + (-clr) * grad / (sqrt(s) + eps);
+% endif
+    p[i] = (${t})param;
+}
