@@ -73,6 +73,12 @@ class Node:
     def n_outputs(self):
         return len(self.out_meta)
 
+    def free(self):
+        """Drop what backward needed (rule, saved tensors, inputs); a later walk through this node raises."""
+        self.backward = None
+        self.saved = ()
+        self.inputs = ()
+
     def __repr__(self):
         return f"<{self.name}Backward>"
 
@@ -132,30 +138,41 @@ def _topological(roots):
     return order
 
 
+_FREED = ("Trying to backward through the graph a second time (or to read saved tensors after they were "
+          "freed). Saved intermediate values of the graph are freed when you call .backward() or "
+          "autograd.grad(). Pass retain_graph=True to the first backward() (or persistent=True to the "
+          "GradientTape) if you need to go through it again.")
+
+
 def run_backward(outputs, grad_outputs, retain_graph=False, capture=None):
     """Propagate gradients from outputs to every leaf (or only to `capture`'s tensors).
 
     Without `capture`, leaf gradients accumulate into `.grad`. With `capture` (a list of tensors),
-    nothing is accumulated and their gradients are returned in order (None where unconnected).
+    nothing is accumulated and their gradients are returned in order (None where unconnected); a
+    captured tensor counts as requiring grad even if its flag was reset (GradientTape.watch).
+    Without retain_graph every node that was walked drops its rule, saved tensors and inputs, so
+    the graph's device memory is released as soon as its tensors are; walking it again raises.
     """
     from .ops.reduce import sum_to  # the ops layer sits below autograd's callers, above this module
 
     grads = {}  # id(node) -> list of output grads
     captured = {id(t): None for t in capture} if capture is not None else None
+    handed = set()  # buffers already stored as some leaf's .grad in this run
     leaf_outputs = []
     for out, g in zip(outputs, grad_outputs):
         node = out._node
         if node is None:
-            if out.requires_grad:
+            if out.requires_grad or (captured is not None and id(out) in captured):
                 leaf_outputs.append((out, g))
             continue
         slot = grads.setdefault(id(node), [None] * node.n_outputs)
         slot[out._out_index] = g if slot[out._out_index] is None else slot[out._out_index] + g
     for out, g in leaf_outputs:
-        if captured is not None and id(out) in captured:
-            captured[id(out)] = g
-        elif captured is None:
-            _accumulate(out, g, shared=True)
+        if captured is not None:
+            if id(out) in captured:
+                captured[id(out)] = g if captured[id(out)] is None else captured[id(out)] + g
+        else:
+            _accumulate(out, g, True, handed)
 
     capture_by_node = {}
     if captured is not None:
@@ -171,29 +188,37 @@ def run_backward(outputs, grad_outputs, retain_graph=False, capture=None):
         for t in capture_by_node.get(id(node), ()):
             captured[id(t)] = out_grads[t._out_index]
         if node.backward is None:
-            raise RuntimeError(
-                "Trying to backward through the graph a second time (or to read saved tensors after they "
-                "were freed). Pass retain_graph=True to the first backward() (or persistent=True to the "
-                "GradientTape) if you need to go through it again.")
+            raise RuntimeError(_FREED)
         node.check_saved()
         if any(g is None for g in out_grads):
             from .ops.creation import zeros
-            out_grads = [g if g is not None else zeros(*node.out_meta[i]) for i, g in enumerate(out_grads)]
+            out_grads = [g if g is not None else zeros(node.out_meta[i][0], dtype=node.out_meta[i][1],
+                                                       device=node.out_meta[i][2])
+                         for i, g in enumerate(out_grads)]
         in_grads = node.backward(*out_grads)
         if not isinstance(in_grads, (tuple, list)):
             in_grads = (in_grads,)
         if len(in_grads) != len(node.inputs):
             raise RuntimeError(f"backward of {node.name} returned {len(in_grads)} gradients for "
                                f"{len(node.inputs)} inputs")
+        inputs = node.inputs
         if not retain_graph:
-            node.backward = None
-            node.saved = ()
-        incoming = [g._buf for g in out_grads]
-        for inp, g in zip(node.inputs, in_grads):
-            if g is None or not getattr(inp, "requires_grad", False):
+            node.free()
+        # a gradient object that is an incoming gradient, or is returned for two inputs, is shared
+        incoming = {id(g._buf) for g in out_grads}
+        seen = set()
+        for inp, g in zip(inputs, in_grads):
+            if g is None:
+                continue
+            want = getattr(inp, "requires_grad", False) or (captured is not None and id(inp) in captured)
+            if not want:
                 continue
             if g.shape != inp.shape:
                 g = sum_to(g, inp.shape)
+            if g.dtype != inp.dtype:
+                g = g.to(dtype=inp.dtype)
+            shared = id(g._buf) in incoming or id(g._buf) in seen
+            seen.add(id(g._buf))
             child = inp._node
             if child is not None:
                 slot = grads.setdefault(id(child), [None] * child.n_outputs)
@@ -203,18 +228,23 @@ def run_backward(outputs, grad_outputs, retain_graph=False, capture=None):
                 if id(inp) in captured:
                     captured[id(inp)] = g if captured[id(inp)] is None else captured[id(inp)] + g
             else:
-                _accumulate(inp, g, shared=any(g._buf is b for b in incoming))
+                _accumulate(inp, g, shared, handed)
     if captured is not None:
         return [captured[id(t)] for t in capture]
     return None
 
 
-def _accumulate(leaf, g, shared):
-    """Add g into leaf.grad; a gradient that aliases another's buffer is copied before it is kept."""
+def _accumulate(leaf, g, shared, handed):
+    """Add g into leaf.grad. A new .grad never aliases another tensor: g is copied when it is a view,
+    an incoming gradient, or a buffer another leaf already holds (c = a + b gives a and b one g)."""
     if g.dtype != leaf.dtype:
         g = g.to(dtype=leaf.dtype)
     if leaf.grad is None:
-        leaf.grad = g.clone() if shared or g._base is not None else g
+        if shared or g._base is not None or id(g._buf) in handed or not g.is_contiguous():
+            from .ops.movement import clone
+            g = clone(g)
+        handed.add(id(g._buf))
+        leaf.grad = g
     else:
         with no_grad():
             leaf.grad += g

@@ -2,10 +2,12 @@
 
 clnet's dtypes are numpy dtypes, so `clnet.float32 == np.float32` and arrays convert without tables.
 
-Promotion (as in PyTorch): categories rank bool < integer < floating. Two tensors promote to the
-wider type of the higher category (int32 + int64 -> int64, int64 + float32 -> float32, float16 +
-float32 -> float32). A Python scalar never widens a tensor within its category: it only lifts the
-category (int tensor * 0.5 -> float32, bool tensor + 1 -> int64, float16 tensor * 2.0 -> float16).
+Promotion (as in PyTorch, written down with examples in docs/dtypes.md): categories rank
+bool < integer < floating. Tensors with dimensions promote to the wider type of the higher category
+(int32 + int64 -> int64, int64 + float32 -> float32, float16 + float32 -> float32). A 0-d tensor or a
+Python scalar never widens them within their category; it only lifts the category (int tensor * 0.5 ->
+float32, bool tensor + 1 -> int64, float16 tensor * 2.0 -> float16, float32 tensor * 0-d float64
+tensor -> float32). In-place ops may write a result into a tensor of the same or a higher category.
 """
 from __future__ import annotations
 
@@ -62,6 +64,11 @@ def promote_types(a: np.dtype, b: np.dtype) -> np.dtype:
     return np.promote_types(a, b)
 
 
+def can_cast(src: np.dtype, dst: np.dtype) -> builtins.bool:
+    """May an in-place op store a `src` result into a `dst` tensor? (not to a lower category)"""
+    return _category(src) <= _category(dst)
+
+
 def scalar_category(x) -> builtins.int:
     if isinstance(x, (builtins.bool, np.bool_)):
         return 0
@@ -70,24 +77,34 @@ def scalar_category(x) -> builtins.int:
     return 2
 
 
-def result_type(tensor_dtypes, scalars=()) -> np.dtype:
-    """Dtype of an op over tensors of `tensor_dtypes` and Python scalars `scalars`."""
+def result_type(tensor_dtypes, scalars=(), zero_dim_dtypes=()) -> np.dtype:
+    """Dtype of an op over tensors with dimensions, Python scalars and 0-d tensors.
+
+    Three tiers, as in PyTorch: tensors with dimensions decide the type; a 0-d tensor of a higher
+    category lifts it to that 0-d tensor's type; a scalar of a higher category lifts it to the
+    category's default type (float32, int64).
+    """
     dt = None
     for d in tensor_dtypes:
         dt = d if dt is None else promote_types(dt, d)
+    zt = None
+    for d in zero_dim_dtypes:
+        zt = d if zt is None else promote_types(zt, d)
+    if zt is not None and (dt is None or _category(zt) > _category(dt)):
+        dt = zt
     if dt is None:  # only scalars
         cat = max((scalar_category(s) for s in scalars), default=2)
         return (bool_, DEFAULT_INT, DEFAULT_FLOAT)[cat]
-    cat = max((scalar_category(s) for s in scalars), default=0)
-    if cat > _category(dt):
-        return (bool_, DEFAULT_INT, DEFAULT_FLOAT)[cat]
+    for s in scalars:
+        if scalar_category(s) > _category(dt):
+            dt = (bool_, DEFAULT_INT, DEFAULT_FLOAT)[scalar_category(s)]
     return dt
 
 
 def infer_dtype(data) -> np.dtype:
     """The dtype clnet.tensor(data) picks: numpy's own dtype for arrays, float32/int64/bool for lists."""
-    if isinstance(data, np.ndarray):
-        return as_dtype(data.dtype)
+    if isinstance(data, (np.ndarray, np.generic)):
+        return _from_numpy(data.dtype)
     arr = np.asarray(data)
     if arr.dtype.kind == "f":
         return DEFAULT_FLOAT
@@ -96,3 +113,12 @@ def infer_dtype(data) -> np.dtype:
     if arr.dtype.kind == "b":
         return bool_
     raise TypeError(f"cannot make a tensor from data of type {type(data).__name__} (numpy dtype {arr.dtype})")
+
+
+def _from_numpy(dt: np.dtype) -> np.dtype:
+    """numpy's dtype when clnet stores it; other integer widths widen to int32/int64."""
+    if dt in SUPPORTED:
+        return dt
+    if dt.kind in "iu":
+        return int32 if dt.itemsize < 4 or (dt.kind == "i" and dt.itemsize == 4) else int64
+    return as_dtype(dt)  # raises, naming the supported dtypes

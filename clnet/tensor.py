@@ -73,8 +73,9 @@ class Tensor:
     @classmethod
     def _empty(cls, shape, dtype, device) -> "Tensor":
         shape = tuple(shape)
-        dtype = _dt.as_dtype(dtype)
-        _check_device_dtype(device, dtype)
+        if dtype is not _dt.float32:  # the common case skips the checks
+            dtype = _dt.as_dtype(dtype)
+            _check_device_dtype(device, dtype)
         n = math.prod(shape)
         buf = device.pool.allocate(n * dtype.itemsize)
         return cls._wrap(buf, shape, dtype, device, storage_size=n)
@@ -119,6 +120,8 @@ class Tensor:
         return self.numel() * self.dtype.itemsize
 
     def is_contiguous(self) -> bool:
+        if 0 in self.shape:
+            return True
         expected = 1
         for s, st in zip(reversed(self.shape), reversed(self.strides)):
             if s != 1 and st != expected:
@@ -132,14 +135,31 @@ class Tensor:
         out = np.empty(self.shape, dtype=self.dtype)
         if out.size == 0:
             return out
-        src = self if self.is_contiguous() else self.contiguous()
+        if self.is_contiguous():
+            src = self
+        else:
+            with autograd.no_grad():
+                src = self.contiguous()
         cl.enqueue_copy(self.device.queue, out, src._buf, src_offset=src.offset * self.dtype.itemsize,
                         is_blocking=True)
         return out
 
     def __array__(self, dtype=None, copy=None):
+        if copy is False:
+            raise ValueError("a clnet tensor lives on an OpenCL device: converting it to numpy always copies")
         arr = self.numpy()
         return arr.astype(dtype, copy=False) if dtype is not None else arr
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        """numpy ufuncs on tensors: the elementwise ones clnet has run on the device and return a
+        Tensor (so `np.float64(2) * t` and `ndarray + t` stay tensors); others run on host copies."""
+        name = _UFUNCS.get(ufunc.__name__)
+        if method == "__call__" and name is not None and not kwargs:
+            return getattr(_ops.elementwise, name)(*inputs)
+        if any(isinstance(o, Tensor) for o in kwargs.get("out", ()) or ()):
+            return NotImplemented
+        host = [x.numpy() if isinstance(x, Tensor) else x for x in inputs]
+        return getattr(ufunc, method)(*host, **kwargs)
 
     def tolist(self):
         return self.numpy().tolist()
@@ -218,9 +238,7 @@ class Tensor:
             body = np.array2string(self.numpy(), separator=", ", prefix="tensor(", threshold=200)
         except Exception as err:  # pragma: no cover - repr must not raise
             body = f"<unreadable: {err}>"
-        extra = f", dtype={self.dtype.name}" if self.dtype != _dt.float32 else ""
-        extra += f", shape={tuple(self.shape)}" if self.ndim > 1 or self.numel() > 200 else ""
-        extra += f", device='{self.device.spec}'"
+        extra = f", shape={tuple(self.shape)}, dtype={self.dtype.name}, device='{self.device.spec}'"
         if self._node is not None:
             extra += f", grad_fn={self._node!r}"
         elif self.requires_grad:
@@ -250,7 +268,17 @@ class Tensor:
         autograd.backward(self, gradient, retain_graph=retain_graph)
 
     def detach(self) -> "Tensor":
-        return self._view(self.shape, self.strides)
+        """The same data (buffer and version counter shared) without history.
+
+        The alias does not reference `self`, so an op may save `out.detach()` in the node that hangs
+        on `out` without making a reference cycle (cycles would keep device buffers alive until the
+        garbage collector runs).
+        """
+        t = Tensor._wrap(self._buf, self.shape, self.dtype, self.device, self.offset, self.strides,
+                         storage_size=self._storage_size)
+        t._version = self._version
+        t._base = self._base
+        return t
 
     def detach_(self) -> "Tensor":
         self._node = None
@@ -258,8 +286,10 @@ class Tensor:
         return self
 
     def requires_grad_(self, requires_grad=True) -> "Tensor":
-        if self._node is not None and not requires_grad:
-            raise RuntimeError("you can only change requires_grad of leaf tensors; use .detach()")
+        if self._node is not None:
+            if not requires_grad:
+                raise RuntimeError("you can only change requires_grad of leaf tensors; use .detach()")
+            return self
         if requires_grad and not _dt.is_floating(self.dtype):
             raise RuntimeError(f"only floating-point tensors can require gradients (this is {self.dtype.name})")
         self.requires_grad = requires_grad
@@ -270,6 +300,11 @@ class Tensor:
 
     def _bump_version(self):
         self._version[0] += 1
+
+    @property
+    def _version_count(self) -> int:
+        """How many in-place changes this tensor's storage has seen (torch's ._version)."""
+        return self._version[0]
 
 
 def _is_dtype_name(x) -> bool:
@@ -325,16 +360,58 @@ def _inplace(op):
     def method(self, other):
         _ops.elementwise.binary(op, self, other, out=self)
         return self
+    method.__name__ = op + "_"
     return method
 
 
+def _inplace_unary(op):
+    def method(self):
+        return _ops.elementwise.unary(op, self, out=self)
+    method.__name__ = op + "_"
+    return method
+
+
+def _reduction(name):
+    """Tensor.sum/mean/...: PyTorch's dim/keepdim and numpy/TF's axis/keepdims spellings."""
+    def method(self, dim=None, keepdim=False, *, axis=None, keepdims=None, **kwargs):
+        return _call_reduction(name, self, dim, keepdim, axis, keepdims, kwargs)
+    method.__name__ = name
+    return method
+
+
+def _call_reduction(name, x, dim, keepdim, axis, keepdims, kwargs):
+    if axis is not None:
+        if dim is not None:
+            raise TypeError(f"{name}() got both dim={dim!r} and axis={axis!r}")
+        dim = axis
+    if keepdims is not None:
+        keepdim = keepdims
+    if kwargs.pop("out", None) is not None:
+        raise TypeError(f"{name}() does not support out=")
+    if kwargs.get("dtype", 1) is None:
+        kwargs.pop("dtype")
+    return getattr(_ops.reduce, name)(x, dim, keepdim, **kwargs)
+
+
+_UFUNCS = {"add": "add", "subtract": "sub", "multiply": "mul", "divide": "div", "true_divide": "div",
+           "power": "pow", "float_power": "pow", "maximum": "maximum", "minimum": "minimum",
+           "equal": "eq", "not_equal": "ne", "less": "lt", "less_equal": "le", "greater": "gt",
+           "greater_equal": "ge", "negative": "neg", "absolute": "abs", "exp": "exp", "log": "log",
+           "sqrt": "sqrt", "tanh": "tanh", "sin": "sin", "cos": "cos", "square": "square",
+           "reciprocal": "reciprocal", "sign": "sign", "floor": "floor", "ceil": "ceil", "rint": "round",
+           "log1p": "log1p", "expm1": "expm1", "logical_and": "logical_and", "logical_or": "logical_or",
+           "logical_xor": "logical_xor", "logical_not": "logical_not", "isnan": "isnan", "isinf": "isinf",
+           "floor_divide": "floor_divide", "remainder": "remainder"}
+
+
 def _install():
+    ew = _ops.elementwise
     binary = {"add": "add", "sub": "sub", "mul": "mul", "truediv": "div", "pow": "pow",
               "floordiv": "floor_divide", "mod": "remainder"}
     for dunder, op in binary.items():
         setattr(Tensor, f"__{dunder}__", _method(f"elementwise.{op}"))
         setattr(Tensor, f"__r{dunder}__", _reflected(f"elementwise.{op}"))
-    for dunder, op in {"iadd": "add", "isub": "sub", "imul": "mul", "itruediv": "div"}.items():
+    for dunder, op in {"iadd": "add", "isub": "sub", "imul": "mul", "itruediv": "div", "ipow": "pow"}.items():
         setattr(Tensor, f"__{dunder}__", _inplace(op))
     for dunder, op in {"eq": "eq", "ne": "ne", "lt": "lt", "le": "le", "gt": "gt", "ge": "ge",
                        "and": "logical_and", "or": "logical_or", "xor": "logical_xor"}.items():
@@ -342,16 +419,22 @@ def _install():
     for op in ("add", "sub", "mul", "div", "pow", "maximum", "minimum", "eq", "ne", "lt", "le", "gt", "ge",
                "logical_and", "logical_or", "logical_xor", "floor_divide", "remainder"):
         setattr(Tensor, op, _method(f"elementwise.{op}"))
-    for op in ("add", "sub", "mul", "div"):
+    for op in ("add", "sub", "mul", "div", "pow"):
         setattr(Tensor, op + "_", _inplace(op))
-    for op in _ops.elementwise.UNARY:
+    Tensor.subtract, Tensor.multiply, Tensor.divide = Tensor.sub, Tensor.mul, Tensor.div
+    Tensor.true_divide = Tensor.div
+    for op in ew.UNARY:
         setattr(Tensor, op, _method(f"elementwise.{op}"))
-        setattr(Tensor, op + "_", (lambda name: lambda self: _ops.elementwise.unary(name, self, out=self))(op))
+        setattr(Tensor, op + "_", _inplace_unary(op))
     for op in ("sum", "mean", "max", "min", "amax", "amin", "argmax", "argmin"):
-        setattr(Tensor, op, _method(f"reduce.{op}"))
+        setattr(Tensor, op, _reduction(op))
     for op in ("reshape", "view", "permute", "transpose", "t", "squeeze", "unsqueeze", "flatten", "expand",
-               "contiguous", "clone"):
+               "contiguous", "clone", "flip", "split", "chunk", "repeat", "tile", "narrow", "movedim", "unflatten",
+               "unbind", "expand_as", "swapaxes"):
         setattr(Tensor, op, _method(f"movement.{op}"))
+    for op in ("index_select", "gather", "take", "masked_fill", "masked_fill_", "masked_select", "nonzero",
+               "scatter_add"):
+        setattr(Tensor, op, _method(f"indexing.{op}"))
     Tensor.__getitem__ = _method("movement.getitem")
     Tensor.__setitem__ = _method("movement.setitem")
     Tensor.__neg__ = _method("elementwise.neg")
@@ -361,6 +444,7 @@ def _install():
     Tensor.clamp = _method("elementwise.clamp")
     Tensor.clip = Tensor.clamp
     Tensor.clamp_ = lambda self, min=None, max=None: _ops.elementwise.clamp(self, min, max, out=self)
+    Tensor.clip_ = Tensor.clamp_
     Tensor.where = lambda self, cond, other: _ops.elementwise.where(cond, self, other)
     Tensor.__matmul__ = _method("matmul.matmul")
     Tensor.__rmatmul__ = _reflected("matmul.matmul")

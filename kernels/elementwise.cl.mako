@@ -1,6 +1,7 @@
 ## One kernel per elementwise expression.
 ##   expr      C expression over the loaded operands v0, v1, ... (already in the compute type `ct`)
-##   out_t     storage type of the output; in_ts: storage type of each operand (bool/uchar operands
+##   out_t     storage type of the output (out_bool: it is a bool, so store expr != 0 as 0/1);
+##   in_ts     storage type of each operand (bool/uchar operands
 ##             stay uchar so they can be conditions), or None for a scalar
 ##             argument (passed by value in the compute type, so a new scalar never recompiles)
 ##   rank      0 means every tensor operand is contiguous with the output: index = offset + gid;
@@ -17,8 +18,23 @@ def vtype(t):
 def store(val, at):
     if out_t == "half":
         return f"vstore_half_rte({val}, {at}, out)"
+    if out_bool:
+        return f"out[{at}] = (uchar)(({val}) != 0)"
     return f"out[{at}] = ({out_t})({val})"
 %>
+// integer power by squaring (x ** n for int tensors); a negative n gives 0 unless |x| == 1
+inline long clnet_ipow(long x, long n)
+{
+    if (n < 0) return x == 1 ? 1 : (x == -1 ? ((n & 1) ? -1 : 1) : 0);
+    long r = 1;
+    while (n) {
+        if (n & 1) r *= x;
+        x *= x;
+        n >>= 1;
+    }
+    return r;
+}
+
 __kernel void ${name}(const ${idx} n,
     __global ${out_t} *out, const ${idx} out_off
 % for d in range(rank):

@@ -22,15 +22,22 @@ def from_numpy(array: np.ndarray, device=None) -> Tensor:
 
 
 def tensor(data, dtype=None, device=None, requires_grad=False) -> Tensor:
-    """Copy data (numbers, nested lists, numpy arrays, tensors) into a new tensor."""
+    """Copy data (numbers, nested lists, numpy arrays, tensors) into a new tensor.
+
+    Lists of Python floats become float32, of ints int64, of bools bool (as in PyTorch); numpy arrays
+    keep their dtype (float64 becomes float32 on a device without fp64 unless dtype= asks for it).
+    """
     if isinstance(data, Tensor):
-        out = data.detach().to(device=device or data.device, dtype=dtype or data.dtype, copy=True)
+        out = data.detach().to(device=device if device is not None else data.device,
+                               dtype=dtype if dtype is not None else data.dtype, copy=True)
         return _finish(out, requires_grad)
     dev = get_device(device)
     dt = _dt.as_dtype(dtype) if dtype is not None else _dt.infer_dtype(data)
     if dt == _dt.float64 and dtype is None and not dev.fp64:
         dt = _dt.float32  # a float64 numpy array on a device without fp64 computes in float32
     host = np.asarray(data, dtype=dt, order="C")  # (np.ascontiguousarray would turn 0-d into shape (1,))
+    if requires_grad and not _dt.is_floating(dt):
+        raise RuntimeError(f"only floating-point tensors can require gradients (this is {dt.name})")
     out = Tensor._empty(host.shape, dt, dev)
     if host.size:
         cl.enqueue_copy(dev.queue, out._buf, host, is_blocking=True)
@@ -51,24 +58,30 @@ def empty(*shape, dtype=None, device=None, requires_grad=False) -> Tensor:
 
 def full(shape, fill_value, dtype=None, device=None, requires_grad=False) -> Tensor:
     shape = _normalise_shape((shape,) if not isinstance(shape, (tuple, list)) else (tuple(shape),))
+    if isinstance(fill_value, Tensor):
+        fill_value = fill_value.item()
     dt = _dt.as_dtype(dtype) if dtype is not None else _dt.result_type([], [fill_value])
     out = Tensor._empty(shape, dt, get_device(device))
-    launch("v0", [fill_value], dt, dt if dt != _dt.bool_ else _dt.int32, out=out)
+    if dt == _dt.bool_:
+        fill_value = bool(fill_value)
+    elif not _dt.is_floating(dt):
+        fill_value = int(fill_value)
+    launch("v0", [fill_value], dt, dt, out=out)
     return _finish(out, requires_grad)
 
 
 def zeros(*shape, dtype=None, device=None, requires_grad=False) -> Tensor:
-    return full(_normalise_shape(shape), 0, dtype=dtype or _dt.DEFAULT_FLOAT, device=device,
-                requires_grad=requires_grad)
+    return full(_normalise_shape(shape), 0, dtype=_dt.DEFAULT_FLOAT if dtype is None else dtype,
+                device=device, requires_grad=requires_grad)
 
 
 def ones(*shape, dtype=None, device=None, requires_grad=False) -> Tensor:
-    return full(_normalise_shape(shape), 1, dtype=dtype or _dt.DEFAULT_FLOAT, device=device,
-                requires_grad=requires_grad)
+    return full(_normalise_shape(shape), 1, dtype=_dt.DEFAULT_FLOAT if dtype is None else dtype,
+                device=device, requires_grad=requires_grad)
 
 
 def _like(x, dtype, device):
-    return dict(dtype=dtype or x.dtype, device=device or x.device)
+    return dict(dtype=x.dtype if dtype is None else dtype, device=x.device if device is None else device)
 
 
 def zeros_like(x, dtype=None, device=None, requires_grad=False) -> Tensor:
@@ -86,6 +99,39 @@ def full_like(x, fill_value, dtype=None, device=None, requires_grad=False) -> Te
 def empty_like(x, dtype=None, device=None, requires_grad=False) -> Tensor:
     return empty(x.shape, requires_grad=requires_grad, **_like(x, dtype, device))
 
+
+def rand_like(x, dtype=None, device=None, requires_grad=False) -> Tensor:
+    from .random import rand
+    return rand(x.shape, requires_grad=requires_grad, **_like(x, dtype, device))
+
+
+def randn_like(x, dtype=None, device=None, requires_grad=False) -> Tensor:
+    from .random import randn
+    return randn(x.shape, requires_grad=requires_grad, **_like(x, dtype, device))
+
+
+def uniform(shape, minval=0.0, maxval=1.0, dtype=None, seed=None, device=None) -> Tensor:
+    """tf.random.uniform: values in [minval, maxval) (float32 unless dtype says otherwise)."""
+    from .random import manual_seed, rand
+    if seed is not None:
+        manual_seed(seed)
+    u = rand(_normalise_shape((shape,) if not isinstance(shape, (tuple, list)) else (tuple(shape),)),
+             dtype=_dt.DEFAULT_FLOAT if dtype is None else dtype, device=device)
+    if minval == 0 and maxval == 1:
+        return u
+    return launch("v1 + v0 * (v2 - v1)", [u, minval, maxval], u.dtype, u.dtype, out=u)
+
+
+def normal(shape, mean=0.0, stddev=1.0, dtype=None, seed=None, device=None) -> Tensor:
+    """tf.random.normal: Gaussian values with the given mean and standard deviation."""
+    from .random import manual_seed, randn
+    if seed is not None:
+        manual_seed(seed)
+    z = randn(_normalise_shape((shape,) if not isinstance(shape, (tuple, list)) else (tuple(shape),)),
+              dtype=_dt.DEFAULT_FLOAT if dtype is None else dtype, device=device)
+    if mean == 0 and stddev == 1:
+        return z
+    return launch("v1 + v0 * v2", [z, mean, stddev], z.dtype, z.dtype, out=z)
 
 def arange(start, end=None, step=1, dtype=None, device=None, requires_grad=False) -> Tensor:
     """Values start, start+step, ... < end, computed on the device."""

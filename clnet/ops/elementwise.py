@@ -2,7 +2,9 @@
 
 `launch` is the one place that turns an expression into a kernel call: it broadcasts shapes, merges
 dimensions that are contiguous for every operand, and passes sizes and strides as kernel arguments,
-so a new shape of the same rank reuses the built kernel. Scalars are kernel arguments too.
+so a new shape of the same rank reuses the built kernel. Scalars are kernel arguments too. The
+work done per distinct layout (broadcast, collapse, kernel lookup) is kept in a small plan cache,
+so a training step that repeats the same shapes pays only for building the argument list.
 """
 from __future__ import annotations
 
@@ -37,10 +39,10 @@ def broadcast_shapes(*shapes) -> tuple:
     return tuple(out)
 
 
-def _broadcast_strides(t: Tensor, shape) -> list:
-    pad = len(shape) - t.ndim
+def _broadcast_strides(shape_t, strides_t, shape) -> list:
+    pad = len(shape) - len(shape_t)
     strides = [0] * pad
-    for size, tsize, st in zip(shape[pad:], t.shape, t.strides):
+    for size, tsize, st in zip(shape[pad:], shape_t, strides_t):
         strides.append(0 if tsize == 1 and size != 1 else st)
     return strides
 
@@ -61,16 +63,15 @@ def _collapse(shape, stride_lists):
 
 def _as_operand(x, device):
     if isinstance(x, Tensor):
-        if x.device is not device:
+        if device is not None and x.device is not device:
             raise ValueError(f"tensors are on different devices: {device} and {x.device}; "
                              "move one with .to(device)")
         return x
-    if isinstance(x, (bool, numbers.Number, np.number, np.bool_)):
+    if isinstance(x, (numbers.Number, np.number, np.bool_)):
+        if isinstance(x, complex) or isinstance(x, np.complexfloating):
+            raise TypeError("complex numbers are not supported by clnet")
         return x
-    if isinstance(x, np.ndarray):
-        from .creation import tensor
-        return tensor(x, device=device)
-    if isinstance(x, (list, tuple)):
+    if isinstance(x, (np.ndarray, list, tuple)):
         from .creation import tensor
         return tensor(x, device=device)
     raise TypeError(f"unsupported operand type {type(x).__name__}; expected a Tensor, a number or an array")
@@ -84,194 +85,382 @@ def _device_of(xs):
     return default_device()
 
 
-def _cast_scalar(x, ct_dtype):
-    return ct_dtype.type(x)
+# --- the launcher --------------------------------------------------------------------------------------
+class _Plan:
+    """Everything about one (expression, dtypes, layouts) launch that does not depend on buffers/scalars."""
+
+    __slots__ = ("kern", "shape", "n", "gsize", "lsize", "out_dims", "op_strides", "scalar_type")
 
 
-def launch(expr: str, operands, out_dtype, compute_dtype, out: Tensor | None = None) -> Tensor:
-    """Run `out = expr(operands)` elementwise, broadcasting; returns the (new or given) output."""
-    device = _device_of(operands)
+_PLANS: dict = {}
+_PLAN_LIMIT = 4096
+
+
+def _make_plan(device, expr, operands, out_dtype, compute_dtype, out) -> _Plan:
     tensors = [x for x in operands if isinstance(x, Tensor)]
     shape = broadcast_shapes(*(t.shape for t in tensors)) if tensors else ()
-    if out is None:
-        out = Tensor._empty(shape, out_dtype, device)
-    elif broadcast_shapes(out.shape, shape) != out.shape:
-        raise ValueError(f"output of shape {tuple(out.shape)} cannot hold the broadcast result of shape "
-                         f"{tuple(shape)}")
-    else:
+    if out is not None:
+        if broadcast_shapes(out.shape, shape) != out.shape:
+            raise ValueError(f"output of shape {tuple(out.shape)} cannot hold the broadcast result of shape "
+                             f"{tuple(shape)}")
         shape = out.shape
-    n = math.prod(shape)
+    plan = _Plan()
+    plan.shape = shape
+    plan.n = n = math.prod(shape)
+    ct_dtype = _dt.float32 if compute_dtype == _dt.float16 else np.dtype(compute_dtype)
+    plan.scalar_type = ct_dtype.type
     if n == 0:
-        return out
-    strides = [list(out.strides)] + [_broadcast_strides(t, shape) for t in tensors]
+        plan.kern = None
+        return plan
+    out_strides = list(out.strides) if out is not None else list(_contiguous(shape))
+    strides = [out_strides] + [_broadcast_strides(t.shape, t.strides, shape) for t in tensors]
     sizes, strides = _collapse(shape, strides)
     rank = len(sizes)
     if rank <= 1 and all(st == [1] or not st for st in strides):
         rank = 0
-    biggest = max([out._storage_size] + [t._storage_size for t in tensors])
-    idx = "int" if biggest <= _INT_MAX and n <= _INT_MAX else "long"
+    storage = [out._storage_size if out is not None else n] + [t._storage_size for t in tensors]
+    idx = "int" if max(storage) <= _INT_MAX and n <= _INT_MAX else "long"
     idx_dt = np.dtype(np.int32 if idx == "int" else np.int64)
-    ct_dtype = np.dtype(np.float32) if compute_dtype == _dt.float16 else np.dtype(compute_dtype)
     in_ts = tuple(ctype(x.dtype) if isinstance(x, Tensor) else None for x in operands)
-
     arg_dtypes = [idx_dt, None, idx_dt] + [idx_dt, idx_dt] * rank
-    args = [n, out._buf, out.offset]
-    for d in range(rank):
-        args += [sizes[d], strides[0][d]]
+    plan.out_dims = [v for d in range(rank) for v in (sizes[d], strides[0][d])]
+    plan.op_strides = []
     k = 1
-    for x, t in zip(operands, in_ts):
+    for t in in_ts:
         if t is None:
             arg_dtypes.append(ct_dtype)
-            args.append(_cast_scalar(x, ct_dtype))
+            plan.op_strides.append(None)
         else:
             arg_dtypes += [None, idx_dt] + [idx_dt] * rank
-            args += [x._buf, x.offset] + (strides[k] if rank else [])
+            plan.op_strides.append(strides[k] if rank else [])
             k += 1
-    kern = get_kernel(device, "elementwise.cl.mako", "ew", arg_dtypes=arg_dtypes,
-                      name="ew", expr=expr, out_t=ctype(out.dtype), in_ts=in_ts,
-                      ct=ctype(ct_dtype), rank=rank, idx=idx)
+    plan.kern = get_kernel(device, "elementwise.cl.mako", "ew", arg_dtypes=arg_dtypes,
+                           name="ew", expr=expr, out_t=ctype(out_dtype), out_bool=out_dtype == _dt.bool_,
+                           in_ts=in_ts, ct=ctype(ct_dtype), rank=rank, idx=idx)
     wg = device.profile.elementwise_wg
-    kern(device.queue, (-(-n // wg) * wg,), (wg,), *args)
+    plan.gsize = (-(-n // wg) * wg,)
+    plan.lsize = (wg,)
+    return plan
+
+
+def _contiguous(shape):
+    strides, acc = [], 1
+    for s in reversed(shape):
+        strides.append(acc)
+        acc *= max(s, 1)
+    return tuple(reversed(strides))
+
+
+def launch(expr: str, operands, out_dtype, compute_dtype, out: Tensor | None = None) -> Tensor:
+    """Run `out = expr(operands)` elementwise, broadcasting; returns the (new or given) output.
+
+    `operands` are tensors (on one device) and Python/numpy scalars, named v0, v1, ... in `expr`;
+    each is loaded and converted to `compute_dtype` before `expr` runs; the result is stored as
+    `out_dtype` (bool stores `expr != 0`). Returns at once: the kernel is only enqueued.
+    """
+    device = None
+    sig = []
+    for x in operands:
+        if isinstance(x, Tensor):
+            if device is None:
+                device = x.device
+            elif x.device is not device:
+                raise ValueError(f"tensors are on different devices: {device} and {x.device}; "
+                                 "move one with .to(device)")
+            sig.append((x.shape, x.strides, x.dtype, x._storage_size > _INT_MAX))
+        else:
+            sig.append(None)
+    if out is not None:
+        if device is None:
+            device = out.device
+        elif out.device is not device:
+            raise ValueError(f"the output is on {out.device} but the inputs are on {device}")
+        out_sig = (out.shape, out.strides, out._storage_size > _INT_MAX)
+    else:
+        out_sig = None
+        if device is None:
+            from ..backend.devices import default_device
+            device = default_device()
+    key = (device, expr, out_dtype, compute_dtype, out_sig, tuple(sig))
+    plan = _PLANS.get(key)
+    if plan is None:
+        plan = _make_plan(device, expr, operands, out_dtype, compute_dtype, out)
+        if len(_PLANS) >= _PLAN_LIMIT:
+            _PLANS.clear()
+        _PLANS[key] = plan
+    if out is None:
+        out = Tensor._empty(plan.shape, out_dtype, device)
+    if plan.kern is None:
+        return out
+    args = [plan.n, out._buf, out.offset]
+    args += plan.out_dims
+    for x, st in zip(operands, plan.op_strides):
+        if st is None:
+            args.append(plan.scalar_type(x))
+        else:
+            args.append(x._buf)
+            args.append(x.offset)
+            args += st
+    plan.kern(device.queue, plan.gsize, plan.lsize, *args)
     return out
 
 
+def _fused(expr: str, *operands) -> Tensor:
+    """A gradient formula as one kernel, in the (floating) type of its tensor operands."""
+    dt = _dt.result_type([x.dtype for x in operands if isinstance(x, Tensor)])
+    return launch(expr, operands, dt, dt)
+
+
+def _zeros_like(g, x, o):
+    return launch("0", [g], g.dtype, g.dtype)
+
+
 # --- op table ------------------------------------------------------------------------------------
-# Unary ops: name -> (C expression of v0, float-only?, gradient rule (g, x, out) -> grad_x).
-# Gradient rules use the same ops, so they run on the device and can be recorded again.
+# Unary ops: name -> (C expression of v0, float-only?, gradient rule (g, x, out) -> grad_x, what the
+# rule reads: "x" the input, "o" the output). Only what a rule reads is saved (and version-checked),
+# so `y = x + 1; y += 1` stays differentiable as in PyTorch. Rules run under no_grad; where a formula
+# would take several ops it is one fused kernel.
 UNARY = {
-    "neg": ("-v0", False, lambda g, x, out: -g),
-    "abs": ("(v0 < 0 ? -v0 : v0)", False, lambda g, x, out: g * sign(x)),
-    "sign": ("(v0 > 0) - (v0 < 0)", False, None),
-    "exp": ("exp(v0)", True, lambda g, x, out: g * out),
-    "log": ("log(v0)", True, lambda g, x, out: g / x),
-    "sqrt": ("sqrt(v0)", True, lambda g, x, out: g * 0.5 / out),
-    "rsqrt": ("rsqrt(v0)", True, lambda g, x, out: g * -0.5 * out / x),
-    "sin": ("sin(v0)", True, lambda g, x, out: g * cos(x)),
-    "cos": ("cos(v0)", True, lambda g, x, out: -g * sin(x)),
-    "tanh": ("tanh(v0)", True, lambda g, x, out: g * (1 - out * out)),
-    "sigmoid": ("1 / (1 + exp(-v0))", True, lambda g, x, out: g * out * (1 - out)),
-    "relu": ("(v0 < 0 ? 0 : v0)", False, lambda g, x, out: g * (out > 0)),
-    "reciprocal": ("1 / v0", True, lambda g, x, out: -g * out * out),
-    "square": ("v0 * v0", False, lambda g, x, out: g * 2 * x),
-    "log1p": ("log1p(v0)", True, lambda g, x, out: g / (x + 1)),
-    "expm1": ("expm1(v0)", True, lambda g, x, out: g * (out + 1)),
-    "floor": ("floor(v0)", True, None),
-    "ceil": ("ceil(v0)", True, None),
-    "round": ("rint(v0)", True, None),
-    "logical_not": ("!v0", False, None),
-    "isnan": ("v0 != v0", False, None),
-    "isinf": ("isinf(v0)", True, None),
+    "neg": ("-v0", False, lambda g, x, o: neg(g), ""),
+    "abs": ("(v0 < 0 ? -v0 : v0)", False, lambda g, x, o: _fused("v0 * ((v1 > 0) - (v1 < 0))", g, x), "x"),
+    "sign": ("(v0 > 0) - (v0 < 0)", False, _zeros_like, ""),
+    "exp": ("exp(v0)", True, lambda g, x, o: g * o, "o"),
+    "log": ("log(v0)", True, lambda g, x, o: g / x, "x"),
+    "sqrt": ("sqrt(v0)", True, lambda g, x, o: _fused("v0 / (2 * v1)", g, o), "o"),
+    "rsqrt": ("rsqrt(v0)", True, lambda g, x, o: _fused("-0.5f * v0 * v1 / v2", g, o, x), "xo"),
+    "sin": ("sin(v0)", True, lambda g, x, o: _fused("v0 * cos(v1)", g, x), "x"),
+    "cos": ("cos(v0)", True, lambda g, x, o: _fused("-v0 * sin(v1)", g, x), "x"),
+    "tanh": ("tanh(v0)", True, lambda g, x, o: _fused("v0 * (1 - v1 * v1)", g, o), "o"),
+    "sigmoid": ("1 / (1 + exp(-v0))", True, lambda g, x, o: _fused("v0 * v1 * (1 - v1)", g, o), "o"),
+    "relu": ("(v0 < 0 ? 0 : v0)", False, lambda g, x, o: _fused("(v1 > 0 ? v0 : 0)", g, o), "o"),
+    "reciprocal": ("1 / v0", True, lambda g, x, o: _fused("-v0 * v1 * v1", g, o), "o"),
+    "square": ("v0 * v0", False, lambda g, x, o: _fused("2 * v0 * v1", g, x), "x"),
+    "log1p": ("log1p(v0)", True, lambda g, x, o: _fused("v0 / (1 + v1)", g, x), "x"),
+    "expm1": ("expm1(v0)", True, lambda g, x, o: _fused("v0 * (v1 + 1)", g, o), "o"),
+    "floor": ("floor(v0)", True, _zeros_like, ""),
+    "ceil": ("ceil(v0)", True, _zeros_like, ""),
+    "round": ("rint(v0)", True, _zeros_like, ""),
+    "logical_not": ("!v0", False, None, ""),
+    "isnan": ("v0 != v0", False, None, ""),
+    "isinf": ("isinf(v0)", True, None, ""),
 }
 _BOOL_RESULT = {"logical_not", "isnan", "isinf"}
+_INT_KEEPS_TYPE = {"floor", "ceil", "round"}  # floor(int tensor) is the int tensor, as in PyTorch
 
-# Binary ops: name -> (C expression of v0, v1, result kind, gradient rule (g, a, b, out) -> (ga, gb)).
+
+def _pow_grads(g, a, b, o, need_a, need_b):
+    ga = gb = None
+    if need_a:
+        if isinstance(b, Tensor):
+            ga = _fused("v0 * v2 * pow(v1, v2 - 1)", g, a, b)
+        elif b == 0:
+            ga = _zeros_like(g, a, o)
+        else:
+            ga = _fused("v0 * v2 * pow(v1, v3)", g, a, b, b - 1)
+    if need_b:  # d/db a**b = a**b log a, taken as 0 where a == 0 and b >= 0 (as PyTorch)
+        gb = _fused("((v2 == 0 && v3 >= 0) ? 0 : v0 * v1 * log(v2))", g, o, a, b)
+    return ga, gb
+
+
+def _div_grads(g, a, b, o, need_a, need_b):
+    return (g / b if need_a else None), (_fused("-v0 * v1 / v2", g, o, b) if need_b else None)
+
+
+# ties share the gradient equally, as in PyTorch
+_MAX_A = "(v1 > v2 ? v0 : (v1 == v2 ? v0 / 2 : 0))"
+_MAX_B = "(v2 > v1 ? v0 : (v1 == v2 ? v0 / 2 : 0))"
+
+# Binary ops: name -> (C expression of v0, v1, result kind, gradient rule (g, a, b, out, need_a, need_b)
+# -> (grad_a, grad_b), what the rule reads: "a", "b", "o").
 # kind: "same" (promoted type), "float" (true division: ints give float32), "bool" (comparisons).
 BINARY = {
-    "add": ("v0 + v1", "same", lambda g, a, b, out: (g, g)),
-    "sub": ("v0 - v1", "same", lambda g, a, b, out: (g, -g)),
-    "mul": ("v0 * v1", "same", lambda g, a, b, out: (g * b, g * a)),
-    "div": ("v0 / v1", "float", lambda g, a, b, out: (g / b, -g * out / b)),
-    "pow": ("pow(v0, v1)", "float", lambda g, a, b, out: (g * b * pow(a, b - 1), g * out * log(a))),
+    "add": ("v0 + v1", "same", lambda g, a, b, o, na, nb: (g, g), ""),
+    "sub": ("v0 - v1", "same", lambda g, a, b, o, na, nb: (g, -g if nb else None), ""),
+    "mul": ("v0 * v1", "same", lambda g, a, b, o, na, nb: (g * b if na else None, g * a if nb else None), "ab"),
+    "div": ("v0 / v1", "float", _div_grads, "bo"),
+    "pow": ("pow(v0, v1)", "same", _pow_grads, "abo"),
     "maximum": ("((v0 > v1 || v0 != v0) ? v0 : v1)", "same",
-                lambda g, a, b, out: (g * (a >= b), g * (a < b))),
+                lambda g, a, b, o, na, nb: (_fused(_MAX_A, g, a, b) if na else None,
+                                            _fused(_MAX_B, g, a, b) if nb else None), "ab"),
     "minimum": ("((v0 < v1 || v0 != v0) ? v0 : v1)", "same",
-                lambda g, a, b, out: (g * (a <= b), g * (a > b))),
-    "eq": ("v0 == v1", "bool", None),
-    "ne": ("v0 != v1", "bool", None),
-    "lt": ("v0 < v1", "bool", None),
-    "le": ("v0 <= v1", "bool", None),
-    "gt": ("v0 > v1", "bool", None),
-    "ge": ("v0 >= v1", "bool", None),
-    "logical_and": ("v0 && v1", "bool", None),
-    "logical_or": ("v0 || v1", "bool", None),
-    "logical_xor": ("(!v0) != (!v1)", "bool", None),
-    "floor_divide": ("floor((double)v0 / (double)v1)", "same", None),
-    "remainder": ("v0 - floor((double)v0 / (double)v1) * v1", "same", None),
+                lambda g, a, b, o, na, nb: (_fused(_MAX_B, g, a, b) if na else None,
+                                            _fused(_MAX_A, g, a, b) if nb else None), "ab"),
+    "eq": ("v0 == v1", "bool", None, ""),
+    "ne": ("v0 != v1", "bool", None, ""),
+    "lt": ("v0 < v1", "bool", None, ""),
+    "le": ("v0 <= v1", "bool", None, ""),
+    "gt": ("v0 > v1", "bool", None, ""),
+    "ge": ("v0 >= v1", "bool", None, ""),
+    "logical_and": ("v0 && v1", "bool", None, ""),
+    "logical_or": ("v0 || v1", "bool", None, ""),
+    "logical_xor": ("(!v0) != (!v1)", "bool", None, ""),
+    "floor_divide": ("floor(v0 / v1)", "same", None, ""),
+    "remainder": ("((fmod(v0, v1) != 0 && ((fmod(v0, v1) < 0) != (v1 < 0))) ? fmod(v0, v1) + v1 : fmod(v0, v1))",
+                  "same", None, ""),
+}
+# What a binary rule reads depends on which inputs need a gradient: d(a*b)/da reads b only.
+_SAVES = {
+    "mul": lambda na, nb: ("b" if na else "") + ("a" if nb else ""),
+    "div": lambda na, nb: "b" + ("o" if nb else ""),
+    "pow": lambda na, nb: "ab" + ("o" if nb else ""),
 }
 
 
-def _scalars(xs):
-    return [x for x in xs if not isinstance(x, Tensor)]
+def _binary_uses(name, uses, need_a, need_b):
+    f = _SAVES.get(name)
+    return f(need_a, need_b) if f is not None else uses
 
 
-def _tensor_dtypes(xs):
-    return [x.dtype for x in xs if isinstance(x, Tensor)]
+# integer forms (floor semantics as Python; x // 0 and x % 0 give 0 instead of trapping the device)
+_INT_EXPR = {
+    "pow": "clnet_ipow(v0, v1)",
+    "floor_divide": "(v1 == 0 ? 0 : v0 / v1 - ((v0 % v1 != 0) && ((v0 < 0) != (v1 < 0))))",
+    "remainder": "(v1 == 0 ? 0 : ((v0 % v1 != 0 && ((v0 % v1 < 0) != (v1 < 0))) ? v0 % v1 + v1 : v0 % v1))",
+}
 
 
 def _float_type(dt):
     return dt if _dt.is_floating(dt) else _dt.DEFAULT_FLOAT
 
 
+def _operand_dtype(a, b):
+    """Result dtype of a binary op over tensors/scalars with PyTorch's three-tier promotion."""
+    if isinstance(a, Tensor) and isinstance(b, Tensor):
+        if a.dtype is b.dtype or a.dtype == b.dtype:
+            return a.dtype
+        if a.ndim and b.ndim:
+            return _dt.promote_types(a.dtype, b.dtype)
+    dims, zero, scalars = [], [], []
+    for x in (a, b):
+        if isinstance(x, Tensor):
+            (dims if x.ndim else zero).append(x.dtype)
+        else:
+            scalars.append(x)
+    return _dt.result_type(dims, scalars, zero)
+
+
 def unary(name: str, x, out: Tensor | None = None) -> Tensor:
-    expr, float_only, rule = UNARY[name]
+    expr, float_only, rule, uses = UNARY[name]
     if not isinstance(x, Tensor):
-        x = _as_operand(x, _device_of([x]))
+        x = _as_operand(x, None)
         if not isinstance(x, Tensor):
             from .creation import tensor
             x = tensor(x)
-    dt = _float_type(x.dtype) if float_only else x.dtype
-    if name == "sign" and x.dtype == _dt.bool_:
-        dt = _dt.bool_
+    if x.dtype == _dt.bool_ and name in ("neg", "sign"):
+        raise TypeError(f"{name} is not defined for bool tensors; use logical_not (~) instead")
+    if name in _INT_KEEPS_TYPE and not _dt.is_floating(x.dtype):
+        dt = x.dtype
+        expr = "v0"
+    else:
+        dt = _float_type(x.dtype) if float_only else x.dtype
     result_dt = _dt.bool_ if name in _BOOL_RESULT else dt
-    ct = dt if name not in ("logical_not",) else x.dtype
     if out is not None:
-        return _inplace(name, expr, [x], out, result_dt, ct, rule and (lambda g, xx, o: (rule(g, xx, o),)))
-    y = launch(expr, [x], result_dt, ct)
+        return _inplace(name, expr, [x], out, result_dt, dt, rule, uses, unary=True)
+    y = launch(expr, [x], result_dt, dt)
     if rule is not None and needs_grad(x):
-        saved_out = y.detach()
-        record(name, y, (x,), lambda g: rule(g, x, saved_out), saved=(x, saved_out))
+        _record_unary(name, y, x, rule, uses)
     return y
+
+
+def _record_unary(name, y, x, rule, uses):
+    o = y.detach() if "o" in uses else None
+    xx = x if "x" in uses else None
+    saved = ((x,) if xx is not None else ()) + ((o,) if o is not None else ())
+    record(name, y, (x,), lambda g: rule(g, xx, o), saved=saved)
 
 
 def binary(name: str, a, b, out: Tensor | None = None) -> Tensor:
-    expr, kind, rule = BINARY[name]
-    device = _device_of([a, b])
-    a, b = _as_operand(a, device), _as_operand(b, device)
-    dt = _dt.result_type(_tensor_dtypes([a, b]), _scalars([a, b]))
+    expr, kind, rule, uses = BINARY[name]
+    if not isinstance(a, Tensor) or not isinstance(b, Tensor):
+        device = a.device if isinstance(a, Tensor) else (b.device if isinstance(b, Tensor) else None)
+        if device is None:
+            device = _device_of([a, b])
+        a, b = _as_operand(a, device), _as_operand(b, device)
+    elif a.device is not b.device:
+        raise ValueError(f"{name}: tensors are on different devices: {a.device} and {b.device}; "
+                         "move one with .to(device)")
+    dt = _operand_dtype(a, b)
     if kind == "float":
         dt = _float_type(dt)
-    if name in ("logical_and", "logical_or", "logical_xor"):
-        ct = dt
-        result_dt = _dt.bool_
-    elif kind == "bool":
+    if dt == _dt.bool_ and name == "sub":
+        raise TypeError("subtracting bool tensors is not supported; use logical_xor (^) or logical_not (~)")
+    if kind == "bool":
         ct, result_dt = dt, _dt.bool_
     else:
         ct = result_dt = dt
-    if name == "pow" and not isinstance(b, Tensor) and b == 2:
-        expr = "v0 * v0"
-    if name in ("floor_divide", "remainder") and _dt.is_floating(dt):
-        expr = expr.replace("(double)", "")
+    if not _dt.is_floating(dt) and name in _INT_EXPR:
+        if name == "pow" and not isinstance(b, Tensor) and b < 0:
+            raise ValueError("integers to negative integer powers are not allowed; use a float tensor")
+        expr = _INT_EXPR[name]
+    elif name == "pow" and not isinstance(b, Tensor):
+        if b == 2:
+            expr = "v0 * v0"
+        elif b == 1:
+            expr = "v0"
     if out is not None:
-        return _inplace(name, expr, [a, b], out, result_dt, ct, rule)
+        return _inplace(name, expr, [a, b], out, result_dt, ct, rule, uses)
     y = launch(expr, [a, b], result_dt, ct)
     if rule is not None and needs_grad(a, b):
-        saved_out = y.detach()
-        ta = a if isinstance(a, Tensor) else None
-        tb = b if isinstance(b, Tensor) else None
-        inputs = tuple(t for t in (ta, tb) if t is not None)
-
-        def backward(g):
-            ga, gb = rule(g, a, b, saved_out)
-            return tuple(gr for gr, t in ((ga, ta), (gb, tb)) if t is not None)
-        record(name, y, inputs, backward, saved=inputs + (saved_out,))
+        _record_binary(name, y, a, b, rule, uses, y)
     return y
 
 
-def _inplace(name, expr, operands, out, result_dt, ct, rule):
+def _record_binary(name, y, a, b, rule, uses, out):
+    """Hang the node of `y = name(a, b)` on y, saving only what the gradient rule will read."""
+    ta = a if isinstance(a, Tensor) else None
+    tb = b if isinstance(b, Tensor) else None
+    inputs = tuple(t for t in (ta, tb) if t is not None)
+    need_a = ta is not None and ta.requires_grad
+    need_b = tb is not None and tb.requires_grad
+    uses = _binary_uses(name.rstrip("_"), uses, need_a, need_b)
+    o = out.detach() if "o" in uses else None
+    saved = tuple(t for t, letter in ((ta, "a"), (tb, "b"), (o, "o")) if t is not None and letter in uses)
+
+    # the rule gets only what it reads, so unread inputs are not kept alive until backward
+    ra = a if ta is None or "a" in uses else None
+    rb = b if tb is None or "b" in uses else None
+
+    def backward(g):
+        ga, gb = rule(g, ra, rb, o, need_a, need_b)
+        return tuple(gr for gr, t in ((ga, ta), (gb, tb)) if t is not None)
+    record(name, y, inputs, backward, saved=saved)
+
+
+def _check_inplace_target(name, out: Tensor):
+    if not is_grad_enabled():
+        return
+    if out.requires_grad and out._node is None:
+        raise RuntimeError(f"a leaf tensor that requires grad is being used in an in-place operation "
+                           f"({name}_); wrap the update in `with clnet.no_grad():`")
+    base = out._base
+    if base is not None and base.requires_grad and base._node is None:
+        raise RuntimeError(f"a view of a leaf tensor that requires grad is being used in an in-place "
+                           f"operation ({name}_); wrap the update in `with clnet.no_grad():`")
+
+
+def _inplace(name, expr, operands, out, result_dt, ct, rule, uses, unary=False):
     """out <- expr(operands) in place: checks, overlap safety, version bump and autograd history."""
-    if result_dt != out.dtype and not (_dt.is_floating(out.dtype) or result_dt == _dt.bool_):
+    if not isinstance(out, Tensor):
+        raise TypeError(f"out must be a clnet Tensor, got {type(out).__name__}")
+    if not _dt.can_cast(result_dt, out.dtype):
         raise TypeError(f"result type {result_dt.name} of {name} can't be cast to the in-place "
                         f"output's dtype {out.dtype.name}")
-    if is_grad_enabled() and out.requires_grad and out._node is None:
-        raise RuntimeError("a leaf tensor that requires grad is being used in an in-place operation; "
-                           "wrap the update in `with clnet.no_grad():`")
+    _check_inplace_target(name, out)
     tensors = [x for x in operands if isinstance(x, Tensor)]
-    track = rule is not None and needs_grad(*tensors, out)
-    old = None
-    if track:  # a copy of the pre-op value keeps the old history; `out` gets a new node on top of it
-        old = launch("v0", [out], out.dtype, out.dtype)
+    track = rule is not None and needs_grad(*tensors)
+    if track and any(x is out for x in operands):
+        # a tensor standing for out's old value keeps the old history; it is a real copy only when
+        # the gradient rule reads that value (mul_, clamp_), an alias otherwise (add_, relu_)
+        if unary:
+            letters, reads = "x", uses
+        else:
+            letters = "abc"
+            reads = _binary_uses(name, uses, *(isinstance(x, Tensor) and x.requires_grad for x in operands[:2]))
+        reads_old = any(x is out and letters[i] in reads for i, x in enumerate(operands))
+        old = launch("v0", [out], out.dtype, out.dtype) if reads_old else out.detach()
         old._node, old._out_index, old.requires_grad = out._node, out._out_index, out.requires_grad
         operands = [old if x is out else x for x in operands]
+        tensors = [x for x in operands if isinstance(x, Tensor)]
     overlap = any(t._buf is out._buf and (t.offset, t.strides) != (out.offset, out.strides)
                   for t in tensors if t.numel() > 1)
     if overlap:  # e.g. x += x.T: compute into a fresh buffer first so no element is read after it is written
@@ -281,49 +470,50 @@ def _inplace(name, expr, operands, out, result_dt, ct, rule):
         launch(expr, operands, out.dtype, ct, out=out)
     out._bump_version()
     if track:
-        a = operands[0]
-        b = operands[1] if len(operands) > 1 else None
-        saved_out = out.detach()
-        ins = tuple(x for x in operands if isinstance(x, Tensor))
         out._node = None
-
-        def backward(g):
-            grads = rule(g, a, b, saved_out) if b is not None or len(operands) > 1 else rule(g, a, saved_out)
-            return tuple(gr for gr, x in zip(grads, operands) if isinstance(x, Tensor))
-        record(name + "_", out, ins, backward, saved=ins)
+        if unary:
+            _record_unary(name + "_", out, operands[0], rule, uses)
+        else:
+            _record_binary(name + "_", out, operands[0], operands[1], rule, uses, out)
+    elif out._node is not None and is_grad_enabled() and not any(x is out for x in operands):
+        out._node, out.requires_grad = None, False  # overwritten by values that need no gradient
     return out
 
 
 def where(cond, a, b) -> Tensor:
-    """Elementwise choice: a where cond is true, else b (all three broadcast)."""
+    """Elementwise choice: a where cond is true (non-zero), else b (all three broadcast)."""
     device = _device_of([cond, a, b])
     cond, a, b = (_as_operand(x, device) for x in (cond, a, b))
-    if isinstance(cond, Tensor) and cond.dtype != _dt.bool_:
-        cond = cond != 0
-    dt = _dt.result_type(_tensor_dtypes([a, b]), _scalars([a, b]))
-    y = launch("v0 ? v1 : v2", [cond, a, b], dt, dt)
+    dt = _operand_dtype(a, b)
+    y = launch("(v0 ? v1 : v2)", [cond, a, b], dt, dt)
     if needs_grad(a, b):
-        ta = a if isinstance(a, Tensor) else None
-        tb = b if isinstance(b, Tensor) else None
-        inputs = tuple(t for t in (ta, tb) if t is not None)
+        ta = a if isinstance(a, Tensor) and a.requires_grad else None
+        tb = b if isinstance(b, Tensor) and b.requires_grad else None
+        inputs = tuple(t for t in (a, b) if isinstance(t, Tensor))
 
         def backward(g):
-            zero = 0.0
             grads = []
-            if ta is not None:
-                grads.append(where(cond, g, zero))
-            if tb is not None:
-                grads.append(where(cond, zero, g))
+            if isinstance(a, Tensor):
+                grads.append(_fused("(v1 ? v0 : 0)", g, cond) if ta is not None else None)
+            if isinstance(b, Tensor):
+                grads.append(_fused("(v1 ? 0 : v0)", g, cond) if tb is not None else None)
             return tuple(grads)
         record("where", y, inputs, backward)
     return y
 
 
-def clamp(x: Tensor, min=None, max=None, out: Tensor | None = None) -> Tensor:
-    """Limit values to [min, max] (either may be None); NaN stays NaN as in PyTorch."""
+def clamp(x, min=None, max=None, out: Tensor | None = None) -> Tensor:
+    """Limit values to [min, max] (either may be None) as min(max(x, min), max); NaN stays NaN."""
     if min is None and max is None:
         raise ValueError("clamp needs at least one of min and max")
+    if not isinstance(x, Tensor):
+        x = _as_operand(x, None)
+        if not isinstance(x, Tensor):
+            from .creation import tensor
+            x = tensor(x)
     if isinstance(min, Tensor) or isinstance(max, Tensor):
+        if out is not None:
+            raise TypeError("in-place clamp_ takes number bounds; use clnet.maximum/minimum for tensors")
         y = x
         if min is not None:
             y = maximum(y, min)
@@ -332,25 +522,36 @@ def clamp(x: Tensor, min=None, max=None, out: Tensor | None = None) -> Tensor:
         return y
     dt = _dt.result_type([x.dtype], [v for v in (min, max) if v is not None])
     if min is not None and max is not None:
-        expr, operands = "(v0 < v1 ? v1 : (v0 > v2 ? v2 : v0))", [x, min, max]
+        expr, operands = "((v0 < v1 ? v1 : v0) > v2 ? v2 : (v0 < v1 ? v1 : v0))", [x, min, max]
     elif min is not None:
         expr, operands = "(v0 < v1 ? v1 : v0)", [x, min]
     else:
         expr, operands = "(v0 > v1 ? v1 : v0)", [x, max]
+    if min is not None and max is not None:
+        gexpr = "((v1 >= v2 && v1 <= v3) ? v0 : 0)"
+    elif min is not None:
+        gexpr = "(v1 >= v2 ? v0 : 0)"
+    else:
+        gexpr = "(v1 <= v2 ? v0 : 0)"
 
-    def rule(g, xx, *rest):
-        inside = g
-        if min is not None:
-            inside = inside * (xx >= min)
-        if max is not None:
-            inside = inside * (xx <= max)
-        return (inside,) + (None,) * (len(operands) - 1)
+    def rule(g, xx, o):
+        return _fused(gexpr, g, xx, *operands[1:])
     if out is not None:
-        return _inplace("clamp", expr, operands, out, dt, dt, lambda g, a, b, o: rule(g, a))
+        return _inplace("clamp", expr, operands, out, dt, dt, _ClampRule(rule), "a")
     y = launch(expr, operands, dt, dt)
     if needs_grad(x):
-        record("clamp", y, (x,), lambda g: rule(g, x)[:1], saved=(x,))
+        record("clamp", y, (x,), lambda g: rule(g, x, None), saved=(x,))
     return y
+
+
+class _ClampRule:
+    """Adapts clamp's one-input rule to _inplace's binary-rule calling convention."""
+
+    def __init__(self, rule):
+        self.rule = rule
+
+    def __call__(self, g, a, b, o, need_a, need_b):
+        return (self.rule(g, a, o) if need_a else None), None
 
 
 def cast(x: Tensor, dtype) -> Tensor:
@@ -358,24 +559,30 @@ def cast(x: Tensor, dtype) -> Tensor:
     dtype = _dt.as_dtype(dtype)
     if dtype == x.dtype:
         return x
-    expr = "v0 != 0" if dtype == _dt.bool_ else "v0"
     ct = x.dtype if dtype == _dt.bool_ else dtype
-    y = launch(expr, [x], dtype, ct)
-    if _dt.is_floating(dtype) and needs_grad(x):
-        record("cast", y, (x,), lambda g: cast(g, x.dtype))
+    y = launch("v0", [x], dtype, ct)
+    if _dt.is_floating(dtype) and _dt.is_floating(x.dtype) and needs_grad(x):
+        src = x.dtype
+        record("cast", y, (x,), lambda g: cast(g, src))
     return y
 
 
 def copy_into(dst: Tensor, src) -> Tensor:
     """dst[...] = src with broadcasting and dtype conversion (no autograd; callers record)."""
-    if isinstance(src, Tensor) and broadcast_shapes(src.shape, dst.shape) != dst.shape:
-        raise ValueError(f"cannot copy a tensor of shape {tuple(src.shape)} into one of shape "
-                         f"{tuple(dst.shape)}")
-    src_dt = src.dtype if isinstance(src, Tensor) else _dt.result_type([], [src])
-    if dst.dtype == _dt.bool_ and src_dt != _dt.bool_:
-        launch("v0 != 0", [src], dst.dtype, src_dt, out=dst)
+    if isinstance(src, Tensor):
+        if broadcast_shapes(src.shape, dst.shape) != dst.shape:
+            raise ValueError(f"cannot copy a tensor of shape {tuple(src.shape)} into one of shape "
+                             f"{tuple(dst.shape)}")
+        if src.device is not dst.device:
+            raise ValueError(f"cannot copy a tensor on {src.device} into one on {dst.device}; use .to()")
+        src_dt = src.dtype
     else:
-        launch("v0", [src], dst.dtype, dst.dtype, out=dst)
+        src = _as_operand(src, dst.device)
+        src_dt = src.dtype if isinstance(src, Tensor) else _dt.result_type([], [src])
+    if isinstance(src, Tensor) and src._buf is dst._buf and (src.offset, src.strides) != (dst.offset, dst.strides):
+        src = launch("v0", [src], src.dtype, src.dtype)  # overlapping views: read everything first
+    ct = src_dt if (dst.dtype == _dt.bool_ or src_dt == _dt.bool_) else dst.dtype
+    launch("v0", [src], dst.dtype, ct, out=dst)
     return dst
 
 
@@ -384,6 +591,7 @@ def _unary_fn(name):
     def fn(x):
         return unary(name, x)
     fn.__name__ = name
+    fn.__qualname__ = name
     fn.__doc__ = f"Elementwise {name} (C: {UNARY[name][0]})."
     return fn
 
@@ -392,6 +600,7 @@ def _binary_fn(name):
     def fn(a, b):
         return binary(name, a, b)
     fn.__name__ = name
+    fn.__qualname__ = name
     fn.__doc__ = f"Elementwise {name} with broadcasting (C: {BINARY[name][0]})."
     return fn
 
