@@ -26,6 +26,7 @@ from .ops.indexing import (gather, index_select, take, masked_fill, masked_selec
 from .ops.matmul import matmul, mm, bmm
 from .gradient_tape import GradientTape, Variable
 from . import nn  # noqa: E402  (clnet.nn after `import clnet`)
+from . import optim  # noqa: E402  (clnet.optim after `import clnet`)
 
 cat = concatenate = concat
 subtract, multiply, divide, true_divide, negative, clip = sub, mul, div, div, neg, clamp

@@ -22,6 +22,10 @@
 <%def name="pool_geom()">const int NC, const int H, const int W, const int OH, const int OW,
     const int KH, const int KW, const int SH, const int SW, const int PH, const int PW</%def>
 
+// q = a / b and r = a - q*b, spelled without `%`: LLVM pairs a / and a % of the same operands into a
+// `freeze` instruction that Oclgrind's uninitialized-value checker cannot execute.
+#define DIVMOD(q, r, a, b) const int q = (a) / (b); const int r = (a) - q * (b)
+
 // First k in [0, K) with 0 <= base + k*D, and one past the last with base + k*D < L.
 inline int k_lo(const int base, const int D) { return base >= 0 ? 0 : (-base + D - 1) / D; }
 inline int k_hi(const int base, const int D, const int L, const int K)
@@ -47,12 +51,10 @@ __kernel void conv2d_forward(${geom()},
     const int OCB = (OC + ${ocb} - 1) / ${ocb};
     const int gid = get_global_id(0);
     if (gid >= N * OCB * OH * OW) return;
-    const int ow = gid % OW;
-    int r = gid / OW;
-    const int oh = r % OH;
-    r /= OH;
-    const int oc0 = (r % OCB) * ${ocb};
-    const int n = r / OCB;
+    DIVMOD(r1, ow, gid, OW);
+    DIVMOD(r2, oh, r1, OH);
+    DIVMOD(n, ob, r2, OCB);
+    const int oc0 = ob * ${ocb};
     const int ih0 = oh * SH - PH, iw0 = ow * SW - PW;
     const int ky0 = k_lo(ih0, DH), ky1 = k_hi(ih0, DH, H, KH);
     const int kx0 = k_lo(iw0, DW), kx1 = k_hi(iw0, DW, W, KW);
@@ -95,24 +97,20 @@ __kernel void conv2d_grad_input(${geom()},
 {
     const int gid = get_global_id(0);
     if (gid >= N * C * H * W) return;
-    const int iw = gid % W;
-    int r = gid / W;
-    const int ih = r % H;
-    r /= H;
-    const int c = r % C;
-    const int n = r / C;
+    DIVMOD(r1, iw, gid, W);
+    DIVMOD(r2, ih, r1, H);
+    DIVMOD(n, c, r2, C);
     const int plane = OH * OW, wsize = C * KH * KW;
     __global const ${t} *gyn = gy + gy_off + n * OC * plane;
     __global const ${t} *wc = w + w_off + c * KH * KW;
     ${acc} s = 0;
     for (int ky = 0; ky < KH; ++ky) {
-        const int th = ih + PH - ky * DH;
-        if (th < 0 || th % SH != 0 || th / SH >= OH) continue;
-        const int oh = th / SH;
+        const int th = ih + PH - ky * DH, oh = th / SH;
+        if (th < 0 || oh * SH != th || oh >= OH) continue;
         for (int kx = 0; kx < KW; ++kx) {
-            const int tw = iw + PW - kx * DW;
-            if (tw < 0 || tw % SW != 0 || tw / SW >= OW) continue;
-            const int pix = oh * OW + tw / SW, k = ky * KW + kx;
+            const int tw = iw + PW - kx * DW, ow = tw / SW;
+            if (tw < 0 || ow * SW != tw || ow >= OW) continue;
+            const int pix = oh * OW + ow, k = ky * KW + kx;
             for (int oc = 0; oc < OC; ++oc)
                 s += (${acc})gyn[oc * plane + pix] * (${acc})wc[oc * wsize + k];
         }
@@ -132,13 +130,10 @@ __kernel void conv2d_grad_weight(${geom()}, const int nper, const int nsplit,
     const int M = OC * C * KH * KW;
     const int gid = get_global_id(0);
     if (gid >= nsplit * M) return;
-    const int split = gid / M, e = gid % M;
-    const int kx = e % KW;
-    int r = e / KW;
-    const int ky = r % KH;
-    r /= KH;
-    const int c = r % C;
-    const int oc = r / C;
+    DIVMOD(split, e, gid, M);
+    DIVMOD(r1, kx, e, KW);
+    DIVMOD(r2, ky, r1, KH);
+    DIVMOD(oc, c, r2, C);
     const int n0 = split * nper, n1 = min(N, n0 + nper);
     // output rows/cols that read an input inside the image for this (ky, kx)
     const int oh0 = k_lo(ky * DH - PH, SH), oh1 = k_hi(ky * DH - PH, SH, H, OH);
@@ -167,7 +162,7 @@ __kernel void conv2d_grad_bias(const int N, const int OC, const int plane, const
 {
     const int gid = get_global_id(0);
     if (gid >= nsplit * OC) return;
-    const int split = gid / OC, oc = gid % OC;
+    DIVMOD(split, oc, gid, OC);
     const int n0 = split * nper, n1 = min(N, n0 + nper);
     ${acc} s = 0;
     for (int n = n0; n < n1; ++n) {
@@ -200,12 +195,11 @@ __kernel void im2col(${geom()},
     const int plane = OH * OW, K = C * KH * KW;
     const int gid = get_global_id(0);
     if (gid >= N * K * plane) return;
-    const int p = gid % plane;
-    int r = gid / plane;
-    const int k = r % K;
-    const int n = r / K;
-    const int ow = p % OW, oh = p / OW;
-    const int kx = k % KW, ky = (k / KW) % KH, c = k / (KH * KW);
+    DIVMOD(r1, p, gid, plane);
+    DIVMOD(n, k, r1, K);
+    DIVMOD(oh, ow, p, OW);
+    DIVMOD(k1, kx, k, KW);
+    DIVMOD(c, ky, k1, KH);
     const int ih = oh * SH - PH + ky * DH, iw = ow * SW - PW + kx * DW;
     ${t} v = 0;
     if (ih >= 0 && ih < H && iw >= 0 && iw < W) v = x[x_off + ((n * C + c) * H + ih) * W + iw];
@@ -221,22 +215,19 @@ __kernel void col2im(${geom()},
 {
     const int gid = get_global_id(0);
     if (gid >= N * C * H * W) return;
-    const int iw = gid % W;
-    int r = gid / W;
-    const int ih = r % H;
-    r /= H;
-    const int c = r % C;
-    const int n = r / C;
+    DIVMOD(r1, iw, gid, W);
+    DIVMOD(r2, ih, r1, H);
+    DIVMOD(n, c, r2, C);
     const int plane = OH * OW, K = C * KH * KW;
     __global const ${t} *cn = cols + cols_off + (n * K + c * KH * KW) * plane;
     ${acc} s = 0;
     for (int ky = 0; ky < KH; ++ky) {
-        const int th = ih + PH - ky * DH;
-        if (th < 0 || th % SH != 0 || th / SH >= OH) continue;
+        const int th = ih + PH - ky * DH, oh = th / SH;
+        if (th < 0 || oh * SH != th || oh >= OH) continue;
         for (int kx = 0; kx < KW; ++kx) {
-            const int tw = iw + PW - kx * DW;
-            if (tw < 0 || tw % SW != 0 || tw / SW >= OW) continue;
-            s += (${acc})cn[(ky * KW + kx) * plane + (th / SH) * OW + tw / SW];
+            const int tw = iw + PW - kx * DW, ow = tw / SW;
+            if (tw < 0 || ow * SW != tw || ow >= OW) continue;
+            s += (${acc})cn[(ky * KW + kx) * plane + oh * OW + ow];
         }
     }
     gx[gx_off + gid] = (${t})s;
@@ -253,10 +244,8 @@ __kernel void max_pool2d_forward(${pool_geom()},
 {
     const int gid = get_global_id(0);
     if (gid >= NC * OH * OW) return;
-    const int ow = gid % OW;
-    int r = gid / OW;
-    const int oh = r % OH;
-    const int nc = r / OH;
+    DIVMOD(r1, ow, gid, OW);
+    DIVMOD(nc, oh, r1, OH);
     const int ih0 = oh * SH - PH, iw0 = ow * SW - PW;
     const int h0 = max(ih0, 0), h1 = min(ih0 + KH, H), w0 = max(iw0, 0), w1 = min(iw0 + KW, W);
     __global const ${t} *xp = x + x_off + nc * H * W;
@@ -281,10 +270,8 @@ __kernel void max_pool2d_backward(${pool_geom()},
 {
     const int gid = get_global_id(0);
     if (gid >= NC * H * W) return;
-    const int iw = gid % W;
-    int r = gid / W;
-    const int ih = r % H;
-    const int nc = r / H;
+    DIVMOD(r1, iw, gid, W);
+    DIVMOD(nc, ih, r1, H);
     const int ah = ih + PH - KH + 1, aw = iw + PW - KW + 1;
     const int oh0 = ah <= 0 ? 0 : (ah + SH - 1) / SH, oh1 = min(OH - 1, (ih + PH) / SH);
     const int ow0 = aw <= 0 ? 0 : (aw + SW - 1) / SW, ow1 = min(OW - 1, (iw + PW) / SW);
@@ -307,10 +294,8 @@ __kernel void avg_pool2d_forward(${pool_geom()},
 {
     const int gid = get_global_id(0);
     if (gid >= NC * OH * OW) return;
-    const int ow = gid % OW;
-    int r = gid / OW;
-    const int oh = r % OH;
-    const int nc = r / OH;
+    DIVMOD(r1, ow, gid, OW);
+    DIVMOD(nc, oh, r1, OH);
     const int ih0 = oh * SH - PH, iw0 = ow * SW - PW;
     const int h0 = max(ih0, 0), h1 = min(ih0 + KH, H), w0 = max(iw0, 0), w1 = min(iw0 + KW, W);
     __global const ${t} *xp = x + x_off + nc * H * W;
@@ -329,10 +314,8 @@ __kernel void avg_pool2d_backward(${pool_geom()},
 {
     const int gid = get_global_id(0);
     if (gid >= NC * H * W) return;
-    const int iw = gid % W;
-    int r = gid / W;
-    const int ih = r % H;
-    const int nc = r / H;
+    DIVMOD(r1, iw, gid, W);
+    DIVMOD(nc, ih, r1, H);
     const int ah = ih + PH - KH + 1, aw = iw + PW - KW + 1;
     const int oh0 = ah <= 0 ? 0 : (ah + SH - 1) / SH, oh1 = min(OH - 1, (ih + PH) / SH);
     const int ow0 = aw <= 0 ? 0 : (aw + SW - 1) / SW, ow1 = min(OW - 1, (iw + PW) / SW);
