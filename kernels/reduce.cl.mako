@@ -1,37 +1,379 @@
-## Row reduction over a contiguous [rows, n] view: out[r] = reduce(x[r, :]).
-##   op: sum | max | min | argmax | argmin;  t: storage type, acc: accumulator type, idx: index type
-## (Placeholder implementation: one work-item per row with a compensated sum.)
+## Reductions: out[row] = op over j < N of x[row_base + j * s_r], one pass of a possibly multi-pass plan.
+##
+## Two layouts (chosen per shape by clnet/ops/reduce.py):
+##   inner  the reduced elements of a row are the fast dimension (s_r small, usually 1). One work-group
+##          of TJ items reduces one chunk [ch*L, ch*L + L) of one row: global (nchunks*TJ, rows).
+##          Row r's start comes from decomposing r over the `kr` kept dims (sizes/strides as arguments).
+##   outer  the kept dims are the fast ones (column sums of a row-major matrix, bias gradients). A
+##          work-group is TC columns x TJ reduction slices: neighbouring items read neighbouring
+##          columns (coalesced on GPUs; one `vec`-wide load per row on CPUs), then a tree over the TJ
+##          slices. global (ceil(C/vec/TC)*TC, nchunks*TJ, O): C is the last kept dim (stride sc), O the
+##          product of the other `kr` kept dims.
+## Each work-item first reduces its share sequentially (Kahan-compensated for float sums), then the
+## group combines the TJ partials with a tree in local memory (barriers, no atomics: fixed order, so
+## results are deterministic). When nchunks > 1 the pass writes partials (acc type, plus int64 indices
+## for arg ops) and the host runs the next pass over them: inner partials are [rows, nchunks], outer
+## partials [nchunks, O*C].
+##
+## Parameters:
+##   layout   inner | outer            op        sum | prod | max | min | argmax | argmin
+##   t        storage type of x (half is read with vload_half)   acc  accumulator type
+##   out_t    type written to `out` (when write_val)              idx  int | long, for addressing
+##   kr       kept dims decomposed from the row id (inner: all; outer: all but the column dim)
+##   vec      1, or a vector width for loads along a unit-stride dim (never for arg ops)
+##   blocked  each item reads one contiguous block (CPUs: prefetch-friendly, one work-item at a time)
+##            instead of items interleaved by TJ (GPUs: coalesced)
+##   idx_in   read candidate indices from `xi` (a later pass over arg partials); else index = j
+##   write_val / write_idx  write the value to `out` / the index (int64) to `oi`
+##   kahan    compensated summation (float sums)
 <%
 is_arg = op in ("argmax", "argmin")
-cmp = ">" if op in ("max", "argmax") else "<"
+is_float = acc in ("float", "double")
+V = f"{acc}{vec}" if vec > 1 else acc
+big = op in ("max", "argmax")
+if op == "sum":
+    ident = "0"
+elif op == "prod":
+    ident = "1"
+elif is_float:
+    ident = "-INFINITY" if big else "INFINITY"
+else:
+    ident = {"int": ("INT_MIN", "INT_MAX"), "long": ("LONG_MIN", "LONG_MAX")}[acc][0 if big else 1]
+cmp = ">" if big else "<"
+
+def scaled(v):
+    """The final value: sums are scaled (mean) in the accumulator type."""
+    return f"(({v}) * scale)" if op == "sum" and is_float else v
+
+def vload(ptr):
+    """vec consecutive elements at ptr, as the vector accumulator type."""
+    if t == "half":
+        raw = f"vload_half{vec}(0, {ptr})"
+        return raw if acc == "float" else f"convert_{V}({raw})"
+    raw = f"vload{vec}(0, {ptr})"
+    return raw if t == acc else f"convert_{V}({raw})"
+
+def sload(ptr, at):
+    if t == "half":
+        return f"(({acc})vload_half({at}, {ptr}))"
+    return f"(({acc}){ptr}[{at}])"
+
+def comb(a, b, vector):
+    """a (+) b for the value ops; NaN propagates through max/min as in numpy."""
+    if op == "sum":
+        return f"({a} + {b})"
+    if op == "prod":
+        return f"({a} * {b})"
+    fn = "max" if big else "min"
+    if not is_float:
+        return f"{fn}({a}, {b})"
+    if vector:
+        return f"select({b}, {a}, ({a} {cmp} {b}) | isnan({a}))"
+    return f"((({a} {cmp} {b}) || isnan({a})) ? {a} : {b})"
 %>
-__kernel void reduce_rows(const ${idx} rows, const ${idx} n,
-                          __global const ${t} *x, const ${idx} x_off,
-                          __global ${out_t} *out, const ${idx} out_off)
-{
-    const ${idx} r = get_global_id(0);
-    if (r >= rows) return;
-    __global const ${t} *row = x + x_off + r * n;
-% if op == "sum":
-    ${acc} s = 0, c = 0;
-    for (${idx} i = 0; i < n; ++i) {
-        const ${acc} y = (${acc})row[i] - c;
-        const ${acc} tt = s + y;
-        c = (tt - s) - y;
-        s = tt;
-    }
-    out[out_off + r] = (${out_t})s;
+<%def name="feed(s, c, v)">\
+% if kahan:
+{ const ${acc} y_ = (${v}) - ${c}; const ${acc} t_ = ${s} + y_; ${c} = (t_ - ${s}) - y_; ${s} = t_; }\
 % else:
-    ${acc} best = (${acc})row[0];
-    ${idx} at = 0;
-    for (${idx} i = 1; i < n; ++i) {
-        const ${acc} v = (${acc})row[i];
-        if (v ${cmp} best || (v != v && best == best)) { best = v; at = i; }
-    }
-  % if is_arg:
-    out[out_off + r] = (${out_t})at;
-  % else:
-    out[out_off + r] = (${out_t})best;
+${s} = ${comb(s, v, False)};\
+% endif
+</%def>
+<%def name="feedv(s, c, v)">\
+% if kahan:
+{ const ${V} y_ = (${v}) - ${c}; const ${V} t_ = ${s} + y_; ${c} = (t_ - ${s}) - y_; ${s} = t_; }\
+% else:
+${s} = ${comb(s, v, True)};\
+% endif
+</%def>
+<%def name="hfold(s)">\
+## Horizontal fold of vector `s` to a scalar, pairwise, at render time.
+<% w = vec; cur = s %>\
+% while w > 1:
+<% w //= 2; nxt = f"h{w}_" %>\
+% if w > 1:
+        const ${acc}${w} ${nxt} = ${comb(cur + ".lo", cur + ".hi", True)};
+% else:
+## the last two lanes go through a private array: Oclgrind's uninitialized-value checker crashes on
+## scalar arithmetic between two lanes extracted from one vector
+        ${acc} lanes_[2];
+        vstore2(${cur}, 0, lanes_);
+        const ${acc} ${nxt} = ${comb("lanes_[0]", "lanes_[1]", False)};
+% endif
+<% cur = nxt %>\
+% endwhile
+</%def>
+
+% if is_arg:
+/* Is candidate (v, iv) better than (b, ib)? Index -1 means "no element"; ties go to the smaller
+   index (the first occurrence); a NaN beats every number, as numpy's arg${"max" if big else "min"}. */
+inline int better(const ${acc} v, const long iv, const ${acc} b, const long ib)
+{
+    if (iv < 0) return 0;
+    if (ib < 0) return 1;
+    if (v ${cmp} b) return 1;
+  % if is_float:
+    if (isnan(v)) return !isnan(b) || iv < ib;
+    if (isnan(b)) return 0;
   % endif
+    return v == b && iv < ib;
+}
+% endif
+
+<%def name="store(val, at)">\
+% if write_val:
+  % if out_t == "half":
+        vstore_half_rte((float)(${val}), ${at}, out);
+  % else:
+        out[${at}] = (${out_t})(${val});
+  % endif
+% endif
+</%def>
+
+__kernel void reduce_${layout}(const ${idx} N, const ${idx} s_r,
+% if layout == "outer":
+    const ${idx} C, const ${idx} sc,
+% endif
+% for d in range(kr):
+    const ${idx} ks${d}, const ${idx} kt${d},
+% endfor
+    __global const ${t} *x, const ${idx} x_off,
+% if idx_in:
+    __global const long *xi,
+% endif
+% if write_val:
+    __global ${out_t} *out,
+% endif
+% if write_idx:
+    __global long *oi,
+% endif
+    const ${idx} out_off, const ${idx} L, const ${idx} K, const ${acc} scale,
+% if is_arg:
+    __local ${acc} *sv, __local long *si)
+% elif layout == "inner":
+    __local ${acc} *sv)
+% else:
+    __local ${V} *sv)
+% endif
+{
+% if layout == "inner":
+    const ${idx} lj = get_local_id(0), TJ = get_local_size(0);
+    const ${idx} ch = get_group_id(0), nch = get_num_groups(0);
+    const ${idx} r = get_global_id(1);
+    ${idx} base = x_off;
+    {
+        ${idx} rem = r;
+  % for d in reversed(range(kr)):
+        base += (rem % ks${d}) * kt${d};
+        rem /= ks${d};
+  % endfor
+    }
+% else:
+    const ${idx} lc = get_local_id(0), TC = get_local_size(0);
+    const ${idx} lj = get_local_id(1), TJ = get_local_size(1);
+    const ${idx} ch = get_group_id(1);
+    const ${idx} c0 = get_global_id(0) * ${vec};
+    const ${idx} o = get_global_id(2);
+    ${idx} base = x_off + c0 * sc;
+    {
+        ${idx} rem = o;
+  % for d in reversed(range(kr)):
+        base += (rem % ks${d}) * kt${d};
+        rem /= ks${d};
+  % endfor
+    }
+% endif
+    const ${idx} j0 = ch * L;
+    const ${idx} j1 = (N - j0 < L) ? N : j0 + L;
+## ---------------------------------------------------------------- per-item sequential part
+% if is_arg:
+    ${acc} s = ${ident};
+    long is = -1;
+<%def name="arg_feed(at, j)">\
+{
+            const ${acc} v_ = ${sload("x", at)};
+  % if idx_in:
+            const long iv_ = xi[${at}];
+  % else:
+            const long iv_ = ${j};
+  % endif
+            if (better(v_, iv_, s, is)) { s = v_; is = iv_; }
+        }\
+</%def>
+  % if layout == "outer":
+    if (c0 < C) {
+  % else:
+    {
+  % endif
+  % if blocked:
+        const ${idx} a = j0 + lj * K;
+        const ${idx} b = (j1 - a < K) ? j1 : a + K;
+        for (${idx} j = a; j < b; ++j) ${arg_feed("base + j * s_r", "j")}
+  % else:
+        for (${idx} j = j0 + lj; j < j1; j += TJ) ${arg_feed("base + j * s_r", "j")}
+  % endif
+    }
+% else:
+    ${V} s = (${V})(${ident});
+  % if kahan:
+    ${V} c = (${V})(0);
+  % endif
+  % if layout == "inner":
+    ${acc} s1 = ${ident};
+    % if kahan:
+    ${acc} c1 = 0;
+    % endif
+    {
+    % if blocked:
+        const ${idx} a = j0 + lj * (K * ${vec});
+        const ${idx} b = (j1 - a < K * ${vec}) ? j1 : a + K * ${vec};
+        ${idx} j = a;
+      % if vec > 1:
+        for (; j + ${vec} <= b; j += ${vec}) {
+            const ${V} v_ = ${vload("x + base + j")};
+            ${feedv("s", "c", "v_")}
+        }
+      % endif
+        for (; j < b; ++j) {
+            const ${acc} v_ = ${sload("x", "base + j * s_r")};
+            ${feed("s1", "c1", "v_")}
+        }
+    % else:
+        for (${idx} j = j0 + lj * ${vec}; j < j1; j += TJ * ${vec}) {
+      % if vec > 1:
+            if (j + ${vec} <= j1) {
+                const ${V} v_ = ${vload("x + base + j")};
+                ${feedv("s", "c", "v_")}
+            } else {
+                for (${idx} q = j; q < j1; ++q) {
+                    const ${acc} v_ = ${sload("x", "base + q")};
+                    ${feed("s1", "c1", "v_")}
+                }
+            }
+      % else:
+            const ${acc} v_ = ${sload("x", "base + j * s_r")};
+            ${feed("s1", "c1", "v_")}
+      % endif
+        }
+    % endif
+    }
+    % if kahan:
+    s -= c;
+    s1 -= c1;
+    % endif
+    % if vec > 1:
+    {
+${hfold("s")}\
+        s1 = ${comb("s1", f"h1_", False)};
+    }
+    % else:
+    s1 = ${comb("s1", "s", False)};
+    % endif
+  % else:
+## outer: s is a vector over columns c0 .. c0+vec-1
+    % if blocked:
+    const ${idx} a = j0 + lj * K;
+    const ${idx} b = (j1 - a < K) ? j1 : a + K;
+    #define J_LOOP for (${idx} j = a; j < b; ++j)
+    % else:
+    #define J_LOOP for (${idx} j = j0 + lj; j < j1; j += TJ)
+    % endif
+    if (c0 + ${vec} <= C) {
+        J_LOOP {
+    % if vec > 1:
+            const ${V} v_ = ${vload("x + base + j * s_r")};
+            ${feedv("s", "c", "v_")}
+    % else:
+            const ${acc} v_ = ${sload("x", "base + j * s_r")};
+            ${feed("s", "c", "v_")}
+    % endif
+        }
+    }
+    % if vec > 1:
+    else if (c0 < C) {
+        /* the last, partial group of columns: lane by lane */
+      % for l in range(vec):
+        if (c0 + ${l} < C) {
+            J_LOOP {
+                const ${acc} v_ = ${sload("x", f"base + j * s_r + {l} * sc")};
+                ${feed(f"s.s{'%x' % l}", f"c.s{'%x' % l}", "v_")}
+            }
+        }
+      % endfor
+    }
+    % endif
+    #undef J_LOOP
+    % if kahan:
+    s -= c;
+    % endif
+  % endif
+% endif
+## ---------------------------------------------------------------- tree over the TJ items
+% if layout == "inner":
+    const ${idx} me = lj;
+    #define OTHER(k) (lj + (k))
+% else:
+    const ${idx} me = lj * TC + lc;
+    #define OTHER(k) ((lj + (k)) * TC + lc)
+% endif
+% if is_arg:
+    sv[me] = s;
+    si[me] = is;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (${idx} k = TJ / 2; k > 0; k >>= 1) {
+        if (lj < k) {
+            const ${acc} v_ = sv[OTHER(k)];
+            const long iv_ = si[OTHER(k)];
+            if (better(v_, iv_, sv[me], si[me])) { sv[me] = v_; si[me] = iv_; }
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+% elif layout == "inner":
+    sv[me] = s1;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (${idx} k = TJ / 2; k > 0; k >>= 1) {
+        if (lj < k) sv[me] = ${comb("sv[me]", "sv[OTHER(k)]", False)};
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+% else:
+    sv[me] = s;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (${idx} k = TJ / 2; k > 0; k >>= 1) {
+        if (lj < k) sv[me] = ${comb("sv[me]", "sv[OTHER(k)]", vec > 1)};
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+% endif
+    #undef OTHER
+## ---------------------------------------------------------------- write
+% if layout == "inner":
+    if (lj == 0) {
+        const ${idx} at = out_off + r * nch + ch;
+  % if is_arg:
+    ${store("sv[0]", "at")}
+    % if write_idx:
+        oi[at] = si[0];
+    % endif
+  % else:
+    ${store(scaled("sv[0]"), "at")}
+  % endif
+    }
+% else:
+    if (lj == 0 && c0 < C) {
+        const ${idx} at = out_off + ch * (C * get_global_size(2)) + o * C + c0;
+  % if is_arg:
+    ${store("sv[lc]", "at")}
+    % if write_idx:
+        oi[at] = si[lc];
+    % endif
+  % elif vec > 1:
+        const ${V} v_ = sv[lc];
+    % for l in range(vec):
+        if (c0 + ${l} < C) {
+    ${store(scaled(f"v_.s{'%x' % l}"), f"at + {l}")}
+        }
+    % endfor
+  % else:
+    ${store(scaled("sv[lc]"), "at")}
+  % endif
+    }
 % endif
 }

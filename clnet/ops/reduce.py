@@ -1,25 +1,317 @@
-"""Reductions (sum, mean, max, min, argmax, argmin) over any set of axes, with their gradients.
+"""Reductions (sum, mean, prod, max, min, argmax, argmin, var, std, logsumexp, any, all) with gradients.
 
-The reduced axes are moved last and the view made contiguous, so one kernel reduces rows of a
-[kept, reduced] matrix; the kept axes then give the output's shape.
+Any set of axes is reduced by one kernel family (kernels/reduce.cl.mako) reading the input in place
+through its strides: the reduced axes collapse to one run (length N, stride s_r) and the kept axes
+to a few (size, stride) pairs passed as arguments, so a new shape never recompiles and views
+(transposes, slices) are read without a copy. Only reduced axes that cannot merge into one run are
+copied first. `_plan_pass` picks the layout: "inner" (a work-group per row chunk, for reductions along
+the fast axis) or "outer" (neighbouring work-items take neighbouring columns: coalesced column sums,
+which bias gradients need). Long rows are split into chunks whose partials a second pass combines.
+
+Gradient conventions: `sum`/`mean` broadcast back; `amax`/`amin` and `max()`/`min()` without a dim
+split the gradient evenly among tied maxima (as PyTorch's amax); `max(dim)`/`min(dim)` send it to the
+returned index only (the first occurrence, as PyTorch's max(dim)).
 """
 from __future__ import annotations
 
+import builtins
 import math
+from dataclasses import dataclass
 
 import numpy as np
+import pyopencl as cl
 
 from .. import dtypes as _dt
 from ..autograd import needs_grad, record
 from ..backend.programs import ctype, get_kernel
 from ..tensor import Tensor
-from .movement import _axis, contiguous, permute, reshape, expand
+from .movement import _axis, contiguous, expand, permute, reshape
+
+_MAX_KEPT_RANK = 4    # kept dims a kernel decomposes itself; more (after merging) are copied first
+_INNER_MIN_N = 32     # shorter rows are reduced by one work-item each (outer layout)
+_INDEX_LIMIT = 2**31 - 1
+
+
+# --- device tuning ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Tuning:
+    vec: int          # vector width of loads along a unit-stride axis
+    blocked: bool     # each work-item reads one contiguous block (CPU) vs interleaved (GPU, coalesced)
+    groups: int       # work-groups wanted in flight; rows are split into chunks to reach it
+    kmin_inner: int   # fewest vectors a work-item reduces in the inner layout
+    kmin_outer: int   # fewest rows a work-item reduces in the outer layout
+
+
+def _tuning(device) -> _Tuning:
+    """CPUs (PoCL) run one work-item at a time per core: wide vectors, contiguous blocks, few groups.
+    GPUs want coalesced, interleaved float4 loads and many groups."""
+    cu = builtins.max(1, device.compute_units)
+    if device.type == "cpu":
+        vec = builtins.min(16, builtins.max(4, device.preferred_vector_width_float))
+        return _Tuning(vec=vec, blocked=True, groups=8 * cu, kmin_inner=8, kmin_outer=16)
+    return _Tuning(vec=4, blocked=False, groups=8 * cu, kmin_inner=2, kmin_outer=4)
+
+
+def _pow2_ceil(n: int) -> int:
+    return 1 << builtins.max(0, math.ceil(math.log2(builtins.max(1, n))))
+
+
+# --- planning (pure Python; tests inspect it) ------------------------------------------------------
+def _merge(dims):
+    """Drop size-1 dims and merge neighbours (in order) that form one strided run."""
+    out = []
+    for size, stride in dims:
+        if size == 1:
+            continue
+        if out and out[-1][1] == stride * size:
+            out[-1] = (out[-1][0] * size, stride)
+        else:
+            out.append((size, stride))
+    return out
+
+
+@dataclass
+class _Source:
+    """What one pass reads: element (row, j) is at off + row_offset(kept) + j * s_r."""
+    buf: object
+    off: int
+    dtype: np.dtype
+    kept: list
+    n: int
+    s_r: int
+    ibuf: object = None     # int64 candidate indices beside the values (later passes of arg ops)
+
+
+@dataclass(frozen=True)
+class Pass:
+    """One kernel launch of a reduction plan."""
+    layout: str       # "inner" or "outer"
+    kept: tuple       # kept (size, stride) pairs the kernel decomposes (outer: without the column dim)
+    n: int
+    s_r: int
+    columns: tuple    # outer: (C, sc); inner: ()
+    vec: int
+    blocked: bool
+    k: int            # per-item count: inner blocked = vectors, outer = rows
+    chunk: int        # L, reduced elements per chunk
+    nchunks: int
+    global_size: tuple
+    local_size: tuple
+    rows: int
+
+
+def _plan_pass(kept, n, s_r, is_arg, acc_itemsize, device) -> Pass:
+    tune = _tuning(device)
+    prof = device.profile
+    wg = prof.reduce_wg
+    mwis = device.max_work_item_sizes
+    rows = math.prod(s for s, _ in kept)
+    kin = abs(kept[-1][1]) if kept else None
+    if not kept:
+        layout = "inner"
+    elif n < _INNER_MIN_N:
+        layout = "outer"
+    elif s_r == 1:
+        layout = "inner"
+    elif kin == 1:
+        layout = "outer"
+    else:
+        layout = "inner" if s_r != 0 and abs(s_r) < kin else "outer"
+    item_bytes = acc_itemsize + (8 if is_arg else 0)
+    if layout == "inner":
+        vec = tune.vec if (s_r == 1 and not is_arg and n >= tune.vec) else 1
+        tj = builtins.min(wg, mwis[0], _pow2_ceil(-(-n // (vec * tune.kmin_inner))))
+        while tj > 1 and tj * item_bytes > prof.local_mem:
+            tj //= 2
+        per_row = builtins.max(1, -(-tune.groups // rows))
+        k = builtins.max(tune.kmin_inner, -(-n // (tj * vec * per_row)))
+        chunk = tj * vec * k
+        nch = -(-n // chunk)
+        return Pass("inner", tuple(kept), n, s_r, (), vec, tune.blocked, k, chunk, nch,
+                    (nch * tj, rows), (tj, 1), rows)
+    c_size, c_stride = kept[-1]
+    outer = tuple(kept[:-1])
+    o_size = math.prod(s for s, _ in outer)
+    vec = tune.vec if (c_stride == 1 and not is_arg and c_size >= tune.vec) else 1
+    col_groups = -(-c_size // vec)
+    tc = builtins.min(wg, mwis[0], _pow2_ceil(col_groups))
+    tj = builtins.min(wg // tc, mwis[1 if len(mwis) > 1 else 0], _pow2_ceil(-(-n // tune.kmin_outer)))
+    while tj > 1 and tc * tj * vec * item_bytes > prof.local_mem:
+        tj //= 2
+    while tc > 1 and tc * tj * vec * item_bytes > prof.local_mem:
+        tc //= 2
+    wide = -(-col_groups // tc)
+    per = builtins.max(1, -(-tune.groups // (wide * o_size)))
+    k = builtins.max(tune.kmin_outer, -(-n // (tj * per)))
+    chunk = tj * k
+    nch = -(-n // chunk)
+    return Pass("outer", outer, n, s_r, (c_size, c_stride), vec, tune.blocked, k, chunk, nch,
+                (wide * tc, nch * tj, o_size), (tc, tj, 1), rows)
+
+
+def plan(shape, strides, axes, device, is_arg=False, itemsize=4):
+    """The passes that reduce `axes` of a (shape, strides) view on `device` (for tests and benchmarks)."""
+    kept, red = _split(shape, strides, axes)
+    if len(red) > 1 or len(kept) > _MAX_KEPT_RANK:
+        kept, red = _split(_permuted_shape(shape, axes), None, range(len(shape) - len(axes), len(shape)))
+    n = math.prod(s for s, _ in red)
+    s_r = red[0][1] if red else 1
+    passes = []
+    while True:
+        p = _plan_pass(kept, n, s_r, is_arg, itemsize, device)
+        passes.append(p)
+        if p.nchunks == 1:
+            return passes
+        kept, n, s_r = _partials_layout(p)
+
+
+def _permuted_shape(shape, axes):
+    keep = [i for i in range(len(shape)) if i not in axes]
+    return tuple(shape[i] for i in keep + list(axes))
+
+
+def _split(shape, strides, axes):
+    """(kept, reduced) merged (size, stride) lists; strides None means contiguous."""
+    if strides is None:
+        from ..tensor import contiguous_strides
+        strides = contiguous_strides(shape)
+    axes = set(axes)
+    kept = _merge([(s, st) for i, (s, st) in enumerate(zip(shape, strides)) if i not in axes])
+    red = _merge([(s, st) for i, (s, st) in enumerate(zip(shape, strides)) if i in axes])
+    return kept, red
+
+
+def _partials_layout(p: Pass):
+    """Where a pass that wrote nchunks > 1 partials put them, as the next pass's (kept, n, s_r)."""
+    if p.layout == "inner":
+        return ([(p.rows, p.nchunks)] if p.rows > 1 else []), p.nchunks, 1
+    return ([(p.rows, 1)] if p.rows > 1 else []), p.nchunks, p.rows
+
+
+# --- launching -------------------------------------------------------------------------------------
+def _index_type(src: _Source, p: Pass) -> str:
+    extent = src.off + 1 + builtins.sum((s - 1) * abs(st) for s, st in src.kept) + (src.n - 1) * abs(src.s_r)
+    bound = builtins.max(extent, src.n + p.chunk + 16, p.rows * p.nchunks + 16)
+    return "int" if bound < _INDEX_LIMIT else "long"
+
+
+def _acc_np(acc_dtype):
+    return np.dtype(acc_dtype)
+
+
+def _launch(op, src: _Source, p: Pass, acc_dtype, final_val, final_idx, scale, device):
+    """Run one pass; returns (value buffer, index buffer) of the partials when p.nchunks > 1."""
+    is_arg = op in ("argmax", "argmin")
+    idx = _index_type(src, p)
+    idt = np.dtype(np.int32 if idx == "int" else np.int64)
+    acc_ct = ctype(acc_dtype)
+    if p.nchunks > 1:
+        count = p.rows * p.nchunks
+        val_buf = device.pool.allocate(count * acc_dtype.itemsize)
+        idx_buf = device.pool.allocate(count * 8) if is_arg else None
+        out_t, out_off = acc_ct, 0
+        write_val, write_idx = True, is_arg
+    else:
+        val_buf, idx_buf = final_val, final_idx
+        out_t = ctype(final_val[1].dtype) if final_val is not None else acc_ct
+        out_off = (final_val or final_idx)[1].offset
+        write_val, write_idx = final_val is not None, final_idx is not None
+        val_buf = final_val[0] if final_val is not None else None
+        idx_buf = final_idx[0] if final_idx is not None else None
+    kahan = op == "sum" and _dt.is_floating(acc_dtype)
+    params = dict(layout=p.layout, op=op, t=ctype(src.dtype), acc=acc_ct, out_t=out_t, idx=idx,
+                  kr=len(p.kept), vec=p.vec, blocked=p.blocked, idx_in=src.ibuf is not None,
+                  write_val=write_val, write_idx=write_idx, kahan=kahan)
+    arg_dtypes = [idt, idt] + ([idt, idt] if p.layout == "outer" else []) + [idt, idt] * len(p.kept)
+    args = [p.n, src.s_r] + (list(p.columns) if p.layout == "outer" else [])
+    for size, stride in p.kept:
+        args += [size, stride]
+    arg_dtypes += [None, idt]
+    args += [src.buf, src.off]
+    if src.ibuf is not None:
+        arg_dtypes.append(None)
+        args.append(src.ibuf)
+    if write_val:
+        arg_dtypes.append(None)
+        args.append(val_buf)
+    if write_idx:
+        arg_dtypes.append(None)
+        args.append(idx_buf)
+    arg_dtypes += [idt, idt, idt, _acc_np(acc_dtype)]
+    args += [out_off, p.chunk, p.k, acc_dtype.type(scale)]
+    items = math.prod(p.local_size)
+    if is_arg:
+        arg_dtypes += [None, None]
+        args += [cl.LocalMemory(items * acc_dtype.itemsize), cl.LocalMemory(items * 8)]
+    else:
+        arg_dtypes.append(None)
+        lanes = p.vec if p.layout == "outer" else 1
+        args.append(cl.LocalMemory(items * lanes * acc_dtype.itemsize))
+    kern = get_kernel(device, "reduce.cl.mako", f"reduce_{p.layout}", arg_dtypes=arg_dtypes, **params)
+    kern(device.queue, p.global_size, p.local_size, *args)
+    return val_buf, idx_buf
+
+
+def _reduce(op: str, x: Tensor, axes, out_dtype, acc_dtype, scale=1.0) -> Tensor:
+    """Reduce `axes` of x with op; returns a contiguous tensor of the kept shape (keepdim=False).
+
+    For argmax/argmin the result holds int64 indices into the flattened reduced axes (C order).
+    """
+    kept_shape = tuple(s for i, s in enumerate(x.shape) if i not in axes)
+    n = math.prod(x.shape[i] for i in axes)
+    rows = math.prod(kept_shape)
+    if n == 0 and rows > 0 and op not in ("sum", "prod"):
+        raise ValueError(f"{op} of an empty tensor: the reduced dimensions {tuple(axes)} of shape "
+                         f"{tuple(x.shape)} have no elements and {op} has no identity")
+    out = Tensor._empty(kept_shape, out_dtype, x.device)
+    if rows == 0:
+        return out
+    if n == 0:
+        from .elementwise import launch
+        return launch("v0", [0 if op == "sum" else 1], out_dtype, out_dtype, out=out)
+    kept, red = _split(x.shape, x.strides, axes)
+    src_t = x
+    if len(red) > 1 or len(kept) > _MAX_KEPT_RANK:
+        keep = [i for i in range(x.ndim) if i not in axes]
+        src_t = contiguous(permute(x.detach(), keep + list(axes)))
+        kept, red = _split(src_t.shape, src_t.strides, range(len(keep), x.ndim))
+    src = _Source(src_t._buf, src_t.offset, src_t.dtype, kept, n, red[0][1] if red else 1)
+    is_arg = op in ("argmax", "argmin")
+    acc_dtype = np.dtype(acc_dtype)
+    device = x.device
+    final_val = None if is_arg else (out._buf, out)
+    final_idx = (out._buf, out) if is_arg else None
+    while True:
+        p = _plan_pass(src.kept, src.n, src.s_r, is_arg, acc_dtype.itemsize, device)
+        vals, idxs = _launch(op, src, p, acc_dtype, final_val, final_idx, scale if p.nchunks == 1 else 1,
+                             device)
+        if p.nchunks == 1:
+            return out
+        kept, nn, s_r = _partials_layout(p)
+        src = _Source(vals, 0, acc_dtype, kept, nn, s_r, idxs)
+
+
+# --- argument handling -----------------------------------------------------------------------------
+def _dim_arg(dim, axis):
+    if axis is not None:
+        if dim is not None:
+            raise TypeError("give either dim or axis, not both")
+        return axis
+    return dim
+
+
+def _keep_arg(keepdim, keepdims):
+    return bool(keepdims) if keepdims is not None else bool(keepdim)
 
 
 def _axes(x: Tensor, dim) -> tuple:
     if dim is None:
         return tuple(range(x.ndim))
-    dims = dim if isinstance(dim, (tuple, list)) else (dim,)
+    dims = tuple(dim) if isinstance(dim, (tuple, list)) else (dim,)
+    if x.ndim == 0:
+        for d in dims:
+            _axis(d, 0)
+        return ()
     axes = tuple(sorted({_axis(d, x.ndim) for d in dims}))
     if len(axes) != len(dims):
         raise ValueError(f"dim {dim} names an axis twice")
@@ -32,114 +324,227 @@ def _kept_shape(x, axes, keepdim):
     return tuple(s for i, s in enumerate(x.shape) if i not in axes)
 
 
-def _rows(x: Tensor, axes):
-    """x as a contiguous [rows, n] tensor with the reduced axes last."""
-    kept = [i for i in range(x.ndim) if i not in axes]
-    xp = permute(x.detach(), kept + list(axes)) if x.ndim else x.detach()
-    rows = math.prod(x.shape[i] for i in kept)
-    n = math.prod(x.shape[i] for i in axes)
-    return contiguous(xp), rows, n
+def _check(x, name):
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name} expects a clnet Tensor, got {type(x).__name__}")
 
 
-def _reduce(op: str, x: Tensor, axes, out_dtype, acc_dtype) -> Tensor:
-    xc, rows, n = _rows(x, axes)
-    out = Tensor._empty((rows,), out_dtype, x.device)
-    if rows == 0:
-        return out
-    if n == 0:
-        if op in ("sum",):
-            from .elementwise import launch
-            return launch("v0", [0], out_dtype, out_dtype, out=out)
-        raise ValueError(f"{op} of an empty dimension has no identity; reduce over non-empty axes")
-    idx = "int" if xc._storage_size < 2**31 else "long"
-    idt = np.dtype(np.int32 if idx == "int" else np.int64)
-    kern = get_kernel(x.device, "reduce.cl.mako", "reduce_rows", arg_dtypes=[idt, idt, None, idt, None, idt],
-                      op=op, t=ctype(x.dtype), acc=ctype(acc_dtype), out_t=ctype(out_dtype), idx=idx)
-    wg = x.device.profile.reduce_wg
-    kern(x.device.queue, (-(-rows // wg) * wg,), (wg,), rows, n, xc._buf, xc.offset, out._buf, out.offset)
-    return out
+def _sum_dtypes(x: Tensor, dtype):
+    """(output dtype, accumulator dtype): integers and bools sum in int64, float16 in float32."""
+    if dtype is not None:
+        out_dt = _dt.as_dtype(dtype)
+    else:
+        out_dt = _dt.int64 if x.dtype.kind in "biu" else x.dtype
+    if _dt.is_floating(out_dt):
+        acc = _dt.float32 if out_dt == _dt.float16 else out_dt
+        if x.dtype == _dt.float64:
+            acc = _dt.float64
+        return out_dt, acc
+    return out_dt, _dt.int64
 
 
-def _acc_dtype(x: Tensor):
-    if x.dtype == _dt.float16:
+def _minmax_acc(dt):
+    if dt == _dt.float16:
         return _dt.float32
-    if x.dtype in (_dt.bool_, _dt.uint8, _dt.int32):
-        return _dt.int64
-    return x.dtype
+    if dt in (_dt.bool_, _dt.uint8):
+        return _dt.int32
+    return dt
 
 
-def sum(x: Tensor, dim=None, keepdim=False, dtype=None) -> Tensor:
+def _grad_to_kept(g, x, axes):
+    kept = _kept_shape(x, axes, True)
+    return reshape(g, kept)
+
+
+# --- public reductions -----------------------------------------------------------------------------
+def sum(x: Tensor, dim=None, keepdim=False, dtype=None, *, axis=None, keepdims=None) -> Tensor:
+    """Sum over `dim` (an int, a tuple, or None for all); float32 sums are Kahan-compensated."""
+    _check(x, "sum")
+    dim, keepdim = _dim_arg(dim, axis), _keep_arg(keepdim, keepdims)
     axes = _axes(x, dim)
-    out_dt = _dt.as_dtype(dtype) if dtype is not None else (
-        _dt.int64 if x.dtype in (_dt.bool_, _dt.uint8, _dt.int32) else x.dtype)
-    acc = _dt.promote_types(_acc_dtype(x), out_dt) if _dt.is_floating(out_dt) else _dt.int64
+    out_dt, acc = _sum_dtypes(x, dtype)
     y = _reduce("sum", x, axes, out_dt, acc).reshape(_kept_shape(x, axes, keepdim))
-    if needs_grad(x):
-        kept = _kept_shape(x, axes, True)
-        record("sum", y, (x,), lambda g: expand(reshape(g, kept), x.shape))
+    if needs_grad(x) and _dt.is_floating(out_dt):
+        def backward(g):
+            gx = expand(_grad_to_kept(g, x, axes), x.shape)
+            return gx if g.dtype == x.dtype else gx.to(x.dtype)
+        record("sum", y, (x,), backward)
     return y
 
 
-def mean(x: Tensor, dim=None, keepdim=False) -> Tensor:
-    if not _dt.is_floating(x.dtype):
-        raise TypeError(f"mean needs a floating-point tensor, got {x.dtype.name}; use .float() first")
+def mean(x: Tensor, dim=None, keepdim=False, dtype=None, *, axis=None, keepdims=None) -> Tensor:
+    """Mean over `dim`; one kernel (the sum's last pass scales). The mean of nothing is NaN."""
+    _check(x, "mean")
+    dim, keepdim = _dim_arg(dim, axis), _keep_arg(keepdim, keepdims)
+    out_dt = _dt.as_dtype(dtype) if dtype is not None else x.dtype
+    if not _dt.is_floating(out_dt):
+        raise TypeError(f"mean needs a floating-point tensor, got {x.dtype.name}; use .float() first "
+                        f"or pass dtype=clnet.float32")
     axes = _axes(x, dim)
     n = math.prod(x.shape[i] for i in axes)
-    return sum(x, dim, keepdim) * (1.0 / n if n else float("nan"))
+    _, acc = _sum_dtypes(x, out_dt)
+    if n == 0:
+        from .creation import full
+        y = full(_kept_shape(x, axes, keepdim), float("nan"), dtype=out_dt, device=x.device)
+    else:
+        y = _reduce("sum", x, axes, out_dt, acc, scale=1.0 / n).reshape(_kept_shape(x, axes, keepdim))
+    if needs_grad(x):
+        def backward(g):
+            gx = expand(_grad_to_kept(g * (1.0 / n if n else float("nan")), x, axes), x.shape)
+            return gx if g.dtype == x.dtype else gx.to(x.dtype)
+        record("mean", y, (x,), backward)
+    return y
+
+
+def prod(x: Tensor, dim=None, keepdim=False, dtype=None, *, axis=None, keepdims=None) -> Tensor:
+    """Product over `dim`. Its gradient is out / x, so inputs containing zeros get non-finite gradients."""
+    _check(x, "prod")
+    dim, keepdim = _dim_arg(dim, axis), _keep_arg(keepdim, keepdims)
+    axes = _axes(x, dim)
+    out_dt, acc = _sum_dtypes(x, dtype)
+    y = _reduce("prod", x, axes, out_dt, acc).reshape(_kept_shape(x, axes, keepdim))
+    if needs_grad(x) and _dt.is_floating(out_dt):
+        yk = reshape(y.detach(), _kept_shape(x, axes, True))
+        record("prod", y, (x,), lambda g: _grad_to_kept(g, x, axes) * yk / x, saved=(x,))
+    return y
 
 
 def _minmax(op: str, x: Tensor, dim, keepdim):
+    _check(x, "a" + op)
     axes = _axes(x, dim)
-    y = _reduce(op, x, axes, x.dtype, _acc_dtype(x) if _dt.is_floating(x.dtype) else x.dtype)
-    y = y.reshape(_kept_shape(x, axes, keepdim))
+    y = _reduce(op, x, axes, x.dtype, _minmax_acc(x.dtype)).reshape(_kept_shape(x, axes, keepdim))
     if needs_grad(x):
-        kept = _kept_shape(x, axes, True)
+        yk = reshape(y.detach(), _kept_shape(x, axes, True))
 
-        def backward(g):
-            yk = reshape(y.detach(), kept)
+        def backward(g):  # split evenly among ties, as PyTorch's amax/amin
             hit = x.detach() == yk
-            count = sum(hit, tuple(axes), keepdim=True)
-            return reshape(g, kept) * hit / count
-        record(op, y, (x,), backward, saved=(x,))
+            count = sum(hit, axes, keepdim=True)
+            return _grad_to_kept(g, x, axes) * hit / count
+        record("a" + op, y, (x,), backward, saved=(x,))
     return y
 
 
-def amax(x, dim=None, keepdim=False):
-    return _minmax("max", x, dim, keepdim)
+def amax(x, dim=None, keepdim=False, *, axis=None, keepdims=None):
+    """Largest value over `dim` (NaN if any is NaN, as numpy); gradient split evenly among ties."""
+    return _minmax("max", x, _dim_arg(dim, axis), _keep_arg(keepdim, keepdims))
 
 
-def amin(x, dim=None, keepdim=False):
-    return _minmax("min", x, dim, keepdim)
+def amin(x, dim=None, keepdim=False, *, axis=None, keepdims=None):
+    return _minmax("min", x, _dim_arg(dim, axis), _keep_arg(keepdim, keepdims))
 
 
 def _arg(op, x: Tensor, dim, keepdim):
+    _check(x, op)
     if dim is None:
-        y = _reduce(op, x, tuple(range(x.ndim)), _dt.int64, x.dtype if _dt.is_floating(x.dtype) else _dt.int64)
-        return y.reshape(())
-    axes = (_axis(dim, x.ndim),)
-    y = _reduce(op, x, axes, _dt.int64, _acc_dtype(x) if _dt.is_floating(x.dtype) else _dt.int64)
+        y = _reduce(op, x, tuple(range(x.ndim)), _dt.int64, _minmax_acc(x.dtype))
+        return y.reshape((1,) * x.ndim if keepdim else ())
+    if isinstance(dim, (tuple, list)):
+        raise TypeError(f"{op} takes one dim (an int) or None, got {dim!r}")
+    axes = _axes(x, dim)
+    y = _reduce(op, x, axes, _dt.int64, _minmax_acc(x.dtype))
     return y.reshape(_kept_shape(x, axes, keepdim))
 
 
-def argmax(x, dim=None, keepdim=False):
-    return _arg("argmax", x, dim, keepdim)
+def argmax(x, dim=None, keepdim=False, *, axis=None, keepdims=None):
+    """Index of the first largest value (of the first NaN, if any) along `dim`, or of the flattened x."""
+    return _arg("argmax", x, _dim_arg(dim, axis), _keep_arg(keepdim, keepdims))
 
 
-def argmin(x, dim=None, keepdim=False):
-    return _arg("argmin", x, dim, keepdim)
+def argmin(x, dim=None, keepdim=False, *, axis=None, keepdims=None):
+    return _arg("argmin", x, _dim_arg(dim, axis), _keep_arg(keepdim, keepdims))
 
 
-def max(x, dim=None, keepdim=False):
+def _values_at(op, x: Tensor, dim, keepdim):
+    """(values, indices) along one dim; the gradient goes to the returned index only."""
+    from .creation import arange
+    from .elementwise import eq, where
+    d = _axes(x, dim)
+    if len(d) != 1 and x.ndim:
+        raise TypeError(f"max/min with a dim take one int, got {dim!r}")
+    idx = _arg("arg" + op, x, dim, keepdim)
+    y = _reduce(op, x, d, x.dtype, _minmax_acc(x.dtype)).reshape(_kept_shape(x, d, keepdim))
+    if needs_grad(x):
+        idx_k = reshape(idx, _kept_shape(x, d, True))
+
+        def backward(g):
+            if not x.ndim:
+                return g
+            axis = d[0]
+            shape = [1] * x.ndim
+            shape[axis] = x.shape[axis]
+            pos = reshape(arange(x.shape[axis], dtype=_dt.int64, device=x.device), shape)
+            return where(eq(pos, idx_k), _grad_to_kept(g, x, d), 0.0)
+        record(op, y, (x,), backward)
+    return y, idx
+
+
+def max(x, dim=None, keepdim=False, *, axis=None, keepdims=None):
     """max over all elements, or (values, indices) along `dim` as in PyTorch."""
+    dim, keepdim = _dim_arg(dim, axis), _keep_arg(keepdim, keepdims)
     if dim is None:
         return amax(x)
-    return amax(x, dim, keepdim), argmax(x, dim, keepdim)
+    if isinstance(dim, (tuple, list)):
+        return amax(x, dim, keepdim)
+    return _values_at("max", x, dim, keepdim)
 
 
-def min(x, dim=None, keepdim=False):
+def min(x, dim=None, keepdim=False, *, axis=None, keepdims=None):
+    dim, keepdim = _dim_arg(dim, axis), _keep_arg(keepdim, keepdims)
     if dim is None:
         return amin(x)
-    return amin(x, dim, keepdim), argmin(x, dim, keepdim)
+    if isinstance(dim, (tuple, list)):
+        return amin(x, dim, keepdim)
+    return _values_at("min", x, dim, keepdim)
+
+
+def var(x, dim=None, unbiased=True, keepdim=False, *, correction=None, axis=None, keepdims=None):
+    """Variance (two passes: the mean, then the mean squared deviation); correction=1 by default."""
+    _check(x, "var")
+    dim, keepdim = _dim_arg(dim, axis), _keep_arg(keepdim, keepdims)
+    if not _dt.is_floating(x.dtype):
+        raise TypeError(f"var needs a floating-point tensor, got {x.dtype.name}")
+    axes = _axes(x, dim)
+    corr = (1 if unbiased else 0) if correction is None else correction
+    n = math.prod(x.shape[i] for i in axes)
+    d = x - mean(x, axes, keepdim=True)
+    return sum(d * d, axes, keepdim=keepdim) * (1.0 / (n - corr) if n - corr > 0 else float("nan"))
+
+
+def std(x, dim=None, unbiased=True, keepdim=False, *, correction=None, axis=None, keepdims=None):
+    from .elementwise import sqrt
+    return sqrt(var(x, dim, unbiased, keepdim, correction=correction, axis=axis, keepdims=keepdims))
+
+
+def logsumexp(x, dim=None, keepdim=False, *, axis=None, keepdims=None):
+    """log(sum(exp(x))) shifted by the (detached) max, so large inputs do not overflow."""
+    from .elementwise import exp, isinf, log, where
+    _check(x, "logsumexp")
+    dim, keepdim = _dim_arg(dim, axis), _keep_arg(keepdim, keepdims)
+    axes = _axes(x, dim)
+    m = amax(x.detach(), axes, keepdim=True)
+    m = where(isinf(m), 0.0, m)
+    y = log(sum(exp(x - m), axes, keepdim=True)) + m
+    return y if keepdim else reshape(y, _kept_shape(x, axes, False))
+
+
+def _logical(op, x, dim, keepdim, empty_value):
+    _check(x, "any" if op == "max" else "all")
+    axes = _axes(x, dim)
+    b = x if x.dtype == _dt.bool_ else (x != 0)
+    if math.prod(x.shape[i] for i in axes) == 0:
+        from .creation import full
+        return full(_kept_shape(x, axes, keepdim), empty_value, dtype=_dt.bool_, device=x.device)
+    return _reduce(op, b, axes, _dt.bool_, _dt.int32).reshape(_kept_shape(x, axes, keepdim))
+
+
+def any(x, dim=None, keepdim=False, *, axis=None, keepdims=None):
+    """True where any element along `dim` is non-zero (False over nothing)."""
+    return _logical("max", x, _dim_arg(dim, axis), _keep_arg(keepdim, keepdims), False)
+
+
+def all(x, dim=None, keepdim=False, *, axis=None, keepdims=None):
+    """True where every element along `dim` is non-zero (True over nothing)."""
+    return _logical("min", x, _dim_arg(dim, axis), _keep_arg(keepdim, keepdims), True)
 
 
 def sum_to(g: Tensor, shape) -> Tensor:
