@@ -350,6 +350,8 @@ class _Segments:
             self.order = _upload(order, device)
             self.starts = _upload(np.append(first, lin.size), device)
             self.targets = [_upload(c, device) for c in np.unravel_index(uniq, [a.size for a in plan.advs])]
+            self.winner = np.zeros(lin.size, bool)  # the j whose value a "put" keeps (the last one)
+            self.winner[order[np.append(first[1:], lin.size) - 1]] = True
 
 
 def _segments(plan: _Plan, device):
@@ -447,13 +449,27 @@ def _grad_of_gather(plan: _Plan, g: Tensor) -> Tensor:
     return _scatter(plan, gv, g if g.is_contiguous() else g.contiguous(), "add")
 
 
+def _strip_shape(shape, ndim):
+    """`shape` without the extra leading size-1 dims that numpy lets an assigned value have."""
+    shape = tuple(shape)
+    while len(shape) > ndim and shape[0] == 1:
+        shape = shape[1:]
+    return shape
+
+
 def _values_for(plan: _Plan, value, dtype, device) -> Tensor:
     """value broadcast to the indexing result's shape, contiguous, in the target's dtype."""
     vals = Tensor._empty(plan.out_shape, dtype, device)
-    if isinstance(value, Tensor) and broadcast_shapes(value.shape, vals.shape) != vals.shape:
-        raise ValueError(f"shape mismatch: value tensor of shape {tuple(value.shape)} cannot be broadcast to "
-                         f"indexing result of shape {tuple(vals.shape)}")
-    return copy_into(vals, value.detach() if isinstance(value, Tensor) else value)
+    if isinstance(value, Tensor):
+        value = value.detach().reshape(_strip_shape(value.shape, vals.ndim))
+        try:
+            ok = broadcast_shapes(value.shape, vals.shape) == vals.shape
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ValueError(f"shape mismatch: value tensor of shape {tuple(value.shape)} cannot be broadcast "
+                             f"to indexing result of shape {tuple(vals.shape)}")
+    return copy_into(vals, value)
 
 
 def advanced_setitem(x: Tensor, key, value) -> None:
@@ -481,7 +497,14 @@ def advanced_setitem(x: Tensor, key, value) -> None:
 
         def grad_value(g):
             gv = getitem(g, plan.basic_key) if any(k != slice(None) for k in plan.basic_key) else g
-            return sum_to(_gather(plan, gv), tv.shape)
+            picked = _gather(plan, gv)
+            seg = _segments(plan, g.device)
+            if seg is not None:  # a value entry overwritten by a later duplicate gets no gradient
+                from .creation import tensor
+                lead = (1,) * plan.q + plan.ishape + (1,) * (len(plan.rest) - plan.q)
+                won = tensor(seg.winner.reshape(lead), device=g.device)
+                picked = launch("v1 ? v0 : 0", [picked, won], g.dtype, g.dtype)
+            return sum_to(picked, _strip_shape(tv.shape, len(plan.out_shape))).reshape(tv.shape)
         _record_setitem(x, tv, grad_old, grad_value)
 
 
