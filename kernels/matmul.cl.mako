@@ -1,15 +1,283 @@
-## Batched C[b] = A[b] @ B[b] with arbitrary strides (so transposed operands need no copy).
-## (Placeholder: one work-item per output element; replaced by the tiled CPU/GPU variants.)
-__kernel void matmul(const int M, const int N, const int K,
-                     __global const ${t} *A, const int a_off, const int a_sb, const int a_sm, const int a_sk,
-                     __global const ${t} *B, const int b_off, const int b_sb, const int b_sk, const int b_sn,
-                     __global ${t} *C, const int c_off, const int c_sb, const int c_sm, const int c_sn)
+## Matrix products C[b] = epilogue(A[b] @ B[b]) in two variants chosen by the device profile.
+##
+## Every operand is a strided view: A[b, m, k] = A[a_off + b*a_sb + m*a_sm + k*a_sk], and so on, with
+## sizes and strides as kernel arguments (a new shape never recompiles). Transposed operands are
+## just other strides. Rendered with `kernel` = one of:
+##
+##   pack      (CPU) copy a strided operand into panels dst[b][p][k][0:R] (row p*R+j of the operand,
+##             zero past `rows`), so the GEMM streams contiguous memory whatever the source layout.
+##   gemm_cpu  (CPU) no local memory, no barriers: one work-item keeps an MR x NR block of C in
+##             vector registers (NR/VW vectors of VW lanes per row) and walks the whole K.
+##             B comes packed in NR-wide panels (zero padded, so no edge checks in the K loop);
+##             A is read through its strides (rows past M clamped to M-1, results discarded) or
+##             packed in MR-wide panels (a_mode = "rows" | "panels").
+##   gemm_gpu  (GPU) work-groups of (TN/WN) x (TM/WM) items share TM x TK and TK x TN tiles of A and B
+##             in local memory; each item accumulates a WM x WN register block. Tiles past M, N
+##             or K are filled with zeros, stores are bounds-checked.
+##
+## Epilogue (both GEMMs): C = act(alpha * (A @ B) + beta * C_old + bias[n]),
+##   has_beta / has_bias / act ("none" | "relu") are render-time flags; alpha, beta are arguments.
+##
+## t: storage type, acc: accumulation type (float for half storage).
+<%def name="epilogue(v, n_expr, c_ptr)">\
+<%doc> ${v}: accumulator expression (scalar), n_expr: column index, c_ptr: address of C element </%doc>\
+${acc} r_ = alpha * (${v});
+% if has_beta:
+            r_ += beta * (${acc})${load(c_ptr)};
+% endif
+% if has_bias:
+            r_ += (${acc})${load("bias + bias_off + (" + n_expr + ")")};
+% endif
+% if act == "relu":
+            r_ = r_ > (${acc})0 ? r_ : (${acc})0;
+% endif
+            ${store(c_ptr, "r_")};
+</%def>\
+<%!
+def vld(t, w, i, p):
+    """vector load of w elements of storage type t (half storage converts to float)"""
+    return f"vload_half{w}({i}, {p})" if t == "half" else f"vload{w}({i}, {p})"
+
+def vst(t, w, v, i, p):
+    return f"vstore_half{w}({v}, {i}, {p})" if t == "half" else f"vstore{w}({v}, {i}, {p})"
+
+def divc(x, d, xmax):
+    """C expression for x / d (0 <= x <= xmax, d a render-time constant) without a division: a shift,
+    or a multiply by a checked reciprocal. Keeps div/rem pairs away from LLVM's DivRemPairs pass, whose
+    `freeze` instructions Oclgrind's uninitialized-value checker cannot run."""
+    if d & (d - 1) == 0:
+        return f"(({x}) >> {d.bit_length() - 1})"
+    for s in range(8, 31):
+        magic = -(-(1 << s) // d)
+        if xmax * magic < 2**31 and all((v * magic) >> s == v // d for v in range(xmax + 1)):
+            return f"((({x}) * {magic}) >> {s})"
+    raise ValueError(f"no reciprocal for {d} up to {xmax}")
+%>\
+<%def name="load(ptr)">\
+% if t == "half":
+vload_half(0, ${ptr})\
+% else:
+(*(${ptr}))\
+% endif
+</%def>\
+<%def name="store(ptr, val)">\
+% if t == "half":
+vstore_half(${val}, 0, ${ptr})\
+% else:
+*(${ptr}) = (${t})(${val})\
+% endif
+</%def>\
+<%def name="pack_kernel()">\
+__kernel void pack(const int rows, const int K,
+                   __global const ${t} *src, const int s_off, const int s_sb, const int s_sr, const int s_sk,
+                   __global ${t} *dst, const int panels)
 {
-    const int n = get_global_id(0), m = get_global_id(1), b = get_global_id(2);
-    if (n >= N || m >= M) return;
-    __global const ${t} *a = A + a_off + b * a_sb + m * a_sm;
-    __global const ${t} *bb = B + b_off + b * b_sb + n * b_sn;
-    ${acc} s = 0;
-    for (int k = 0; k < K; ++k) s += (${acc})a[k * a_sk] * (${acc})bb[k * b_sk];
-    C[c_off + b * c_sb + m * c_sm + n * c_sn] = (${t})s;
+    const int k = get_global_id(0), p = get_global_id(1), bt = get_global_id(2);
+    if (k >= K) return;
+    __global const ${t} *s = src + s_off + bt * s_sb + k * s_sk + p * ${R} * s_sr;
+    __global ${t} *d = dst + ((bt * panels + p) * K + k) * ${R};
+    const int left = rows - p * ${R};
+  % if unit and R % VW == 0 and t != "half":
+    if (left >= ${R}) {
+    % for v in range(R // VW):
+        vstore${VW}(vload${VW}(${v}, s), ${v}, d);
+    % endfor
+        return;
+    }
+  % endif
+  % for j in range(R):
+    d[${j}] = ${j} < left ? s[${j} * s_sr] : (${t})0;
+  % endfor
 }
+</%def>\
+<%def name="gemm_cpu_kernel()">\
+<%
+    nv = NR // VW
+    vt = acc + str(VW)
+%>\
+__kernel void gemm_cpu(const int M, const int N, const int K,
+                       __global const ${t} *restrict A, const int a_off, const int a_sb, const int a_sm, const int a_sk,
+                       __global const ${t} *restrict Bp, const int bp_sb,
+                       __global ${t} *restrict C, const int c_off, const int c_sb, const int c_sm,
+                       __global const ${t} *restrict bias, const int bias_off,
+                       const ${acc} alpha, const ${acc} beta)
+{
+    const int ib = get_global_id(0), jb = get_global_id(1), bt = get_global_id(2);
+    const int m0 = ib * ${MR}, n0 = jb * ${NR};
+    if (m0 >= M) return;
+% for r in range(MR):
+  % for v in range(nv):
+    ${vt} c${r}_${v} = (${vt})(0);
+  % endfor
+% endfor
+% if a_mode == "rows":
+  % for r in range(MR):
+    __global const ${t} *a${r} = A + a_off + bt * a_sb + min(m0 + ${r}, M - 1) * a_sm;
+  % endfor
+% else:
+    __global const ${t} *a = A + a_off + bt * a_sb + ib * K * ${MR};
+% endif
+    __global const ${t} *b = Bp + bt * bp_sb + jb * K * ${NR};
+    for (int k = 0; k < K; ++k) {
+% for v in range(nv):
+        const ${vt} b${v} = ${vld(t, VW, v, 'b')};
+% endfor
+        b += ${NR};
+% for r in range(MR):
+  % if a_mode == "rows":
+        const ${vt} a${r}v = (${vt})(${load("a%d + %s" % (r, "k" if a_kc else "k * a_sk"))});
+  % else:
+        const ${vt} a${r}v = (${vt})(${load("a + %d" % r)});
+  % endif
+  % for v in range(nv):
+        c${r}_${v} = fma(a${r}v, b${v}, c${r}_${v});
+  % endfor
+% endfor
+% if a_mode != "rows":
+        a += ${MR};
+% endif
+    }
+    __global ${t} *c = C + c_off + bt * c_sb + m0 * c_sm + n0;
+    if (m0 + ${MR} <= M && n0 + ${NR} <= N) {
+        const ${vt} al = (${vt})(alpha);
+% if has_beta:
+        const ${vt} be = (${vt})(beta);
+% endif
+% for v in range(nv):
+  % if has_bias:
+        const ${vt} bi${v} = ${vld(t, VW, v, "bias + bias_off + n0")};
+  % endif
+% endfor
+% for r in range(MR):
+  % for v in range(nv):
+        {
+            ${vt} r_ = al * c${r}_${v};
+    % if has_beta:
+            r_ = fma(be, ${vld(t, VW, v, "c + %d * c_sm" % r)}, r_);
+    % endif
+    % if has_bias:
+            r_ += bi${v};
+    % endif
+    % if act == "relu":
+            r_ = fmax(r_, (${vt})(0));
+    % endif
+            ${vst(t, VW, "r_", v, "c + %d * c_sm" % r)};
+        }
+  % endfor
+% endfor
+    } else {
+        ## Edge block: element by element, skipping rows >= M and columns >= N.
+% for r in range(MR):
+        if (m0 + ${r} < M) {
+  % for v in range(nv):
+    % for l in range(VW):
+            if (n0 + ${v * VW + l} < N) {
+            ${epilogue("c%d_%d.s%s" % (r, v, "0123456789abcdef"[l]), "n0 + %d" % (v * VW + l), "c + %d * c_sm + %d" % (r, v * VW + l))}\
+            }
+    % endfor
+  % endfor
+        }
+% endfor
+    }
+}
+</%def>\
+<%def name="gemm_gpu_kernel()">\
+<%
+    RM = TM // WM   # work-items along m
+    RN = TN // WN   # work-items along n
+    NT = RM * RN    # work-items per group
+%>\
+__kernel __attribute__((reqd_work_group_size(${RN}, ${RM}, 1)))
+void gemm_gpu(const int M, const int N, const int K,
+              __global const ${t} *restrict A, const int a_off, const int a_sb, const int a_sm, const int a_sk,
+              __global const ${t} *restrict B, const int b_off, const int b_sb, const int b_sk, const int b_sn,
+              __global ${t} *restrict C, const int c_off, const int c_sb, const int c_sm,
+              __global const ${t} *restrict bias, const int bias_off,
+              const ${acc} alpha, const ${acc} beta)
+{
+    __local ${acc} As[${TK}][${TM + 1}];
+    __local ${acc} Bs[${TK}][${TN + 1}];
+    const int tx = get_local_id(0), ty = get_local_id(1), tid = ty * ${RN} + tx;
+    const int n0 = get_group_id(0) * ${TN}, m0 = get_group_id(1) * ${TM}, bt = get_global_id(2);
+    A += a_off + bt * a_sb;
+    B += b_off + bt * b_sb;
+% for i in range(WM):
+  % for j in range(WN):
+    ${acc} c${i}_${j} = 0;
+  % endfor
+% endfor
+    for (int k0 = 0; k0 < K; k0 += ${TK}) {
+        ## Cooperative tile loads; consecutive work-items read consecutive addresses of the source
+        ## (along k when a_kc, along m otherwise), out-of-range elements become 0.
+% for i in range(-(-TM * TK // NT)):
+        {
+            const int e = tid + ${i * NT};
+  % if (i + 1) * NT > TM * TK:
+            if (e < ${TM * TK}) {
+  % else:
+            {
+  % endif
+  % if a_kc:
+                const int mm = ${divc("e", TK, (i + 1) * NT)}, kk = e - mm * ${TK};
+  % else:
+                const int kk = ${divc("e", TM, (i + 1) * NT)}, mm = e - kk * ${TM};
+  % endif
+                const int gm = m0 + mm, gk = k0 + kk;
+                As[kk][mm] = (gm < M && gk < K) ? (${acc})${load("A + gm * a_sm + gk * a_sk")} : (${acc})0;
+            }
+        }
+% endfor
+% for i in range(-(-TN * TK // NT)):
+        {
+            const int e = tid + ${i * NT};
+  % if (i + 1) * NT > TN * TK:
+            if (e < ${TN * TK}) {
+  % else:
+            {
+  % endif
+  % if b_nc:
+                const int kk = ${divc("e", TN, (i + 1) * NT)}, nn = e - kk * ${TN};
+  % else:
+                const int nn = ${divc("e", TK, (i + 1) * NT)}, kk = e - nn * ${TK};
+  % endif
+                const int gn = n0 + nn, gk = k0 + kk;
+                Bs[kk][nn] = (gn < N && gk < K) ? (${acc})${load("B + gk * b_sk + gn * b_sn")} : (${acc})0;
+            }
+        }
+% endfor
+        barrier(CLK_LOCAL_MEM_FENCE);
+        for (int kk = 0; kk < ${TK}; ++kk) {
+% for i in range(WM):
+            const ${acc} a${i} = As[kk][ty + ${i * RM}];
+% endfor
+% for j in range(WN):
+            const ${acc} b${j} = Bs[kk][tx + ${j * RN}];
+% endfor
+% for i in range(WM):
+  % for j in range(WN):
+            c${i}_${j} = fma(a${i}, b${j}, c${i}_${j});
+  % endfor
+% endfor
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    C += c_off + bt * c_sb;
+% for i in range(WM):
+    if (m0 + ty + ${i * RM} < M) {
+  % for j in range(WN):
+        if (n0 + tx + ${j * RN} < N) {
+            const int gm = m0 + ty + ${i * RM}, gn = n0 + tx + ${j * RN};
+            ${epilogue("c%d_%d" % (i, j), "gn", "C + gm * c_sm + gn")}\
+        }
+  % endfor
+    }
+% endfor
+}
+</%def>\
+% if kernel == "pack":
+${pack_kernel()}
+% elif kernel == "gemm_cpu":
+${gemm_cpu_kernel()}
+% elif kernel == "gemm_gpu":
+${gemm_gpu_kernel()}
+% endif

@@ -1,8 +1,21 @@
-"""Matrix products: mm, bmm and matmul (numpy/PyTorch broadcasting rules), with gradients.
+"""Matrix products: mm, bmm, matmul (numpy/PyTorch rules) and matmul_ex/linear with a fused epilogue.
 
-Operands are passed with their strides, so `x.T @ g` reads x transposed in the kernel: no copy.
+All of them end in `_gemm`, which runs kernels/matmul.cl.mako in the variant the device profile picks:
+
+- "cpu" (PoCL and other CPU drivers): B is packed once into NR-wide panels (any source layout, so a
+  transposed operand costs nothing extra), A is read through its strides when its rows are contiguous
+  and packed into MR-wide panels otherwise; one work-item keeps an MR x NR block of C in vector
+  registers. No local memory, no barriers: that is what CPU OpenCL compilers turn into fast code.
+- "gpu": local-memory tiles with per-work-item register blocks; operands are read through their
+  strides directly (transposes included), tiles past the edges are zero-filled.
+
+Sizes and strides are kernel arguments, so a new shape never recompiles. The epilogue
+`act(alpha * (A @ B) + beta * out + bias)` runs inside the GEMM's store, so nn.Linear is one kernel.
 """
 from __future__ import annotations
+
+import math
+import numbers
 
 import numpy as np
 
@@ -12,39 +25,142 @@ from ..backend.programs import ctype, get_kernel
 from ..tensor import Tensor
 from .movement import expand, reshape, transpose, unsqueeze, squeeze
 
+_INT_MAX = 2**31 - 1
+_ACTIVATIONS = (None, "relu")
+_i32 = np.dtype(np.int32)
 
+
+# --- checks ----------------------------------------------------------------------------------------
 def _check(a, b, name):
     if not isinstance(a, Tensor) or not isinstance(b, Tensor):
         raise TypeError(f"{name} expects tensors, got {type(a).__name__} and {type(b).__name__}")
     if a.device is not b.device:
-        raise ValueError(f"{name}: tensors are on different devices ({a.device} and {b.device})")
+        raise ValueError(f"{name}: tensors are on different devices ({a.device} and {b.device}); "
+                         "move one with .to(device)")
     if a.dtype != b.dtype:
         raise TypeError(f"{name}: dtypes differ ({a.dtype.name} and {b.dtype.name}); convert one with .to()")
     if not _dt.is_floating(a.dtype):
         raise TypeError(f"{name} needs floating-point tensors, got {a.dtype.name}")
 
 
-def _launch_bmm(a: Tensor, b: Tensor) -> Tensor:
-    """a: [B, M, K], b: [B, K, N] (any strides) -> new contiguous [B, M, N]."""
-    B, M, K = a.shape
+def _check_extra(name, like, t, what):
+    """bias / out must live on the same device with the same dtype as the operands."""
+    if not isinstance(t, Tensor):
+        raise TypeError(f"{name}: {what} must be a Tensor, got {type(t).__name__}")
+    if t.device is not like.device:
+        raise ValueError(f"{name}: {what} is on {t.device} but the operands are on {like.device}")
+    if t.dtype != like.dtype:
+        raise TypeError(f"{name}: {what} has dtype {t.dtype.name} but the operands are {like.dtype.name}")
+
+
+# --- launch ----------------------------------------------------------------------------------------
+def _acc_ctype(dtype):
+    return "float" if dtype == _dt.float16 else ctype(dtype)
+
+
+def _dummy(device):
+    """A valid buffer to pass for unused pointer arguments (the kernel never reads it)."""
+    buf = getattr(device, "_matmul_dummy", None)
+    if buf is None:
+        buf = device.pool.allocate(64)
+        device._matmul_dummy = buf
+    return buf
+
+
+def _cpu_block(prof, dtype, M, N):
+    """Register block (MR, NR) and vector width for the CPU kernel; small M or N take a smaller block."""
+    vw = 8 if dtype.itemsize == 8 else 16
+    mr = max(1, prof.matmul_wpt_m)
+    nr = max(vw, (prof.matmul_wpt_n * 4 // max(dtype.itemsize, 4)) // vw * vw)
+    if M < mr:
+        mr = 1 << (M - 1).bit_length()
+    if N <= vw:
+        nr = vw
+    return mr, nr, vw
+
+
+def _pack(device, src, rows, K, s_sb, s_sr, s_sk, batches, R, vw):
+    """Copy a strided [batches, rows, K] operand into panels [batches][ceil(rows/R)][K][R] (zero padded)."""
+    panels = -(-rows // R)
+    t = "ushort" if src.dtype == _dt.float16 else ctype(src.dtype)
+    total = batches * panels * K * R
+    if total > _INT_MAX:
+        raise ValueError(f"matmul operand too large for 32-bit indexing ({total} packed elements)")
+    buf = device.pool.allocate(total * src.dtype.itemsize)
+    if total == 0:
+        return buf
+    kern = get_kernel(device, "matmul.cl.mako", "pack", arg_dtypes=[_i32, _i32, None] + [_i32] * 4 + [None, _i32],
+                      kernel="pack", t=t, R=R, VW=vw, unit=(s_sr == 1))
+    lk = 16
+    kern(device.queue, (-(-K // lk) * lk, panels, batches), (lk, 1, 1),
+         rows, K, src._buf, src.offset, s_sb, s_sr, s_sk, buf, panels)
+    return buf
+
+
+def _gemm(a: Tensor, b: Tensor, *, alpha=1.0, beta=0.0, bias: Tensor | None = None, act=None,
+          out: Tensor | None = None) -> Tensor:
+    """out[B, M, N] = act(alpha * a @ b + beta * out + bias): a [B, M, K], b [B, K, N], any strides.
+
+    A new contiguous output is made when `out` is None; `out` needs unit stride along N.
+    """
+    device, dtype = a.device, a.dtype
+    Bt, M, K = a.shape
     N = b.shape[2]
-    out = Tensor._empty((B, M, N), a.dtype, a.device)
+    if out is None:
+        out = Tensor._empty((Bt, M, N), dtype, device)
+        beta = 0.0
     if out.numel() == 0:
         return out
-    if K == 0:
-        from .elementwise import copy_into
-        return copy_into(out, 0)
-    acc = _dt.float32 if a.dtype == _dt.float16 else a.dtype
-    i32 = np.int32
-    kern = get_kernel(a.device, "matmul.cl.mako", "matmul", arg_dtypes=[i32] * 3 + [None] + [i32] * 4
-                      + [None] + [i32] * 4 + [None] + [i32] * 4, t=ctype(a.dtype), acc=ctype(acc))
-    kern(a.device.queue, (N, M, B), None, M, N, K,
-         a._buf, a.offset, a.strides[0], a.strides[1], a.strides[2],
-         b._buf, b.offset, b.strides[0], b.strides[1], b.strides[2],
-         out._buf, out.offset, out.strides[0], out.strides[1], out.strides[2])
+    for t in (a, b, out):
+        if t._storage_size + abs(t.offset) > _INT_MAX:
+            raise ValueError(f"matmul: a tensor of {t._storage_size} elements exceeds 32-bit indexing")
+    has_beta = beta != 0
+    bias_buf, bias_off = (bias._buf, bias.offset) if bias is not None else (_dummy(device), 0)
+    prof = device.profile
+    t, acc = ctype(dtype), _acc_ctype(dtype)
+    acc_np = np.dtype(np.float32) if dtype == _dt.float16 else dtype
+    epi = dict(has_beta=has_beta, has_bias=bias is not None, act=act or "none")
+    c_args = (out._buf, out.offset, out.strides[0], out.strides[1])
+    tail = (bias_buf, bias_off, acc_np.type(alpha), acc_np.type(beta))
+
+    if prof.matmul_variant == "cpu":
+        mr, nr, vw = _cpu_block(prof, dtype, M, N)
+        b_batches = 1 if Bt == 1 or b.strides[0] == 0 else Bt
+        bp = _pack(device, b, N, K, b.strides[0], b.strides[2], b.strides[1], b_batches, nr, vw)
+        bp_sb = 0 if b_batches == 1 else -(-N // nr) * K * nr
+        a_sb, a_sm, a_sk = a.strides
+        a_kc = a_sk == 1 or K == 1
+        if a_kc or M * K < 4096:
+            a_mode, a_buf, a_off = "rows", a._buf, a.offset
+        else:  # rows not contiguous (e.g. x.T @ g): pack into MR-wide panels once
+            a_batches = 1 if Bt == 1 or a_sb == 0 else Bt
+            a_buf = _pack(device, a, M, K, a_sb, a_sm, a_sk, a_batches, mr, vw)
+            a_mode, a_off, a_sb = "panels", 0, 0 if a_batches == 1 else -(-M // mr) * K * mr
+        kern = get_kernel(device, "matmul.cl.mako", "gemm_cpu",
+                          arg_dtypes=[_i32] * 3 + [None] + [_i32] * 4 + [None, _i32, None] + [_i32] * 3
+                          + [None, _i32, acc_np, acc_np],
+                          kernel="gemm_cpu", t=t, acc=acc, MR=mr, NR=nr, VW=vw, a_mode=a_mode,
+                          a_kc=a_kc, **epi)
+        lm = max(1, min(prof.matmul_tile_m // max(1, prof.matmul_wpt_m), device.max_work_item_sizes[0]))
+        gm = -(-(-(-M // mr)) // lm) * lm
+        kern(device.queue, (gm, -(-N // nr), Bt), (lm, 1, 1), M, N, K,
+             a_buf, a_off, a_sb, a_sm, a_sk, bp, bp_sb, *c_args, *tail)
+        return out
+
+    TM, TN, TK = prof.matmul_tile_m, prof.matmul_tile_n, prof.matmul_tile_k
+    WM, WN = prof.matmul_wpt_m, prof.matmul_wpt_n
+    RM, RN = TM // WM, TN // WN
+    kern = get_kernel(device, "matmul.cl.mako", "gemm_gpu",
+                      arg_dtypes=[_i32] * 3 + ([None] + [_i32] * 4) * 2 + [None] + [_i32] * 3
+                      + [None, _i32, acc_np, acc_np],
+                      kernel="gemm_gpu", t=t, acc=acc, TM=TM, TN=TN, TK=TK, WM=WM, WN=WN,
+                      a_kc=a.strides[2] == 1 and a.strides[1] != 1, b_nc=b.strides[2] == 1, **epi)
+    kern(device.queue, (-(-N // TN) * RN, -(-M // TM) * RM, Bt), (RN, RM, 1), M, N, K,
+         a._buf, a.offset, *a.strides, b._buf, b.offset, *b.strides, *c_args, *tail)
     return out
 
 
+# --- public functions -----------------------------------------------------------------------------
 def mm(a: Tensor, b: Tensor) -> Tensor:
     """[M, K] @ [K, N] -> [M, N]."""
     _check(a, b, "mm")
@@ -53,7 +169,8 @@ def mm(a: Tensor, b: Tensor) -> Tensor:
     if a.shape[1] != b.shape[0]:
         raise ValueError(f"mm: shapes {tuple(a.shape)} and {tuple(b.shape)} cannot be multiplied "
                          f"({a.shape[1]} != {b.shape[0]})")
-    y = reshape(_launch_bmm(unsqueeze(a.detach(), 0), unsqueeze(b.detach(), 0)), (a.shape[0], b.shape[1]))
+    y = _gemm(_as3(a), _as3(b))
+    y = y._view(y.shape[1:], y.strides[1:])
     if needs_grad(a, b):
         record("mm", y, (a, b), lambda g: (mm(g, transpose(b, 0, 1)) if a.requires_grad else None,
                                            mm(transpose(a, 0, 1), g) if b.requires_grad else None),
@@ -65,8 +182,9 @@ def bmm(a: Tensor, b: Tensor) -> Tensor:
     """[B, M, K] @ [B, K, N] -> [B, M, N]."""
     _check(a, b, "bmm")
     if a.ndim != 3 or b.ndim != 3 or a.shape[0] != b.shape[0] or a.shape[2] != b.shape[1]:
-        raise ValueError(f"bmm: shapes {tuple(a.shape)} and {tuple(b.shape)} cannot be multiplied")
-    y = _launch_bmm(a.detach(), b.detach())
+        raise ValueError(f"bmm: shapes {tuple(a.shape)} and {tuple(b.shape)} cannot be multiplied "
+                         "(expected [B, M, K] and [B, K, N])")
+    y = _gemm(a.detach(), b.detach())
     if needs_grad(a, b):
         record("bmm", y, (a, b), lambda g: (bmm(g, transpose(b, 1, 2)) if a.requires_grad else None,
                                             bmm(transpose(a, 1, 2), g) if b.requires_grad else None),
@@ -74,17 +192,26 @@ def bmm(a: Tensor, b: Tensor) -> Tensor:
     return y
 
 
+def _as3(x: Tensor) -> Tensor:
+    """A 2-D tensor as a [1, M, K] view (no autograd: callers record)."""
+    return x._view((1,) + x.shape, (0,) + x.strides)
+
+
+def _to_tensor(x, like):
+    from .creation import tensor
+    return tensor(x, dtype=like.dtype, device=like.device)
+
+
 def matmul(a: Tensor, b: Tensor) -> Tensor:
     """numpy matmul semantics: 1-D operands are promoted and squeezed, batch dims broadcast."""
     if not isinstance(b, Tensor) and isinstance(a, Tensor):
-        from .creation import tensor
-        b = tensor(b, dtype=a.dtype, device=a.device)
+        b = _to_tensor(b, a)
     if not isinstance(a, Tensor) and isinstance(b, Tensor):
-        from .creation import tensor
-        a = tensor(a, dtype=b.dtype, device=b.device)
+        a = _to_tensor(a, b)
     _check(a, b, "matmul")
     if a.ndim == 0 or b.ndim == 0:
-        raise ValueError("matmul does not accept 0-d tensors; use *")
+        raise ValueError(f"matmul does not accept 0-d tensors (shapes {tuple(a.shape)} and {tuple(b.shape)}); "
+                         "use * for scalars")
     if a.ndim == 2 and b.ndim == 2:
         return mm(a, b)
     a2 = unsqueeze(a, 0) if a.ndim == 1 else a
@@ -92,13 +219,149 @@ def matmul(a: Tensor, b: Tensor) -> Tensor:
     if a2.shape[-1] != b2.shape[-2]:
         raise ValueError(f"matmul: shapes {tuple(a.shape)} and {tuple(b.shape)} cannot be multiplied "
                          f"({a2.shape[-1]} != {b2.shape[-2]})")
-    from .elementwise import broadcast_shapes
-    batch = broadcast_shapes(a2.shape[:-2], b2.shape[:-2])
-    a3 = reshape(expand(a2, batch + a2.shape[-2:]), (-1,) + a2.shape[-2:])
-    b3 = reshape(expand(b2, batch + b2.shape[-2:]), (-1,) + b2.shape[-2:])
-    y = reshape(bmm(a3, b3), batch + (a2.shape[-2], b2.shape[-1]))
+    if b2.ndim == 2 and a2.ndim > 2:
+        # [..., M, K] @ [K, N]: fold the batch into M (one 2-D GEMM) when the rows merge into a view
+        y = mm(reshape(a2, (math.prod(a2.shape[:-1]), a2.shape[-1])), b2)
+        y = reshape(y, a2.shape[:-1] + (b2.shape[-1],))
+    else:
+        batch = _batch_shape(a, b, a2.shape[:-2], b2.shape[:-2], "matmul")
+        nb = math.prod(batch)
+        a3 = reshape(expand(a2, batch + a2.shape[-2:]), (nb,) + a2.shape[-2:])
+        b3 = reshape(expand(b2, batch + b2.shape[-2:]), (nb,) + b2.shape[-2:])
+        y = reshape(bmm(a3, b3), batch + (a2.shape[-2], b2.shape[-1]))
     if a.ndim == 1:
         y = squeeze(y, -2)
     if b.ndim == 1:
         y = squeeze(y, -1)
     return y
+
+
+def matmul_ex(a: Tensor, b: Tensor, *, trans_a=False, trans_b=False, alpha=1.0, bias=None, activation=None,
+              beta=0.0, out=None) -> Tensor:
+    """One kernel for `activation(alpha * op(a) @ op(b) + beta * out + bias)` (BLAS GEMM plus an epilogue).
+
+    op(x) is x, or x with its last two dims swapped when trans_x (read in place, never copied).
+    a, b: at least 2-D after op, batch dims broadcast as in matmul; bias: shape (N,), added to every row;
+    activation: None or "relu"; out: an existing [..., M, N] tensor to write (beta != 0 reads it first,
+    i.e. accumulates). Gradients flow to a, b and bias (bias gets the sum over rows) when out is None.
+
+    nn.Linear, weight (out_features, in_features):  y = matmul_ex(x, weight, trans_b=True, bias=b)
+    (see also `linear`, which takes any leading dims on x).
+    """
+    _check(a, b, "matmul_ex")
+    if a.ndim < 2 or b.ndim < 2:
+        raise ValueError(f"matmul_ex needs operands with at least 2 dims, got shapes {tuple(a.shape)} and "
+                         f"{tuple(b.shape)}")
+    if activation not in _ACTIVATIONS:
+        raise ValueError(f"matmul_ex: activation must be one of {_ACTIVATIONS}, got {activation!r}")
+    for name, v in (("alpha", alpha), ("beta", beta)):
+        if not isinstance(v, numbers.Real):
+            raise TypeError(f"matmul_ex: {name} must be a real number, got {type(v).__name__}")
+    A = a.detach()._view(a.shape[:-2] + (a.shape[-1], a.shape[-2]), a.strides[:-2] + (a.strides[-1], a.strides[-2])) \
+        if trans_a else a.detach()
+    B = b.detach()._view(b.shape[:-2] + (b.shape[-1], b.shape[-2]), b.strides[:-2] + (b.strides[-1], b.strides[-2])) \
+        if trans_b else b.detach()
+    M, K = A.shape[-2:]
+    K2, N = B.shape[-2:]
+    if K != K2:
+        raise ValueError(f"matmul_ex: shapes {tuple(a.shape)}{'.T' if trans_a else ''} and "
+                         f"{tuple(b.shape)}{'.T' if trans_b else ''} cannot be multiplied ({K} != {K2})")
+    batch = _batch_shape(a, b, A.shape[:-2], B.shape[:-2], "matmul_ex")
+    if bias is not None:
+        _check_extra("matmul_ex", a, bias, "bias")
+        if tuple(bias.shape) != (N,):
+            raise ValueError(f"matmul_ex: bias must have shape ({N},) to match the output's last dim, "
+                             f"got {tuple(bias.shape)}")
+    grad_on = needs_grad(a, b, *(() if bias is None else (bias,)))
+    if out is not None:
+        _check_extra("matmul_ex", a, out, "out")
+        if tuple(out.shape) != batch + (M, N):
+            raise ValueError(f"matmul_ex: out has shape {tuple(out.shape)}, the product has shape "
+                             f"{batch + (M, N)}")
+        if N > 1 and out.strides[-1] != 1:
+            raise ValueError("matmul_ex: out must have unit stride in its last dim")
+        if out._buf is a._buf or out._buf is b._buf:
+            raise ValueError("matmul_ex: out must not share memory with a or b")
+        if grad_on:
+            raise RuntimeError("matmul_ex(out=...) does not support automatic differentiation; "
+                               "call it without out (or under clnet.no_grad())")
+    y = _gemm(_batched(A, batch), _batched(B, batch), alpha=alpha, beta=beta,
+              bias=None if bias is None else _contiguous_detached(bias), act=activation,
+              out=None if out is None else _batched(out.detach(), batch))
+    if out is not None:
+        out._bump_version()
+        return out
+    y = y._view(batch + (M, N), _strides_for(batch, y))
+    if grad_on:
+        inputs = (a, b) if bias is None else (a, b, bias)
+        record("matmul_ex", y, inputs,
+               lambda g: _matmul_ex_grads(g, a, b, y, trans_a, trans_b, alpha, activation, bias is not None),
+               saved=(a, b, y) if activation else (a, b))
+    return y
+
+
+def _matmul_ex_grads(g, a, b, y, trans_a, trans_b, alpha, activation, with_bias):
+    """Gradients of act(alpha * op(a) @ op(b) + bias); each is itself one matmul_ex (no transposes)."""
+    if activation == "relu":
+        from .elementwise import mul, gt
+        g = mul(g, gt(y, 0))
+    ga = gb = gbias = None
+    if a.requires_grad:
+        ga = (matmul_ex(b, g, trans_a=trans_b, trans_b=True, alpha=alpha) if trans_a
+              else matmul_ex(g, b, trans_b=not trans_b, alpha=alpha))
+    if b.requires_grad:
+        gb = (matmul_ex(g, a, trans_a=True, trans_b=trans_a, alpha=alpha) if trans_b
+              else matmul_ex(a, g, trans_a=not trans_a, alpha=alpha))
+    if with_bias:
+        from .reduce import sum_to
+        gbias = sum_to(g, (g.shape[-1],))
+    return (ga, gb) if not with_bias else (ga, gb, gbias)
+
+
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None, activation=None) -> Tensor:
+    """nn.Linear's forward as one kernel: activation(x @ weight.T + bias).
+
+    x: (..., in_features) (1-D allowed), weight: (out_features, in_features) as in PyTorch, bias:
+    (out_features,) or None, activation: None or "relu". Differentiable in x, weight and bias.
+    """
+    _check(x, weight, "linear")
+    if weight.ndim != 2:
+        raise ValueError(f"linear: weight must be 2-D (out_features, in_features), got {tuple(weight.shape)}")
+    if x.ndim == 0 or x.shape[-1] != weight.shape[1]:
+        raise ValueError(f"linear: input of shape {tuple(x.shape)} does not match weight of shape "
+                         f"{tuple(weight.shape)} (expected last dim {weight.shape[1]})")
+    x2 = reshape(x, (math.prod(x.shape[:-1]), x.shape[-1])) if x.ndim != 2 else x
+    y = matmul_ex(x2, weight, trans_b=True, bias=bias, activation=activation)
+    return y if x.ndim == 2 else reshape(y, x.shape[:-1] + (weight.shape[0],))
+
+
+# --- helpers ---------------------------------------------------------------------------------------
+def _batch_shape(a, b, batch_a, batch_b, name) -> tuple:
+    """Broadcast batch dims; the error names both operands' full shapes."""
+    from .elementwise import broadcast_shapes
+    try:
+        return broadcast_shapes(batch_a, batch_b)
+    except ValueError:
+        raise ValueError(f"{name}: shapes {tuple(a.shape)} and {tuple(b.shape)} cannot be multiplied "
+                         f"(batch dims {tuple(batch_a)} and {tuple(batch_b)} do not broadcast)") from None
+
+
+def _contiguous_detached(t: Tensor) -> Tensor:
+    from .movement import contiguous
+    t = t.detach()
+    return t if t.is_contiguous() else contiguous(t)
+
+
+def _batched(x: Tensor, batch) -> Tensor:
+    """x (..., R, C) broadcast to batch + (R, C) and seen as [prod(batch), R, C] (a view when possible)."""
+    x = x.detach()
+    if not batch:
+        return _as3(x)
+    full = expand(x, batch + x.shape[-2:])
+    return reshape(full, (math.prod(batch),) + x.shape[-2:])
+
+
+def _strides_for(batch, y3: Tensor) -> tuple:
+    """Strides of a contiguous [prod(batch), M, N] result seen as batch + (M, N)."""
+    from ..tensor import contiguous_strides
+    return contiguous_strides(batch + y3.shape[1:])
