@@ -1,0 +1,16 @@
+"""keras.layers: the building blocks of Keras models, as thin shells over clnet ops."""
+from .base import Input, InputLayer, InputSpec, KerasTensor, Layer
+from .core import Activation, Dense, Dropout, Flatten, ReLU, Reshape, Softmax
+from .conv import Conv2D
+from .pooling import (AveragePooling2D, AvgPool2D, GlobalAveragePooling2D, GlobalAvgPool2D, GlobalMaxPool2D,
+                      GlobalMaxPooling2D, MaxPool2D, MaxPooling2D)
+from .normalization import BatchNormalization
+
+Convolution2D = Conv2D
+
+# Layers that keras.models.load_model may rebuild from a saved config (nothing outside this table is created).
+LAYER_CLASSES = {cls.__name__: cls for cls in (
+    InputLayer, Dense, Activation, Dropout, Flatten, ReLU, Reshape, Softmax, Conv2D, MaxPooling2D,
+    AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D, BatchNormalization)}
+
+__all__ = ["Input", "InputLayer", "InputSpec", "KerasTensor", "Layer"] + sorted(LAYER_CLASSES)

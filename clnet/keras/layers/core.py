@@ -1,0 +1,174 @@
+"""Core layers: Dense, Activation, Flatten, Reshape, Dropout, ReLU, Softmax (each a few clnet ops)."""
+from __future__ import annotations
+
+import math
+
+from .. import _ops, activations, initializers, regularizers
+from .base import InputSpec, Layer
+
+
+def _check_positive_int(value, what, layer):
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{layer}: {what} must be a positive integer, got {value!r}")
+    return value
+
+
+class Dense(Layer):
+    """y = activation(x @ kernel + bias), kernel of shape (in, units) as in Keras."""
+
+    def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
+                 bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None, **kwargs):
+        super().__init__(**kwargs)
+        self.units = _check_positive_int(units, "units", "Dense")
+        self.activation = activations.get(activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
+
+    def build(self, input_shape):
+        in_dim = input_shape[-1]
+        if in_dim is None:
+            raise ValueError(f"Dense layer {self.name!r} needs a known last input dimension, got input shape "
+                             f"{tuple(input_shape)}")
+        self.kernel = self.add_weight((in_dim, self.units), self.kernel_initializer,
+                                      regularizer=self.kernel_regularizer, name="kernel")
+        self.bias = self.add_weight((self.units,), self.bias_initializer, regularizer=self.bias_regularizer,
+                                    name="bias") if self.use_bias else None
+        self.input_spec = InputSpec(min_ndim=2, axes={-1: in_dim})
+        self.built = True
+
+    def call(self, inputs):
+        return self.activation(_ops.dense(inputs, self.kernel, self.bias))
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.units,)
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units, "activation": activations.serialize(self.activation),
+                "use_bias": self.use_bias,
+                "kernel_initializer": initializers.serialize(self.kernel_initializer),
+                "bias_initializer": initializers.serialize(self.bias_initializer),
+                "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
+                "bias_regularizer": regularizers.serialize(self.bias_regularizer)}
+
+
+class Activation(Layer):
+    def __init__(self, activation, **kwargs):
+        super().__init__(**kwargs)
+        self.activation = activations.get(activation)
+
+    def call(self, inputs):
+        return self.activation(inputs)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def get_config(self):
+        return {**super().get_config(), "activation": activations.serialize(self.activation)}
+
+
+class ReLU(Layer):
+    def __init__(self, max_value=None, negative_slope=0.0, threshold=0.0, **kwargs):
+        super().__init__(**kwargs)
+        if max_value is not None and max_value < 0:
+            raise ValueError(f"ReLU: max_value must be >= 0, got {max_value}")
+        if negative_slope < 0:
+            raise ValueError(f"ReLU: negative_slope must be >= 0, got {negative_slope}")
+        self.max_value = None if max_value is None else float(max_value)
+        self.negative_slope, self.threshold = float(negative_slope), float(threshold)
+
+    def call(self, inputs):
+        return activations.relu(inputs, self.negative_slope, self.max_value, self.threshold)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def get_config(self):
+        return {**super().get_config(), "max_value": self.max_value, "negative_slope": self.negative_slope,
+                "threshold": self.threshold}
+
+
+class Softmax(Layer):
+    def __init__(self, axis=-1, **kwargs):
+        super().__init__(**kwargs)
+        self.axis = int(axis)
+
+    def call(self, inputs):
+        return activations.softmax(inputs, self.axis)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def get_config(self):
+        return {**super().get_config(), "axis": self.axis}
+
+
+class Flatten(Layer):
+    """(batch, d1, d2, ...) -> (batch, d1 * d2 * ...), in channels-last order as Keras."""
+
+    def __init__(self, data_format=None, **kwargs):
+        super().__init__(**kwargs)
+        if data_format not in (None, "channels_last"):
+            raise ValueError("Flatten: only data_format='channels_last' is supported")
+
+    def call(self, inputs):
+        return inputs.reshape(inputs.shape[0], -1) if inputs.ndim != 2 else inputs
+
+    def compute_output_shape(self, input_shape):
+        rest = input_shape[1:]
+        return (input_shape[0], None if any(s is None for s in rest) else math.prod(rest))
+
+
+class Reshape(Layer):
+    def __init__(self, target_shape, **kwargs):
+        super().__init__(**kwargs)
+        self.target_shape = tuple(int(s) for s in target_shape)
+        if sum(s == -1 for s in self.target_shape) > 1:
+            raise ValueError(f"Reshape: at most one -1 is allowed in target_shape {self.target_shape}")
+
+    def call(self, inputs):
+        return inputs.reshape((inputs.shape[0],) + self.target_shape)
+
+    def compute_output_shape(self, input_shape):
+        shape = list(self.target_shape)
+        if -1 in shape:
+            known = math.prod(s for s in shape if s != -1)
+            rest = input_shape[1:]
+            total = None if any(s is None for s in rest) else math.prod(rest)
+            if total is not None and (known == 0 or total % known):
+                raise ValueError(f"Reshape {self.name!r}: cannot reshape input of shape {tuple(input_shape)} into "
+                                 f"{self.target_shape}")
+            shape[shape.index(-1)] = None if total is None else total // known
+        else:
+            rest = input_shape[1:]
+            if all(s is not None for s in rest) and math.prod(rest) != math.prod(shape):
+                raise ValueError(f"Reshape {self.name!r}: total size of the input {tuple(input_shape[1:])} "
+                                 f"({math.prod(rest)}) differs from the target shape {self.target_shape} "
+                                 f"({math.prod(shape)})")
+        return (input_shape[0],) + tuple(shape)
+
+    def get_config(self):
+        return {**super().get_config(), "target_shape": list(self.target_shape)}
+
+
+class Dropout(Layer):
+    """Zeroes a fraction `rate` of the inputs during training, scaling the rest by 1 / (1 - rate)."""
+
+    def __init__(self, rate, noise_shape=None, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        if not 0.0 <= float(rate) < 1.0:
+            raise ValueError(f"Dropout: rate must be in [0, 1), got {rate}")
+        if noise_shape is not None:
+            raise NotImplementedError("Dropout: noise_shape is not supported yet")
+        self.rate, self.seed = float(rate), seed
+
+    def call(self, inputs, training=False):
+        return _ops.dropout(inputs, self.rate, training)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def get_config(self):
+        return {**super().get_config(), "rate": self.rate, "seed": self.seed}

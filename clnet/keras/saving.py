@@ -1,0 +1,489 @@
+"""Saving and loading: `.keras` zips of JSON and .npy members. Loading never unpickles or runs user code.
+
+A model file holds:
+    metadata.json        format name, clnet version, date
+    config.json          the model's architecture (layer class names + their configs) and compile config
+    weights.json         manifest: for each weight its path, shape, dtype and member name
+    weights/NNNNNN.npy   the weights, in model.weights order (Keras layouts)
+    optimizer.json       optimizer config + state manifest;  optimizer/NNNNNN.npy  its state arrays
+    training.json        (training-state files of BackupAndRestore) epoch and shuffling RNG state
+
+Loading checks every member name against that list (no paths, no extras, no duplicates), reads arrays with
+np.load(allow_pickle=False), compares every shape and dtype with the manifest and the rebuilt model, and
+only creates layers whose class names are in keras.layers (or registered by the user). Any problem raises
+FileFormatError (a ValueError) naming the file and what was wrong; the model is left untouched.
+Files are written to a temporary name in the same folder and renamed into place, so a crash mid-save
+never leaves a half-written file under the real name.
+"""
+from __future__ import annotations
+
+import datetime
+import io
+import json
+import os
+import re
+import tempfile
+import zipfile
+import zlib
+
+import numpy as np
+
+import clnet
+
+FORMAT = "clnet.keras/1"
+_MEMBER = re.compile(r"^(metadata\.json|config\.json|weights\.json|optimizer\.json|training\.json|"
+                     r"weights/\d{6}\.npy|optimizer/\d{6}\.npy)$")
+_MAX_JSON = 64 * 2**20
+_NUMERIC_KINDS = "fiub"
+
+
+class FileFormatError(ValueError):
+    """A saved file that is corrupted, truncated, tampered with or not a clnet Keras file."""
+
+
+# --- registry of user objects -----------------------------------------------------------------------
+_REGISTERED: dict = {}
+
+
+def register_keras_serializable(package="Custom", name=None):
+    """Decorator: make a custom layer class or activation function loadable by name."""
+    def decorate(obj):
+        key = f"{package}>{name or obj.__name__}"
+        _REGISTERED[key] = obj
+        obj._registered_name = key
+        return obj
+    return decorate
+
+
+def registered_name(obj):
+    for key, value in _REGISTERED.items():
+        if value is obj:
+            return key
+    return None
+
+
+def lookup_registered(name):
+    return _REGISTERED.get(name)
+
+
+def get_custom_objects():
+    return _REGISTERED
+
+
+# --- layers <-> configs -----------------------------------------------------------------------------
+def serialize_layer(layer):
+    from .layers import LAYER_CLASSES
+    cls_name = type(layer).__name__
+    if LAYER_CLASSES.get(cls_name) is not type(layer):
+        cls_name = registered_name(type(layer))
+        if cls_name is None:
+            raise ValueError(f"layer {layer.name!r} is a custom {type(layer).__name__}: register its class with "
+                             "@keras.saving.register_keras_serializable() to save the model, or use save_weights()")
+    return {"module": "keras.layers", "class_name": cls_name, "config": layer.get_config(),
+            "build_config": layer.get_build_config()}
+
+
+def deserialize_layer(entry, custom_objects=None):
+    from .layers import LAYER_CLASSES
+    if not isinstance(entry, dict) or not isinstance(entry.get("class_name"), str) or \
+            not isinstance(entry.get("config"), dict):
+        raise FileFormatError(f"a layer entry of the config is malformed: {str(entry)[:200]}")
+    name = entry["class_name"]
+    cls = (custom_objects or {}).get(name) or LAYER_CLASSES.get(name) or lookup_registered(name)
+    if cls is None:
+        raise FileFormatError(f"unknown layer class {name!r} in the config; known: {', '.join(sorted(LAYER_CLASSES))}"
+                              " (pass custom_objects= for your own layers)")
+    try:
+        layer = cls.from_config(dict(entry["config"]))
+    except (TypeError, ValueError) as err:
+        raise FileFormatError(f"cannot rebuild layer {name} from its saved config: {err}") from None
+    build = entry.get("build_config")
+    if build is not None and not layer.built:
+        if not isinstance(build, dict) or not isinstance(build.get("input_shape"), list):
+            raise FileFormatError(f"malformed build_config for layer {name}: {build!r}")
+        layer.build_from_config(build)
+    return layer
+
+
+MODEL_CLASSES = {}
+
+
+def _model_classes():
+    if not MODEL_CLASSES:
+        from .models import Functional, Sequential
+        MODEL_CLASSES.update({"Sequential": Sequential, "Functional": Functional})
+    return MODEL_CLASSES
+
+
+# --- writing ----------------------------------------------------------------------------------------
+def _npy(arr):
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(arr), allow_pickle=False)
+    return buf.getvalue()
+
+
+def _json(obj):
+    return json.dumps(obj, indent=1, sort_keys=True).encode("utf-8")
+
+
+def _write(path, members, overwrite=True):
+    path = os.fspath(path)
+    if os.path.exists(path) and not overwrite:
+        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".saving-", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            with zipfile.ZipFile(f, "w") as zf:
+                for name, data in members.items():
+                    kind = zipfile.ZIP_DEFLATED if name.endswith(".json") else zipfile.ZIP_STORED
+                    zf.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), data, compress_type=kind)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def _metadata(kind):
+    return {"format": FORMAT, "kind": kind, "clnet_version": getattr(clnet, "__version__", "?"),
+            "date_saved": datetime.datetime.now().isoformat(timespec="seconds")}
+
+
+def _weight_members(variables, folder="weights"):
+    manifest, members = [], {}
+    for i, v in enumerate(variables):
+        arr = v.numpy() if isinstance(v, clnet.Tensor) else np.asarray(v)
+        member = f"{folder}/{i:06d}.npy"
+        manifest.append({"path": getattr(v, "path", None) or f"weight_{i}", "shape": list(arr.shape),
+                         "dtype": arr.dtype.name, "file": member})
+        members[member] = _npy(arr)
+    return manifest, members
+
+
+def _optimizer_members(model):
+    opt = getattr(model, "optimizer", None)
+    if opt is None:
+        return {}
+    from . import optimizers
+    meta, arrays = opt.state_arrays(model.trainable_variables)
+    manifest, members = [], {}
+    for i, (key, arr) in enumerate(sorted(arrays.items())):
+        member = f"optimizer/{i:06d}.npy"
+        manifest.append({"key": key, "shape": list(arr.shape), "dtype": arr.dtype.name, "file": member})
+        members[member] = _npy(arr)
+    members["optimizer.json"] = _json({"config": optimizers.serialize(opt), "iterations": meta["iterations"],
+                                       "steps": meta["steps"], "arrays": manifest})
+    return members
+
+
+def _compile_config(model):
+    if not getattr(model, "compiled", False):
+        return None
+    from . import losses, metrics, optimizers
+    try:
+        metric_ids = []
+        for m in model._metric_ids:
+            if isinstance(m, str):
+                metric_ids.append(m)
+            elif type(m).__name__ in metrics.METRIC_CLASSES and type(m) is metrics.METRIC_CLASSES[type(m).__name__]:
+                metric_ids.append({"class_name": type(m).__name__, "config": m.get_config()})
+            else:
+                raise ValueError(f"metric {m!r} cannot be saved by name")
+        return {"optimizer": optimizers.serialize(model.optimizer),
+                "loss": losses.serialize(model._loss_obj) if model._loss_obj is not None else None,
+                "metrics": metric_ids}
+    except ValueError as err:
+        import warnings
+        warnings.warn(f"the model's compile settings are not saved ({err}); compile() again after loading",
+                      stacklevel=3)
+        return None
+
+
+def save_model(model, filepath, overwrite=True, include_optimizer=True):
+    path = os.fspath(filepath)
+    if path.endswith((".h5", ".hdf5")):
+        raise ValueError("HDF5 (.h5) files are not supported: save with a `.keras` extension")
+    if not path.endswith(".keras"):
+        raise ValueError(f"Invalid filepath extension for saving: {path!r}. Please add a `.keras` extension "
+                         "(the native Keras format)")
+    classes = _model_classes()
+    if type(model).__name__ not in classes:
+        raise NotImplementedError(f"{type(model).__name__} is a subclassed model: model.save() cannot describe it "
+                                  "without code; use save_weights() and rebuild the model in code")
+    config = {"class_name": type(model).__name__, "config": model.get_config(),
+              "compile_config": _compile_config(model)}
+    manifest, members = _weight_members(model.weights)
+    members.update({"metadata.json": _json(_metadata("model")), "config.json": _json(config),
+                    "weights.json": _json({"weights": manifest})})
+    if include_optimizer and config["compile_config"] is not None:
+        members.update(_optimizer_members(model))
+    _write(path, members, overwrite)
+
+
+def save_weights(model, filepath, overwrite=True):
+    manifest, members = _weight_members(model.weights)
+    members.update({"metadata.json": _json(_metadata("weights")), "weights.json": _json({"weights": manifest})})
+    _write(filepath, members, overwrite)
+
+
+# --- reading ----------------------------------------------------------------------------------------
+class _Archive:
+    """Validated read access to a saved zip; every failure becomes a FileFormatError naming the file."""
+
+    def __init__(self, path):
+        self.path = os.fspath(path)
+        if not os.path.exists(self.path):
+            raise FileNotFoundError(f"no such file: {self.path}")
+        try:
+            self.zf = zipfile.ZipFile(self.path)
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError) as err:
+            raise self.error(f"not a valid zip archive (corrupted or truncated?): {err}") from None
+        names = [info.filename for info in self.zf.infolist()]
+        if len(set(names)) != len(names):
+            raise self.error("duplicate member names (the file was tampered with)")
+        for name in names:
+            if not _MEMBER.match(name):
+                raise self.error(f"unexpected member {name!r} (the file was tampered with, or is not a clnet Keras "
+                                 "file)")
+        self.names = set(names)
+        self.sizes = {info.filename: info.file_size for info in self.zf.infolist()}
+
+    def error(self, message):
+        return FileFormatError(f"cannot load {self.path}: {message}")
+
+    def close(self):
+        self.zf.close()
+
+    def read(self, name, limit=None):
+        if name not in self.names:
+            raise self.error(f"the member {name!r} is missing")
+        if limit is not None and self.sizes[name] > limit:
+            raise self.error(f"the member {name!r} is implausibly large ({self.sizes[name]} bytes)")
+        try:
+            return self.zf.read(name)
+        except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, NotImplementedError) as err:
+            raise self.error(f"the member {name!r} is damaged: {err}") from None
+
+    def json(self, name):
+        try:
+            value = json.loads(self.read(name, _MAX_JSON).decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+            raise self.error(f"the member {name!r} is not valid JSON: {err}") from None
+        if not isinstance(value, dict):
+            raise self.error(f"the member {name!r} should hold a JSON object")
+        return value
+
+    def array(self, entry, what):
+        if not isinstance(entry, dict) or not isinstance(entry.get("file"), str) or \
+                not isinstance(entry.get("shape"), list) or not isinstance(entry.get("dtype"), str):
+            raise self.error(f"malformed {what} manifest entry: {str(entry)[:200]}")
+        try:
+            shape = tuple(int(s) for s in entry["shape"])
+            dtype = np.dtype(entry["dtype"])
+        except (TypeError, ValueError) as err:
+            raise self.error(f"malformed {what} manifest entry {entry['file']}: {err}") from None
+        if dtype.kind not in _NUMERIC_KINDS or any(s < 0 for s in shape):
+            raise self.error(f"{what} {entry['file']} declares dtype {dtype} and shape {shape}")
+        expected = int(np.prod(shape)) * dtype.itemsize
+        data = self.read(entry["file"], limit=expected + 4096)
+        try:
+            arr = np.load(io.BytesIO(data), allow_pickle=False)
+        except (ValueError, EOFError, OSError) as err:
+            raise self.error(f"{what} {entry['file']} is not a valid .npy array: {err}") from None
+        if not isinstance(arr, np.ndarray) or arr.dtype != dtype or arr.shape != shape:
+            raise self.error(f"{what} {entry['file']} holds {getattr(arr, 'dtype', '?')} {getattr(arr, 'shape', '?')}, "
+                             f"but the manifest says {dtype} {shape}")
+        return arr
+
+    def check_format(self, kinds):
+        meta = self.json("metadata.json")
+        if meta.get("format") != FORMAT:
+            raise self.error(f"unknown format {meta.get('format')!r} (expected {FORMAT!r})")
+        if meta.get("kind") not in kinds:
+            raise self.error(f"this file holds {meta.get('kind')!r}, expected one of {kinds}")
+        return meta
+
+
+def _read_weights(archive, variables):
+    """The arrays for `variables`, checked against the manifest and the variables' shapes (nothing assigned)."""
+    manifest = archive.json("weights.json").get("weights")
+    if not isinstance(manifest, list):
+        raise archive.error("weights.json has no list of weights")
+    if len(manifest) != len(variables):
+        raise archive.error(f"the file holds {len(manifest)} weights, but the model has {len(variables)}")
+    arrays = []
+    for i, (entry, v) in enumerate(zip(manifest, variables)):
+        arr = archive.array(entry, "weight")
+        if tuple(arr.shape) != tuple(v.shape):
+            raise archive.error(f"weight {i} ({entry.get('path')}) has shape {tuple(arr.shape)} in the file, but the "
+                                f"model's {getattr(v, 'path', '')} has shape {tuple(v.shape)}")
+        arrays.append(arr.astype(v.dtype, copy=False))
+    return arrays
+
+
+def _assign(variables, arrays):
+    for v, arr in zip(variables, arrays):
+        v.assign(clnet.tensor(np.ascontiguousarray(arr), device=v.device))
+
+
+def _read_optimizer_state(archive):
+    if "optimizer.json" not in archive.names:
+        return None
+    info = archive.json("optimizer.json")
+    entries = info.get("arrays")
+    if not isinstance(entries, list) or not isinstance(info.get("steps", {}), dict):
+        raise archive.error("optimizer.json is malformed")
+    arrays = {}
+    for entry in entries:
+        key = entry.get("key") if isinstance(entry, dict) else None
+        if not isinstance(key, str) or not re.match(r"^\d+/[A-Za-z_]+$", key):
+            raise archive.error(f"optimizer.json names an invalid state entry {str(key)[:100]!r}")
+        arrays[key] = archive.array(entry, "optimizer state")
+    steps = info.get("steps", {})
+    for key, value in steps.items():
+        if not re.match(r"^\d+/[A-Za-z_]+$", key) or not isinstance(value, (int, float)):
+            raise archive.error(f"optimizer.json has an invalid step entry {key!r}")
+    return info, arrays
+
+
+def _load_optimizer(archive, model, state):
+    if state is None or model.optimizer is None:
+        return
+    info, arrays = state
+    variables = model.trainable_variables
+    for key, arr in arrays.items():
+        index = int(key.split("/")[0])
+        if index >= len(variables) or tuple(arr.shape) != tuple(variables[index].shape):
+            raise archive.error(f"optimizer state {key} does not fit the model's trainable variables")
+    model.optimizer.load_state_arrays(variables, {"iterations": int(info.get("iterations", 0)),
+                                                  "steps": info.get("steps", {})}, arrays)
+
+
+def _with_archive(path, fn):
+    archive = _Archive(path)
+    try:
+        return fn(archive)
+    finally:
+        archive.close()
+
+
+def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
+    """Rebuild a model from model.save()'s file (keras.models.load_model / keras.saving.load_model)."""
+    def load(archive):
+        archive.check_format(("model",))
+        config = archive.json("config.json")
+        classes = _model_classes()
+        if config.get("class_name") not in classes or not isinstance(config.get("config"), dict):
+            raise archive.error(f"unknown model class {config.get('class_name')!r} (expected one of "
+                                f"{', '.join(classes)})")
+        try:
+            model = classes[config["class_name"]].from_config(config["config"], custom_objects=custom_objects)
+        except FileFormatError as err:
+            raise archive.error(str(err)) from None
+        except (TypeError, ValueError, KeyError) as err:
+            raise archive.error(f"the model config cannot be rebuilt: {err}") from None
+        weights = _read_weights(archive, model.weights)
+        opt_state = _read_optimizer_state(archive)
+        compile_config = config.get("compile_config")
+        if compile and compile_config:
+            _compile_from_config(archive, model, compile_config)
+        _assign(model.weights, weights)
+        if compile and compile_config:
+            _load_optimizer(archive, model, opt_state)
+        return model
+    return _with_archive(filepath, load)
+
+
+def _compile_from_config(archive, model, cc):
+    from . import losses, metrics, optimizers
+    if not isinstance(cc, dict):
+        raise archive.error("compile_config is malformed")
+    try:
+        opt = optimizers.deserialize(cc.get("optimizer"))
+        loss = losses.deserialize(cc["loss"]) if cc.get("loss") is not None else None
+        metric_ids = []
+        for m in cc.get("metrics") or []:
+            if isinstance(m, str):
+                metric_ids.append(m)
+            elif isinstance(m, dict) and m.get("class_name") in metrics.METRIC_CLASSES:
+                metric_ids.append(metrics.METRIC_CLASSES[m["class_name"]].from_config(dict(m.get("config") or {})))
+            else:
+                raise ValueError(f"unknown metric {m!r}")
+        model.compile(optimizer=opt, loss=loss, metrics=metric_ids)
+    except (TypeError, ValueError, KeyError) as err:
+        raise archive.error(f"the compile config cannot be restored: {err}") from None
+
+
+def load_weights(model, filepath, skip_mismatch=False):
+    if skip_mismatch:
+        raise NotImplementedError("load_weights(skip_mismatch=True) is not supported yet")
+    if not model.built:
+        raise ValueError("load_weights: build the model first (call it on data or give it an input shape) so its "
+                         "weights exist")
+
+    def load(archive):
+        archive.check_format(("weights", "model", "training_state"))
+        _assign(model.weights, _read_weights(archive, model.weights))
+    _with_archive(filepath, load)
+
+
+# --- training state (BackupAndRestore) --------------------------------------------------------------
+def save_training_state(path, model, epoch):
+    manifest, members = _weight_members(model.weights)
+    members.update({"metadata.json": _json(_metadata("training_state")), "weights.json": _json({"weights": manifest})})
+    members.update(_optimizer_members(model))
+    rng = model._fit_rng.bit_generator.state if model._fit_rng is not None else None
+    members["training.json"] = _json({"epoch": int(epoch), "fit_rng": rng, "device_rng": _device_rng_state()})
+    _write(path, members, overwrite=True)
+
+
+def load_training_state(path, model):
+    """Restore weights, optimizer state and RNGs; returns the number of finished epochs."""
+    def load(archive):
+        archive.check_format(("training_state",))
+        info = archive.json("training.json")
+        epoch = info.get("epoch")
+        if not isinstance(epoch, int) or epoch < 0:
+            raise archive.error(f"training.json has an invalid epoch {epoch!r}")
+        weights = _read_weights(archive, model.weights)
+        opt_state = _read_optimizer_state(archive)
+        _assign(model.weights, weights)
+        _load_optimizer(archive, model, opt_state)
+        rng = info.get("fit_rng")
+        if rng is not None:
+            try:
+                gen = np.random.default_rng()
+                gen.bit_generator.state = rng
+            except (TypeError, ValueError, KeyError) as err:
+                raise archive.error(f"training.json has an invalid RNG state: {err}") from None
+            model._fit_rng = gen
+        _set_device_rng_state(info.get("device_rng"))
+        return epoch
+    return _with_archive(path, load)
+
+
+def _device_rng_state():
+    """clnet's device generator state when clnet.ops.random exposes one (dropout masks), else None."""
+    from clnet.ops import random as _random
+    getter = getattr(_random, "get_rng_state", None)
+    if getter is None:
+        return None
+    state = getter()
+    try:
+        json.dumps(state)
+    except TypeError:
+        return None
+    return state
+
+
+def _set_device_rng_state(state):
+    if state is None:
+        return
+    from clnet.ops import random as _random
+    setter = getattr(_random, "set_rng_state", None)
+    if setter is not None:
+        setter(state)
