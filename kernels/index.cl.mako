@@ -15,9 +15,11 @@ def store(ptr, at, val):
     if t == "half":
         return f"vstore_half_rte({val}, {at}, {ptr})"
     return f"{ptr}[{at}] = ({t})({val})"
-def wrap(i, ptr, at):
-    return (f"long v{i} = (long){ptr}[{at}];\n"
-            f"        if (v{i} < 0) v{i} += asize{i};")
+def wrap(i, ptr, at, it):
+    # compare in the index's own type: Mesa llvmpipe miscompiles `(long)int_value < 0` to false
+    return (f"const {it} raw{i} = {ptr}[{at}];\n"
+            f"        long v{i} = (long)raw{i};\n"
+            f"        if (raw{i} < 0) v{i} += asize{i};")
 %>
 % if kind == "adv_gather":
 ## out[rest..., j, rest...] = x[base + sum_d rest_d * xst_d + sum_i ix_i[j] * ast_i]
@@ -50,7 +52,7 @@ __kernel void adv_gather(const ${idx} n, const ${idx} R,
   % endfor
   % for i in range(len(ix_ts)):
     {
-        ${wrap(i, f"ix{i}", f"ixoff{i} + j * ixst{i}")}
+        ${wrap(i, f"ix{i}", f"ixoff{i} + j * ixst{i}", ix_ts[i])}
         s += (${idx})v${i} * ast${i};
     }
   % endfor
@@ -93,7 +95,7 @@ __kernel void adv_scatter(const ${idx} n, const ${idx} R,
   % endfor
   % for i in range(len(ix_ts)):
     {
-        ${wrap(i, f"ix{i}", f"ixoff{i} + u * ixst{i}")}
+        ${wrap(i, f"ix{i}", f"ixoff{i} + u * ixst{i}", ix_ts[i])}
         d_at += (${idx})v${i} * ast${i};
     }
   % endfor
@@ -142,7 +144,7 @@ __kernel void dim_gather(const ${idx} n,
         s += c * xst${d};
     }
   % endfor
-    ${wrap(0, "ix", "i_at")}
+    ${wrap(0, "ix", "i_at", ix_t)}
     out[o] = x[s + (${idx})v0 * xst_dim];
 }
 
@@ -187,7 +189,7 @@ __kernel void dim_scatter(const ${idx} n,
     ${acc} total = ${load("dst", "d_at")};
     if (inside) {
         for (${idx} j = 0; j < jn; ++j) {
-            ${wrap(0, "ix", "i_at + j * ix_jst")}
+            ${wrap(0, "ix", "i_at + j * ix_jst", ix_t)}
             if (v0 == target) total += ${load("src", "s_at + j * src_jst")};
         }
     }
