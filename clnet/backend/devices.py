@@ -256,8 +256,9 @@ def all_devices(refresh: bool = False) -> list[Device]:
         name, version = _platform_text(plat, "name"), _platform_text(plat, "version")
         try:
             cl_devices = plat.get_devices()
-        except cl.Error as err:
-            reason = _why_empty(name) if "DEVICE_NOT_FOUND" in str(err) else f"error: {err}"
+        except Exception as err:  # a broken ICD may raise anything; discovery never crashes
+            empty = getattr(err, "code", None) == cl.status_code.DEVICE_NOT_FOUND
+            reason = _why_empty(name) if empty else f"error: {err}"
             skipped.append(SkippedPlatform(p_index, name, version, reason))
             continue
         if not cl_devices:
@@ -266,7 +267,7 @@ def all_devices(refresh: bool = False) -> list[Device]:
         for d_index, dev in enumerate(cl_devices):
             try:
                 found.append(Device.from_cl(dev, p_index, d_index))
-            except cl.Error as err:
+            except Exception as err:
                 skipped.append(SkippedPlatform(p_index, name, version, f"device {d_index}: error: {err}"))
     _DEVICES = found
     _SKIPPED[:] = skipped

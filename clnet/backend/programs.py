@@ -126,20 +126,32 @@ def _use_binary_cache(device) -> bool:
     return device.implementation not in ("nvidia", "oclgrind")
 
 
+# Where compilers put the line of an error: clang, NVIDIA, AMD, Intel, Oclgrind write
+# "FILE:LINE:COL: error: MESSAGE"; PoCL writes "error: FILE:LINE:COL: MESSAGE".
+_LOG_ERRORS = (
+    re.compile(r"(?:^|:)(\d+):(?:\d+:)?\s*(?:fatal )?error:\s*(.*)"),
+    re.compile(r"^\s*(?:fatal )?error:\s*[^\s:]*:(\d+):(?:\d+:)?\s*(.*)"),
+)
+
+
 def _error_excerpt(source: str, log: str, context: int = 2) -> str:
-    """The rendered source around every line the compiler's log calls an error."""
+    """The rendered source around every line the compiler's log calls an error, marked with '>>'."""
     lines = source.splitlines()
-    shown = []
+    shown, seen = [], set()
     for entry in log.splitlines():
-        if "error" not in entry.lower():
+        for pattern in _LOG_ERRORS:
+            m = pattern.search(entry)
+            if m:
+                break
+        else:
             continue
-        m = re.search(r":(\d+):(?:(\d+):)?\s*(?:fatal )?(?:error:)?\s*(.*)", entry)
-        if not m or int(m.group(1)) > len(lines):
+        lineno, message = int(m.group(1)), m.group(2).strip()
+        if not 1 <= lineno <= len(lines) or (lineno, message) in seen:
             continue
-        lineno = int(m.group(1))
+        seen.add((lineno, message))
         lo, hi = max(1, lineno - context), min(len(lines), lineno + context)
         block = [f"{'>>' if i == lineno else '  '} {i:4d} | {lines[i - 1]}" for i in range(lo, hi + 1)]
-        shown.append(f"line {lineno}: {m.group(3).strip()}\n" + "\n".join(block))
+        shown.append(f"line {lineno}: {message}\n" + "\n".join(block))
     return "\n\n".join(shown)
 
 
@@ -157,11 +169,20 @@ def _binary_path(device, source: str, opts: list) -> Path:
     return cache_dir() / "binaries" / f"{hashlib.sha256(ident.encode()).hexdigest()}.bin"
 
 
+# A cached file is MAGIC + sha256(binary) + binary: a truncated or foreign file never reaches the
+# driver (Mesa's rusticl aborts the whole process on a malformed binary).
+_MAGIC = b"clnet-binary-1\n"
+
+
 def _load_binary(device, path: Path, opts: list):
-    """The program from a cached binary, or None (a missing or unusable file is a miss)."""
+    """The program from a cached binary, or None (a missing, damaged or rejected file is a miss)."""
     try:
-        binary = path.read_bytes()
+        data = path.read_bytes()
     except OSError:
+        return None
+    head, digest, binary = data[:len(_MAGIC)], data[len(_MAGIC):len(_MAGIC) + 32], data[len(_MAGIC) + 32:]
+    if head != _MAGIC or not binary or hashlib.sha256(binary).digest() != digest:
+        path.unlink(missing_ok=True)
         return None
     try:
         return cl.Program(device.context, [device.cl_device], [binary]).build(options=opts)
@@ -173,12 +194,12 @@ def _load_binary(device, path: Path, opts: list):
 def _store_binary(prg: cl.Program, path: Path) -> None:
     """Write the device binary atomically (concurrent processes may race on the same key)."""
     try:
-        binary = prg.get_info(cl.program_info.BINARIES)[0]
+        binary = bytes(prg.get_info(cl.program_info.BINARIES)[0])
         if not binary:
             return
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        tmp.write_bytes(binary)
+        tmp.write_bytes(_MAGIC + hashlib.sha256(binary).digest() + binary)
         os.replace(tmp, path)
     except (OSError, cl.Error):
         pass  # a cache that cannot be written only costs the next process a rebuild

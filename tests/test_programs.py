@@ -1,0 +1,184 @@
+"""Rendering, in-memory memoization, the binary cache, CLNET_CACHE_DIR and the readable build error."""
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pyopencl as cl
+import pytest
+from mako import exceptions as mako_exceptions
+from mako.lookup import TemplateLookup
+
+import clnet
+from clnet.backend import programs
+
+PROBE = """\
+## test probe: y[i] = x[i] * ${scale} + b
+__kernel void ${name}(const int n, __global const ${t} *x, const ${t} b, __global ${t} *y)
+{
+    const int i = get_global_id(0);
+    if (i < n) y[i] = x[i] * ${scale} + b;
+}
+"""
+
+BROKEN = """\
+__kernel void broken(__global float *y)
+{
+    const int i = get_global_id(0);
+    y[i] = ${value} + no_such_variable;
+}
+"""
+
+
+@pytest.fixture
+def templates(tmp_path, monkeypatch):
+    """A private template directory, so these tests never depend on other families' templates."""
+    (tmp_path / "probe.cl.mako").write_text(PROBE)
+    (tmp_path / "broken.cl.mako").write_text(BROKEN)
+    lookup = TemplateLookup(directories=[str(tmp_path)], strict_undefined=True)
+    monkeypatch.setattr(programs, "_lookup", lambda: lookup)
+    return tmp_path
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    """A fresh CLNET_CACHE_DIR with the binary cache switched on."""
+    path = tmp_path / "clnet-cache"
+    monkeypatch.setenv("CLNET_CACHE_DIR", str(path))
+    monkeypatch.setenv("CLNET_BINARY_CACHE", "1")
+    return path
+
+
+def _run_probe(device, kern, x):
+    xb = clnet.tensor(x, device=device)
+    y = clnet.empty(x.shape, dtype=clnet.float32, device=device)
+    kern(device.queue, (x.size,), None, x.size, xb._buf, np.float32(0.5), y._buf)
+    return y.numpy()
+
+
+def test_kernel_dir_holds_every_template():
+    """Installed (wheel or editable) or checkout: all of kernels/*.mako are where programs looks."""
+    found = {p.name for p in programs.kernel_dir().glob("*.mako")}
+    assert "elementwise.cl.mako" in found
+    checkout = Path(__file__).resolve().parents[1] / "kernels"
+    if checkout.is_dir():
+        missing = {p.name for p in checkout.glob("*.mako")} - found
+        assert not missing, f"templates missing from {programs.kernel_dir()}: {missing}"
+
+
+def test_render_fills_parameters(templates):
+    src = programs.render("probe.cl.mako", name="probe", t="float", scale="2.0f")
+    assert "__kernel void probe(" in src and "x[i] * 2.0f + b" in src
+    assert "cl_khr_fp64" not in src
+    assert src.startswith("#pragma OPENCL EXTENSION cl_khr_fp64") == ("double" in src)
+    dsrc = programs.render("probe.cl.mako", name="probe", t="double", scale="2.0")
+    assert dsrc.startswith("#pragma OPENCL EXTENSION cl_khr_fp64 : enable")
+
+
+def test_render_names_a_missing_parameter(templates):
+    with pytest.raises(NameError, match="scale"):
+        programs.render("probe.cl.mako", name="probe", t="float")
+
+
+def test_render_unknown_template():
+    with pytest.raises(mako_exceptions.TopLevelLookupException):
+        programs.render("no_such_family.cl.mako")
+
+
+def test_ctype():
+    assert programs.ctype(np.float32) == "float" and programs.ctype("float64") == "double"
+    assert programs.ctype(np.bool_) == "uchar" and programs.ctype(np.int64) == "long"
+
+
+def test_second_request_does_not_rebuild(device, templates, rng):
+    name = f"probe_{uuid.uuid4().hex[:8]}"  # a source no earlier test has built
+    before = programs.built_count()
+    k1 = programs.get_kernel(device, "probe.cl.mako", name, arg_dtypes=[np.int32, None, np.float32, None],
+                             name=name, t="float", scale="3.0f")
+    assert programs.built_count() == before + 1
+    k2 = programs.get_kernel(device, "probe.cl.mako", name, arg_dtypes=[np.int32, None, np.float32, None],
+                             name=name, t="float", scale="3.0f")
+    assert k2 is k1 and programs.built_count() == before + 1
+    x = rng.standard_normal(37).astype(np.float32)
+    np.testing.assert_allclose(_run_probe(device, k1, x), x * 3 + 0.5, rtol=1e-6)
+    # different parameters are a different program
+    programs.get_kernel(device, "probe.cl.mako", name, arg_dtypes=[np.int32, None, np.float32, None],
+                        name=name, t="float", scale="4.0f")
+    assert programs.built_count() == before + 2
+
+
+def test_build_error_is_readable(device, templates):
+    with pytest.raises(clnet.KernelBuildError) as info:
+        programs.get_kernel(device, "broken.cl.mako", "broken", value="1.0f")
+    msg = str(info.value)
+    assert device.name in msg and "broken.cl.mako" in msg
+    assert "no_such_variable" in msg
+    marked = [line for line in msg.splitlines() if line.startswith(">>")]
+    assert marked, f"no '>>' source line in:\n{msg}"
+    assert any("y[i] = 1.0f + no_such_variable;" in line and "4 |" in line for line in marked), msg
+    assert "--- build log ---" in msg
+
+
+def test_error_excerpt_marks_each_reported_line():
+    source = "\n".join(f"line{i}" for i in range(1, 11))
+    log = ("<source>:3:5: error: bad thing\n"
+           "/tmp/pocl/tempfile.cl:8:1: error: worse thing\n"
+           "<source>:5:1: warning: not an error\n")
+    text = programs._error_excerpt(source, log)
+    assert ">>    3 | line3" in text and ">>    8 | line8" in text
+    assert "bad thing" in text and "worse thing" in text and ">>    5" not in text
+
+
+def test_cache_dir_follows_clnet_cache_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("CLNET_CACHE_DIR", str(tmp_path / "x"))
+    assert programs.cache_dir() == tmp_path / "x"
+    monkeypatch.delenv("CLNET_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert programs.cache_dir() == tmp_path / "xdg" / "clnet"
+
+
+def test_binary_cache_round_trip_and_clear(device, templates, cache, rng):
+    name = f"probe_{uuid.uuid4().hex[:8]}"
+    src = programs.render("probe.cl.mako", name=name, t="float", scale="5.0f")
+    programs.build(device, src, name="probe")
+    binaries = list((cache / "binaries").glob("*.bin"))
+    assert len(binaries) == 1 and binaries[0].stat().st_size > 0
+    # what a fresh process does: the program comes back from the binary, and it computes the same
+    prg = programs._load_binary(device, binaries[0], [])
+    assert prg is not None
+    kern = getattr(prg, name)
+    kern.set_scalar_arg_dtypes([np.int32, None, np.float32, None])
+    x = rng.standard_normal(19).astype(np.float32)
+    np.testing.assert_allclose(_run_probe(device, kern, x), x * 5 + 0.5, rtol=1e-6)
+    # clearing removes the binaries and forgets built programs
+    path = programs.clear_cache()
+    assert path == cache / "binaries" and not path.exists()
+    assert programs.built_count() == 0
+
+
+def test_unusable_cached_binary_is_a_miss(device, templates, cache):
+    src = programs.render("probe.cl.mako", name="probe_bad", t="float", scale="6.0f")
+    path = programs._binary_path(device, src, [])
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"this is not a program binary")
+    prg = programs.build(device, src, name="probe")  # falls back to the source, then rewrites the file
+    assert isinstance(prg, cl.Program)
+    good = path.read_bytes()
+    assert good.startswith(programs._MAGIC)
+    # a damaged file (one flipped byte) is rejected by its checksum before any driver sees it
+    path.write_bytes(good[:-1] + bytes([good[-1] ^ 0xFF]))
+    assert programs._load_binary(device, path, []) is None and not path.exists()
+
+
+def test_binary_cache_policy(monkeypatch):
+    class Impl:
+        def __init__(self, implementation):
+            self.implementation = implementation
+    monkeypatch.delenv("CLNET_BINARY_CACHE", raising=False)
+    assert programs._use_binary_cache(Impl("pocl")) and programs._use_binary_cache(Impl("rusticl"))
+    assert not programs._use_binary_cache(Impl("nvidia")) and not programs._use_binary_cache(Impl("oclgrind"))
+    monkeypatch.setenv("CLNET_BINARY_CACHE", "0")
+    assert not programs._use_binary_cache(Impl("pocl"))
+    monkeypatch.setenv("CLNET_BINARY_CACHE", "1")
+    assert programs._use_binary_cache(Impl("oclgrind"))
