@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 import clnet
-from clnet.ops import indexing
 from conftest import assert_close, gradcheck, small
 
 
@@ -96,7 +95,10 @@ def test_getitem_data_types(device, rng):
         np.testing.assert_array_equal(x[:, [3, 1]].numpy(), a[:, [3, 1]])
     if device.profile.fp16:
         a = _rand(rng, (5, 4)).astype(np.float16)
-        np.testing.assert_array_equal(clnet.tensor(a, device=device)[[1, 4]].numpy(), a[[1, 4]])
+        x = clnet.tensor(a, device=device, requires_grad=True)
+        np.testing.assert_array_equal(x[[1, 4]].numpy(), a[[1, 4]])
+        x[[1, 1, 4]].sum().backward()  # the scatter-add gradient in half (vload_half/vstore_half)
+        np.testing.assert_array_equal(x.grad.numpy(), np.array([0, 2, 0, 0, 1], np.float16)[:, None] + 0 * a)
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
@@ -436,3 +438,32 @@ def test_vs_torch(device, rng):
     ty.backward()
     assert_close(y, ty.detach().numpy(), rtol=1e-5)
     assert_close(x.grad, tx.grad.numpy(), rtol=1e-5)
+
+
+def test_half_scatter_add_kernel(device, rng):
+    """The float16 gradient path (vload_half/vstore_half, core OpenCL 1.2) builds and sums correctly
+    even on devices without cl_khr_fp16, where clnet tensors can't be float16."""
+    import pyopencl as cl
+    from clnet.ops import indexing
+    dst = _rand(rng, (4,)).astype(np.float16)
+    src = _rand(rng, (5,)).astype(np.float16)
+    targets = np.array([0, 2, 3], np.int64)          # unique targets, as _Segments uploads them
+    order = np.array([1, 3, 0, 4, 2], np.int64)      # j's sorted by target: 0<-{1,3}, 2<-{0,4}, 3<-{2}
+    starts = np.array([0, 2, 4, 5], np.int64)
+    mf = cl.mem_flags
+
+    def buf(a):
+        return cl.Buffer(device.context, mf.READ_WRITE | mf.COPY_HOST_PTR, hostbuf=a)
+    bufs = [buf(a) for a in (dst, src, order, starts, targets)]
+    i32, i64 = np.dtype(np.int32), np.dtype(np.int64)
+    types = [i32, i32, None, i32, None, i32, i32, None, None, None, i32, i32, i64, i32]
+    kern = indexing._kernel(device, "adv_scatter", types, t="half", acc="float", idx="int", rank=0,
+                            ix_ts=("long",), mode="add", segmented=True)
+    kern(device.queue, (3,), None, 3, 1, bufs[0], 0, bufs[1], 0, 1, bufs[2], bufs[3], bufs[4], 0, 1, 4, 1)
+    got = np.empty_like(dst)
+    cl.enqueue_copy(device.queue, got, bufs[0], is_blocking=True)
+    want = dst.astype(np.float64)
+    want[0] += src[1] + src[3]
+    want[2] += src[0] + src[4]
+    want[3] += src[2]
+    assert_close(got, want, rtol=2e-3, atol=2e-3)
