@@ -9,6 +9,8 @@
 ##          columns (coalesced on GPUs; one `vec`-wide load per row on CPUs), then a tree over the TJ
 ##          slices. global (ceil(C/vec/TC)*TC, nchunks*TJ, O): C is the last kept dim (stride sc), O the
 ##          product of the other `kr` kept dims.
+## Index splits use q = r / n; r - q * n rather than % (LLVM turns a / and % pair into a `freeze`
+## that Oclgrind's uninitialized-value checker cannot run).
 ## Each work-item first reduces its share sequentially (Kahan-compensated for float sums), then the
 ## group combines the TJ partials with a tree in local memory (barriers, no atomics: fixed order, so
 ## results are deterministic). When nchunks > 1 the pass writes partials (acc type, plus int64 indices
@@ -163,8 +165,7 @@ __kernel void reduce_${layout}(const ${idx} N, const ${idx} s_r,
     {
         ${idx} rem = r;
   % for d in reversed(range(kr)):
-        base += (rem % ks${d}) * kt${d};
-        rem /= ks${d};
+        { const ${idx} q_ = rem / ks${d}; base += (rem - q_ * ks${d}) * kt${d}; rem = q_; }
   % endfor
     }
 % else:
@@ -177,8 +178,7 @@ __kernel void reduce_${layout}(const ${idx} N, const ${idx} s_r,
     {
         ${idx} rem = o;
   % for d in reversed(range(kr)):
-        base += (rem % ks${d}) * kt${d};
-        rem /= ks${d};
+        { const ${idx} q_ = rem / ks${d}; base += (rem - q_ * ks${d}) * kt${d}; rem = q_; }
   % endfor
     }
 % endif

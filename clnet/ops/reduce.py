@@ -270,13 +270,15 @@ def _reduce(op: str, x: Tensor, axes, out_dtype, acc_dtype, scale=1.0) -> Tensor
         from .elementwise import launch
         return launch("v0", [0 if op == "sum" else 1], out_dtype, out_dtype, out=out)
     kept, red = _split(x.shape, x.strides, axes)
+    is_arg = op in ("argmax", "argmin")
+    if len(red) > 1 and not is_arg:
+        return _reduce_in_stages(op, x, axes, out_dtype, acc_dtype, scale)
     src_t = x
     if len(red) > 1 or len(kept) > _MAX_KEPT_RANK:
         keep = [i for i in range(x.ndim) if i not in axes]
         src_t = contiguous(permute(x.detach(), keep + list(axes)))
         kept, red = _split(src_t.shape, src_t.strides, range(len(keep), x.ndim))
     src = _Source(src_t._buf, src_t.offset, src_t.dtype, kept, n, red[0][1] if red else 1)
-    is_arg = op in ("argmax", "argmin")
     acc_dtype = np.dtype(acc_dtype)
     device = x.device
     final_val = None if is_arg else (out._buf, out)
@@ -289,6 +291,30 @@ def _reduce(op: str, x: Tensor, axes, out_dtype, acc_dtype, scale=1.0) -> Tensor
             return out
         kept, nn, s_r = _partials_layout(p)
         src = _Source(vals, 0, acc_dtype, kept, nn, s_r, idxs)
+
+
+def _innermost_run(x: Tensor, axes):
+    """The reduced axes that merge into one strided run with the smallest stride."""
+    runs = []
+    for i in axes:
+        size, stride = x.shape[i], x.strides[i]
+        if size == 1:
+            continue
+        if runs and runs[-1][2] == stride * size:
+            runs[-1] = (runs[-1][0] + [i], runs[-1][1] * size, stride)
+        else:
+            runs.append(([i], size, stride))
+    return builtins.min(runs, key=lambda r: abs(r[2]))[0]
+
+
+def _reduce_in_stages(op, x: Tensor, axes, out_dtype, acc_dtype, scale) -> Tensor:
+    """Reduced axes that do not form one run (e.g. dims 0 and 2 of a 3-D tensor) are reduced one run at a
+    time, innermost first, each stage reading its input in place; intermediates keep the accumulator
+    type. Only value ops (not arg ops, whose flat index needs all axes at once) come here."""
+    first = _innermost_run(x, axes)
+    y = _reduce(op, x, tuple(first), acc_dtype, acc_dtype)
+    rest = tuple(a - builtins.sum(1 for f in first if f < a) for a in axes if a not in first)
+    return _reduce(op, y, rest, out_dtype, acc_dtype, scale)
 
 
 # --- argument handling -----------------------------------------------------------------------------
