@@ -207,9 +207,12 @@ def test_to_dtype_and_device(device):
     assert m.to(device) is m
     assert all(p is q for p, q in zip(opt_ref, m.parameters()))  # same device: nothing replaced
     if device.fp64:
+        m(clnet.ones(4, 2)).sum().backward()
         m.double()
         assert all(p.dtype == np.float64 and isinstance(p, nn.Parameter) and p.requires_grad
                    for p in m.parameters())
+        assert all(p is q for p, q in zip(opt_ref, m.parameters()))  # converted in place: optimizers keep working
+        assert all(p.grad.dtype == np.float64 for p in m.parameters())
         assert m[1].running_mean.dtype == np.float64
         assert m[1].num_batches_tracked.dtype == np.int64  # integer buffers keep their dtype
         out = m(clnet.ones(4, 2, dtype=clnet.float64))
@@ -226,8 +229,10 @@ def test_to_other_device_moves_everything():
         pytest.skip("needs two non-simulator OpenCL devices")
     m = nn.Linear(2, 2)
     w = m.weight.numpy()
+    params = list(m.parameters())
     m.to(devs[1])
     assert all(p.device is devs[1] for p in m.parameters())
+    assert all(p is q for p, q in zip(params, m.parameters()))
     assert_close(m.weight, w)
 
 

@@ -332,19 +332,18 @@ class Module:
 
     # --- moving and converting ------------------------------------------------------------------------
     def _apply(self, fn):
-        """Replace every parameter and buffer by fn(tensor), keeping Parameters as Parameters."""
+        """Convert every parameter and buffer with fn(tensor). A Parameter keeps its identity (its
+        storage is swapped, as PyTorch's `param.data = ...`), so an optimizer made before still works."""
         for module in self.children():
             module._apply(fn)
-        for name, p in self._parameters.items():
+        for p in self._parameters.values():
             if p is None:
                 continue
             new = fn(p)
             if new is not p:
-                with no_grad():
-                    moved = Parameter(new.detach(), requires_grad=p.requires_grad)
-                    if p.grad is not None:
-                        moved.grad = fn(p.grad)
-                self._parameters[name] = moved
+                _swap_storage(p, new)
+                if p.grad is not None:
+                    p.grad = fn(p.grad)
         for name, b in self._buffers.items():
             if b is not None:
                 self._buffers[name] = fn(b)
@@ -420,6 +419,14 @@ class Module:
 
     def __getstate__(self):
         raise TypeError("clnet modules are not picklable: save model.state_dict() with clnet's savers")
+
+
+def _swap_storage(p: Tensor, new: Tensor) -> None:
+    """Make leaf `p` present `new`'s data (buffer, layout, dtype, device) without changing identity."""
+    new = new.detach()
+    for field in ("_buf", "offset", "shape", "strides", "dtype", "device", "_storage_size", "_base"):
+        setattr(p, field, getattr(new, field))
+    p._version = new._version
 
 
 class _Handle:
