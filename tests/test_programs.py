@@ -145,9 +145,10 @@ def test_binary_cache_round_trip_and_clear(device, templates, cache, rng):
     binaries = list((cache / "binaries").glob("*.bin"))
     assert len(binaries) == 1 and binaries[0].stat().st_size > 0
     # what a fresh process does: the program comes back from the binary, and it computes the same
-    prg = programs._load_binary(device, binaries[0], [])
-    assert prg is not None
-    kern = getattr(prg, name)
+    opts = list(device.profile.build_options)
+    raw = programs._load_binary(device, binaries[0], opts)
+    assert raw is not None
+    kern = cl.Kernel(raw, name)
     kern.set_scalar_arg_dtypes([np.int32, None, np.float32, None])
     x = rng.standard_normal(19).astype(np.float32)
     np.testing.assert_allclose(_run_probe(device, kern, x), x * 5 + 0.5, rtol=1e-6)
@@ -159,7 +160,8 @@ def test_binary_cache_round_trip_and_clear(device, templates, cache, rng):
 
 def test_unusable_cached_binary_is_a_miss(device, templates, cache):
     src = programs.render("probe.cl.mako", name="probe_bad", t="float", scale="6.0f")
-    path = programs._binary_path(device, src, [])
+    opts = list(device.profile.build_options)
+    path = programs._binary_path(device, src, opts)
     path.parent.mkdir(parents=True)
     path.write_bytes(b"this is not a program binary")
     prg = programs.build(device, src, name="probe")  # falls back to the source, then rewrites the file
@@ -168,7 +170,7 @@ def test_unusable_cached_binary_is_a_miss(device, templates, cache):
     assert good.startswith(programs._MAGIC)
     # a damaged file (one flipped byte) is rejected by its checksum before any driver sees it
     path.write_bytes(good[:-1] + bytes([good[-1] ^ 0xFF]))
-    assert programs._load_binary(device, path, []) is None and not path.exists()
+    assert programs._load_binary(device, path, opts) is None and not path.exists()
 
 
 def test_binary_cache_policy(monkeypatch):

@@ -58,6 +58,10 @@ QUIRKS = [
      "Mesa runs work-groups as CPU threads (llvmpipe) or without tuning; large groups only add barrier cost"),
     (lambda d: d.is_simulator, dict(vector_width=1),
      "Oclgrind checks each work-item separately; vector loads only slow the simulation"),
+    (lambda d: d.is_simulator and os.environ.get("OCLGRIND_UNINITIALIZED", "0") not in ("", "0"),
+     dict(build_options=("-cl-opt-disable",)),
+     "Oclgrind 21.10's uninitialized-value checker aborts on LLVM's freeze instruction, which the "
+     "optimiser emits for a/b + a%b pairs"),
 ]
 
 

@@ -175,7 +175,7 @@ _MAGIC = b"clnet-binary-1\n"
 
 
 def _load_binary(device, path: Path, opts: list):
-    """The program from a cached binary, or None (a missing, damaged or rejected file is a miss)."""
+    """The raw program from a cached binary, or None (a missing, damaged or rejected file is a miss)."""
     try:
         data = path.read_bytes()
     except OSError:
@@ -185,16 +185,18 @@ def _load_binary(device, path: Path, opts: list):
         path.unlink(missing_ok=True)
         return None
     try:
-        return cl.Program(device.context, [device.cl_device], [binary]).build(options=opts)
+        raw = cl._cl._Program(device.context, [device.cl_device], [binary])
+        raw.build(" ".join(opts).encode(), [device.cl_device])
+        return raw
     except cl.Error:
         path.unlink(missing_ok=True)
         return None
 
 
-def _store_binary(prg: cl.Program, path: Path) -> None:
+def _store_binary(raw, path: Path) -> None:
     """Write the device binary atomically (concurrent processes may race on the same key)."""
     try:
-        binary = bytes(prg.get_info(cl.program_info.BINARIES)[0])
+        binary = bytes(raw.get_info(cl.program_info.BINARIES)[0])
         if not binary:
             return
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -206,26 +208,30 @@ def _store_binary(prg: cl.Program, path: Path) -> None:
 
 
 def build(device, source: str, name: str = "<source>", options: tuple = ()) -> cl.Program:
-    """Build `source` for `device`; a compiler error becomes a KernelBuildError showing the source."""
+    """Build `source` for `device`; a compiler error becomes a KernelBuildError showing the source.
+
+    Programs are built through pyopencl's raw `_Program`: its `Program.build` would consult its own
+    (pickling) cache and probe NVIDIA-only device queries, which Oclgrind's API checker reports.
+    """
     opts = [str(o) for o in list(options) + list(device.profile.build_options)]
     cached = _use_binary_cache(device)
+    raw = None
     if cached:
         path = _binary_path(device, source, opts)
-        prg = _load_binary(device, path, opts)
-        if prg is not None:
-            return prg
-    try:
-        # Wrapping a raw program makes pyopencl build from source, without its own (pickling) cache.
-        prg = cl.Program(cl._cl._Program(device.context, source)).build(options=opts)
-    except cl.RuntimeError as err:
-        log = str(err)  # pyopencl puts the compiler's build log in the message
-        excerpt = _error_excerpt(source, log)
-        raise KernelBuildError(
-            f"OpenCL build of {name} failed on {device.name} [{device.platform_name}]:\n"
-            f"{excerpt or log}\n--- build log ---\n{log.strip()}") from None
-    if cached:
-        _store_binary(prg, path)
-    return prg
+        raw = _load_binary(device, path, opts)
+    if raw is None:
+        try:
+            raw = cl._cl._Program(device.context, source)
+            raw.build(" ".join(opts).encode(), [device.cl_device])
+        except cl.RuntimeError as err:
+            log = str(err)  # pyopencl puts the compiler's build log in the message
+            excerpt = _error_excerpt(source, log)
+            raise KernelBuildError(
+                f"OpenCL build of {name} failed on {device.name} [{device.platform_name}]:\n"
+                f"{excerpt or log}\n--- build log ---\n{log.strip()}") from None
+        if cached:
+            _store_binary(raw, path)
+    return cl.Program(raw)
 
 
 def get_program(device, template: str, **params) -> cl.Program:
@@ -248,7 +254,12 @@ def get_kernel(device, template: str, kernel_name: str, arg_dtypes=None, **param
     key = (id(device), template, kernel_name, _freeze(params))
     kern = _KERNELS.get(key)
     if kern is None:
-        kern = getattr(get_program(device, template, **params), kernel_name)
+        raw = get_program(device, template, **params)._get_prg()  # the raw program: see build()
+        try:
+            kern = cl.Kernel(raw, kernel_name)
+        except cl.Error:
+            names = raw.get_info(cl.program_info.KERNEL_NAMES)
+            raise KernelBuildError(f"{template} has no kernel named {kernel_name!r} (it has: {names})") from None
         if arg_dtypes is not None:
             kern.set_scalar_arg_dtypes(arg_dtypes)
         _KERNELS[key] = kern
