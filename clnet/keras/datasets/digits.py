@@ -4,7 +4,7 @@ Each 8x8 image (values 0..16) is scaled to 0..255, upsampled bilinearly to 20x20
 frame (MNIST's layout: a 20x20 digit in a 28x28 box), so MNIST scripts run offline on real data:
 
     (x_train, y_train), (x_test, y_test) = keras.datasets.digits.load_data()
-    x_train.shape == (1437, 28, 28), dtype uint8; y_train uint8 labels 0..9
+    x_train.shape == (1438, 28, 28), dtype uint8; y_train uint8 labels 0..9
 """
 from __future__ import annotations
 

@@ -1,0 +1,202 @@
+"""model.save / keras.models.load_model / save_weights: exact round trips, no pickle, and clear errors for
+files that are truncated, corrupted or tampered with (nothing is executed, the model is left untouched)."""
+import io
+import json
+import zipfile
+
+import numpy as np
+import pytest
+
+from clnet import keras
+from clnet.keras import layers
+from clnet.keras.saving import FileFormatError
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    keras.utils.clear_session()
+    keras.utils.set_random_seed(0)
+
+
+def convnet():
+    model = keras.Sequential([
+        keras.Input(shape=(8, 8, 1)),
+        layers.Conv2D(4, 3, padding="same", activation="relu"),
+        layers.BatchNormalization(),
+        layers.MaxPooling2D(),
+        layers.Flatten(),
+        layers.Dropout(0.25),
+        layers.Dense(3, activation="softmax", kernel_regularizer=keras.regularizers.L2(1e-3)),
+    ])
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    return model
+
+
+@pytest.fixture
+def trained(device, rng, tmp_path):
+    x = rng.standard_normal((24, 8, 8, 1)).astype(np.float32)
+    y = rng.integers(0, 3, 24)
+    model = convnet()
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    path = tmp_path / "m.keras"
+    model.save(path)
+    return model, path, x, y
+
+
+def rewrite(path, change):
+    """Copy the zip at `path` with `change(members)` applied to its {name: bytes} dict."""
+    with zipfile.ZipFile(path) as zf:
+        members = {name: zf.read(name) for name in zf.namelist()}
+    change(members)
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+
+
+def test_round_trip_gives_identical_predictions_and_continues_training(trained):
+    model, path, x, y = trained
+    loaded = keras.models.load_model(path)
+    assert type(loaded) is keras.Sequential and [type(lay) for lay in loaded.layers] == [type(lay) for lay in
+                                                                                      model.layers]
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+    for a, b in zip(loaded.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert isinstance(loaded.optimizer, keras.optimizers.Adam) and loaded.optimizer.learning_rate == 0.01
+    assert loaded.optimizer.iterations == model.optimizer.iterations == 3
+    # the optimizer state came along: one more identical epoch gives identical weights
+    keras.utils.set_random_seed(1)
+    model.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
+    keras.utils.set_random_seed(1)
+    loaded.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
+    for a, b in zip(loaded.get_weights(), model.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_the_file_is_json_and_npy_only(trained):
+    _, path, _, _ = trained
+    with zipfile.ZipFile(path) as zf:
+        names = zf.namelist()
+        assert {"metadata.json", "config.json", "weights.json", "optimizer.json"} <= set(names)
+        assert all(n.endswith(".json") or n.endswith(".npy") for n in names)
+        for n in names:
+            data = zf.read(n)
+            assert b"pickle" not in data.lower()
+            if n.endswith(".npy"):
+                np.load(io.BytesIO(data), allow_pickle=False)
+            else:
+                json.loads(data)
+
+
+def test_functional_model_and_weights_only_round_trip(device, rng, tmp_path):
+    inputs = keras.Input(shape=(5,))
+    outputs = layers.Dense(2, activation="sigmoid")(layers.Dense(4, activation="tanh")(inputs))
+    model = keras.Model(inputs, outputs)
+    x = rng.standard_normal((6, 5)).astype(np.float32)
+    model.save(tmp_path / "f.keras")
+    loaded = keras.models.load_model(tmp_path / "f.keras")
+    assert not loaded.compiled
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+
+    model.save_weights(tmp_path / "f.weights.h5")
+    other = keras.models.clone_model(model)
+    assert not np.array_equal(other.predict(x, verbose=0), model.predict(x, verbose=0))
+    other.load_weights(tmp_path / "f.weights.h5")
+    np.testing.assert_array_equal(other.predict(x, verbose=0), model.predict(x, verbose=0))
+    wrong = keras.Sequential([layers.Dense(4, input_shape=(5,)), layers.Dense(3)])
+    before = wrong.get_weights()
+    with pytest.raises(FileFormatError, match=r"has shape \(4, 2\) in the file, but the model's dense_\d+/kernel has "
+                                              r"shape \(4, 3\)"):
+        wrong.load_weights(tmp_path / "f.weights.h5")
+    for a, b in zip(wrong.get_weights(), before):  # nothing was assigned
+        np.testing.assert_array_equal(a, b)
+
+
+def test_subclassed_models_and_bad_file_names(device, tmp_path):
+    class Net(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.d = layers.Dense(2)
+
+        def call(self, x):
+            return self.d(x)
+    net = Net()
+    net(np.zeros((1, 3), np.float32))
+    with pytest.raises(NotImplementedError, match="subclassed model.*save_weights"):
+        net.save(tmp_path / "n.keras")
+    net.save_weights(tmp_path / "n.weights.h5")
+    model = keras.Sequential([layers.Dense(1, input_shape=(2,))])
+    with pytest.raises(ValueError, match=r"\.keras"):
+        model.save(tmp_path / "model.h5")
+    with pytest.raises(ValueError, match=r"\.keras"):
+        model.save(tmp_path / "model")
+    with pytest.raises(FileNotFoundError):
+        keras.models.load_model(tmp_path / "missing.keras")
+
+
+def _pickled_npy():
+    buf = io.BytesIO()
+    np.save(buf, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    return buf.getvalue()
+
+
+def _edit_json(name, fn):
+    def change(members):
+        value = json.loads(members[name])
+        fn(value)
+        members[name] = json.dumps(value).encode()
+    return change
+
+
+def _first_weight(members):
+    return sorted(n for n in members if n.startswith("weights/"))[0]
+
+
+TAMPERING = {
+    "truncated": (lambda p: p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2]), "not a valid zip"),
+    "empty": (lambda p: p.write_bytes(b""), "not a valid zip"),
+    "not_a_zip": (lambda p: p.write_bytes(b"PK\x03\x04" + bytes(range(256)) * 4), "not a valid zip"),
+    "path_traversal": (lambda p: rewrite(p, lambda m: m.update({"../../evil.py": b"import os"})), "unexpected member"),
+    "absolute_path": (lambda p: rewrite(p, lambda m: m.update({"/tmp/evil": b"x"})), "unexpected member"),
+    "extra_member": (lambda p: rewrite(p, lambda m: m.update({"weights/000000.pkl": b"x"})), "unexpected member"),
+    "pickled_array": (lambda p: rewrite(p, lambda m: m.update({_first_weight(m): _pickled_npy()})),
+                      "not a valid .npy array"),
+    "garbled_array": (lambda p: rewrite(p, lambda m: m.update({_first_weight(m): m[_first_weight(m)][:60]})),
+                      "weight weights/000000.npy"),
+    "wrong_shape_in_manifest": (lambda p: rewrite(p, _edit_json("weights.json", lambda v: v["weights"][0].update(
+        shape=[5, 5, 1, 4]))), "holds float32 \\(3, 3, 1, 4\\), but the manifest says float32 \\(5, 5, 1, 4\\)"),
+    "missing_weight": (lambda p: rewrite(p, lambda m: m.pop(_first_weight(m))), "is missing"),
+    "unknown_layer_class": (lambda p: rewrite(p, _edit_json("config.json", lambda v: v["config"]["layers"][1].update(
+        class_name="os.system"))), "unknown layer class 'os.system'"),
+    "unexpected_layer_argument": (lambda p: rewrite(p, _edit_json("config.json", lambda v: v["config"]["layers"][1][
+        "config"].update(__reduce__="os.system"))), "cannot rebuild layer Conv2D"),
+    "bad_activation": (lambda p: rewrite(p, _edit_json("config.json", lambda v: v["config"]["layers"][1][
+        "config"].update(activation="__import__('os')"))), "Unknown activation"),
+    "unknown_model_class": (lambda p: rewrite(p, _edit_json("config.json", lambda v: v.update(class_name="Evil"))),
+                            "unknown model class 'Evil'"),
+    "wrong_format": (lambda p: rewrite(p, _edit_json("metadata.json", lambda v: v.update(format="other/9"))),
+                     "unknown format"),
+    "bad_json": (lambda p: rewrite(p, lambda m: m.update({"config.json": b"{not json"})), "not valid JSON"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TAMPERING))
+def test_damaged_or_tampered_files_raise_clear_errors(trained, case):
+    _, path, _, _ = trained
+    damage, message = TAMPERING[case]
+    damage(path)
+    with pytest.raises(FileFormatError, match=message) as info:
+        keras.models.load_model(path)
+    assert str(path) in str(info.value)
+
+
+def test_corrupted_bytes_inside_a_member_are_caught(trained):
+    _, path, _, _ = trained
+    data = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as zf:
+        info = zf.getinfo(sorted(n for n in zf.namelist() if n.startswith("weights/"))[-1])
+    start = info.header_offset + 30 + len(info.filename) + 100  # inside the stored array data
+    data[start:start + 8] = b"\xff" * 8
+    path.write_bytes(bytes(data))
+    with pytest.raises(FileFormatError, match="damaged"):
+        keras.models.load_model(path)
