@@ -1,9 +1,11 @@
 """Tape autograd: nodes recorded by ops, walked in reverse topological order by `backward()`.
 
 An op that produced `out` from inputs that require grad calls `record(...)`, which hangs a Node on
-`out`. A Node holds the inputs (to walk the graph and reach leaves), a `backward` callable that maps
-output gradients to input gradients using the same ops (so gradients run on the device too), and
-the version of every tensor it saved, so an in-place change of a saved tensor is caught.
+`out`. A Node holds one Edge per input (the node that made it, as it was when the op ran, or the leaf
+tensor itself), a `backward` callable that maps output gradients to input gradients using the same
+ops (so gradients run on the device too), and the version of every tensor it saved, so an in-place
+change of a saved tensor is caught. Non-leaf inputs are not referenced (only their nodes are), so an
+intermediate that no rule saved goes back to the memory pool as soon as user code drops it.
 
 The same engine serves `Tensor.backward()`, TF-style `GradientTape`, and custom `Function`s.
 """
@@ -16,7 +18,10 @@ _state = threading.local()
 
 
 def is_grad_enabled() -> bool:
-    return getattr(_state, "enabled", True)
+    try:
+        return _state.enabled
+    except AttributeError:  # a thread that never set it: grad mode is on by default
+        return True
 
 
 def set_grad_enabled(mode: bool) -> None:
@@ -57,14 +62,29 @@ class enable_grad(_GradMode):
     mode = True
 
 
-class Node:
-    """One recorded op: inputs, the rule that maps output grads to input grads, and saved versions."""
+class Edge:
+    """Where an input's gradient goes: the node (and output slot) that produced the input when the op
+    ran, or the leaf tensor to accumulate into; plus its shape and dtype to sum/convert gradients."""
 
-    __slots__ = ("name", "inputs", "backward", "saved", "out_meta", "__weakref__")
+    __slots__ = ("node", "index", "leaf", "shape", "dtype", "wants")
+
+    def __init__(self, t):
+        self.node = t._node
+        self.index = t._out_index
+        self.leaf = t if t._node is None and t.requires_grad else None
+        self.shape = t.shape
+        self.dtype = t.dtype
+        self.wants = t.requires_grad
+
+
+class Node:
+    """One recorded op: input edges, the rule that maps output grads to input grads, saved versions."""
+
+    __slots__ = ("name", "edges", "backward", "saved", "out_meta", "__weakref__")
 
     def __init__(self, name, inputs, backward, saved=(), out_meta=()):
         self.name = name
-        self.inputs = inputs
+        self.edges = tuple(Edge(t) for t in inputs)
         self.backward = backward
         self.saved = tuple((t, t._version[0]) for t in saved)
         self.out_meta = out_meta  # (shape, dtype, device) of each output, to make zero grads
@@ -74,10 +94,10 @@ class Node:
         return len(self.out_meta)
 
     def free(self):
-        """Drop what backward needed (rule, saved tensors, inputs); a later walk through this node raises."""
+        """Drop what backward needed (rule, saved tensors, edges); a later walk through this node raises."""
         self.backward = None
         self.saved = ()
-        self.inputs = ()
+        self.edges = ()
 
     def __repr__(self):
         return f"<{self.name}Backward>"
@@ -95,7 +115,10 @@ def needs_grad(*tensors) -> bool:
     """True when grad mode is on and any of the tensors requires grad."""
     if not is_grad_enabled():
         return False
-    return any(getattr(t, "requires_grad", False) for t in tensors)
+    for t in tensors:
+        if getattr(t, "requires_grad", False):
+            return True
+    return False
 
 
 def record(name, outputs, inputs, backward, saved=()):
@@ -130,8 +153,8 @@ def _topological(roots):
                 continue
             seen.add(id(node))
             stack.append((node, True))
-            for inp in node.inputs:
-                child = getattr(inp, "_node", None)
+            for edge in node.edges:
+                child = edge.node
                 if child is not None and id(child) not in seen:
                     stack.append((child, False))
     order.reverse()
@@ -198,37 +221,37 @@ def run_backward(outputs, grad_outputs, retain_graph=False, capture=None):
         in_grads = node.backward(*out_grads)
         if not isinstance(in_grads, (tuple, list)):
             in_grads = (in_grads,)
-        if len(in_grads) != len(node.inputs):
+        if len(in_grads) != len(node.edges):
             raise RuntimeError(f"backward of {node.name} returned {len(in_grads)} gradients for "
-                               f"{len(node.inputs)} inputs")
-        inputs = node.inputs
+                               f"{len(node.edges)} inputs")
+        edges = node.edges
         if not retain_graph:
             node.free()
         # a gradient object that is an incoming gradient, or is returned for two inputs, is shared
         incoming = {id(g._buf) for g in out_grads}
         seen = set()
-        for inp, g in zip(inputs, in_grads):
+        for edge, g in zip(edges, in_grads):
             if g is None:
                 continue
-            want = getattr(inp, "requires_grad", False) or (captured is not None and id(inp) in captured)
-            if not want:
+            leaf = edge.leaf
+            if not (edge.wants or (captured is not None and leaf is not None and id(leaf) in captured)):
                 continue
-            if g.shape != inp.shape:
-                g = sum_to(g, inp.shape)
-            if g.dtype != inp.dtype:
-                g = g.to(dtype=inp.dtype)
+            if g.shape != edge.shape:
+                g = sum_to(g, edge.shape)
+            if g.dtype != edge.dtype:
+                g = g.to(dtype=edge.dtype)
             shared = id(g._buf) in incoming or id(g._buf) in seen
             seen.add(id(g._buf))
-            child = inp._node
+            child = edge.node
             if child is not None:
                 slot = grads.setdefault(id(child), [None] * child.n_outputs)
-                i = inp._out_index
+                i = edge.index
                 slot[i] = g if slot[i] is None else slot[i] + g
             elif captured is not None:
-                if id(inp) in captured:
-                    captured[id(inp)] = g if captured[id(inp)] is None else captured[id(inp)] + g
+                if id(leaf) in captured:
+                    captured[id(leaf)] = g if captured[id(leaf)] is None else captured[id(leaf)] + g
             else:
-                _accumulate(inp, g, shared, handed)
+                _accumulate(leaf, g, shared, handed)
     if captured is not None:
         return [captured[id(t)] for t in capture]
     return None

@@ -71,14 +71,28 @@ class Tensor:
         return t
 
     @classmethod
-    def _empty(cls, shape, dtype, device) -> "Tensor":
+    def _empty(cls, shape, dtype, device, strides=None) -> "Tensor":
+        """A new contiguous tensor from the device's pool (`strides`: its contiguous strides, if known)."""
         shape = tuple(shape)
         if dtype is not _dt.float32:  # the common case skips the checks
             dtype = _dt.as_dtype(dtype)
             _check_device_dtype(device, dtype)
         n = math.prod(shape)
-        buf = device.pool.allocate(n * dtype.itemsize)
-        return cls._wrap(buf, shape, dtype, device, storage_size=n)
+        t = object.__new__(cls)
+        t._buf = device.pool.allocate(n * dtype.itemsize)
+        t.offset = 0
+        t.shape = shape
+        t.strides = contiguous_strides(shape) if strides is None else strides
+        t.dtype = dtype
+        t.device = device
+        t.requires_grad = False
+        t.grad = None
+        t._node = None
+        t._out_index = 0
+        t._base = None
+        t._version = [0]
+        t._storage_size = n
+        return t
 
     def _view(self, shape, strides, offset=None) -> "Tensor":
         """A tensor sharing this one's buffer and version counter (no autograd; callers record)."""
@@ -426,7 +440,8 @@ def _install():
     for op in ew.UNARY:
         setattr(Tensor, op, _method(f"elementwise.{op}"))
         setattr(Tensor, op + "_", _inplace_unary(op))
-    for op in ("sum", "mean", "max", "min", "amax", "amin", "argmax", "argmin"):
+    for op in ("sum", "mean", "max", "min", "amax", "amin", "argmax", "argmin", "prod", "var", "std", "logsumexp",
+               "any", "all"):
         setattr(Tensor, op, _reduction(op))
     for op in ("reshape", "view", "permute", "transpose", "t", "squeeze", "unsqueeze", "flatten", "expand",
                "contiguous", "clone", "flip", "split", "chunk", "repeat", "tile", "narrow", "movedim", "unflatten",

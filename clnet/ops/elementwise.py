@@ -89,7 +89,7 @@ def _device_of(xs):
 class _Plan:
     """Everything about one (expression, dtypes, layouts) launch that does not depend on buffers/scalars."""
 
-    __slots__ = ("kern", "shape", "n", "gsize", "lsize", "out_dims", "op_strides", "scalar_type")
+    __slots__ = ("kern", "shape", "strides", "n", "gsize", "lsize", "out_dims", "op_strides", "scalar_type")
 
 
 _PLANS: dict = {}
@@ -106,6 +106,7 @@ def _make_plan(device, expr, operands, out_dtype, compute_dtype, out) -> _Plan:
         shape = out.shape
     plan = _Plan()
     plan.shape = shape
+    plan.strides = _contiguous(shape)
     plan.n = n = math.prod(shape)
     ct_dtype = _dt.float32 if compute_dtype == _dt.float16 else np.dtype(compute_dtype)
     plan.scalar_type = ct_dtype.type
@@ -189,7 +190,7 @@ def launch(expr: str, operands, out_dtype, compute_dtype, out: Tensor | None = N
             _PLANS.clear()
         _PLANS[key] = plan
     if out is None:
-        out = Tensor._empty(plan.shape, out_dtype, device)
+        out = Tensor._empty(plan.shape, out_dtype, device, plan.strides)
     if plan.kern is None:
         return out
     args = [plan.n, out._buf, out.offset]
@@ -223,7 +224,7 @@ def _zeros_like(g, x, o):
 UNARY = {
     "neg": ("-v0", False, lambda g, x, o: neg(g), ""),
     "abs": ("(v0 < 0 ? -v0 : v0)", False, lambda g, x, o: _fused("v0 * ((v1 > 0) - (v1 < 0))", g, x), "x"),
-    "sign": ("(v0 > 0) - (v0 < 0)", False, _zeros_like, ""),
+    "sign": ("(v0 != v0 ? v0 : (v0 > 0) - (v0 < 0))", False, _zeros_like, ""),
     "exp": ("exp(v0)", True, lambda g, x, o: g * o, "o"),
     "log": ("log(v0)", True, lambda g, x, o: g / x, "x"),
     "sqrt": ("sqrt(v0)", True, lambda g, x, o: _fused("v0 / (2 * v1)", g, o), "o"),
@@ -319,6 +320,9 @@ _INT_EXPR = {
 }
 
 
+_PY_NUMBERS = (int, float)
+
+
 def _float_type(dt):
     return dt if _dt.is_floating(dt) else _dt.DEFAULT_FLOAT
 
@@ -371,15 +375,22 @@ def _record_unary(name, y, x, rule, uses):
 
 def binary(name: str, a, b, out: Tensor | None = None) -> Tensor:
     expr, kind, rule, uses = BINARY[name]
-    if not isinstance(a, Tensor) or not isinstance(b, Tensor):
-        device = a.device if isinstance(a, Tensor) else (b.device if isinstance(b, Tensor) else None)
+    ta, tb = isinstance(a, Tensor), isinstance(b, Tensor)
+    if ta and tb:
+        if a.device is not b.device:
+            raise ValueError(f"{name}: tensors are on different devices: {a.device} and {b.device}; "
+                             "move one with .to(device)")
+        dt = a.dtype if a.dtype is b.dtype else _operand_dtype(a, b)
+    elif ta and type(b) in _PY_NUMBERS and a.dtype.kind == "f":  # the common `t * 0.5`: t's dtype
+        dt = a.dtype
+    elif tb and type(a) in _PY_NUMBERS and b.dtype.kind == "f":
+        dt = b.dtype
+    else:
+        device = a.device if ta else (b.device if tb else None)
         if device is None:
             device = _device_of([a, b])
         a, b = _as_operand(a, device), _as_operand(b, device)
-    elif a.device is not b.device:
-        raise ValueError(f"{name}: tensors are on different devices: {a.device} and {b.device}; "
-                         "move one with .to(device)")
-    dt = _operand_dtype(a, b)
+        dt = _operand_dtype(a, b)
     if kind == "float":
         dt = _float_type(dt)
     if dt == _dt.bool_ and name == "sub":
