@@ -49,6 +49,12 @@ CPU_ONLY = [OCLGRIND, POCL, LLVMPIPE]
 
 
 @pytest.fixture
+def plain_profiles(monkeypatch):
+    """Profiles of fake devices as their own vendor's, even when the run sets CLNET_PROFILE_VENDOR."""
+    monkeypatch.delenv("CLNET_PROFILE_VENDOR", raising=False)
+
+
+@pytest.fixture
 def fake_machine(monkeypatch):
     """Make discovery return `devs` and forget any default, restoring both afterwards."""
     def install(devs):
@@ -84,7 +90,7 @@ def test_discovery_reports_facts_of_every_device():
         assert D.get_device(dev.spec) is dev
 
 
-def test_device_objects_are_lazy():
+def test_device_objects_are_lazy(plain_profiles):
     dev = fake_device()
     assert dev._context is None and dev._queue is None and dev._pool is None
     assert isinstance(dev.profile, P.Profile)  # the profile needs only facts, no driver
@@ -330,7 +336,7 @@ VENDOR_TYPES = sorted({(v, t) for v in D.VENDORS for t in ("gpu", "cpu", "accele
                                     dict(max_wg=1, local=1024, items=(1, 1, 1))],
                          ids=["wg64-16KiB", "wg16-4KiB", "items256x4x1", "wg1-1KiB"])
 @pytest.mark.parametrize("vendor, type", VENDOR_TYPES)
-def test_profiles_never_exceed_tiny_device_limits(vendor, type, limits):
+def test_profiles_never_exceed_tiny_device_limits(vendor, type, limits, plain_profiles):
     platform = {"pocl": "Portable Computing Language", "mesa": "rusticl", "oclgrind": "Oclgrind"}.get(vendor, vendor)
     dev = fake_device(type=type, vendor=vendor, platform=platform, vec=16, **limits)
     _assert_fits(P.profile_for(dev), dev)
@@ -345,7 +351,7 @@ def test_profile_vendor_emulation_keeps_the_device_limits(monkeypatch):
     _assert_fits(prof, dev)
 
 
-def test_quirks_apply_with_a_reason():
+def test_quirks_apply_with_a_reason(plain_profiles):
     amd = fake_device(platform="AMD Accelerated Parallel Processing", vendor="amd", max_wg=1024)
     prof = P.profile_for(amd)
     assert prof.max_wg == 256 and prof.elementwise_wg <= 256
