@@ -1,7 +1,7 @@
 ## Softmax family over the rows of a contiguous [outer, n, inner] tensor. Row r = (o, i) is
 ## x[o, 0..n-1, i], read at stride `inner` (inner == 1 when the softmax dimension is the last).
 ##
-##   kernel   softmax | softmax_backward | cross_entropy | cross_entropy_backward
+##   kernel   softmax | softmax_backward | cross_entropy | class_loss_reduce | cross_entropy_backward
 ##   t, acc   storage and accumulation C types (half is stored as half, accumulated as float)
 ##   idx      index type: int, or long past 2**31 elements
 ##   wg       work-items per row: 1 = one work-item per row (short rows, CPUs), else one work-group
@@ -10,6 +10,9 @@
 ##   tt       cross-entropy kernels: storage type of the integer targets
 ##   weighted cross-entropy kernels: per-class weights are given
 ##   nll      cross-entropy kernels: the input already holds log-probabilities (nll_loss)
+##   mean     class_loss_reduce: divide by the summed target weights (else: plain sum)
+##   scaled   cross_entropy_backward: the incoming gradient is multiplied by scale[0] (1 / sum of
+##            target weights for a "mean"), written by class_loss_reduce
 ##
 ## The log-sum-exp of a row is computed in ONE pass with an online rescaling (m = running max,
 ## s = sum of exp(x - m)), so cross-entropy reads each logit once.
@@ -210,6 +213,32 @@ ${group_sum("sum_w")}\
     }
 }
 
+% elif kernel == "class_loss_reduce":
+/* The "mean" / "sum" of per-row losses in one work-group: out = sum(loss) [/ sum(row_w)], and
+ * scale[0] = the factor the backward applies to the incoming gradient (1 / sum(row_w), or 1). */
+__kernel void class_loss_reduce(const ${idx} rows, __global const ${t} *loss, __global const ${t} *row_w,
+                                __global ${t} *out, const ${idx} out_off, __global ${acc} *scale)
+{
+${scratch()}\
+    const int lid = (int)get_local_id(0);
+    ${acc} sum_l = 0, sum_w = 0;
+    for (${idx} k = lid; k < rows; k += ${wg}) {
+        sum_l += ${ld("loss", "k")};
+        sum_w += ${ld("row_w", "k")};
+    }
+${group_sum("sum_l")}\
+${group_sum("sum_w")}\
+    if (lid == 0) {
+% if mean:
+        ${st("out", "out_off", "sum_l / sum_w")};
+        scale[0] = 1 / sum_w;
+% else:
+        ${st("out", "out_off", "sum_l")};
+        scale[0] = 1;
+% endif
+    }
+}
+
 % elif kernel == "cross_entropy_backward":
 <%
 w_of = (lambda k: ld("weight", f"w_off + {k}")) if weighted else (lambda k: "1")
@@ -218,7 +247,7 @@ w_of = (lambda k: ld("weight", f"w_off + {k}")) if weighted else (lambda k: "1")
  *   cross-entropy: dx = g[r] * (((1 - eps) w[t] + eps / n * W) * p - (k == t) (1 - eps) w[t] - eps / n * w[k])
  *                  with p = exp(x - lse[r]) and W = sum_j w[j]
  *   nll:           dx = -g[r] * w[t] * (k == t)
- * g is read at g_off + r * g_stride (g_stride == 0 for the gradient of a sum or a mean). */
+ * g is read at g_off + r * g_stride (g_stride == 0 for the gradient of a reduced loss). */
 __kernel void cross_entropy_backward(const ${idx} total, const ${idx} n, const ${idx} inner,
                                      __global const ${t} *x, const ${idx} x_off,
                                      __global const ${tt} *target, const ${idx} t_off,
@@ -228,6 +257,9 @@ __kernel void cross_entropy_backward(const ${idx} total, const ${idx} n, const $
 % endif
                                      __global const ${acc} *lse,
                                      __global const ${t} *g, const ${idx} g_off, const ${idx} g_stride,
+% if scaled:
+                                     __global const ${acc} *scale,
+% endif
                                      const long ignore_index, const ${acc} eps,
                                      __global ${t} *dx, const ${idx} dx_off)
 {
@@ -244,7 +276,11 @@ __kernel void cross_entropy_backward(const ${idx} total, const ${idx} n, const $
     } else if (tg < 0 || tg >= n) {
         d = NAN;
     } else {
+% if scaled:
+        const ${acc} gr = ${ld("g", "g_off + r * g_stride")} * scale[0];
+% else:
         const ${acc} gr = ${ld("g", "g_off + r * g_stride")};
+% endif
         const ${acc} wt = ${w_of("tg")};
 % if nll:
         d = (k == tg) ? -gr * wt : 0;

@@ -81,9 +81,9 @@ def _launch_rows(device, kern, rows, wg, *args):
         kern(device.queue, (rows * wg,), (wg,), *args)
 
 
-def _params(kernel, dtype, idx, wg, log=False, tt="long", weighted=False, nll=False):
+def _params(kernel, dtype, idx, wg, log=False, tt="long", weighted=False, nll=False, mean=False, scaled=False):
     return dict(kernel=kernel, t=ctype(dtype), acc=ctype(_acc_dtype(dtype)), idx=idx, wg=wg, log=log,
-                tt=tt, weighted=weighted, nll=nll)
+                tt=tt, weighted=weighted, nll=nll, mean=mean, scaled=scaled)
 
 
 # --- softmax / log_softmax -----------------------------------------------------------------------------
@@ -167,10 +167,12 @@ def _check_class_target(x: Tensor, target, weight, name: str) -> None:
 
 
 def class_losses(x: Tensor, target: Tensor, weight=None, ignore_index=-100, label_smoothing=0.0,
-                 nll=False):
-    """Per-target losses (target's shape) and each target's weight (the "mean" denominator share).
+                 nll=False, reduction="none") -> Tensor:
+    """Cross-entropy (nll=False, x holds logits) or nll (x holds log-probabilities) of integer targets.
 
-    Cross-entropy (nll=False) reads logits; nll reads log-probabilities. Differentiable in x.
+    One kernel computes every target's loss and weight in one pass over its row; for "mean" / "sum" a
+    second one-work-group kernel reduces them (a "mean" divides by the summed target weights, as
+    PyTorch) and keeps the factor the backward needs. The backward is one kernel. Differentiable in x.
     """
     name = "nll_loss" if nll else "cross_entropy"
     dev = x.device
@@ -180,38 +182,45 @@ def class_losses(x: Tensor, target: Tensor, weight=None, ignore_index=-100, labe
     loss = Tensor._empty(target.shape, x.dtype, dev)
     row_w = Tensor._empty(target.shape, x.dtype, dev)
     lse = Tensor._empty((rows,), _acc_dtype(x.dtype), dev)
-    if rows == 0:
-        return loss, row_w
+    acc = np.dtype(_acc_dtype(x.dtype))
     xc = contiguous(x.detach())
     tc = contiguous(target)
     wc = contiguous(weight.detach().to(dtype=x.dtype)) if weight is not None else None
     idx, idt = _idx(xc, tc, loss)
-    wg = 1 if nll else row_group_size(dev, rows, n)
-    params = _params("cross_entropy", x.dtype, idx, wg, tt=ctype(target.dtype), weighted=wc is not None,
-                     nll=nll)
-    acc = np.dtype(_acc_dtype(x.dtype))
-    w_args, w_types = ([wc._buf, wc.offset], [None, idt]) if wc is not None else ([], [])
-    kern = get_kernel(dev, "softmax.cl.mako", "cross_entropy",
-                      arg_dtypes=[idt] * 3 + [None, idt] * 2 + w_types + [np.int64, acc, None, None, None],
-                      **params)
     eps = float(label_smoothing)
-    _launch_rows(dev, kern, rows, wg, rows, n, inner, xc._buf, xc.offset, tc._buf, tc.offset, *w_args,
-                 int(ignore_index), eps, loss._buf, row_w._buf, lse._buf)
-    if needs_grad(x):
+    if rows:
+        wg = 1 if nll else row_group_size(dev, rows, n)
+        params = _params("cross_entropy", x.dtype, idx, wg, tt=ctype(target.dtype), weighted=wc is not None,
+                         nll=nll)
+        w_args, w_types = ([wc._buf, wc.offset], [None, idt]) if wc is not None else ([], [])
+        kern = get_kernel(dev, "softmax.cl.mako", "cross_entropy",
+                          arg_dtypes=[idt] * 3 + [None, idt] * 2 + w_types + [np.int64, acc, None, None, None],
+                          **params)
+        _launch_rows(dev, kern, rows, wg, rows, n, inner, xc._buf, xc.offset, tc._buf, tc.offset, *w_args,
+                     int(ignore_index), eps, loss._buf, row_w._buf, lse._buf)
+    out, scale = loss, None
+    if reduction != "none":
+        out = Tensor._empty((), x.dtype, dev)
+        scale = Tensor._empty((1,), acc, dev)
+        wg = dev.profile.reduce_wg
+        kern = get_kernel(dev, "softmax.cl.mako", "class_loss_reduce", arg_dtypes=[idt, None, None, None, idt, None],
+                          **_params("class_loss_reduce", x.dtype, idx, wg, mean=reduction == "mean"))
+        kern(dev.queue, (wg,), (wg,), rows, loss._buf, row_w._buf, out._buf, out.offset, scale._buf)
+    if needs_grad(x) and rows:
         from .reduce import sum as _sum
         w_all = _sum(wc) if (wc is not None and eps and not nll) else None
 
         def backward(g):
-            return _class_losses_backward(g, xc, tc, wc, w_all, lse, n, inner, ignore_index, eps, nll)
-        record(name, loss, (x,), backward, saved=(xc, tc))
-    return loss, row_w
+            return _class_losses_backward(g, xc, tc, wc, w_all, lse, scale, n, inner, ignore_index, eps, nll)
+        record(name, out, (x,), backward, saved=(xc, tc))
+    return out
 
 
-def _class_losses_backward(g, xc, tc, wc, w_all, lse, n, inner, ignore_index, eps, nll):
+def _class_losses_backward(g, xc, tc, wc, w_all, lse, scale, n, inner, ignore_index, eps, nll):
     """softmax(x) - smoothed one-hot (cross-entropy) or -one-hot (nll), scaled by g, in one kernel."""
     dev = xc.device
     g = g.to(dtype=xc.dtype)
-    if all(s == 0 for s in g.strides):  # the gradient of a sum or mean: one value for every row
+    if g.ndim == 0 or all(s == 0 for s in g.strides):  # one value for every row
         g_stride = 0
     else:
         g = contiguous(g)
@@ -220,29 +229,22 @@ def _class_losses_backward(g, xc, tc, wc, w_all, lse, n, inner, ignore_index, ep
     total = dx.numel()
     idx, idt = _idx(xc, tc, dx)
     weighted = wc is not None
-    params = _params("cross_entropy_backward", xc.dtype, idx, 1, tt=ctype(tc.dtype), weighted=weighted, nll=nll)
+    params = _params("cross_entropy_backward", xc.dtype, idx, 1, tt=ctype(tc.dtype), weighted=weighted, nll=nll,
+                     scaled=scale is not None)
     acc = np.dtype(_acc_dtype(xc.dtype))
     if weighted:
         ws = w_all if w_all is not None else wc  # any buffer will do when eps == 0 (the term is unused)
         w_args, w_types = [wc._buf, wc.offset, ws._buf, ws.offset], [None, idt, None, idt]
     else:
         w_args, w_types = [], []
+    s_args, s_types = ([scale._buf], [None]) if scale is not None else ([], [])
     kern = get_kernel(dev, "softmax.cl.mako", "cross_entropy_backward",
-                      arg_dtypes=[idt] * 3 + [None, idt] * 2 + w_types + [None, None, idt, idt, np.int64, acc,
-                                                                           None, idt], **params)
+                      arg_dtypes=[idt] * 3 + [None, idt] * 2 + w_types + [None, None, idt, idt] + s_types
+                      + [np.int64, acc, None, idt], **params)
     ew = dev.profile.elementwise_wg
     kern(dev.queue, (-(-total // ew) * ew,), (ew,), total, n, inner, xc._buf, xc.offset, tc._buf, tc.offset,
-         *w_args, lse._buf, g._buf, g.offset, g_stride, int(ignore_index), eps, dx._buf, dx.offset)
+         *w_args, lse._buf, g._buf, g.offset, g_stride, *s_args, int(ignore_index), eps, dx._buf, dx.offset)
     return dx
-
-
-def _reduce_class_losses(loss, row_w, reduction):
-    from .reduce import sum as _sum
-    if reduction == "none":
-        return loss
-    if reduction == "sum":
-        return _sum(loss)
-    return _sum(loss) / _sum(row_w)
 
 
 def cross_entropy(input: Tensor, target: Tensor, weight=None, ignore_index=-100, reduction="mean",
@@ -256,8 +258,7 @@ def cross_entropy(input: Tensor, target: Tensor, weight=None, ignore_index=-100,
     if isinstance(target, Tensor) and _dt.is_floating(target.dtype):
         return _soft_cross_entropy(input, target, weight, reduction, float(label_smoothing))
     _check_class_target(input, target, weight, "cross_entropy")
-    loss, row_w = class_losses(input, target, weight, ignore_index, label_smoothing, nll=False)
-    return _reduce_class_losses(loss, row_w, reduction)
+    return class_losses(input, target, weight, ignore_index, label_smoothing, nll=False, reduction=reduction)
 
 
 def _soft_cross_entropy(x, target, weight, reduction, eps):
@@ -284,8 +285,7 @@ def nll_loss(input: Tensor, target: Tensor, weight=None, ignore_index=-100, redu
     _check_float(input, "nll_loss")
     check_reduction(reduction, "nll_loss")
     _check_class_target(input, target, weight, "nll_loss")
-    loss, row_w = class_losses(input, target, weight, ignore_index, 0.0, nll=True)
-    return _reduce_class_losses(loss, row_w, reduction)
+    return class_losses(input, target, weight, ignore_index, 0.0, nll=True, reduction=reduction)
 
 
 # --- pointwise losses: one kernel forward, one kernel per gradient -------------------------------------
