@@ -14,12 +14,12 @@ from . import autograd
 from .autograd import no_grad, enable_grad, is_grad_enabled, set_grad_enabled
 from .ops.creation import (tensor, from_numpy, convert_to_tensor, empty, zeros, ones, full, arange, eye,
                            linspace, zeros_like, ones_like, full_like, empty_like, rand_like, randn_like)
-from .ops.random import manual_seed, rand, randn
+from .ops.random import manual_seed, rand, randn, randint, randperm
 from .ops.elementwise import (add, sub, mul, div, pow, maximum, minimum, exp, log, sqrt, tanh, sigmoid, relu,
                               abs, neg, sign, clamp, where, sin, cos, square, eq, ne, lt, le, gt, ge,
                               logical_and, logical_or, logical_not, logical_xor, isnan, isinf, reciprocal,
                               rsqrt, log1p, expm1, floor, ceil, round, floor_divide, remainder)
-from .ops.reduce import sum, mean, amax, amin, argmax, argmin, max, min
+from .ops.reduce import sum, mean, amax, amin, argmax, argmin, max, min, prod, var, std, logsumexp, any, all
 from .ops.movement import (reshape, transpose, permute, flatten, squeeze, unsqueeze, concat, stack, clone,
                            contiguous, expand, flip, split, chunk, repeat, tile, movedim, narrow, unbind)
 from .ops.indexing import (gather, index_select, take, masked_fill, masked_select, nonzero, scatter_add)

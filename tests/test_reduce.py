@@ -269,6 +269,20 @@ def test_var_std_logsumexp_any_all(device, rng):
         np.testing.assert_array_equal(R.any(t, dim).numpy(), a.any(dim))
 
 
+def test_tensor_methods_and_top_level_names(device, rng):
+    a = rng.uniform(0.5, 1.5, size=(4, 6)).astype(np.float32)
+    t = clnet.tensor(a, device=device)
+    a64 = a.astype(np.float64)
+    assert_close(t.prod(1), a64.prod(1), rtol=1e-5)
+    assert_close(t.var(0, keepdim=True), a64.var(0, ddof=1, keepdims=True), rtol=1e-5)
+    assert_close(t.std(axis=1, unbiased=False), a64.std(1), rtol=1e-5)
+    assert_close(t.logsumexp(1), np.log(np.exp(a64).sum(1)), rtol=1e-5)
+    assert (t > 1).any().item() == (a > 1).any() and (t > 1).all(1).numpy().tolist() == (a > 1).all(1).tolist()
+    assert_close(clnet.prod(t), a64.prod(), rtol=1e-5)
+    assert_close(clnet.var(t), a64.var(ddof=1), rtol=1e-5)
+    assert clnet.any(t > 1.4).item() == (a > 1.4).any() and not clnet.all(t > 1.4).item()
+
+
 def test_axis_and_keepdims_spellings(device, rng):
     a = rng.standard_normal((4, 6)).astype(np.float32)
     t = clnet.tensor(a, device=device)

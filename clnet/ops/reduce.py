@@ -523,8 +523,10 @@ def min(x, dim=None, keepdim=False, *, axis=None, keepdims=None):
     return _values_at("min", x, dim, keepdim)
 
 
-def var(x, dim=None, unbiased=True, keepdim=False, *, correction=None, axis=None, keepdims=None):
-    """Variance (two passes: the mean, then the mean squared deviation); correction=1 by default."""
+def var(x, dim=None, keepdim=False, unbiased=True, *, correction=None, axis=None, keepdims=None):
+    """Variance (the mean, then the mean squared deviation); correction=1 (unbiased) by default.
+    keepdim comes before unbiased so Tensor.var(dim, keepdim) matches the other reductions; pass
+    unbiased/correction by keyword, as PyTorch's current signature does."""
     _check(x, "var")
     dim, keepdim = _dim_arg(dim, axis), _keep_arg(keepdim, keepdims)
     if not _dt.is_floating(x.dtype):
@@ -536,9 +538,10 @@ def var(x, dim=None, unbiased=True, keepdim=False, *, correction=None, axis=None
     return sum(d * d, axes, keepdim=keepdim) * (1.0 / (n - corr) if n - corr > 0 else float("nan"))
 
 
-def std(x, dim=None, unbiased=True, keepdim=False, *, correction=None, axis=None, keepdims=None):
+def std(x, dim=None, keepdim=False, unbiased=True, *, correction=None, axis=None, keepdims=None):
+    """Standard deviation: sqrt(var)."""
     from .elementwise import sqrt
-    return sqrt(var(x, dim, unbiased, keepdim, correction=correction, axis=axis, keepdims=keepdims))
+    return sqrt(var(x, dim, keepdim, unbiased, correction=correction, axis=axis, keepdims=keepdims))
 
 
 def logsumexp(x, dim=None, keepdim=False, *, axis=None, keepdims=None):
