@@ -6,6 +6,8 @@
 ## use the arithmetic type (`t`) with an accumulator (`acc`); half is read with vload_half.
 ## Sizes, strides and offsets are arguments: a new shape of the same rank never recompiles.
 ## No kernel here uses atomics: every output element is written by exactly one work-item.
+## Index splits are spelled q = a / b, r = a - q * b (no `%`): LLVM pairs / and % of the same operands
+## into a `freeze` instruction that Oclgrind's uninitialized-value checker cannot execute.
 <%
 def load(ptr, at):
     if t == "half":
@@ -38,14 +40,15 @@ __kernel void adv_gather(const ${idx} n, const ${idx} R,
 {
     const ${idx} gid = (${idx})get_global_id(0);
     if (gid >= n) return;
-    ${idx} r = gid % R;
     const ${idx} j = gid / R;
+    ${idx} r = gid - j * R;
     ${idx} s = x_off;
     ${idx} o = out_off + j * out_jst;
   % for d in reversed(range(rank)):
     {
-        const ${idx} c = r % size${d};
-        r /= size${d};
+        const ${idx} q = r / size${d};
+        const ${idx} c = r - q * size${d};
+        r = q;
         s += c * xst${d};
         o += c * ost${d};
     }
@@ -81,14 +84,15 @@ __kernel void adv_scatter(const ${idx} n, const ${idx} R,
 {
     const ${idx} gid = (${idx})get_global_id(0);
     if (gid >= n) return;
-    ${idx} r = gid % R;
     const ${idx} u = gid / R;
+    ${idx} r = gid - u * R;
     ${idx} d_at = dst_off;
     ${idx} s_at = src_off;
   % for d in reversed(range(rank)):
     {
-        const ${idx} c = r % size${d};
-        r /= size${d};
+        const ${idx} q = r / size${d};
+        const ${idx} c = r - q * size${d};
+        r = q;
         d_at += c * dst_st${d};
         s_at += c * src_st${d};
     }
@@ -137,8 +141,9 @@ __kernel void dim_gather(const ${idx} n,
     ${idx} o = out_off, i_at = ix_off, s = x_off;
   % for d in reversed(range(rank)):
     {
-        const ${idx} c = r % size${d};
-        r /= size${d};
+        const ${idx} q = r / size${d};
+        const ${idx} c = r - q * size${d};
+        r = q;
         o += c * ost${d};
         i_at += c * ist${d};
         s += c * xst${d};
@@ -174,8 +179,9 @@ __kernel void dim_scatter(const ${idx} n,
     const long asize0 = size${rank - 1};
   % for d in reversed(range(rank)):
     {
-        const ${idx} c = r % size${d};
-        r /= size${d};
+        const ${idx} q = r / size${d};
+        const ${idx} c = r - q * size${d};
+        r = q;
         d_at += c * dst_st${d};
     % if d == rank - 1:
         target = c;
@@ -260,8 +266,11 @@ __kernel void mask_write(const long n, const long block, const long nblocks,
         if (mask[mask_off + i] == 0) continue;
         long rem = i;
   % for d in reversed(range(k)):
-        out[p * ${k} + ${d}] = rem % size${d};
-        rem /= size${d};
+        {
+            const long q = rem / size${d};
+            out[p * ${k} + ${d}] = rem - q * size${d};
+            rem = q;
+        }
   % endfor
         ++p;
     }
