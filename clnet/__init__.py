@@ -27,6 +27,7 @@ from .ops.matmul import matmul, mm, bmm
 from .gradient_tape import GradientTape, Variable
 from . import nn  # noqa: E402  (clnet.nn after `import clnet`)
 from . import optim  # noqa: E402  (clnet.optim after `import clnet`)
+from . import keras  # noqa: E402  (`from clnet import keras`; needs nn and optim above)
 
 cat = concatenate = concat
 subtract, multiply, divide, true_divide, negative, clip = sub, mul, div, div, neg, clamp

@@ -10,13 +10,13 @@ channels-last (NHWC) and Dense kernels (in, out), as in Keras. Training runs on 
 clnet.optim's fused updates on the default OpenCL device.
 """
 from . import activations, callbacks, datasets, initializers, layers, losses, metrics, models, optimizers  # noqa: F401
-from . import regularizers, saving, utils  # noqa: F401
+from . import backend, regularizers, saving, utils  # noqa: F401
 from .layers import Input, InputLayer, Layer  # noqa: F401
 from .models import Functional, Model, Sequential, load_model  # noqa: F401
 from .saving import register_keras_serializable  # noqa: F401
 
 __version__ = "3.0.0-clnet"  # the Keras API level this front end follows
 
-__all__ = ["Input", "InputLayer", "Layer", "Model", "Sequential", "load_model", "activations", "callbacks",
+__all__ = ["Input", "InputLayer", "Layer", "Model", "Sequential", "load_model", "activations", "backend", "callbacks",
            "datasets", "initializers", "layers", "losses", "metrics", "models", "optimizers", "regularizers",
            "saving", "utils"]

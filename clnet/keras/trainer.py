@@ -9,7 +9,7 @@ ragged last batch reuses the kernels built for the full ones.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import MutableMapping
 
 import numpy as np
 import pyopencl as cl
@@ -122,29 +122,46 @@ class _LossTracker:
             return self._total / float(self._count)
 
 
-class _Logs(Mapping):
-    """The logs of a batch: names -> floats, read from the device only on first access."""
+class _Logs(MutableMapping):
+    """The logs of a batch: names -> floats, read from the device only on first access.
+
+    Values a callback sets are kept beside them (and shadow them), as with Keras's dict."""
 
     def __init__(self, trackers):
         self._trackers = trackers
         self._values = None
+        self._extra = {}
 
     def _read(self):
         if self._values is None:
             self._values = {t.name: float(t.result().item()) for t in self._trackers}
         return self._values
 
+    def _names(self):
+        return sorted({t.name for t in self._trackers} | set(self._extra))
+
     def __getitem__(self, key):
+        if key in self._extra:
+            return self._extra[key]
         return self._read()[key]
 
+    def __setitem__(self, key, value):
+        self._extra[key] = value
+
+    def __delitem__(self, key):
+        if key in self._extra:
+            del self._extra[key]
+        else:
+            raise KeyError(f"{key!r} is a metric of the model and cannot be removed from the logs")
+
     def __iter__(self):
-        return iter(sorted(t.name for t in self._trackers))
+        return iter(self._names())
 
     def __len__(self):
-        return len(self._trackers)
+        return len(self._names())
 
     def __contains__(self, key):
-        return any(t.name == key for t in self._trackers)
+        return key in self._extra or any(t.name == key for t in self._trackers)
 
     def __repr__(self):
         return repr(dict(self))
