@@ -467,3 +467,27 @@ def test_half_scatter_add_kernel(device, rng):
     want[2] += src[0] + src[4]
     want[3] += src[2]
     assert_close(got, want, rtol=2e-3, atol=2e-3)
+
+
+@pytest.mark.parametrize("shape", [(0, 3), (3, 0), (1, 1), (1, 4), (4, 1)], ids=str)
+def test_named_ops_on_size_0_and_1_dims(device, rng, shape):
+    a = _rand(rng, shape).astype(np.float32)
+    x = clnet.tensor(a, device=device)
+    for dim in (0, 1):
+        n = shape[dim]
+        idx = np.array([n - 1, 0, -n] if n else [], dtype=np.int64)
+        assert_close(x.index_select(dim, idx), np.take(a, idx, axis=dim), what=f"index_select dim {dim}")
+        gshape = list(shape)
+        gshape[dim] = 2 if n else 0
+        gidx = rng.integers(0, max(n, 1), gshape) if n else np.zeros(gshape, np.int64)
+        assert_close(x.gather(dim, gidx), np.take_along_axis(a, gidx, axis=dim), what=f"gather dim {dim}")
+    tidx = np.array([0, a.size - 1] if a.size else [], dtype=np.int64)
+    assert_close(x.take(tidx), np.take(a, tidx))
+    m = rng.random(shape) < 0.5
+    assert_close(x.masked_fill(clnet.tensor(m, device=device), 9.0), np.where(m, 9.0, a))
+    assert_close(x[clnet.tensor(m, device=device)], a[m])
+    y = clnet.tensor(a, device=device)
+    y[clnet.tensor(m, device=device)] = clnet.tensor(np.full(int(m.sum()), 4.0, np.float32), device=device)
+    e = a.copy()
+    e[m] = 4.0
+    assert_close(y, e)

@@ -367,3 +367,16 @@ def test_lecture_grad_h_pattern(device, rng):
     grad_h[th < 0] = 0
     assert_close(grad_h, expected)
     assert_close(grad_h_relu, g)
+
+
+@pytest.mark.parametrize("shape", [(0, 3), (3, 0), (1, 1), (1, 4), (4, 1)], ids=str)
+def test_join_split_flip_repeat_pad_on_size_0_and_1_dims(device, rng, shape):
+    a = _rand(rng, shape).astype(np.float32)
+    x = clnet.tensor(a, device=device)
+    for dim in (0, 1, -1):
+        assert_close(clnet.concat([x, x.flip(dim)], dim), np.concatenate([a, np.flip(a, dim)], dim))
+        assert_close(clnet.stack([x, x], dim), np.stack([a, a], dim))
+        assert_close(clnet.concat(x.split(1, dim), dim), a)
+    assert_close(x.repeat(2, 3), np.tile(a, (2, 3)))
+    assert_close(movement.pad(x, (1, 0, 0, 2), value=1.5), np.pad(a, ((0, 2), (1, 0)), constant_values=1.5))
+    assert_close(x.T.reshape(-1), a.T.reshape(-1))
