@@ -92,6 +92,7 @@ def test_softmax_long_rows_use_a_work_group_per_row(device, rng, log):
 def test_softmax_choice_of_variant(device):
     wg = device.profile.reduce_wg
     assert row_group_size(device, 1000, 10) == 1           # short rows: one work-item per row
+    assert row_group_size(device, 10**7, 3 * wg, inner=7) == 1  # many strided rows: one work-item each
     if wg >= 2:
         assert row_group_size(device, 1, 4 * wg) == wg      # one long row: a work-group
 

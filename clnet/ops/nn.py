@@ -60,23 +60,31 @@ def row_layout(shape, dim):
     return math.prod(shape[:dim]), shape[dim], math.prod(shape[dim + 1:])
 
 
-def row_group_size(device, rows: int, n: int) -> int:
+def row_group_size(device, rows: int, n: int, inner: int = 1) -> int:
     """Work-items per row: 1 (one work-item per row) or the profile's reduction group size.
 
-    A work-group per row pays off for long rows when there are too few rows to fill the device
-    with one work-item each (CPUs have few cores, so they need far fewer rows than GPUs).
+    CPUs (measured on PoCL, benchmarks/bench_softmax.py): one work-item per row wins or ties once the
+    rows can be spread over the cores, so a work-group per row is only used for fewer rows than
+    2 x compute units. GPUs (not measured yet): one work-item per row reads a contiguous row at a stride
+    of n between neighbouring work-items (uncoalesced), so rows of 128+ contiguous values, and long rows
+    too few to fill the device, get a work-group each.
     """
     wg = device.profile.reduce_wg
-    if wg < 2 or n < 2 * wg:
+    if wg < 2:
         return 1
-    busy_rows = 8 * device.compute_units if device.type == "cpu" else 64 * device.compute_units
-    return wg if rows < busy_rows else 1
+    if device.type == "cpu":
+        return wg if (rows < 2 * device.compute_units and n >= 2 * wg) else 1
+    if inner == 1 and n >= 128:
+        return wg
+    return wg if (rows < 64 * device.compute_units and n >= 2 * wg) else 1
 
 
 def _launch_rows(device, kern, rows, wg, *args):
-    if wg == 1:
-        ew = device.profile.elementwise_wg
-        kern(device.queue, (-(-rows // ew) * ew,), (ew,), *args)
+    if wg == 1:  # one work-item per row; smaller groups when there are few rows, so every core gets some
+        local = device.profile.elementwise_wg
+        while local > 1 and -(-rows // local) < 2 * device.compute_units:
+            local //= 2
+        kern(device.queue, (-(-rows // local) * local,), (local,), *args)
     else:
         kern(device.queue, (rows * wg,), (wg,), *args)
 
@@ -108,7 +116,7 @@ def _softmax(x: Tensor, dim, log: bool, dtype=None) -> Tensor:
     outer, n, inner = row_layout(x.shape, d)
     rows = outer * inner
     idx, idt = _idx(xc, y)
-    wg = row_group_size(x.device, rows, n)
+    wg = row_group_size(x.device, rows, n, inner)
     kern = get_kernel(x.device, "softmax.cl.mako", "softmax", arg_dtypes=[idt] * 3 + [None, idt] * 2,
                       **_params("softmax", x.dtype, idx, wg, log=log))
     _launch_rows(x.device, kern, rows, wg, rows, n, inner, xc._buf, xc.offset, y._buf, y.offset)
@@ -125,7 +133,7 @@ def _softmax_backward(g: Tensor, y: Tensor, dim: int, log: bool) -> Tensor:
     outer, n, inner = row_layout(y.shape, dim)
     rows = outer * inner
     idx, idt = _idx(gc, y, dx)
-    wg = row_group_size(y.device, rows, n)
+    wg = row_group_size(y.device, rows, n, inner)
     kern = get_kernel(y.device, "softmax.cl.mako", "softmax_backward", arg_dtypes=[idt] * 3 + [None, idt] * 3,
                       **_params("softmax_backward", y.dtype, idx, wg, log=log))
     _launch_rows(y.device, kern, rows, wg, rows, n, inner, gc._buf, gc.offset, y._buf, y.offset,
@@ -189,7 +197,7 @@ def class_losses(x: Tensor, target: Tensor, weight=None, ignore_index=-100, labe
     idx, idt = _idx(xc, tc, loss)
     eps = float(label_smoothing)
     if rows:
-        wg = 1 if nll else row_group_size(dev, rows, n)
+        wg = 1 if nll else row_group_size(dev, rows, n, inner)
         params = _params("cross_entropy", x.dtype, idx, wg, tt=ctype(target.dtype), weighted=wc is not None,
                          nll=nll)
         w_args, w_types = ([wc._buf, wc.offset], [None, idt]) if wc is not None else ([], [])
