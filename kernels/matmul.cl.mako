@@ -23,15 +23,15 @@
 <%doc> ${v}: accumulator expression (scalar), n_expr: column index, c_ptr: address of C element </%doc>\
 ${acc} r_ = alpha * (${v});
 % if has_beta:
-            r_ += beta * (${acc})${load(c_ptr)};
+            r_ += beta * (${acc})${ld(t, c_ptr)};
 % endif
 % if has_bias:
-            r_ += (${acc})${load("bias + bias_off + (" + n_expr + ")")};
+            r_ += (${acc})${ld(t, "bias + bias_off + (" + n_expr + ")")};
 % endif
 % if act == "relu":
             r_ = r_ > (${acc})0 ? r_ : (${acc})0;
 % endif
-            ${store(c_ptr, "r_")};
+            ${st(t, c_ptr, "r_")};
 </%def>\
 <%!
 def vld(t, w, i, p):
@@ -40,6 +40,13 @@ def vld(t, w, i, p):
 
 def vst(t, w, v, i, p):
     return f"vstore_half{w}({v}, {i}, {p})" if t == "half" else f"vstore{w}({v}, {i}, {p})"
+
+def ld(t, p):
+    """scalar load through pointer expression p (half storage converts to float)"""
+    return f"vload_half(0, {p})" if t == "half" else f"(*({p}))"
+
+def st(t, p, v):
+    return f"vstore_half({v}, 0, {p})" if t == "half" else f"*({p}) = ({t})({v})"
 
 def divc(x, d, xmax):
     """C expression for x / d (0 <= x <= xmax, d a render-time constant) without a division: a shift,
@@ -53,20 +60,6 @@ def divc(x, d, xmax):
             return f"((({x}) * {magic}) >> {s})"
     raise ValueError(f"no reciprocal for {d} up to {xmax}")
 %>\
-<%def name="load(ptr)">\
-% if t == "half":
-vload_half(0, ${ptr})\
-% else:
-(*(${ptr}))\
-% endif
-</%def>\
-<%def name="store(ptr, val)">\
-% if t == "half":
-vstore_half(${val}, 0, ${ptr})\
-% else:
-*(${ptr}) = (${t})(${val})\
-% endif
-</%def>\
 <%def name="pack_kernel()">\
 __kernel void pack(const int rows, const int K,
                    __global const ${t} *src, const int s_off, const int s_sb, const int s_sr, const int s_sk,
@@ -90,14 +83,39 @@ __kernel void pack(const int rows, const int K,
   % endfor
 }
 </%def>\
+<%def name="cpu_k_step(b_load)">\
+<%doc> One k step of the CPU micro-kernel: load NR values of B (b_load(v) gives vector v), then MR FMAs
+       rows. </%doc>\
+<% nv = NR // VW; vt = acc + str(VW) %>\
+% for v in range(nv):
+            const ${vt} b${v} = ${b_load(v)};
+% endfor
+% for r in range(MR):
+  % if a_mode == "rows":
+            const ${vt} a${r}v = (${vt})(${ld(t, "a%d + %s" % (r, "k" if a_kc else "k * a_sk"))});
+  % else:
+            const ${vt} a${r}v = (${vt})(${ld(t, "a + k * %d + %d" % (MR, r))});
+  % endif
+  % for v in range(nv):
+            c${r}_${v} = fma(a${r}v, b${v}, c${r}_${v});
+  % endfor
+% endfor
+</%def>\
 <%def name="gemm_cpu_kernel()">\
 <%
     nv = NR // VW
     vt = acc + str(VW)
+    lanes = "0123456789abcdef"
+    def gather(v, col):
+        """vector v of B's row at b, element j read at column col(j) (strided / clamped loads)"""
+        return "(%s)(%s)" % (vt, ", ".join(
+            "(%s)%s" % (acc, ld(t, "b + (%s) * b_sn" % col(v * VW + j))) for j in range(VW)))
 %>\
+## B modes: "panels" = packed by the pack kernel (contiguous, zero padded); "direct" = read through
+## b_off/b_sb/b_sk/b_sn (vector loads when b_nc, i.e. unit stride along N), columns past N clamped.
 __kernel void gemm_cpu(const int M, const int N, const int K,
                        __global const ${t} *restrict A, const int a_off, const int a_sb, const int a_sm, const int a_sk,
-                       __global const ${t} *restrict Bp, const int bp_sb,
+                       __global const ${t} *restrict B, const int b_off, const int b_sb, const int b_sk, const int b_sn,
                        __global ${t} *restrict C, const int c_off, const int c_sb, const int c_sm,
                        __global const ${t} *restrict bias, const int bias_off,
                        const ${acc} alpha, const ${acc} beta)
@@ -117,26 +135,28 @@ __kernel void gemm_cpu(const int M, const int N, const int K,
 % else:
     __global const ${t} *a = A + a_off + bt * a_sb + ib * K * ${MR};
 % endif
-    __global const ${t} *b = Bp + bt * bp_sb + jb * K * ${NR};
-    for (int k = 0; k < K; ++k) {
-% for v in range(nv):
-        const ${vt} b${v} = ${vld(t, VW, v, 'b')};
-% endfor
-        b += ${NR};
-% for r in range(MR):
-  % if a_mode == "rows":
-        const ${vt} a${r}v = (${vt})(${load("a%d + %s" % (r, "k" if a_kc else "k * a_sk"))});
-  % else:
-        const ${vt} a${r}v = (${vt})(${load("a + %d" % r)});
-  % endif
-  % for v in range(nv):
-        c${r}_${v} = fma(a${r}v, b${v}, c${r}_${v});
-  % endfor
-% endfor
-% if a_mode != "rows":
-        a += ${MR};
-% endif
+% if b_mode == "panels":
+    __global const ${t} *b = B + bt * b_sb + jb * K * ${NR};
+    for (int k = 0; k < K; ++k, b += ${NR}) {
+${cpu_k_step(lambda v: vld(t, VW, v, "b"))}\
     }
+% else:
+    __global const ${t} *b = B + b_off + bt * b_sb + n0 * b_sn;
+    if (n0 + ${NR} <= N) {
+        for (int k = 0; k < K; ++k, b += b_sk) {
+  % if b_nc:
+${cpu_k_step(lambda v: vld(t, VW, v, "b"))}\
+  % else:
+${cpu_k_step(lambda v: gather(v, lambda j: str(j)))}\
+  % endif
+        }
+    } else {
+        const int last = N - 1 - n0;
+        for (int k = 0; k < K; ++k, b += b_sk) {
+${cpu_k_step(lambda v: gather(v, lambda j: "min(%d, last)" % j))}\
+        }
+    }
+% endif
     __global ${t} *c = C + c_off + bt * c_sb + m0 * c_sm + n0;
     if (m0 + ${MR} <= M && n0 + ${NR} <= N) {
         const ${vt} al = (${vt})(alpha);
@@ -166,18 +186,20 @@ __kernel void gemm_cpu(const int M, const int N, const int K,
   % endfor
 % endfor
     } else {
-        ## Edge block: element by element, skipping rows >= M and columns >= N.
+        ## Edge block: spill the accumulators to private memory and store the rows < M, columns < N
+        ## in a loop (a fully unrolled edge store would multiply the kernel's code and build time).
+        ${acc} tile[${MR}][${NR}];
 % for r in range(MR):
-        if (m0 + ${r} < M) {
   % for v in range(nv):
-    % for l in range(VW):
-            if (n0 + ${v * VW + l} < N) {
-            ${epilogue("c%d_%d.s%s" % (r, v, "0123456789abcdef"[l]), "n0 + %d" % (v * VW + l), "c + %d * c_sm + %d" % (r, v * VW + l))}\
-            }
-    % endfor
+        vstore${VW}(c${r}_${v}, ${v}, tile[${r}]);
   % endfor
-        }
 % endfor
+        const int rows = min(${MR}, M - m0), cols = min(${NR}, N - n0);
+        for (int r = 0; r < rows; ++r) {
+            for (int j = 0; j < cols; ++j) {
+            ${epilogue("tile[r][j]", "n0 + j", "c + r * c_sm + j")}\
+            }
+        }
     }
 }
 </%def>\
@@ -223,7 +245,7 @@ void gemm_gpu(const int M, const int N, const int K,
                 const int kk = ${divc("e", TM, (i + 1) * NT)}, mm = e - kk * ${TM};
   % endif
                 const int gm = m0 + mm, gk = k0 + kk;
-                As[kk][mm] = (gm < M && gk < K) ? (${acc})${load("A + gm * a_sm + gk * a_sk")} : (${acc})0;
+                As[kk][mm] = (gm < M && gk < K) ? (${acc})${ld(t, "A + gm * a_sm + gk * a_sk")} : (${acc})0;
             }
         }
 % endfor
@@ -241,7 +263,7 @@ void gemm_gpu(const int M, const int N, const int K,
                 const int nn = ${divc("e", TK, (i + 1) * NT)}, kk = e - nn * ${TK};
   % endif
                 const int gn = n0 + nn, gk = k0 + kk;
-                Bs[kk][nn] = (gn < N && gk < K) ? (${acc})${load("B + gk * b_sk + gn * b_sn")} : (${acc})0;
+                Bs[kk][nn] = (gn < N && gk < K) ? (${acc})${ld(t, "B + gk * b_sk + gn * b_sn")} : (${acc})0;
             }
         }
 % endfor

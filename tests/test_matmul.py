@@ -20,9 +20,13 @@ from clnet.ops.matmul import linear, matmul_ex
 
 from conftest import assert_close, gradcheck, small
 
+# name -> (profile overrides, whether the CPU kernel packs every operand instead of reading small ones in place)
 VARIANTS = {
     "cpu": dict(matmul_variant="cpu", matmul_tile_m=64, matmul_tile_n=32, matmul_wpt_m=8, matmul_wpt_n=32),
-    "cpu-4x16": dict(matmul_variant="cpu", matmul_tile_m=8, matmul_tile_n=16, matmul_wpt_m=4, matmul_wpt_n=16),
+    "cpu-packed": dict(matmul_variant="cpu", matmul_tile_m=64, matmul_tile_n=32, matmul_wpt_m=8, matmul_wpt_n=32,
+                       pack=True),
+    "cpu-4x16-packed": dict(matmul_variant="cpu", matmul_tile_m=8, matmul_tile_n=16, matmul_wpt_m=4,
+                            matmul_wpt_n=16, pack=True),
     "gpu": dict(matmul_variant="gpu", matmul_tile_m=32, matmul_tile_n=32, matmul_tile_k=8,
                 matmul_wpt_m=4, matmul_wpt_n=4),
     # tiles whose loads do not divide evenly among the work-items (guarded last round), non-square blocks
@@ -43,8 +47,12 @@ def forced_profile(device, **params):
 
 
 @pytest.fixture(params=list(VARIANTS))
-def variant(request, device):
-    with forced_profile(device, **VARIANTS[request.param]) as prof:
+def variant(request, device, monkeypatch):
+    params = dict(VARIANTS[request.param])
+    if params.pop("pack", False):
+        for name in ("_DIRECT_B_BYTES", "_DIRECT_ANY_ELEMS", "_DIRECT_A_ELEMS"):
+            monkeypatch.setattr(mmod, name, 0)
+    with forced_profile(device, **params) as prof:
         yield prof
 
 

@@ -89,12 +89,55 @@ def _pack(device, src, rows, K, s_sb, s_sr, s_sk, batches, R, vw):
     buf = device.pool.allocate(total * src.dtype.itemsize)
     if total == 0:
         return buf
-    kern = get_kernel(device, "matmul.cl.mako", "pack", arg_dtypes=[_i32, _i32, None] + [_i32] * 4 + [None, _i32],
-                      kernel="pack", t=t, R=R, VW=vw, unit=(s_sr == 1))
+    kern = _kernel(device, "pack", [_i32, _i32, None] + [_i32] * 4 + [None, _i32], t=t, R=R, VW=vw, unit=s_sr == 1)
     lk = 16
     kern(device.queue, (-(-K // lk) * lk, panels, batches), (lk, 1, 1),
          rows, K, src._buf, src.offset, s_sb, s_sr, s_sk, buf, panels)
     return buf
+
+
+# Operands of the CPU kernel are read in place while they are small (they stay in cache, and a launch
+# is saved); bigger ones are packed once so the K loop streams contiguous memory (strided rows of a big
+# operand thrash the cache: measured 2-3x slower at n=1024).
+_DIRECT_B_BYTES = 256 * 1024    # B with unit stride along N and at most this size is read directly
+_DIRECT_ANY_ELEMS = 4096        # any B (e.g. transposed) this small is read directly, gathering
+_DIRECT_A_ELEMS = 128 * 1024    # A whose rows are not contiguous is packed above this many elements
+_GEMM_ARGS = [_i32] * 3 + ([None] + [_i32] * 4) * 2 + [None] + [_i32] * 3 + [None, _i32]
+
+
+def _cpu_b_operand(device, b, Bt, K, N, nr, vw):
+    """Kernel arguments (B, b_off, b_sb, b_sk, b_sn), b_mode and b_nc for the CPU GEMM."""
+    b_sb, b_sk, b_sn = b.strides
+    b_nc = b_sn == 1 or N == 1
+    if (b_nc and K * N * b.dtype.itemsize <= _DIRECT_B_BYTES) or K * N <= _DIRECT_ANY_ELEMS:
+        return (b._buf, b.offset, b_sb, b_sk, b_sn), "direct", b_nc
+    batches = 1 if Bt == 1 or b_sb == 0 else Bt
+    bp = _pack(device, b, N, K, b_sb, b_sn, b_sk, batches, nr, vw)
+    return (bp, 0, 0 if batches == 1 else -(-N // nr) * K * nr, nr, 1), "panels", False
+
+
+def _cpu_a_operand(device, a, Bt, M, K, mr, vw):
+    """Kernel arguments (A, a_off, a_sb, a_sm, a_sk), a_mode and a_kc for the CPU GEMM."""
+    a_sb, a_sm, a_sk = a.strides
+    a_kc = a_sk == 1 or K == 1
+    if a_kc or M * K <= _DIRECT_A_ELEMS:
+        return (a._buf, a.offset, a_sb, a_sm, 1 if a_kc else a_sk), "rows", a_kc
+    batches = 1 if Bt == 1 or a_sb == 0 else Bt
+    ap = _pack(device, a, M, K, a_sb, a_sm, a_sk, batches, mr, vw)
+    return (ap, 0, 0 if batches == 1 else -(-M // mr) * K * mr, 1, 1), "panels", False
+
+
+_MM_KERNELS: dict = {}
+
+
+def _kernel(device, name, arg_dtypes, **params):
+    """get_kernel for kernels/matmul.cl.mako, memoized on a plain tuple (the hot path of every matmul)."""
+    key = (device, name) + tuple(params.values())
+    kern = _MM_KERNELS.get(key)
+    if kern is None:
+        kern = _MM_KERNELS[key] = get_kernel(device, "matmul.cl.mako", name, arg_dtypes=arg_dtypes,
+                                             kernel=name, **params)
+    return kern
 
 
 def _gemm(a: Tensor, b: Tensor, *, alpha=1.0, beta=0.0, bias: Tensor | None = None, act=None,
@@ -125,36 +168,20 @@ def _gemm(a: Tensor, b: Tensor, *, alpha=1.0, beta=0.0, bias: Tensor | None = No
 
     if prof.matmul_variant == "cpu":
         mr, nr, vw = _cpu_block(prof, dtype, M, N)
-        b_batches = 1 if Bt == 1 or b.strides[0] == 0 else Bt
-        bp = _pack(device, b, N, K, b.strides[0], b.strides[2], b.strides[1], b_batches, nr, vw)
-        bp_sb = 0 if b_batches == 1 else -(-N // nr) * K * nr
-        a_sb, a_sm, a_sk = a.strides
-        a_kc = a_sk == 1 or K == 1
-        if a_kc or M * K < 4096:
-            a_mode, a_buf, a_off = "rows", a._buf, a.offset
-        else:  # rows not contiguous (e.g. x.T @ g): pack into MR-wide panels once
-            a_batches = 1 if Bt == 1 or a_sb == 0 else Bt
-            a_buf = _pack(device, a, M, K, a_sb, a_sm, a_sk, a_batches, mr, vw)
-            a_mode, a_off, a_sb = "panels", 0, 0 if a_batches == 1 else -(-M // mr) * K * mr
-        kern = get_kernel(device, "matmul.cl.mako", "gemm_cpu",
-                          arg_dtypes=[_i32] * 3 + [None] + [_i32] * 4 + [None, _i32, None] + [_i32] * 3
-                          + [None, _i32, acc_np, acc_np],
-                          kernel="gemm_cpu", t=t, acc=acc, MR=mr, NR=nr, VW=vw, a_mode=a_mode,
-                          a_kc=a_kc, **epi)
+        b_args, b_mode, b_nc = _cpu_b_operand(device, b, Bt, K, N, nr, vw)
+        a_args, a_mode, a_kc = _cpu_a_operand(device, a, Bt, M, K, mr, vw)
+        kern = _kernel(device, "gemm_cpu", _GEMM_ARGS + [acc_np, acc_np], t=t, acc=acc, MR=mr, NR=nr, VW=vw,
+                       a_mode=a_mode, a_kc=a_kc, b_mode=b_mode, b_nc=b_nc, **epi)
         lm = max(1, min(prof.matmul_tile_m // max(1, prof.matmul_wpt_m), device.max_work_item_sizes[0]))
         gm = -(-(-(-M // mr)) // lm) * lm
-        kern(device.queue, (gm, -(-N // nr), Bt), (lm, 1, 1), M, N, K,
-             a_buf, a_off, a_sb, a_sm, a_sk, bp, bp_sb, *c_args, *tail)
+        kern(device.queue, (gm, -(-N // nr), Bt), (lm, 1, 1), M, N, K, *a_args, *b_args, *c_args, *tail)
         return out
 
     TM, TN, TK = prof.matmul_tile_m, prof.matmul_tile_n, prof.matmul_tile_k
     WM, WN = prof.matmul_wpt_m, prof.matmul_wpt_n
     RM, RN = TM // WM, TN // WN
-    kern = get_kernel(device, "matmul.cl.mako", "gemm_gpu",
-                      arg_dtypes=[_i32] * 3 + ([None] + [_i32] * 4) * 2 + [None] + [_i32] * 3
-                      + [None, _i32, acc_np, acc_np],
-                      kernel="gemm_gpu", t=t, acc=acc, TM=TM, TN=TN, TK=TK, WM=WM, WN=WN,
-                      a_kc=a.strides[2] == 1 and a.strides[1] != 1, b_nc=b.strides[2] == 1, **epi)
+    kern = _kernel(device, "gemm_gpu", _GEMM_ARGS + [acc_np, acc_np], t=t, acc=acc, TM=TM, TN=TN, TK=TK,
+                   WM=WM, WN=WN, a_kc=a.strides[2] == 1 and a.strides[1] != 1, b_nc=b.strides[2] == 1, **epi)
     kern(device.queue, (-(-N // TN) * RN, -(-M // TM) * RM, Bt), (RN, RM, 1), M, N, K,
          a._buf, a.offset, *a.strides, b._buf, b.offset, *b.strides, *c_args, *tail)
     return out
