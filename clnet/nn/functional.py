@@ -178,26 +178,21 @@ def avg_pool2d(input: Tensor, kernel_size, stride=None, padding=0, ceil_mode=Fal
 
 
 # --- dropout --------------------------------------------------------------------------------------------
-def _uniform_like(x: Tensor) -> Tensor:
-    from ..ops import random as _rnd
-    return _rnd.rand(x.shape, dtype=x.dtype, device=x.device)
-
-
 def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
     """Zero each element with probability p and scale the rest by 1 / (1 - p); identity unless training.
 
-    The mask comes from device random numbers (clnet.ops.random, seeded by clnet.manual_seed).
+    The mask is made on the device by clnet.ops.random.dropout_mask (Philox, seeded by clnet.manual_seed).
     """
     _check_tensor(input, "dropout")
-    if not 0.0 <= p <= 1.0:
+    if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0.0 <= p <= 1.0:
         raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
     if not training or p == 0.0:
         return input
-    scale = 0.0 if p == 1.0 else 1.0 / (1.0 - p)
-    u = _uniform_like(input)
-    # v0 = x, v1 = uniform [0, 1), v2 = p, v3 = 1 / (1 - p), v4 = incoming gradient
-    y = _nn._pointwise("dropout", "(v1 >= v2 ? v0 * v3 : 0)", [input, u, float(p), scale],
-                       {0: "(v1 >= v2 ? v4 * v3 : 0)"}, input.dtype)
+    from ..ops.random import dropout_mask
+    mask = dropout_mask(input.shape, float(p), device=input.device,
+                        dtype=input.dtype if _dt.is_floating(input.dtype) else None)
+    # v0 = x, v1 = the mask (0 or 1 / (1 - p)), v2 = incoming gradient
+    y = _nn._pointwise("dropout", "v0 * v1", [input, mask], {0: "v2 * v1"}, input.dtype)
     if inplace:
         with no_grad():
             input.copy_(y)

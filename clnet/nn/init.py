@@ -12,6 +12,7 @@ import math
 
 from .. import dtypes as _dt
 from ..autograd import no_grad
+from ..ops import random as _random
 from ..tensor import Tensor
 
 
@@ -62,32 +63,19 @@ def _calculate_correct_fan(tensor, mode: str) -> int:
     return fan_in if mode == "fan_in" else fan_out
 
 
-def _random():
-    from ..ops import random
-    return random
-
-
 def uniform_(tensor, a: float = 0.0, b: float = 1.0):
-    """Fill with U(a, b)."""
+    """Fill with U(a, b) (device Philox)."""
     _check(tensor, "uniform_")
-    rnd = _random()
     with no_grad():
-        if hasattr(rnd, "uniform_"):
-            rnd.uniform_(tensor, a, b)
-        else:
-            tensor.copy_(rnd.rand(tensor.shape, dtype=tensor.dtype, device=tensor.device) * (b - a) + a)
+        _random.uniform_(tensor, a, b)
     return tensor
 
 
 def normal_(tensor, mean: float = 0.0, std: float = 1.0):
-    """Fill with N(mean, std**2)."""
+    """Fill with N(mean, std**2) (device Philox)."""
     _check(tensor, "normal_")
-    rnd = _random()
     with no_grad():
-        if hasattr(rnd, "normal_"):
-            rnd.normal_(tensor, mean, std)
-        else:
-            tensor.copy_(rnd.randn(tensor.shape, dtype=tensor.dtype, device=tensor.device) * std + mean)
+        _random.normal_(tensor, mean, std)
     return tensor
 
 
