@@ -271,6 +271,25 @@ def test_repr_tree(device):
     assert repr(nn.CrossEntropyLoss()) == "CrossEntropyLoss()"
 
 
+def test_deepcopy_makes_an_independent_model(device, rng):
+    import copy
+    m = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.ReLU(), nn.Linear(4, 2))
+    x = clnet.tensor(rng.standard_normal((5, 3)).astype(np.float32))
+    m(x).sum().backward()
+    twin = copy.deepcopy(m)
+    assert repr(twin) == repr(m)
+    assert all(isinstance(p, nn.Parameter) and p.requires_grad for p in twin.parameters())
+    assert all(p is not q for p, q in zip(m.parameters(), twin.parameters()))
+    assert_close(twin[0].weight.grad, m[0].weight.grad.numpy())
+    m.eval()
+    twin.eval()
+    assert_close(twin(x), m(x).numpy())
+    with clnet.no_grad():
+        twin[0].weight.fill_(0.0)
+        twin[1].running_mean.fill_(5.0)
+    assert np.any(m[0].weight.numpy() != 0) and not np.any(m[1].running_mean.numpy() == 5.0)
+
+
 def test_modules_refuse_pickle(device):
     import pickle
     with pytest.raises(TypeError, match="not picklable"):

@@ -6,6 +6,7 @@ in user code. Buffers (running statistics) are registered with ``register_buffer
 """
 from __future__ import annotations
 
+import copy
 import itertools
 from collections import OrderedDict, namedtuple
 
@@ -419,6 +420,39 @@ class Module:
 
     def __getstate__(self):
         raise TypeError("clnet modules are not picklable: save model.state_dict() with clnet's savers")
+
+    def __deepcopy__(self, memo):
+        """copy.deepcopy(model): the same structure with its own copies of every parameter and buffer
+        (e.g. to keep the best model seen during training)."""
+        new = object.__new__(type(self))
+        memo[id(self)] = new
+        for key, value in self.__dict__.items():
+            new.__dict__[key] = _deepcopy_value(value, memo)
+        return new
+
+
+def _deepcopy_value(value, memo):
+    """deepcopy that clones tensors on their device (tensors themselves refuse pickling protocols)."""
+    if id(value) in memo:
+        return memo[id(value)]
+    if isinstance(value, Tensor):
+        with no_grad():
+            data = value.detach().clone()
+        out = Parameter(data, requires_grad=value.requires_grad) if isinstance(value, Parameter) else data
+        if value.grad is not None:
+            out.grad = value.grad.clone()
+    elif isinstance(value, dict):
+        out = type(value)()
+        memo[id(value)] = out
+        for k, v in value.items():
+            out[k] = _deepcopy_value(v, memo)
+        return out
+    elif isinstance(value, (list, tuple)):
+        out = type(value)(_deepcopy_value(v, memo) for v in value)
+    else:
+        out = copy.deepcopy(value, memo)
+    memo[id(value)] = out
+    return out
 
 
 def _swap_storage(p: Tensor, new: Tensor) -> None:
