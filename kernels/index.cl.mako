@@ -26,7 +26,9 @@ def wrap(i, ptr, at, it):
 % if kind == "adv_gather":
 ## out[rest..., j, rest...] = x[base + sum_d rest_d * xst_d + sum_i ix_i[j] * ast_i]
 ##   rank: number of non-advanced (rest) dims; ix_ts: C type of each advanced index array (1-D over j)
-__kernel void adv_gather(const ${idx} n, const ${idx} R,
+##   2-D range over (rest position r < R, index entry j < J); j_fast puts j on range dim 0 (the fast
+##   one) when consecutive j are adjacent in the output (x[:, idx]), else r (x[idx])
+__kernel void adv_gather(const ${idx} J, const ${idx} R,
     __global ${t} *out, const ${idx} out_off, const ${idx} out_jst,
     __global const ${t} *x, const ${idx} x_off
   % for d in range(rank):
@@ -38,17 +40,20 @@ __kernel void adv_gather(const ${idx} n, const ${idx} R,
   % endfor
 )
 {
-    const ${idx} gid = (${idx})get_global_id(0);
-    if (gid >= n) return;
-    const ${idx} j = gid / R;
-    ${idx} r = gid - j * R;
+    ${idx} r = (${idx})get_global_id(${1 if j_fast else 0});
+    const ${idx} j = (${idx})get_global_id(${0 if j_fast else 1});
+    if (r >= R || j >= J) return;
     ${idx} s = x_off;
     ${idx} o = out_off + j * out_jst;
   % for d in reversed(range(rank)):
     {
+    % if d > 0:
         const ${idx} q = r / size${d};
         const ${idx} c = r - q * size${d};
         r = q;
+    % else:
+        const ${idx} c = r;
+    % endif
         s += c * xst${d};
         o += c * ost${d};
     }
@@ -66,8 +71,8 @@ __kernel void adv_gather(const ${idx} n, const ${idx} R,
 ## For each unique target u (coordinates ix_i[u] in the advanced dims) and rest position r:
 ##   mode "put": dst[u, r] = src[j, r] for the last j aimed at u   (x[key] = value)
 ##   mode "add": dst[u, r] += sum of src[j, r] over every j aimed at u, in increasing j (gradients)
-## segmented: the j aimed at u are order[starts[u] .. starts[u+1]); else exactly j = u.
-__kernel void adv_scatter(const ${idx} n, const ${idx} R,
+## segmented: the j aimed at u are order[starts[u] .. starts[u+1]); else exactly j = u. j_fast as above.
+__kernel void adv_scatter(const ${idx} U, const ${idx} R,
     __global ${t} *dst, const ${idx} dst_off,
     __global const ${t} *src, const ${idx} src_off, const ${idx} src_jst
   % if segmented:
@@ -82,17 +87,20 @@ __kernel void adv_scatter(const ${idx} n, const ${idx} R,
   % endfor
 )
 {
-    const ${idx} gid = (${idx})get_global_id(0);
-    if (gid >= n) return;
-    const ${idx} u = gid / R;
-    ${idx} r = gid - u * R;
+    ${idx} r = (${idx})get_global_id(${1 if j_fast else 0});
+    const ${idx} u = (${idx})get_global_id(${0 if j_fast else 1});
+    if (r >= R || u >= U) return;
     ${idx} d_at = dst_off;
     ${idx} s_at = src_off;
   % for d in reversed(range(rank)):
     {
+    % if d > 0:
         const ${idx} q = r / size${d};
         const ${idx} c = r - q * size${d};
         r = q;
+    % else:
+        const ${idx} c = r;
+    % endif
         d_at += c * dst_st${d};
         s_at += c * src_st${d};
     }

@@ -459,7 +459,7 @@ def test_half_scatter_add_kernel(device, rng):
     types = [i32, i32, None, i32, None, i32, i32, None, None, None, i32, i32, i64, i32]
     kern = indexing._kernel(device, "adv_scatter", types, t="half", acc="float", idx="int", rank=0,
                             ix_ts=("long",), mode="add", segmented=True)
-    kern(device.queue, (3,), None, 3, 1, bufs[0], 0, bufs[1], 0, 1, bufs[2], bufs[3], bufs[4], 0, 1, 4, 1)
+    kern(device.queue, (1, 3), None, 3, 1, bufs[0], 0, bufs[1], 0, 1, bufs[2], bufs[3], bufs[4], 0, 1, 4, 1)
     got = np.empty_like(dst)
     cl.enqueue_copy(device.queue, got, bufs[0], is_blocking=True)
     want = dst.astype(np.float64)

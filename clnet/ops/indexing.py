@@ -32,7 +32,7 @@ _INT_MAX = 2**31 - 1
 _BITS = {1: "uchar", 2: "ushort", 4: "uint", 8: "ulong"}  # element width -> C type for pure data movement
 _MASK_BLOCK = 256  # mask elements per work-item when counting / compacting a mask
 _DEFAULTS = dict(t="uint", acc="float", idx="int", rank=0, ix_ts=(), mode="put", segmented=False,
-                 ix_t="long", wg=1, k=0)
+                 ix_t="long", wg=1, k=0, j_fast=False)
 
 
 # --- kernel plumbing -------------------------------------------------------------------------------
@@ -45,6 +45,18 @@ def _kernel(device, kind, arg_dtypes, **params):
 def _run(device, kern, n, args):
     wg = device.profile.elementwise_wg
     kern(device.queue, (-(-n // wg) * wg,), (wg,), *args)
+
+
+def _run2(device, kern, R, J, j_fast, args):
+    """A 2-D range over (R rest positions, J index entries), the output-adjacent one on range dim 0;
+    a work-group spans up to the whole fast extent, then stacks the other."""
+    fast, slow = (J, R) if j_fast else (R, J)
+    wg = device.profile.elementwise_wg
+    w0 = 1
+    while w0 < min(fast, wg):
+        w0 *= 2
+    w1 = max(1, min(wg // w0, device.max_work_item_sizes[1]))
+    kern(device.queue, (-(-fast // w0) * w0, -(-slow // w1) * w1), (w0, w1), *args)
 
 
 def _idx(n, tensors):
@@ -311,12 +323,13 @@ def _rest_layout(plan: _Plan):
         if plan.vshape[d] != 1:
             dims.append((d, pos))
     jst = math.prod(plan.vshape[d] for d in plan.rest[plan.q:])
-    return dims, ostr, jst
+    j_fast = not dims or jst < ostr[dims[-1][1]]  # consecutive j adjacent in the output: x[:, idx]
+    return dims, ostr, jst, j_fast
 
 
 def _gather(plan: _Plan, v: Tensor) -> Tensor:
     out = Tensor._empty(plan.out_shape, v.dtype, v.device)
-    dims, ostr, jst = _rest_layout(plan)
+    dims, ostr, jst, j_fast = _rest_layout(plan)
     R = math.prod(v.shape[d] for d, _ in dims)
     n = plan.J * R
     if n == 0:
@@ -324,14 +337,15 @@ def _gather(plan: _Plan, v: Tensor) -> Tensor:
     arrays = [a.dev for a in plan.advs]
     idx, idt = _idx(n, [v, out] + arrays)
     ix_args, ix_ts = _index_args(plan, arrays, v)
-    args = [n, R, out._buf, out.offset, jst, v._buf, v.offset]
+    args = [plan.J, R, out._buf, out.offset, jst, v._buf, v.offset]
     for d, pos in dims:
         args += [v.shape[d], v.strides[d], ostr[pos]]
     types = [idt, idt, None, idt, idt, None, idt] + [idt] * 3 * len(dims)
     for t in ix_ts:
         types += [None, idt, idt, np.dtype(np.int64), idt]
-    kern = _kernel(v.device, "adv_gather", types, t=_move_type(v.dtype), idx=idx, rank=len(dims), ix_ts=ix_ts)
-    _run(v.device, kern, n, args + ix_args)
+    kern = _kernel(v.device, "adv_gather", types, t=_move_type(v.dtype), idx=idx, rank=len(dims), ix_ts=ix_ts,
+                   j_fast=j_fast)
+    _run2(v.device, kern, R, plan.J, j_fast, args + ix_args)
     return out
 
 
@@ -367,14 +381,14 @@ def _scatter(plan: _Plan, dst: Tensor, src: Tensor, mode: str) -> Tensor:
     seg = _segments(plan, dst.device)
     U = seg.U if seg is not None else plan.J
     arrays = seg.targets if seg is not None else [a.dev for a in plan.advs]
-    dims, ostr, jst = _rest_layout(plan)
+    dims, ostr, jst, j_fast = _rest_layout(plan)
     R = math.prod(dst.shape[d] for d, _ in dims)
     n = U * R
     if n == 0:
         return dst
     idx, idt = _idx(n, [dst, src] + arrays)
     ix_args, ix_ts = _index_args(plan, arrays, dst)
-    args = [n, R, dst._buf, dst.offset, src._buf, src.offset, jst]
+    args = [U, R, dst._buf, dst.offset, src._buf, src.offset, jst]
     types = [idt, idt, None, idt, None, idt, idt]
     if seg is not None:
         args += [seg.order._buf, seg.starts._buf]
@@ -389,8 +403,8 @@ def _scatter(plan: _Plan, dst: Tensor, src: Tensor, mode: str) -> Tensor:
     else:
         t, acc = _add_types(dst.dtype)
     kern = _kernel(dst.device, "adv_scatter", types, t=t, acc=acc, idx=idx, rank=len(dims), ix_ts=ix_ts,
-                   mode=mode, segmented=seg is not None)
-    _run(dst.device, kern, n, args + ix_args)
+                   mode=mode, segmented=seg is not None, j_fast=j_fast)
+    _run2(dst.device, kern, R, U, j_fast, args + ix_args)
     return dst
 
 
