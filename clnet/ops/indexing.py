@@ -313,7 +313,8 @@ def _index_args(plan: _Plan, arrays, target: Tensor):
 
 
 def _rest_layout(plan: _Plan):
-    """(size, position in the output) of each rest dim of size > 1, and the output's j stride."""
+    """The rest dims of size > 1 as (dim of V, position in the output), the output's contiguous strides,
+    the stride between consecutive index entries j, and whether j should be the fast range dim."""
     out_shape = plan.out_shape
     ostr = contiguous_strides(out_shape)
     ni = len(plan.ishape)
