@@ -192,15 +192,14 @@ def _partials_layout(p: Pass):
 def _index_type(src: _Source, p: Pass) -> str:
     extent = src.off + 1 + builtins.sum((s - 1) * abs(st) for s, st in src.kept) + (src.n - 1) * abs(src.s_r)
     bound = builtins.max(extent, src.n + p.chunk + 16, p.rows * p.nchunks + 16)
+    if p.layout == "outer":  # idle items past the last column still form (unused) addresses
+        bound = builtins.max(bound, extent + p.local_size[0] * p.vec * abs(p.columns[1]))
     return "int" if bound < _INDEX_LIMIT else "long"
 
 
-def _acc_np(acc_dtype):
-    return np.dtype(acc_dtype)
-
-
-def _launch(op, src: _Source, p: Pass, acc_dtype, final_val, final_idx, scale, device):
-    """Run one pass; returns (value buffer, index buffer) of the partials when p.nchunks > 1."""
+def _launch(op, src: _Source, p: Pass, acc_dtype, out_val, out_idx, scale, device):
+    """Run one pass. The last pass (nchunks == 1) writes the tensors out_val (values) and/or out_idx
+    (int64 indices); earlier ones return new partial buffers (values, indices or None)."""
     is_arg = op in ("argmax", "argmin")
     idx = _index_type(src, p)
     idt = np.dtype(np.int32 if idx == "int" else np.int64)
@@ -210,14 +209,14 @@ def _launch(op, src: _Source, p: Pass, acc_dtype, final_val, final_idx, scale, d
         val_buf = device.pool.allocate(count * acc_dtype.itemsize)
         idx_buf = device.pool.allocate(count * 8) if is_arg else None
         out_t, out_off = acc_ct, 0
-        write_val, write_idx = True, is_arg
     else:
-        val_buf, idx_buf = final_val, final_idx
-        out_t = ctype(final_val[1].dtype) if final_val is not None else acc_ct
-        out_off = (final_val or final_idx)[1].offset
-        write_val, write_idx = final_val is not None, final_idx is not None
-        val_buf = final_val[0] if final_val is not None else None
-        idx_buf = final_idx[0] if final_idx is not None else None
+        val_buf = out_val._buf if out_val is not None else None
+        idx_buf = out_idx._buf if out_idx is not None else None
+        out_t = ctype(out_val.dtype) if out_val is not None else acc_ct
+        offsets = {t.offset for t in (out_val, out_idx) if t is not None}
+        assert len(offsets) == 1, "values and indices are written at one offset"
+        out_off = offsets.pop()
+    write_val, write_idx = val_buf is not None, idx_buf is not None
     kahan = op == "sum" and _dt.is_floating(acc_dtype)
     params = dict(layout=p.layout, op=op, t=ctype(src.dtype), acc=acc_ct, out_t=out_t, idx=idx,
                   kr=len(p.kept), vec=p.vec, blocked=p.blocked, idx_in=src.ibuf is not None,
@@ -228,16 +227,11 @@ def _launch(op, src: _Source, p: Pass, acc_dtype, final_val, final_idx, scale, d
         args += [size, stride]
     arg_dtypes += [None, idt]
     args += [src.buf, src.off]
-    if src.ibuf is not None:
-        arg_dtypes.append(None)
-        args.append(src.ibuf)
-    if write_val:
-        arg_dtypes.append(None)
-        args.append(val_buf)
-    if write_idx:
-        arg_dtypes.append(None)
-        args.append(idx_buf)
-    arg_dtypes += [idt, idt, idt, _acc_np(acc_dtype)]
+    for buf in (src.ibuf, val_buf, idx_buf):
+        if buf is not None:
+            arg_dtypes.append(None)
+            args.append(buf)
+    arg_dtypes += [idt, idt, idt, acc_dtype]
     args += [out_off, p.chunk, p.k, acc_dtype.type(scale)]
     items = math.prod(p.local_size)
     if is_arg:
@@ -252,10 +246,11 @@ def _launch(op, src: _Source, p: Pass, acc_dtype, final_val, final_idx, scale, d
     return val_buf, idx_buf
 
 
-def _reduce(op: str, x: Tensor, axes, out_dtype, acc_dtype, scale=1.0) -> Tensor:
+def _reduce(op: str, x: Tensor, axes, out_dtype, acc_dtype, scale=1.0, with_values=False):
     """Reduce `axes` of x with op; returns a contiguous tensor of the kept shape (keepdim=False).
 
-    For argmax/argmin the result holds int64 indices into the flattened reduced axes (C order).
+    For argmax/argmin the result holds int64 indices into the flattened reduced axes (C order); with
+    `with_values` it is (values of out_dtype, indices), both from the same pass.
     """
     kept_shape = tuple(s for i, s in enumerate(x.shape) if i not in axes)
     n = math.prod(x.shape[i] for i in axes)
@@ -263,14 +258,16 @@ def _reduce(op: str, x: Tensor, axes, out_dtype, acc_dtype, scale=1.0) -> Tensor
     if n == 0 and rows > 0 and op not in ("sum", "prod"):
         raise ValueError(f"{op} of an empty tensor: the reduced dimensions {tuple(axes)} of shape "
                          f"{tuple(x.shape)} have no elements and {op} has no identity")
-    out = Tensor._empty(kept_shape, out_dtype, x.device)
+    is_arg = op in ("argmax", "argmin")
+    out = Tensor._empty(kept_shape, _dt.int64 if is_arg else out_dtype, x.device)
+    vals_out = Tensor._empty(kept_shape, out_dtype, x.device) if with_values else None
+    result = (vals_out, out) if with_values else out
     if rows == 0:
-        return out
+        return result
     if n == 0:
         from .elementwise import launch
         return launch("v0", [0 if op == "sum" else 1], out_dtype, out_dtype, out=out)
     kept, red = _split(x.shape, x.strides, axes)
-    is_arg = op in ("argmax", "argmin")
     if len(red) > 1 and not is_arg:
         return _reduce_in_stages(op, x, axes, out_dtype, acc_dtype, scale)
     src_t = x
@@ -281,14 +278,13 @@ def _reduce(op: str, x: Tensor, axes, out_dtype, acc_dtype, scale=1.0) -> Tensor
     src = _Source(src_t._buf, src_t.offset, src_t.dtype, kept, n, red[0][1] if red else 1)
     acc_dtype = np.dtype(acc_dtype)
     device = x.device
-    final_val = None if is_arg else (out._buf, out)
-    final_idx = (out._buf, out) if is_arg else None
+    out_val = vals_out if is_arg else out
+    out_idx = out if is_arg else None
     while True:
         p = _plan_pass(src.kept, src.n, src.s_r, is_arg, acc_dtype.itemsize, device)
-        vals, idxs = _launch(op, src, p, acc_dtype, final_val, final_idx, scale if p.nchunks == 1 else 1,
-                             device)
+        vals, idxs = _launch(op, src, p, acc_dtype, out_val, out_idx, scale if p.nchunks == 1 else 1, device)
         if p.nchunks == 1:
-            return out
+            return result
         kept, nn, s_r = _partials_layout(p)
         src = _Source(vals, 0, acc_dtype, kept, nn, s_r, idxs)
 
@@ -487,8 +483,9 @@ def _values_at(op, x: Tensor, dim, keepdim):
     d = _axes(x, dim)
     if len(d) != 1 and x.ndim:
         raise TypeError(f"max/min with a dim take one int, got {dim!r}")
-    idx = _arg("arg" + op, x, dim, keepdim)
-    y = _reduce(op, x, d, x.dtype, _minmax_acc(x.dtype)).reshape(_kept_shape(x, d, keepdim))
+    y, idx = _reduce("arg" + op, x, d, x.dtype, _minmax_acc(x.dtype), with_values=True)
+    y = y.reshape(_kept_shape(x, d, keepdim))
+    idx = idx.reshape(_kept_shape(x, d, keepdim))
     if needs_grad(x):
         idx_k = reshape(idx, _kept_shape(x, d, True))
 
