@@ -237,6 +237,10 @@ def run_backward(outputs, grad_outputs, retain_graph=False, capture=None):
             if not (edge.wants or (captured is not None and leaf is not None and id(leaf) in captured)):
                 continue
             if g.shape != edge.shape:
+                if len(g.shape) < len(edge.shape) or any(
+                        e != 1 and e != s for e, s in zip(reversed(edge.shape), reversed(g.shape))):
+                    raise RuntimeError(f"backward of {node.name} returned a gradient of shape {tuple(g.shape)} "
+                                       f"for an input of shape {tuple(edge.shape)}")
                 g = sum_to(g, edge.shape)
             if g.dtype != edge.dtype:
                 g = g.to(dtype=edge.dtype)
@@ -334,6 +338,11 @@ class FunctionCtx:
     def __init__(self):
         self._saved = ()
         self.needs_input_grad = ()
+        self._non_differentiable = set()
+
+    def mark_non_differentiable(self, *tensors):
+        """Outputs that get no gradient (e.g. indices): they will not require grad."""
+        self._non_differentiable.update(id(t) for t in tensors)
 
     def save_for_backward(self, *tensors):
         self._saved = tuple(t.detach() if t is not None else None for t in tensors)
@@ -364,14 +373,16 @@ class Function:
         from .tensor import Tensor
         ctx = FunctionCtx()
         tensor_args = [a for a in args if isinstance(a, Tensor)]
-        ctx.needs_input_grad = tuple(isinstance(a, Tensor) and a.requires_grad for a in args)
+        grad_on = is_grad_enabled()
+        ctx.needs_input_grad = tuple(grad_on and isinstance(a, Tensor) and a.requires_grad for a in args)
         with no_grad():
             result = cls.forward(ctx, *args, **kwargs)
         outs = result if isinstance(result, tuple) else (result,)
         # an output that is an input object gets its own identity, so its node does not replace the input's
         outs = tuple(o.detach() if any(o is a for a in tensor_args) else o for o in outs)
         result = outs if isinstance(result, tuple) else outs[0]
-        if needs_grad(*tensor_args):
+        tensor_outs = tuple(o for o in outs if isinstance(o, Tensor))
+        if tensor_outs and needs_grad(*tensor_args):
             positions = [i for i, a in enumerate(args) if isinstance(a, Tensor)]
 
             def backward_rule(*grads):
@@ -382,5 +393,12 @@ class Function:
                                        f"took {len(args)} arguments")
                 return tuple(got[i] for i in positions)
 
-            record(cls.__name__, outs if isinstance(result, tuple) else outs[0], tensor_args, backward_rule)
+            if len(tensor_outs) != len(outs):
+                raise TypeError(f"{cls.__name__}.forward must return tensors (or a tuple of tensors) when its "
+                                f"inputs require grad, got {[type(o).__name__ for o in outs]}")
+            record(cls.__name__, tensor_outs if isinstance(result, tuple) else tensor_outs[0], tensor_args,
+                   backward_rule)
+            for o in tensor_outs:
+                if id(o) in ctx._non_differentiable:
+                    o._node, o.requires_grad = None, False
         return result

@@ -278,8 +278,43 @@ class Tensor:
         raise TypeError("clnet tensors are not picklable: save them with clnet.save / model.save")
 
     # --- autograd -------------------------------------------------------------------------------
-    def backward(self, gradient=None, retain_graph=False):
+    def backward(self, gradient=None, retain_graph=False, create_graph=False):
+        if create_graph:
+            raise NotImplementedError("higher-order gradients (create_graph=True) are not supported")
         autograd.backward(self, gradient, retain_graph=retain_graph)
+
+    @property
+    def data(self) -> "Tensor":
+        """The values without history, sharing storage but not the version counter (torch's .data:
+        changes through it are invisible to autograd's in-place checks; prefer no_grad + detach)."""
+        t = self.detach()
+        t._version = [0]
+        return t
+
+    @data.setter
+    def data(self, other: "Tensor"):
+        if not isinstance(other, Tensor):
+            raise TypeError(f".data must be set to a Tensor, got {type(other).__name__}")
+        self._buf, self.offset, self.shape, self.strides = other._buf, other.offset, other.shape, other.strides
+        self.dtype, self.device, self._storage_size = other.dtype, other.device, other._storage_size
+        self._version = [0]
+
+    def __deepcopy__(self, memo):
+        """copy.deepcopy of a leaf (as PyTorch: graph outputs refuse); keeps class, flags and .grad."""
+        import copy
+        if self._node is not None:
+            raise RuntimeError("only tensors created explicitly by the user (graph leaves) support deepcopy; "
+                               "use .detach() first")
+        with autograd.no_grad():
+            new = _ops.movement.clone(self.detach())
+        if type(self) is not Tensor:
+            new.__class__ = type(self)
+        memo[id(self)] = new
+        new.__dict__.update(copy.deepcopy(self.__dict__, memo))
+        new.requires_grad = self.requires_grad
+        if self.grad is not None:
+            new.grad = copy.deepcopy(self.grad, memo)
+        return new
 
     def detach(self) -> "Tensor":
         """The same data (buffer and version counter shared) without history.
@@ -308,6 +343,39 @@ class Tensor:
             raise RuntimeError(f"only floating-point tensors can require gradients (this is {self.dtype.name})")
         self.requires_grad = requires_grad
         return self
+
+    def is_floating_point(self) -> bool:
+        return _dt.is_floating(self.dtype)
+
+    def element_size(self) -> int:
+        return self.dtype.itemsize
+
+    def stride(self, dim=None):
+        """Strides in elements, as torch's stride()."""
+        return self.strides if dim is None else self.strides[dim]
+
+    def storage_offset(self) -> int:
+        return self.offset
+
+    def new_tensor(self, data, dtype=None, device=None, requires_grad=False) -> "Tensor":
+        return tensor(data, dtype=self.dtype if dtype is None else dtype,
+                      device=self.device if device is None else device, requires_grad=requires_grad)
+
+    def new_zeros(self, *shape, dtype=None, device=None, requires_grad=False) -> "Tensor":
+        return _ops.creation.zeros(*shape, dtype=self.dtype if dtype is None else dtype,
+                                   device=self.device if device is None else device, requires_grad=requires_grad)
+
+    def new_ones(self, *shape, dtype=None, device=None, requires_grad=False) -> "Tensor":
+        return _ops.creation.ones(*shape, dtype=self.dtype if dtype is None else dtype,
+                                  device=self.device if device is None else device, requires_grad=requires_grad)
+
+    def new_full(self, shape, fill_value, dtype=None, device=None, requires_grad=False) -> "Tensor":
+        return _ops.creation.full(shape, fill_value, dtype=self.dtype if dtype is None else dtype,
+                                  device=self.device if device is None else device, requires_grad=requires_grad)
+
+    def new_empty(self, *shape, dtype=None, device=None, requires_grad=False) -> "Tensor":
+        return _ops.creation.empty(*shape, dtype=self.dtype if dtype is None else dtype,
+                                   device=self.device if device is None else device, requires_grad=requires_grad)
 
     def retain_grad(self):
         raise NotImplementedError("retain_grad is not supported yet; use clnet.autograd.grad(out, [t])")
@@ -474,12 +542,21 @@ def _T(self):
 
 
 def _copy_(self, src):
-    """Overwrite self's values with src (broadcast, converted); bumps the version counter."""
-    if autograd.is_grad_enabled() and self.requires_grad and self._node is None:
-        raise RuntimeError("a leaf tensor that requires grad is being used in an in-place operation; "
-                           "wrap it in `with clnet.no_grad():`")
-    _ops.elementwise.copy_into(self, src)
+    """Overwrite self's values with src (broadcast, converted); bumps the version counter.
+
+    Differentiable as in PyTorch: with grad mode on, self's new history is the copy from src (its old
+    values, and their history, are gone); gradients flow back to src summed to its shape."""
+    ew = _ops.elementwise
+    ew._check_inplace_target("copy", self)
+    ew.copy_into(self, src)
     self._bump_version()
+    if autograd.is_grad_enabled():
+        if isinstance(src, Tensor) and src.requires_grad and _dt.is_floating(self.dtype):
+            self._node = None
+            src_dtype = src.dtype
+            autograd.record("copy_", self, (src,), lambda g: g if g.dtype == src_dtype else ew.cast(g, src_dtype))
+        elif self._node is not None:
+            self._node, self.requires_grad = None, False
     return self
 
 

@@ -471,3 +471,17 @@ def test_function_returning_its_input_keeps_input_history(device):
     assert y is not x and x.is_leaf
     y.sum().backward()
     assert x.grad.tolist() == [10.0, 10.0]
+
+
+def test_copy_is_differentiable_and_guards_leaf_views(device):
+    x = clnet.ones(3, requires_grad=True, device=device)
+    y = clnet.zeros(2, 3, device=device)
+    y.copy_(x * 2)  # broadcast copy: the gradient is summed back to x's shape
+    assert y.requires_grad and not y.is_leaf
+    (y * y).sum().backward()
+    assert x.grad.tolist() == [16.0, 16.0, 16.0]
+    w = clnet.ones(3, requires_grad=True, device=device)
+    with pytest.raises(RuntimeError, match="view of a leaf"):
+        w[1:].zero_()
+    with pytest.raises(RuntimeError, match="view of a leaf"):
+        w[:2].mul_(2)

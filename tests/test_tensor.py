@@ -239,3 +239,27 @@ def test_reduction_methods_take_axis_and_keepdims(device, rng):
     assert_close(np.sum(t), a.sum(), rtol=1e-5, atol=1e-5)
     with pytest.raises(TypeError, match="both"):
         t.sum(dim=0, axis=1)
+
+
+def test_torch_style_helpers(device):
+    import copy
+    w = clnet.tensor([1.0, 2.0], requires_grad=True, device=device)
+    (w * w).sum().backward()
+    w2 = copy.deepcopy(w)
+    assert w2._buf is not w._buf and w2.requires_grad and w2.grad.tolist() == [2.0, 4.0]
+    with pytest.raises(RuntimeError, match="leaves"):
+        copy.deepcopy(w * 2)
+    v = clnet.Variable([3.0], name="v", device=device)
+    v2 = copy.deepcopy(v)
+    assert isinstance(v2, clnet.Variable) and v2.name == "v" and v2.tolist() == [3.0]
+    d = w.data
+    assert d._buf is w._buf and not d.requires_grad and d._version is not w._version
+    d -= 1  # torch's w.data -= ...: allowed on a leaf that requires grad, invisible to autograd
+    assert w.tolist() == [0.0, 1.0]
+    assert w.new_zeros(2, 3).shape == (2, 3) and w.new_ones((2,)).dtype == clnet.float32
+    assert w.new_full((2,), 7).tolist() == [7.0, 7.0] and w.new_tensor([1, 2]).dtype == clnet.float32
+    t = clnet.arange(6, device=device).reshape(2, 3)
+    assert t.stride() == (3, 1) and t.T.stride(0) == 1 and t[1].storage_offset() == 3
+    assert not t.is_floating_point() and t.element_size() == 8
+    with pytest.raises(ValueError, match="copies"):
+        np.asarray(t, copy=False)

@@ -16,7 +16,7 @@ import numpy as np
 from .. import dtypes as _dt
 from ..autograd import is_grad_enabled, needs_grad, record
 from ..backend.programs import ctype, get_kernel
-from ..tensor import Tensor
+from ..tensor import Tensor, _check_device_dtype
 
 _INT_MAX = 2**31 - 1
 
@@ -97,6 +97,8 @@ _PLAN_LIMIT = 4096
 
 
 def _make_plan(device, expr, operands, out_dtype, compute_dtype, out) -> _Plan:
+    for dt in (out_dtype, compute_dtype):  # a clear error before the compiler's, e.g. double on llvmpipe
+        _check_device_dtype(device, _dt.as_dtype(dt))
     tensors = [x for x in operands if isinstance(x, Tensor)]
     shape = broadcast_shapes(*(t.shape for t in tensors)) if tensors else ()
     if out is not None:
