@@ -6,7 +6,11 @@ keras.datasets.digits; `--dataset mnist` reads the usual Keras `mnist.npz` from 
 Conv2D-MaxPooling2D twice, Flatten, Dropout, Dense softmax; categorical_crossentropy, adam,
 validation_split=0.1. The history is plotted to a PNG when matplotlib is installed.
 
-    python examples/keras_mnist_convnet.py                       # 15 epochs, batch 128 (>= 95% test accuracy)
+One change for the small dataset: the batch size is 32 on the digits (1,438 training images: 41 updates
+per epoch) where the MNIST original uses 128 (on 60,000 images). With 128 the 15 epochs make only 165
+updates and end near 95%; with 32 they reach about 98%.
+
+    python examples/keras_mnist_convnet.py                       # 15 epochs (about 98% test accuracy)
     python examples/keras_mnist_convnet.py --dataset mnist --epochs 2
     python examples/keras_mnist_convnet.py --small               # a quick run (for tests)
 """
@@ -50,10 +54,10 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", choices=("digits", "mnist"), default="digits")
     ap.add_argument("--epochs", type=int, default=15)
-    ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--batch-size", type=int, default=None, help="default: 32 on digits, 128 on mnist")
     ap.add_argument("--device", default=None, help="clnet device spec (default: clnet's default device)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--small", action="store_true", help="quick run: 2 epochs on 400 training images")
+    ap.add_argument("--small", action="store_true", help="quick run: 2 epochs on 256 training images")
     ap.add_argument("--plot", default="keras_mnist_convnet_history.png", help="PNG path ('' for none)")
     ap.add_argument("--verbose", default="auto", help="fit's verbose: auto, 0, 1 or 2")
     args = ap.parse_args(argv)
@@ -69,7 +73,8 @@ def main(argv=None):
     loader = keras.datasets.digits if args.dataset == "digits" else keras.datasets.mnist
     (x_train, y_train), (x_test, y_test) = loader.load_data()
     if args.small:
-        x_train, y_train, args.epochs = x_train[:400], y_train[:400], 2
+        x_train, y_train, args.epochs = x_train[:256], y_train[:256], 2
+    batch_size = args.batch_size or (32 if args.dataset == "digits" else 128)
 
     # Scale images to the [0, 1] range
     x_train = x_train.astype("float32") / 255
@@ -101,7 +106,7 @@ def main(argv=None):
 
     model.compile(loss="categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
     start = time.time()
-    history = model.fit(x_train, y_train, batch_size=args.batch_size, epochs=args.epochs, validation_split=0.1,
+    history = model.fit(x_train, y_train, batch_size=batch_size, epochs=args.epochs, validation_split=0.1,
                         verbose=args.verbose if args.verbose == "auto" else int(args.verbose))
     seconds = time.time() - start
 

@@ -28,13 +28,14 @@ def test_lecture_snippets_learn_and_agree(device, capsys):
     assert "Epoch 50/50" in out and "after 50 steps" in out
 
 
+@pytest.mark.slow
 def test_mnist_convnet_small_run(device, tmp_path, capsys):
     pytest.importorskip("sklearn")
     result = _load("keras_mnist_convnet").main(["--small", "--device", device.spec, "--verbose", "0",
                                                 "--plot", str(tmp_path / "history.png")])
     assert sorted(result["history"]) == ["accuracy", "loss", "val_accuracy", "val_loss"]
     assert result["history"]["loss"][-1] < result["history"]["loss"][0]
-    assert result["test_accuracy"] > 0.3  # 2 epochs on 400 images; the full run reaches >= 95%
+    assert result["test_accuracy"] > 0.25  # 2 epochs on 256 images (chance is 0.1); the full run reaches ~98%
     out = capsys.readouterr().out
     assert "Total params: 34,826" in out and "Test accuracy:" in out
     try:
