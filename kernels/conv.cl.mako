@@ -7,15 +7,16 @@
 ## written by exactly one work-item, so results are deterministic and no float atomics are needed.
 ##
 ## Kernels:
-##   conv2d_forward      direct convolution, one work-item per (n, output pixel, block of ocb channels)
-##   conv2d_grad_input   direct transposed gather: each input pixel sums its contributions
-##   conv2d_grad_weight  one work-item per (batch split, weight element); splits summed by sum_splits
+##   conv2d_forward      direct strided convolution, one work-item per (channel split, n, output pixel,
+##                       block of ocb output channels); also runs grad weight and stride-1 grad input
+##   conv2d_grad_input   transposed gather for strided convolutions: each input pixel sums its contributions
+##   conv2d_grad_weight  one work-item per (batch split, weight element) (kept for comparison)
 ##   conv2d_grad_bias    one work-item per (batch split, channel); splits summed by sum_splits
 ##   im2col / col2im     column matrix [N, C*KH*KW, OH*OW] and its gather inverse (for the matmul path)
 ##   sum_splits          out[i] = sum_s part[s * M + i]  (deterministic second stage)
 ##   max_pool2d_forward / max_pool2d_backward   (argmax index within the plane recorded in forward)
 ##   avg_pool2d_forward / avg_pool2d_backward   (count_include_pad=True: divisor KH*KW)
-<%page args="kernel, t, acc, has_bias=False, ocb=1"/>
+<%page args="kernel, t, acc, has_bias=False, vw=8, pbh=1, pbw=1"/>
 <%def name="geom()">const int N, const int C, const int H, const int W,
     const int OC, const int OH, const int OW, const int KH, const int KW,
     const int SH, const int SW, const int PH, const int PW, const int DH, const int DW</%def>
@@ -36,53 +37,107 @@ inline int k_hi(const int base, const int D, const int L, const int K)
     return hi < K ? hi : K;
 }
 
+% if kernel == "pack_weights":
+// wt[((c*KH + ky)*KW + kx)*OCP + o] = w[o, c, ky, kx] (read through strides), 0 for OC <= o < OCP:
+// the layout from which conv2d_forward loads vw output channels of one tap with one vector load.
+__kernel void pack_weights(const int OC, const int C, const int KH, const int KW, const int OCP,
+    __global const ${t} *w, const int w_off, const int ws_o, const int ws_c, const int ws_h, const int ws_w,
+    __global ${t} *wt, const int wt_off)
+{
+    const int gid = get_global_id(0);
+    if (gid >= C * KH * KW * OCP) return;
+    DIVMOD(r1, o, gid, OCP);
+    DIVMOD(r2, kx, r1, KW);
+    DIVMOD(c, ky, r2, KH);
+    ${t} v = 0;
+    if (o < OC) v = w[w_off + o * ws_o + c * ws_c + ky * ws_h + kx * ws_w];
+    wt[wt_off + gid] = v;
+}
+% endif
+
 % if kernel == "conv2d_forward":
-// y[n, oc, oh, ow] = b[oc] + sum_{c, ky, kx} x[n, c, oh*SH - PH + ky*DH, ow*SW - PW + kx*DW] * w[oc, c, ky, kx]
-// One work-item computes ${ocb} consecutive output channels at one output pixel, so each input value it
-// loads is used ${ocb} times; neighbouring work-items take neighbouring pixels (vectorizable on CPUs).
-__kernel void conv2d_forward(${geom()},
-    __global const ${t} *x, const int x_off,
-    __global const ${t} *w, const int w_off,
+<%
+    vt = f"{acc}{vw}"
+    load = f"vload_half{vw}" if t == "half" else f"vload{vw}"
+    comps = "0123456789abcdef"
+    pix = [(r, q) for r in range(pbh) for q in range(pbw)]
+%>
+// y[n, o, oh, ow] = b[o] + sum_{c, ky, kx} x[n, c, oh*SH - PH + ky*DH, ow*SW - PW + kx*DW] * w[o, c, ky, kx]
+// with w packed by pack_weights. x and y are addressed through element strides, so the same kernel also
+// computes grad input (stride-1 convolutions: x = grad output, w = the weights flipped, channels swapped)
+// and grad weight (x = the input with n and c swapped, w = grad output, y = the weight gradient).
+// One work-item computes ${vw} output channels (one ${vt} accumulator per pixel) at a ${pbh}x${pbw} block of
+// output pixels: per tap, one vector load of weights and ${pbh * pbw} scalar loads of x (masked to zero
+// outside the image) feed ${pbh * pbw} vector multiply-adds. Loops inside a work-item keep PoCL from
+// vectorizing across work-items, so the vectors are explicit.
+// The sum over channels may be cut into splits of CS channels (the slowest index of the grid); split s
+// writes y + s * y_split and a sum_splits launch adds them (only split 0 adds the bias).
+__kernel void conv2d_forward(${geom()}, const int CS, const int OCP,
+    __global const ${t} *x, const int x_off, const int xs_n, const int xs_c, const int xs_h, const int xs_w,
+    __global const ${t} *wt, const int wt_off,
 % if has_bias:
     __global const ${t} *b, const int b_off,
 % endif
-    __global ${t} *y, const int y_off)
+    __global ${t} *y, const int y_off, const int ys_n, const int ys_o, const int ys_h, const int ys_w,
+    const int y_split)
 {
-    const int OCB = (OC + ${ocb} - 1) / ${ocb};
+    const int OV = OCP / ${vw}, OHB = (OH + ${pbh - 1}) / ${pbh}, OWB = (OW + ${pbw - 1}) / ${pbw};
+    const int NS = (C + CS - 1) / CS;
     const int gid = get_global_id(0);
-    if (gid >= N * OCB * OH * OW) return;
-    DIVMOD(r1, ow, gid, OW);
-    DIVMOD(r2, oh, r1, OH);
-    DIVMOD(n, ob, r2, OCB);
-    const int oc0 = ob * ${ocb};
-    const int ih0 = oh * SH - PH, iw0 = ow * SW - PW;
-    const int ky0 = k_lo(ih0, DH), ky1 = k_hi(ih0, DH, H, KH);
-    const int kx0 = k_lo(iw0, DW), kx1 = k_hi(iw0, DW, W, KW);
-    const int wsize = C * KH * KW;
-    __global const ${t} *xn = x + x_off + n * C * H * W;
-% for j in range(ocb):
-    __global const ${t} *w${j} = w + w_off + min(oc0 + ${j}, OC - 1) * wsize;
-    ${acc} s${j} = 0;
+    if (gid >= NS * N * OV * OHB * OWB) return;
+    DIVMOD(r1, owb, gid, OWB);
+    DIVMOD(r2, ohb, r1, OHB);
+    DIVMOD(r3, ov, r2, OV);
+    DIVMOD(split, n, r3, N);
+    const int c0 = split * CS, c1 = min(C, c0 + CS);
+    const int oh0 = ohb * ${pbh}, ow0 = owb * ${pbw};
+% for r in range(pbh):
+    const int ih${r} = (oh0 + ${r}) * SH - PH;
 % endfor
-    for (int c = 0; c < C; ++c) {
-        for (int ky = ky0; ky < ky1; ++ky) {
-            __global const ${t} *xrow = xn + (c * H + ih0 + ky * DH) * W + iw0;
-            const int wrow = (c * KH + ky) * KW;
-            for (int kx = kx0; kx < kx1; ++kx) {
-                const ${acc} v = (${acc})xrow[kx * DW];
-% for j in range(ocb):
-                s${j} += v * (${acc})w${j}[wrow + kx];
+% for q in range(pbw):
+    const int iw${q} = (ow0 + ${q}) * SW - PW;
+% endfor
+% for r, q in pix:
+    ${vt} acc${r}_${q} = 0;
+% endfor
+    __global const ${t} *xn = x + x_off + n * xs_n;
+    __global const ${t} *wo = wt + wt_off + ov * ${vw};
+    for (int c = c0; c < c1; ++c) {
+        __global const ${t} *xc = xn + c * xs_c;
+        for (int ky = 0; ky < KH; ++ky) {
+% for r in range(pbh):
+            const int ihr${r} = ih${r} + ky * DH, ihc${r} = clamp(ihr${r}, 0, H - 1);
+            __global const ${t} *xrow${r} = xc + ihc${r} * xs_h;
+% endfor
+            __global const ${t} *wrow = wo + (c * KH + ky) * KW * OCP;
+            for (int kx = 0; kx < KW; ++kx) {
+                const ${vt} wv = ${load}(0, wrow + kx * OCP);
+% for q in range(pbw):
+                const int iwr${q} = iw${q} + kx * DW, iwc${q} = clamp(iwr${q}, 0, W - 1);
+% endfor
+% for r, q in pix:
+                {
+                    const ${acc} v = (${acc})xrow${r}[iwc${q} * xs_w];
+                    const ${acc} vm = (ihr${r} == ihc${r} && iwr${q} == iwc${q}) ? v : (${acc})0;
+                    acc${r}_${q} = mad((${vt})vm, wv, acc${r}_${q});
+                }
 % endfor
             }
         }
     }
-    const int plane = OH * OW, pix = oh * OW + ow;
-% for j in range(ocb):
+    const int oc0 = ov * ${vw};
+    __global ${t} *yp = y + y_off + split * y_split + n * ys_n;
+% for j in range(vw):
     if (oc0 + ${j} < OC) {
-% if has_bias:
-        s${j} += (${acc})b[b_off + oc0 + ${j}];
-% endif
-        y[y_off + (n * OC + oc0 + ${j}) * plane + pix] = (${t})s${j};
+  % if has_bias:
+        const ${acc} bj = split == 0 ? (${acc})b[b_off + oc0 + ${j}] : (${acc})0;
+  % else:
+        const ${acc} bj = 0;
+  % endif
+  % for r, q in pix:
+        if (oh0 + ${r} < OH && ow0 + ${q} < OW)
+            yp[(oc0 + ${j}) * ys_o + (oh0 + ${r}) * ys_h + (ow0 + ${q}) * ys_w] = (${t})(acc${r}_${q}.s${comps[j]} + bj);
+  % endfor
     }
 % endfor
 }

@@ -157,9 +157,11 @@ def test_conv2d_new_batch_size_does_not_rebuild(device, rng):
         conv.max_pool2d(x, 2).sum().backward()
         conv.avg_pool2d(x, 2).sum().backward()
     run(2, 6)
+    run(1, 4)  # small and large grids take the split / unsplit channel sums: build both first
     before = programs.built_count()
     run(3, 7)
     run(1, 5)
+    run(5, 9)
     assert programs.built_count() == before
 
 

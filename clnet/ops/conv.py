@@ -110,6 +110,8 @@ class _Geom:
 
 
 _GEOM_DT = [_i32] * 15
+VECTOR = 8   # output channels per work-item in conv2d_forward (one float8 accumulator per pixel)
+PIXELS = 2   # neighbouring output pixels per work-item (each reuses the weight vector)
 
 
 def _padding(padding, weight_shape, stride, dilation):
@@ -185,27 +187,73 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, algo=None):
     return y.reshape(y.shape[1:]) if unbatched else y
 
 
-def _forward_direct(x, w, b, g):
-    dev = x.device
-    y = Tensor._empty((g.N, g.OC, g.OH, g.OW), x.dtype, dev)
-    if y.numel() == 0:
-        return y
-    ocb = 4 if g.OC >= 4 else 1
-    has_bias = b is not None
-    arg_dt = _GEOM_DT + [None, _i32, None, _i32] + ([None, _i32] if has_bias else []) + [None, _i32]
+def _contiguous_strides4(shape):
+    a, b, c, d = shape
+    return (b * c * d, c * d, d, 1)
+
+
+def _pack_weights(dev, dtype, w, ws, oc, c, kh, kw, ocp):
+    """w[o, c, ky, kx] (buffer, offset; strides ws) -> new [c*kh*kw, ocp] tensor, zero-padded past oc."""
+    wt = Tensor._empty((c * kh * kw, ocp), dtype, dev)
+    kern = get_kernel(dev, "conv.cl.mako", "pack_weights", arg_dtypes=[_i32] * 5 + [None] + [_i32] * 5
+                      + [None, _i32], kernel="pack_weights", **_types(wt))
+    _launch(dev, kern, wt.numel(), oc, c, kh, kw, ocp, w[0], w[1], *ws, wt._buf, wt.offset)
+    return wt
+
+
+def _strided_conv(dev, dtype, dims, x, xs, w, ws, out_shape, ys, bias=None, block=None):
+    """Run conv2d_forward on strided operands; returns a new tensor of `out_shape`.
+
+    dims: (N, C, H, W, OC, OH, OW, KH, KW, SH, SW, PH, PW, DH, DW) of the (possibly transformed) problem;
+    x, w: (buffer, element offset); xs, ws, ys: element strides of x[n, c, h, w], w[o, c, ky, kx] and of
+    y[n, o, oh, ow] inside the output. When the grid would be too small for the device, the channel sum is
+    cut into splits that a second, deterministic launch adds up. `block`: output pixels per work-item.
+    """
+    N, C, H, W, OC, OH, OW, KH, KW = dims[:9]
+    block = block or (1, PIXELS)
+    vw = VECTOR if OC > VECTOR // 2 else max(2, VECTOR // 2)
+    pbh, pbw = block
+    ocp = -(-OC // vw) * vw
+    wt = _pack_weights(dev, dtype, w, ws, OC, C, KH, KW, ocp)
+    items = N * (ocp // vw) * -(-OH // pbh) * -(-OW // pbw)
+    nsplit = _nsplit(dev, items, C)
+    cs = -(-C // nsplit)
+    nsplit = -(-C // cs)
+    m = math.prod(out_shape)
+    target = Tensor._empty(((nsplit,) if nsplit > 1 else ()) + tuple(out_shape), dtype, dev)
+    has_bias = bias is not None
+    arg_dt = _GEOM_DT + [_i32, _i32] + [None] + [_i32] * 5 + [None, _i32] \
+        + ([None, _i32] if has_bias else []) + [None] + [_i32] * 6
     kern = get_kernel(dev, "conv.cl.mako", "conv2d_forward", arg_dtypes=arg_dt, kernel="conv2d_forward",
-                      has_bias=has_bias, ocb=ocb, **_types(x))
-    args = g.args + [x._buf, x.offset, w._buf, w.offset] + ([b._buf, b.offset] if has_bias else []) \
-        + [y._buf, y.offset]
-    _launch(dev, kern, g.N * -(-g.OC // ocb) * g.OH * g.OW, *args)
-    return y
+                      has_bias=has_bias, vw=vw, pbh=pbh, pbw=pbw, **_types(target))
+    args = list(dims) + [cs, ocp, x[0], x[1], *xs, wt._buf, wt.offset] \
+        + ([bias._buf, bias.offset] if has_bias else []) + [target._buf, target.offset, *ys, m]
+    _launch(dev, kern, nsplit * items, *args)
+    return _sum_splits(target, nsplit, tuple(out_shape)) if nsplit > 1 else target
+
+
+def _forward_direct(x, w, b, g):
+    shape = (g.N, g.OC, g.OH, g.OW)
+    if math.prod(shape) == 0:
+        return Tensor._empty(shape, x.dtype, x.device)
+    return _strided_conv(x.device, x.dtype, g.args, (x._buf, x.offset), _contiguous_strides4(x.shape),
+                         (w._buf, w.offset), _contiguous_strides4(w.shape), shape, _contiguous_strides4(shape), b)
 
 
 def _grad_input_direct(gy, w, g):
     dev = gy.device
-    gx = Tensor._empty((g.N, g.C, g.H, g.W), gy.dtype, dev)
-    if gx.numel() == 0:
-        return gx
+    shape = (g.N, g.C, g.H, g.W)
+    if math.prod(shape) == 0:
+        return Tensor._empty(shape, gy.dtype, dev)
+    if (g.SH, g.SW) == (1, 1):
+        # a stride-1 convolution of gy with the weights flipped in space and with in/out channels swapped
+        dims = (g.N, g.OC, g.OH, g.OW, g.C, g.H, g.W, g.KH, g.KW, 1, 1,
+                g.DH * (g.KH - 1) - g.PH, g.DW * (g.KW - 1) - g.PW, g.DH, g.DW)
+        w_flip = (w._buf, w.offset + (g.KH - 1) * g.KW + g.KW - 1)
+        ws = (g.KH * g.KW, g.C * g.KH * g.KW, -g.KW, -1)
+        return _strided_conv(dev, gy.dtype, dims, (gy._buf, gy.offset), _contiguous_strides4(gy.shape),
+                             w_flip, ws, shape, _contiguous_strides4(shape))
+    gx = Tensor._empty(shape, gy.dtype, dev)
     kern = get_kernel(dev, "conv.cl.mako", "conv2d_grad_input", arg_dtypes=_GEOM_DT + [None, _i32] * 3,
                       kernel="conv2d_grad_input", **_types(gy))
     _launch(dev, kern, gx.numel(), *g.args, gy._buf, gy.offset, w._buf, w.offset, gx._buf, gx.offset)
@@ -232,12 +280,28 @@ def _sum_splits(part, nsplit, shape):
 
 
 def _grad_weight_direct(x, gy, g):
+    """dW[oc, c, ky, kx] = sum_{n, oh, ow} gy[n, oc, oh, ow] x[n, c, oh*SH - PH + ky*DH, ow*SW - PW + kx*DW]:
+    a convolution of x (n and c swapped) with gy as the kernel, stride DH/DW and dilation SH/SW."""
+    dev = x.device
+    shape = (g.OC, g.C, g.KH, g.KW)
+    if g.N == 0 or math.prod(shape) == 0:
+        from .creation import zeros
+        return zeros(shape, dtype=x.dtype, device=dev)
+    dims = (g.C, g.N, g.H, g.W, g.OC, g.KH, g.KW, g.OH, g.OW, g.DH, g.DW, g.PH, g.PW, g.SH, g.SW)
+    xs = (g.H * g.W, g.C * g.H * g.W, g.W, 1)
+    ws = (g.OH * g.OW, g.OC * g.OH * g.OW, g.OW, 1)
+    ys = (g.KH * g.KW, g.C * g.KH * g.KW, g.KW, 1)
+    # a work-item takes all (up to 4x4) taps of one (c, block of oc): each grad-output vector is used KH*KW times
+    block = (g.KH if g.KH <= 4 else 2, g.KW if g.KW <= 4 else 2)
+    return _strided_conv(dev, x.dtype, dims, (x._buf, x.offset), xs, (gy._buf, gy.offset), ws, shape, ys,
+                         block=block)
+
+
+def _grad_weight_gather(x, gy, g):
+    """One work-item per (batch split, weight element): the simple kernel, kept to compare against."""
     dev = x.device
     shape = (g.OC, g.C, g.KH, g.KW)
     m = math.prod(shape)
-    if g.N == 0 or m == 0:
-        from .creation import zeros
-        return zeros(shape, dtype=x.dtype, device=dev)
     nsplit = _nsplit(dev, m, g.N)
     nper = -(-g.N // nsplit)
     nsplit = -(-g.N // nper)
