@@ -189,6 +189,9 @@ def _partials_layout(p: Pass):
 
 
 # --- launching -------------------------------------------------------------------------------------
+_OFFSET_BOUND = 2**29  # inputs whose offset is at most this share cached plans (checked for int indices)
+
+
 def _index_type(src: _Source, p: Pass) -> str:
     extent = src.off + 1 + builtins.sum((s - 1) * abs(st) for s, st in src.kept) + (src.n - 1) * abs(src.s_r)
     bound = builtins.max(extent, src.n + p.chunk + 16, p.rows * p.nchunks + 16)
@@ -197,42 +200,49 @@ def _index_type(src: _Source, p: Pass) -> str:
     return "int" if bound < _INDEX_LIMIT else "long"
 
 
-def _launch(op, src: _Source, p: Pass, acc_dtype, out_val, out_idx, scale, device):
-    """Run one pass. The last pass (nchunks == 1) writes the tensors out_val (values) and/or out_idx
-    (int64 indices); earlier ones return new partial buffers (values, indices or None)."""
+@dataclass
+class _Step:
+    """One prepared kernel launch: arguments fixed except the buffers and offsets filled per call."""
+    kern: object
+    global_size: tuple
+    local_size: tuple
+    args: list
+    at_src: int          # position of the input buffer (its offset follows)
+    at_ibuf: int         # position of the input index buffer, or -1
+    at_val: int          # position of the value output, or -1
+    at_idx: int          # position of the index output, or -1
+    at_out_off: int
+    partial_bytes: tuple  # (values, indices) bytes a non-final step allocates; () for the last step
+
+
+def _prepare(op, src: _Source, p: Pass, acc_dtype, out_t, final, want_val, scale, device) -> _Step:
+    """Kernel and argument template of one pass (built once per shape and cached)."""
     is_arg = op in ("argmax", "argmin")
     idx = _index_type(src, p)
     idt = np.dtype(np.int32 if idx == "int" else np.int64)
     acc_ct = ctype(acc_dtype)
-    if p.nchunks > 1:
-        count = p.rows * p.nchunks
-        val_buf = device.pool.allocate(count * acc_dtype.itemsize)
-        idx_buf = device.pool.allocate(count * 8) if is_arg else None
-        out_t, out_off = acc_ct, 0
-    else:
-        val_buf = out_val._buf if out_val is not None else None
-        idx_buf = out_idx._buf if out_idx is not None else None
-        out_t = ctype(out_val.dtype) if out_val is not None else acc_ct
-        offsets = {t.offset for t in (out_val, out_idx) if t is not None}
-        assert len(offsets) == 1, "values and indices are written at one offset"
-        out_off = offsets.pop()
-    write_val, write_idx = val_buf is not None, idx_buf is not None
+    write_val = want_val if final else True
+    write_idx = is_arg
     kahan = op == "sum" and _dt.is_floating(acc_dtype)
-    params = dict(layout=p.layout, op=op, t=ctype(src.dtype), acc=acc_ct, out_t=out_t, idx=idx,
-                  kr=len(p.kept), vec=p.vec, blocked=p.blocked, idx_in=src.ibuf is not None,
+    params = dict(layout=p.layout, op=op, t=ctype(src.dtype), acc=acc_ct, out_t=out_t if final else acc_ct,
+                  idx=idx, kr=len(p.kept), vec=p.vec, blocked=p.blocked, idx_in=src.ibuf is not None,
                   write_val=write_val, write_idx=write_idx, kahan=kahan)
     arg_dtypes = [idt, idt] + ([idt, idt] if p.layout == "outer" else []) + [idt, idt] * len(p.kept)
     args = [p.n, src.s_r] + (list(p.columns) if p.layout == "outer" else [])
     for size, stride in p.kept:
         args += [size, stride]
+    at_src = len(args)
     arg_dtypes += [None, idt]
-    args += [src.buf, src.off]
-    for buf in (src.ibuf, val_buf, idx_buf):
-        if buf is not None:
+    args += [None, 0]
+    slots = []
+    for present in (src.ibuf is not None, write_val, write_idx):
+        slots.append(len(args) if present else -1)
+        if present:
             arg_dtypes.append(None)
-            args.append(buf)
+            args.append(None)
+    at_out_off = len(args)
     arg_dtypes += [idt, idt, idt, acc_dtype]
-    args += [out_off, p.chunk, p.k, acc_dtype.type(scale)]
+    args += [0, p.chunk, p.k, acc_dtype.type(scale if final else 1)]
     items = math.prod(p.local_size)
     if is_arg:
         arg_dtypes += [None, None]
@@ -242,8 +252,64 @@ def _launch(op, src: _Source, p: Pass, acc_dtype, out_val, out_idx, scale, devic
         lanes = p.vec if p.layout == "outer" else 1
         args.append(cl.LocalMemory(items * lanes * acc_dtype.itemsize))
     kern = get_kernel(device, "reduce.cl.mako", f"reduce_{p.layout}", arg_dtypes=arg_dtypes, **params)
-    kern(device.queue, p.global_size, p.local_size, *args)
-    return val_buf, idx_buf
+    count = p.rows * p.nchunks
+    partial = () if final else (count * acc_dtype.itemsize, count * 8 if is_arg else 0)
+    return _Step(kern, p.global_size, p.local_size, args, at_src, slots[0], slots[1], slots[2], at_out_off,
+                 partial)
+
+
+_STEPS: dict = {}
+
+
+def _steps_for(op, x: Tensor, kept, red, acc_dtype, out_t, want_val, scale):
+    """The cached launches that reduce x's (kept, red) layout; rebuilt only for a new shape/strides."""
+    big = x.offset > _OFFSET_BOUND
+    key = (id(x.device), op, x.dtype, acc_dtype, out_t, want_val, scale, tuple(kept), tuple(red), big)
+    steps = _STEPS.get(key)
+    if steps is None:
+        is_arg = op in ("argmax", "argmin")
+        n = math.prod(s for s, _ in red)
+        src = _Source(None, x.offset if big else _OFFSET_BOUND, x.dtype, kept, n, red[0][1] if red else 1)
+        steps = []
+        while True:
+            p = _plan_pass(src.kept, src.n, src.s_r, is_arg, acc_dtype.itemsize, x.device)
+            final = p.nchunks == 1
+            steps.append(_prepare(op, src, p, acc_dtype, out_t, final, want_val, scale, x.device))
+            if final:
+                break
+            kept2, n2, s_r2 = _partials_layout(p)
+            src = _Source(None, 0, acc_dtype, kept2, n2, s_r2, True if is_arg else None)
+        if not big:
+            if len(_STEPS) >= 4096:  # many distinct shapes (e.g. varying lengths): start over
+                _STEPS.clear()
+            _STEPS[key] = steps
+    return steps
+
+
+def _run(steps, x: Tensor, out_val, out_idx):
+    """Launch prepared steps: x in, partials through the pool, out_val/out_idx written by the last."""
+    device = x.device
+    queue = device.queue
+    src, src_off, ibuf = x._buf, x.offset, None
+    for step in steps:
+        args = list(step.args)
+        args[step.at_src] = src
+        args[step.at_src + 1] = src_off
+        if step.at_ibuf >= 0:
+            args[step.at_ibuf] = ibuf
+        if step.partial_bytes:
+            val = device.pool.allocate(step.partial_bytes[0])
+            idx = device.pool.allocate(step.partial_bytes[1]) if step.partial_bytes[1] else None
+        else:
+            val = out_val._buf if out_val is not None else None
+            idx = out_idx._buf if out_idx is not None else None
+            args[step.at_out_off] = (out_val if out_val is not None else out_idx).offset
+        if step.at_val >= 0:
+            args[step.at_val] = val
+        if step.at_idx >= 0:
+            args[step.at_idx] = idx
+        step.kern(queue, step.global_size, step.local_size, *args)
+        src, src_off, ibuf = val, 0, idx
 
 
 def _reduce(op: str, x: Tensor, axes, out_dtype, acc_dtype, scale=1.0, with_values=False):
@@ -270,23 +336,16 @@ def _reduce(op: str, x: Tensor, axes, out_dtype, acc_dtype, scale=1.0, with_valu
     kept, red = _split(x.shape, x.strides, axes)
     if len(red) > 1 and not is_arg:
         return _reduce_in_stages(op, x, axes, out_dtype, acc_dtype, scale)
-    src_t = x
     if len(red) > 1 or len(kept) > _MAX_KEPT_RANK:
         keep = [i for i in range(x.ndim) if i not in axes]
-        src_t = contiguous(permute(x.detach(), keep + list(axes)))
-        kept, red = _split(src_t.shape, src_t.strides, range(len(keep), x.ndim))
-    src = _Source(src_t._buf, src_t.offset, src_t.dtype, kept, n, red[0][1] if red else 1)
-    acc_dtype = np.dtype(acc_dtype)
-    device = x.device
+        x = contiguous(permute(x.detach(), keep + list(axes)))
+        kept, red = _split(x.shape, x.strides, range(len(keep), x.ndim))
     out_val = vals_out if is_arg else out
     out_idx = out if is_arg else None
-    while True:
-        p = _plan_pass(src.kept, src.n, src.s_r, is_arg, acc_dtype.itemsize, device)
-        vals, idxs = _launch(op, src, p, acc_dtype, out_val, out_idx, scale if p.nchunks == 1 else 1, device)
-        if p.nchunks == 1:
-            return result
-        kept, nn, s_r = _partials_layout(p)
-        src = _Source(vals, 0, acc_dtype, kept, nn, s_r, idxs)
+    acc_dtype = np.dtype(acc_dtype)
+    steps = _steps_for(op, x, kept, red, acc_dtype, ctype(out_dtype), out_val is not None, scale)
+    _run(steps, x, out_val, out_idx)
+    return result
 
 
 def _innermost_run(x: Tensor, axes):
