@@ -129,12 +129,16 @@ def record(name, outputs, inputs, backward, saved=()):
     """
     if not needs_grad(*inputs):
         return
-    outs = outputs if isinstance(outputs, tuple) else (outputs,)
-    node = Node(name, tuple(inputs), backward, saved, tuple((o.shape, o.dtype, o.device) for o in outs))
-    for i, out in enumerate(outs):
-        out._node = node
-        out._out_index = i
-        out.requires_grad = True
+    if isinstance(outputs, tuple):
+        node = Node(name, inputs, backward, saved, tuple((o.shape, o.dtype, o.device) for o in outputs))
+        for i, out in enumerate(outputs):
+            out._node = node
+            out._out_index = i
+            out.requires_grad = True
+    else:
+        outputs._node = Node(name, inputs, backward, saved, ((outputs.shape, outputs.dtype, outputs.device),))
+        outputs._out_index = 0
+        outputs.requires_grad = True
 
 
 def _topological(roots):

@@ -201,10 +201,13 @@ class Tensor:
             raise TypeError("only integer tensors of one element can be used as an index")
         return int(self.item())
 
-    def to(self, *args, dtype=None, device=None, copy=False) -> "Tensor":
-        """.to(device), .to(dtype), .to(device, dtype) or keywords; returns self when nothing changes."""
+    def to(self, *args, dtype=None, device=None, copy=False, non_blocking=False) -> "Tensor":
+        """.to(device), .to(dtype), .to(device, dtype), .to(other_tensor) or keywords; returns self when
+        nothing changes (copy=True forces a new tensor). Differentiable."""
         for a in args:
-            if isinstance(a, (Device, str)) and not _is_dtype_name(a):
+            if isinstance(a, Tensor):
+                device, dtype = a.device, a.dtype
+            elif isinstance(a, (Device, str)) and not _is_dtype_name(a):
                 device = a
             else:
                 dtype = a
@@ -224,7 +227,12 @@ class Tensor:
         return out
 
     def cpu(self):
-        return self.to("cpu")
+        """The tensor on the CPU OpenCL device; itself when there is none (.numpy() works anywhere)."""
+        from .errors import DeviceNotFoundError
+        try:
+            return self.to("cpu")
+        except DeviceNotFoundError:
+            return self
 
     def float(self):
         return self.to(dtype=_dt.float32)

@@ -323,8 +323,8 @@ def test_graph_is_released_after_backward(device):
 
 
 def _memory(device):
-    pool = device.pool
-    return getattr(pool, "active_bytes", None) or pool.bytes_in_use
+    """Bytes of live device buffers (the pool's active bytes)."""
+    return device.pool.active_bytes
 
 
 @pytest.mark.slow
@@ -352,6 +352,25 @@ def test_memory_is_flat_over_many_training_steps(device, rng):
         gc.enable()
     assert marks[1] <= marks[0], f"device memory grew from {marks[0]} to {marks[1]} bytes"
     assert np.isfinite(loss.item())
+
+
+def test_forward_only_graphs_are_freed_without_the_garbage_collector(device, rng):
+    """Evaluating with parameters that require grad and never calling backward must not leak: no node
+    may reference its own output (the foundation's detach() made such a cycle through saved outputs)."""
+    x = clnet.tensor(rng.standard_normal((8, 5)).astype(np.float32), device=device)
+    w = clnet.tensor(rng.standard_normal((5, 6)).astype(np.float32), requires_grad=True, device=device)
+    steps = small(device, 300, 40)
+    gc.disable()
+    try:
+        marks = []
+        for t in range(steps):
+            (x.mm(w).tanh() ** 2 + x.mm(w).exp().sqrt()).sum().item()
+            if t in (steps // 10, steps - 1):
+                device.synchronize()
+                marks.append(_memory(device))
+    finally:
+        gc.enable()
+    assert marks[1] <= marks[0], f"device memory grew from {marks[0]} to {marks[1]} bytes"
 
 
 # --- autograd.grad ------------------------------------------------------------------------------------

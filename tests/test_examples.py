@@ -65,7 +65,7 @@ def test_two_layer_net_full_size_500_steps_matches_numpy_float64(device):
     ref = ex.numpy_reference(init, sizes["steps"], sizes["learning_rate"])
     assert len(losses) == sizes["steps"]
     assert abs(losses[-1] - ref[-1]) <= 1e-3 * abs(ref[-1]), (losses[-1], ref[-1])
-    assert ref[-1] < 1e-3 * ref[0]  # it trained
+    assert ref[-1] < 0.1 * ref[0]  # it trained
 
 
 def test_autograd_and_custom_function_match_hand_written_gradients(device):

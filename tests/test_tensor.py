@@ -133,6 +133,8 @@ def test_to_dtype_and_device(device):
     assert t.to("int64").dtype == clnet.int64
     assert t.to(float).dtype == clnet.float32
     assert t.int().dtype == clnet.int32 and t.long().dtype == clnet.int64 and t.bool().dtype == clnet.bool
+    assert t.to(clnet.arange(2, device=device)).dtype == clnet.int64  # .to(other): its dtype and device
+    assert t.cpu().numpy().tolist() == pytest.approx([1.7, -2.2])
     c = t.to(device, copy=True)
     assert c is not t and c._buf is not t._buf and c.tolist() == t.tolist()
     others = [d for d in clnet.devices() if d is not device and (d.is_simulator or d.implementation == "pocl")]
