@@ -216,7 +216,8 @@ SCRIPT = textwrap.dedent("""
     rng = np.random.default_rng(5)
     x = rng.standard_normal((40, 3)).astype(np.float32)
     y = rng.standard_normal((40, 2)).astype(np.float32)
-    model = keras.Sequential([layers.Dense(6, input_shape=(3,), activation="relu"), layers.Dense(2)])
+    model = keras.Sequential([layers.Dense(6, input_shape=(3,), activation="relu"), layers.Dropout(0.3),
+                              layers.Dense(2)])
     model.compile(optimizer=keras.optimizers.Adam(0.01), loss="mse")
 
     class Killer(keras.callbacks.Callback):
@@ -234,6 +235,7 @@ SCRIPT = textwrap.dedent("""
 
 
 def test_backup_and_restore_resumes_a_killed_fit_with_nothing_lost(device, tmp_path):
+    """Weights, Adam's moments, the epoch, the shuffling order and the dropout masks' RNG all resume."""
     script = tmp_path / "train.py"
     script.write_text(SCRIPT)
     env = dict(os.environ, CLNET_DEVICE=device.spec,

@@ -1,5 +1,4 @@
 """clnet.keras models: building (Input, input_shape=, lazily), summary(), weights, and clear errors."""
-import io
 import re
 
 import numpy as np

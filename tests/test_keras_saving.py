@@ -112,6 +112,39 @@ def test_functional_model_and_weights_only_round_trip(device, rng, tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
+@keras.saving.register_keras_serializable(package="Test")
+class Scale(keras.layers.Layer):
+    """A user's layer written the Keras way: build() makes the weight, call() is the math."""
+
+    def __init__(self, factor=2.0, **kwargs):
+        super().__init__(**kwargs)
+        self.factor = factor
+
+    def build(self, input_shape):
+        self.w = self.add_weight(shape=(input_shape[-1],), initializer="random_normal", name="w")
+
+    def call(self, x):
+        return x * self.w * self.factor
+
+    def get_config(self):
+        return {**super().get_config(), "factor": self.factor}
+
+
+def test_registered_custom_layer_round_trip(device, rng, tmp_path):
+    model = keras.Sequential([keras.Input(shape=(3,)), Scale(3.0), layers.Dense(2)])
+    assert [w.shape for w in model.weights] == [(3,), (3, 2), (2,)]
+    x = rng.standard_normal((4, 3)).astype(np.float32)
+    model.save(tmp_path / "c.keras")
+    loaded = keras.models.load_model(tmp_path / "c.keras")
+    assert isinstance(loaded.layers[0], Scale) and loaded.layers[0].factor == 3.0
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+
+    class Unregistered(Scale):
+        pass
+    with pytest.raises(ValueError, match="register_keras_serializable"):
+        keras.Sequential([keras.Input(shape=(3,)), Unregistered()]).save(tmp_path / "u.keras")
+
+
 def test_subclassed_models_and_bad_file_names(device, tmp_path):
     class Net(keras.Model):
         def __init__(self):

@@ -153,6 +153,9 @@ def test_optimizer_arguments_as_in_keras(device):
     assert isinstance(keras.optimizers.get("RMSprop"), keras.optimizers.RMSprop)
     opt.learning_rate = 0.5
     assert opt.learning_rate == 0.5
+    opt.learning_rate.assign(0.25)  # Keras 3 code treats the rate as a variable
+    assert float(opt.learning_rate) == 0.25 and opt.learning_rate.numpy() == np.float32(0.25)
+    assert keras.optimizers.SGD(lambda: 0.125).learning_rate == 0.125
     sched = keras.optimizers.schedules.ExponentialDecay(0.1, decay_steps=10, decay_rate=0.5)
     opt = keras.optimizers.SGD(sched)
     v = clnet.Variable(np.zeros(2, np.float32))

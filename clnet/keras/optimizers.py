@@ -66,6 +66,21 @@ class schedules:  # noqa: N801  (keras.optimizers.schedules.ExponentialDecay)
 _SCHEDULES = {"ExponentialDecay": ExponentialDecay, "CosineDecay": CosineDecay}
 
 
+class _Rate(float):
+    """The learning rate as a float with the Variable methods Keras 3 code calls on it."""
+
+    def __new__(cls, value, optimizer):
+        rate = super().__new__(cls, value)
+        rate._optimizer = optimizer
+        return rate
+
+    def assign(self, value):
+        self._optimizer.learning_rate = value
+
+    def numpy(self):
+        return np.float32(self)
+
+
 class Optimizer:
     """Keras optimizer surface: learning_rate, iterations, apply_gradients/apply, get_config."""
 
@@ -97,17 +112,26 @@ class Optimizer:
     # --- hyper-parameters ---------------------------------------------------------------------------
     @property
     def learning_rate(self):
-        """The current rate (a float; a schedule is evaluated at the current iteration)."""
+        """The current rate: a float (a schedule is evaluated at the current iteration, a callable called)
+        that also has Keras 3's `.assign(value)` and `.numpy()`."""
         lr = self._learning_rate
-        if isinstance(lr, (float, int)):
-            return float(lr)
-        return float(lr(self.iterations))
+        if isinstance(lr, LearningRateSchedule):
+            value = lr(self.iterations)
+        elif callable(lr):
+            value = lr()
+        else:
+            value = lr
+        return _Rate(float(value), self)
 
     @learning_rate.setter
     def learning_rate(self, value):
         if isinstance(value, clnet.Tensor):
             value = value.item()
-        self._learning_rate = value if isinstance(value, LearningRateSchedule) else float(value)
+        if not isinstance(value, LearningRateSchedule) and not callable(value):
+            value = float(value)
+            if value < 0:
+                raise ValueError(f"learning_rate must be >= 0, got {value}")
+        self._learning_rate = value
 
     lr = learning_rate
 
@@ -117,7 +141,7 @@ class Optimizer:
 
     def _per_step(self, group):
         """Hyper-parameters that change per step (the rate; Adam's rescaled epsilon)."""
-        group["lr"] = self.learning_rate
+        group["lr"] = float(self.learning_rate)
 
     # --- building ----------------------------------------------------------------------------------
     def build(self, variables):
@@ -286,7 +310,7 @@ class SGD(Optimizer):
         self.momentum, self.nesterov = float(momentum), bool(nesterov)
 
     def _hyper(self):
-        return dict(lr=self.learning_rate, momentum=self.momentum, nesterov=self.nesterov)
+        return dict(lr=float(self.learning_rate), momentum=self.momentum, nesterov=self.nesterov)
 
     def get_config(self):
         return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
@@ -302,8 +326,8 @@ class Adam(Optimizer):
             bool(amsgrad)
 
     def _hyper(self):
-        return dict(lr=self.learning_rate, betas=(self.beta_1, self.beta_2), eps=self.epsilon, amsgrad=self.amsgrad,
-                    weight_decay=self.weight_decay or 0.0, decoupled_weight_decay=True)
+        return dict(lr=float(self.learning_rate), betas=(self.beta_1, self.beta_2), eps=self.epsilon,
+                    amsgrad=self.amsgrad, weight_decay=self.weight_decay or 0.0, decoupled_weight_decay=True)
 
     def _decay_in_kernel(self):
         return True
@@ -311,7 +335,7 @@ class Adam(Optimizer):
     def _per_step(self, group):
         # Keras: lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps); clnet.optim (PyTorch) puts eps
         # after dividing sqrt(v) by sqrt(1 - b2^t), so eps / sqrt(1 - b2^t) there is Keras's eps.
-        group["lr"] = self.learning_rate
+        group["lr"] = float(self.learning_rate)
         t = self.iterations + 1
         group["eps"] = self.epsilon / math.sqrt(1.0 - self.beta_2 ** t)
         group["weight_decay"] = self.weight_decay or 0.0
@@ -338,7 +362,7 @@ class RMSprop(Optimizer):
             bool(centered)
 
     def _hyper(self):
-        return dict(lr=self.learning_rate, alpha=self.rho, eps=self.epsilon, momentum=self.momentum,
+        return dict(lr=float(self.learning_rate), alpha=self.rho, eps=self.epsilon, momentum=self.momentum,
                     centered=self.centered)
 
     def get_config(self):
@@ -355,7 +379,7 @@ class Adagrad(Optimizer):
         self.initial_accumulator_value, self.epsilon = float(initial_accumulator_value), float(epsilon)
 
     def _hyper(self):
-        return dict(lr=self.learning_rate, initial_accumulator_value=self.initial_accumulator_value,
+        return dict(lr=float(self.learning_rate), initial_accumulator_value=self.initial_accumulator_value,
                     eps=self.epsilon)
 
     def get_config(self):

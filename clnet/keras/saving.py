@@ -461,7 +461,10 @@ def load_training_state(path, model):
             except (TypeError, ValueError, KeyError) as err:
                 raise archive.error(f"training.json has an invalid RNG state: {err}") from None
             model._fit_rng = gen
-        _set_device_rng_state(info.get("device_rng"))
+        try:
+            _set_device_rng_state(info.get("device_rng"))
+        except (TypeError, ValueError) as err:
+            raise archive.error(f"training.json has an invalid device RNG state: {err}") from None
         return epoch
     return _with_archive(path, load)
 

@@ -271,8 +271,9 @@ class Trainer:
             y_pred = self(xb, training=True)
             self._build_metrics(yb, y_pred)
             loss = self.compute_loss(xb, yb, y_pred)
-        loss.backward()
-        self.optimizer.step_variables(variables)
+        if variables and loss.requires_grad:  # a fully frozen model only tracks its loss and metrics
+            loss.backward()
+            self.optimizer.step_variables(variables)
         self._update_metrics(loss, yb, y_pred, xb.shape[0])
 
     def test_step(self, xb, yb):

@@ -59,10 +59,12 @@ class Layer:
 
     _valid_kwargs = ("input_shape", "batch_input_shape", "input_dim", "batch_size")
 
-    def __init__(self, name=None, trainable=True, dtype=None, **kwargs):
+    def __init__(self, name=None, trainable=True, dtype=None, autocast=True, activity_regularizer=None, **kwargs):
         unknown = [k for k in kwargs if k not in self._valid_kwargs]
         if unknown:
             raise TypeError(f"{type(self).__name__}: unexpected keyword argument(s) {', '.join(map(repr, unknown))}")
+        if activity_regularizer is not None:
+            raise NotImplementedError("activity_regularizer is not supported yet (kernel_regularizer is)")
         object.__setattr__(self, "_tracked_layers", [])
         object.__setattr__(self, "_own_weights", [])
         self.name = name or utils.unique_name(utils.snake_case(type(self).__name__))
@@ -97,14 +99,15 @@ class Layer:
         return list(self._tracked_layers)
 
     # --- weights ----------------------------------------------------------------------------------
-    def add_weight(self, shape=None, initializer="glorot_uniform", dtype=None, trainable=True,
-                   regularizer=None, constraint=None, name=None):
-        """Make a clnet.Variable of `shape` filled by `initializer` (a name, Initializer or callable)."""
+    def add_weight(self, shape=None, initializer=None, dtype=None, trainable=True, autocast=True,
+                   regularizer=None, constraint=None, aggregation="none", name=None):
+        """Make a clnet.Variable of `shape` filled by `initializer` (a name, Initializer or callable;
+        glorot_uniform by default, as Keras)."""
         if constraint is not None:
             raise NotImplementedError("weight constraints are not supported yet")
         shape = tuple(int(s) for s in (shape or ()))
-        dtype = np.dtype(dtype) if dtype is not None else self.dtype
-        init = initializers.get(initializer)
+        dtype = _dt.as_dtype(dtype) if dtype is not None else self.dtype
+        init = initializers.get(initializer if initializer is not None else "glorot_uniform")
         value = np.asarray(init(shape, dtype=dtype), dtype=dtype)
         if value.shape != shape:
             raise ValueError(f"initializer {initializer!r} returned shape {value.shape}, expected {shape}")
