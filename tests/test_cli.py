@@ -145,7 +145,7 @@ def test_python_dash_m_clnet():
 
 
 def test_console_script():
-    exe = shutil.which("clnet")
+    exe = shutil.which("clnet", path=os.path.dirname(sys.executable)) or shutil.which("clnet")
     if exe is None:
         pytest.skip("the clnet console script is not installed (pip install -e .)")
     out = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=120)
