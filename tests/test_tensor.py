@@ -265,3 +265,16 @@ def test_torch_style_helpers(device):
     assert not t.is_floating_point() and t.element_size() == 8
     with pytest.raises(ValueError, match="copies"):
         np.asarray(t, copy=False)
+
+
+def test_tf_style_random_namespace(device):
+    n = 4000
+    u = clnet.random.uniform((n,), 2.0, 5.0, device=device)
+    assert u.shape == (n,) and u.dtype == clnet.float32
+    un = u.numpy()
+    assert un.min() >= 2.0 and un.max() < 5.0 and abs(un.mean() - 3.5) < 0.1
+    z = clnet.random.normal((2, n // 2), mean=1.0, stddev=3.0, device=device).numpy()
+    assert z.shape == (2, n // 2) and abs(z.mean() - 1.0) < 0.2 and abs(z.std() - 3.0) < 0.2
+    a = clnet.random.uniform((3, 3), seed=5, device=device).numpy()
+    b = clnet.random.uniform((3, 3), seed=5, device=device).numpy()
+    np.testing.assert_array_equal(a, b)

@@ -112,26 +112,23 @@ def randn_like(x, dtype=None, device=None, requires_grad=False) -> Tensor:
 
 def uniform(shape, minval=0.0, maxval=1.0, dtype=None, seed=None, device=None) -> Tensor:
     """tf.random.uniform: values in [minval, maxval) (float32 unless dtype says otherwise)."""
-    from .random import manual_seed, rand
+    from .random import manual_seed, uniform_
     if seed is not None:
         manual_seed(seed)
-    u = rand(_normalise_shape((shape,) if not isinstance(shape, (tuple, list)) else (tuple(shape),)),
-             dtype=_dt.DEFAULT_FLOAT if dtype is None else dtype, device=device)
-    if minval == 0 and maxval == 1:
-        return u
-    return launch("v1 + v0 * (v2 - v1)", [u, minval, maxval], u.dtype, u.dtype, out=u)
+    out = empty(_normalise_shape((shape,) if not isinstance(shape, (tuple, list)) else (tuple(shape),)),
+                dtype=_dt.DEFAULT_FLOAT if dtype is None else dtype, device=device)
+    return uniform_(out, minval, maxval)
 
 
 def normal(shape, mean=0.0, stddev=1.0, dtype=None, seed=None, device=None) -> Tensor:
     """tf.random.normal: Gaussian values with the given mean and standard deviation."""
-    from .random import manual_seed, randn
+    from .random import manual_seed, normal_
     if seed is not None:
         manual_seed(seed)
-    z = randn(_normalise_shape((shape,) if not isinstance(shape, (tuple, list)) else (tuple(shape),)),
-              dtype=_dt.DEFAULT_FLOAT if dtype is None else dtype, device=device)
-    if mean == 0 and stddev == 1:
-        return z
-    return launch("v1 + v0 * v2", [z, mean, stddev], z.dtype, z.dtype, out=z)
+    out = empty(_normalise_shape((shape,) if not isinstance(shape, (tuple, list)) else (tuple(shape),)),
+                dtype=_dt.DEFAULT_FLOAT if dtype is None else dtype, device=device)
+    return normal_(out, mean, stddev)
+
 
 def arange(start, end=None, step=1, dtype=None, device=None, requires_grad=False) -> Tensor:
     """Values start, start+step, ... < end, computed on the device."""
