@@ -99,8 +99,8 @@ def _pack(device, src, rows, K, s_sb, s_sr, s_sk, batches, R, vw):
 # Operands of the CPU kernel are read in place while they are small (they stay in cache, and a launch
 # is saved); bigger ones are packed once so the K loop streams contiguous memory (strided rows of a big
 # operand thrash the cache: measured 2-3x slower at n=1024).
-_DIRECT_B_BYTES = 256 * 1024    # B with unit stride along N and at most this size is read directly
-_DIRECT_ANY_ELEMS = 4096        # any B (e.g. transposed) this small is read directly, gathering
+_DIRECT_B_BYTES = 512 * 1024    # B with unit stride along N and at most this size is read directly
+_DIRECT_ANY_ELEMS = 16384       # any B (e.g. transposed) this small is read directly, gathering
 _DIRECT_A_ELEMS = 128 * 1024    # A whose rows are not contiguous is packed above this many elements
 _GEMM_ARGS = [_i32] * 3 + ([None] + [_i32] * 4) * 2 + [None] + [_i32] * 3 + [None, _i32]
 
@@ -312,18 +312,24 @@ def matmul_ex(a: Tensor, b: Tensor, *, trans_a=False, trans_b=False, alpha=1.0, 
         if grad_on:
             raise RuntimeError("matmul_ex(out=...) does not support automatic differentiation; "
                                "call it without out (or under clnet.no_grad())")
+    out3 = None
+    if out is not None:
+        out3 = _batched(out.detach(), batch)
+        if out3._buf is not out._buf:
+            raise ValueError(f"matmul_ex: out's batch dims (strides {out.strides}) cannot be merged into one; "
+                             "pass a contiguous out")
     y = _gemm(_batched(A, batch), _batched(B, batch), alpha=alpha, beta=beta,
-              bias=None if bias is None else _contiguous_detached(bias), act=activation,
-              out=None if out is None else _batched(out.detach(), batch))
+              bias=None if bias is None else _contiguous_detached(bias), act=activation, out=out3)
     if out is not None:
         out._bump_version()
         return out
     y = y._view(batch + (M, N), _strides_for(batch, y))
     if grad_on:
         inputs = (a, b) if bias is None else (a, b, bias)
+        yd = y.detach()  # the relu mask reads y's values; a detached view keeps y's node out of its own closure
         record("matmul_ex", y, inputs,
-               lambda g: _matmul_ex_grads(g, a, b, y, trans_a, trans_b, alpha, activation, bias is not None),
-               saved=(a, b, y) if activation else (a, b))
+               lambda g: _matmul_ex_grads(g, a, b, yd, trans_a, trans_b, alpha, activation, bias is not None),
+               saved=(a, b, yd) if activation else (a, b))
     return y
 
 
