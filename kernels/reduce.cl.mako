@@ -23,6 +23,8 @@
 ##   out_t    type written to `out` (when write_val)              idx  int | long, for addressing
 ##   kr       kept dims decomposed from the row id (inner: all; outer: all but the column dim)
 ##   vec      1, or a vector width for loads along a unit-stride dim (never for arg ops)
+##   cv       outer: vectors of columns per work-item (CPUs: one row's cv*vec floats are contiguous, so
+##            each item streams whole cache lines instead of one vector per 4-16 KB row stride)
 ##   blocked  each item reads one contiguous block (CPUs: prefetch-friendly, one work-item at a time)
 ##            instead of items interleaved by TJ (GPUs: coalesced)
 ##   idx_in   read candidate indices from `xi` (a later pass over arg partials); else index = j
@@ -88,21 +90,18 @@ ${s} = ${comb(s, v, True)};\
 % endif
 </%def>
 <%def name="hfold(s)">\
-## Horizontal fold of vector `s` to a scalar, pairwise, at render time.
-<% w = vec; cur = s %>\
-% while w > 1:
-<% w //= 2; nxt = f"h{w}_" %>\
-% if w > 1:
-        const ${acc}${w} ${nxt} = ${comb(cur + ".lo", cur + ".hi", True)};
-% else:
-## the last two lanes go through a private array: Oclgrind's uninitialized-value checker crashes on
-## scalar arithmetic between two lanes extracted from one vector
-        ${acc} lanes_[2];
-        vstore2(${cur}, 0, lanes_);
-        const ${acc} ${nxt} = ${comb("lanes_[0]", "lanes_[1]", False)};
-% endif
-<% cur = nxt %>\
+## Horizontal fold of vector `s` into h1_, pairwise (lane i with lane i + w), through a private array:
+## Oclgrind's uninitialized-value checker mis-tracks (or crashes on) lanes taken from wide vectors.
+        ${acc} lanes_[${vec}];
+        vstore${vec}(${s}, 0, lanes_);
+<% w = vec // 2 %>\
+% while w >= 1:
+  % for i in range(w):
+        lanes_[${i}] = ${comb(f"lanes_[{i}]", f"lanes_[{i + w}]", False)};
+  % endfor
+<% w //= 2 %>\
 % endwhile
+        const ${acc} h1_ = lanes_[0];
 </%def>
 
 % if is_arg:
@@ -172,9 +171,9 @@ __kernel void reduce_${layout}(const ${idx} N, const ${idx} s_r,
     const ${idx} lc = get_local_id(0), TC = get_local_size(0);
     const ${idx} lj = get_local_id(1), TJ = get_local_size(1);
     const ${idx} ch = get_group_id(1);
-    const ${idx} c0 = get_global_id(0) * ${vec};
+    const ${idx} col0 = get_global_id(0) * ${vec * cv};
     const ${idx} o = get_global_id(2);
-    ${idx} base = x_off + c0 * sc;
+    ${idx} base = x_off + col0 * sc;
     {
         ${idx} rem = o;
   % for d in reversed(range(kr)):
@@ -200,7 +199,7 @@ __kernel void reduce_${layout}(const ${idx} N, const ${idx} s_r,
         }\
 </%def>
   % if layout == "outer":
-    if (c0 < C) {
+    if (col0 < C) {
   % else:
     {
   % endif
@@ -213,11 +212,11 @@ __kernel void reduce_${layout}(const ${idx} N, const ${idx} s_r,
   % endif
     }
 % else:
-    ${V} s = (${V})(${ident});
-  % if kahan:
-    ${V} c = (${V})(0);
-  % endif
   % if layout == "inner":
+    ${V} s = (${V})(${ident});
+    % if kahan:
+    ${V} c = (${V})(0);
+    % endif
     ${acc} s1 = ${ident};
     % if kahan:
     ${acc} c1 = 0;
@@ -269,7 +268,13 @@ ${hfold("s")}\
     s1 = ${comb("s1", "s", False)};
     % endif
   % else:
-## outer: s is a vector over columns c0 .. c0+vec-1
+## outer: s<u> is a vector over columns col0 + u*vec .. + vec-1, for u < cv
+  % for u in range(cv):
+    ${V} s${u} = (${V})(${ident});
+    % if kahan:
+    ${V} c${u} = (${V})(0);
+    % endif
+  % endfor
     % if blocked:
     const ${idx} a = j0 + lj * K;
     const ${idx} b = (j1 - a < K) ? j1 : a + K;
@@ -277,34 +282,55 @@ ${hfold("s")}\
     % else:
     #define J_LOOP for (${idx} j = j0 + lj; j < j1; j += TJ)
     % endif
-    if (c0 + ${vec} <= C) {
+    if (col0 + ${vec * cv} <= C) {
         J_LOOP {
+  % for u in range(cv):
     % if vec > 1:
-            const ${V} v_ = ${vload("x + base + j * s_r")};
-            ${feedv("s", "c", "v_")}
+            const ${V} v${u}_ = ${vload(f"x + base + j * s_r + {u * vec}")};
+            ${feedv(f"s{u}", f"c{u}", f"v{u}_")}
     % else:
-            const ${acc} v_ = ${sload("x", "base + j * s_r")};
-            ${feed("s", "c", "v_")}
+            const ${acc} v${u}_ = ${sload("x", f"base + j * s_r + {u} * sc")};
+            ${feed(f"s{u}", f"c{u}", f"v{u}_")}
     % endif
+  % endfor
         }
     }
-    % if vec > 1:
-    else if (c0 < C) {
-        /* the last, partial group of columns: lane by lane */
-      % for l in range(vec):
-        if (c0 + ${l} < C) {
+  % if vec > 1 or cv > 1:
+    else if (col0 < C) {
+        /* the last, partial group of columns: vector by vector, then lane by lane */
+    % for u in range(cv):
+        if (col0 + ${u * vec + vec} <= C) {
             J_LOOP {
-                const ${acc} v_ = ${sload("x", f"base + j * s_r + {l} * sc")};
-                ${feed(f"s.s{'%x' % l}", f"c.s{'%x' % l}", "v_")}
+      % if vec > 1:
+                const ${V} v_ = ${vload(f"x + base + j * s_r + {u * vec}")};
+                ${feedv(f"s{u}", f"c{u}", "v_")}
+      % else:
+                const ${acc} v_ = ${sload("x", f"base + j * s_r + {u} * sc")};
+                ${feed(f"s{u}", f"c{u}", "v_")}
+      % endif
             }
         }
-      % endfor
+      % if vec > 1:
+        else if (col0 + ${u * vec} < C) {
+        % for l in range(vec):
+            if (col0 + ${u * vec + l} < C) {
+                J_LOOP {
+                    const ${acc} v_ = ${sload("x", f"base + j * s_r + {u * vec + l}")};
+                    ${feed(f"s{u}.s{'%x' % l}", f"c{u}.s{'%x' % l}", "v_")}
+                }
+            }
+        % endfor
+        }
+      % endif
+    % endfor
     }
-    % endif
+  % endif
     #undef J_LOOP
-    % if kahan:
-    s -= c;
-    % endif
+  % if kahan:
+    % for u in range(cv):
+    s${u} -= c${u};
+    % endfor
+  % endif
   % endif
 % endif
 ## ---------------------------------------------------------------- tree over the TJ items
@@ -335,10 +361,16 @@ ${hfold("s")}\
         barrier(CLK_LOCAL_MEM_FENCE);
     }
 % else:
-    sv[me] = s;
+  % for u in range(cv):
+    sv[me * ${cv} + ${u}] = s${u};
+  % endfor
     barrier(CLK_LOCAL_MEM_FENCE);
     for (${idx} k = TJ / 2; k > 0; k >>= 1) {
-        if (lj < k) sv[me] = ${comb("sv[me]", "sv[OTHER(k)]", vec > 1)};
+        if (lj < k) {
+  % for u in range(cv):
+            sv[me * ${cv} + ${u}] = ${comb(f"sv[me * {cv} + {u}]", f"sv[OTHER(k) * {cv} + {u}]", vec > 1)};
+  % endfor
+        }
         barrier(CLK_LOCAL_MEM_FENCE);
     }
 % endif
@@ -357,22 +389,30 @@ ${hfold("s")}\
   % endif
     }
 % else:
-    if (lj == 0 && c0 < C) {
-        const ${idx} at = out_off + ch * (C * get_global_size(2)) + o * C + c0;
+    if (lj == 0 && col0 < C) {
+        const ${idx} at = out_off + ch * (C * get_global_size(2)) + o * C + col0;
   % if is_arg:
     ${store("sv[lc]", "at")}
     % if write_idx:
         oi[at] = si[lc];
     % endif
-  % elif vec > 1:
-        const ${V} v_ = sv[lc];
-    % for l in range(vec):
-        if (c0 + ${l} < C) {
-    ${store(scaled(f"v_.s{'%x' % l}"), f"at + {l}")}
+  % else:
+    % for u in range(cv):
+        {
+            const ${V} v_ = sv[lc * ${cv} + ${u}];
+      % if vec > 1:
+        % for l in range(vec):
+            if (col0 + ${u * vec + l} < C) {
+    ${store(scaled(f"v_.s{'%x' % l}"), f"at + {u * vec + l}")}
+            }
+        % endfor
+      % else:
+            if (col0 + ${u} < C) {
+    ${store(scaled("v_"), f"at + {u}")}
+            }
+      % endif
         }
     % endfor
-  % else:
-    ${store(scaled("sv[lc]"), "at")}
   % endif
     }
 % endif

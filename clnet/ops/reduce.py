@@ -40,6 +40,7 @@ class _Tuning:
     groups: int       # work-groups wanted in flight; rows are split into chunks to reach it
     kmin_inner: int   # fewest vectors a work-item reduces in the inner layout
     kmin_outer: int   # fewest rows a work-item reduces in the outer layout
+    cv: int           # outer layout: vectors of columns per work-item (contiguous per row)
 
 
 def _tuning(device) -> _Tuning:
@@ -48,8 +49,8 @@ def _tuning(device) -> _Tuning:
     cu = builtins.max(1, device.compute_units)
     if device.type == "cpu":
         vec = builtins.min(16, builtins.max(4, device.preferred_vector_width_float))
-        return _Tuning(vec=vec, blocked=True, groups=8 * cu, kmin_inner=8, kmin_outer=16)
-    return _Tuning(vec=4, blocked=False, groups=8 * cu, kmin_inner=2, kmin_outer=4)
+        return _Tuning(vec=vec, blocked=True, groups=8 * cu, kmin_inner=8, kmin_outer=16, cv=8)
+    return _Tuning(vec=4, blocked=False, groups=8 * cu, kmin_inner=2, kmin_outer=4, cv=1)
 
 
 def _pow2_ceil(n: int) -> int:
@@ -91,6 +92,7 @@ class Pass:
     s_r: int
     columns: tuple    # outer: (C, sc); inner: ()
     vec: int
+    cv: int           # outer: column vectors per work-item
     blocked: bool
     k: int            # per-item count: inner blocked = vectors, outer = rows
     chunk: int        # L, reduced elements per chunk
@@ -127,25 +129,26 @@ def _plan_pass(kept, n, s_r, is_arg, acc_itemsize, device) -> Pass:
         k = builtins.max(tune.kmin_inner, -(-n // (tj * vec * per_row)))
         chunk = tj * vec * k
         nch = -(-n // chunk)
-        return Pass("inner", tuple(kept), n, s_r, (), vec, tune.blocked, k, chunk, nch,
+        return Pass("inner", tuple(kept), n, s_r, (), vec, 1, tune.blocked, k, chunk, nch,
                     (nch * tj, rows), (tj, 1), rows)
     c_size, c_stride = kept[-1]
     outer = tuple(kept[:-1])
     o_size = math.prod(s for s, _ in outer)
     vec = tune.vec if (c_stride == 1 and not is_arg and c_size >= tune.vec) else 1
-    col_groups = -(-c_size // vec)
+    cv = tune.cv if (vec > 1 and c_size >= vec * tune.cv) else 1
+    col_groups = -(-c_size // (vec * cv))
     tc = builtins.min(wg, mwis[0], _pow2_ceil(col_groups))
     tj = builtins.min(wg // tc, mwis[1 if len(mwis) > 1 else 0], _pow2_ceil(-(-n // tune.kmin_outer)))
-    while tj > 1 and tc * tj * vec * item_bytes > prof.local_mem:
+    while tj > 1 and tc * tj * vec * cv * item_bytes > prof.local_mem:
         tj //= 2
-    while tc > 1 and tc * tj * vec * item_bytes > prof.local_mem:
+    while tc > 1 and tc * tj * vec * cv * item_bytes > prof.local_mem:
         tc //= 2
     wide = -(-col_groups // tc)
     per = builtins.max(1, -(-tune.groups // (wide * o_size)))
     k = builtins.max(tune.kmin_outer, -(-n // (tj * per)))
     chunk = tj * k
     nch = -(-n // chunk)
-    return Pass("outer", outer, n, s_r, (c_size, c_stride), vec, tune.blocked, k, chunk, nch,
+    return Pass("outer", outer, n, s_r, (c_size, c_stride), vec, cv, tune.blocked, k, chunk, nch,
                 (wide * tc, nch * tj, o_size), (tc, tj, 1), rows)
 
 
@@ -196,7 +199,7 @@ def _index_type(src: _Source, p: Pass) -> str:
     extent = src.off + 1 + builtins.sum((s - 1) * abs(st) for s, st in src.kept) + (src.n - 1) * abs(src.s_r)
     bound = builtins.max(extent, src.n + p.chunk + 16, p.rows * p.nchunks + 16)
     if p.layout == "outer":  # idle items past the last column still form (unused) addresses
-        bound = builtins.max(bound, extent + p.local_size[0] * p.vec * abs(p.columns[1]))
+        bound = builtins.max(bound, extent + p.local_size[0] * p.vec * p.cv * abs(p.columns[1]))
     return "int" if bound < _INDEX_LIMIT else "long"
 
 
@@ -225,7 +228,7 @@ def _prepare(op, src: _Source, p: Pass, acc_dtype, out_t, final, want_val, scale
     write_idx = is_arg
     kahan = op == "sum" and _dt.is_floating(acc_dtype)
     params = dict(layout=p.layout, op=op, t=ctype(src.dtype), acc=acc_ct, out_t=out_t if final else acc_ct,
-                  idx=idx, kr=len(p.kept), vec=p.vec, blocked=p.blocked, idx_in=src.ibuf is not None,
+                  idx=idx, kr=len(p.kept), vec=p.vec, cv=p.cv, blocked=p.blocked, idx_in=src.ibuf is not None,
                   write_val=write_val, write_idx=write_idx, kahan=kahan)
     arg_dtypes = [idt, idt] + ([idt, idt] if p.layout == "outer" else []) + [idt, idt] * len(p.kept)
     args = [p.n, src.s_r] + (list(p.columns) if p.layout == "outer" else [])
@@ -249,7 +252,7 @@ def _prepare(op, src: _Source, p: Pass, acc_dtype, out_t, final, want_val, scale
         args += [cl.LocalMemory(items * acc_dtype.itemsize), cl.LocalMemory(items * 8)]
     else:
         arg_dtypes.append(None)
-        lanes = p.vec if p.layout == "outer" else 1
+        lanes = p.vec * p.cv if p.layout == "outer" else 1
         args.append(cl.LocalMemory(items * lanes * acc_dtype.itemsize))
     kern = get_kernel(device, "reduce.cl.mako", f"reduce_{p.layout}", arg_dtypes=arg_dtypes, **params)
     count = p.rows * p.nchunks
