@@ -329,7 +329,7 @@ def _memory(device):
 
 @pytest.mark.slow
 def test_memory_is_flat_over_many_training_steps(device, rng):
-    steps = small(device, 10_000, 200)
+    steps = small(device, 10_000, 100)
     x = clnet.tensor(rng.standard_normal((8, 5)).astype(np.float32), device=device)
     y = clnet.tensor(rng.standard_normal((8, 2)).astype(np.float32), device=device)
     w1 = clnet.tensor(rng.standard_normal((5, 6)).astype(np.float32) * 0.1, requires_grad=True, device=device)
