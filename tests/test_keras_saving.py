@@ -98,6 +98,8 @@ def test_functional_model_and_weights_only_round_trip(device, rng, tmp_path):
     assert not loaded.compiled
     np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
 
+    rebuilt = keras.models.model_from_json(model.to_json())
+    assert [w.shape for w in rebuilt.weights] == [w.shape for w in model.weights] and rebuilt.output_shape == (None, 2)
     model.save_weights(tmp_path / "f.weights.h5")
     other = keras.models.clone_model(model)
     assert not np.array_equal(other.predict(x, verbose=0), model.predict(x, verbose=0))

@@ -110,6 +110,17 @@ class Model(Trainer, Layer):
         raise NotImplementedError(f"{type(self).__name__} is a subclassed model: it cannot be rebuilt from a "
                                   "config. Save its weights with save_weights() and rebuild it in code.")
 
+    def to_json(self, **kwargs):
+        """The architecture as JSON (keras.models.model_from_json rebuilds it, with fresh weights)."""
+        import json
+        return json.dumps({"class_name": type(self).__name__, "config": self.get_config()}, **kwargs)
+
+    @property
+    def output_shape(self):
+        if not self.built or self._build_input_shape is None:
+            raise AttributeError(f"the model {self.name!r} is not built yet, so it has no output shape")
+        return tuple(self.compute_output_shape(self._build_input_shape))
+
 
 def _count(weights):
     return int(sum(int(np.prod(w.shape)) for w in weights))
@@ -366,6 +377,21 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
     """Rebuild a model saved with model.save(): no user code runs and nothing is unpickled."""
     from .saving import load_model as _load
     return _load(filepath, custom_objects=custom_objects, compile=compile)
+
+
+def model_from_json(json_string, custom_objects=None):
+    """Rebuild an architecture from model.to_json() (only known layer classes; nothing is executed)."""
+    import json
+    from .saving import FileFormatError, _model_classes
+    try:
+        spec = json.loads(json_string)
+    except (json.JSONDecodeError, RecursionError) as err:
+        raise FileFormatError(f"model_from_json: not valid JSON: {err}") from None
+    classes = _model_classes()
+    if not isinstance(spec, dict) or spec.get("class_name") not in classes or not isinstance(spec.get("config"), dict):
+        raise FileFormatError(f"model_from_json: expected a Sequential or Functional model description, got "
+                              f"{str(spec)[:100]!r}")
+    return classes[spec["class_name"]].from_config(spec["config"], custom_objects=custom_objects)
 
 
 def clone_model(model):
