@@ -72,7 +72,8 @@ def main(argv=None):
 
         def composed():
             F.nll_loss(F.log_softmax(x, 1), t).backward()
-        line = f"{rows:>6} x {n:<6} fused {_time(fused, dev) * 1e3:8.3f} ms   log_softmax+nll {_time(composed, dev) * 1e3:8.3f} ms"
+        line = (f"{rows:>6} x {n:<6} fused {_time(fused, dev) * 1e3:8.3f} ms   "
+                f"log_softmax+nll {_time(composed, dev) * 1e3:8.3f} ms")
         if torch is not None:
             tx = torch.tensor(xs, requires_grad=True)
             tt = torch.tensor(t.numpy())

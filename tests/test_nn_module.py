@@ -266,7 +266,8 @@ def test_repr_tree(device):
 )"""
     assert repr(Net()) == expected
     assert repr(nn.Dropout(0.3)) == "Dropout(p=0.3, inplace=False)"
-    assert repr(nn.BatchNorm2d(8)) == "BatchNorm2d(8, eps=1e-05, momentum=0.1, affine=True, bias=True, track_running_stats=True)"
+    assert repr(nn.BatchNorm2d(8)) == ("BatchNorm2d(8, eps=1e-05, momentum=0.1, affine=True, bias=True, "
+                                       "track_running_stats=True)")
     assert repr(nn.Softmax(dim=1)) == "Softmax(dim=1)"
     assert repr(nn.CrossEntropyLoss()) == "CrossEntropyLoss()"
 
