@@ -84,9 +84,27 @@ def run(pytest_args: list[str]) -> int:
     print("+ " + " ".join(f"{k}={env[k]}" for k in (*CHECKS, "OCLGRIND_LOG")) + " " + " ".join(cmd), flush=True)
     proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True, errors="replace")
     captured = []
+    block: list[str] = []  # an Oclgrind message being read from stderr
+
+    def flush_block():
+        text = "".join(block)
+        if not any(t.search(text) for t in TOLERATED):  # tolerated messages are counted, not echoed
+            sys.stderr.write(text)
+        block.clear()
+
     for line in proc.stderr:  # pass stderr through while keeping it for the check
-        sys.stderr.write(line)
         captured.append(line)
+        if line.lower().startswith("oclgrind"):
+            flush_block()
+            block.append(line)
+        elif block and (not line.strip() or line[0].isspace()):
+            block.append(line)
+        else:
+            if block:
+                flush_block()
+            sys.stderr.write(line)
+    if block:
+        flush_block()
     code = proc.wait()
     status = check(log, "".join(captured))
     if tmp and not status:
