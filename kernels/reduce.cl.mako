@@ -22,7 +22,7 @@
 ##   t        storage type of x (half is read with vload_half)   acc  accumulator type
 ##   out_t    type written to `out` (when write_val)              idx  int | long, for addressing
 ##   kr       kept dims decomposed from the row id (inner: all; outer: all but the column dim)
-##   vec      1, or a vector width for loads along a unit-stride dim (never for arg ops)
+##   vec      1, or a vector width for loads along a unit-stride dim (arg ops: inner layout, first pass)
 ##   cv       outer: vectors of columns per work-item (CPUs: one row's cv*vec floats are contiguous, so
 ##            each item streams whole cache lines instead of one vector per 4-16 KB row stride)
 ##   blocked  each item reads one contiguous block (CPUs: prefetch-friendly, one work-item at a time)
@@ -198,19 +198,69 @@ __kernel void reduce_${layout}(const ${idx} N, const ${idx} s_r,
             if (better(v_, iv_, s, is)) { s = v_; is = iv_; }
         }\
 </%def>
-  % if layout == "outer":
-    if (col0 < C) {
-  % else:
+  % if vec > 1:
+<%
+MT = "int" if acc in ("float", "int") else "long"
+lanes = ", ".join(str(i) for i in range(vec))
+%>\
+<%def name="arg_feedv(j)">\
+{
+                const ${V} v_ = ${vload(f"x + base + {j}")};
+                ${MT}${vec} m_ = (v_ ${cmp} sV) | convert_${MT}${vec}(iV < 0);
+    % if is_float:
+                m_ |= isnan(v_) & ~isnan(sV);
+    % endif
+                sV = select(sV, v_, m_);
+                iV = select(iV, (long${vec})(${j}) + lane_, convert_long${vec}(m_));
+            }\
+</%def>
     {
-  % endif
-  % if blocked:
+        /* vec lanes, each keeping its own first best (value, index); lanes fold with better() below */
+        ${V} sV = (${V})(${ident});
+        long${vec} iV = (long${vec})(-1);
+        const long${vec} lane_ = (long${vec})(${lanes});
+    % if blocked:
+        const ${idx} a = j0 + lj * (K * ${vec});
+        const ${idx} b = (j1 - a < K * ${vec}) ? j1 : a + K * ${vec};
+        ${idx} j = a;
+        for (; j + ${vec} <= b; j += ${vec}) ${arg_feedv("j")}
+        for (; j < b; ++j) ${arg_feed("base + j", "j")}
+    % else:
+        for (${idx} j = j0 + lj * ${vec}; j < j1; j += TJ * ${vec}) {
+            if (j + ${vec} <= j1) ${arg_feedv("j")}
+            else {
+                for (${idx} q = j; q < j1; ++q) ${arg_feed("base + q", "q")}
+            }
+        }
+    % endif
+        ${acc} vals_[${vec}];
+        long idxs_[${vec}];
+        vstore${vec}(sV, 0, vals_);
+        vstore${vec}(iV, 0, idxs_);
+<% w = vec // 2 %>\
+    % while w >= 1:
+      % for i in range(w):
+        if (better(vals_[${i + w}], idxs_[${i + w}], vals_[${i}], idxs_[${i}])) { vals_[${i}] = vals_[${i + w}]; idxs_[${i}] = idxs_[${i + w}]; }
+      % endfor
+<% w //= 2 %>\
+    % endwhile
+        if (better(vals_[0], idxs_[0], s, is)) { s = vals_[0]; is = idxs_[0]; }
+    }
+  % else:
+    % if layout == "outer":
+    if (col0 < C) {
+    % else:
+    {
+    % endif
+    % if blocked:
         const ${idx} a = j0 + lj * K;
         const ${idx} b = (j1 - a < K) ? j1 : a + K;
         for (${idx} j = a; j < b; ++j) ${arg_feed("base + j * s_r", "j")}
-  % else:
+    % else:
         for (${idx} j = j0 + lj; j < j1; j += TJ) ${arg_feed("base + j * s_r", "j")}
-  % endif
+    % endif
     }
+  % endif
 % else:
   % if layout == "inner":
     ${V} s = (${V})(${ident});

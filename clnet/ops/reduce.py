@@ -41,16 +41,19 @@ class _Tuning:
     kmin_inner: int   # fewest vectors a work-item reduces in the inner layout
     kmin_outer: int   # fewest rows a work-item reduces in the outer layout
     cv: int           # outer layout: vectors of columns per work-item (contiguous per row)
+    tj_inner: int     # most work-items sharing one row chunk in the inner layout
 
 
 def _tuning(device) -> _Tuning:
-    """CPUs (PoCL) run one work-item at a time per core: wide vectors, contiguous blocks, few groups.
-    GPUs want coalesced, interleaved float4 loads and many groups."""
+    """CPUs (PoCL) run a group's work-items one after another on one core: wide vectors, one contiguous
+    block per item, and rows split into chunks across groups rather than across items of a group
+    (tj_inner=1: measured on PoCL, argmax of 4096x4096 went 0.9 -> 2.3 GB/s, sums unchanged).
+    GPUs want coalesced, interleaved float4 loads, a tree over the group and many groups."""
     cu = builtins.max(1, device.compute_units)
     if device.type == "cpu":
         vec = builtins.min(16, builtins.max(4, device.preferred_vector_width_float))
-        return _Tuning(vec=vec, blocked=True, groups=8 * cu, kmin_inner=8, kmin_outer=16, cv=8)
-    return _Tuning(vec=4, blocked=False, groups=8 * cu, kmin_inner=2, kmin_outer=4, cv=1)
+        return _Tuning(vec=vec, blocked=True, groups=8 * cu, kmin_inner=8, kmin_outer=16, cv=8, tj_inner=1)
+    return _Tuning(vec=4, blocked=False, groups=8 * cu, kmin_inner=2, kmin_outer=4, cv=1, tj_inner=1 << 30)
 
 
 def _pow2_ceil(n: int) -> int:
@@ -102,7 +105,7 @@ class Pass:
     rows: int
 
 
-def _plan_pass(kept, n, s_r, is_arg, acc_itemsize, device) -> Pass:
+def _plan_pass(kept, n, s_r, is_arg, acc_itemsize, device, idx_in=False) -> Pass:
     tune = _tuning(device)
     prof = device.profile
     wg = prof.reduce_wg
@@ -121,8 +124,8 @@ def _plan_pass(kept, n, s_r, is_arg, acc_itemsize, device) -> Pass:
         layout = "inner" if s_r != 0 and abs(s_r) < kin else "outer"
     item_bytes = acc_itemsize + (8 if is_arg else 0)
     if layout == "inner":
-        vec = tune.vec if (s_r == 1 and not is_arg and n >= tune.vec) else 1
-        tj = builtins.min(wg, mwis[0], _pow2_ceil(-(-n // (vec * tune.kmin_inner))))
+        vec = tune.vec if (s_r == 1 and not idx_in and n >= tune.vec) else 1
+        tj = builtins.min(wg, mwis[0], tune.tj_inner, _pow2_ceil(-(-n // (vec * tune.kmin_inner))))
         while tj > 1 and tj * item_bytes > prof.local_mem:
             tj //= 2
         per_row = builtins.max(1, -(-tune.groups // rows))
@@ -161,7 +164,7 @@ def plan(shape, strides, axes, device, is_arg=False, itemsize=4):
     s_r = red[0][1] if red else 1
     passes = []
     while True:
-        p = _plan_pass(kept, n, s_r, is_arg, itemsize, device)
+        p = _plan_pass(kept, n, s_r, is_arg, itemsize, device, idx_in=is_arg and bool(passes))
         passes.append(p)
         if p.nchunks == 1:
             return passes
@@ -275,7 +278,8 @@ def _steps_for(op, x: Tensor, kept, red, acc_dtype, out_t, want_val, scale):
         src = _Source(None, x.offset if big else _OFFSET_BOUND, x.dtype, kept, n, red[0][1] if red else 1)
         steps = []
         while True:
-            p = _plan_pass(src.kept, src.n, src.s_r, is_arg, acc_dtype.itemsize, x.device)
+            p = _plan_pass(src.kept, src.n, src.s_r, is_arg, acc_dtype.itemsize, x.device,
+                           idx_in=src.ibuf is not None)
             final = p.nchunks == 1
             steps.append(_prepare(op, src, p, acc_dtype, out_t, final, want_val, scale, x.device))
             if final:
