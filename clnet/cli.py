@@ -1,4 +1,4 @@
-"""The `clnet` command: `clnet devices`, `clnet selftest`, `clnet cache info|clear`.
+"""The `clnet` command: `clnet devices`, `clnet selftest`, `clnet cache info|clear`, `clnet bench`.
 
 Subcommands live in the COMMANDS table at the bottom: one row (name, help, add_arguments, run) per
 command, so `bench` or `tune` are added by writing two functions and one row.
@@ -331,6 +331,32 @@ def cmd_cache(args) -> int:
     return 0
 
 
+# --- clnet bench ----------------------------------------------------------------------------------
+def cmd_bench(args) -> int:
+    from . import bench
+    dev = _bench_device(args.device)
+    if dev is None:
+        return 1
+    try:
+        bench.run(dev, quick=args.quick, numpy_beside=None if not args.no_numpy else False, reps=args.reps)
+    except bench.WrongResult as err:
+        print(f"bench: wrong result, timings withheld: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _bench_device(spec):
+    import clnet
+    from .errors import DeviceNotFoundError
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return clnet.device(spec) if spec else clnet.default_device()
+    except DeviceNotFoundError as err:
+        print(f"bench: {err}", file=sys.stderr)
+        return None
+
+
 # --- the command table ----------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Command:
@@ -356,12 +382,21 @@ def _cache_args(p):
                    help="info: where the caches are and their size (default); clear: delete clnet's binaries")
 
 
+def _bench_args(p):
+    p.add_argument("--device", "-d", default=None, help="device to measure (default: CLNET_DEVICE or the best device)")
+    p.add_argument("--quick", action="store_true", help="tiny sizes: checks that everything runs, in seconds")
+    p.add_argument("--reps", type=int, default=None, help="timed repetitions per figure (median is shown)")
+    p.add_argument("--no-numpy", action="store_true", help="skip numpy's figures (shown by default on CPUs)")
+
+
 COMMANDS: list[Command] = [
     Command("devices", "list every OpenCL platform and device with its facts, marking the default",
             _devices_args, cmd_devices),
     Command("selftest", "run a small kernel of each family on a device and compare with numpy",
             _selftest_args, cmd_selftest),
     Command("cache", "show or clear the kernel binary cache", _cache_args, cmd_cache),
+    Command("bench", "GEMM GFLOP/s, elementwise GB/s and an MLP training step on a device, numpy beside on CPUs",
+            _bench_args, cmd_bench),
 ]
 
 
