@@ -16,7 +16,7 @@
 ##   sum_splits          out[i] = sum_s part[s * M + i]  (deterministic second stage)
 ##   max_pool2d_forward / max_pool2d_backward   (argmax index within the plane recorded in forward)
 ##   avg_pool2d_forward / avg_pool2d_backward   (count_include_pad=True: divisor KH*KW)
-<%page args="kernel, t, acc, has_bias=False, vw=8, pbh=1, pbw=1"/>
+<%page args="kernel, t, acc, has_bias=False, vw=8, pbh=1, pbw=1, masked=True, window=None"/>
 <%def name="geom()">const int N, const int C, const int H, const int W,
     const int OC, const int OH, const int OW, const int KH, const int KW,
     const int SH, const int SW, const int PH, const int PW, const int DH, const int DW</%def>
@@ -36,6 +36,25 @@ inline int k_hi(const int base, const int D, const int L, const int K)
     const int hi = (r + D - 1) / D;
     return hi < K ? hi : K;
 }
+
+% if kernel == "pad_input":
+// xp[n, c, h, w] = x[n, c, h - PH, w - PW] inside the image, 0 in the border (x read through strides)
+__kernel void pad_input(const int N, const int C, const int H, const int W, const int PH, const int PW,
+    __global const ${t} *x, const int x_off, const int xs_n, const int xs_c, const int xs_h, const int xs_w,
+    __global ${t} *xp, const int xp_off)
+{
+    const int HP = H + 2 * PH, WP = W + 2 * PW;
+    const int gid = get_global_id(0);
+    if (gid >= N * C * HP * WP) return;
+    DIVMOD(r1, w, gid, WP);
+    DIVMOD(r2, h, r1, HP);
+    DIVMOD(n, c, r2, C);
+    const int ih = h - PH, iw = w - PW;
+    ${t} v = 0;
+    if (ih >= 0 && ih < H && iw >= 0 && iw < W) v = x[x_off + n * xs_n + c * xs_c + ih * xs_h + iw * xs_w];
+    xp[xp_off + gid] = v;
+}
+% endif
 
 % if kernel == "pack_weights":
 // wt[((c*KH + ky)*KW + kx)*OCP + o] = w[o, c, ky, kx] (read through strides), 0 for OC <= o < OCP:
@@ -67,8 +86,9 @@ __kernel void pack_weights(const int OC, const int C, const int KH, const int KW
 // computes grad input (stride-1 convolutions: x = grad output, w = the weights flipped, channels swapped)
 // and grad weight (x = the input with n and c swapped, w = grad output, y = the weight gradient).
 // One work-item computes ${vw} output channels (one ${vt} accumulator per pixel) at a ${pbh}x${pbw} block of
-// output pixels: per tap, one vector load of weights and ${pbh * pbw} scalar loads of x (masked to zero
-// outside the image) feed ${pbh * pbw} vector multiply-adds. Loops inside a work-item keep PoCL from
+// output pixels: per tap, one vector load of weights and ${pbh * pbw} scalar loads of x feed ${pbh * pbw}
+// vector multiply-adds. x is either zero-padded beforehand by pad_input (masked=False: plain loads) or
+// read with its loads clamped into the image and masked to zero outside (masked=True). Loops inside a work-item keep PoCL from
 // vectorizing across work-items, so the vectors are explicit.
 // The sum over channels may be cut into splits of CS channels (the slowest index of the grid); split s
 // writes y + s * y_split and a sum_splits launch adds them (only split 0 adds the bias).
@@ -91,12 +111,23 @@ __kernel void conv2d_forward(${geom()}, const int CS, const int OCP,
     DIVMOD(split, n, r3, N);
     const int c0 = split * CS, c1 = min(C, c0 + CS);
     const int oh0 = ohb * ${pbh}, ow0 = owb * ${pbw};
+% if masked:
 % for r in range(pbh):
     const int ih${r} = (oh0 + ${r}) * SH - PH;
 % endfor
 % for q in range(pbw):
     const int iw${q} = (ow0 + ${q}) * SW - PW;
 % endfor
+% else:
+    // x is padded already (PH = PW = 0 here): no masks; pixels past the edge of the output repeat the last
+    // one (computed, never stored) so every load stays inside x
+% for r in range(pbh):
+    const int ih${r} = min(oh0 + ${r}, OH - 1) * SH;
+% endfor
+% for q in range(pbw):
+    const int iw${q} = min(ow0 + ${q}, OW - 1) * SW;
+% endfor
+% endif
 % for r, q in pix:
     ${vt} acc${r}_${q} = 0;
 % endfor
@@ -106,21 +137,33 @@ __kernel void conv2d_forward(${geom()}, const int CS, const int OCP,
         __global const ${t} *xc = xn + c * xs_c;
         for (int ky = 0; ky < KH; ++ky) {
 % for r in range(pbh):
+  % if masked:
             const int ihr${r} = ih${r} + ky * DH, ihc${r} = clamp(ihr${r}, 0, H - 1);
             __global const ${t} *xrow${r} = xc + ihc${r} * xs_h;
+  % else:
+            __global const ${t} *xrow${r} = xc + (ih${r} + ky * DH) * xs_h;
+  % endif
 % endfor
             __global const ${t} *wrow = wo + (c * KH + ky) * KW * OCP;
             for (int kx = 0; kx < KW; ++kx) {
                 const ${vt} wv = ${load}(0, wrow + kx * OCP);
 % for q in range(pbw):
+  % if masked:
                 const int iwr${q} = iw${q} + kx * DW, iwc${q} = clamp(iwr${q}, 0, W - 1);
+  % else:
+                const int iwc${q} = iw${q} + kx * DW;
+  % endif
 % endfor
 % for r, q in pix:
+  % if masked:
                 {
                     const ${acc} v = (${acc})xrow${r}[iwc${q} * xs_w];
                     const ${acc} vm = (ihr${r} == ihc${r} && iwr${q} == iwc${q}) ? v : (${acc})0;
                     acc${r}_${q} = mad((${vt})vm, wv, acc${r}_${q});
                 }
+  % else:
+                acc${r}_${q} = mad((${vt})((${acc})xrow${r}[iwc${q} * xs_w]), wv, acc${r}_${q});
+  % endif
 % endfor
             }
         }
@@ -289,95 +332,148 @@ __kernel void col2im(${geom()},
 }
 % endif
 
-% if kernel == "max_pool2d_forward":
+% if kernel in ("max_pool2d_forward", "avg_pool2d_forward"):
+<% is_max = kernel == "max_pool2d_forward" %>
+% if is_max:
 // y = max over the window (padding never wins); idx = h*W + w of the maximum within its plane
 // (the first one on ties; NaN wins, as in PyTorch).
-__kernel void max_pool2d_forward(${pool_geom()},
+% else:
+// y = (sum of the window's in-image values) / (KH*KW): padding counts as zeros (count_include_pad=True)
+% endif
+// With `window` = (kh, kw, sh, sw, padded) given at build time the window is unrolled into masked, branch-free
+// code that PoCL vectorizes across work-items; otherwise the window is a loop (large windows).
+__kernel void ${kernel}(${pool_geom()},
     __global const ${t} *x, const int x_off,
+% if is_max:
     __global ${t} *y, const int y_off,
     __global int *idx, const int idx_off)
+% else:
+    __global ${t} *y, const int y_off)
+% endif
 {
     const int gid = get_global_id(0);
     if (gid >= NC * OH * OW) return;
     DIVMOD(r1, ow, gid, OW);
     DIVMOD(nc, oh, r1, OH);
+% if window:
+    const int ih0 = oh * ${window[2]} - PH, iw0 = ow * ${window[3]} - PW;
+% else:
     const int ih0 = oh * SH - PH, iw0 = ow * SW - PW;
-    const int h0 = max(ih0, 0), h1 = min(ih0 + KH, H), w0 = max(iw0, 0), w1 = min(iw0 + KW, W);
+% endif
     __global const ${t} *xp = x + x_off + nc * H * W;
+% if is_max:
     ${acc} best = -INFINITY;
-    int at = h0 * W + w0;
+    int at = max(ih0, 0) * W + max(iw0, 0);
+% else:
+    ${acc} s = 0;
+% endif
+% if window:
+<%
+    kh, kw, sh, sw, padded = window
+    cond_t = "long" if acc == "double" else "int"
+%>
+    // select() keeps the unrolled window branch-free; without padding the addresses stay affine in ow
+    // (no clamping), which is what lets PoCL vectorize the loads.
+  % for a in range(kh):
+    % for b in range(kw):
+    {
+      % if padded:
+        const int h = ih0 + ${a}, w = iw0 + ${b}, hc = clamp(h, 0, H - 1), wc = clamp(w, 0, W - 1);
+        const ${acc} v = (${acc})xp[hc * W + wc];
+        const ${cond_t} ok = (h == hc) && (w == wc);
+      % else:
+        const int hc = ih0 + ${a}, wc = iw0 + ${b};
+        const ${acc} v = (${acc})xp[hc * W + wc];
+        const ${cond_t} ok = 1;
+      % endif
+      % if is_max:
+        const ${cond_t} take = ok && (v > best || v != v);
+        best = select(best, v, take);
+        at = select(at, hc * W + wc, (int)take);
+      % else:
+        s += select((${acc})0, v, ok);
+      % endif
+    }
+    % endfor
+  % endfor
+% else:
+    const int h0 = max(ih0, 0), h1 = min(ih0 + KH, H), w0 = max(iw0, 0), w1 = min(iw0 + KW, W);
     for (int h = h0; h < h1; ++h)
         for (int w = w0; w < w1; ++w) {
             const ${acc} v = (${acc})xp[h * W + w];
+  % if is_max:
             if (v > best || isnan(v)) { best = v; at = h * W + w; }
+  % else:
+            s += v;
+  % endif
         }
+% endif
+% if is_max:
     y[y_off + gid] = (${t})best;
     idx[idx_off + gid] = at;
+% else:
+    y[y_off + gid] = (${t})(s / (${acc})(KH * KW));
+% endif
 }
 % endif
 
-% if kernel == "max_pool2d_backward":
+% if kernel in ("max_pool2d_backward", "avg_pool2d_backward"):
+<% is_max = kernel == "max_pool2d_backward" %>
+% if is_max:
 // gx[nc, h, w] = sum of gy over the windows whose recorded maximum is (h, w)
-__kernel void max_pool2d_backward(${pool_geom()},
+% else:
+// gx[nc, h, w] = sum of gy over the windows that contain (h, w), divided by KH*KW
+% endif
+__kernel void ${kernel}(${pool_geom()},
     __global const ${t} *gy, const int gy_off,
+% if is_max:
     __global const int *idx, const int idx_off,
+% endif
     __global ${t} *gx, const int gx_off)
 {
     const int gid = get_global_id(0);
     if (gid >= NC * H * W) return;
     DIVMOD(r1, iw, gid, W);
     DIVMOD(nc, ih, r1, H);
+    const int me = ih * W + iw, base = nc * OH * OW;
+    ${acc} s = 0;
+% if window:
+<% kh, kw, sh, sw, padded = window %>
+    // the windows holding (ih, iw) start at most ${-(-kh // sh)} x ${-(-kw // sw)} strides before it
+    const int qh = (ih + PH) / ${sh}, qw = (iw + PW) / ${sw};
+  % for a in range(-(-kh // sh)):
+    % for b in range(-(-kw // sw)):
+    {
+        const int oh = qh - ${a}, ow = qw - ${b};
+        const int ok = (oh >= 0) & (oh < OH) & (ow >= 0) & (ow < OW)
+                       & (ih + PH - oh * ${sh} < ${kh}) & (iw + PW - ow * ${sw} < ${kw});
+        const int o = base + clamp(oh, 0, OH - 1) * OW + clamp(ow, 0, OW - 1);
+      % if is_max:
+        s += (ok & (idx[idx_off + o] == me)) ? (${acc})gy[gy_off + o] : (${acc})0;
+      % else:
+        s += ok ? (${acc})gy[gy_off + o] : (${acc})0;
+      % endif
+    }
+    % endfor
+  % endfor
+% else:
     const int ah = ih + PH - KH + 1, aw = iw + PW - KW + 1;
     const int oh0 = ah <= 0 ? 0 : (ah + SH - 1) / SH, oh1 = min(OH - 1, (ih + PH) / SH);
     const int ow0 = aw <= 0 ? 0 : (aw + SW - 1) / SW, ow1 = min(OW - 1, (iw + PW) / SW);
-    const int me = ih * W + iw, base = nc * OH * OW;
-    ${acc} s = 0;
     for (int oh = oh0; oh <= oh1; ++oh)
         for (int ow = ow0; ow <= ow1; ++ow) {
             const int o = base + oh * OW + ow;
+  % if is_max:
             if (idx[idx_off + o] == me) s += (${acc})gy[gy_off + o];
+  % else:
+            s += (${acc})gy[gy_off + o];
+  % endif
         }
+% endif
+% if is_max:
     gx[gx_off + gid] = (${t})s;
-}
-% endif
-
-% if kernel == "avg_pool2d_forward":
-// y = (sum of the window's in-image values) / (KH*KW): padding counts as zeros (count_include_pad=True)
-__kernel void avg_pool2d_forward(${pool_geom()},
-    __global const ${t} *x, const int x_off,
-    __global ${t} *y, const int y_off)
-{
-    const int gid = get_global_id(0);
-    if (gid >= NC * OH * OW) return;
-    DIVMOD(r1, ow, gid, OW);
-    DIVMOD(nc, oh, r1, OH);
-    const int ih0 = oh * SH - PH, iw0 = ow * SW - PW;
-    const int h0 = max(ih0, 0), h1 = min(ih0 + KH, H), w0 = max(iw0, 0), w1 = min(iw0 + KW, W);
-    __global const ${t} *xp = x + x_off + nc * H * W;
-    ${acc} s = 0;
-    for (int h = h0; h < h1; ++h)
-        for (int w = w0; w < w1; ++w) s += (${acc})xp[h * W + w];
-    y[y_off + gid] = (${t})(s / (${acc})(KH * KW));
-}
-% endif
-
-% if kernel == "avg_pool2d_backward":
-// gx[nc, h, w] = sum of gy over the windows that contain (h, w), divided by KH*KW
-__kernel void avg_pool2d_backward(${pool_geom()},
-    __global const ${t} *gy, const int gy_off,
-    __global ${t} *gx, const int gx_off)
-{
-    const int gid = get_global_id(0);
-    if (gid >= NC * H * W) return;
-    DIVMOD(r1, iw, gid, W);
-    DIVMOD(nc, ih, r1, H);
-    const int ah = ih + PH - KH + 1, aw = iw + PW - KW + 1;
-    const int oh0 = ah <= 0 ? 0 : (ah + SH - 1) / SH, oh1 = min(OH - 1, (ih + PH) / SH);
-    const int ow0 = aw <= 0 ? 0 : (aw + SW - 1) / SW, ow1 = min(OW - 1, (iw + PW) / SW);
-    __global const ${t} *gp = gy + gy_off + nc * OH * OW;
-    ${acc} s = 0;
-    for (int oh = oh0; oh <= oh1; ++oh)
-        for (int ow = ow0; ow <= ow1; ++ow) s += (${acc})gp[oh * OW + ow];
+% else:
     gx[gx_off + gid] = (${t})(s / (${acc})(KH * KW));
+% endif
 }
 % endif

@@ -110,8 +110,13 @@ class _Geom:
 
 
 _GEOM_DT = [_i32] * 15
-VECTOR = 8   # output channels per work-item in conv2d_forward (one float8 accumulator per pixel)
-PIXELS = 2   # neighbouring output pixels per work-item (each reuses the weight vector)
+PIXELS = 2   # neighbouring output pixels per work-item in conv2d_forward (each reuses the weight vector)
+
+
+def _vector_width(dev) -> int:
+    """Output channels per work-item (one vector accumulator per pixel): 16 where the CPU has 16-float
+    vectors (AVX-512 PoCL measured 0-25% faster than 8 on the digits and a 28x28x32->64 layer), else 8."""
+    return 16 if dev.type == "cpu" and dev.preferred_vector_width_float >= 16 else 8
 
 
 def _padding(padding, weight_shape, stride, dilation):
@@ -201,6 +206,15 @@ def _pack_weights(dev, dtype, w, ws, oc, c, kh, kw, ocp):
     return wt
 
 
+def _pad_input(dev, dtype, x, xs, n, c, h, w, ph, pw):
+    """x[n, c, h, w] (buffer, offset; strides xs) -> new contiguous (n, c, h + 2ph, w + 2pw) with a zero border."""
+    xp = Tensor._empty((n, c, h + 2 * ph, w + 2 * pw), dtype, dev)
+    kern = get_kernel(dev, "conv.cl.mako", "pad_input", arg_dtypes=[_i32] * 6 + [None] + [_i32] * 5 + [None, _i32],
+                      kernel="pad_input", **_types(xp))
+    _launch(dev, kern, xp.numel(), n, c, h, w, ph, pw, x[0], x[1], *xs, xp._buf, xp.offset)
+    return xp
+
+
 def _strided_conv(dev, dtype, dims, x, xs, w, ws, out_shape, ys, bias=None, block=None):
     """Run conv2d_forward on strided operands; returns a new tensor of `out_shape`.
 
@@ -211,7 +225,8 @@ def _strided_conv(dev, dtype, dims, x, xs, w, ws, out_shape, ys, bias=None, bloc
     """
     N, C, H, W, OC, OH, OW, KH, KW = dims[:9]
     block = block or (1, PIXELS)
-    vw = VECTOR if OC > VECTOR // 2 else max(2, VECTOR // 2)
+    vector = _vector_width(dev)
+    vw = vector if OC > vector // 2 else (8 if OC > 4 else 4)
     pbh, pbw = block
     ocp = -(-OC // vw) * vw
     wt = _pack_weights(dev, dtype, w, ws, OC, C, KH, KW, ocp)
@@ -222,10 +237,17 @@ def _strided_conv(dev, dtype, dims, x, xs, w, ws, out_shape, ys, bias=None, bloc
     m = math.prod(out_shape)
     target = Tensor._empty(((nsplit,) if nsplit > 1 else ()) + tuple(out_shape), dtype, dev)
     has_bias = bias is not None
+    PH, PW = dims[11], dims[12]
+    masked = PH < 0 or PW < 0
+    if not masked and (PH or PW):  # copy x into a zero-bordered buffer: the kernel then needs no masks
+        xp = _pad_input(dev, dtype, x, xs, N, C, H, W, PH, PW)
+        H, W = H + 2 * PH, W + 2 * PW
+        x, xs = (xp._buf, xp.offset), _contiguous_strides4(xp.shape)
+        dims = tuple(dims[:2]) + (H, W) + tuple(dims[4:11]) + (0, 0) + tuple(dims[13:])
     arg_dt = _GEOM_DT + [_i32, _i32] + [None] + [_i32] * 5 + [None, _i32] \
         + ([None, _i32] if has_bias else []) + [None] + [_i32] * 6
     kern = get_kernel(dev, "conv.cl.mako", "conv2d_forward", arg_dtypes=arg_dt, kernel="conv2d_forward",
-                      has_bias=has_bias, vw=vw, pbh=pbh, pbw=pbw, **_types(target))
+                      has_bias=has_bias, vw=vw, pbh=pbh, pbw=pbw, masked=masked, **_types(target))
     args = list(dims) + [cs, ocp, x[0], x[1], *xs, wt._buf, wt.offset] \
         + ([bias._buf, bias.offset] if has_bias else []) + [target._buf, target.offset, *ys, m]
     _launch(dev, kern, nsplit * items, *args)
@@ -389,6 +411,14 @@ def _pool_setup(x, kernel_size, stride, padding, op):
     return x4, unbatched, geom
 
 
+def _window(geom):
+    """Small windows are unrolled at build time (branch-free code PoCL vectorizes): (kh, kw, sh, sw, padded)."""
+    kh, kw, sh, sw, ph, pw = geom[5:11]
+    if kh * kw <= 16 and -(-kh // sh) * -(-kw // sw) <= 16:
+        return (kh, kw, sh, sw, bool(ph or pw))
+    return None
+
+
 _POOL_DT = [_i32] * 11
 
 
@@ -405,7 +435,7 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, return_indices=False):
     idx = Tensor._empty(y.shape, _dt.int32, dev)
     if y.numel():
         kern = get_kernel(dev, "conv.cl.mako", "max_pool2d_forward", arg_dtypes=_POOL_DT + [None, _i32] * 3,
-                          kernel="max_pool2d_forward", **_types(x))
+                          kernel="max_pool2d_forward", window=_window(geom), **_types(x))
         _launch(dev, kern, y.numel(), *geom, xc._buf, xc.offset, y._buf, y.offset, idx._buf, idx.offset)
     if needs_grad(x4):
         def backward(gy):
@@ -414,7 +444,7 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, return_indices=False):
             if gx.numel():
                 kern = get_kernel(dev, "conv.cl.mako", "max_pool2d_backward",
                                   arg_dtypes=_POOL_DT + [None, _i32] * 3, kernel="max_pool2d_backward",
-                                  **_types(x))
+                                  window=_window(geom), **_types(x))
                 _launch(dev, kern, gx.numel(), *geom, gyc._buf, gyc.offset, idx._buf, idx.offset,
                         gx._buf, gx.offset)
             return gx
@@ -433,7 +463,7 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0):
     y = Tensor._empty((x4.shape[0], x4.shape[1], OH, OW), x.dtype, dev)
     if y.numel():
         kern = get_kernel(dev, "conv.cl.mako", "avg_pool2d_forward", arg_dtypes=_POOL_DT + [None, _i32] * 2,
-                          kernel="avg_pool2d_forward", **_types(x))
+                          kernel="avg_pool2d_forward", window=_window(geom), **_types(x))
         _launch(dev, kern, y.numel(), *geom, xc._buf, xc.offset, y._buf, y.offset)
     if needs_grad(x4):
         def backward(gy):
@@ -442,7 +472,7 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0):
             if gx.numel():
                 kern = get_kernel(dev, "conv.cl.mako", "avg_pool2d_backward",
                                   arg_dtypes=_POOL_DT + [None, _i32] * 2, kernel="avg_pool2d_backward",
-                                  **_types(x))
+                                  window=_window(geom), **_types(x))
                 _launch(dev, kern, gx.numel(), *geom, gyc._buf, gyc.offset, gx._buf, gx.offset)
             return gx
         record("avg_pool2d", y, (x4,), backward)
