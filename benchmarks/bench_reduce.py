@@ -10,6 +10,7 @@ Cases: the 1-D sum of 16M float32 (issue 6's anchor), row sums and column sums (
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 
@@ -40,7 +41,8 @@ def main(argv=None):
         import torch
     except ImportError:
         torch = None
-    print(f"device: {dev}  reduce_wg={dev.profile.reduce_wg}  compute units={dev.compute_units}")
+    print(f"device: {dev}  reduce_wg={dev.profile.reduce_wg}  compute units={dev.compute_units}  "
+          f"load average {os.getloadavg()[0]:.1f} (other processes share the cores and memory bus)")
     if torch is not None:
         print(f"torch {torch.__version__} threads={torch.get_num_threads()}")
     rng = np.random.default_rng(0)
