@@ -15,22 +15,21 @@
 ##             in local memory; each item accumulates a WM x WN register block. Tiles past M, N
 ##             or K are filled with zeros, stores are bounds-checked.
 ##
-## Epilogue (both GEMMs): C = act(alpha * (A @ B) + beta * C_old + bias[n]),
-##   has_beta / has_bias / act ("none" | "relu") are render-time flags; alpha, beta are arguments.
+## Epilogue (both GEMMs): C = act(alpha * (A @ B) + beta * C_old + bias[n]); alpha, beta and the bit
+##   flags `epi` (EPI_BETA: read C_old, EPI_BIAS: add bias, EPI_RELU) are arguments, not render-time
+##   parameters: the branches are uniform and outside the K loop, and one built kernel serves every
+##   epilogue (fewer builds: a cold first training step compiles a handful of kernels, not dozens).
 ##
 ## t: storage type, acc: accumulation type (float for half storage).
+#define EPI_BETA 1
+#define EPI_BIAS 2
+#define EPI_RELU 4
 <%def name="epilogue(v, n_expr, c_ptr)">\
 <%doc> ${v}: accumulator expression (scalar), n_expr: column index, c_ptr: address of C element </%doc>\
 ${acc} r_ = alpha * (${v});
-% if has_beta:
-            r_ += beta * (${acc})${ld(t, c_ptr)};
-% endif
-% if has_bias:
-            r_ += (${acc})${ld(t, "bias + bias_off + (" + n_expr + ")")};
-% endif
-% if act == "relu":
-            r_ = r_ > (${acc})0 ? r_ : (${acc})0;
-% endif
+            if (epi & EPI_BETA) r_ += beta * (${acc})${ld(t, c_ptr)};
+            if (epi & EPI_BIAS) r_ += (${acc})${ld(t, "bias + bias_off + (" + n_expr + ")")};
+            if (epi & EPI_RELU) r_ = r_ > (${acc})0 ? r_ : (${acc})0;
             ${st(t, c_ptr, "r_")};
 </%def>\
 <%!
@@ -118,7 +117,7 @@ __kernel void gemm_cpu(const int M, const int N, const int K,
                        __global const ${t} *restrict B, const int b_off, const int b_sb, const int b_sk, const int b_sn,
                        __global ${t} *restrict C, const int c_off, const int c_sb, const int c_sm,
                        __global const ${t} *restrict bias, const int bias_off,
-                       const ${acc} alpha, const ${acc} beta)
+                       const ${acc} alpha, const ${acc} beta, const int epi)
 {
     const int ib = get_global_id(0), jb = get_global_id(1), bt = get_global_id(2);
     const int m0 = ib * ${MR}, n0 = jb * ${NR};
@@ -159,28 +158,17 @@ ${cpu_k_step(lambda v: gather(v, lambda j: "min(%d, last)" % j))}\
 % endif
     __global ${t} *c = C + c_off + bt * c_sb + m0 * c_sm + n0;
     if (m0 + ${MR} <= M && n0 + ${NR} <= N) {
-        const ${vt} al = (${vt})(alpha);
-% if has_beta:
-        const ${vt} be = (${vt})(beta);
-% endif
+        const ${vt} al = (${vt})(alpha), be = (${vt})(beta);
 % for v in range(nv):
-  % if has_bias:
-        const ${vt} bi${v} = ${vld(t, VW, v, "bias + bias_off + n0")};
-  % endif
+        const ${vt} bi${v} = (epi & EPI_BIAS) ? ${vld(t, VW, v, "bias + bias_off + n0")} : (${vt})(0);
 % endfor
 % for r in range(MR):
   % for v in range(nv):
         {
             ${vt} r_ = al * c${r}_${v};
-    % if has_beta:
-            r_ = fma(be, ${vld(t, VW, v, "c + %d * c_sm" % r)}, r_);
-    % endif
-    % if has_bias:
+            if (epi & EPI_BETA) r_ = fma(be, ${vld(t, VW, v, "c + %d * c_sm" % r)}, r_);
             r_ += bi${v};
-    % endif
-    % if act == "relu":
-            r_ = fmax(r_, (${vt})(0));
-    % endif
+            if (epi & EPI_RELU) r_ = fmax(r_, (${vt})(0));
             ${vst(t, VW, "r_", v, "c + %d * c_sm" % r)};
         }
   % endfor
@@ -215,7 +203,7 @@ void gemm_gpu(const int M, const int N, const int K,
               __global const ${t} *restrict B, const int b_off, const int b_sb, const int b_sk, const int b_sn,
               __global ${t} *restrict C, const int c_off, const int c_sb, const int c_sm,
               __global const ${t} *restrict bias, const int bias_off,
-              const ${acc} alpha, const ${acc} beta)
+              const ${acc} alpha, const ${acc} beta, const int epi)
 {
     __local ${acc} As[${TK}][${TM + 1}];
     __local ${acc} Bs[${TK}][${TN + 1}];

@@ -44,6 +44,12 @@ TABLE = {
     ("oclgrind", "gpu"): dict(elementwise_wg=64, reduce_wg=64,
                               matmul_tile_m=16, matmul_tile_n=16, matmul_tile_k=8,
                               matmul_wpt_m=2, matmul_wpt_n=2),
+    # Mesa's llvmpipe runs work-items in SIMD lanes like a GPU, and its NIR compiler spends tens of
+    # minutes scalarising gemm_cpu's 8 x 32 vector register block: the tiled variant suits it.
+    ("rusticl", "cpu"): dict(matmul_variant="gpu", matmul_tile_m=32, matmul_tile_n=32, matmul_tile_k=8,
+                             matmul_wpt_m=4, matmul_wpt_n=4),
+    ("clover", "cpu"): dict(matmul_variant="gpu", matmul_tile_m=32, matmul_tile_n=32, matmul_tile_k=8,
+                            matmul_wpt_m=4, matmul_wpt_n=4),
 }
 
 # Quirks: (predicate on Device, overrides, reason). Applied after TABLE, before clamping.

@@ -28,6 +28,7 @@ from .movement import expand, reshape, transpose, unsqueeze, squeeze
 _INT_MAX = 2**31 - 1
 _ACTIVATIONS = (None, "relu")
 _i32 = np.dtype(np.int32)
+_EPI_BETA, _EPI_BIAS, _EPI_RELU = 1, 2, 4   # the kernels' `epi` bits (kernels/matmul.cl.mako)
 
 
 # --- checks ----------------------------------------------------------------------------------------
@@ -162,16 +163,16 @@ def _gemm(a: Tensor, b: Tensor, *, alpha=1.0, beta=0.0, bias: Tensor | None = No
     prof = device.profile
     t, acc = ctype(dtype), _acc_ctype(dtype)
     acc_np = np.dtype(np.float32) if dtype == _dt.float16 else dtype
-    epi = dict(has_beta=has_beta, has_bias=bias is not None, act=act or "none")
+    epi = (_EPI_BETA if has_beta else 0) | (_EPI_BIAS if bias is not None else 0) | (_EPI_RELU if act == "relu" else 0)
     c_args = (out._buf, out.offset, out.strides[0], out.strides[1])
-    tail = (bias_buf, bias_off, acc_np.type(alpha), acc_np.type(beta))
+    tail = (bias_buf, bias_off, acc_np.type(alpha), acc_np.type(beta), epi)
 
     if prof.matmul_variant == "cpu":
         mr, nr, vw = _cpu_block(prof, dtype, M, N)
         b_args, b_mode, b_nc = _cpu_b_operand(device, b, Bt, K, N, nr, vw)
         a_args, a_mode, a_kc = _cpu_a_operand(device, a, Bt, M, K, mr, vw)
-        kern = _kernel(device, "gemm_cpu", _GEMM_ARGS + [acc_np, acc_np], t=t, acc=acc, MR=mr, NR=nr, VW=vw,
-                       a_mode=a_mode, a_kc=a_kc, b_mode=b_mode, b_nc=b_nc, **epi)
+        kern = _kernel(device, "gemm_cpu", _GEMM_ARGS + [acc_np, acc_np, _i32], t=t, acc=acc, MR=mr, NR=nr, VW=vw,
+                       a_mode=a_mode, a_kc=a_kc, b_mode=b_mode, b_nc=b_nc)
         lm = max(1, min(prof.matmul_tile_m // max(1, prof.matmul_wpt_m), device.max_work_item_sizes[0]))
         gm = -(-(-(-M // mr)) // lm) * lm
         kern(device.queue, (gm, -(-N // nr), Bt), (lm, 1, 1), M, N, K, *a_args, *b_args, *c_args, *tail)
@@ -180,8 +181,8 @@ def _gemm(a: Tensor, b: Tensor, *, alpha=1.0, beta=0.0, bias: Tensor | None = No
     TM, TN, TK = prof.matmul_tile_m, prof.matmul_tile_n, prof.matmul_tile_k
     WM, WN = prof.matmul_wpt_m, prof.matmul_wpt_n
     RM, RN = TM // WM, TN // WN
-    kern = _kernel(device, "gemm_gpu", _GEMM_ARGS + [acc_np, acc_np], t=t, acc=acc, TM=TM, TN=TN, TK=TK,
-                   WM=WM, WN=WN, a_kc=a.strides[2] == 1 and a.strides[1] != 1, b_nc=b.strides[2] == 1, **epi)
+    kern = _kernel(device, "gemm_gpu", _GEMM_ARGS + [acc_np, acc_np, _i32], t=t, acc=acc, TM=TM, TN=TN, TK=TK,
+                   WM=WM, WN=WN, a_kc=a.strides[2] == 1 and a.strides[1] != 1, b_nc=b.strides[2] == 1)
     kern(device.queue, (-(-N // TN) * RN, -(-M // TM) * RM, Bt), (RN, RM, 1), M, N, K,
          a._buf, a.offset, *a.strides, b._buf, b.offset, *b.strides, *c_args, *tail)
     return out
