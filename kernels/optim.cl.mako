@@ -1,8 +1,11 @@
-## Fused optimizer updates: ONE launch updates up to ${slots} parameters (the "slots") of one dtype.
+## Fused optimizer updates: ONE launch updates up to `slots` parameters of one dtype (optimizer.py says
+## which share a launch).
 ##
-## Slot k covers global ids [start_k, start_{k+1}); its parameter p_k, gradient g_k and state buffers
-## (contiguous, offset 0) are separate arguments, because OpenCL 1.2 has no arrays of buffers. Unused
-## slots repeat slot 0's buffers with start = total, so no work-item ever selects them.
+## Slot k owns the work-groups [gstart_k, gstart_k + ceil(n_k / local size)): the slot is chosen from the
+## group id alone, so it is uniform across a work-group (no divergence on GPUs, and PoCL hoists the choice
+## out of its work-item loop and still vectorizes the update; choosing by global id measured 9x slower).
+## Its parameter p_k, gradient g_k and state buffers (contiguous, offset 0) are separate arguments,
+## because OpenCL 1.2 has no arrays of buffers. Unused slots repeat slot 0's buffers with n = 0.
 ## Every hyper-parameter (lr, betas, bias corrections, ...) is a scalar argument: a new learning rate or
 ## step count never rebuilds. Template switches only pick the update's algebra (as PyTorch's branches do).
 ##
@@ -13,13 +16,13 @@
 ## The arithmetic follows torch/optim/*.py (single-tensor path) operation by operation, so float32
 ## results agree with PyTorch to rounding.
 <%page args="rule, t, acc, slots, states, maximize=False, weight_decay=False, momentum=False, nesterov=False, decoupled=False, amsgrad=False, centered=False"/>
-<%def name="slot_args(k)">const int start${k},
+<%def name="slot_args(k)">const int gstart${k}, const int n${k},
     __global ${t} *p${k}, const int p${k}_off, __global const ${t} *g${k}, const int g${k}_off\
 % for s in states:
 , __global ${t} *${s}${k}\
 % endfor
 </%def>
-__kernel void ${rule}_step(const int total,
+__kernel void ${rule}_step(
 % for k in range(slots):
     ${slot_args(k)},
 % endfor
@@ -35,26 +38,24 @@ __kernel void ${rule}_step(const int total,
     const ${acc} clr, const ${acc} eps, const ${acc} wd)
 % endif
 {
-    const int gid = get_global_id(0);
-    if (gid >= total) return;
-    __global ${t} *p;
-    __global const ${t} *g;
+    const int grp = get_group_id(0), lid = get_local_id(0), lsz = get_local_size(0);
+<%
+def pick(fmt):
+    # a branch-free choice by slot (nested ?: on loop-invariant values): LLVM hoists it out of PoCL's
+    # work-item loop; an if/else chain there left the loop unvectorized (measured 9x slower)
+    expr = fmt.format(k=0)
+    for k in range(1, slots):
+        expr = f"(grp >= gstart{k} ? {fmt.format(k=k)} : {expr})"
+    return expr
+%>
+    __global ${t} *p = ${pick("p{k} + p{k}_off")};
+    __global const ${t} *g = ${pick("g{k} + g{k}_off")};
 % for s in states:
-    __global ${t} *${s};
+    __global ${t} *${s} = ${pick(s + "{k}")};
 % endfor
-    int i;
-## pick the slot: the last one whose range starts at or before gid
-% for k in reversed(range(slots)):
-    ${"if" if k == slots - 1 else "else if"} (gid >= start${k}) {
-        i = gid - start${k};
-        p = p${k} + p${k}_off;
-        g = g${k} + g${k}_off;
-  % for s in states:
-        ${s} = ${s}${k};
-  % endfor
-    }
-% endfor
-    else return;
+    const int i = (grp - ${pick("gstart{k}")}) * lsz + lid;
+    const int n = ${pick("n{k}")};
+    if (i >= n) return;
 
     ${acc} grad = (${acc})g[i];
 % if maximize:

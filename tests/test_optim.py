@@ -155,7 +155,7 @@ def test_optimizer_matches_torch(device, name, opts):
 
 def test_many_parameters_span_several_launches(device):
     """More parameters than slots per launch, of mixed sizes: every one still updated correctly."""
-    shapes = [(i + 1, 3) for i in range(optim.Optimizer.SLOTS * 2 + 3)]
+    shapes = [(i + 1, 3) for i in range(optim.Optimizer.SLOTS * 2 + 3)] + [(optim.Optimizer.LARGE + 5,)]
     init, grads = _data(n_steps=3, shapes=shapes, holes=False)
     opts = dict(lr=0.01, weight_decay=0.01)
     ps, _ = _run_clnet("Adam", opts, init, grads)
