@@ -1,16 +1,17 @@
 ## 2-D convolution and pooling over NCHW tensors (PyTorch semantics), forward and backward.
 ##
-## Every tensor is contiguous NCHW (weights OIHW) with an element offset; every size, stride, padding and
-## dilation is a kernel ARGUMENT, so a new batch size or image size never rebuilds the program.
-## Template parameters: t (storage type), acc (accumulator type), and per kernel a few switches
-## (has_bias, ocb = output channels per work-item). All gradients are gathers: every output element is
+## Every size, stride, padding and dilation is a kernel ARGUMENT (tensors are NCHW, weights OIHW, each
+## with an element offset; conv2d_forward takes element strides too), so a new batch or image size never
+## rebuilds. Template parameters: t (storage type), acc (accumulator type) and per kernel a few switches
+## (has_bias; vw, pbh, pbw, masked for conv2d_forward; window for the pools). Every output element is
 ## written by exactly one work-item, so results are deterministic and no float atomics are needed.
 ##
 ## Kernels:
-##   conv2d_forward      direct strided convolution, one work-item per (channel split, n, output pixel,
-##                       block of ocb output channels); also runs grad weight and stride-1 grad input
+##   pad_input           zero-bordered copy of the input (so conv2d_forward needs no masks)
+##   pack_weights        weights as [c*kh*kw, output channels padded to vw] (one vector load per tap)
+##   conv2d_forward      direct strided convolution, one work-item per (channel split, n, pixel block,
+##                       vw output channels); also runs grad weight and stride-1 grad input
 ##   conv2d_grad_input   transposed gather for strided convolutions: each input pixel sums its contributions
-##   conv2d_grad_weight  one work-item per (batch split, weight element) (kept for comparison)
 ##   conv2d_grad_bias    one work-item per (batch split, channel); splits summed by sum_splits
 ##   im2col / col2im     column matrix [N, C*KH*KW, OH*OW] and its gather inverse (for the matmul path)
 ##   sum_splits          out[i] = sum_s part[s * M + i]  (deterministic second stage)
@@ -214,41 +215,6 @@ __kernel void conv2d_grad_input(${geom()},
         }
     }
     gx[gx_off + gid] = (${t})s;
-}
-% endif
-
-% if kernel == "conv2d_grad_weight":
-// part[split, oc, c, ky, kx] = sum over n in this split's share of the batch, oh, ow of
-//     gy[n, oc, oh, ow] * x[n, c, oh*SH - PH + ky*DH, ow*SW - PW + kx*DW]
-__kernel void conv2d_grad_weight(${geom()}, const int nper, const int nsplit,
-    __global const ${t} *x, const int x_off,
-    __global const ${t} *gy, const int gy_off,
-    __global ${t} *part, const int part_off)
-{
-    const int M = OC * C * KH * KW;
-    const int gid = get_global_id(0);
-    if (gid >= nsplit * M) return;
-    DIVMOD(split, e, gid, M);
-    DIVMOD(r1, kx, e, KW);
-    DIVMOD(r2, ky, r1, KH);
-    DIVMOD(oc, c, r2, C);
-    const int n0 = split * nper, n1 = min(N, n0 + nper);
-    // output rows/cols that read an input inside the image for this (ky, kx)
-    const int oh0 = k_lo(ky * DH - PH, SH), oh1 = k_hi(ky * DH - PH, SH, H, OH);
-    const int ow0 = k_lo(kx * DW - PW, SW), ow1 = k_hi(kx * DW - PW, SW, W, OW);
-    const int plane = OH * OW;
-    ${acc} s = 0;
-    for (int n = n0; n < n1; ++n) {
-        __global const ${t} *xc = x + x_off + (n * C + c) * H * W;
-        __global const ${t} *gyc = gy + gy_off + (n * OC + oc) * plane;
-        for (int oh = oh0; oh < oh1; ++oh) {
-            __global const ${t} *xrow = xc + (oh * SH - PH + ky * DH) * W + kx * DW - PW;
-            __global const ${t} *grow = gyc + oh * OW;
-            for (int ow = ow0; ow < ow1; ++ow)
-                s += (${acc})grow[ow] * (${acc})xrow[ow * SW];
-        }
-    }
-    part[part_off + gid] = (${t})s;
 }
 % endif
 

@@ -66,6 +66,8 @@ CONV_CASES = [
     (1, 5, 10, 9, 3, 5, 3, (1, 3), (2, 1), (2, 1)),
     (2, 3, 5, 5, 2, 5, 5, 1, 0, 1),       # kernel as big as the image: 1x1 output
     (1, 2, 4, 6, 9, 2, 2, 3, 1, 1),       # stride larger than the kernel: some inputs unused
+    (2, 3, 5, 6, 4, 1, 1, 1, 1, 1),       # padding beyond the kernel's reach: the border is bias only
+    (1, 2, 5, 4, 3, 2, 3, 1, (2, 3), 1),  # (its input gradient runs the masked kernel variant)
 ]
 ALGOS = ["direct", "im2col"]
 
@@ -102,6 +104,7 @@ GRAD_CASES = [
     (1, 2, 5, 4, 3, 3, 2, 1, 1, 1),
     (2, 2, 6, 5, 2, 3, 3, 2, (1, 0), 1),
     (1, 1, 7, 7, 2, 2, 3, (2, 3), 1, (2, 1)),
+    (1, 2, 4, 5, 3, 2, 1, 1, (2, 1), 1),
 ]
 
 
@@ -235,6 +238,8 @@ TORCH_CASES = [
     (2, 4, 10, 10, 5, 3, 3, (2, 1), 2, 2),
     (8, 1, 8, 8, 16, 3, 3, 1, 1, 1),     # the digits CNN's first layer
     (8, 16, 4, 4, 32, 3, 3, 1, 1, 1),    # and its second
+    (2, 3, 5, 6, 4, 1, 1, 1, 1, 1),
+    (2, 20, 9, 9, 19, 3, 3, 1, 1, 1),    # channel counts that fill no vector exactly
 ]
 
 
