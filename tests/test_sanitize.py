@@ -1,0 +1,1018 @@
+"""Kernel sanitizer run: every template family and parameter variant on Oclgrind with its checkers.
+
+Runs only when Oclgrind is the device under test (CLNET_TEST_DEVICES=oclgrind) and needs
+OCLGRIND_DATA_RACES=1 OCLGRIND_UNINITIALIZED=1 OCLGRIND_CHECK_API=1 and OCLGRIND_LOG set when the
+platform loads; `python tests/sanitize_support.py` runs it once per vendor limit set of tox.ini
+(docs/sanitizer.md). After every test the new part of Oclgrind's log (invalid reads and writes, data
+races, uninitialized values, barrier divergence) and Oclgrind's stderr messages (API misuse) are read:
+any error fails that test. Every result is also compared with numpy in float64, so a kernel that does
+nothing fails too. Variants other devices would choose (CPU tunings, the CPU matmul, the tile
+configurations of other vendors, 64-bit indexing) are forced through the profile or small patches of
+the launchers' thresholds, so the same kernel source runs here with small sizes. The last test checks
+that every template in kernels/ and each listed variant were built during the run.
+"""
+from __future__ import annotations
+
+import math
+import re
+
+import numpy as np
+import pyopencl as cl
+import pytest
+
+import clnet
+import clnet.nn.functional as F
+from clnet.backend import programs
+from clnet.ops import conv as conv_ops
+from clnet.ops import elementwise as ew
+from clnet.ops import indexing, matmul as mm_ops, nn as nn_ops, random as rnd_ops, reduce as red
+from conftest import DEVICES, assert_close
+from sanitize_support import LogCursor, checks_missing, current_limit_set, device_as, errors_in, \
+    matmul_configs, profile_as
+
+pytestmark = pytest.mark.sanitize
+
+OCL = next((d for d in DEVICES if d.is_simulator), None)
+if OCL is None:
+    pytest.skip("the sanitizer run needs Oclgrind as the device under test (CLNET_TEST_DEVICES=oclgrind); "
+                "deselect it elsewhere with -m 'not sanitize'", allow_module_level=True)
+
+BUILT: dict = {}        # template -> list of parameter dicts built during this run
+_LOG: list = []         # the module's LogCursor, made on first use
+
+
+# --- fixtures: the device, and Oclgrind's verdict after every test -------------------------------------
+@pytest.fixture(scope="module")
+def dev():
+    missing = checks_missing() + ([] if _log_path() else ["OCLGRIND_LOG"])
+    if missing:
+        pytest.fail(f"the sanitizer run needs {', '.join(missing)} set when Oclgrind loads; run it with "
+                    "python tests/sanitize_support.py (docs/sanitizer.md)")
+    clnet.set_default_device(OCL)
+    yield OCL
+    clnet.set_default_device(None)
+    OCL.synchronize()
+    if _LOG:  # anything Oclgrind logged after the last test's check
+        errors = errors_in(_LOG[0].new_text())
+        if errors:
+            pytest.fail(f"Oclgrind reported {len(errors)} error(s) after the last test:\n" + summarize(errors),
+                        pytrace=False)
+
+
+def _log_path():
+    import os
+    return os.environ.get("OCLGRIND_LOG", "").strip()
+
+
+def _record_built():
+    for (_, template, frozen) in list(programs._PROGRAMS):
+        params = dict(frozen)
+        seen = BUILT.setdefault(template, [])
+        if params not in seen:
+            seen.append(params)
+
+
+UNINITIALIZED = ("Uninitialized value", "Controlflow depends on uninitialized value")
+
+
+def tolerate_uninitialized(request, why: str) -> None:
+    """Ignore Oclgrind's uninitialized-value messages (only those) in this test, for a known checker bug."""
+    request.node.sanitize_tolerate = why
+
+
+# Launch plans the ops cache per device and shape; tests that change the profile or the device's facts
+# (device_as / profile_as) must not reuse plans made under other settings, nor leave theirs behind.
+_PLAN_CACHES = ((ew, "_PLANS"), (red, "_STEPS"), (mm_ops, "_MM_KERNELS"))
+
+
+_HELD: list = []  # every buffer the run allocated (see _exact_allocate)
+
+
+def _exact_allocate(nbytes):
+    """A fresh buffer of exactly the bytes asked, instead of the pool's binned, recycled blocks: a read or
+    write past a tensor's end is then outside its buffer, which Oclgrind reports, and no buffer inherits
+    another's contents. No buffer is released before the run ends: Oclgrind 21.10 keeps a released
+    buffer's size in the shadow memory of the next buffer created with its handle, so a new, bigger
+    buffer, fully written by a kernel, reads as uninitialized past the old size (release 100 floats,
+    create 300, fill them: 200 "uninitialized" reads)."""
+    buf = cl.Buffer(OCL.context, cl.mem_flags.READ_WRITE, max(int(nbytes), 1))
+    _HELD.append(buf)
+    return buf
+
+
+@pytest.fixture(autouse=True)
+def oclgrind_clean(dev, capfd, request, monkeypatch):
+    for module, name in _PLAN_CACHES:
+        if isinstance(getattr(module, name, None), dict):
+            monkeypatch.setattr(module, name, {})
+    monkeypatch.setattr(dev.pool, "allocate", _exact_allocate)
+    for attr in ("_matmul_dummy",):  # buffers an op keeps on the device must come from this test's allocator
+        if hasattr(dev, attr):
+            monkeypatch.delattr(dev, attr)
+    if not _LOG:
+        _LOG.append(LogCursor(_log_path()))
+        _LOG[0].pos = 0  # the whole log: nothing may precede the first test either
+    cursor = _LOG[0]
+    dev.synchronize()
+    before = errors_in(cursor.new_text())  # logged between the previous test's check and this test
+    if before:
+        pytest.fail(f"Oclgrind reported {len(before)} error(s) before this test started:\n" + summarize(before),
+                    pytrace=False)
+    yield
+    dev.synchronize()
+    _record_built()
+    errors = errors_in(cursor.new_text()) + errors_in(capfd.readouterr().err, oclgrind_only=True)
+    if getattr(request.node, "sanitize_tolerate", None):
+        errors = [e for e in errors if not e.startswith(UNINITIALIZED)]
+    if errors:
+        pytest.fail(f"Oclgrind reported {len(errors)} error(s) (limit set {current_limit_set()}):\n"
+                    + summarize(errors) + "\n\nfirst messages:\n\n" + "\n\n".join(errors[:3]), pytrace=False)
+
+
+def summarize(errors) -> str:
+    """One line per kind of message: count, headline, kernel, source line."""
+    kinds: dict = {}
+    for e in errors:
+        lines = [x.strip() for x in e.splitlines()]
+        head = re.sub(r"0x[0-9a-f]+", "0x...", lines[0])
+        kernel = next((x.split(":", 1)[1].strip() for x in lines if x.startswith("Kernel:")), "")
+        at = next((lines[i + 1] for i, x in enumerate(lines[:-1]) if x.startswith("At line")), "")
+        kinds[(head, kernel, at)] = kinds.get((head, kernel, at), 0) + 1
+    return "\n".join(f"  {n:5d} x {h} [{k}] {a}" for (h, k, a), n in sorted(kinds.items(), key=lambda kv: -kv[1]))
+
+
+# --- data ------------------------------------------------------------------------------------------------
+RNG = np.random.default_rng(20261127)
+
+
+def data(*shape, dtype=np.float32, lo=0.5, hi=2.0, positive=False):
+    """Random values with lo <= |v| < hi (never zero), random signs unless positive."""
+    v = RNG.uniform(lo, hi, size=shape)
+    if not positive:
+        v *= RNG.choice([-1.0, 1.0], size=shape)
+    return v.astype(dtype)
+
+
+def ints(*shape, lo=1, hi=20, dtype=np.int64, positive=False):
+    v = RNG.integers(lo, hi, size=shape)
+    if not positive:
+        v *= RNG.choice([-1, 1], size=shape)
+    return v.astype(dtype)
+
+
+def T(a, **kw):
+    return clnet.tensor(a, device=OCL, **kw)
+
+
+def close(actual, expected, rtol=2e-5, atol=2e-6, what=""):
+    assert_close(actual, np.asarray(expected), rtol=rtol, atol=atol, what=what)
+
+
+# --- elementwise ------------------------------------------------------------------------------------------
+_UNARY_REF = {
+    "neg": np.negative, "abs": np.abs, "sign": np.sign, "exp": np.exp, "log": np.log, "sqrt": np.sqrt,
+    "rsqrt": lambda x: 1 / np.sqrt(x), "sin": np.sin, "cos": np.cos, "tanh": np.tanh,
+    "sigmoid": lambda x: 1 / (1 + np.exp(-x)), "relu": lambda x: np.maximum(x, 0), "reciprocal": np.reciprocal,
+    "square": np.square, "log1p": np.log1p, "expm1": np.expm1, "floor": np.floor, "ceil": np.ceil,
+    "round": np.rint, "logical_not": np.logical_not, "isnan": np.isnan, "isinf": np.isinf,
+}
+_POSITIVE = {"log", "sqrt", "rsqrt", "log1p"}
+
+
+@pytest.mark.parametrize("name", sorted(ew.UNARY))
+def test_elementwise_unary(dev, name):
+    """Every unary expression, contiguous (rank 0) over a size that is not a multiple of the group."""
+    x = data(3, 37, positive=name in _POSITIVE) * (2.5 if name in ("floor", "ceil", "round") else 1)
+    close(ew.unary(name, T(x)), _UNARY_REF[name](x.astype(np.float64)), what=name)
+
+
+_BINARY_REF = {
+    "add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide, "pow": np.power,
+    "maximum": np.maximum, "minimum": np.minimum, "eq": np.equal, "ne": np.not_equal, "lt": np.less,
+    "le": np.less_equal, "gt": np.greater, "ge": np.greater_equal, "logical_and": np.logical_and,
+    "logical_or": np.logical_or, "logical_xor": np.logical_xor, "floor_divide": lambda a, b: np.floor(a / b),
+    "remainder": np.remainder,
+}
+
+
+@pytest.mark.parametrize("name", sorted(ew.BINARY))
+def test_elementwise_binary_broadcast(dev, name):
+    """Every binary expression over broadcast operands (rank > 0, zero strides)."""
+    a = data(5, 1, 7, positive=name == "pow")
+    b = data(3, 7)
+    b[0, :3] = a[0, 0, :3]  # some ties for the comparisons
+    close(ew.binary(name, T(a), T(b)), _BINARY_REF[name](a.astype(np.float64), b.astype(np.float64)),
+          rtol=1e-4, what=name)
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.int64])
+@pytest.mark.parametrize("name", ["add", "sub", "mul", "floor_divide", "remainder", "pow", "maximum", "lt"])
+def test_elementwise_integer(dev, name, dtype):
+    """Integer storage and compute types, the integer forms of //, % and ** (clnet_ipow)."""
+    a = ints(4, 9, dtype=dtype)
+    b = ints(4, 9, lo=0, hi=4, dtype=dtype, positive=True) if name == "pow" else ints(4, 9, dtype=dtype)
+    ref = {"floor_divide": np.floor_divide, "remainder": np.remainder, "pow": np.power}.get(name)
+    ref = ref or _BINARY_REF[name]
+    y = ew.binary(name, T(a), T(b)[:, ::-1] if name == "add" else T(b))
+    expected = ref(a.astype(np.int64), (b[:, ::-1] if name == "add" else b).astype(np.int64))
+    assert y.dtype == (np.bool_ if name == "lt" else dtype)
+    np.testing.assert_array_equal(y.numpy(), expected)
+
+
+def test_elementwise_strided_views_and_scalars(dev):
+    """Transposed and sliced operands (rank 2 after collapsing), scalar operands, float64, bool operands."""
+    a = data(6, 10)
+    b = data(10, 6)
+    av = T(a)[::2, 1:]          # (3, 9), strides (20, 1) with an offset
+    bv = T(b).T[1::2, 1:]       # transposed view
+    close(av * 2.5 + bv - 1, a[::2, 1:] * 2.5 + b.T[1::2, 1:] - 1)
+    x64 = data(4, 5, dtype=np.float64)
+    close(T(x64).T * 3.0 + 0.25, x64.T * 3.0 + 0.25, rtol=1e-12, atol=1e-12)
+    cond = RNG.random((4, 5)) > 0.5
+    close(clnet.where(T(cond), T(x64), -1.0), np.where(cond, x64, -1.0))
+    c2 = T(cond).T
+    np.testing.assert_array_equal((c2 & T(~cond).T).numpy(), cond.T & ~cond.T)
+    np.testing.assert_array_equal((~c2).numpy(), ~cond.T)
+
+
+def test_elementwise_rank4_and_inplace_into_views(dev):
+    """A permuted 4-D operand that no dims of which merge, and outputs written through strided views."""
+    x = data(2, 3, 4, 5)
+    xp = T(x).permute(2, 0, 3, 1)                     # 4 dims, none contiguous with another
+    close(xp.exp(), np.exp(x.transpose(2, 0, 3, 1)))
+    y = T(x).clone()
+    y.permute(3, 1, 0, 2)[1:4] += 1.5                  # strided output (out= with rank > 0)
+    ref = x.copy()
+    ref.transpose(3, 1, 0, 2)[1:4] += 1.5
+    close(y, ref)
+    z = T(data(5, 5))
+    zr = z.numpy()
+    z += z.T                                           # overlapping in-place: through a temporary
+    close(z, zr + zr.T)
+    e = T(np.zeros((0, 3), np.float32)) + 1            # an empty result launches nothing
+    assert e.shape == (0, 3)
+
+
+@pytest.fixture
+def long_indices(monkeypatch):
+    """Make the launchers pick their 64-bit index variants for small tensors (same kernels, idx=long)."""
+    monkeypatch.setattr(ew, "_INT_MAX", 8)
+    monkeypatch.setattr(red, "_INDEX_LIMIT", 8)
+    monkeypatch.setattr(indexing, "_INT_MAX", 8)
+    monkeypatch.setattr(nn_ops, "_idx", lambda *ts: ("long", np.dtype(np.int64)))
+
+
+def test_long_index_variants(dev, long_indices):
+    """idx=long for elementwise (contiguous and strided), reduce (both layouts), index and softmax kernels."""
+    a, b = data(3, 37), data(37)
+    close(T(a) * 3, a * 3)
+    close(T(a) + T(b), a + b)
+    close(T(a).T * 2, a.T * 2)
+    close(T(a).sum(1), a.astype(np.float64).sum(1), rtol=1e-5)
+    close(T(a).sum(0), a.astype(np.float64).sum(0), rtol=1e-5)
+    close(T(a).argmax(1), a.argmax(1))
+    idx = np.array([2, 0, 2, 1])
+    close(T(a)[idx], a[idx])
+    close(T(a)[:, idx], a[:, idx])
+    close(F.softmax(T(a), 1), np.exp(a) / np.exp(a).sum(1, keepdims=True), rtol=1e-5)
+    _record_built()
+    longs = {t for t, ps in BUILT.items() for p in ps if p.get("idx") == "long"}
+    assert {"elementwise.cl.mako", "reduce.cl.mako", "index.cl.mako", "softmax.cl.mako"} <= longs, longs
+
+
+def test_random_long_index_variant(dev):
+    """random.cl.mako with idx=long, launched directly (its launcher only picks it past 2**31 elements)."""
+    out = clnet.empty(37, device=OCL)
+    kern = programs.get_kernel(OCL, "random.cl.mako", "philox_uniform",
+                               arg_dtypes=[np.int64, None, np.int64] + [np.uint32] * 4 + [np.float32] * 2,
+                               dist="uniform", out_t="float", ct="float", idx="long")
+    wg = OCL.profile.elementwise_wg
+    kern(OCL.queue, (wg,), (wg,), 37, out._buf, 0, 1, 2, 0, 0, -1.0, 1.0)
+    v = out.numpy()
+    assert ((v >= -1) & (v < 1)).all() and len(np.unique(v)) == 37
+
+
+# --- reductions ---------------------------------------------------------------------------------------------
+# (name, input shape, view, op, dim): views "" (contiguous), "T" (transposed), "step" (sliced with a step),
+# "expand" (a broadcast view with a zero stride).
+REDUCE_CASES = [
+    ("all-multipass", (3000,), "", "sum", None),
+    ("rows-inner", (6, 50), "", "sum", 1),
+    ("cols-outer", (50, 6), "", "sum", 0),
+    ("cols-outer-multipass", (2500, 3), "", "sum", 0),
+    ("cols-outer-wide", (40, 20), "", "sum", 0),
+    ("cols-outer-very-wide", (40, 136), "", "sum", 0),
+    ("middle-axis", (3, 40, 5), "", "sum", 1),
+    ("axes-0-2-stages", (4, 5, 6), "", "sum", (0, 2)),
+    ("axes-1-2-run", (3, 5, 8), "", "mean", (1, 2)),
+    ("transposed", (7, 45), "T", "mean", 0),
+    ("sliced", (9, 60), "step", "sum", 1),
+    ("expanded", (1, 40), "expand", "sum", 0),
+    ("kept-rank-5", (2, 2, 3, 2, 3, 4), "perm", "sum", 2),
+    ("prod-rows", (5, 33), "", "prod", 1),
+    ("prod-cols", (33, 5), "", "prod", 0),
+    ("amax-rows", (7, 45), "", "amax", 1),
+    ("amax-cols", (45, 7), "", "amax", 0),
+    ("amin-rows", (7, 45), "", "amin", 1),
+    ("amin-cols", (45, 7), "", "amin", 0),
+    ("argmax-multipass", (3000,), "", "argmax", None),
+    ("argmax-cols-multipass", (2500, 3), "", "argmax", 0),
+    ("argmin-rows", (5, 50), "", "argmin", 1),
+    ("argmin-cols", (40, 6), "", "argmin", 0),
+    ("max-dim-values-inner", (6, 40), "T", "max", 0),
+    ("min-dim-values-outer", (40, 6), "", "min", 0),
+]
+_NP_REDUCE = {"sum": np.sum, "mean": np.mean, "prod": np.prod, "amax": np.amax, "amin": np.amin,
+              "argmax": np.argmax, "argmin": np.argmin}
+# (type, preferred float vector width): GPU tuning (this device), CPU tuning with 4- and 16-wide vectors.
+# Oclgrind 21.10's uninitialized-value checker marks the .hi half of a float16 as uninitialized even when
+# all 16 lanes were loaded from written memory (a 4-line kernel shows it; .lo and float8 halves are fine),
+# so the 16-wide runs skip that one checker: bounds and races are still checked, and the same code at
+# width 4 runs under every checker.
+TUNINGS = [("gpu", 1), ("cpu", 4), ("cpu", 16)]
+_FLOAT16_HI = "Oclgrind 21.10 flags float16 .hi lanes as uninitialized (false positive)"
+
+
+def _reduce_view(x: np.ndarray, view: str):
+    if view == "T":
+        return x.T, T(x).T
+    if view == "perm":
+        dims = tuple(reversed(range(x.ndim)))
+        return x.transpose(dims), T(x).permute(*dims)
+    if view == "step":
+        return x[::2, ::3], T(x)[::2, ::3]
+    if view == "expand":
+        return np.broadcast_to(x, (30,) + x.shape[1:]), T(x).expand(30, *x.shape[1:])
+    return x, T(x)
+
+
+def _multipass_shape(shape, dim, op):
+    axis = 0 if dim is None else dim
+    shape = list(shape)
+    while True:
+        dims = tuple(range(len(shape))) if dim is None else (dim,)
+        strides = [math.prod(shape[i + 1:]) for i in range(len(shape))]
+        if len(red.plan(tuple(shape), strides, dims, OCL, is_arg=op.startswith("arg"))) > 1:
+            return tuple(shape)
+        assert shape[axis] < 200_000, f"no multi-pass plan for {shape}"
+        shape[axis] *= 2
+
+
+@pytest.mark.parametrize("tuning", TUNINGS, ids=[f"{t}{w}" for t, w in TUNINGS])
+@pytest.mark.parametrize("case", REDUCE_CASES, ids=[c[0] for c in REDUCE_CASES])
+def test_reduce(dev, case, tuning, request):
+    """Each axis case, inner and outer layouts, one and several passes, under GPU and CPU tunings."""
+    name, shape, view, op, dim = case
+    if tuning[1] == 16:
+        tolerate_uninitialized(request, _FLOAT16_HI)
+    with device_as(OCL, type=tuning[0], preferred_vector_width_float=tuning[1]):
+        if "multipass" in name:  # grow the reduced dim until this tuning needs more than one pass
+            shape = _multipass_shape(shape, dim, op)
+        # products of many values stay near 1
+        x = data(*shape, lo=0.8, hi=1.25) if op == "prod" else data(*shape)
+        xn, xt = _reduce_view(x, view)
+        if op in ("max", "min"):
+            vals, idx = getattr(xt, op)(dim)
+            ref = getattr(np, "a" + op)(xn, dim)
+            close(vals, ref)
+            close(idx, getattr(np, "arg" + op)(xn, dim))
+            return
+        y = getattr(red, op)(xt, dim) if op in ("amax", "amin", "argmax", "argmin", "prod") else \
+            getattr(xt, op)(dim)
+        expected = _NP_REDUCE[op](xn.astype(np.float64), axis=dim)
+    if op.startswith("arg"):
+        np.testing.assert_array_equal(y.numpy(), expected)
+    else:
+        close(y, expected, rtol=1e-5, atol=1e-5, what=name)
+
+
+@pytest.mark.parametrize("tuning", TUNINGS, ids=[f"{t}{w}" for t, w in TUNINGS])
+def test_reduce_dtypes(dev, tuning, request):
+    """float64 and integer accumulators, bool any/all, keepdim, logsumexp, var."""
+    if tuning[1] == 16:
+        tolerate_uninitialized(request, _FLOAT16_HI)
+    x64 = data(5, 70, dtype=np.float64)
+    xi = ints(70, 5, dtype=np.int32)
+    xl = ints(6, 40, dtype=np.int64)
+    mask = RNG.random((8, 50)) > 0.7
+    with device_as(OCL, type=tuning[0], preferred_vector_width_float=tuning[1]):
+        close(T(x64).sum(1, keepdim=True), x64.sum(1, keepdims=True), rtol=1e-12, atol=1e-12)
+        close(T(x64).amax(0), x64.max(0), rtol=0, atol=0)
+        y = T(xi).sum(0)
+        assert y.dtype == np.int64
+        np.testing.assert_array_equal(y.numpy(), xi.astype(np.int64).sum(0))
+        np.testing.assert_array_equal(T(xl).amax(1).numpy(), xl.max(1))
+        np.testing.assert_array_equal(T(xl).argmin(0).numpy(), xl.argmin(0))
+        np.testing.assert_array_equal(clnet.any(T(mask), 1).numpy(), mask.any(1))
+        np.testing.assert_array_equal(clnet.all(T(mask), 0).numpy(), mask.all(0))
+        x = data(4, 60)
+        close(clnet.logsumexp(T(x), 1), np.log(np.exp(x.astype(np.float64)).sum(1)), rtol=1e-5)
+        close(T(x).var(1), x.astype(np.float64).var(1, ddof=1), rtol=1e-4)
+
+
+# --- matmul ---------------------------------------------------------------------------------------------------
+MATMUL_CONFIGS = matmul_configs(OCL)
+_CFG_IDS = ["%s-%dx%dx%d-%dx%d" % c for c in MATMUL_CONFIGS]
+
+
+def _profile_fields(cfg):
+    variant, tm, tn, tk, wm, wn = cfg
+    return dict(matmul_variant=variant, matmul_tile_m=tm, matmul_tile_n=tn, matmul_tile_k=tk,
+                matmul_wpt_m=wm, matmul_wpt_n=wn)
+
+
+def _mm_ref(a, b):
+    return a.astype(np.float64) @ b.astype(np.float64)
+
+
+@pytest.mark.parametrize("cfg", MATMUL_CONFIGS, ids=_CFG_IDS)
+def test_matmul_edges_and_transposes(dev, cfg):
+    """Each tile configuration: a partial last tile in m, n and k; transposed operands (a_kc / b_nc off);
+    1-wide results."""
+    _, tm, tn, tk, _, _ = cfg
+    with profile_as(OCL, **_profile_fields(cfg)):
+        # a second tile along m for small tiles; one partial tile for big ones (simulating 256-item
+        # groups is slow, and the group offset is the same code at every tile size)
+        M, N, K = (tm + 3 if tm <= 32 else tm - 5), max(1, tn - 5), tk + 3
+        a, b = data(M, K), data(K, N)
+        close(T(a) @ T(b), _mm_ref(a, b), rtol=1e-4, atol=1e-4, what="edges")
+        a2, b2 = data(9, 5), data(7, 9)          # op(a) = a.T (5 x 9), op(b) = b.T (9 x 7)
+        close(T(a2).T @ T(b2).T, _mm_ref(a2.T, b2.T), rtol=1e-4, atol=1e-4, what="transposed")
+        close(T(a2).T @ T(b2.T.copy()), _mm_ref(a2.T, b2.T), rtol=1e-4, atol=1e-4, what="a transposed")
+        v, w = data(K), data(K, 3)
+        close(T(v) @ T(w), _mm_ref(v[None], w)[0], rtol=1e-4, atol=1e-4, what="vector @ matrix")
+        close(T(w).T @ T(v), _mm_ref(w.T, v[:, None])[:, 0], rtol=1e-4, atol=1e-4, what="matrix @ vector")
+
+
+@pytest.mark.parametrize("cfg", MATMUL_CONFIGS, ids=_CFG_IDS)
+def test_matmul_epilogue_batched_float64(dev, cfg):
+    """The fused epilogue (alpha, beta * out, bias, relu), batched and broadcast batches, float64."""
+    with profile_as(OCL, **_profile_fields(cfg)):
+        x, wt, bias = data(6, 11), data(5, 11), data(5)
+        y = mm_ops.matmul_ex(T(x), T(wt), trans_b=True, bias=T(bias), activation="relu", alpha=0.5)
+        close(y, np.maximum(0.5 * _mm_ref(x, wt.T) + bias, 0), rtol=1e-4, atol=1e-4, what="bias+relu")
+        c0 = data(6, 5)
+        out = T(c0)
+        mm_ops.matmul_ex(T(x), T(wt), trans_b=True, beta=2.0, out=out)
+        close(out, _mm_ref(x, wt.T) + 2 * c0, rtol=1e-4, atol=1e-4, what="beta * out")
+        a3, b3 = data(2, 4, 6), data(6, 3)
+        close(clnet.matmul(T(a3), T(b3).expand(2, 6, 3)), np.einsum("bmk,kn->bmn", a3, b3),
+              rtol=1e-4, atol=1e-4, what="broadcast batch")
+        a4, b4 = data(2, 3, 5, dtype=np.float64), data(2, 4, 5, dtype=np.float64)
+        close(clnet.matmul(T(a4), T(b4).transpose(1, 2)), a4 @ b4.transpose(0, 2, 1), rtol=1e-12,
+              atol=1e-12, what="float64 bmm")
+
+
+@pytest.fixture
+def cpu_panels(monkeypatch):
+    """Make the CPU GEMM pack both operands even when they are small (the thresholds are for speed only)."""
+    monkeypatch.setattr(mm_ops, "_DIRECT_B_BYTES", 0)
+    monkeypatch.setattr(mm_ops, "_DIRECT_ANY_ELEMS", 0)
+    monkeypatch.setattr(mm_ops, "_DIRECT_A_ELEMS", 0)
+
+
+CPU_CFGS = [c for c in MATMUL_CONFIGS if c[0] == "cpu"]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("cfg", CPU_CFGS, ids=["%s-%dx%dx%d-%dx%d" % c for c in CPU_CFGS])
+def test_matmul_cpu_variant_packed(dev, cfg, cpu_panels, dtype):
+    """The CPU GEMM with both operands packed into panels (pack kernel, unit and strided sources),
+    an M below the register block, N at and past the vector width, edge blocks."""
+    with profile_as(OCL, **_profile_fields(cfg)):
+        for M, N, K in [(3, 16, 5), (10, 37, 6)]:
+            a, b = data(M, K, dtype=dtype), data(K, N, dtype=dtype)
+            close(T(a) @ T(b), _mm_ref(a, b), rtol=1e-4, atol=1e-4, what=f"{M}x{N}x{K}")
+            close(T(a.T.copy()).T @ T(b.T.copy()).T, _mm_ref(a, b), rtol=1e-4, atol=1e-4,
+                  what=f"{M}x{N}x{K} transposed")
+        xb, wb = data(2, 9, 4, dtype=dtype), data(2, 4, 20, dtype=dtype)
+        close(clnet.matmul(T(xb), T(wb)), xb @ wb, rtol=1e-4, atol=1e-4, what="batched panels")
+
+
+# --- convolution and pooling ------------------------------------------------------------------------------------
+def _cols(x, kh, kw, s, p, d):
+    """numpy im2col in float64: (N, C*kh*kw, OH*OW) and the output size."""
+    N, C, H, W = x.shape
+    xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (p[0], p[0]), (p[1], p[1])))
+    OH = (H + 2 * p[0] - d[0] * (kh - 1) - 1) // s[0] + 1
+    OW = (W + 2 * p[1] - d[1] * (kw - 1) - 1) // s[1] + 1
+    cols = np.empty((N, C, kh, kw, OH, OW))
+    for i in range(kh):
+        for j in range(kw):
+            cols[:, :, i, j] = xp[:, :, i * d[0]:i * d[0] + s[0] * OH:s[0], j * d[1]:j * d[1] + s[1] * OW:s[1]]
+    return cols.reshape(N, C * kh * kw, OH * OW), OH, OW
+
+
+def _conv_ref(x, w, b, s, p, d, gy=None):
+    """Forward output and, with gy, the gradients of sum(y * gy) for x, w and b (float64)."""
+    OC, C, kh, kw = w.shape
+    cols, OH, OW = _cols(x, kh, kw, s, p, d)
+    wm = w.reshape(OC, -1).astype(np.float64)
+    y = np.einsum("ok,nkp->nop", wm, cols).reshape(x.shape[0], OC, OH, OW) + (0 if b is None else b[:, None, None])
+    if gy is None:
+        return y
+    g = gy.reshape(x.shape[0], OC, -1)
+    gw = np.einsum("nop,nkp->ok", g, cols).reshape(w.shape)
+    gcols = np.einsum("ok,nop->nkp", wm, g).reshape(x.shape[0], C, kh, kw, OH, OW)
+    N, _, H, W = x.shape
+    gxp = np.zeros((N, C, H + 2 * p[0], W + 2 * p[1]))
+    for i in range(kh):
+        for j in range(kw):
+            gxp[:, :, i * d[0]:i * d[0] + s[0] * OH:s[0], j * d[1]:j * d[1] + s[1] * OW:s[1]] += gcols[:, :, i, j]
+    gx = gxp[:, :, p[0]:p[0] + H, p[1]:p[1] + W]
+    return y, gx, gw, g.sum((0, 2))
+
+
+# (x shape, w shape, stride, padding, dilation, bias): OC > 4 and <= 4 (vector widths 8 and 4), stride 1
+# (input gradient as a flipped convolution) and 2 (its own kernel), dilation, a 5x5 kernel (weight-gradient
+# blocks of 2), one input channel (no channel splits), an unbatched input.
+CONV_CASES = [
+    ((2, 3, 6, 5), (5, 3, 3, 3), (1, 1), (1, 1), (1, 1), True),
+    ((2, 2, 7, 7), (3, 2, 3, 2), (2, 2), (1, 0), (1, 1), False),
+    ((1, 2, 9, 8), (6, 2, 2, 3), (1, 2), (0, 1), (2, 2), True),
+    ((2, 1, 7, 6), (4, 1, 5, 5), (1, 1), (2, 2), (1, 1), True),
+    ((3, 5, 5), (2, 3, 3, 3), (1, 1), (0, 0), (1, 1), False),
+]
+
+
+# the direct kernels run every case; the im2col path (im2col, col2im and batched matmuls, slow to simulate
+# with large GPU tiles) runs the stride-1 and the strided, dilated case
+CONV_RUNS = [(i, "direct") for i in range(len(CONV_CASES))] + [(0, "im2col"), (2, "im2col")]
+
+
+@pytest.mark.parametrize("index,algo", CONV_RUNS, ids=[f"conv{i}-{a}" for i, a in CONV_RUNS])
+def test_conv2d_forward_backward(dev, index, algo):
+    xs, ws, s, p, d, with_bias = CONV_CASES[index]
+    x, w = data(*xs), data(*ws)
+    b = data(ws[0]) if with_bias else None
+    xt, wt = T(x, requires_grad=True), T(w, requires_grad=True)
+    bt = T(b, requires_grad=True) if with_bias else None
+    y = conv_ops.conv2d(xt, wt, bt, stride=s, padding=p, dilation=d, algo=algo)
+    x4 = x if x.ndim == 4 else x[None]
+    gy = data(*((x4.shape[0],) + tuple(y.shape[-3:])))
+    y_ref, gx, gw, gb = _conv_ref(x4, w, b, s, p, d, gy)
+    close(y, y_ref if x.ndim == 4 else y_ref[0], rtol=1e-4, atol=1e-4, what="forward")
+    (y * T(gy if x.ndim == 4 else gy[0])).sum().backward()
+    close(xt.grad, gx if x.ndim == 4 else gx[0], rtol=1e-4, atol=1e-4, what="grad input")
+    close(wt.grad, gw, rtol=1e-4, atol=1e-4, what="grad weight")
+    if with_bias:
+        close(bt.grad, gb, rtol=1e-4, atol=1e-4, what="grad bias")
+
+
+def test_conv2d_grad_weight_gather_kernel(dev):
+    """The simple one-item-per-weight gradient kernel kept beside the direct one."""
+    x, w = data(2, 3, 6, 5), data(4, 3, 3, 2)
+    s, p, d = (2, 1), (1, 1), (1, 2)
+    g = conv_ops._Geom(x.shape, w.shape, s, p, d)
+    gy = data(2, 4, g.OH, g.OW)
+    gw = conv_ops._grad_weight_gather(T(x), T(gy), g)
+    close(gw, _conv_ref(x, w, None, s, p, d, gy)[2], rtol=1e-4, atol=1e-4)
+
+
+def _pool_ref(x, k, s, p, op):
+    N, C, H, W = x.shape
+    OH, OW = (H + 2 * p[0] - k[0]) // s[0] + 1, (W + 2 * p[1] - k[1]) // s[1] + 1
+    fill = -np.inf if op == "max" else 0.0
+    xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (p[0], p[0]), (p[1], p[1])), constant_values=fill)
+    win = np.stack([xp[:, :, i:i + s[0] * OH:s[0], j:j + s[1] * OW:s[1]]
+                    for i in range(k[0]) for j in range(k[1])], -1)
+    return win.max(-1) if op == "max" else win.mean(-1)
+
+
+@pytest.mark.parametrize("op", ["max", "avg"])
+@pytest.mark.parametrize("k,s,p", [((2, 2), (2, 2), (0, 0)), ((3, 2), (2, 1), (1, 1)), ((5, 4), (2, 3), (2, 0))])
+def test_pool2d_forward_backward(dev, op, k, s, p):
+    x = data(2, 3, 7, 6)
+    xt = T(x, requires_grad=True)
+    y = conv_ops.max_pool2d(xt, k, s, p) if op == "max" else conv_ops.avg_pool2d(xt, k, s, p)
+    close(y, _pool_ref(x, k, s, p, op), what="forward")
+    gy = data(*y.shape)
+    (y * T(gy)).sum().backward()
+    # the gradient of sum(pool(x) * gy): each window sends gy to its maximum, or gy / (kh kw) to every
+    # position (padding counts in the average and takes nothing)
+    H, W = x.shape[2:]
+    gx = np.zeros((2, 3, H + 2 * p[0], W + 2 * p[1]))
+    xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (p[0], p[0]), (p[1], p[1])), constant_values=-np.inf)
+    for n, c, i, j in np.ndindex(*gy.shape):
+        win = (n, c, slice(i * s[0], i * s[0] + k[0]), slice(j * s[1], j * s[1] + k[1]))
+        if op == "max":
+            a, b = np.unravel_index(np.argmax(xp[win]), k)
+            gx[n, c, i * s[0] + a, j * s[1] + b] += gy[n, c, i, j]
+        else:
+            gx[win] += gy[n, c, i, j] / (k[0] * k[1])
+    close(xt.grad, gx[:, :, p[0]:p[0] + H, p[1]:p[1] + W], rtol=1e-5, atol=1e-6, what="grad input")
+    if op == "max":
+        _, idx = conv_ops.max_pool2d(T(x), k, s, p, return_indices=True)
+        assert idx.dtype == np.int32 and 0 <= int(idx.numpy().min()) and int(idx.numpy().max()) < H * W
+
+
+# --- softmax, cross-entropy, pointwise losses ----------------------------------------------------------------------
+def _softmax_ref(x, axis, log):
+    x = x.astype(np.float64)
+    m = x.max(axis, keepdims=True)
+    lse = np.log(np.exp(x - m).sum(axis, keepdims=True)) + m
+    return x - lse if log else np.exp(x - lse)
+
+
+# (shape, dim): short rows (one work-item each), long contiguous rows (a work-group each on GPUs),
+# a non-last dim (inner > 1), and a long non-last dim (a work-group per row through the stride)
+SOFTMAX_CASES = [((4, 10), 1), ((2, 300), 1), ((10, 3, 4), 0), ((700, 3), 0)]
+
+
+@pytest.mark.parametrize("log", [False, True], ids=["softmax", "log_softmax"])
+@pytest.mark.parametrize("shape,dim", SOFTMAX_CASES, ids=[f"{s}-dim{d}" for s, d in SOFTMAX_CASES])
+def test_softmax_forward_backward(dev, shape, dim, log):
+    x = data(*shape)
+    xt = T(x, requires_grad=True)
+    y = (F.log_softmax if log else F.softmax)(xt, dim)
+    yr = _softmax_ref(x, dim, log)
+    close(y, yr, rtol=1e-5, atol=1e-6)
+    g = data(*shape)
+    (y * T(g)).sum().backward()
+    sm = _softmax_ref(x, dim, False)
+    gx = g - sm * g.sum(dim, keepdims=True) if log else sm * (g - (g * sm).sum(dim, keepdims=True))
+    close(xt.grad, gx, rtol=1e-4, atol=1e-5)
+
+
+def _ce_ref(x, t, w, ignore, eps, reduction, nll):
+    """PyTorch's cross_entropy / nll_loss over (N, C, ...) in float64; returns the loss."""
+    C = x.shape[1]
+    logp = x.astype(np.float64) if nll else _softmax_ref(x, 1, True)
+    lp = np.moveaxis(logp, 1, -1).reshape(-1, C)
+    tt = t.reshape(-1)
+    wc = np.ones(C) if w is None else w.astype(np.float64)
+    keep = tt != ignore
+    ts = np.where(keep, tt, 0)
+    picked = -lp[np.arange(len(tt)), ts] * wc[ts]
+    smooth = -(lp * wc).sum(1) / C
+    loss = np.where(keep, (1 - eps) * picked + eps * smooth, 0.0)
+    if reduction == "none":
+        return loss.reshape(t.shape)
+    if reduction == "sum":
+        return loss.sum()
+    return loss.sum() / np.where(keep, wc[ts], 0).sum()
+
+
+# (x shape, target dtype, weighted, ignore, label smoothing, reduction, nll)
+CE_CASES = [
+    ((8, 10), np.int64, False, -100, 0.0, "mean", False),
+    ((6, 300), np.int64, True, 2, 0.1, "sum", False),
+    ((4, 5, 3), np.int32, True, -100, 0.2, "none", False),
+    ((7, 6), np.int64, True, 1, 0.0, "mean", True),
+    ((3, 4, 2), np.int32, False, -100, 0.0, "none", True),
+]
+
+
+@pytest.mark.parametrize("case", CE_CASES, ids=[f"ce{i}" for i in range(len(CE_CASES))])
+def test_cross_entropy_forward_backward(dev, case):
+    shape, tdt, weighted, ignore, eps, reduction, nll = case
+    C = shape[1]
+    x = data(*shape)
+    t = RNG.integers(0, C, size=(shape[0],) + shape[2:]).astype(tdt)
+    if ignore >= 0:
+        t.reshape(-1)[::3] = ignore
+    w = data(C, positive=True) if weighted else None
+    xt = T(x, requires_grad=True)
+    kw = dict(weight=T(w) if weighted else None, ignore_index=ignore, reduction=reduction)
+    loss = F.nll_loss(xt, T(t), **kw) if nll else F.cross_entropy(xt, T(t), label_smoothing=eps, **kw)
+    ref = _ce_ref(x, t, w, ignore, eps, reduction, nll)
+    close(loss, ref, rtol=1e-5, atol=1e-5, what="loss")
+    g = data(*np.shape(ref)) if reduction == "none" else np.float32(1.5)
+    (loss * T(g)).sum().backward()
+    # finite differences of the float64 reference
+    num, h = np.zeros(x.shape), 1e-4
+    xf = x.astype(np.float64)
+    for i in np.ndindex(*x.shape):
+        xp, xm = xf.copy(), xf.copy()
+        xp[i] += h
+        xm[i] -= h
+        num[i] = ((_ce_ref(xp, t, w, ignore, eps, reduction, nll) - _ce_ref(xm, t, w, ignore, eps, reduction, nll))
+                  * g).sum() / (2 * h)
+    close(xt.grad, num, rtol=1e-3, atol=1e-4, what="grad")
+
+
+def test_pointwise_losses(dev):
+    """MSE, L1, BCE and BCE-with-logits (fused elementwise kernels) forward and backward."""
+    x, y = data(5, 6), data(5, 6)
+    p, q = data(5, 6, lo=0.1, hi=0.9, positive=True), data(5, 6, lo=0.05, hi=0.95, positive=True)
+    cases = [
+        (F.mse_loss, x, y, lambda a: ((a - y) ** 2).mean()),
+        (F.l1_loss, x, y, lambda a: np.abs(a - y).mean()),
+        (F.binary_cross_entropy, p, q, lambda a: -(q * np.log(a) + (1 - q) * np.log(1 - a)).mean()),
+        (F.binary_cross_entropy_with_logits, x, q,
+         lambda a: (np.maximum(a, 0) - a * q + np.log1p(np.exp(-np.abs(a)))).mean()),
+    ]
+    for fn, a, b, ref in cases:
+        at = T(a, requires_grad=True)
+        loss = fn(at, T(b))
+        close(loss, ref(a.astype(np.float64)), rtol=1e-5, what=fn.__name__)
+        loss.backward()
+        h, af, num = 1e-6, a.astype(np.float64), np.zeros(a.shape)
+        for i in np.ndindex(*a.shape):
+            ap, am = af.copy(), af.copy()
+            ap[i] += h
+            am[i] -= h
+            num[i] = (ref(ap) - ref(am)) / (2 * h)
+        close(at.grad, num, rtol=1e-3, atol=1e-5, what=fn.__name__ + " grad")
+
+
+# --- optimizers ------------------------------------------------------------------------------------------------------
+def _opt_ref(name, opts, p, grads):
+    """numpy float64 reference of torch.optim's single-tensor algorithms over successive gradients."""
+    p = p.astype(np.float64).copy()
+    st: dict = {}
+    lr = opts.get("lr", 1e-2)
+    for t, g in enumerate(grads, 1):
+        g = g.astype(np.float64) * (-1 if opts.get("maximize") else 1)
+        wd = opts.get("weight_decay", 0.0)
+        if name == "SGD":
+            d = g + wd * p
+            mom = opts.get("momentum", 0.0)
+            if mom:
+                buf = d.copy() if t == 1 else mom * st["buf"] + (1 - opts.get("dampening", 0.0)) * d
+                st["buf"] = buf
+                d = d + mom * buf if opts.get("nesterov") else buf
+            p -= lr * d
+        elif name in ("Adam", "AdamW"):
+            b1, b2 = opts.get("betas", (0.9, 0.999))
+            eps = opts.get("eps", 1e-8)
+            if name == "AdamW":
+                wd = opts.get("weight_decay", 1e-2)
+                p *= 1 - lr * wd
+            else:
+                g = g + wd * p
+            st["m"] = b1 * st.get("m", 0) + (1 - b1) * g
+            st["v"] = b2 * st.get("v", 0) + (1 - b2) * g * g
+            v = st["v"]
+            if opts.get("amsgrad"):
+                st["vmax"] = np.maximum(st.get("vmax", 0), v)
+                v = st["vmax"]
+            p -= lr / (1 - b1 ** t) * st["m"] / (np.sqrt(v) / np.sqrt(1 - b2 ** t) + eps)
+        elif name == "RMSprop":
+            a, eps, mom = opts.get("alpha", 0.99), opts.get("eps", 1e-8), opts.get("momentum", 0.0)
+            g = g + wd * p
+            st["s"] = a * st.get("s", 0) + (1 - a) * g * g
+            avg = st["s"]
+            if opts.get("centered"):
+                st["ga"] = a * st.get("ga", 0) + (1 - a) * g
+                avg = avg - st["ga"] ** 2
+            avg = np.sqrt(avg) + eps
+            if mom:
+                st["b"] = mom * st.get("b", 0) + g / avg
+                p -= lr * st["b"]
+            else:
+                p -= lr * g / avg
+        elif name == "Adagrad":
+            g = g + wd * p
+            clr = lr / (1 + (t - 1) * opts.get("lr_decay", 0.0))
+            st["sum"] = st.get("sum", opts.get("initial_accumulator_value", 0.0)) + g * g
+            p -= clr * g / (np.sqrt(st["sum"]) + opts.get("eps", 1e-10))
+    return p
+
+
+OPT_CASES = [
+    ("SGD", dict(lr=0.1)),
+    ("SGD", dict(lr=0.1, momentum=0.9, dampening=0.1, weight_decay=0.01, maximize=True)),
+    ("SGD", dict(lr=0.1, momentum=0.9, nesterov=True)),
+    ("Adam", dict(lr=0.01)),
+    ("Adam", dict(lr=0.01, weight_decay=0.1, amsgrad=True, maximize=True)),
+    ("AdamW", dict(lr=0.01, weight_decay=0.1)),
+    ("RMSprop", dict(lr=0.01)),
+    ("RMSprop", dict(lr=0.01, momentum=0.5, centered=True, weight_decay=0.1)),
+    ("Adagrad", dict(lr=0.1, lr_decay=0.01, weight_decay=0.1, initial_accumulator_value=0.1)),
+]
+
+
+@pytest.mark.parametrize("name,opts", OPT_CASES, ids=[f"{n}{i}" for i, (n, _) in enumerate(OPT_CASES)])
+def test_optimizers(dev, name, opts):
+    """Two steps over 10 parameters (two launches of 8 slots), one of them a strided view, one float64 group."""
+    shapes = [(3, 4), (5,), (2, 3, 2), (7,), (1,), (4, 4), (3,), (6,), (2, 5), (9,)]
+    params = [data(*s) for s in shapes]
+    grads = [[data(*s) for s in shapes] for _ in range(2)]
+    ts = [T(p, requires_grad=True) for p in params]
+    strided = T(data(4, 6))[:, ::2]  # a parameter that is a non-contiguous view: updated through a copy
+    strided_np = strided.numpy()
+    strided.requires_grad_(True)
+    p64 = data(3, 3, dtype=np.float64)
+    t64 = T(p64, requires_grad=True)
+    opt = getattr(clnet.optim, name)([{"params": ts + [strided]}, {"params": [t64]}], **opts)
+    sgrads = [data(4, 3) for _ in range(2)]
+    g64 = [data(3, 3, dtype=np.float64) for _ in range(2)]
+    for step in range(2):
+        for t, gs in zip(ts, grads[step]):
+            t.grad = T(gs)
+        strided.grad = T(sgrads[step])
+        t64.grad = T(g64[step])
+        opt.step()
+    for t, p, i in zip(ts, params, range(len(ts))):
+        close(t, _opt_ref(name, opts, p, [grads[0][i], grads[1][i]]), rtol=1e-4, atol=1e-5, what=f"param {i}")
+    close(strided, _opt_ref(name, opts, strided_np, sgrads), rtol=1e-4, atol=1e-5, what="strided param")
+    close(t64, _opt_ref(name, opts, p64, g64), rtol=1e-10, atol=1e-12, what="float64 param")
+
+
+# --- random -------------------------------------------------------------------------------------------------------------
+def test_random_kernels(dev):
+    """Every distribution, float32 and float64, sizes that are not a multiple of the values per block."""
+    clnet.manual_seed(1234)
+    bits = rnd_ops._bits(10, device=OCL).numpy().view(np.uint32)
+    key = (1234 & 0xFFFFFFFF, 1234 >> 32)
+    ref = [w for c in range(3) for w in rnd_ops.philox4x32_10((c, 0, 0, 0), key)][:10]
+    np.testing.assert_array_equal(bits, np.array(ref, np.uint32))
+    for dt in (clnet.float32, clnet.float64):
+        u = clnet.rand(5, 7, dtype=dt, device=OCL).numpy()
+        assert u.dtype == dt and ((u >= 0) & (u < 1)).all() and len(np.unique(u)) == u.size
+        z = clnet.randn(203, dtype=dt, device=OCL).numpy()
+        assert np.isfinite(z).all() and abs(z.mean()) < 0.4 and 0.6 < z.std() < 1.4
+    m = rnd_ops.bernoulli_mask((9, 9), 0.3, device=OCL, dtype=clnet.bool).numpy()
+    assert m.dtype == np.bool_ and 0 < m.sum() < 81
+    dm = rnd_ops.dropout_mask(50, 0.5, device=OCL).numpy()
+    assert set(np.unique(dm)) <= {0.0, 2.0} and 0 < (dm == 2).sum() < 50
+    for dt in (clnet.int64, clnet.int32):
+        r = clnet.randint(-5, 7, (31,), dtype=dt, device=OCL).numpy()
+        assert ((r >= -5) & (r < 7)).all() and len(np.unique(r)) > 5
+    x = T(np.ones((4, 6), np.float32))
+    rnd_ops.uniform_(x[:, ::2], -2.0, -1.0)  # a strided target: filled through a temporary
+    v = x.numpy()
+    assert ((v[:, ::2] >= -2) & (v[:, ::2] < -1)).all() and (v[:, 1::2] == 1).all()
+
+
+# --- indexing ---------------------------------------------------------------------------------------------------------
+def test_index_gather_kernels(dev):
+    """adv_gather with the index entries on the slow and on the fast range dim, several arrays, int32
+    index tensors, a mask (nonzero: count, scan, write over several blocks), take, index_select, gather."""
+    x = data(6, 5, 4)
+    i1 = np.array([4, 0, 2, 2, -1])
+    close(T(x)[i1], x[i1])                                         # j on the slow dim
+    close(T(x)[:, [1, 3, 3]], x[:, [1, 3, 3]])                     # j on the fast dim
+    close(T(x)[[0, 5, 1], :, T(np.array([3, 0, 1], np.int32))], x[[0, 5, 1], :, [3, 0, 1]])
+    close(T(x)[1:, [2, 0]][::2], x[1:, [2, 0]][::2])
+    big = data(3, 200)
+    mask = RNG.random(big.shape) > 0.6                             # 600 elements: 3 mask blocks
+    close(T(big)[T(mask)], big[mask])
+    np.testing.assert_array_equal(clnet.nonzero(T(mask)).numpy(), np.argwhere(mask))
+    m3 = RNG.random((2, 3, 4)) > 0.5
+    np.testing.assert_array_equal(clnet.nonzero(T(m3)).numpy(), np.argwhere(m3))
+    close(clnet.masked_select(T(big), T(mask)), big[mask])
+    close(clnet.take(T(x), T(np.array([[0, 119], [7, 33]]))), np.take(x, [[0, 119], [7, 33]]))
+    close(clnet.index_select(T(x), 2, T(np.array([3, 1]))), x[:, :, [3, 1]])
+    gi = RNG.integers(0, 4, size=(6, 5, 3))
+    close(clnet.gather(T(x), 2, T(gi)), np.take_along_axis(x, gi, 2))
+    gi0 = RNG.integers(0, 6, size=(2, 5, 4)).astype(np.int32)
+    close(clnet.gather(T(x), 0, T(gi0)), np.take_along_axis(x, gi0.astype(np.int64), 0))
+
+
+def test_index_scatter_kernels(dev):
+    """adv_scatter put/add, with and without duplicate targets (segmented), dim_scatter (scatter_add and
+    gather's gradient), masked_fill and index assignment."""
+    x = data(6, 5)
+    xt = T(x, requires_grad=True)
+    i_dup, i_uni = np.array([1, 4, 1, 1, 0]), np.array([3, 0, 5])
+    g1, g2 = data(5, 5), data(6, 3)
+    ((xt[i_dup] * T(g1)).sum() + (xt[:, [2, 0, 4]] * T(g2)).sum() + (xt[i_uni] * 2).sum()).backward()
+    gx = np.zeros((6, 5))
+    np.add.at(gx, i_dup, g1)
+    gx[:, [2, 0, 4]] += g2
+    gx[i_uni] += 2
+    close(xt.grad, gx, rtol=1e-5)
+    y = T(x)
+    vals = np.arange(1, 4, dtype=np.float32)[:, None] * np.ones(5, np.float32)
+    y[np.array([2, 0, 2])] = T(vals)                                                          # put, last wins
+    ref = x.copy()
+    ref[[2, 0, 2]] = vals
+    close(y, ref)
+    z = T(x)
+    z[:, [4, 1]] = 7.0                                                                        # put, unique
+    ref = x.copy()
+    ref[:, [4, 1]] = 7.0
+    close(z, ref)
+    mask = RNG.random((6, 5)) > 0.5
+    close(clnet.masked_fill(T(x), T(mask), -3.0), np.where(mask, -3.0, x))
+    w = T(x)
+    w[T(mask)] = 0.5
+    close(w, np.where(mask, 0.5, x))
+    idx = RNG.integers(0, 5, size=(4, 3))
+    src = data(4, 3)
+    out = clnet.scatter_add(T(x[:4]), 1, T(idx), T(src))
+    ref = x[:4].astype(np.float64).copy()
+    np.add.at(ref, (np.arange(4)[:, None], idx), src)
+    close(out, ref, rtol=1e-5)
+    xg = T(x, requires_grad=True)
+    gi = RNG.integers(0, 6, size=(8, 5))
+    gg = data(8, 5)
+    (clnet.gather(xg, 0, T(gi)) * T(gg)).sum().backward()
+    ref = np.zeros((6, 5))
+    np.add.at(ref, (gi, np.arange(5)[None, :]), gg)
+    close(xg.grad, ref, rtol=1e-5)
+
+
+# --- creation and movement -----------------------------------------------------------------------------------------------
+def test_creation_and_movement(dev):
+    """iota (arange, eye, linspace), fills, and the copies behind cat/stack/flip/repeat/pad/contiguous."""
+    np.testing.assert_array_equal(clnet.arange(37, device=OCL).numpy(), np.arange(37))
+    close(clnet.arange(-1.5, 2.0, 0.25, device=OCL), np.arange(-1.5, 2.0, 0.25))
+    close(clnet.eye(5, 7, device=OCL), np.eye(5, 7))
+    close(clnet.linspace(-1, 1, 9, device=OCL), np.linspace(-1, 1, 9))
+    np.testing.assert_array_equal(clnet.full((3, 4), True, device=OCL).numpy(), np.full((3, 4), True))
+    np.testing.assert_array_equal(clnet.ones(5, dtype=clnet.int32, device=OCL).numpy(), np.ones(5, np.int32))
+    a, b = data(2, 3, 4), data(2, 5, 4)
+    close(clnet.cat([T(a), T(b)], 1), np.concatenate([a, b], 1))
+    close(clnet.stack([T(a), T(a) * 2], 2), np.stack([a, a * 2], 2))
+    close(clnet.flip(T(a), (0, 2)), a[::-1, :, ::-1])
+    close(T(a).repeat(2, 1, 3), np.tile(a, (2, 1, 3)))
+    close(F.pad(T(a), (1, 2, 0, 1)), np.pad(a, ((0, 0), (0, 1), (1, 2))))
+    close(T(a).permute(2, 0, 1).contiguous(), a.transpose(2, 0, 1))
+
+
+# --- the run's own coverage ------------------------------------------------------------------------------------------------
+def _any(template, **want):
+    return any(all(p.get(k) == v for k, v in want.items()) for p in BUILT.get(template, []))
+
+
+def _required():
+    """(what, template, parameters) that at least one build of the run must match."""
+    req = []
+    for rank_zero in (True, False):
+        for idx in ("int", "long"):
+            req.append(("elementwise", "elementwise.cl.mako", dict(idx=idx, **({"rank": 0} if rank_zero else {}))))
+    req += [("elementwise int/long/double compute", "elementwise.cl.mako", dict(ct=ct)) for ct in ("int", "long", "double")]
+    req.append(("elementwise bool output", "elementwise.cl.mako", dict(out_bool=True)))
+    for layout in ("inner", "outer"):
+        for op in ("sum", "prod", "max", "min", "argmax", "argmin"):
+            req.append((f"reduce {layout} {op}", "reduce.cl.mako", dict(layout=layout, op=op)))
+        for blocked in (False, True):
+            for vec in ((1, 4) if not blocked else (1, 4, 16)):
+                req.append((f"reduce {layout} vec={vec} blocked={blocked}", "reduce.cl.mako",
+                            dict(layout=layout, vec=vec, blocked=blocked)))
+        req += [(f"reduce {layout} idx=long", "reduce.cl.mako", dict(layout=layout, idx="long")),
+                (f"reduce {layout} arg partials", "reduce.cl.mako", dict(layout=layout, idx_in=True)),
+                (f"reduce {layout} values+indices", "reduce.cl.mako", dict(layout=layout, write_val=True, write_idx=True))]
+    for cfg in MATMUL_CONFIGS:
+        v, tm, tn, tk, wm, wn = cfg
+        if v == "gpu":
+            for a_kc in (True, False):
+                for b_nc in (True, False):
+                    req.append((f"gemm_gpu {cfg} a_kc={a_kc} b_nc={b_nc}", "matmul.cl.mako",
+                                dict(kernel="gemm_gpu", TM=tm, TN=tn, TK=tk, WM=wm, WN=wn, a_kc=a_kc, b_nc=b_nc)))
+            req += [(f"gemm_gpu {cfg} epilogue {k}", "matmul.cl.mako", dict(kernel="gemm_gpu", TM=tm, **{k: val}))
+                    for k, val in (("has_bias", True), ("has_beta", True), ("act", "relu"), ("t", "double"))]
+    if CPU_CFGS:
+        for a_mode in ("rows", "panels"):
+            req.append((f"gemm_cpu a_mode={a_mode}", "matmul.cl.mako", dict(kernel="gemm_cpu", a_mode=a_mode)))
+        for b_mode, b_nc in (("direct", True), ("direct", False), ("panels", False)):
+            req.append((f"gemm_cpu b_mode={b_mode} b_nc={b_nc}", "matmul.cl.mako",
+                        dict(kernel="gemm_cpu", b_mode=b_mode, b_nc=b_nc)))
+        req += [("matmul pack unit", "matmul.cl.mako", dict(kernel="pack", unit=True)),
+                ("matmul pack strided", "matmul.cl.mako", dict(kernel="pack", unit=False)),
+                ("gemm_cpu double", "matmul.cl.mako", dict(kernel="gemm_cpu", t="double"))]
+    for k in ("pack_weights", "conv2d_forward", "conv2d_grad_input", "conv2d_grad_weight", "conv2d_grad_bias",
+              "sum_splits", "im2col", "col2im", "max_pool2d_forward", "max_pool2d_backward",
+              "avg_pool2d_forward", "avg_pool2d_backward"):
+        req.append((f"conv {k}", "conv.cl.mako", dict(kernel=k)))
+    req += [(f"conv2d_forward vw={vw}", "conv.cl.mako", dict(kernel="conv2d_forward", vw=vw)) for vw in (4, 8)]
+    req.append(("conv2d_forward with bias", "conv.cl.mako", dict(kernel="conv2d_forward", has_bias=True)))
+    if any("cv" in p for p in BUILT.get("reduce.cl.mako", [])):  # column vectors per item (outer layout)
+        req += [(f"reduce outer cv={cv}", "reduce.cl.mako", dict(layout="outer", cv=cv)) for cv in (1, 8)]
+    for k in ("softmax", "softmax_backward", "cross_entropy"):
+        req.append((f"{k} one item per row", "softmax.cl.mako", dict(kernel=k, wg=1)))
+        req.append((f"{k} one group per row", "softmax.cl.mako", dict(kernel=k, wg=OCL.profile.reduce_wg)))
+    req += [("log_softmax", "softmax.cl.mako", dict(kernel="softmax", log=True)),
+            ("nll", "softmax.cl.mako", dict(kernel="cross_entropy", nll=True)),
+            ("weighted CE", "softmax.cl.mako", dict(kernel="cross_entropy", weighted=True)),
+            ("CE int32 targets", "softmax.cl.mako", dict(kernel="cross_entropy", tt="int")),
+            ("class_loss_reduce mean", "softmax.cl.mako", dict(kernel="class_loss_reduce", mean=True)),
+            ("class_loss_reduce sum", "softmax.cl.mako", dict(kernel="class_loss_reduce", mean=False)),
+            ("CE backward scaled", "softmax.cl.mako", dict(kernel="cross_entropy_backward", scaled=True)),
+            ("CE backward unscaled", "softmax.cl.mako", dict(kernel="cross_entropy_backward", scaled=False))]
+    for rule, flags in (("sgd", ("momentum", "nesterov", "weight_decay", "maximize")),
+                        ("adam", ("amsgrad", "weight_decay", "decoupled", "maximize")),
+                        ("rmsprop", ("momentum", "centered", "weight_decay")), ("adagrad", ("weight_decay",))):
+        req.append((f"optim {rule}", "optim.cl.mako", dict(rule=rule)))
+        req += [(f"optim {rule} {f}", "optim.cl.mako", dict(rule=rule, **{f: True})) for f in flags]
+        req.append((f"optim {rule} double", "optim.cl.mako", dict(rule=rule, t="double")))
+    for dist in ("bits", "uniform", "normal", "threshold", "randint"):
+        req.append((f"random {dist}", "random.cl.mako", dict(dist=dist)))
+    req += [(f"random {d} double", "random.cl.mako", dict(dist=d, ct="double")) for d in ("uniform", "normal")]
+    for kind in ("adv_gather", "adv_scatter", "dim_gather", "dim_scatter", "mask_count", "mask_scan", "mask_write"):
+        req.append((f"index {kind}", "index.cl.mako", dict(kind=kind)))
+    req += [(f"adv_gather j_fast={j}", "index.cl.mako", dict(kind="adv_gather", j_fast=j)) for j in (True, False)]
+    req += [(f"adv_scatter {m} segmented={s}", "index.cl.mako", dict(kind="adv_scatter", mode=m, segmented=s))
+            for m in ("put", "add") for s in (True, False)]
+    req.append(("creation iota", "creation.cl.mako", {}))
+    return req
+
+
+def test_zz_every_template_and_variant_ran(dev, request):
+    """Every template in kernels/ was built, and each variant listed in _required() at least once."""
+    if request.config.getoption("keyword") or getattr(request.config.option, "lf", False):
+        pytest.skip("only part of the sanitizer run was selected (-k / --lf)")
+    _record_built()
+    print(f"{len(_HELD)} buffers, {sum(b.size for b in _HELD) / 2**20:.1f} MiB held by the run")
+    templates = sorted(p.name for p in programs.kernel_dir().glob("*.cl.mako"))
+    missing = [t for t in templates if t not in BUILT]
+    lacking = [what for what, template, want in _required() if not _any(template, **want)]
+    seen = sorted({(p.get("layout"), p.get("vec"), p.get("blocked"), p.get("cv"))
+                   for p in BUILT.get("reduce.cl.mako", [])}, key=str)
+    assert not missing and not lacking, (
+        f"templates never built by the sanitizer run: {missing}\n"
+        "variants never built by the sanitizer run:\n  " + "\n  ".join(lacking)
+        + f"\n(reduce layout, vec, blocked, cv seen: {seen})")
