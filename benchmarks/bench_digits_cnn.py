@@ -66,9 +66,12 @@ def main(argv=None):
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--algo", default="direct", help="clnet conv algorithms to time, comma-separated "
                                                     "(direct, im2col)")
+    ap.add_argument("--torch-threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     args = ap.parse_args(argv)
 
     tm, torch = torch_model()
+    if args.torch_threads:
+        torch.set_num_threads(args.torch_threads)
     torch.manual_seed(0)
     device = clnet.device(args.device) if args.device else clnet.default_device()
     x, y, _, _ = load_digits_nchw(0)
@@ -103,13 +106,14 @@ def main(argv=None):
     print(f"digits CNN, {len(x)} training images, batch {args.batch_size} ({n_batches} steps/epoch), Adam; "
           f"{args.epochs} timed epochs after 1 warm-up")
     print(f"clnet device: {device}")
-    print(f"PyTorch {torch.__version__} CPU, {torch.get_num_threads()} threads")
+    print(f"PyTorch {torch.__version__} CPU, {torch.get_num_threads()} threads; "
+          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     ref = float(np.median(times["torch"]))
     print(f"{'framework':<22}{'median s/epoch':>16}{'min s/epoch':>14}{'ms/step':>10}{'vs torch':>10}{'last loss':>11}")
     for k, ts in times.items():
         name = "PyTorch CPU" if k == "torch" else f"clnet ({k} conv)"
         med = float(np.median(ts))
-        print(f"{name:<22}{med:>16.4f}{min(ts):>14.4f}{med / n_batches * 1e3:>10.2f}{med / ref:>9.1f}x"
+        print(f"{name:<22}{med:>16.4f}{min(ts):>14.4f}{med / n_batches * 1e3:>10.2f}{med / ref:>9.2f}x"
               f"{losses[k]:>11.4f}")
     return times
 
