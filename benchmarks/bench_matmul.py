@@ -11,6 +11,10 @@ clnet's time includes everything a user waits for: operand packing, the GEMM and
 
 (The OPENBLAS_* variables, where a test environment sets them, slow numpy down; unset them for its
 figures, never in tests.)
+
+On a machine shared with other jobs, wall-clock GFLOP/s follow the load; --cpu-time adds GFLOP per
+CPU-second of this process (all its threads), which shows each implementation's efficiency per core
+(OpenBLAS and PyTorch threads spin while they wait, which counts against them there).
 """
 from __future__ import annotations
 
@@ -55,6 +59,7 @@ def main(argv=None):
     ap.add_argument("--layout", default="nn", choices=["nn", "nt", "tn", "tt"])
     ap.add_argument("--variant", default=None, choices=["cpu", "gpu"], help="force a matmul kernel variant")
     ap.add_argument("--no-torch", action="store_true")
+    ap.add_argument("--cpu-time", action="store_true", help="also print GFLOP per CPU-second (process time)")
     args = ap.parse_args(argv)
 
     dev = clnet.device(args.device) if args.device else clnet.default_device()
@@ -91,25 +96,30 @@ def main(argv=None):
         na @ nb
         if torch:
             pa @ pb
-        times = {"clnet": [], "numpy": [], "torch": []}
-        for _ in range(args.reps):
-            t0 = time.perf_counter()
+        def run_clnet():
             y = ta @ tb
             dev.synchronize()
-            times["clnet"].append(time.perf_counter() - t0)
-            del y
-            t0 = time.perf_counter()
-            na @ nb
-            times["numpy"].append(time.perf_counter() - t0)
-            if torch:
-                t0 = time.perf_counter()
-                pa @ pb
-                times["torch"].append(time.perf_counter() - t0)
+            return y
+        runs = {"clnet": run_clnet, "numpy": lambda: na @ nb}
+        if torch:
+            runs["torch"] = lambda: pa @ pb
+        times = {k: [] for k in runs}
+        cpu = {k: [] for k in runs}
+        for _ in range(args.reps):
+            for name, fn in runs.items():
+                c0, t0 = time.process_time(), time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - t0)
+                cpu[name].append(time.process_time() - c0)
         flops = 2.0 * n ** 3
-        g = {k: flops / statistics.median(v) / 1e9 for k, v in times.items() if v}
+        g = {k: flops / statistics.median(v) / 1e9 for k, v in times.items()}
         line = f"{n:>5} {g['clnet']:>9.1f} {g['numpy']:>9.1f}" + (f" {g['torch']:>9.1f}" if torch else "")
         line += f" {g['clnet'] / g['numpy']:>12.2f}" + (f" {g['clnet'] / g['torch']:>12.2f}" if torch else "")
-        print(line + f" {err:>12.1e}", flush=True)
+        line += f" {err:>12.1e}"
+        if args.cpu_time:
+            line += "   per CPU-s: " + ", ".join(f"{k} {flops / statistics.median(v) / 1e9:.0f}"
+                                                for k, v in cpu.items())
+        print(line, flush=True)
     print("(GFLOP/s from median times; ratios > 1 mean clnet is faster)")
 
 

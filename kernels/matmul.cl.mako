@@ -91,7 +91,7 @@ __kernel void pack(const int rows, const int K,
 % endfor
 % for r in range(MR):
   % if a_mode == "rows":
-            const ${vt} a${r}v = (${vt})(${ld(t, "a%d + %s" % (r, "k" if a_kc else "k * a_sk"))});
+            const ${vt} a${r}v = (${vt})(${ld(t, "a%d + %s" % (r, "k * a_sk"))});
   % else:
             const ${vt} a${r}v = (${vt})(${ld(t, "a + k * %d + %d" % (MR, r))});
   % endif

@@ -118,14 +118,14 @@ def _cpu_b_operand(device, b, Bt, K, N, nr, vw):
 
 
 def _cpu_a_operand(device, a, Bt, M, K, mr, vw):
-    """Kernel arguments (A, a_off, a_sb, a_sm, a_sk), a_mode and a_kc for the CPU GEMM."""
+    """Kernel arguments (A, a_off, a_sb, a_sm, a_sk) and a_mode for the CPU GEMM."""
     a_sb, a_sm, a_sk = a.strides
     a_kc = a_sk == 1 or K == 1
     if a_kc or M * K <= _DIRECT_A_ELEMS:
-        return (a._buf, a.offset, a_sb, a_sm, 1 if a_kc else a_sk), "rows", a_kc
+        return (a._buf, a.offset, a_sb, a_sm, 1 if a_kc else a_sk), "rows"
     batches = 1 if Bt == 1 or a_sb == 0 else Bt
     ap = _pack(device, a, M, K, a_sb, a_sm, a_sk, batches, mr, vw)
-    return (ap, 0, 0 if batches == 1 else -(-M // mr) * K * mr, 1, 1), "panels", False
+    return (ap, 0, 0 if batches == 1 else -(-M // mr) * K * mr, 1, 1), "panels"
 
 
 _MM_KERNELS: dict = {}
@@ -170,9 +170,9 @@ def _gemm(a: Tensor, b: Tensor, *, alpha=1.0, beta=0.0, bias: Tensor | None = No
     if prof.matmul_variant == "cpu":
         mr, nr, vw = _cpu_block(prof, dtype, M, N)
         b_args, b_mode, b_nc = _cpu_b_operand(device, b, Bt, K, N, nr, vw)
-        a_args, a_mode, a_kc = _cpu_a_operand(device, a, Bt, M, K, mr, vw)
+        a_args, a_mode = _cpu_a_operand(device, a, Bt, M, K, mr, vw)
         kern = _kernel(device, "gemm_cpu", _GEMM_ARGS + [acc_np, acc_np, _i32], t=t, acc=acc, MR=mr, NR=nr, VW=vw,
-                       a_mode=a_mode, a_kc=a_kc, b_mode=b_mode, b_nc=b_nc)
+                       a_mode=a_mode, b_mode=b_mode, b_nc=b_nc)
         lm = max(1, min(prof.matmul_tile_m // max(1, prof.matmul_wpt_m), device.max_work_item_sizes[0]))
         gm = -(-(-(-M // mr)) // lm) * lm
         kern(device.queue, (gm, -(-N // nr), Bt), (lm, 1, 1), M, N, K, *a_args, *b_args, *c_args, *tail)
