@@ -2,16 +2,19 @@
 ##
 ## Two layouts (chosen per shape by clnet/ops/reduce.py):
 ##   inner  the reduced elements of a row are the fast dimension (s_r small, usually 1). One work-group
-##          of TJ items reduces one chunk [ch*L, ch*L + L) of one row: global (nchunks*TJ, rows).
+##          of TJ items reduces one chunk [ch*L, ch*L + L) of one row; group g = r * NCH + ch.
 ##          Row r's start comes from decomposing r over the `kr` kept dims (sizes/strides as arguments).
 ##   outer  the kept dims are the fast ones (column sums of a row-major matrix, bias gradients). A
 ##          work-group is TC columns x TJ reduction slices: neighbouring items read neighbouring
-##          columns (coalesced on GPUs; one `vec`-wide load per row on CPUs), then a tree over the TJ
-##          slices. global (ceil(C/vec/TC)*TC, nchunks*TJ, O): C is the last kept dim (stride sc), O the
-##          product of the other `kr` kept dims.
+##          columns (coalesced on GPUs; cv `vec`-wide loads per row on CPUs), then a tree over the TJ
+##          slices. C is the last kept dim (stride sc), O the product of the other `kr` kept dims;
+##          group g = (o * NCH + ch) * WIDE + w covers columns from w * TC * vec * cv.
+## Grids are one-dimensional (the group id is split in the kernel): some GPUs cap the number of
+## groups along dimensions 1 and 2 at 65535.
 ## Index splits use q = r / n; r - q * n rather than % (LLVM turns a / and % pair into a `freeze`
 ## that Oclgrind's uninitialized-value checker cannot run).
-## Each work-item first reduces its share sequentially (Kahan-compensated for float sums), then the
+## Each work-item first reduces its share sequentially (Kahan-compensated for float sums; the compensation
+## is reset once the sum is inf or NaN, so inf + finite stays inf as in numpy instead of inf - inf = NaN), then the
 ## group combines the TJ partials with a tree in local memory (barriers, no atomics: fixed order, so
 ## results are deterministic). When nchunks > 1 the pass writes partials (acc type, plus int64 indices
 ## for arg ops) and the host runs the next pass over them: inner partials are [rows, nchunks], outer
@@ -77,14 +80,14 @@ def comb(a, b, vector):
 %>
 <%def name="feed(s, c, v)">\
 % if kahan:
-{ const ${acc} y_ = (${v}) - ${c}; const ${acc} t_ = ${s} + y_; ${c} = (t_ - ${s}) - y_; ${s} = t_; }\
+{ const ${acc} y_ = (${v}) - ${c}; const ${acc} t_ = ${s} + y_; ${c} = isfinite(t_) ? (t_ - ${s}) - y_ : 0; ${s} = t_; }\
 % else:
 ${s} = ${comb(s, v, False)};\
 % endif
 </%def>
 <%def name="feedv(s, c, v)">\
 % if kahan:
-{ const ${V} y_ = (${v}) - ${c}; const ${V} t_ = ${s} + y_; ${c} = (t_ - ${s}) - y_; ${s} = t_; }\
+{ const ${V} y_ = (${v}) - ${c}; const ${V} t_ = ${s} + y_; ${c} = select((${V})(0), (t_ - ${s}) - y_, isfinite(t_)); ${s} = t_; }\
 % else:
 ${s} = ${comb(s, v, True)};\
 % endif
@@ -147,7 +150,10 @@ __kernel void reduce_${layout}(const ${idx} N, const ${idx} s_r,
 % if write_idx:
     __global long *oi,
 % endif
-    const ${idx} out_off, const ${idx} L, const ${idx} K, const ${acc} scale,
+    const ${idx} out_off, const ${idx} L, const ${idx} K, const ${acc} scale, const ${idx} NCH,
+% if layout == "outer":
+    const ${idx} TC, const ${idx} WIDE, const ${idx} O,
+% endif
 % if is_arg:
     __local ${acc} *sv, __local long *si)
 % elif layout == "inner":
@@ -158,8 +164,8 @@ __kernel void reduce_${layout}(const ${idx} N, const ${idx} s_r,
 {
 % if layout == "inner":
     const ${idx} lj = get_local_id(0), TJ = get_local_size(0);
-    const ${idx} ch = get_group_id(0), nch = get_num_groups(0);
-    const ${idx} r = get_global_id(1);
+    const ${idx} g = get_group_id(0);
+    const ${idx} r = g / NCH, ch = g - r * NCH;
     ${idx} base = x_off;
     {
         ${idx} rem = r;
@@ -168,11 +174,12 @@ __kernel void reduce_${layout}(const ${idx} N, const ${idx} s_r,
   % endfor
     }
 % else:
-    const ${idx} lc = get_local_id(0), TC = get_local_size(0);
-    const ${idx} lj = get_local_id(1), TJ = get_local_size(1);
-    const ${idx} ch = get_group_id(1);
-    const ${idx} col0 = get_global_id(0) * ${vec * cv};
-    const ${idx} o = get_global_id(2);
+    const ${idx} l = get_local_id(0), TJ = get_local_size(0) / TC;
+    const ${idx} lj = l / TC, lc = l - lj * TC;
+    const ${idx} g = get_group_id(0);
+    const ${idx} q = g / WIDE, w = g - q * WIDE;
+    const ${idx} o = q / NCH, ch = q - o * NCH;
+    const ${idx} col0 = (w * TC + lc) * ${vec * cv};
     ${idx} base = x_off + col0 * sc;
     {
         ${idx} rem = o;
@@ -211,7 +218,8 @@ lanes = ", ".join(str(i) for i in range(vec))
                 m_ |= isnan(v_) & ~isnan(sV);
     % endif
                 sV = select(sV, v_, m_);
-                iV = select(iV, (long${vec})(${j}) + lane_, convert_long${vec}(m_));
+                /* `!= 0`: llvmpipe miscompiles select() on a sign-extended mask (it keeps iV) */
+                iV = select(iV, (long${vec})(${j}) + lane_, convert_long${vec}(m_) != 0);
             }\
 </%def>
     {
@@ -428,7 +436,7 @@ ${hfold("s")}\
 ## ---------------------------------------------------------------- write
 % if layout == "inner":
     if (lj == 0) {
-        const ${idx} at = out_off + r * nch + ch;
+        const ${idx} at = out_off + r * NCH + ch;
   % if is_arg:
     ${store("sv[0]", "at")}
     % if write_idx:
@@ -440,7 +448,7 @@ ${hfold("s")}\
     }
 % else:
     if (lj == 0 && col0 < C) {
-        const ${idx} at = out_off + ch * (C * get_global_size(2)) + o * C + col0;
+        const ${idx} at = out_off + ch * (C * O) + o * C + col0;
   % if is_arg:
     ${store("sv[lc]", "at")}
     % if write_idx:

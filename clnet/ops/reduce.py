@@ -3,10 +3,13 @@
 Any set of axes is reduced by one kernel family (kernels/reduce.cl.mako) reading the input in place
 through its strides: the reduced axes collapse to one run (length N, stride s_r) and the kept axes
 to a few (size, stride) pairs passed as arguments, so a new shape never recompiles and views
-(transposes, slices) are read without a copy. Only reduced axes that cannot merge into one run are
-copied first. `_plan_pass` picks the layout: "inner" (a work-group per row chunk, for reductions along
-the fast axis) or "outer" (neighbouring work-items take neighbouring columns: coalesced column sums,
-which bias gradients need). Long rows are split into chunks whose partials a second pass combines.
+(transposes, slices) are read without a copy. Reduced axes that cannot merge into one run are reduced
+one run at a time (argmax/argmin of such a view copies it first). `_plan_pass` picks the layout:
+"inner" (a work-group per row chunk, for reductions along the fast axis) or "outer" (neighbouring
+work-items take neighbouring columns: coalesced column sums, which bias gradients need). Long rows are
+split into chunks whose partials a further pass combines. Float sums are Kahan-compensated per
+work-item and combined by a fixed tree: no atomics, so results are deterministic on a device. Each
+shape's launches are prepared once (`_steps_for`) so a repeated call only fills in buffers.
 
 Gradient conventions: `sum`/`mean` broadcast back; `amax`/`amin` and `max()`/`min()` without a dim
 split the gradient evenly among tied maxima (as PyTorch's amax); `max(dim)`/`min(dim)` send it to the
@@ -100,9 +103,11 @@ class Pass:
     k: int            # per-item count: inner blocked = vectors, outer = rows
     chunk: int        # L, reduced elements per chunk
     nchunks: int
-    global_size: tuple
+    global_size: tuple  # one-dimensional: groups are numbered (row or (o, chunk, column block))
     local_size: tuple
     rows: int
+    tc: int           # outer: columns (of vec * cv) per group; the group's tc * tj items are lc + tc * lj
+    wide: int         # outer: column blocks per (o, chunk)
 
 
 def _plan_pass(kept, n, s_r, is_arg, acc_itemsize, device, idx_in=False) -> Pass:
@@ -133,7 +138,7 @@ def _plan_pass(kept, n, s_r, is_arg, acc_itemsize, device, idx_in=False) -> Pass
         chunk = tj * vec * k
         nch = -(-n // chunk)
         return Pass("inner", tuple(kept), n, s_r, (), vec, 1, tune.blocked, k, chunk, nch,
-                    (nch * tj, rows), (tj, 1), rows)
+                    (rows * nch * tj,), (tj,), rows, 1, 1)
     c_size, c_stride = kept[-1]
     outer = tuple(kept[:-1])
     o_size = math.prod(s for s, _ in outer)
@@ -152,11 +157,12 @@ def _plan_pass(kept, n, s_r, is_arg, acc_itemsize, device, idx_in=False) -> Pass
     chunk = tj * k
     nch = -(-n // chunk)
     return Pass("outer", outer, n, s_r, (c_size, c_stride), vec, cv, tune.blocked, k, chunk, nch,
-                (wide * tc, nch * tj, o_size), (tc, tj, 1), rows)
+                (o_size * nch * wide * tc * tj,), (tc * tj,), rows, tc, wide)
 
 
 def plan(shape, strides, axes, device, is_arg=False, itemsize=4):
-    """The passes that reduce `axes` of a (shape, strides) view on `device` (for tests and benchmarks)."""
+    """The passes that reduce `axes` of a (shape, strides) view on `device`, for tests and benchmarks
+    (axes that do not merge into one run are modelled as copied first)."""
     kept, red = _split(shape, strides, axes)
     if len(red) > 1 or len(kept) > _MAX_KEPT_RANK:
         kept, red = _split(_permuted_shape(shape, axes), None, range(len(shape) - len(axes), len(shape)))
@@ -202,7 +208,8 @@ def _index_type(src: _Source, p: Pass) -> str:
     extent = src.off + 1 + builtins.sum((s - 1) * abs(st) for s, st in src.kept) + (src.n - 1) * abs(src.s_r)
     bound = builtins.max(extent, src.n + p.chunk + 16, p.rows * p.nchunks + 16)
     if p.layout == "outer":  # idle items past the last column still form (unused) addresses
-        bound = builtins.max(bound, extent + p.local_size[0] * p.vec * p.cv * abs(p.columns[1]))
+        bound = builtins.max(bound, extent + p.tc * p.vec * p.cv * abs(p.columns[1]),
+                             p.global_size[0])
     return "int" if bound < _INDEX_LIMIT else "long"
 
 
@@ -247,8 +254,11 @@ def _prepare(op, src: _Source, p: Pass, acc_dtype, out_t, final, want_val, scale
             arg_dtypes.append(None)
             args.append(None)
     at_out_off = len(args)
-    arg_dtypes += [idt, idt, idt, acc_dtype]
-    args += [0, p.chunk, p.k, acc_dtype.type(scale if final else 1)]
+    arg_dtypes += [idt, idt, idt, acc_dtype, idt]
+    args += [0, p.chunk, p.k, acc_dtype.type(scale if final else 1), p.nchunks]
+    if p.layout == "outer":
+        arg_dtypes += [idt, idt, idt]
+        args += [p.tc, p.wide, math.prod(s for s, _ in p.kept)]
     items = math.prod(p.local_size)
     if is_arg:
         arg_dtypes += [None, None]
