@@ -1,0 +1,159 @@
+"""Start-up to the first finished training step, in fresh processes: cold (empty caches) and warm.
+
+Each run is a new Python process that imports clnet, opens the device, builds the MLP 784-512-512-10
+with clnet.nn defaults, Adam and a random batch of 256, runs one training step (cross-entropy, backward,
+Adam) and waits for its loss; it reports when each phase ended. "cold" points CLNET_CACHE_DIR and
+POCL_CACHE_DIR at new empty directories (every kernel is compiled); "warm" runs again on the caches the
+cold run just filled. PyTorch CPU runs the same program as a reference (it has no kernel cache).
+Cold, warm and torch runs alternate. Targets: the first step under 3 s cold and under 0.3 s warm.
+
+    python benchmarks/bench_startup.py --reps 3
+    python benchmarks/bench_startup.py --device pocl --keep     # keep the cache directories
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+from common import ROOT, header, median, table
+
+CHILD_CLNET = r"""
+import json, sys, time
+t0 = time.perf_counter()
+import numpy as np
+import clnet
+from clnet import nn
+from clnet.nn import functional as F
+t_import = time.perf_counter()
+dev = clnet.device(sys.argv[1]) if sys.argv[1] else clnet.default_device()
+dev.queue
+t_device = time.perf_counter()
+model = nn.Sequential(nn.Linear(784, 512, device=dev), nn.ReLU(), nn.Linear(512, 512, device=dev), nn.ReLU(),
+                      nn.Linear(512, 10, device=dev))
+opt = clnet.optim.Adam(model.parameters(), lr=1e-3)
+rng = np.random.default_rng(0)
+x = clnet.tensor(rng.standard_normal((256, 784), dtype=np.float32), device=dev)
+y = clnet.tensor(rng.integers(0, 10, 256), device=dev)
+dev.synchronize()
+t_setup = time.perf_counter()
+def step():
+    loss = F.cross_entropy(model(x), y)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    return loss.item()
+l1 = step()
+t_first = time.perf_counter()
+l2 = step()
+t_second = time.perf_counter()
+from clnet.backend import programs
+print(json.dumps(dict(imp=t_import - t0, device=t_device - t_import, setup=t_setup - t_device,
+                      first=t_first - t_setup, second=t_second - t_first, to_first=t_first - t0,
+                      programs=programs.built_count(), loss=l1)))
+"""
+
+CHILD_TORCH = r"""
+import json, sys, time
+t0 = time.perf_counter()
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+t_import = time.perf_counter()
+t_device = time.perf_counter()
+model = nn.Sequential(nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(), nn.Linear(512, 10))
+opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+rng = np.random.default_rng(0)
+x = torch.from_numpy(rng.standard_normal((256, 784), dtype=np.float32))
+y = torch.from_numpy(rng.integers(0, 10, 256))
+t_setup = time.perf_counter()
+def step():
+    loss = F.cross_entropy(model(x), y)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    return loss.item()
+l1 = step()
+t_first = time.perf_counter()
+l2 = step()
+t_second = time.perf_counter()
+print(json.dumps(dict(imp=t_import - t0, device=t_device - t_import, setup=t_setup - t_device,
+                      first=t_first - t_setup, second=t_second - t_first, to_first=t_first - t0,
+                      programs=0, loss=l1)))
+"""
+
+
+def run_child(code: str, device: str, env: dict) -> dict:
+    """Run one fresh process; its report plus `wall`: process start to exit, seen from here."""
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", code, device], capture_output=True, text=True, env=env,
+                          cwd=ROOT, timeout=600)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"child failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    report["wall"] = wall
+    return report
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="", help="clnet device (default: clnet's default)")
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--no-torch", action="store_true")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary cache directories")
+    args = ap.parse_args(argv)
+
+    import clnet
+    dev = clnet.device(args.device) if args.device else clnet.default_device()
+    header("start-up to the first finished MLP training step (fresh processes)", dev)
+    base = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT)] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
+    runs = {"clnet cold": [], "clnet warm": []}
+    have_torch = not args.no_torch
+    if have_torch:
+        try:
+            import torch  # noqa: F401
+            runs["torch"] = []
+        except ImportError:
+            have_torch = False
+    dirs = []
+    for _ in range(args.reps):
+        tmp = tempfile.mkdtemp(prefix="clnet-startup-")
+        dirs.append(tmp)
+        env = dict(base, CLNET_CACHE_DIR=os.path.join(tmp, "clnet"), POCL_CACHE_DIR=os.path.join(tmp, "pocl"))
+        runs["clnet cold"].append(run_child(CHILD_CLNET, args.device, env))
+        runs["clnet warm"].append(run_child(CHILD_CLNET, args.device, env))
+        if have_torch:
+            runs["torch"].append(run_child(CHILD_TORCH, "", base))
+        print(f"  cold {runs['clnet cold'][-1]['first']:.2f} s, warm {runs['clnet warm'][-1]['first']:.3f} s "
+              "(first step)", flush=True)
+    if not args.keep:
+        for d in dirs:
+            shutil.rmtree(d, ignore_errors=True)
+    rows = []
+    for name, reports in runs.items():
+        row = {"run": name}
+        for key in ("imp", "device", "setup", "first", "second", "to_first", "wall"):
+            row[key] = median([r[key] for r in reports])
+        row["programs"] = reports[-1]["programs"]
+        rows.append(row)
+    print(f"seconds, medians of {args.reps}: imp = import clnet/torch + numpy; device = open the context; "
+          "setup = model, optimizer, data;\nfirst / second = the first / second training step to its loss; "
+          "to_first = interpreter start to the first loss; wall = the whole process seen from outside")
+    table(rows, ["run", "imp", "device", "setup", "first", "second", "to_first", "wall", "programs"],
+          {k: "{:.3f}" for k in ("imp", "device", "setup", "first", "second", "to_first", "wall")})
+    cold, warm = rows[0], rows[1]
+    print(f"target first step cold < 3 s: got {cold['first']:.2f} s ({'met' if cold['first'] < 3 else 'MISSED'}); "
+          f"from interpreter start {cold['to_first']:.2f} s")
+    print(f"target first step warm < 0.3 s: got {warm['first']:.3f} s ({'met' if warm['first'] < 0.3 else 'MISSED'}); "
+          f"from interpreter start {warm['to_first']:.2f} s")
+
+
+if __name__ == "__main__":
+    main()
