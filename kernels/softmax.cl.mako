@@ -68,6 +68,7 @@ def st(ptr, at, val):
     ${s} = scratch_b[0];
     barrier(CLK_LOCAL_MEM_FENCE);
 % endif
+    if (${m} == INFINITY) ${s} = NAN;   /* exp(inf - inf): a +inf in the row makes it NaN, as numpy and PyTorch */
 </%def>\
 <%def name="scratch()">\
 % if wg > 1:
