@@ -121,8 +121,27 @@ def _pragmas(source: str) -> str:
 
 def render(template: str, **params) -> str:
     """Render one template with the given parameters into OpenCL C source."""
-    source = _lookup().get_template(template).render(**params)
+    lookup = _lookup()
+    try:
+        source = lookup.get_template(template).render(**params)
+    except Exception:
+        if lookup.module_directory is None:
+            raise
+        # A damaged compiled module in the cache (truncated, scribbled: mako executes it as Python) must
+        # not break clnet: drop it and compile from the template; a genuine template error raises again.
+        _discard_compiled(lookup, template)
+        source = lookup.get_template(template).render(**params)
     return _pragmas(source) + source
+
+
+def _discard_compiled(lookup: TemplateLookup, template: str) -> None:
+    """Forget `template`'s compiled module, in this process and on disk, so the next use recompiles it."""
+    lookup._collection.pop(template, None)
+    lookup._collection.pop("/" + template.lstrip("/"), None)
+    try:
+        (Path(lookup.module_directory) / (template.lstrip("/") + ".py")).unlink(missing_ok=True)
+    except OSError:
+        pass
 
 
 def _use_binary_cache(device) -> bool:
