@@ -72,8 +72,11 @@ __kernel void ${name}(const ${idx} n,
   % for d in reversed(range(rank)):
     {
     % if d > 0:
-        const ${idx} c = rem % size${d};
-        rem /= size${d};
+        // q and rem - q * size rather than %: LLVM fuses a / and % pair into a `freeze`
+        // instruction that Oclgrind's uninitialized-value checker cannot execute.
+        const ${idx} q = rem / size${d};
+        const ${idx} c = rem - q * size${d};
+        rem = q;
     % else:
         const ${idx} c = rem;
     % endif
