@@ -410,7 +410,7 @@ def test_reduce_dtypes(dev, tuning, request):
         close(T(x).var(1), x.astype(np.float64).var(1, ddof=1), rtol=1e-4)
 
 
-# --- matmul ---------------------------------------------------------------------------------------------------
+# --- matmul -------------------------------------------------------------------------------------------------
 MATMUL_CONFIGS = matmul_configs(OCL)
 _CFG_IDS = ["%s-%dx%dx%d-%dx%d" % c for c in MATMUL_CONFIGS]
 
@@ -489,7 +489,7 @@ def test_matmul_cpu_variant_packed(dev, cfg, cpu_panels, dtype):
         close(clnet.matmul(T(xb), T(wb)), xb @ wb, rtol=1e-4, atol=1e-4, what="batched panels")
 
 
-# --- convolution and pooling ------------------------------------------------------------------------------------
+# --- convolution and pooling --------------------------------------------------------------------------------
 def _cols(x, kh, kw, s, p, d):
     """numpy im2col in float64: (N, C*kh*kw, OH*OW) and the output size."""
     N, C, H, W = x.shape
@@ -606,7 +606,7 @@ def test_pool2d_forward_backward(dev, op, k, s, p):
         assert idx.dtype == np.int32 and 0 <= int(idx.numpy().min()) and int(idx.numpy().max()) < H * W
 
 
-# --- softmax, cross-entropy, pointwise losses ----------------------------------------------------------------------
+# --- softmax, cross-entropy, pointwise losses ---------------------------------------------------------------
 def _softmax_ref(x, axis, log):
     x = x.astype(np.float64)
     m = x.max(axis, keepdims=True)
@@ -716,7 +716,7 @@ def test_pointwise_losses(dev):
         close(at.grad, num, rtol=1e-3, atol=1e-5, what=fn.__name__ + " grad")
 
 
-# --- optimizers ------------------------------------------------------------------------------------------------------
+# --- optimizers ---------------------------------------------------------------------------------------------
 def _opt_ref(name, opts, p, grads):
     """numpy float64 reference of torch.optim's single-tensor algorithms over successive gradients."""
     p = p.astype(np.float64).copy()
@@ -810,7 +810,7 @@ def test_optimizers(dev, name, opts):
     close(t64, _opt_ref(name, opts, p64, g64), rtol=1e-10, atol=1e-12, what="float64 param")
 
 
-# --- random -------------------------------------------------------------------------------------------------------------
+# --- random -------------------------------------------------------------------------------------------------
 def test_random_kernels(dev):
     """Every distribution, float32 and float64, sizes that are not a multiple of the values per block."""
     clnet.manual_seed(1234)
@@ -836,7 +836,7 @@ def test_random_kernels(dev):
     assert ((v[:, ::2] >= -2) & (v[:, ::2] < -1)).all() and (v[:, 1::2] == 1).all()
 
 
-# --- indexing ---------------------------------------------------------------------------------------------------------
+# --- indexing -----------------------------------------------------------------------------------------------
 def test_index_gather_kernels(dev):
     """adv_gather with the index entries on the slow and on the fast range dim, several arrays, int32
     index tensors, a mask (nonzero: count, scan, write over several blocks), take, index_select, gather."""
@@ -905,7 +905,7 @@ def test_index_scatter_kernels(dev):
     close(xg.grad, ref, rtol=1e-5)
 
 
-# --- creation and movement -----------------------------------------------------------------------------------------------
+# --- creation and movement ----------------------------------------------------------------------------------
 def test_creation_and_movement(dev):
     """iota (arange, eye, linspace), fills, and the copies behind cat/stack/flip/repeat/pad/contiguous."""
     np.testing.assert_array_equal(clnet.arange(37, device=OCL).numpy(), np.arange(37))
@@ -923,7 +923,7 @@ def test_creation_and_movement(dev):
     close(T(a).permute(2, 0, 1).contiguous(), a.transpose(2, 0, 1))
 
 
-# --- the run's own coverage ------------------------------------------------------------------------------------------------
+# --- the run's own coverage ---------------------------------------------------------------------------------
 def _any(template, **want):
     return any(all(p.get(k) == v for k, v in want.items()) for p in BUILT.get(template, []))
 
@@ -934,7 +934,7 @@ def _required():
     for rank_zero in (True, False):
         for idx in ("int", "long"):
             req.append(("elementwise", "elementwise.cl.mako", dict(idx=idx, **({"rank": 0} if rank_zero else {}))))
-    req += [("elementwise int/long/double compute", "elementwise.cl.mako", dict(ct=ct)) for ct in ("int", "long", "double")]
+    req += [(f"elementwise {ct} compute", "elementwise.cl.mako", dict(ct=ct)) for ct in ("int", "long", "double")]
     req.append(("elementwise bool output", "elementwise.cl.mako", dict(out_bool=True)))
     for layout in ("inner", "outer"):
         for op in ("sum", "prod", "max", "min", "argmax", "argmin"):
@@ -945,7 +945,8 @@ def _required():
                             dict(layout=layout, vec=vec, blocked=blocked)))
         req += [(f"reduce {layout} idx=long", "reduce.cl.mako", dict(layout=layout, idx="long")),
                 (f"reduce {layout} arg partials", "reduce.cl.mako", dict(layout=layout, idx_in=True)),
-                (f"reduce {layout} values+indices", "reduce.cl.mako", dict(layout=layout, write_val=True, write_idx=True))]
+                (f"reduce {layout} values+indices", "reduce.cl.mako",
+                 dict(layout=layout, write_val=True, write_idx=True))]
     for cfg in MATMUL_CONFIGS:
         v, tm, tn, tk, wm, wn = cfg
         if v == "gpu":
