@@ -32,8 +32,9 @@ class MemoryPool:
         limit = self.device.max_alloc
         if nbytes > limit:
             raise OutOfMemoryError(
-                f"cannot allocate {_fmt_bytes(nbytes)} on {self.device.name}: one buffer may be at most "
-                f"{_fmt_bytes(limit)} (CL_DEVICE_MAX_MEM_ALLOC_SIZE); use smaller batches or split the tensor")
+                f"cannot allocate {_fmt_bytes(nbytes)} ({nbytes} bytes) on {self.device.name}: one buffer may be "
+                f"at most {_fmt_bytes(limit)} ({limit} bytes, CL_DEVICE_MAX_MEM_ALLOC_SIZE); use smaller batches "
+                "or split the tensor")
         try:
             return self._pool.allocate(nbytes)
         except (cl.MemoryError, cl.RuntimeError, cl.LogicError) as first:
@@ -42,9 +43,10 @@ class MemoryPool:
                 return self._pool.allocate(nbytes)
             except (cl.MemoryError, cl.RuntimeError, cl.LogicError):
                 raise OutOfMemoryError(
-                    f"cannot allocate {_fmt_bytes(nbytes)} on {self.device.name} "
+                    f"cannot allocate {_fmt_bytes(nbytes)} ({nbytes} bytes) on {self.device.name} "
                     f"(device memory {_fmt_bytes(self.device.global_mem)}, "
-                    f"{_fmt_bytes(self.bytes_in_use)} held by clnet): {first}") from None
+                    f"{_fmt_bytes(self.bytes_in_use)} held by clnet after releasing its cached blocks): "
+                    f"{first}") from None
 
     @property
     def bytes_in_use(self) -> int:
