@@ -32,7 +32,8 @@ def tensor(data, dtype=None, device=None, requires_grad=False) -> Tensor:
                                dtype=dtype if dtype is not None else data.dtype, copy=True)
         return _finish(out, requires_grad)
     dev = get_device(device)
-    dt = _dt.as_dtype(dtype) if dtype is not None else _dt.infer_dtype(data)
+    inferred = _dt.infer_dtype(data)  # also when dtype= is given: None or "x" must not become NaN
+    dt = _dt.as_dtype(dtype) if dtype is not None else inferred
     if dt == _dt.float64 and dtype is None and not dev.fp64:
         dt = _dt.float32  # a float64 numpy array on a device without fp64 computes in float32
     host = np.asarray(data, dtype=dt, order="C")  # (np.ascontiguousarray would turn 0-d into shape (1,))

@@ -297,6 +297,8 @@ def _is_array(value) -> bool:
 
 
 def _check_range(name, value, lo=0.0, hi=None, lo_open=False, hi_open=True):
+    if value is None or isinstance(value, (str, bytes)) or not hasattr(value, "__float__"):
+        raise TypeError(f"Invalid {name}: expected a number, got {value!r} ({type(value).__name__})")
     bad = value < lo or (lo_open and value == lo) or (hi is not None and (value > hi or (hi_open and value == hi)))
     if bad or (isinstance(value, float) and math.isnan(value)):
         raise ValueError(f"Invalid {name} value: {value}")
