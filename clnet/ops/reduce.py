@@ -623,6 +623,9 @@ def logsumexp(x, dim=None, keepdim=False, *, axis=None, keepdims=None):
     _check(x, "logsumexp")
     dim, keepdim = _dim_arg(dim, axis), _keep_arg(keepdim, keepdims)
     axes = _axes(x, dim)
+    if math.prod(x.shape[i] for i in axes) == 0:  # log(0) = -inf over nothing (max has no identity)
+        from .creation import full
+        return full(_kept_shape(x, axes, keepdim), float("-inf"), dtype=x.dtype, device=x.device)
     m = amax(x.detach(), axes, keepdim=True)
     m = where(isinf(m), 0.0, m)
     y = log(sum(exp(x - m), axes, keepdim=True)) + m
