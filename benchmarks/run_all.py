@@ -48,6 +48,8 @@ def main(argv=None) -> int:
     log.parent.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
     dropped = [k for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if env.pop(k, None) is not None]
+    # the checkout's clnet, also for scripts that expect an installed one
+    env["PYTHONPATH"] = os.pathsep.join([str(HERE.parent)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
     failed = []
     with open(log, "w") as out:
         def emit(text):
