@@ -6,7 +6,8 @@
 from . import dtypes
 from .dtypes import float16, float32, float64, int32, int64, bool_, uint8, half, double, long
 from .dtypes import bool_ as bool  # noqa: A001  (clnet.bool, as torch.bool)
-from .errors import ClnetError, DeviceNotFoundError, KernelBuildError, OutOfMemoryError, DtypeNotSupportedError
+from .errors import (ClnetError, DeviceNotFoundError, KernelBuildError, OutOfMemoryError, DtypeNotSupportedError,
+                     FileFormatError)
 from .backend.devices import Device, all_devices as devices, get_device as device, set_default_device
 from .backend.devices import default_device
 from .tensor import Tensor, is_tensor
@@ -25,6 +26,7 @@ from .ops.movement import (reshape, transpose, permute, flatten, squeeze, unsque
 from .ops.indexing import (gather, index_select, take, masked_fill, masked_select, nonzero, scatter_add)
 from .ops.matmul import matmul, mm, bmm
 from .gradient_tape import GradientTape, Variable
+from .serialization import save, load
 from . import nn  # noqa: E402  (clnet.nn after `import clnet`)
 from . import optim  # noqa: E402  (clnet.optim after `import clnet`)
 from . import keras  # noqa: E402  (`from clnet import keras`; needs nn and optim above)

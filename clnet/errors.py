@@ -19,3 +19,7 @@ class OutOfMemoryError(ClnetError, MemoryError):
 
 class DtypeNotSupportedError(ClnetError, TypeError):
     """The device cannot compute in the requested dtype (e.g. float64 without cl_khr_fp64)."""
+
+
+class FileFormatError(ClnetError, ValueError):
+    """clnet.load met a file that is damaged, truncated, tampered with or not written by clnet.save."""

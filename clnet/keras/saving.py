@@ -315,6 +315,7 @@ def _read_weights(archive, variables):
         raise archive.error("weights.json has no list of weights")
     if len(manifest) != len(variables):
         raise archive.error(f"the file holds {len(manifest)} weights, but the model has {len(variables)}")
+    _check_listed(archive, "weights/", manifest)
     arrays = []
     for i, (entry, v) in enumerate(zip(manifest, variables)):
         arr = archive.array(entry, "weight")
@@ -330,13 +331,23 @@ def _assign(variables, arrays):
         v.assign(clnet.tensor(np.ascontiguousarray(arr), device=v.device))
 
 
+def _check_listed(archive, prefix, entries):
+    """Every member under `prefix` must be named by its manifest: an extra array means tampering."""
+    listed = {e.get("file") for e in entries if isinstance(e, dict)}
+    for name in sorted(archive.names):
+        if name.startswith(prefix) and name not in listed:
+            raise archive.error(f"unexpected member {name!r}: no manifest lists it (the file was tampered with)")
+
+
 def _read_optimizer_state(archive):
     if "optimizer.json" not in archive.names:
+        _check_listed(archive, "optimizer/", [])
         return None
     info = archive.json("optimizer.json")
     entries = info.get("arrays")
     if not isinstance(entries, list) or not isinstance(info.get("steps", {}), dict):
         raise archive.error("optimizer.json is malformed")
+    _check_listed(archive, "optimizer/", entries)
     arrays = {}
     for entry in entries:
         key = entry.get("key") if isinstance(entry, dict) else None
@@ -427,7 +438,9 @@ def load_weights(model, filepath, skip_mismatch=False):
 
     def load(archive):
         archive.check_format(("weights", "model", "training_state"))
-        _assign(model.weights, _read_weights(archive, model.weights))
+        weights = _read_weights(archive, model.weights)
+        _read_optimizer_state(archive)  # not used here, but a tampered optimizer part is still refused
+        _assign(model.weights, weights)
     _with_archive(filepath, load)
 
 
