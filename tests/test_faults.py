@@ -33,7 +33,7 @@ import pytest
 import clnet
 from clnet import nn
 from clnet.backend import programs
-from clnet.errors import DeviceNotFoundError, KernelBuildError, OutOfMemoryError
+from clnet.errors import KernelBuildError, OutOfMemoryError
 from clnet.ops.elementwise import launch
 
 

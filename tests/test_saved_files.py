@@ -220,8 +220,8 @@ CLNET_TAMPERING = {
                                "holds float32 (9, 9), but the manifest says"),
     "changed_dtype_in_array": (lambda p, m, o: rewrite(p, _swap_array(0, np.zeros((8, 5), np.float64))),
                                "holds float64"),
-    "garbled_array": (lambda p, m, o: rewrite(p, lambda z: z.update({"arrays/000000.npy": z["arrays/000000.npy"][:70]})),
-                      "arrays/000000.npy"),
+    "garbled_array": (lambda p, m, o: rewrite(p, lambda z: z.update(
+        {"arrays/000000.npy": z["arrays/000000.npy"][:70]})), "arrays/000000.npy"),
     "unknown_format": (lambda p, m, o: rewrite(p, _edit_manifest(lambda h: h.update(format="torch/2"))),
                        "unknown format"),
     "array_index_out_of_range": (lambda p, m, o: rewrite(p, _edit_manifest(
