@@ -931,6 +931,80 @@ def test_creation_and_movement(dev):
     close(T(a).permute(2, 0, 1).contiguous(), a.transpose(2, 0, 1))
 
 
+# --- float16 storage ---------------------------------------------------------------------------------------
+# Oclgrind has no cl_khr_fp16, so clnet offers no float16 tensors there; but every half path in the templates
+# is storage only (vload_half / vstore_half, float arithmetic), which OpenCL 1.2 has without the extension.
+# GPUs that report fp16 (AMD, Intel) get these variants, so they run here with the profile's fp16 switched on.
+# conv.cl.mako and optim.cl.mako compute with `half` values directly (legal only with cl_khr_fp16, which
+# clnet requires for float16 tensors): Oclgrind cannot run those ("Unsupported float size: 2 bytes").
+def _half(x):
+    return clnet.tensor(np.asarray(x, np.float16), dtype=clnet.float16, device=OCL)
+
+
+def _close16(actual, expected, what=""):
+    close(actual, expected, rtol=4e-3, atol=4e-3, what=what)
+
+
+HALF_FAMILIES = ["elementwise", "reduce", "softmax", "random", "index"]
+
+
+@pytest.mark.parametrize("family", HALF_FAMILIES)
+def test_float16_storage(dev, family):
+    with profile_as(OCL, fp16=True):
+        a = data(5, 37, dtype=np.float16)
+        af = a.astype(np.float64)
+        if family == "elementwise":
+            b = data(37, dtype=np.float16)
+            _close16(_half(a) * _half(b) + 1.5, af * b + 1.5)
+            _close16(_half(a).T.exp().T, np.exp(af))
+            np.testing.assert_array_equal((_half(a) < _half(b)).numpy(), a < b)
+            _close16(_half(a).float(), af)
+            _close16(T(af.astype(np.float32)).half(), af)
+        elif family == "reduce":
+            _close16(_half(a).sum(1), af.sum(1))
+            _close16(_half(a).mean(0), af.mean(0))
+            _close16(_half(a.T.copy()).sum(0), af.sum(1))
+            _close16(_half(a).amax(1), af.max(1))
+            np.testing.assert_array_equal(_half(a).argmin(0).numpy(), a.argmin(0))
+            with device_as(OCL, type="cpu", preferred_vector_width_float=4):
+                red._STEPS.clear() if isinstance(getattr(red, "_STEPS", None), dict) else None
+                _close16(_half(a).sum(1), af.sum(1))
+                _close16(_half(a).sum(0), af.sum(0))
+        elif family == "softmax":
+            xt = _half(a).requires_grad_(True)
+            y = F.log_softmax(xt, 1)
+            _close16(y, _softmax_ref(af, 1, True))
+            y.sum().backward()
+            _close16(xt.grad, 1 - 37 * _softmax_ref(af, 1, False))
+            t = RNG.integers(0, 37, size=5)
+            xt = _half(data(2, 300, dtype=np.float16)).requires_grad_(True)
+            loss = F.cross_entropy(xt, T(t[:2]))
+            _close16(loss, _ce_ref(xt.numpy(), t[:2], None, -100, 0.0, "mean", False))
+            loss.backward()
+            assert np.isfinite(xt.grad.numpy()).all()
+        elif family == "random":
+            u = clnet.rand(37, dtype=clnet.float16, device=OCL).numpy()
+            assert u.dtype == np.float16 and ((u >= 0) & (u < 1)).all() and len(np.unique(u)) > 20
+            z = clnet.randn(37, dtype=clnet.float16, device=OCL).numpy()
+            assert np.isfinite(z).all() and z.std() > 0.3
+        elif family == "index":
+            _close16(_half(a)[[4, 0, 4]], af[[4, 0, 4]])
+            xt = _half(a).requires_grad_(True)
+            xt[np.array([1, 1, 3])].sum().backward()
+            gx = np.zeros(a.shape)
+            np.add.at(gx, [1, 1, 3], 1.0)
+            _close16(xt.grad, gx)
+
+
+@pytest.mark.parametrize("cfg", MATMUL_CONFIGS, ids=_CFG_IDS)
+def test_float16_storage_matmul(dev, cfg):
+    with profile_as(OCL, fp16=True, **_profile_fields(cfg)):
+        a, b, bias = data(9, 11, dtype=np.float16), data(11, 7, dtype=np.float16), data(7, dtype=np.float16)
+        y = mm_ops.matmul_ex(_half(a), _half(b.T.copy()), trans_b=True, bias=_half(bias), activation="relu")
+        close(y, np.maximum(_mm_ref(a, b) + bias, 0), rtol=1e-2, atol=2e-2)
+        close(_half(a).T.T @ _half(b), _mm_ref(a, b), rtol=1e-2, atol=2e-2)
+
+
 # --- the run's own coverage ---------------------------------------------------------------------------------
 def _any(template, **want):
     """Whether some build of `template` had every wanted parameter (a value, or a predicate on it)."""
@@ -1020,6 +1094,10 @@ def _required():
     req += [(f"adv_scatter {m} segmented={s}", "index.cl.mako", dict(kind="adv_scatter", mode=m, segmented=s))
             for m in ("put", "add") for s in (True, False)]
     req.append(("creation iota", "creation.cl.mako", {}))
+    for template in ("elementwise.cl.mako", "reduce.cl.mako", "matmul.cl.mako", "softmax.cl.mako"):
+        req.append((f"{template} half storage", template, dict(t="half") if template != "elementwise.cl.mako"
+                    else dict(out_t="half")))
+    req.append(("random.cl.mako half output", "random.cl.mako", dict(out_t="half")))
     return req
 
 
