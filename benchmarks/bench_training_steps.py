@@ -225,6 +225,20 @@ def check_first_losses(contenders, rtol=1e-3):
     return ref
 
 
+def cpu_ms(step, sync, steps, rounds=3):
+    """Median process CPU ms per step (every thread: Python, driver and PoCL's workers, BLAS threads):
+    the work a step costs, which a loaded machine stretches in wall time but not in CPU time."""
+    per = []
+    for _ in range(rounds):
+        sync()
+        t0 = time.process_time()
+        for _ in range(steps):
+            step()
+        sync()
+        per.append((time.process_time() - t0) / steps * 1e3)
+    return median(per)
+
+
 def host_ms(step, sync, steps=10):
     """Main-thread CPU ms per step (Python + enqueueing), measured while the device runs behind."""
     sync()
@@ -279,6 +293,14 @@ def main(argv=None):
         row = {"workload": workload, "first loss": loss, "clnet host ms": host_ms(contenders["clnet"][0],
                                                                                   contenders["clnet"][2])}
         row.update({f"{k} ms": v for k, v in ms.items()})
+        for k in ("clnet", "numpy", "torch"):
+            if k in contenders:
+                if k == "torch":
+                    torch.set_num_threads(1)
+                row[f"{k}{'1' if k == 'torch' else ''} cpu ms"] = cpu_ms(contenders[k][0], contenders[k][2],
+                                                                        steps[workload])
+                if k == "torch":
+                    torch.set_num_threads(os.cpu_count() or 1)
         row["clnet/numpy"] = ms["clnet"] / ms["numpy"]
         if torch:
             best = min(ms["torch"], ms["torch1"])
@@ -290,12 +312,17 @@ def main(argv=None):
         print(f"  {workload}: clnet {ms['clnet']:.2f} ms/step", flush=True)
     names = ["clnet", "numpy"] + (["torch", "torch1"] if torch else []) + \
         ([k for k in ("tinygrad", "tinygrad-jit")] if tg else [])
-    cols = ["workload"] + [f"{n} ms" for n in names] + ["clnet host ms", "clnet/numpy"] + \
+    cols = ["workload"] + [f"{n} ms" for n in names] + ["clnet/numpy"] + \
         (["clnet/torch"] if torch else []) + ([f"clnet/{k}" for k in ("tinygrad", "tinygrad-jit")] if tg else [])
     fmt = {c: "{:.2f}" for c in cols}
     fmt["workload"] = "{}"
     table(rows, cols, fmt)
-    print("(time ratios: < 1 means clnet is faster)")
+    print("(wall ms per step, medians; time ratios: < 1 means clnet is faster)")
+    cpu_cols = ["workload", "clnet host ms", "clnet cpu ms", "numpy cpu ms"] + (["torch1 cpu ms"] if torch else [])
+    fmt.update({c: "{:.2f}" for c in cpu_cols[1:]})
+    table(rows, cpu_cols, fmt)
+    print("(CPU ms per step: host = clnet's main thread (Python + enqueueing); cpu = the whole process, all "
+          "threads, so what the step costs whatever the load)")
     for r in rows:
         if "clnet/torch" in r:
             t = TARGETS[r["workload"]]

@@ -8,6 +8,10 @@
 ##             otherwise the number of (collapsed) dimensions, whose sizes and per-operand strides
 ##             arrive as arguments, so a new shape of the same rank never recompiles
 ##   idx       index type: int, or long for tensors past 2**31 elements
+##   grid2     (rank >= 2) a 2-D range: dimension 0 walks the innermost dimension, dimension 1 the
+##             flattened outer ones, so no work-item divides for its inner coordinate and the outer
+##             decomposition is the same for a whole work-group (CPU compilers hoist it out of the
+##             work-group loop they vectorise); without it a work-item splits its flat id per dimension
 <%
 def load(t, ptr, at):
     if t == "half":
@@ -52,16 +56,30 @@ __kernel void ${name}(const ${idx} n,
 % endfor
 )
 {
+% if grid2:
+    const ${idx} inner = (${idx})get_global_id(0);
+    if (inner >= size${rank - 1}) return;
+    ${idx} rem = (${idx})get_global_id(1);
+    ${idx} o = out_off + inner * out_st${rank - 1};
+  % for k, t in enumerate(in_ts):
+    % if t is not None:
+    ${idx} i${k} = off${k} + inner * st${k}_${rank - 1};
+    % endif
+  % endfor
+<% outer_dims = list(reversed(range(rank - 1))) %>\
+% elif rank == 0:
     const ${idx} gid = (${idx})get_global_id(0);
     if (gid >= n) return;
-% if rank == 0:
     const ${idx} o = out_off + gid;
   % for k, t in enumerate(in_ts):
     % if t is not None:
     const ${idx} i${k} = off${k} + gid;
     % endif
   % endfor
+<% outer_dims = [] %>\
 % else:
+    const ${idx} gid = (${idx})get_global_id(0);
+    if (gid >= n) return;
     ${idx} rem = gid;
     ${idx} o = out_off;
   % for k, t in enumerate(in_ts):
@@ -69,26 +87,27 @@ __kernel void ${name}(const ${idx} n,
     ${idx} i${k} = off${k};
     % endif
   % endfor
-  % for d in reversed(range(rank)):
+<% outer_dims = list(reversed(range(rank))) %>\
+% endif
+% for d in outer_dims:
     {
-    % if d > 0:
+  % if d > 0:
         // q and rem - q * size rather than %: LLVM fuses a / and % pair into a `freeze`
         // instruction that Oclgrind's uninitialized-value checker cannot execute.
         const ${idx} q = rem / size${d};
         const ${idx} c = rem - q * size${d};
         rem = q;
-    % else:
+  % else:
         const ${idx} c = rem;
-    % endif
+  % endif
         o += c * out_st${d};
-    % for k, t in enumerate(in_ts):
-      % if t is not None:
+  % for k, t in enumerate(in_ts):
+    % if t is not None:
         i${k} += c * st${k}_${d};
-      % endif
-    % endfor
-    }
+    % endif
   % endfor
-% endif
+    }
+% endfor
 % for k, t in enumerate(in_ts):
   % if t is None:
     const ${ct} v${k} = v${k}_arg;

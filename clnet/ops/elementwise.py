@@ -137,13 +137,29 @@ def _make_plan(device, expr, operands, out_dtype, compute_dtype, out) -> _Plan:
             arg_dtypes += [None, idx_dt] + [idx_dt] * rank
             plan.op_strides.append(strides[k] if rank else [])
             k += 1
+    wg = device.profile.elementwise_wg
+    grid2 = _use_grid2(device, sizes, rank, wg)
     plan.kern = get_kernel(device, "elementwise.cl.mako", "ew", arg_dtypes=arg_dtypes,
                            name="ew", expr=expr, out_t=ctype(out_dtype), out_bool=out_dtype == _dt.bool_,
-                           in_ts=in_ts, ct=ctype(ct_dtype), rank=rank, idx=idx)
-    wg = device.profile.elementwise_wg
-    plan.gsize = (-(-n // wg) * wg,)
-    plan.lsize = (wg,)
+                           in_ts=in_ts, ct=ctype(ct_dtype), rank=rank, idx=idx, grid2=grid2)
+    if grid2:
+        plan.gsize = (-(-sizes[-1] // wg) * wg, n // sizes[-1])
+        plan.lsize = (wg, 1)
+    else:
+        plan.gsize = (-(-n // wg) * wg,)
+        plan.lsize = (wg,)
     return plan
+
+
+_GRID_DIM1_LIMIT = 65535  # some GPUs cap a range's second dimension at 65535 groups
+
+
+def _use_grid2(device, sizes, rank, wg) -> bool:
+    """A 2-D range (inner dimension x the rest) for strided/broadcast layouts on CPUs, when the inner
+    dimension fills a work-group: PoCL then vectorises the inner loop without a division per element
+    (x (4096, 4096) + row (4096,): 0.6 -> 2.x GB/s, as fast as a contiguous add, on our Xeon)."""
+    return (device.type == "cpu" and rank >= 2 and sizes[-1] >= wg
+            and math.prod(sizes[:-1]) <= _GRID_DIM1_LIMIT)
 
 
 def _contiguous(shape):
