@@ -69,10 +69,20 @@ def _dummy(device):
 
 
 def _cpu_block(prof, dtype, M, N):
-    """Register block (MR, NR) and vector width for the CPU kernel; small M or N take a smaller block."""
-    vw = 8 if dtype.itemsize == 8 else 16
+    """Register block (MR, NR) and vector width VW of the CPU kernel.
+
+    VW is the profile's float vector width (the device's preferred one: 16 with AVX-512, 8 with AVX2),
+    halved for float64, between 4 (2 for float64) and 16 lanes. Each row of the block holds
+    wpt_n / 16 such vectors, so the block keeps the same number of vector registers at any width
+    (8 x 32 floats in 16 zmm registers with AVX-512, 8 x 16 in 16 ymm with AVX2). Small M or N take
+    a smaller block.
+    """
+    width = 16
+    while width > 4 and width > prof.vector_width:
+        width //= 2
+    vw = width // 2 if dtype.itemsize == 8 else width
     mr = max(1, prof.matmul_wpt_m)
-    nr = max(vw, (prof.matmul_wpt_n * 4 // max(dtype.itemsize, 4)) // vw * vw)
+    nr = max(1, prof.matmul_wpt_n // 16) * vw
     if M < mr:
         mr = 1 << (M - 1).bit_length()
     if N <= vw:
