@@ -245,6 +245,21 @@ def test_elementwise_rank4_and_inplace_into_views(dev):
     assert e.shape == (0, 3)
 
 
+def test_elementwise_cpu_2d_range(dev, monkeypatch):
+    """The CPU layout of strided/broadcast operands: a 2-D range over (inner dim, the rest), inner dims past
+    the work-group size; int and long indices."""
+    w = OCL.profile.elementwise_wg + 5
+    a, row, col = data(3, w + 4), data(w), data(3, 1)
+    with device_as(OCL, type="cpu"):
+        for limit in (None, 8):
+            if limit:
+                monkeypatch.setattr(ew, "_INT_MAX", limit)
+                monkeypatch.setattr(ew, "_PLANS", {})
+            close(T(a)[:, 2:w + 2] + T(row), a[:, 2:w + 2] + row, what="sliced + row")
+            close(T(col) * T(a)[:, :w], col * a[:, :w], what="column * sliced")
+            close(T(a.T.copy()).T[:, 1:w + 1].exp(), np.exp(a[:, 1:w + 1]), what="transposed")
+
+
 @pytest.fixture
 def long_indices(monkeypatch):
     """Make the launchers pick their 64-bit index variants for small tensors (same kernels, idx=long)."""
@@ -478,12 +493,17 @@ def cpu_panels(monkeypatch):
 CPU_CFGS = [c for c in MATMUL_CONFIGS if c[0] == "cpu"]
 
 
+# the CPU GEMM's vector width follows the profile's (4, 8 with AVX2, 16 with AVX-512: in the child process)
+CPU_WIDTHS = [16] if WIDE_CHILD else [4, 8]
+
+
+@pytest.mark.parametrize("width", CPU_WIDTHS, ids=[f"cpu{w}" for w in CPU_WIDTHS])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("cfg", CPU_CFGS, ids=["%s-%dx%dx%d-%dx%d" % c for c in CPU_CFGS])
-def test_matmul_cpu_variant_packed(dev, cfg, cpu_panels, dtype):
+def test_matmul_cpu_variant_packed(dev, cfg, cpu_panels, dtype, width):
     """The CPU GEMM with both operands packed into panels (pack kernel, unit and strided sources),
     an M below the register block, N at and past the vector width, edge blocks."""
-    with profile_as(OCL, **_profile_fields(cfg)):
+    with profile_as(OCL, vector_width=width, **_profile_fields(cfg)):
         for M, N, K in [(3, 16, 5), (10, 37, 6)]:
             a, b = data(M, K, dtype=dtype), data(K, N, dtype=dtype)
             close(T(a) @ T(b), _mm_ref(a, b), rtol=1e-4, atol=1e-4, what=f"{M}x{N}x{K}")
@@ -1021,6 +1041,8 @@ def _required():
             req.append(("elementwise", "elementwise.cl.mako", dict(idx=idx, **({"rank": 0} if rank_zero else {}))))
     req += [(f"elementwise {ct} compute", "elementwise.cl.mako", dict(ct=ct)) for ct in ("int", "long", "double")]
     req.append(("elementwise bool output", "elementwise.cl.mako", dict(out_bool=True)))
+    if any("grid2" in p for p in BUILT.get("elementwise.cl.mako", [])):  # the CPU 2-D range layout
+        req += [(f"elementwise grid2 idx={i}", "elementwise.cl.mako", dict(grid2=True, idx=i)) for i in ("int", "long")]
     for layout in ("inner", "outer"):
         for op in ("sum", "prod", "max", "min", "argmax", "argmin"):
             req.append((f"reduce {layout} {op}", "reduce.cl.mako", dict(layout=layout, op=op)))
@@ -1046,6 +1068,7 @@ def _required():
         for b_mode, b_nc in (("direct", True), ("direct", False), ("panels", False)):
             req.append((f"gemm_cpu b_mode={b_mode} b_nc={b_nc}", "matmul.cl.mako",
                         dict(kernel="gemm_cpu", b_mode=b_mode, b_nc=b_nc)))
+        req += [(f"gemm_cpu VW={w}", "matmul.cl.mako", dict(kernel="gemm_cpu", VW=w)) for w in (4, 8)]
         req += [("matmul pack unit", "matmul.cl.mako", dict(kernel="pack", unit=True)),
                 ("matmul pack strided", "matmul.cl.mako", dict(kernel="pack", unit=False)),
                 ("gemm_cpu double", "matmul.cl.mako", dict(kernel="gemm_cpu", t="double"))]
@@ -1108,6 +1131,7 @@ def test_zz_every_template_and_variant_ran(dev, request):
         lacking = [f"reduce {layout} vec=16 blocked=True" for layout in ("inner", "outer")
                    if not _any("reduce.cl.mako", layout=layout, vec=16, blocked=True)]
         lacking += [] if _any("conv.cl.mako", kernel="conv2d_forward", vw=16) else ["conv2d_forward vw=16"]
+        lacking += [] if _any("matmul.cl.mako", kernel="gemm_cpu", VW=16) else ["gemm_cpu VW=16"]
         assert not lacking, f"variants never built: {lacking}"
         return
     if request.config.getoption("keyword") or getattr(request.config.option, "lf", False):
