@@ -17,6 +17,7 @@ from clnet import keras
 from clnet.keras import layers
 
 from conftest import assert_close
+from keras_test_support import only_small_models_on_simulators  # noqa: F401  (autouse: small models on Oclgrind)
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 

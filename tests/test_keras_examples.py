@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from keras_test_support import only_small_models_on_simulators  # noqa: F401  (autouse: small models on Oclgrind)
+
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 

@@ -10,6 +10,7 @@ from clnet import keras
 from clnet.keras import layers
 
 from conftest import assert_close, small
+from keras_test_support import only_small_models_on_simulators  # noqa: F401  (autouse: small models on Oclgrind)
 
 
 @pytest.fixture(autouse=True)

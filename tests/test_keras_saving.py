@@ -12,6 +12,8 @@ from clnet import keras
 from clnet.keras import layers
 from clnet.keras.saving import FileFormatError
 
+from keras_test_support import only_small_models_on_simulators  # noqa: F401  (autouse: small models on Oclgrind)
+
 
 @pytest.fixture(autouse=True)
 def _seed():

@@ -47,3 +47,18 @@ def test_small_convnet_end_to_end(device, rng, tmp_path):
     model.save(tmp_path / "small.keras")
     np.testing.assert_array_equal(keras.models.load_model(tmp_path / "small.keras").predict(x, verbose=0),
                                   model.predict(x, verbose=0))
+
+
+def test_same_padding_that_needs_an_extra_row_and_column(device, rng):
+    """Keras's "same" with a stride or an even kernel pads one more at the bottom/right (TensorFlow's rule)."""
+    from test_keras_layers import np_conv_nhwc, np_pool_nhwc
+    keras.utils.clear_session()
+    keras.utils.set_random_seed(0)
+    x = rng.standard_normal((2, 5, 6, 2))
+    conv = layers.Conv2D(3, (2, 3), strides=2, padding="same", bias_initializer="he_normal")
+    y = conv(x.astype(np.float32))
+    k, b = (w.astype(np.float64) for w in conv.get_weights())
+    assert_close(y, np_conv_nhwc(x, k, b, (2, 2), "same"), rtol=1e-4, atol=1e-5, what="conv")
+    for cls, kind in ((layers.MaxPooling2D, "max"), (layers.AveragePooling2D, "avg")):
+        pooled = cls(2, padding="same")(x.astype(np.float32))
+        assert_close(pooled, np_pool_nhwc(x, (2, 2), (2, 2), "same", kind), rtol=1e-5, atol=1e-6, what=kind)
