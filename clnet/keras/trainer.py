@@ -33,8 +33,8 @@ def _as_array(data, what):
         raise TypeError(f"{what}: several input arrays (multi-input models) are not supported yet")
     if isinstance(data, dict):
         raise TypeError(f"{what}: dicts of arrays (named inputs) are not supported yet; pass a numpy array")
-    if hasattr(data, "__next__") or hasattr(data, "__getitem__") and hasattr(data, "__len__") and \
-            not isinstance(data, (np.ndarray, list, tuple)):
+    if hasattr(data, "__next__") or (hasattr(data, "__getitem__") and not hasattr(data, "__array__")
+                                     and not isinstance(data, (list, tuple))):
         raise TypeError(f"{what}: generators and datasets are not supported yet; pass numpy arrays or clnet tensors "
                         f"(got {type(data).__name__})")
     arr = np.asarray(data)
