@@ -157,7 +157,7 @@ _GRID_DIM1_LIMIT = 65535  # some GPUs cap a range's second dimension at 65535 gr
 def _use_grid2(device, sizes, rank, wg) -> bool:
     """A 2-D range (inner dimension x the rest) for strided/broadcast layouts on CPUs, when the inner
     dimension fills a work-group: PoCL then vectorises the inner loop without a division per element
-    (x (4096, 4096) + row (4096,): 0.6 -> 2.x GB/s, as fast as a contiguous add, on our Xeon)."""
+    (x (4096, 4096) + row (4096,): 0.75 -> 3.1 GB/s, measured side by side on our Xeon under load)."""
     return (device.type == "cpu" and rank >= 2 and sizes[-1] >= wg
             and math.prod(sizes[:-1]) <= _GRID_DIM1_LIMIT)
 
