@@ -52,6 +52,14 @@ def rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+def _malloc_trim():
+    import ctypes
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        sys.exit("--malloc-trim needs glibc (Linux)")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=10_000)
@@ -68,6 +76,9 @@ def main(argv=None) -> int:
                     help="allowed RSS growth from the baseline to the end")
     ap.add_argument("--device-tolerance-mib", type=float, default=0.0,
                     help="allowed growth of device memory held (pool) from the baseline to the end")
+    ap.add_argument("--malloc-trim", action="store_true",
+                    help="call glibc's malloc_trim(0) before each RSS reading, so memory the C allocator keeps "
+                         "after frees (fragmentation) is not mistaken for a leak")
     args = ap.parse_args(argv)
 
     ex = _example()
@@ -79,9 +90,11 @@ def main(argv=None) -> int:
     opt = clnet.optim.Adam(model.parameters(), lr=args.lr)
     model.train()
     pool = device.pool
+    trim = _malloc_trim() if args.malloc_trim else None
     warmup = args.report_every if args.warmup is None else args.warmup
     print(f"soak: {args.steps} steps of the digits CNN (batch {args.batch_size}, Adam lr {args.lr}) on {device}")
-    print(f"python {sys.version.split()[0]}, clnet {clnet.__version__}, pid {os.getpid()}")
+    print(f"python {sys.version.split()[0]}, clnet {clnet.__version__}, pid {os.getpid()}"
+          + (", malloc_trim(0) before each RSS reading" if trim else ""))
     print(f"{'step':>7} {'loss':>9} {'pool live (B)':>14} {'pool held (B)':>14} {'host RSS (KiB)':>15} {'s/step':>8}",
           flush=True)
 
@@ -105,6 +118,8 @@ def main(argv=None) -> int:
         del xb, yb, loss
         if step == 1 or step % args.report_every == 0 or step == warmup:
             device.synchronize()
+            if trim is not None:
+                trim(0)
             now = time.perf_counter()
             per_step = (now - t_last) / max(step - step_last, 1)
             t_last, step_last = now, step
