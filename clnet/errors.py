@@ -22,4 +22,5 @@ class DtypeNotSupportedError(ClnetError, TypeError):
 
 
 class FileFormatError(ClnetError, ValueError):
-    """clnet.load met a file that is damaged, truncated, tampered with or not written by clnet.save."""
+    """clnet.load (or clnet.keras loading, whose keras.saving.FileFormatError subclasses this) met a file that is
+    damaged, truncated, tampered with or not written by clnet."""

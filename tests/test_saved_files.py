@@ -284,7 +284,7 @@ def test_saving_is_atomic(device, tmp_path, monkeypatch):
     clnet.save({"a": clnet.ones(3, device=device)}, path)
     good = path.read_bytes()
     from clnet import serialization
-    monkeypatch.setattr(serialization, "_npy", lambda arr: (_ for _ in ()).throw(OSError("disk full")))
+    monkeypatch.setattr(serialization, "npy_bytes", lambda arr: (_ for _ in ()).throw(OSError("disk full")))
     with pytest.raises(OSError, match="disk full"):
         clnet.save({"a": clnet.zeros(3, device=device)}, path)
     assert path.read_bytes() == good
@@ -363,5 +363,6 @@ def test_keras_load_of_a_tampered_file_raises_and_writes_nothing(keras_files, sa
         else:
             model.load_weights(path)
     assert words in str(info.value) and str(path) in str(info.value), str(info.value)
+    assert isinstance(info.value, FileFormatError), "except clnet.FileFormatError must catch Keras files' errors"
     assert_nothing_written(before, sandbox, [marker, outside])
     assert all(np.array_equal(w.numpy(), b) for w, b in zip(model.weights, weights)), "the model was changed"

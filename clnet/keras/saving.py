@@ -13,32 +13,30 @@ np.load(allow_pickle=False), compares every shape and dtype with the manifest an
 only creates layers whose class names are in keras.layers (or registered by the user). Any problem raises
 FileFormatError (a ValueError) naming the file and what was wrong; the model is left untouched.
 Files are written to a temporary name in the same folder and renamed into place, so a crash mid-save
-never leaves a half-written file under the real name.
+never leaves a half-written file under the real name. The zip container (atomic writing, the checked
+reader) is clnet.serialization's, shared with clnet.save/clnet.load.
 """
 from __future__ import annotations
 
 import datetime
-import io
 import json
 import os
 import re
-import tempfile
-import zipfile
-import zlib
 
 import numpy as np
 
 import clnet
+from clnet import errors
+from clnet.serialization import ZipReader, npy_bytes, write_zip
 
 FORMAT = "clnet.keras/1"
 _MEMBER = re.compile(r"^(metadata\.json|config\.json|weights\.json|optimizer\.json|training\.json|"
                      r"weights/\d{6}\.npy|optimizer/\d{6}\.npy)$")
-_MAX_JSON = 64 * 2**20
-_NUMERIC_KINDS = "fiub"
 
 
-class FileFormatError(ValueError):
-    """A saved file that is corrupted, truncated, tampered with or not a clnet Keras file."""
+class FileFormatError(errors.FileFormatError):
+    """A `.keras` file that is corrupted, truncated, tampered with or not a clnet Keras file; a
+    clnet.FileFormatError (and a ValueError), so `except clnet.FileFormatError` catches it too."""
 
 
 # --- registry of user objects -----------------------------------------------------------------------
@@ -116,36 +114,14 @@ def _model_classes():
 
 
 # --- writing ----------------------------------------------------------------------------------------
-def _npy(arr):
-    buf = io.BytesIO()
-    np.save(buf, np.ascontiguousarray(arr), allow_pickle=False)
-    return buf.getvalue()
-
-
 def _json(obj):
     return json.dumps(obj, indent=1, sort_keys=True).encode("utf-8")
 
 
 def _write(path, members, overwrite=True):
-    path = os.fspath(path)
     if os.path.exists(path) and not overwrite:
         raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".saving-", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            with zipfile.ZipFile(f, "w") as zf:
-                for name, data in members.items():
-                    kind = zipfile.ZIP_DEFLATED if name.endswith(".json") else zipfile.ZIP_STORED
-                    zf.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), data, compress_type=kind)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    write_zip(path, members, deflate=(".json",), make_folder=True)
 
 
 def _metadata(kind):
@@ -160,7 +136,7 @@ def _weight_members(variables, folder="weights"):
         member = f"{folder}/{i:06d}.npy"
         manifest.append({"path": getattr(v, "path", None) or f"weight_{i}", "shape": list(arr.shape),
                          "dtype": arr.dtype.name, "file": member})
-        members[member] = _npy(arr)
+        members[member] = npy_bytes(arr)
     return manifest, members
 
 
@@ -174,7 +150,7 @@ def _optimizer_members(model):
     for i, (key, arr) in enumerate(sorted(arrays.items())):
         member = f"optimizer/{i:06d}.npy"
         manifest.append({"key": key, "shape": list(arr.shape), "dtype": arr.dtype.name, "file": member})
-        members[member] = _npy(arr)
+        members[member] = npy_bytes(arr)
     members["optimizer.json"] = _json({"config": optimizers.serialize(opt), "iterations": meta["iterations"],
                                        "steps": meta["steps"], "arrays": manifest})
     return members
@@ -231,73 +207,11 @@ def save_weights(model, filepath, overwrite=True):
 
 
 # --- reading ----------------------------------------------------------------------------------------
-class _Archive:
-    """Validated read access to a saved zip; every failure becomes a FileFormatError naming the file."""
+class _Archive(ZipReader):
+    """clnet.serialization's checked zip reader, for the members of a `.keras` file."""
 
     def __init__(self, path):
-        self.path = os.fspath(path)
-        if not os.path.exists(self.path):
-            raise FileNotFoundError(f"no such file: {self.path}")
-        try:
-            self.zf = zipfile.ZipFile(self.path)
-        except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError) as err:
-            raise self.error(f"not a valid zip archive (corrupted or truncated?): {err}") from None
-        names = [info.filename for info in self.zf.infolist()]
-        if len(set(names)) != len(names):
-            raise self.error("duplicate member names (the file was tampered with)")
-        for name in names:
-            if not _MEMBER.match(name):
-                raise self.error(f"unexpected member {name!r} (the file was tampered with, or is not a clnet Keras "
-                                 "file)")
-        self.names = set(names)
-        self.sizes = {info.filename: info.file_size for info in self.zf.infolist()}
-
-    def error(self, message):
-        return FileFormatError(f"cannot load {self.path}: {message}")
-
-    def close(self):
-        self.zf.close()
-
-    def read(self, name, limit=None):
-        if name not in self.names:
-            raise self.error(f"the member {name!r} is missing")
-        if limit is not None and self.sizes[name] > limit:
-            raise self.error(f"the member {name!r} is implausibly large ({self.sizes[name]} bytes)")
-        try:
-            return self.zf.read(name)
-        except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, NotImplementedError) as err:
-            raise self.error(f"the member {name!r} is damaged: {err}") from None
-
-    def json(self, name):
-        try:
-            value = json.loads(self.read(name, _MAX_JSON).decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
-            raise self.error(f"the member {name!r} is not valid JSON: {err}") from None
-        if not isinstance(value, dict):
-            raise self.error(f"the member {name!r} should hold a JSON object")
-        return value
-
-    def array(self, entry, what):
-        if not isinstance(entry, dict) or not isinstance(entry.get("file"), str) or \
-                not isinstance(entry.get("shape"), list) or not isinstance(entry.get("dtype"), str):
-            raise self.error(f"malformed {what} manifest entry: {str(entry)[:200]}")
-        try:
-            shape = tuple(int(s) for s in entry["shape"])
-            dtype = np.dtype(entry["dtype"])
-        except (TypeError, ValueError) as err:
-            raise self.error(f"malformed {what} manifest entry {entry['file']}: {err}") from None
-        if dtype.kind not in _NUMERIC_KINDS or any(s < 0 for s in shape):
-            raise self.error(f"{what} {entry['file']} declares dtype {dtype} and shape {shape}")
-        expected = int(np.prod(shape)) * dtype.itemsize
-        data = self.read(entry["file"], limit=expected + 4096)
-        try:
-            arr = np.load(io.BytesIO(data), allow_pickle=False)
-        except (ValueError, EOFError, OSError) as err:
-            raise self.error(f"{what} {entry['file']} is not a valid .npy array: {err}") from None
-        if not isinstance(arr, np.ndarray) or arr.dtype != dtype or arr.shape != shape:
-            raise self.error(f"{what} {entry['file']} holds {getattr(arr, 'dtype', '?')} {getattr(arr, 'shape', '?')}, "
-                             f"but the manifest says {dtype} {shape}")
-        return arr
+        super().__init__(path, _MEMBER, "a clnet Keras file", error_class=FileFormatError)
 
     def check_format(self, kinds):
         meta = self.json("metadata.json")
@@ -375,11 +289,8 @@ def _load_optimizer(archive, model, state):
 
 
 def _with_archive(path, fn):
-    archive = _Archive(path)
-    try:
+    with _Archive(path) as archive:
         return fn(archive)
-    finally:
-        archive.close()
 
 
 def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
