@@ -1,4 +1,4 @@
-"""The `clnet` command: `clnet devices`, `clnet selftest`, `clnet cache info|clear`, `clnet bench`.
+"""The `clnet` command: `clnet devices`, `clnet selftest`, `clnet cache info|clear`, `clnet bench`, `clnet tune`.
 
 Subcommands live in the COMMANDS table at the bottom: one row (name, help, add_arguments, run) per
 command, so `bench` or `tune` are added by writing two functions and one row.
@@ -319,16 +319,29 @@ def cmd_cache(args) -> int:
         n, size = _dir_size(programs.cache_dir() / "binaries")
         path = programs.clear_cache()
         print(f"removed {n} cached binaries ({_fmt_bytes(size)}) from {path}")
+        _say_tuning_file(kept=True)
         return 0
     root = programs.cache_dir()
     n, size = _dir_size(root / "binaries")
     print(f"clnet cache: {root}  (set CLNET_CACHE_DIR to move it; `clnet cache clear` empties it)")
     print(f"  binaries: {n} files, {_fmt_bytes(size)}")
+    _say_tuning_file(kept=False)
     print("driver caches (managed by the drivers themselves):")
     for name, path in programs.driver_caches().items():
         n, size = _dir_size(path)
         print(f"  {name:7s} {path}: " + (f"{n} files, {_fmt_bytes(size)}" if path.exists() else "absent"))
     return 0
+
+
+def _say_tuning_file(kept: bool) -> None:
+    """The tuning file is measurements, not rebuildable binaries: `cache clear` keeps it and says so."""
+    from .backend import tuning_file
+    path = tuning_file.path()
+    if path.exists():
+        print(f"  tuned parameters: {path}" + (" kept" if kept else "")
+              + " (`clnet tune --show` lists them, `clnet tune --forget` deletes them)")
+    elif not kept:
+        print(f"  tuned parameters: none ({path} is written by `clnet tune`)")
 
 
 # --- clnet bench ----------------------------------------------------------------------------------
@@ -355,6 +368,38 @@ def _bench_device(spec):
     except DeviceNotFoundError as err:
         print(f"bench: {err}", file=sys.stderr)
         return None
+
+
+# --- clnet tune -----------------------------------------------------------------------------------
+def cmd_tune(args) -> int:
+    from . import tune
+    from .backend import tuning_file
+    if args.show:
+        tune.show()
+        return 0
+    if args.forget:
+        dev = _bench_device(args.device) if args.device else None
+        if args.device and dev is None:
+            return 1
+        removed = tuning_file.forget(dev)
+        print(("removed" if removed else "nothing to remove:") + " tuned parameters"
+              + (f" of {dev}" if dev else "") + f" ({tuning_file.path()})")
+        return 0
+    dev = _bench_device(args.device)
+    if dev is None:
+        return 1
+    try:
+        shapes = [tune.Shape.parse(s) for s in args.shapes.split(",")] if args.shapes else None
+    except ValueError as err:
+        print(f"tune: {err}", file=sys.stderr)
+        return 2
+    try:
+        tune.tune(dev, shapes=shapes, quick=args.quick, budget=args.budget, reps=args.reps,
+                  store=not args.dry_run)
+    except RuntimeError as err:
+        print(f"tune: {err}", file=sys.stderr)
+        return 1
+    return 0
 
 
 # --- the command table ----------------------------------------------------------------------------
@@ -389,6 +434,21 @@ def _bench_args(p):
     p.add_argument("--no-numpy", action="store_true", help="skip numpy's figures (shown by default on CPUs)")
 
 
+def _tune_args(p):
+    p.add_argument("--device", "-d", default=None, help="device to tune (default: CLNET_DEVICE or the best device)")
+    p.add_argument("--quick", action="store_true", help="tiny shapes and few candidates: checks that it runs")
+    p.add_argument("--budget", type=float, default=None,
+                   help="seconds to spend searching (default: 180 on fast devices, 600 on simulators and "
+                        "llvmpipe, 30 with --quick); the default parameters are always measured")
+    p.add_argument("--shapes", default=None, help="products to time, comma-separated N or MxNxK "
+                   "(default: 256..2048 square, 64x100x1000 thin, 4096x64x256 tall)")
+    p.add_argument("--reps", type=int, default=None, help="timed repetitions per shape (median is used)")
+    p.add_argument("--dry-run", action="store_true", help="search and print, but store nothing")
+    p.add_argument("--show", action="store_true", help="print the stored tuned parameters and exit")
+    p.add_argument("--forget", action="store_true",
+                   help="delete the stored parameters (of --device only, when given) and exit")
+
+
 COMMANDS: list[Command] = [
     Command("devices", "list every OpenCL platform and device with its facts, marking the default",
             _devices_args, cmd_devices),
@@ -397,6 +457,8 @@ COMMANDS: list[Command] = [
     Command("cache", "show or clear the kernel binary cache", _cache_args, cmd_cache),
     Command("bench", "GEMM GFLOP/s, elementwise GB/s and an MLP training step on a device, numpy beside on CPUs",
             _bench_args, cmd_bench),
+    Command("tune", "search matmul kernel parameters for a device, verified against numpy; store the winner",
+            _tune_args, cmd_tune),
 ]
 
 

@@ -14,6 +14,9 @@ import pytest
 import clnet
 from clnet.backend.devices import all_devices, get_device
 
+# The shipped profile defaults, not what `clnet tune` stored for this machine (tests/test_tune.py turns it on).
+os.environ.setdefault("CLNET_TUNING", "0")
+
 
 def _selected():
     spec = os.environ.get("CLNET_TEST_DEVICES", "").strip()

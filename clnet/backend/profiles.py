@@ -4,11 +4,14 @@ One table by vendor and device type gives defaults (CLBlast-style: default -> ve
 QUIRKS then apply what is known to be wrong or slow on particular drivers; finally every value is
 clamped to what the device reports (work-group size, work-item sizes, local memory), so a profile
 never asks for more than the device has. Each quirk carries a one-line reason, shown by `clnet devices`.
+Parameters that `clnet tune` measured on the very device (tuning_file) override TABLE before QUIRKS.
 """
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field, fields, replace
+
+from . import tuning_file
 
 # (vendor or implementation, type) -> parameter overrides; looked up most specific last:
 # ("default", type), then (vendor, type), then (implementation, type).
@@ -128,12 +131,13 @@ class _SeenAs:
         return getattr(self._device, name)
 
 
-def profile_for(device) -> Profile:
+def profile_for(device, tuned: bool = True) -> Profile:
     """Build the profile for `device` from TABLE and QUIRKS, clamped to its reported limits.
 
     CLNET_PROFILE_VENDOR=nvidia|amd|intel|... picks parameters as for that vendor's GPU while still
     clamping to the real device's limits; the tox envs oclgrind-nvidia/-amd/-intel use it so Oclgrind,
     set to those GPU classes' limits, runs the kernels with the parameters such a GPU would get.
+    tuned=False gives the shipped defaults even where `clnet tune` stored parameters for the device.
     """
     emulate = os.environ.get("CLNET_PROFILE_VENDOR", "").strip().lower()
     seen = _SeenAs(device, emulate) if emulate else device
@@ -143,6 +147,11 @@ def profile_for(device) -> Profile:
         params.update(TABLE.get(key, {}))
     params["vector_width"] = device.preferred_vector_width_float if kind == "cpu" else 1
     reasons = [f"CLNET_PROFILE_VENDOR={emulate}: parameters as for a {emulate} GPU"] if emulate else []
+    tuned = tuning_file.tuned_params(device) if tuned and not emulate else {}
+    if tuned:  # measured on this very device by `clnet tune` (CLNET_TUNING=0 ignores them)
+        params.update(tuned)
+        reasons.append("matmul parameters tuned by `clnet tune`: " + ", ".join(
+            f"{k[len('matmul_'):]}={v}" for k, v in sorted(tuned.items())))
     cap = device.max_work_group_size
     for predicate, overrides, reason in QUIRKS:
         if predicate(seen):

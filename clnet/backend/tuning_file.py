@@ -1,0 +1,155 @@
+"""The user's tuned matmul parameters: one JSON file, cache_dir()/tuning.json, written by `clnet tune`.
+
+Why a file of its own: tuning costs minutes of measurement, so `clnet cache clear` (which drops rebuildable
+binaries) keeps it. Entries are keyed by device name + driver version + platform, and stamped with a hash
+of the matmul template and of this schema, so a driver update or a template change makes them stale
+(ignored) instead of wrong. profiles.profile_for reads it; CLNET_TUNING=0 turns that off (the tests do,
+so they run with the shipped defaults). A damaged or foreign file is ignored with a warning, never fatal.
+No pickle: plain JSON, written to a temporary file and renamed (atomic on POSIX and Windows).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import warnings
+from pathlib import Path
+
+SCHEMA = 1
+FORMAT = "clnet-tuning"
+# Only these profile fields may come from the file (nothing that reaches build options or limits).
+TUNABLE = ("matmul_variant", "matmul_tile_m", "matmul_tile_n", "matmul_tile_k", "matmul_wpt_m", "matmul_wpt_n")
+_VARIANTS = ("cpu", "gpu")
+
+
+class TuningFileWarning(RuntimeWarning):
+    """The tuning file could not be used (damaged, foreign, wrong values); the shipped defaults apply."""
+
+
+def path() -> Path:
+    from .programs import cache_dir
+    return cache_dir() / "tuning.json"
+
+
+def enabled() -> bool:
+    return os.environ.get("CLNET_TUNING", "1").strip().lower() not in ("0", "no", "off", "false")
+
+
+def device_key(device) -> str:
+    return f"{device.name} | {device.driver_version} | {device.platform_name}"
+
+
+def template_hash() -> str:
+    """What the stored parameters mean depends on the kernels and on how matmul.py launches them."""
+    from .programs import kernel_dir
+    h = hashlib.sha256(f"{FORMAT}/{SCHEMA}".encode())
+    h.update((kernel_dir() / "matmul.cl.mako").read_bytes())
+    ops = Path(__file__).resolve().parents[1] / "ops" / "matmul.py"
+    if ops.exists():
+        h.update(ops.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def check_params(params) -> dict:
+    """The tunable fields of `params`, type-checked; ValueError names what is wrong."""
+    if not isinstance(params, dict):
+        raise ValueError(f"params must be an object, got {type(params).__name__}")
+    out = {}
+    for key, value in params.items():
+        if key not in TUNABLE:
+            raise ValueError(f"unknown parameter {key!r}")
+        if key == "matmul_variant":
+            if value not in _VARIANTS:
+                raise ValueError(f"matmul_variant must be one of {_VARIANTS}, got {value!r}")
+        elif not (isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 1024):
+            raise ValueError(f"{key} must be an integer in 1..1024, got {value!r}")
+        out[key] = value
+    return out
+
+
+def read(file: Path | None = None) -> dict:
+    """The whole file as {"format", "schema", "devices": {key: entry}}; ValueError if it is not ours."""
+    file = file or path()
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {"format": FORMAT, "schema": SCHEMA, "devices": {}}
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"unreadable ({err})") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise ValueError("not a clnet tuning file")
+    if data.get("schema") != SCHEMA:
+        raise ValueError(f"schema {data.get('schema')!r}, this clnet reads {SCHEMA}")
+    if not isinstance(data.get("devices"), dict):
+        raise ValueError("'devices' must be an object")
+    return data
+
+
+_WARNED: set = set()
+
+
+def _warn(message: str) -> None:
+    if message not in _WARNED:
+        _WARNED.add(message)
+        warnings.warn(message, TuningFileWarning, stacklevel=3)
+
+
+def tuned_params(device) -> dict:
+    """The stored parameters for `device` ({} if none, stale, disabled or unusable; warns on damage)."""
+    if not enabled():
+        return {}
+    file = path()
+    try:
+        entry = read(file)["devices"].get(device_key(device))
+        if entry is None:
+            return {}
+        if not isinstance(entry, dict):
+            raise ValueError("an entry is not an object")
+        if entry.get("template") != template_hash():
+            return {}  # tuned for another version of the matmul kernels: stale, silently ignored
+        return check_params(entry.get("params"))
+    except ValueError as err:
+        _warn(f"ignoring the tuning file {file}: {err}; shipped defaults apply "
+              "(run `clnet tune` again, or delete the file)")
+        return {}
+
+
+def store(device, params: dict, extra: dict | None = None) -> Path:
+    """Write `params` (plus measurements in `extra`) as `device`'s entry; other devices' entries stay.
+
+    A file that is not ours is replaced (with a warning) rather than merged into."""
+    file = path()
+    try:
+        data = read(file)
+    except ValueError as err:
+        _warn(f"replacing the unusable tuning file {file}: {err}")
+        data = {"format": FORMAT, "schema": SCHEMA, "devices": {}}
+    data["devices"][device_key(device)] = dict(
+        extra or {}, device=device.name, driver=device.driver_version, platform=device.platform_name,
+        template=template_hash(), params=check_params(params))
+    file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = file.with_name(f"{file.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, file)
+    return file
+
+
+def forget(device=None) -> bool:
+    """Drop `device`'s entry (every entry when None); True if something was removed."""
+    file = path()
+    if device is None:
+        try:
+            file.unlink()
+            return True
+        except FileNotFoundError:
+            return False
+    try:
+        data = read(file)
+    except ValueError:
+        return False
+    if data["devices"].pop(device_key(device), None) is None:
+        return False
+    tmp = file.with_name(f"{file.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, file)
+    return True

@@ -1,0 +1,372 @@
+"""Matmul autotuning: search the kernel parameters for one device, verify each candidate, keep the winner.
+
+Why: the shipped defaults (profiles.TABLE) are one guess per vendor class; the fastest register block,
+work-group shape or tile differs between CPUs and GPUs of one class. `clnet tune` times candidates on a
+few representative shapes (square, a two-layer-net step's thin product, a tall-skinny one) and stores
+the winner in the user's tuning file (backend/tuning_file.py), which profiles read from then on.
+
+Every candidate is first checked against numpy in float64 on random operands, on each timed shape and
+on an odd-sized shape in three layouts (plain, B transposed as in nn.Linear, A transposed), each with
+the bias/ReLU epilogue; a candidate that fails to build, exceeds a device limit or gives a wrong answer
+is rejected, so tuning changes speed only, never results beyond float32 rounding.
+
+The search is two-stage (a coordinate search: builds are the expensive part): first the register
+block (CPU: MR x NR; GPU: square tiles x per-item blocks) at the default launch shape, then the launch
+shape (CPU: work-group rows; GPU: tile_k) of the three best blocks; finally the best few and the default
+are timed again, interleaved, so the winner is not an accident of a noisy moment. A time budget stops
+the search early (the default is always measured).
+"""
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from .backend import tuning_file
+from .backend.profiles import clamp, profile_for
+
+EPS32 = 2.0 ** -24
+
+
+@dataclass(frozen=True)
+class Shape:
+    """One product C[m, n] = A[m, k] @ B[k, n]."""
+
+    m: int
+    n: int
+    k: int
+    label: str = ""
+
+    @property
+    def flops(self) -> float:
+        return 2.0 * self.m * self.n * self.k
+
+    def __str__(self) -> str:
+        return f"{self.m}x{self.n}x{self.k}"
+
+    @classmethod
+    def parse(cls, text: str) -> "Shape":
+        """'1024' (square) or 'MxNxK'."""
+        parts = [int(p) for p in text.lower().replace("*", "x").split("x")]
+        if len(parts) == 1:
+            parts *= 3
+        if len(parts) != 3 or min(parts) < 1:
+            raise ValueError(f"a shape is N or MxNxK with positive sizes, got {text!r}")
+        return cls(*parts, label="square" if len(set(parts)) == 1 else "")
+
+
+# Representative products: square GEMMs, the lecture's two-layer step (x[64,1000] @ w1[1000,100]),
+# a tall-skinny one (a batch of im2col rows times few filters).
+SHAPES = (Shape(256, 256, 256, "square"), Shape(512, 512, 512, "square"), Shape(1024, 1024, 1024, "square"),
+          Shape(2048, 2048, 2048, "square"), Shape(64, 100, 1000, "thin"), Shape(4096, 64, 256, "tall"))
+QUICK_SHAPES = (Shape(64, 64, 64, "square"), Shape(48, 40, 56, "edges"))
+CHECK_SHAPE = Shape(37, 29, 53, "edges")     # odd sizes: edge blocks in every direction
+DEFAULT_BUDGET = {"fast": 180.0, "slow": 600.0}
+QUICK_BUDGET = 30.0
+
+
+class Rejected(Exception):
+    """A candidate that cannot be used: build failure, device limit, wrong result."""
+
+
+@dataclass
+class Trial:
+    """One candidate's outcome: GFLOP/s per shape (empty when rejected) and its score."""
+
+    params: dict
+    gflops: list
+    rejected: str = ""
+
+    @property
+    def score(self) -> float:
+        """Geometric mean of GFLOP/s over the shapes (no shape dominates the choice)."""
+        if self.rejected or not self.gflops:
+            return 0.0
+        return math.exp(sum(math.log(max(g, 1e-9)) for g in self.gflops) / len(self.gflops))
+
+
+@dataclass
+class Result:
+    device: object
+    shapes: tuple
+    default: Trial
+    winner: Trial
+    trials: list
+    stored: object = None      # path of the tuning file, once written
+    elapsed: float = 0.0
+
+
+# --- parameters -------------------------------------------------------------------------------------
+def _params(prof) -> dict:
+    return {k: getattr(prof, k) for k in tuning_file.TUNABLE}
+
+
+def describe(params: dict) -> str:
+    """Short text for a candidate, in the kernel's own terms."""
+    if params["matmul_variant"] == "cpu":
+        return (f"cpu block {params['matmul_wpt_m']}x{params['matmul_wpt_n']} "
+                f"rows/group {params['matmul_tile_m'] // params['matmul_wpt_m']}")
+    return (f"gpu tile {params['matmul_tile_m']}x{params['matmul_tile_n']}x{params['matmul_tile_k']} "
+            f"per item {params['matmul_wpt_m']}x{params['matmul_wpt_n']}")
+
+
+def _cpu(mr, nvec, rows) -> dict:
+    """gemm_cpu: an MR x (16*nvec) block (nvec vectors of the profile's width per row, see
+    ops.matmul._cpu_block), `rows` work-items per group along M; tile_k is unused there."""
+    return dict(matmul_variant="cpu", matmul_wpt_m=mr, matmul_wpt_n=16 * nvec, matmul_tile_m=mr * rows,
+                matmul_tile_n=16 * nvec, matmul_tile_k=256)
+
+
+def _blocks(prof, quick: bool) -> list:
+    """Register blocks for gemm_cpu that fit the vector register file (32 with AVX-512, else 16):
+    MR*nvec accumulators + nvec B vectors + one broadcast A value."""
+    regs = 32 if prof.vector_width >= 16 else 16
+    out = [(mr, nv) for mr in (2, 4, 6, 8, 12, 16) for nv in (1, 2, 3, 4)
+           if mr * nv + nv + 1 <= regs and mr * nv >= 4]
+    out.sort(key=lambda b: (-b[0] * b[1], b[0]))   # more accumulators (more FMAs per load) first
+    return out[:3] if quick else out
+
+
+def stage1(prof, device, quick: bool) -> list:
+    """Register blocks / tiles, at the default launch shape."""
+    base = _params(prof)
+    if prof.matmul_variant == "cpu":
+        rows = max(1, prof.matmul_tile_m // max(1, prof.matmul_wpt_m))
+        return [_cpu(mr, nv, rows) for mr, nv in _blocks(prof, quick)]
+    tk = prof.matmul_tile_k
+    out = []
+    for t in ((16, 32) if quick else (16, 32, 64, 128)):
+        for w in (1, 2, 4, 8):
+            out.append(dict(base, matmul_tile_m=t, matmul_tile_n=t, matmul_wpt_m=w, matmul_wpt_n=w, matmul_tile_k=tk))
+    return [p for p in out if _gpu_fits(p, prof, device)]
+
+
+def stage2(best: dict, prof, device, quick: bool) -> list:
+    """Launch shapes around one of the best blocks."""
+    if best["matmul_variant"] == "cpu":
+        mr, nv = best["matmul_wpt_m"], best["matmul_wpt_n"] // 16
+        return [_cpu(mr, nv, r) for r in ((2, 16) if quick else (1, 2, 4, 8, 16, 32))]
+    return [p for p in (dict(best, matmul_tile_k=tk) for tk in ((4, 16) if quick else (4, 8, 16, 32)))
+            if _gpu_fits(p, prof, device)]
+
+
+def _gpu_fits(p, prof, device) -> bool:
+    """A GPU-variant candidate the device can run as given (clamping would change it into another one)."""
+    t, w = p["matmul_tile_m"], p["matmul_wpt_m"]
+    items = (t // w) * (p["matmul_tile_n"] // p["matmul_wpt_n"])
+    local = 8 * p["matmul_tile_k"] * (p["matmul_tile_m"] + p["matmul_tile_n"] + 2)
+    return w <= t and 4 <= items <= prof.max_wg and local <= device.local_mem and w * p["matmul_wpt_n"] <= 64
+
+
+# --- measuring ----------------------------------------------------------------------------------------
+class _Operands:
+    """Random operands of one shape on the device, with the float64 reference and its error scale."""
+
+    def __init__(self, device, shape: Shape, rng, layout: str = "nn"):
+        import clnet
+        self.shape, self.layout = shape, layout
+        a = rng.standard_normal((shape.m, shape.k)).astype(np.float32)
+        b = rng.standard_normal((shape.k, shape.n)).astype(np.float32)
+        self.bias = rng.standard_normal(shape.n).astype(np.float32) if layout != "nn" else None
+        ref = a.astype(np.float64) @ b.astype(np.float64)
+        scale = np.abs(a).astype(np.float64) @ np.abs(b).astype(np.float64)
+        if self.bias is not None:   # the epilogue: relu(A @ B + bias)
+            ref = np.maximum(ref + self.bias, 0.0)
+            scale = scale + np.abs(self.bias)
+        self.ref, self.scale = ref, scale
+        # stored as the layout says: "nt" keeps B as [n, k] (nn.Linear's weight), "tn" keeps A as [k, m]
+        self.a = clnet.tensor(np.ascontiguousarray(a.T) if layout == "tn" else a, device=device)
+        self.b = clnet.tensor(np.ascontiguousarray(b.T) if layout == "nt" else b, device=device)
+        self.tbias = clnet.tensor(self.bias, device=device) if self.bias is not None else None
+
+    def product(self):
+        from .ops.matmul import matmul_ex, mm
+        if self.layout == "nn":
+            return mm(self.a, self.b)
+        return matmul_ex(self.a, self.b, trans_a=self.layout == "tn", trans_b=self.layout == "nt",
+                         bias=self.tbias, activation="relu")
+
+
+def bound(k: int) -> float:
+    """Largest accepted |C - ref| / (|A| @ |B|) per element: float32 rounding of a k-term dot product
+    in any summation order grows like sqrt(k) * eps for random operands; 8x margin. A dropped or
+    doubled term costs about 1/k of the scale, far above this for any k a device can hold."""
+    return 8.0 * math.sqrt(k) * EPS32 + 4 * EPS32
+
+
+def error(got, ops: _Operands) -> float:
+    got = np.asarray(got, dtype=np.float64)
+    if got.shape != ops.ref.shape:
+        return math.inf
+    if not np.all(np.isfinite(got)):
+        return math.inf
+    return float(np.max(np.abs(got - ops.ref) / np.maximum(ops.scale, 1e-30)))
+
+
+def _product(ops: _Operands):
+    """The candidate's result (the seam tests use to inject a wrong one)."""
+    return ops.product()
+
+
+def verify(device, ops: _Operands) -> None:
+    """Raise Rejected unless the current profile's product matches numpy within float32 rounding."""
+    err = error(_product(ops).numpy(), ops)
+    if not err <= bound(ops.shape.k):
+        raise Rejected(f"wrong result on {ops.shape} ({ops.layout}): error {err:.2g} "
+                       f"> bound {bound(ops.shape.k):.2g}")
+
+
+def _time(device, ops: _Operands, reps: int) -> float:
+    """GFLOP/s from the median of `reps` timed runs (packing and the final synchronize included)."""
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        _product(ops)
+        device.synchronize()
+        times.append(time.perf_counter() - t0)
+    return ops.shape.flops / statistics.median(times) / 1e9
+
+
+def _errors():
+    import pyopencl as cl
+    from .errors import ClnetError
+    return (ClnetError, cl.Error, ValueError, MemoryError)
+
+
+def measure(device, params: dict, base, operands: list, checks: list, reps: int) -> Trial:
+    """Verify `params` on every check and shape, then time it on each shape. The device's profile is
+    switched for the duration and always restored."""
+    prof = clamp(replace(base, **params), device)
+    if _params(prof) != params:
+        return Trial(params, [], rejected="does not fit the device's limits")
+    saved = device._profile
+    device._profile = prof
+    try:
+        for ops in checks + operands:
+            verify(device, ops)            # also builds every kernel the timed runs need
+        return Trial(params, [_time(device, ops, reps) for ops in operands])
+    except Rejected as err:
+        return Trial(params, [], rejected=str(err))
+    except _errors() as err:
+        text = str(err).strip().splitlines()
+        return Trial(params, [], rejected=f"{type(err).__name__}: {text[0] if text else ''}")
+    finally:
+        device._profile = saved
+
+
+# --- the search -------------------------------------------------------------------------------------
+def is_slow(device) -> bool:
+    return device.is_simulator or device.implementation in ("rusticl", "clover")
+
+
+def tune(device, shapes=None, quick: bool = False, budget: float | None = None, reps: int | None = None,
+         store: bool = True, log=print, seed: int = 0) -> Result:
+    """Search, verify, time; store the winner for `device` (unless store=False) and return the Result."""
+    t_start = time.perf_counter()
+    shapes = tuple(shapes or (QUICK_SHAPES if quick else SHAPES))
+    if budget is None:
+        budget = QUICK_BUDGET if quick else DEFAULT_BUDGET["slow" if is_slow(device) else "fast"]
+    reps = reps or (3 if quick or is_slow(device) else 5)
+    base = profile_for(device, tuned=False)
+    rng = np.random.default_rng(seed)
+    operands = [_Operands(device, s, rng) for s in shapes]
+    checks = [_Operands(device, CHECK_SHAPE, rng, layout) for layout in ("nn", "nt", "tn")]
+    log(f"clnet tune on {device}  ({device.driver_version}); budget {budget:.0f} s; median of {reps}")
+    log("shapes (M x N x K): " + ", ".join(f"{s}{' ' + s.label if s.label else ''}" for s in shapes))
+    log(f"every candidate is checked against numpy (float64) on {CHECK_SHAPE} in 3 layouts and on each shape")
+
+    trials: dict = {}
+
+    def run(params) -> Trial:
+        key = tuple(sorted(params.items()))
+        if key not in trials:
+            trials[key] = trial = measure(device, params, base, operands, checks, reps)
+            figures = ("  ".join(f"{g:8.1f}" for g in trial.gflops) + f"  | {trial.score:8.1f}"
+                       if not trial.rejected else f"REJECTED: {trial.rejected}")
+            log(f"  {describe(params):40s} {figures}")
+        return trials[key]
+
+    def out_of_time() -> bool:
+        return time.perf_counter() - t_start > budget
+
+    log(f"  {'candidate':40s} " + "  ".join(f"{str(s):>8s}" for s in shapes) + "  | geomean  (GFLOP/s)")
+    default = run(_params(base))
+    for stage in (lambda: stage1(base, device, quick), None):
+        if stage is None:   # stage 2 around the three best so far
+            ranked = sorted((t for t in trials.values() if not t.rejected), key=lambda t: -t.score)[:3]
+            todo = [p for t in ranked for p in stage2(t.params, base, device, quick)]
+        else:
+            todo = stage()
+        for params in todo:
+            if out_of_time():
+                log(f"  (time budget of {budget:.0f} s reached: search stopped)")
+                break
+            run(params)
+
+    # confirm: the best few and the default again, interleaved, more repetitions
+    ranked = sorted((t for t in trials.values() if not t.rejected), key=lambda t: -t.score)[:3]
+    finalists = ranked + ([default] if default not in ranked and not default.rejected else [])
+    if len(finalists) > 1:
+        confirm = {id(t): [] for t in finalists}
+        for _ in range(2):
+            for t in finalists:
+                again = measure(device, t.params, base, operands, [], reps)
+                confirm[id(t)].append(again.score if not again.rejected else 0.0)
+        log("confirmation (interleaved, geomean GFLOP/s): " + ", ".join(
+            f"{describe(t.params)}: {max(confirm[id(t)]):.1f}" for t in finalists))
+        winner = max(finalists, key=lambda t: max(confirm[id(t)]))
+    else:
+        winner = finalists[0] if finalists else default
+    if winner.rejected:
+        raise RuntimeError(f"clnet tune: no candidate gave correct results on {device}; "
+                           f"the default failed with: {default.rejected}")
+    result = Result(device, shapes, default, winner, list(trials.values()))
+    log(f"winner: {describe(winner.params)}  geomean {winner.score:.1f} GFLOP/s vs default "
+        f"{describe(default.params)} {default.score:.1f}" + (f" ({winner.score / default.score:.2f}x)"
+                                                              if default.score else ""))
+    if store:
+        result.stored = tuning_file.store(device, winner.params, extra=dict(
+            date=time.strftime("%Y-%m-%d %H:%M"), shapes=[str(s) for s in shapes],
+            gflops=[round(g, 1) for g in winner.gflops],
+            default=dict(params=default.params, gflops=[round(g, 1) for g in default.gflops])))
+        device._profile = None   # the next use rebuilds the profile, now with the tuned values
+        log(f"stored in {result.stored}" + ("" if tuning_file.enabled() else
+                                            "  (CLNET_TUNING=0 is set: profiles ignore it here)"))
+    result.elapsed = time.perf_counter() - t_start
+    return result
+
+
+def show(log=print) -> int:
+    """Print the stored entries; returns how many there are."""
+    file = tuning_file.path()
+    try:
+        data = tuning_file.read(file)
+    except ValueError as err:
+        log(f"{file}: unusable ({err})")
+        return 0
+    if not data["devices"]:
+        log(f"no tuned parameters ({file} " + ("is empty)" if file.exists() else "does not exist)"))
+        return 0
+    current = tuning_file.template_hash()
+    log(f"tuned parameters in {file}:")
+    for key, entry in sorted(data["devices"].items()):
+        stale = "" if isinstance(entry, dict) and entry.get("template") == current else \
+            "  (stale: tuned for other matmul kernels, ignored)"
+        log(f"  {key}{stale}")
+        if not isinstance(entry, dict):
+            continue
+        params = entry.get("params") or {}
+        try:
+            checked = tuning_file.check_params(params)
+            text = describe(checked) if set(checked) == set(tuning_file.TUNABLE) else str(checked)
+            log(f"    {text}  measured {entry.get('date', '?')}")
+        except ValueError as err:
+            log(f"    unusable parameters: {err}")
+        if entry.get("shapes"):
+            log("    GFLOP/s tuned:   " + ", ".join(f"{s} {g}" for s, g in zip(entry["shapes"], entry.get("gflops", []))))
+            d = entry.get("default") or {}
+            log("    GFLOP/s default: " + ", ".join(f"{s} {g}" for s, g in zip(entry["shapes"], d.get("gflops", []))))
+    return len(data["devices"])
