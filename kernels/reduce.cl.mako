@@ -355,31 +355,38 @@ ${hfold("s")}\
     }
   % if vec > 1 or cv > 1:
     else if (col0 < C) {
-        /* the last, partial group of columns: vector by vector, then lane by lane */
-    % for u in range(cv):
-        if (col0 + ${u * vec + vec} <= C) {
-            J_LOOP {
-      % if vec > 1:
-                const ${V} v_ = ${vload(f"x + base + j * s_r + {u * vec}")};
-                ${feedv(f"s{u}", f"c{u}", "v_")}
-      % else:
-                const ${acc} v_ = ${sload("x", f"base + j * s_r + {u} * sc")};
-                ${feed(f"s{u}", f"c{u}", "v_")}
+        /* the last, partial group of columns (vec > 1 here): whole vectors while they fit, then single
+           columns, into a private array; runtime loops keep the source (and PoCL's build) small */
+        ${acc} part_[${vec * cv}];
+        for (int u = 0; u < ${vec * cv};) {
+            if (col0 + u + ${vec} <= C) {
+                ${V} s_ = (${V})(${ident});
+      % if kahan:
+                ${V} c_ = (${V})(0);
       % endif
-            }
-        }
-      % if vec > 1:
-        else if (col0 + ${u * vec} < C) {
-        % for l in range(vec):
-            if (col0 + ${u * vec + l} < C) {
                 J_LOOP {
-                    const ${acc} v_ = ${sload("x", f"base + j * s_r + {u * vec + l}")};
-                    ${feed(f"s{u}.s{'%x' % l}", f"c{u}.s{'%x' % l}", "v_")}
+                    const ${V} v_ = ${vload("x + base + j * s_r + u")};
+                    ${feedv("s_", "c_", "v_")}
                 }
-            }
-        % endfor
-        }
+                vstore${vec}(${"s_ - c_" if kahan else "s_"}, 0, part_ + u);
+                u += ${vec};
+            } else {
+                ${acc} s_ = ${ident};
+      % if kahan:
+                ${acc} c_ = 0;
       % endif
+                if (col0 + u < C) {
+                    J_LOOP {
+                        const ${acc} v_ = ${sload("x", "base + j * s_r + u")};
+                        ${feed("s_", "c_", "v_")}
+                    }
+                }
+                part_[u] = ${"s_ - c_" if kahan else "s_"};
+                u += 1;
+            }
+        }
+    % for u in range(cv):
+        s${u} = vload${vec}(${u}, part_);
     % endfor
     }
   % endif
@@ -455,22 +462,11 @@ ${hfold("s")}\
         oi[at] = si[lc];
     % endif
   % else:
-    % for u in range(cv):
-        {
-            const ${V} v_ = sv[lc * ${cv} + ${u}];
-      % if vec > 1:
-        % for l in range(vec):
-            if (col0 + ${u * vec + l} < C) {
-    ${store(scaled(f"v_.s{'%x' % l}"), f"at + {u * vec + l}")}
-            }
-        % endfor
-      % else:
-            if (col0 + ${u} < C) {
-    ${store(scaled("v_"), f"at + {u}")}
-            }
-      % endif
+        /* lane e of the item's vec * cv columns; a loop rather than one unrolled store per column */
+        __local const ${acc} *v_ = (__local const ${acc} *)(sv + lc * ${cv});
+        for (int e = 0; e < ${vec * cv} && col0 + e < C; ++e) {
+    ${store(scaled("v_[e]"), "at + e")}
         }
-    % endfor
   % endif
     }
 % endif
