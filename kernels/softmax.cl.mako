@@ -4,8 +4,12 @@
 ##   kernel   softmax | softmax_backward | cross_entropy | class_loss_reduce | cross_entropy_backward
 ##   t, acc   storage and accumulation C types (half is stored as half, accumulated as float)
 ##   idx      index type: int, or long past 2**31 elements
-##   wg       work-items per row: 1 = one work-item per row (short rows, CPUs), else one work-group
-##            of wg items (a power of two) per row, reducing through local memory
+##   wg       work-items per row: 1 = one work-item per row (CPUs, short rows), else one work-group
+##            of wg items (a power of two) per row, reducing through local memory (GPUs, long rows)
+##   vw       one-work-item-per-row kernels: the row is streamed in vectors of vw values (vloadN), a
+##            scalar loop takes the last n % vw; vw > 1 only for contiguous rows (inner == 1) ...
+##   cols     ... or (softmax kernels, inner % vw == 0) a work-item takes vw neighbouring rows and
+##            each vector holds one value of each (lanes are rows: `rows` counts these blocks)
 ##   log      softmax kernels: log_softmax instead of softmax
 ##   tt       cross-entropy kernels: storage type of the integer targets
 ##   weighted cross-entropy kernels: per-class weights are given
@@ -13,10 +17,20 @@
 ##   mean     class_loss_reduce: divide by the summed target weights (else: plain sum)
 ##   scaled   cross_entropy_backward: the incoming gradient is multiplied by scale[0] (1 / sum of
 ##            target weights for a "mean"), written by class_loss_reduce
+##   per_row  cross_entropy_backward: one work-item per row (CPUs), else one per element (GPUs)
 ##
-## The log-sum-exp of a row is computed in ONE pass with an online rescaling (m = running max,
-## s = sum of exp(x - m)), so cross-entropy reads each logit once.
+## One work-item per row (CPUs: PoCL runs a work-group as a loop on one core, so barriers and local
+## trees cost and a row streamed in vectors runs at bandwidth): the row is passed over three times
+## (max; sum of exp(x - max), storing exp(x - max) in y; scale y), and after the first pass it sits
+## in L1/L2, so memory sees one read and one write. fmax skips NaNs in the max, but a NaN or a +inf
+## (exp(inf - inf)) makes the sum NaN and with it the whole row, as numpy and PyTorch.
+## One work-group per row (GPUs): the log-sum-exp is computed in ONE pass with an online rescaling
+## (m = running max, s = sum of exp(x - m)) merged through a local-memory tree.
 <%
+V = f"{acc}{vw}" if vw > 1 else acc   # the vector type of one vw-wide chunk (accumulation precision)
+RT = V if cols else acc                 # a row's statistics (max, sum): one per lane when lanes are rows
+store_exp = t == acc                    # half storage: recompute exp in the last pass (no double rounding)
+
 def ld(ptr, at):
     if t == "half":
         return f"vload_half({at}, {ptr})"
@@ -26,9 +40,50 @@ def st(ptr, at, val):
     if t == "half":
         return f"vstore_half_rte(({acc})({val}), {at}, {ptr})"
     return f"{ptr}[{at}] = ({t})({val})"
+
+def ldv(ptr, k):
+    """vw consecutive values: ptr[k .. k + vw - 1] along a contiguous row, or with `cols` value k of
+    vw neighbouring rows (ptr[k * inner ..])."""
+    if cols:
+        k = f"({k}) * inner"
+    if vw == 1:
+        return ld(ptr, k)
+    if t == "half":
+        return f"vload_half{vw}(0, {ptr} + {k})"
+    return f"vload{vw}(0, {ptr} + {k})"
+
+def stv(ptr, k, val):
+    if cols:
+        k = f"({k}) * inner"
+    if vw == 1:
+        return st(ptr, k, val)
+    if t == "half":
+        return f"vstore_half{vw}_rte({val}, 0, {ptr} + {k})"
+    return f"vstore{vw}({val}, 0, {ptr} + {k})"
+
+def splat(val):
+    return f"(({V})({val}))"
+
+def row_max(m):
+    """C statements: acc m = the largest non-NaN value of row xr (one work-item per row)."""
+    lines = [f"    {RT} {m} = -INFINITY;", "    {", f"        {idx} k = 0;"]
+    if cols:
+        lines += [f"        for (; k < n; k++) {m} = fmax({m}, {ldv('xr', 'k')});", "    }"]
+        return "\n".join(lines) + "\n"
+    if vw > 1:
+        lines += [f"        {V} {m}_v = {splat('-INFINITY')};",
+                  f"        for (; k < n - {vw - 1}; k += {vw}) {m}_v = fmax({m}_v, {ldv('xr', 'k')});",
+                  f"        {m} = hmax({m}_v);"]
+    lines += [f"        for (; k < n; k++) {m} = fmax({m}, {ld('xr', 'k * inner')});", "    }"]
+    return "\n".join(lines) + "\n"
 %>\
 <%def name="row_setup()">\
-% if wg == 1:
+% if cols:
+    const ${idx} r = (${idx})get_global_id(0);   /* vw neighbouring rows (o, r % nb * vw + lane) */
+    if (r >= rows) return;
+    const ${idx} nb = inner / ${vw};
+    const ${idx} base = (r / nb) * n * inner + (r % nb) * ${vw};
+% elif wg == 1:
     const ${idx} r = (${idx})get_global_id(0);
     if (r >= rows) return;
     const int lid = 0;
@@ -36,7 +91,30 @@ def st(ptr, at, val):
     const ${idx} r = (${idx})get_group_id(0);   /* exactly `rows` groups: no early return before barriers */
     const int lid = (int)get_local_id(0);
 % endif
+% if not cols:
     const ${idx} base = (r / inner) * n * inner + r % inner;
+% endif
+</%def>\
+## for_row(k): the loops of one work-item over its row: `vpart` on vw-wide chunks (vw > 1), then
+## `spart` on single values at row position k (element base + k * inner).
+<%def name="for_row()">\
+    {
+        ${idx} k = 0;
+% if cols:
+        for (; k < n; k++) {
+${caller.vpart()}\
+        }
+% else:
+  % if vw > 1:
+        for (; k < n - ${vw - 1}; k += ${vw}) {
+${caller.vpart()}\
+        }
+  % endif
+        for (; k < n; k++) {
+${caller.spart()}\
+        }
+% endif
+    }
 </%def>\
 <%def name="group_sum(var)">\
 % if wg > 1:
@@ -77,6 +155,35 @@ def st(ptr, at, val):
 % endif
 </%def>\
 
+% if cols:
+/* Each lane is a row of its own: nothing to fold. */
+inline ${V} hsum(const ${V} v) { return v; }
+inline ${V} hmax(const ${V} v) { return v; }
+% elif vw > 1:
+/* Horizontal folds of a ${vw}-wide vector. */
+<%
+    def fold_steps(op):
+        lines, w, cur = [], vw, "v"
+        while w > 1:
+            w //= 2
+            ty = f"{acc}{w}" if w > 1 else acc
+            lines.append(f"    const {ty} v{w} = {op(cur + '.lo', cur + '.hi')};")
+            cur = f"v{w}"
+        return "\n".join(lines)
+%>\
+inline ${acc} hsum(const ${V} v)
+{
+${fold_steps(lambda a, b: f"{a} + {b}")}
+    return v1;
+}
+
+inline ${acc} hmax(const ${V} v)
+{
+${fold_steps(lambda a, b: f"fmax({a}, {b})")}
+    return v1;
+}
+% endif
+
 /* Merge a partial (max m2, sum s2 of exp(x - m2)) into (m, s). A NaN anywhere makes s NaN. */
 inline void lse_merge(${acc} *m, ${acc} *s, const ${acc} m2, const ${acc} s2)
 {
@@ -96,21 +203,77 @@ __kernel void softmax(const ${idx} rows, const ${idx} n, const ${idx} inner,
 {
 ${scratch()}\
 ${row_setup()}\
+% if wg == 1:
+    __global const ${t} *xr = x + x_off + base;
+    __global ${t} *yr = y + y_off + base;
+${row_max("m")}    ${RT} s = 0;
+  % if vw > 1:
+    ${V} s_v = 0;
+  % endif
+  % if log or not store_exp:
+<%self:for_row>\
+<%def name="vpart()">            s_v += exp(${ldv("xr", "k")} - m);
+</%def>\
+<%def name="spart()">            s += exp(${ld("xr", "k * inner")} - m);
+</%def>\
+</%self:for_row>\
+  % else:
+<%self:for_row>\
+<%def name="vpart()">            const ${V} e = exp(${ldv("xr", "k")} - m);
+            ${stv("yr", "k", "e")};
+            s_v += e;
+</%def>\
+<%def name="spart()">            const ${acc} e = exp(${ld("xr", "k * inner")} - m);
+            ${st("yr", "k * inner", "e")};
+            s += e;
+</%def>\
+</%self:for_row>\
+  % endif
+  % if vw > 1:
+    s += hsum(s_v);
+  % endif
+  % if log:
+    const ${RT} lse = m + log(s);
+<%self:for_row>\
+<%def name="vpart()">            ${stv("yr", "k", ldv("xr", "k") + " - lse")};
+</%def>\
+<%def name="spart()">            ${st("yr", "k * inner", ld("xr", "k * inner") + " - lse")};
+</%def>\
+</%self:for_row>\
+  % elif store_exp:
+    const ${RT} inv = 1 / s;
+<%self:for_row>\
+<%def name="vpart()">            ${stv("yr", "k", ldv("yr", "k") + " * inv")};
+</%def>\
+<%def name="spart()">            ${st("yr", "k * inner", ld("yr", "k * inner") + " * inv")};
+</%def>\
+</%self:for_row>\
+  % else:
+    const ${RT} inv = 1 / s;
+<%self:for_row>\
+<%def name="vpart()">            ${stv("yr", "k", "exp(" + ldv("xr", "k") + " - m) * inv")};
+</%def>\
+<%def name="spart()">            ${st("yr", "k * inner", "exp(" + ld("xr", "k * inner") + " - m) * inv")};
+</%def>\
+</%self:for_row>\
+  % endif
+% else:
     ${acc} m = -INFINITY, s = 0;
     for (${idx} k = lid; k < n; k += ${wg}) lse_merge(&m, &s, ${ld("x", "x_off + base + k * inner")}, 1);
 ${group_lse("m", "s")}\
-% if log:
+  % if log:
     const ${acc} lse = m + log(s);
     for (${idx} k = lid; k < n; k += ${wg}) {
         const ${idx} at = base + k * inner;
         ${st("y", "y_off + at", ld("x", "x_off + at") + " - lse")};
     }
-% else:
+  % else:
     const ${acc} inv = 1 / s;
     for (${idx} k = lid; k < n; k += ${wg}) {
         const ${idx} at = base + k * inner;
         ${st("y", "y_off + at", "exp(" + ld("x", "x_off + at") + " - m) * inv")};
     }
+  % endif
 % endif
 }
 
@@ -125,31 +288,76 @@ __kernel void softmax_backward(const ${idx} rows, const ${idx} n, const ${idx} i
 {
 ${scratch()}\
 ${row_setup()}\
+% if wg == 1:
+    __global const ${t} *gr = g + g_off + base;
+    __global const ${t} *yr = y + y_off + base;
+    __global ${t} *dxr = dx + dx_off + base;
+    ${RT} s = 0;
+  % if vw > 1:
+    ${V} s_v = 0;
+  % endif
+<%self:for_row>\
+<%def name="vpart()">\
+  % if log:
+            s_v += ${ldv("gr", "k")};
+  % else:
+            s_v += ${ldv("gr", "k")} * ${ldv("yr", "k")};
+  % endif
+</%def>\
+<%def name="spart()">\
+  % if log:
+            s += ${ld("gr", "k * inner")};
+  % else:
+            s += ${ld("gr", "k * inner")} * ${ld("yr", "k * inner")};
+  % endif
+</%def>\
+</%self:for_row>\
+  % if vw > 1:
+    s += hsum(s_v);
+  % endif
+<%self:for_row>\
+<%def name="vpart()">\
+  % if log:
+            ${stv("dxr", "k", ldv("gr", "k") + " - exp(" + ldv("yr", "k") + ") * s")};
+  % else:
+            ${stv("dxr", "k", ldv("yr", "k") + " * (" + ldv("gr", "k") + " - s)")};
+  % endif
+</%def>\
+<%def name="spart()">\
+  % if log:
+            ${st("dxr", "k * inner", ld("gr", "k * inner") + " - exp(" + ld("yr", "k * inner") + ") * s")};
+  % else:
+            ${st("dxr", "k * inner", ld("yr", "k * inner") + " * (" + ld("gr", "k * inner") + " - s)")};
+  % endif
+</%def>\
+</%self:for_row>\
+% else:
     ${acc} s = 0;
     for (${idx} k = lid; k < n; k += ${wg}) {
         const ${idx} at = base + k * inner;
-% if log:
+  % if log:
         s += ${ld("g", "g_off + at")};
-% else:
+  % else:
         s += ${ld("g", "g_off + at")} * ${ld("y", "y_off + at")};
-% endif
+  % endif
     }
 ${group_sum("s")}\
     for (${idx} k = lid; k < n; k += ${wg}) {
         const ${idx} at = base + k * inner;
-% if log:
+  % if log:
         ${st("dx", "dx_off + at", ld("g", "g_off + at") + " - exp(" + ld("y", "y_off + at") + ") * s")};
-% else:
+  % else:
         ${st("dx", "dx_off + at", ld("y", "y_off + at") + " * (" + ld("g", "g_off + at") + " - s)")};
-% endif
+  % endif
     }
+% endif
 }
 
 % elif kernel == "cross_entropy":
 <%
 w_of = (lambda k: ld("weight", f"w_off + {k}")) if weighted else (lambda k: "1")
 %>\
-/* Per-row loss of integer targets, one pass over the row:
+/* Per-row loss of integer targets:
  *   cross-entropy: loss = (1 - eps) * w[t] * (lse - x[t]) + eps / n * sum_j w[j] * (lse - x[j])
  *   nll:           loss = -w[t] * x[t]
  * row_w[r] = w[t] (the row's share of a "mean" denominator), lse[r] is kept for the backward.
@@ -166,7 +374,59 @@ __kernel void cross_entropy(const ${idx} rows, const ${idx} n, const ${idx} inne
 ${scratch()}\
 ${row_setup()}\
     const long tg = (long)target[t_off + r];
-% if not nll:
+% if nll:
+    const ${acc} lse = 0;
+% elif wg == 1:
+    __global const ${t} *xr = x + x_off + base;
+  % if weighted:
+    __global const ${t} *wr = weight + w_off;
+  % endif
+${row_max("m")}    /* second pass: sum of exp(x - m) and the label-smoothing sums */
+    ${acc} s = 0, sum_wx = 0;
+  % if vw > 1:
+    ${V} s_v = 0, sum_wx_v = 0;
+  % endif
+  % if weighted:
+    ${acc} sum_w = 0;
+    % if vw > 1:
+    ${V} sum_w_v = 0;
+    % endif
+  % else:
+    const ${acc} sum_w = (${acc})n;
+  % endif
+<%self:for_row>\
+<%def name="vpart()">\
+            const ${V} v = ${ldv("xr", "k")};
+            s_v += exp(v - m);
+  % if weighted:
+            const ${V} wk = ${ldv("wr", "k")};
+            sum_wx_v += wk * v;
+            sum_w_v += wk;
+  % else:
+            sum_wx_v += v;
+  % endif
+</%def>\
+<%def name="spart()">\
+            const ${acc} v = ${ld("xr", "k * inner")};
+            s += exp(v - m);
+  % if weighted:
+            const ${acc} wk = ${ld("wr", "k")};
+            sum_wx += wk * v;
+            sum_w += wk;
+  % else:
+            sum_wx += v;
+  % endif
+</%def>\
+</%self:for_row>\
+  % if vw > 1:
+    s += hsum(s_v);
+    sum_wx += hsum(sum_wx_v);
+    % if weighted:
+    sum_w += hsum(sum_w_v);
+    % endif
+  % endif
+    const ${acc} lse = m + log(s);
+% else:
     ${acc} m = -INFINITY, s = 0, sum_wx = 0, sum_w = 0;
     for (${idx} k = lid; k < n; k += ${wg}) {
         const ${acc} v = ${ld("x", "x_off + base + k * inner")};
@@ -187,8 +447,6 @@ ${group_sum("sum_w")}\
     sum_w = (${acc})n;
   % endif
     const ${acc} lse = m + log(s);
-% else:
-    const ${acc} lse = 0;
 % endif
     if (lid == 0) {
         ${acc} l, rw;
@@ -244,12 +502,17 @@ ${group_sum("sum_w")}\
 <%
 w_of = (lambda k: ld("weight", f"w_off + {k}")) if weighted else (lambda k: "1")
 %>\
-/* dx[e] for every element e of x, one work-item each (softmax minus the smoothed one-hot):
+/* dx = softmax minus the smoothed one-hot, times the incoming gradient:
  *   cross-entropy: dx = g[r] * (((1 - eps) w[t] + eps / n * W) * p - (k == t) (1 - eps) w[t] - eps / n * w[k])
  *                  with p = exp(x - lse[r]) and W = sum_j w[j]
  *   nll:           dx = -g[r] * w[t] * (k == t)
- * g is read at g_off + r * g_stride (g_stride == 0 for the gradient of a reduced loss). */
-__kernel void cross_entropy_backward(const ${idx} total, const ${idx} n, const ${idx} inner,
+ * g is read at g_off + r * g_stride (g_stride == 0 for the gradient of a reduced loss).
+% if per_row:
+ * One work-item per row (`count` = rows), streaming the row in vectors of ${vw}. */
+% else:
+ * One work-item per element (`count` = elements). */
+% endif
+__kernel void cross_entropy_backward(const ${idx} count, const ${idx} n, const ${idx} inner,
                                      __global const ${t} *x, const ${idx} x_off,
                                      __global const ${tt} *target, const ${idx} t_off,
 % if weighted:
@@ -264,8 +527,65 @@ __kernel void cross_entropy_backward(const ${idx} total, const ${idx} n, const $
                                      const long ignore_index, const ${acc} eps,
                                      __global ${t} *dx, const ${idx} dx_off)
 {
+% if per_row:
+    const ${idx} r = (${idx})get_global_id(0);
+    if (r >= count) return;
+    const ${idx} base = (r / inner) * n * inner + r % inner;
+    __global const ${t} *xr = x + x_off + base;
+    __global ${t} *dxr = dx + dx_off + base;
+  % if weighted:
+    __global const ${t} *wr = weight + w_off;
+  % endif
+    const long tg = (long)target[t_off + r];
+    if (tg == ignore_index || tg < 0 || tg >= n) {
+        const ${acc} d = tg == ignore_index ? 0 : NAN;
+<%self:for_row>\
+<%def name="vpart()">            ${stv("dxr", "k", splat("d"))};
+</%def>\
+<%def name="spart()">            ${st("dxr", "k * inner", "d")};
+</%def>\
+</%self:for_row>\
+        return;
+    }
+  % if scaled:
+    const ${acc} gr = ${ld("g", "g_off + r * g_stride")} * scale[0];
+  % else:
+    const ${acc} gr = ${ld("g", "g_off + r * g_stride")};
+  % endif
+    const ${acc} wt = ${w_of("tg")};
+  % if nll:
+<%self:for_row>\
+<%def name="vpart()">            ${stv("dxr", "k", splat("0"))};
+</%def>\
+<%def name="spart()">            ${st("dxr", "k * inner", "0")};
+</%def>\
+</%self:for_row>\
+    ${st("dxr", "tg * inner", "-gr * wt")};
+  % else:
+    % if weighted:
+    const ${acc} w_all = ${ld("weight_sum", "ws_off")};
+    % else:
+    const ${acc} w_all = (${acc})n;
+    % endif
+    const ${acc} a = ((1 - eps) * wt + eps / n * w_all) * gr, b = eps / n * gr, l = lse[r];
+<%self:for_row>\
+<%def name="vpart()">\
+    % if weighted:
+            ${stv("dxr", "k", "a * exp(" + ldv("xr", "k") + " - l) - b * " + ldv("wr", "k"))};
+    % else:
+            ${stv("dxr", "k", "a * exp(" + ldv("xr", "k") + " - l) - b")};
+    % endif
+</%def>\
+<%def name="spart()">\
+            ${st("dxr", "k * inner", "a * exp(" + ld("xr", "k * inner") + " - l) - b * " + w_of("k"))};
+</%def>\
+</%self:for_row>\
+    /* the target's own term, recomputed rather than read back (no second rounding of half storage) */
+    ${st("dxr", "tg * inner", "a * exp(" + ld("xr", "tg * inner") + " - l) - b * " + w_of("tg") + " - (1 - eps) * wt * gr")};
+  % endif
+% else:
     const ${idx} e = (${idx})get_global_id(0);
-    if (e >= total) return;
+    if (e >= count) return;
     const ${idx} i = e % inner;
     const ${idx} q = e / inner;
     const ${idx} k = q % n;
@@ -277,26 +597,27 @@ __kernel void cross_entropy_backward(const ${idx} total, const ${idx} n, const $
     } else if (tg < 0 || tg >= n) {
         d = NAN;
     } else {
-% if scaled:
+  % if scaled:
         const ${acc} gr = ${ld("g", "g_off + r * g_stride")} * scale[0];
-% else:
-        const ${acc} gr = ${ld("g", "g_off + r * g_stride")};
-% endif
-        const ${acc} wt = ${w_of("tg")};
-% if nll:
-        d = (k == tg) ? -gr * wt : 0;
-% else:
-  % if weighted:
-        const ${acc} w_all = ${ld("weight_sum", "ws_off")};
   % else:
-        const ${acc} w_all = (${acc})n;
+        const ${acc} gr = ${ld("g", "g_off + r * g_stride")};
   % endif
+        const ${acc} wt = ${w_of("tg")};
+  % if nll:
+        d = (k == tg) ? -gr * wt : 0;
+  % else:
+    % if weighted:
+        const ${acc} w_all = ${ld("weight_sum", "ws_off")};
+    % else:
+        const ${acc} w_all = (${acc})n;
+    % endif
         const ${acc} p = exp(${ld("x", "x_off + e")} - lse[r]);
         d = ((1 - eps) * wt + eps / n * w_all) * p - eps / n * ${w_of("k")};
         if (k == tg) d -= (1 - eps) * wt;
         d *= gr;
-% endif
+  % endif
     }
     ${st("dx", "dx_off + e", "d")};
+% endif
 }
 % endif

@@ -2,13 +2,17 @@
 difference gradient checks, numerical stability, and the errors raised on bad input."""
 from __future__ import annotations
 
+import dataclasses
+from contextlib import contextmanager
+
 import numpy as np
 import pytest
 
 import clnet
 import clnet.nn as nn
 import clnet.nn.functional as F
-from clnet.ops.nn import row_group_size
+from clnet.ops import nn as ops_nn
+from clnet.ops.nn import row_group_size, row_vector_width
 from conftest import assert_close, gradcheck, small
 
 
@@ -71,30 +75,147 @@ def test_softmax_matches_numpy(device, rng, shape, dim, log):
     assert_close(fn(clnet.tensor(x), dim), ref, rtol=1e-5, atol=1e-5)
 
 
+@contextmanager
+def variant(device, wg=None, vw=None, cpu=None):
+    """Force the softmax kernels' variant: wg work-items per row, vector width vw, and (cpu) the CPU
+    choice of one work-item per row for the cross-entropy backward, whatever the device would pick."""
+    saved = ops_nn.row_group_size, device._profile, device.type
+    if wg is not None:
+        ops_nn.row_group_size = lambda *a, **k: wg
+    if vw is not None:
+        device._profile = dataclasses.replace(device.profile, vector_width=vw)
+    if cpu is not None:
+        device.type = "cpu" if cpu else "gpu"
+    try:
+        yield
+    finally:
+        ops_nn.row_group_size, device._profile, device.type = saved
+
+
 @pytest.mark.parametrize("log", [False, True])
-def test_softmax_long_rows_use_a_work_group_per_row(device, rng, log):
-    """Few long rows take the local-memory variant; the result must not depend on the variant."""
+def test_softmax_long_rows_work_group_per_row(device, rng, log):
+    """The local-memory variant (GPUs' choice for long rows) gives the same results on every device."""
     n = 2 * device.profile.reduce_wg + 37  # odd length: the last pass of each work-item is ragged
     x = rng.standard_normal((2, n)).astype(np.float32) * 4
-    assert row_group_size(device, 2, n) > 1 or device.profile.reduce_wg < 2
+    if device.profile.reduce_wg < 2:
+        pytest.skip("the device allows no work-group of 2+ items")
+    with variant(device, wg=device.profile.reduce_wg):
+        _check_softmax_fwd_bwd(rng, x, 1, log)
+
+
+# every row length around the vector widths, and strided layouts whose inner size is divisible by
+# 16, 8, 4, 2 or nothing (the vector-of-rows variant picks the largest width dividing it)
+ROW_LENGTHS = [1, 3, 4, 5, 15, 16, 17, 37]
+STRIDED = [((3, 5, 16), 1), ((2, 6, 8), 1), ((4, 3, 12), 1), ((3, 7, 2), 1), ((2, 4, 3), 1), ((9, 5), 0)]
+
+
+def _check_softmax_fwd_bwd(rng, x, dim, log):
     fn = F.log_softmax if log else F.softmax
-    ref = (np_log_softmax if log else np_softmax)(x.astype(np.float64), 1)
-    t = clnet.tensor(x, requires_grad=True)
-    y = fn(t, 1)
-    assert_close(y, ref, rtol=1e-5, atol=1e-6)
+    xt = clnet.tensor(x, requires_grad=True)
+    y = fn(xt, dim)
+    yr = (np_log_softmax if log else np_softmax)(x.astype(np.float64), dim)
+    assert_close(y, yr, rtol=1e-5, atol=1e-6)
     g = rng.standard_normal(x.shape)
     y.backward(clnet.tensor(g.astype(np.float32)))
-    yr = ref
-    expected = g - np.exp(yr) * g.sum(1, keepdims=True) if log else yr * (g - (g * yr).sum(1, keepdims=True))
-    assert_close(t.grad, expected, rtol=1e-4, atol=1e-5)
+    sm = np_softmax(x.astype(np.float64), dim)
+    expected = g - sm * g.sum(dim, keepdims=True) if log else sm * (g - (g * sm).sum(dim, keepdims=True))
+    assert_close(xt.grad, expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("vw", [1, 4, 16])
+@pytest.mark.parametrize("log", [False, True])
+def test_softmax_one_item_per_row_every_length_and_vector_width(device, rng, vw, log):
+    """One work-item per row (CPUs' choice) with vectors of vw values along the row (the scalar loop
+    takes the rest) or, for strided rows, vw rows per work-item."""
+    with variant(device, wg=1, vw=vw):
+        for n in ROW_LENGTHS:
+            _check_softmax_fwd_bwd(rng, rng.standard_normal((3, n)).astype(np.float32) * 3, 1, log)
+        for shape, dim in STRIDED:
+            _check_softmax_fwd_bwd(rng, rng.standard_normal(shape).astype(np.float32) * 3, dim, log)
+
+
+@pytest.mark.parametrize("vw", [1, 16])
+def test_softmax_nan_and_inf_as_torch(device, vw):
+    """A NaN or +inf anywhere in a row (vector part or scalar tail) makes the row NaN; -inf values give
+    0 (log: -inf); a row of only -inf is NaN. Values as torch.softmax / torch.log_softmax."""
+    inf, nan = float("inf"), float("nan")
+    rows = []
+    for at in (3, 36):  # inside the first vector of 16 and in the scalar tail of a 37-long row
+        for bad in (nan, inf):
+            r = np.linspace(-2, 2, 37)
+            r[at] = bad
+            rows.append(r)
+    r = np.linspace(-2, 2, 37)
+    r[[0, 20, 36]] = -inf
+    rows += [r, np.full(37, -inf)]
+    x = np.array(rows, np.float32)
+    with variant(device, vw=vw):
+        y, ly = F.softmax(clnet.tensor(x), 1).numpy(), F.log_softmax(clnet.tensor(x), 1).numpy()
+    assert np.isnan(y[:4]).all() and np.isnan(ly[:4]).all() and np.isnan(y[5]).all() and np.isnan(ly[5]).all()
+    assert_close(y[4], np_softmax(x[4:5].astype(np.float64), 1)[0], atol=1e-6)
+    assert y[4][[0, 20, 36]].tolist() == [0, 0, 0] and np.isneginf(ly[4][[0, 20, 36]]).all()
+    keep = np.isfinite(x[4])
+    assert_close(ly[4][keep], np_log_softmax(x[4][keep].astype(np.float64), 0), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("vw", [1, 4, 16])
+@pytest.mark.parametrize("cpu", [True, False], ids=["per-row-backward", "per-element-backward"])
+def test_cross_entropy_one_item_per_row_vector_widths(device, rng, vw, cpu):
+    """Cross-entropy forward (one work-item per row, vectors of vw along it) and its backward, one
+    work-item per row (CPUs) or per element (GPUs), for weighted, smoothed, ignored, nll cases and
+    row lengths around the vector width."""
+    with variant(device, wg=1, vw=vw, cpu=cpu):
+        for n, kw in ((1, {}), (5, dict(weight=True, eps=0.1)), (17, dict(eps=0.2, ignore=True)),
+                      (37, dict(weight=True, eps=0.3, ignore=True)), (16, dict(nll=True, weight=True))):
+            x, t, w = _class_data(rng, (6, n), kw.get("ignore", False) and n > 1)
+            weight = w if kw.get("weight") else None
+            eps, nll = kw.get("eps", 0.0), kw.get("nll", False)
+            xt = clnet.tensor(x.astype(np.float32), requires_grad=True)
+            wt = None if weight is None else clnet.tensor(weight.astype(np.float32))
+            if nll:
+                loss = F.nll_loss(xt, clnet.tensor(t), weight=wt)
+            else:
+                loss = F.cross_entropy(xt, clnet.tensor(t), weight=wt, label_smoothing=eps)
+            assert_close(loss, np_cross_entropy(x, t, weight, eps=eps, nll=nll), rtol=1e-5, atol=1e-5)
+            loss.backward()
+            assert_close(xt.grad, _np_ce_grad(x, t, weight, eps, nll), rtol=1e-4, atol=1e-6)
+
+
+def _np_ce_grad(x, t, w, eps, nll, ignore_index=-100):
+    """d/dx of the "mean" cross-entropy (or nll) over the rows of x, in float64."""
+    n = x.shape[1]
+    w = np.ones(n) if w is None else w.astype(np.float64)
+    keep = t != ignore_index
+    ts = np.where(keep, t, 0)
+    onehot = np.eye(n)[ts]
+    wt = np.where(keep, w[ts], 0.0)
+    if nll:
+        grad = -wt[:, None] * onehot
+    else:
+        p = np_softmax(x.astype(np.float64), 1)
+        grad = (1 - eps) * wt[:, None] * (p - onehot) + np.where(keep, eps / n, 0)[:, None] * (w.sum() * p - w)
+    return grad / wt.sum()
+
+
+@pytest.mark.parametrize("log", [False, True])
+def test_softmax_few_long_rows_chosen_variant(device, rng, log):
+    """Few long rows: whatever variant the device picks gives the reference result."""
+    n = 2 * device.profile.reduce_wg + 37
+    _check_softmax_fwd_bwd(rng, rng.standard_normal((2, n)).astype(np.float32) * 4, 1, log)
 
 
 def test_softmax_choice_of_variant(device):
     wg = device.profile.reduce_wg
     assert row_group_size(device, 1000, 10) == 1           # short rows: one work-item per row
     assert row_group_size(device, 10**7, 3 * wg, inner=7) == 1  # many strided rows: one work-item each
-    if wg >= 2:
-        assert row_group_size(device, 1, 4 * wg) == wg      # one long row: a work-group
+    if wg >= 2:  # one long row: a work-group on GPUs; on CPUs (a work-group runs on one core) one item
+        assert row_group_size(device, 1, 4 * wg) == (1 if device.type == "cpu" else wg)
+    vw = device.profile.vector_width
+    assert row_vector_width(device, 1, 1) == (vw, False)    # contiguous rows: vectors along the row
+    assert row_vector_width(device, wg, 1) == ((1, False) if wg > 1 else (vw, False))
+    if vw >= 4:
+        assert row_vector_width(device, 1, 12) == (4, True)  # strided: 4 rows (lanes) per work-item
+    assert row_vector_width(device, 1, 3) == (1, False)
 
 
 def test_softmax_is_stable_for_huge_logits(device):
@@ -170,12 +291,15 @@ def test_cross_entropy_gradcheck(device, rng, case, reduction):
                                         label_smoothing=case.get("eps", 0.0)), x, device=device)
 
 
-def test_cross_entropy_long_rows_group_variant(device, rng):
-    """Few rows of many classes go through the work-group-per-row kernel."""
+@pytest.mark.parametrize("forced", [False, True], ids=["chosen", "group"])
+def test_cross_entropy_long_rows_group_variant(device, rng, forced):
+    """Few rows of many classes: the device's choice, and the work-group-per-row kernel forced."""
     n = 2 * device.profile.reduce_wg + 5
     x, t, w = _class_data(rng, (3, n))
     xt = clnet.tensor(x.astype(np.float32), requires_grad=True)
-    loss = F.cross_entropy(xt, clnet.tensor(t), weight=clnet.tensor(w.astype(np.float32)), label_smoothing=0.1)
+    with variant(device, wg=device.profile.reduce_wg if forced else None):
+        loss = F.cross_entropy(xt, clnet.tensor(t), weight=clnet.tensor(w.astype(np.float32)),
+                               label_smoothing=0.1)
     assert_close(loss, np_cross_entropy(x, t, w, eps=0.1), rtol=1e-5, atol=1e-5)
     loss.backward()
     p = np_softmax(x, 1)

@@ -3,8 +3,9 @@ cross-entropy / nll losses (kernels/softmax.cl.mako), and the pointwise losses (
 elementwise kernel each with a hand-written gradient kernel.
 
 The softmax family works on a contiguous [outer, n, inner] view (n = the size of the softmax dim),
-so any `dim` is handled without a transposed copy. Short rows get one work-item per row; long rows
-(when few rows would leave the device idle) get one work-group per row reducing in local memory.
+so any `dim` is handled without a transposed copy. CPUs and short rows get one work-item per row
+(contiguous rows streamed in vectors of the profile's width); long rows on GPUs, and a few long rows
+on CPUs, get one work-group per row reducing in local memory.
 """
 from __future__ import annotations
 
@@ -63,17 +64,16 @@ def row_layout(shape, dim):
 def row_group_size(device, rows: int, n: int, inner: int = 1) -> int:
     """Work-items per row: 1 (one work-item per row) or the profile's reduction group size.
 
-    CPUs (measured on PoCL, benchmarks/bench_softmax.py): one work-item per row wins or ties once the
-    rows can be spread over the cores, so a work-group per row is only used for fewer rows than
-    2 x compute units. GPUs (not measured yet): one work-item per row reads a contiguous row at a stride
-    of n between neighbouring work-items (uncoalesced), so rows of 128+ contiguous values, and long rows
-    too few to fill the device, get a work-group each.
+    CPUs: always one work-item per row. PoCL runs a whole work-group on one core, so a work-group per
+    row buys no parallelism over one work-item per row, only barriers: measured on PoCL 3.1
+    (benchmarks/bench_softmax.py --variants), a 200000-value row took 3 ms as a 64-item group and
+    0.2 ms as one work-item streaming it in vectors. GPUs (not measured yet): one work-item per row
+    reads a contiguous row at a stride of n between neighbouring work-items (uncoalesced), so rows of
+    128+ contiguous values, and long rows too few to fill the device, get a work-group each.
     """
     wg = device.profile.reduce_wg
-    if wg < 2:
+    if wg < 2 or device.type == "cpu":
         return 1
-    if device.type == "cpu":
-        return wg if (rows < 2 * device.compute_units and n >= 2 * wg) else 1
     if inner == 1 and n >= 128:
         return wg
     return wg if (rows < 64 * device.compute_units and n >= 2 * wg) else 1
@@ -89,9 +89,23 @@ def _launch_rows(device, kern, rows, wg, *args):
         kern(device.queue, (rows * wg,), (wg,), *args)
 
 
-def _params(kernel, dtype, idx, wg, log=False, tt="long", weighted=False, nll=False, mean=False, scaled=False):
-    return dict(kernel=kernel, t=ctype(dtype), acc=ctype(_acc_dtype(dtype)), idx=idx, wg=wg, log=log,
-                tt=tt, weighted=weighted, nll=nll, mean=mean, scaled=scaled)
+def row_vector_width(device, wg: int, inner: int) -> tuple:
+    """(vw, cols) for a one-work-item-per-row kernel: contiguous rows (inner == 1) are streamed in
+    vectors of the profile's width; strided rows (inner > 1) are taken vw neighbouring rows per
+    work-item, one vector lane each (cols), with vw the largest power of two <= the profile's width
+    that divides inner (so no block is partial). Work-groups per row (wg > 1): (1, False)."""
+    vw = device.profile.vector_width if wg == 1 else 1
+    if inner == 1 or vw == 1:
+        return vw, False
+    while inner % vw:
+        vw //= 2
+    return vw, vw > 1
+
+
+def _params(kernel, dtype, idx, wg, vw=1, log=False, tt="long", weighted=False, nll=False, mean=False,
+            scaled=False, per_row=False, cols=False):
+    return dict(kernel=kernel, t=ctype(dtype), acc=ctype(_acc_dtype(dtype)), idx=idx, wg=wg, vw=vw, cols=cols,
+                log=log, tt=tt, weighted=weighted, nll=nll, mean=mean, scaled=scaled, per_row=per_row)
 
 
 # --- softmax / log_softmax -----------------------------------------------------------------------------
@@ -117,8 +131,10 @@ def _softmax(x: Tensor, dim, log: bool, dtype=None) -> Tensor:
     rows = outer * inner
     idx, idt = _idx(xc, y)
     wg = row_group_size(x.device, rows, n, inner)
+    vw, cols = row_vector_width(x.device, wg, inner)
     kern = get_kernel(x.device, "softmax.cl.mako", "softmax", arg_dtypes=[idt] * 3 + [None, idt] * 2,
-                      **_params("softmax", x.dtype, idx, wg, log=log))
+                      **_params("softmax", x.dtype, idx, wg, vw, log=log, cols=cols))
+    rows //= vw if cols else 1
     _launch_rows(x.device, kern, rows, wg, rows, n, inner, xc._buf, xc.offset, y._buf, y.offset)
     if needs_grad(x):
         saved = y.detach()
@@ -134,8 +150,10 @@ def _softmax_backward(g: Tensor, y: Tensor, dim: int, log: bool) -> Tensor:
     rows = outer * inner
     idx, idt = _idx(gc, y, dx)
     wg = row_group_size(y.device, rows, n, inner)
+    vw, cols = row_vector_width(y.device, wg, inner)
     kern = get_kernel(y.device, "softmax.cl.mako", "softmax_backward", arg_dtypes=[idt] * 3 + [None, idt] * 3,
-                      **_params("softmax_backward", y.dtype, idx, wg, log=log))
+                      **_params("softmax_backward", y.dtype, idx, wg, vw, log=log, cols=cols))
+    rows //= vw if cols else 1
     _launch_rows(y.device, kern, rows, wg, rows, n, inner, gc._buf, gc.offset, y._buf, y.offset,
                  dx._buf, dx.offset)
     return dx
@@ -198,8 +216,8 @@ def class_losses(x: Tensor, target: Tensor, weight=None, ignore_index=-100, labe
     eps = float(label_smoothing)
     if rows:
         wg = 1 if nll else row_group_size(dev, rows, n, inner)
-        params = _params("cross_entropy", x.dtype, idx, wg, tt=ctype(target.dtype), weighted=wc is not None,
-                         nll=nll)
+        params = _params("cross_entropy", x.dtype, idx, wg, 1 if nll or inner > 1 else row_vector_width(dev, wg, 1)[0],
+                         tt=ctype(target.dtype), weighted=wc is not None, nll=nll)
         w_args, w_types = ([wc._buf, wc.offset], [None, idt]) if wc is not None else ([], [])
         kern = get_kernel(dev, "softmax.cl.mako", "cross_entropy",
                           arg_dtypes=[idt] * 3 + [None, idt] * 2 + w_types + [np.int64, acc, None, None, None],
@@ -237,8 +255,15 @@ def _class_losses_backward(g, xc, tc, wc, w_all, lse, scale, n, inner, ignore_in
     total = dx.numel()
     idx, idt = _idx(xc, tc, dx)
     weighted = wc is not None
-    params = _params("cross_entropy_backward", xc.dtype, idx, 1, tt=ctype(tc.dtype), weighted=weighted, nll=nll,
-                     scaled=scale is not None)
+    if total == 0:
+        return dx
+    rows = total // n
+    # CPUs: one work-item per row streaming it in vectors (one per element pays two integer divisions
+    # per value, scalar on CPUs); GPUs: one per element (coalesced)
+    per_row = dev.type == "cpu" and row_group_size(dev, rows, n, inner) == 1
+    vw = row_vector_width(dev, 1, 1)[0] if per_row and inner == 1 else 1
+    params = _params("cross_entropy_backward", xc.dtype, idx, 1, vw, tt=ctype(tc.dtype), weighted=weighted,
+                     nll=nll, scaled=scale is not None, per_row=per_row)
     acc = np.dtype(_acc_dtype(xc.dtype))
     if weighted:
         ws = w_all if w_all is not None else wc  # any buffer will do when eps == 0 (the term is unused)
@@ -249,9 +274,13 @@ def _class_losses_backward(g, xc, tc, wc, w_all, lse, scale, n, inner, ignore_in
     kern = get_kernel(dev, "softmax.cl.mako", "cross_entropy_backward",
                       arg_dtypes=[idt] * 3 + [None, idt] * 2 + w_types + [None, None, idt, idt] + s_types
                       + [np.int64, acc, None, idt], **params)
-    ew = dev.profile.elementwise_wg
-    kern(dev.queue, (-(-total // ew) * ew,), (ew,), total, n, inner, xc._buf, xc.offset, tc._buf, tc.offset,
-         *w_args, lse._buf, g._buf, g.offset, g_stride, *s_args, int(ignore_index), eps, dx._buf, dx.offset)
+    args = (n, inner, xc._buf, xc.offset, tc._buf, tc.offset, *w_args, lse._buf, g._buf, g.offset, g_stride,
+            *s_args, int(ignore_index), eps, dx._buf, dx.offset)
+    if per_row:
+        _launch_rows(dev, kern, rows, 1, rows, *args)
+    else:
+        ew = dev.profile.elementwise_wg
+        kern(dev.queue, (-(-total // ew) * ew,), (ew,), total, *args)
     return dx
 
 
