@@ -13,10 +13,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
+
+from common import alternate, header, median, open_device, table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 import clnet  # noqa: E402
@@ -31,9 +32,10 @@ def torch_model():
                          nn.Flatten(), nn.Linear(128, 10)), torch
 
 
-def clnet_epoch(model, opt, batches, device):
+def clnet_epoch(model, opt, batches, device, algo):
+    """One epoch with convolution algorithm `algo`; waits for the device at the end. Returns the last loss."""
     from clnet.nn import functional as F
-    t0 = time.perf_counter()
+    os.environ["CLNET_CONV_ALGO"] = algo
     last = None
     for xb, yb in batches:
         loss = F.cross_entropy(model(clnet.tensor(xb, device=device)), clnet.tensor(yb, device=device))
@@ -43,12 +45,12 @@ def clnet_epoch(model, opt, batches, device):
         last = loss
     last.item()  # wait for the device
     device.synchronize()
-    return time.perf_counter() - t0, float(last.item())
+    return last
 
 
 def torch_epoch(model, opt, batches, torch):
+    """One epoch; returns the last batch's loss (a tensor)."""
     F = torch.nn.functional
-    t0 = time.perf_counter()
     last = None
     for xb, yb in batches:
         loss = F.cross_entropy(model(torch.from_numpy(xb)), torch.from_numpy(yb))
@@ -56,7 +58,7 @@ def torch_epoch(model, opt, batches, torch):
         loss.backward()
         opt.step()
         last = loss
-    return time.perf_counter() - t0, float(last.item())
+    return last
 
 
 def main(argv=None):
@@ -73,7 +75,7 @@ def main(argv=None):
     if args.torch_threads:
         torch.set_num_threads(args.torch_threads)
     torch.manual_seed(0)
-    device = clnet.device(args.device) if args.device else clnet.default_device()
+    device = open_device(args.device)
     x, y, _, _ = load_digits_nchw(0)
     rng = np.random.default_rng(0)
     epochs_batches = []
@@ -89,32 +91,32 @@ def main(argv=None):
         models[algo] = (cm, clnet.optim.Adam(cm.parameters(), lr=3e-3))
     topt = torch.optim.Adam(tm.parameters(), lr=3e-3)
 
-    times = {"torch": []} | {a: [] for a in algos}
-    losses = {k: None for k in times}
-    for e, batches in enumerate(epochs_batches):
-        t, losses["torch"] = torch_epoch(tm, topt, batches, torch)
-        if e:
-            times["torch"].append(t)
-        for algo in algos:
-            os.environ["CLNET_CONV_ALGO"] = algo
-            t, losses[algo] = clnet_epoch(*models[algo], batches, device)
-            if e:
-                times[algo].append(t)
-    os.environ.pop("CLNET_CONV_ALGO", None)
-
     n_batches = len(epochs_batches[0])
+    header("digits CNN, wall seconds per training epoch", device, torch)
     print(f"digits CNN, {len(x)} training images, batch {args.batch_size} ({n_batches} steps/epoch), Adam; "
           f"{args.epochs} timed epochs after 1 warm-up")
-    print(f"clnet device: {device}")
-    print(f"PyTorch {torch.__version__} CPU, {torch.get_num_threads()} threads; "
-          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
-    ref = float(np.median(times["torch"]))
-    print(f"{'framework':<22}{'median s/epoch':>16}{'min s/epoch':>14}{'ms/step':>10}{'vs torch':>10}{'last loss':>11}")
-    for k, ts in times.items():
-        name = "PyTorch CPU" if k == "torch" else f"clnet ({k} conv)"
-        med = float(np.median(ts))
-        print(f"{name:<22}{med:>16.4f}{min(ts):>14.4f}{med / n_batches * 1e3:>10.2f}{med / ref:>9.2f}x"
-              f"{losses[k]:>11.4f}")
+
+    # the contenders alternate epoch by epoch, each on the same epochs' batches; the first epoch is the warm-up
+    losses = {}
+
+    def contender(key, run_epoch):
+        batches = iter(epochs_batches)
+
+        def run():
+            losses[key] = run_epoch(next(batches))
+        return run
+    fns = {"torch": contender("torch", lambda b: torch_epoch(tm, topt, b, torch))}
+    for algo in algos:
+        fns[algo] = contender(algo, lambda b, algo=algo: clnet_epoch(*models[algo], b, device, algo))
+    times = alternate(fns, args.epochs, warmup=1)
+    os.environ.pop("CLNET_CONV_ALGO", None)
+
+    ref = median(times["torch"])
+    rows = [{"framework": "PyTorch CPU" if k == "torch" else f"clnet ({k} conv)", "median s/epoch": median(ts),
+             "min s/epoch": min(ts), "ms/step": median(ts) / n_batches * 1e3, "vs torch": median(ts) / ref,
+             "last loss": float(losses[k].item())} for k, ts in times.items()]
+    table(rows, list(rows[0]), {"median s/epoch": "{:.4f}", "min s/epoch": "{:.4f}", "ms/step": "{:.2f}",
+                                "vs torch": "{:.2f}x", "last loss": "{:.4f}"})
     return times
 
 

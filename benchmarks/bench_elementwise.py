@@ -18,30 +18,21 @@ against the faster of the two.
 from __future__ import annotations
 
 import argparse
-import math
 
 import numpy as np
 
-from common import alternate, header, load_torch, max_rel_err, median, table, with_torch1
+from common import (alternate, header, load_torch, max_rel_err, median, open_device, synced, table,
+                    with_torch1)
 
 import clnet  # noqa: E402
-from clnet.bench import mlp_init, MLPShape  # noqa: E402
-
-
-def _sync(dev):
-    return dev.synchronize
+from clnet.bench import MLPShape, NumpyMLP, mlp_init  # noqa: E402
 
 
 def case_add(dev, n, rng, torch):
     a, b = rng.standard_normal(n, dtype=np.float32), rng.standard_normal(n, dtype=np.float32)
     ta, tb = clnet.tensor(a, device=dev), clnet.tensor(b, device=dev)
     err = max_rel_err((ta + tb).numpy(), a.astype(np.float64) + b)
-
-    def run_clnet():
-        c = ta + tb
-        dev.synchronize()
-        del c
-    fns = {"clnet": run_clnet, "numpy": lambda: a + b}
+    fns = {"clnet": synced(lambda: ta + tb, dev), "numpy": lambda: a + b}
     if torch:
         pa, pb = torch.from_numpy(a), torch.from_numpy(b)
         fns["torch"] = lambda: pa + pb
@@ -80,12 +71,7 @@ def case_broadcast(dev, n, rng, torch):
     row = rng.standard_normal(cols, dtype=np.float32)
     tx, tr = clnet.tensor(x, device=dev), clnet.tensor(row, device=dev)
     err = max_rel_err((tx + tr).numpy(), x.astype(np.float64) + row)
-
-    def run_clnet():
-        c = tx + tr
-        dev.synchronize()
-        del c
-    fns = {"clnet": run_clnet, "numpy": lambda: x + row}
+    fns = {"clnet": synced(lambda: tx + tr, dev), "numpy": lambda: x + row}
     if torch:
         px, pr = torch.from_numpy(x), torch.from_numpy(row)
         fns["torch"] = lambda: px + pr
@@ -97,12 +83,7 @@ def case_sum(dev, n, rng, torch):
     tx = clnet.tensor(x, device=dev)
     ref = x.astype(np.float64).sum()
     err = abs(tx.sum().item() - ref) / np.abs(x).sum()  # relative to the sum of magnitudes
-
-    def run_clnet():
-        s = tx.sum()
-        dev.synchronize()
-        del s
-    fns = {"clnet": run_clnet, "numpy": lambda: x.sum()}
+    fns = {"clnet": synced(lambda: tx.sum(), dev), "numpy": lambda: x.sum()}
     if torch:
         px = torch.from_numpy(x)
         fns["torch"] = lambda: px.sum()
@@ -121,12 +102,7 @@ def case_softmax(dev, n, rng, torch):
     x = rng.standard_normal((n // cols, cols), dtype=np.float32)
     tx = clnet.tensor(x, device=dev)
     err = max_rel_err(F.softmax(tx, dim=1).numpy(), _np_softmax(x.astype(np.float64)))
-
-    def run_clnet():
-        y = F.softmax(tx, dim=1)
-        dev.synchronize()
-        del y
-    fns = {"clnet": run_clnet, "numpy": lambda: _np_softmax(x)}
+    fns = {"clnet": synced(lambda: F.softmax(tx, dim=1), dev), "numpy": lambda: _np_softmax(x)}
     if torch:
         px = torch.from_numpy(x)
         fns["torch"] = lambda: torch.softmax(px, dim=1)
@@ -134,36 +110,23 @@ def case_softmax(dev, n, rng, torch):
 
 
 def case_adam(dev, n, rng, torch):
-    layers, _, _ = mlp_init(MLPShape(), rng)
+    layers, x, y = mlp_init(MLPShape(), rng)
     params = [p for wb in layers for p in wb]
     grads = [rng.standard_normal(p.shape, dtype=np.float32) for p in params]
     count = sum(p.size for p in params)
-    lr, b1, b2, eps = 1e-3, 0.9, 0.999, 1e-8
+    lr = 1e-3
 
     tps = [clnet.tensor(p, device=dev, requires_grad=True) for p in params]
     for tp, g in zip(tps, grads):
         tp.grad = clnet.tensor(g, device=dev)
     opt = clnet.optim.Adam(tps, lr=lr)
     opt.step()
-    # numpy by hand, as NumpyMLP.step does it
-    nps, ms, vs, t = [p.copy() for p in params], [np.zeros_like(p) for p in params], \
-        [np.zeros_like(p) for p in params], [0]
+    ref = NumpyMLP(layers, x, y, lr)  # numpy by hand: the Adam update of `clnet bench`'s numpy MLP
 
     def run_numpy():
-        t[0] += 1
-        step = lr / (1 - b1 ** t[0])
-        scale = 1 / math.sqrt(1 - b2 ** t[0])
-        for p, g, m, v in zip(nps, grads, ms, vs):
-            m *= b1
-            m += (1 - b1) * g
-            v *= b2
-            v += (1 - b2) * g * g
-            d = np.sqrt(v)
-            d *= scale
-            d += eps
-            p -= step * m / d
+        ref.adam(grads)
     run_numpy()
-    err = max(max_rel_err(tp.detach().numpy() - p0, p - p0) for tp, p, p0 in zip(tps, nps, params))
+    err = max(max_rel_err(tp.detach().numpy() - p0, p - p0) for tp, p, p0 in zip(tps, ref.params, params))
 
     def run_clnet():
         opt.step()
@@ -192,7 +155,7 @@ def main(argv=None):
     ap.add_argument("--only", default=",".join(CASES), help="comma-separated workloads")
     ap.add_argument("--no-torch", action="store_true")
     args = ap.parse_args(argv)
-    dev = clnet.device(args.device) if args.device else clnet.default_device()
+    dev = open_device(args.device)
     torch = load_torch(not args.no_torch)
     header("memory-bound ops, GB/s (bytes each op must move / median time)", dev, torch)
     print(f"n = {args.n} float32; median of {args.reps} alternating repetitions")
@@ -214,8 +177,9 @@ def main(argv=None):
     cols = ["op", "MB", "clnet GB/s", "numpy GB/s"] + (["torch GB/s", "torch1 GB/s"] if torch else []) + \
         ["clnet/numpy"] + (["clnet/torch"] if torch else []) + ["clnet ms", "err"]
     f2 = "{:.2f}"
-    table(rows, cols, {"MB": "{:.0f}", "clnet GB/s": "{:.1f}", "numpy GB/s": "{:.1f}", "torch GB/s": "{:.1f}", "torch1 GB/s": "{:.1f}",
-                       "clnet/numpy": f2, "clnet/torch": f2, "clnet ms": "{:.2f}", "err": "{:.0e}"})
+    table(rows, cols, {"MB": "{:.0f}", "clnet GB/s": "{:.1f}", "numpy GB/s": "{:.1f}", "torch GB/s": "{:.1f}",
+                       "torch1 GB/s": "{:.1f}", "clnet/numpy": f2, "clnet/torch": f2, "clnet ms": "{:.2f}",
+                       "err": "{:.0e}"})
     add = next((r for r in rows if r["op"] == "add"), None)
     if add is not None:
         line = f"target c = a + b: >= 2x numpy (got {add['clnet/numpy']:.2f}x)"

@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from common import header, load_torch, median, table
+from common import header, load_torch, median, open_device, table
 
 import clnet  # noqa: E402
 
@@ -82,7 +82,7 @@ def main(argv=None):
     ap.add_argument("--ops", type=int, default=1000, help="calls per timed batch")
     ap.add_argument("--no-torch", action="store_true")
     args = ap.parse_args(argv)
-    dev = clnet.device(args.device) if args.device else clnet.default_device()
+    dev = open_device(args.device)
     torch = load_torch(not args.no_torch)
     if torch is not None:
         torch.set_num_threads(1)

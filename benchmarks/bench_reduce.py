@@ -10,23 +10,13 @@ Cases: the 1-D sum of 16M float32 (issue 6's anchor), row sums and column sums (
 from __future__ import annotations
 
 import argparse
-import os
-import statistics
-import time
 
 import numpy as np
 
-import clnet
-from clnet.ops import reduce as R
+from common import alternate, header, load_torch, median, open_device, repeated, table
 
-
-def _timed(fn, reps, sync=None):
-    t0 = time.perf_counter()
-    for _ in range(reps):
-        fn()
-    if sync is not None:
-        sync()
-    return (time.perf_counter() - t0) / reps
+import clnet  # noqa: E402
+from clnet.ops import reduce as R  # noqa: E402
 
 
 def main(argv=None):
@@ -35,16 +25,13 @@ def main(argv=None):
     ap.add_argument("--rounds", type=int, default=9)
     ap.add_argument("--reps", type=int, default=10)
     ap.add_argument("--n", type=int, default=16 * 2**20, help="elements of the 1-D case")
+    ap.add_argument("--no-torch", action="store_true")
     args = ap.parse_args(argv)
-    dev = clnet.device(args.device)
-    try:
-        import torch
-    except ImportError:
-        torch = None
-    print(f"device: {dev}  reduce_wg={dev.profile.reduce_wg}  compute units={dev.compute_units}  "
-          f"load average {os.getloadavg()[0]:.1f} (other processes share the cores and memory bus)")
-    if torch is not None:
-        print(f"torch {torch.__version__} threads={torch.get_num_threads()}")
+    dev = open_device(args.device)
+    torch = load_torch(not args.no_torch)
+    header("sum reductions, GB/s (bytes read / median time)", dev, torch)
+    print(f"reduce_wg={dev.profile.reduce_wg}  compute units={dev.compute_units}; median of {args.rounds} "
+          f"alternating rounds of {args.reps} calls each (other processes share the cores and memory bus)")
     rng = np.random.default_rng(0)
     side = 4096
     cases = []
@@ -58,29 +45,31 @@ def main(argv=None):
                   lambda x: x.sum(0)))
     cases.append((f"argmax({side}x{side}, 1)", m, lambda t: R.argmax(t, 1), lambda x: x.argmax(1),
                   lambda x: x.argmax(1)))
-    print(f"{'case':>22} {'clnet GB/s':>11} {'numpy GB/s':>11} {'torch GB/s':>11} "
-          f"{'x numpy':>8} {'x torch':>8}  passes")
+    rows = []
     for name, host, f_cl, f_np, f_torch in cases:
         t = clnet.tensor(host, device=dev)
-        tt = torch.from_numpy(host) if torch is not None else None
         got = f_cl(t).numpy()
         want = f_np(host.astype(np.float64)) if "argmax" not in name else f_np(host)
         assert np.allclose(got, want, rtol=1e-4, atol=1e-2), name
         f_cl(t)
         dev.synchronize()
-        times = {"clnet": [], "numpy": [], "torch": []}
-        for _ in range(args.rounds):
-            times["clnet"].append(_timed(lambda: f_cl(t), args.reps, dev.synchronize))
-            times["numpy"].append(_timed(lambda: f_np(host), args.reps))
-            if tt is not None:
-                times["torch"].append(_timed(lambda: f_torch(tt), args.reps))
-        gbs = {k: host.nbytes / statistics.median(v) / 1e9 for k, v in times.items() if v}
+        fns = {"clnet": repeated(lambda: f_cl(t), args.reps, dev.synchronize),
+               "numpy": repeated(lambda: f_np(host), args.reps)}
+        if torch is not None:
+            tt = torch.from_numpy(host)
+            fns["torch"] = repeated(lambda: f_torch(tt), args.reps)
+        times = alternate(fns, args.rounds, warmup=0)
+        gbs = {k: host.nbytes / (median(v) / args.reps) / 1e9 for k, v in times.items()}
         passes = R.plan(t.shape, t.strides, (0,) if name.endswith(", 0)") else
                         ((1,) if t.ndim == 2 else (0,)), dev, is_arg="argmax" in name)
-        desc = " + ".join(f"{p.layout}[{p.nchunks}]" for p in passes)
-        tg = gbs.get("torch")
-        print(f"{name:>22} {gbs['clnet']:11.1f} {gbs['numpy']:11.1f} {tg if tg else float('nan'):11.1f} "
-              f"{gbs['clnet'] / gbs['numpy']:8.2f} {gbs['clnet'] / tg if tg else float('nan'):8.2f}  {desc}")
+        row = {"case": name, **{f"{k} GB/s": v for k, v in gbs.items()}, "x numpy": gbs["clnet"] / gbs["numpy"],
+               "passes": " + ".join(f"{p.layout}[{p.nchunks}]" for p in passes)}
+        if "torch" in gbs:
+            row["x torch"] = gbs["clnet"] / gbs["torch"]
+        rows.append(row)
+    f1, f2 = "{:.1f}", "{:.2f}"
+    table(rows, ["case", "clnet GB/s", "numpy GB/s", "torch GB/s", "x numpy", "x torch", "passes"],
+          {"clnet GB/s": f1, "numpy GB/s": f1, "torch GB/s": f1, "x numpy": f2, "x torch": f2})
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import argparse
 
 import numpy as np
 
-from common import alternate, header, load_tinygrad, max_rel_err, median, restrict_icd, table
+from common import alternate, header, load_tinygrad, max_rel_err, median, open_device, restrict_icd, synced, table
 
 
 def load_clblast():
@@ -41,7 +41,7 @@ def main(argv=None):
     tg, tg_why = load_tinygrad(not args.no_tinygrad and vendors is not None)
     import clnet
     import pyopencl.array as cla
-    dev = clnet.device(args.device) if args.device else clnet.default_device()
+    dev = open_device(args.device)
     header("SGEMM GFLOP/s on one OpenCL device beside CLBlast and tinygrad (numpy: host BLAS)", dev)
     clblast, cb_why = load_clblast()
     for name, mod, why in (("CLBlast", clblast, cb_why), ("tinygrad", tg, tg_why)):
@@ -57,12 +57,7 @@ def main(argv=None):
         ref = a.astype(np.float64) @ b
         ta, tb = clnet.tensor(a, device=dev), clnet.tensor(b, device=dev)
         errs = {"clnet": max_rel_err((ta @ tb).numpy(), ref)}
-
-        def run_clnet():
-            y = ta @ tb
-            dev.synchronize()
-            del y
-        fns = {"clnet": run_clnet, "numpy": lambda: a @ b}
+        fns = {"clnet": synced(lambda: ta @ tb, dev), "numpy": lambda: a @ b}
         if clblast:
             q = dev.queue
             ca, cb = cla.to_device(q, a), cla.to_device(q, b)

@@ -22,7 +22,8 @@ import time
 
 import numpy as np
 
-from common import alternate, header, load_tinygrad, load_torch, median, restrict_icd, table, with_torch1
+from common import (alternate, header, load_tinygrad, load_torch, median, open_device, repeated, restrict_icd,
+                    table, with_torch1)
 
 LR_TWO = 1e-6
 
@@ -172,14 +173,6 @@ def mlp_numpy(layers, x, y, lr):
 
 
 # --- running -----------------------------------------------------------------------------------------------
-def _unit(step, sync, steps):
-    def run():
-        for _ in range(steps):
-            step()
-        sync()
-    return run
-
-
 def build(workload, dev, torch, tg, jit_modes):
     """{name: (step, to_float(loss) or None, sync)} and the first losses they report."""
     from clnet.bench import MLPShape, mlp_init
@@ -273,8 +266,7 @@ def main(argv=None):
         tg, why = load_tinygrad(vendors is not None)
         if vendors is None:
             why = f"{args.tinygrad_icd} not found"
-    import clnet
-    dev = clnet.device(args.device) if args.device else clnet.default_device()
+    dev = open_device(args.device)
     torch = load_torch(not args.no_torch)
     header("training steps, ms per step", dev, torch)
     if tg:
@@ -287,7 +279,7 @@ def main(argv=None):
     for workload in args.only.split(","):
         contenders = build(workload, dev, torch, tg, jit_modes=(False, True))
         loss = check_first_losses(contenders)
-        fns = {name: _unit(e[0], e[2], steps[workload]) for name, e in contenders.items()}
+        fns = {name: repeated(e[0], steps[workload], e[2]) for name, e in contenders.items()}
         times = alternate(with_torch1(fns), args.reps, warmup=2, torch=torch)
         ms = {k: median(v) / steps[workload] * 1e3 for k, v in times.items()}
         row = {"workload": workload, "first loss": loss, "clnet host ms": host_ms(contenders["clnet"][0],

@@ -11,7 +11,6 @@ import datetime
 import os
 import platform
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -21,7 +20,11 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from clnet.bench import max_rel_err  # noqa: E402,F401  (re-exported for the scripts)
+from clnet import bench  # noqa: E402
+from clnet.bench import max_rel_err, median  # noqa: E402,F401  (re-exported for the scripts)
+
+# set by some test environments; they slow numpy/OpenBLAS down, so numpy's figures need them unset
+OPENBLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
 
 def cpu_model() -> str:
@@ -44,40 +47,56 @@ def header(title: str, device=None, torch=None) -> None:
           f"{os.cpu_count()} cores; load average {load:.1f}")
     if device is not None:
         print(f"clnet device {device} (driver {device.driver_version})")
-    blas = {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if k in os.environ}
+    blas = {k: os.environ[k] for k in OPENBLAS_VARS if k in os.environ}
     line = f"python {platform.python_version()}, numpy {np.__version__}"
     if torch is not None:
         line += f", torch {torch.__version__} ({torch.get_num_threads()} threads)"
     print(line + (f"; WARNING numpy slowed by {blas}: unset them for numpy's figures" if blas else ""))
 
 
+def open_device(spec=None):
+    """The device named by --device, or clnet's default device."""
+    import clnet
+    return clnet.device(spec) if spec else clnet.default_device()
+
+
 def alternate(contenders: dict, reps: int, warmup: int = 1, torch=None) -> dict:
-    """{name: [seconds]} from `reps` rounds that call each contender once, in turn, after `warmup` rounds.
+    """{name: [seconds]} from `reps` rounds that call each contender once, in turn, after `warmup` rounds
+    (clnet.bench.alternate, which `clnet bench` uses too).
 
     A name "torch1" runs with torch.set_num_threads(1) and "torch" with one thread per core: the switch
     happens before the clock starts, so both PyTorch configurations are timed as they run best
     (on a loaded machine PyTorch's multi-threaded runs can be many times slower than its single thread)."""
-    import time
+    if torch is None:
+        return bench.alternate(contenders, reps, warmup)
 
     def before(name):
-        if torch is not None and name.startswith("torch"):
+        if name.startswith("torch"):
             want = 1 if name == "torch1" else (os.cpu_count() or 1)
             if torch.get_num_threads() != want:
                 torch.set_num_threads(want)
-    for _ in range(warmup):
-        for name, fn in contenders.items():
-            before(name)
-            fn()
-    times = {name: [] for name in contenders}
-    for _ in range(reps):
-        for name, fn in contenders.items():
-            before(name)
-            t0 = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t0)
-    if torch is not None:
-        torch.set_num_threads(os.cpu_count() or 1)
+    times = bench.alternate(contenders, reps, warmup, before=before)
+    torch.set_num_threads(os.cpu_count() or 1)
     return times
+
+
+def repeated(fn, count: int, sync=None):
+    """A contender that calls `fn` `count` times, then waits with `sync` (when given): one timed unit."""
+    def run():
+        for _ in range(count):
+            fn()
+        if sync is not None:
+            sync()
+    return run
+
+
+def synced(fn, device):
+    """A contender that calls `fn` once and waits for `device`; the result is dropped after the wait."""
+    def run():
+        out = fn()
+        device.synchronize()
+        del out
+    return run
 
 
 def with_torch1(fns: dict) -> dict:
@@ -85,10 +104,6 @@ def with_torch1(fns: dict) -> dict:
     if "torch" in fns:
         fns = dict(fns, torch1=fns["torch"])
     return fns
-
-
-def median(xs):
-    return statistics.median(xs)
 
 
 def load_torch(enabled: bool = True):

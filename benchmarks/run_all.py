@@ -18,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+from common import OPENBLAS_VARS
+
 HERE = Path(__file__).resolve().parent
 
 # name -> (script, full arguments, quick arguments, takes --device)
@@ -47,7 +49,7 @@ def main(argv=None) -> int:
     log = Path(args.log) if args.log else HERE / "results" / f"{stamp}{'_quick' if args.quick else ''}.txt"
     log.parent.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
-    dropped = [k for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if env.pop(k, None) is not None]
+    dropped = [k for k in OPENBLAS_VARS if env.pop(k, None) is not None]
     # the checkout's clnet, also for scripts that expect an installed one
     env["PYTHONPATH"] = os.pathsep.join([str(HERE.parent)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
     failed = []

@@ -21,18 +21,23 @@ import numpy as np
 
 
 # --- timing --------------------------------------------------------------------------------------------
-def alternate(contenders: dict, reps: int, warmup: int = 1) -> dict:
+def alternate(contenders: dict, reps: int, warmup: int = 1, before: Callable | None = None) -> dict:
     """Run each contender `warmup` times, then `reps` rounds of one call each, in turn.
 
     Each contender is a callable that does one measured unit of work and waits for it to finish.
+    `before(name)`, when given, runs before each call, outside the clock (e.g. to set a thread count).
     Returns {name: [seconds per round]}.
     """
     for _ in range(warmup):
-        for fn in contenders.values():
+        for name, fn in contenders.items():
+            if before is not None:
+                before(name)
             fn()
     times = {name: [] for name in contenders}
     for _ in range(reps):
         for name, fn in contenders.items():
+            if before is not None:
+                before(name)
             t0 = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - t0)
@@ -159,6 +164,10 @@ class NumpyMLP:
 
     def step(self):
         _, grads = self.loss_and_grads()
+        self.adam(grads)
+
+    def adam(self, grads):
+        """One Adam update of the parameters with `grads`, in place (as torch.optim.Adam computes it)."""
         self.t += 1
         b1, b2 = self.b1, self.b2
         step = self.lr / (1 - b1 ** self.t)
