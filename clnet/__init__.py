@@ -29,7 +29,6 @@ from .gradient_tape import GradientTape, Variable
 from .serialization import save, load
 from . import nn  # noqa: E402  (clnet.nn after `import clnet`)
 from . import optim  # noqa: E402  (clnet.optim after `import clnet`)
-from . import keras  # noqa: E402  (`from clnet import keras`; needs nn and optim above)
 
 cat = concatenate = concat
 subtract, multiply, divide, true_divide, negative, clip = sub, mul, div, div, neg, clamp
@@ -48,3 +47,12 @@ class _RandomNamespace:
 random = _RandomNamespace()
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+    """`clnet.keras` is imported on first use (`from clnet import keras` or `clnet.keras.X`): it adds about
+    0.15-0.3 s to `import clnet` that PyTorch-style programs never need."""
+    if name == "keras":
+        import importlib
+        return importlib.import_module(".keras", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -3,14 +3,21 @@
 Rendering uses mako with strict_undefined, so a template that names a missing parameter fails at
 render time with the parameter's name. Built programs are memoized per (device, template, params)
 in memory; across processes a binary cache in cache_dir()/binaries (CLNET_CACHE_DIR) is stacked on
-the driver's own cache where that was measured to help (see `_use_binary_cache`).
+the driver's own cache where that was measured to help (see `_binary_policy`). On PoCL the binaries of
+programs built from source are written after the process ends, by a detached low-priority process
+(`_spawn_writer`), because asking PoCL for a binary costs about as much as the build itself.
 """
 from __future__ import annotations
 
+import atexit
 import hashlib
+import json
 import os
 import re
 import shutil
+import subprocess
+import sys
+import uuid
 from functools import lru_cache
 import importlib.util
 from pathlib import Path
@@ -172,8 +179,10 @@ def _discard_compiled(lookup: TemplateLookup, template: str) -> None:
         pass
 
 
-def _use_binary_cache(device) -> bool:
-    """Whether builds for `device` go through clnet's binary cache (CLNET_BINARY_CACHE=0/1 overrides).
+def _binary_policy(device) -> str:
+    """How builds for `device` use clnet's binary cache: "off", "now" (a program built from source is
+    stored at once) or "later" (stored after this process exits by a detached process; see
+    `_spawn_writer`). CLNET_BINARY_CACHE=0/1/later overrides.
 
     Measured with benchmarks/build_cache.py (10 elementwise kernels, build + first launch in a fresh
     process, empty caches for 'cold'; 2-core Xeon shared with other jobs, 2026-11-26), seconds:
@@ -185,17 +194,27 @@ def _use_binary_cache(device) -> bool:
         Oclgrind                       0.06-0.11 either way (it interprets LLVM IR)
     PoCL's cache re-runs its front end on every build (25-50 ms a kernel); loading a binary skips
     that and PoCL's cache then supplies the machine code, so warm starts (every test run and script
-    after the first) are 6-10x faster for a one-time cost of about 0.1 s a kernel. Hence the binary
-    cache is stacked on PoCL and Mesa. Not on NVIDIA (its ComputeCache keys on the source already;
-    unmeasured here, and pyopencl skips its own cache there for that reason) nor Oclgrind (nothing to
-    gain; source builds keep its reports pointing at source lines). pyopencl's own binary cache is
-    not used because it stores pickles; clnet's is a raw binary file named by a hash of platform,
-    device, driver version, pyopencl version, options and source.
+    after the first) are 6-10x faster. But PoCL makes a binary by compiling a generic work-group
+    function for every kernel of the program, about as costly as the build: the MLP's first training
+    step went 9.0 -> 15.7-18.3 s cold when binaries were stored at build time (benchmarks/bench_startup.py).
+    So on PoCL the binaries are written later, off the critical path ("later"); on Mesa it is cheap
+    ("now"). Not on NVIDIA (its ComputeCache keys on the source already; unmeasured here, and pyopencl
+    skips its own cache there for that reason) nor Oclgrind (nothing to gain; source builds keep its
+    reports pointing at source lines). pyopencl's own binary cache is not used because it stores
+    pickles; clnet's is a raw binary file named by a hash of platform, device, driver version,
+    pyopencl version, options and source.
     """
-    flag = os.environ.get("CLNET_BINARY_CACHE", "").strip()
-    if flag in ("0", "1"):
-        return flag == "1"
-    return device.implementation not in ("nvidia", "oclgrind")
+    flag = os.environ.get("CLNET_BINARY_CACHE", "").strip().lower()
+    if flag in ("0", "1", "later"):
+        return {"0": "off", "1": "now"}.get(flag, flag)
+    if device.implementation in ("nvidia", "oclgrind"):
+        return "off"
+    return "later" if device.implementation == "pocl" else "now"
+
+
+def _use_binary_cache(device) -> bool:
+    """Whether builds for `device` look for (and eventually store) cached binaries."""
+    return _binary_policy(device) != "off"
 
 
 # Where compilers put the line of an error: clang, NVIDIA, AMD, Intel, Oclgrind write
@@ -279,6 +298,133 @@ def _store_binary(raw, path: Path) -> None:
         pass  # a cache that cannot be written only costs the next process a rebuild
 
 
+# --- binaries written later (PoCL) ------------------------------------------------------------------
+# Programs built from source whose binary is still missing: (device identity, source, options, path).
+# At exit they go into a manifest, cache_dir()/binaries/pending/*.json, and a detached process at low
+# priority (`python -m clnet.backend.programs MANIFEST...`) rebuilds each from source (PoCL's own cache
+# is warm by then, so only the binary's generic work-group functions are compiled), stores it the usual
+# way (temporary name, checksum, atomic rename: concurrent writers and readers never see a partial
+# file) and deletes the manifest. Writers take turns through a lock file; a binary already present is
+# skipped. A process killed before its exit handlers run simply leaves the binaries to a later run.
+_PENDING: list = []
+_PENDING_DIR = "pending"
+
+
+def _identity(device) -> list:
+    return [device.platform_name, device.platform_version, device.name, device.driver_version]
+
+
+def _defer_binary(device, source: str, opts: list, path: Path) -> None:
+    if not _PENDING:
+        atexit.register(_spawn_writer)
+    _PENDING.append((_identity(device), source, " ".join(opts), str(path)))
+
+
+def pending_binaries(cache: Path | None = None) -> list:
+    """Manifests of binaries still to be written under `cache` (default cache_dir()): empty once the
+    background writers are done (benchmarks wait for that before timing a warm start)."""
+    return sorted(((cache or cache_dir()) / "binaries" / _PENDING_DIR).glob("*.json"))
+
+
+def _write_manifests() -> list:
+    """This process's pending binaries as manifest files (one per cache folder); the list is emptied."""
+    groups: dict = {}
+    for ident, source, opts, path in _PENDING:
+        groups.setdefault(Path(path).parent, []).append(dict(device=ident, source=source, opts=opts, path=path))
+    _PENDING.clear()
+    written = []
+    for folder, entries in groups.items():
+        try:
+            pending = folder / _PENDING_DIR
+            pending.mkdir(parents=True, exist_ok=True)
+            final = pending / f"{os.getpid()}-{uuid.uuid4().hex[:8]}.json"
+            tmp = final.with_suffix(".tmp")
+            tmp.write_text(json.dumps(entries))
+            os.replace(tmp, final)
+            written.append(str(final))
+        except OSError:
+            pass  # an unwritable cache only costs the next process a rebuild
+    return written
+
+
+def _spawn_writer() -> None:
+    """atexit: hand this process's pending binaries to a detached writer process."""
+    manifests = _write_manifests()
+    if not manifests:
+        return
+    root = str(Path(__file__).resolve().parents[2])  # the folder that holds this clnet package
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([root] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
+    try:
+        subprocess.Popen([sys.executable, "-W", "ignore", "-m", "clnet.backend.programs", *manifests], env=env,
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                         start_new_session=True, close_fds=True)
+    except OSError:
+        for m in manifests:
+            Path(m).unlink(missing_ok=True)
+
+
+def _find_cl_device(ident: list):
+    for plat in cl.get_platforms():
+        if [plat.name.strip(), plat.version.strip()] != ident[:2]:
+            continue
+        try:
+            devs = plat.get_devices()
+        except cl.Error:
+            continue
+        for dev in devs:
+            if [dev.name.strip(), dev.driver_version.strip()] == ident[2:]:
+                return dev
+    return None
+
+
+def write_pending(manifests) -> int:
+    """Build and store the binaries the manifests list (the writer's work; tests call it directly).
+    Returns how many binaries were written; each manifest is deleted once handled."""
+    written = 0
+    contexts: dict = {}
+    for manifest in map(Path, manifests):
+        lock = _writer_lock(manifest.parent / ".lock")
+        try:
+            try:
+                entries = json.loads(manifest.read_text())
+            except (OSError, ValueError):
+                entries = []
+            for e in entries:
+                path = Path(e["path"])
+                if path.exists():
+                    continue  # another writer (or a later process) stored it already
+                key = tuple(e["device"])
+                if key not in contexts:
+                    dev = _find_cl_device(e["device"])
+                    contexts[key] = (dev, cl.Context([dev]) if dev is not None else None)
+                dev, ctx = contexts[key]
+                if dev is None:
+                    continue
+                try:
+                    raw = cl._cl._Program(ctx, e["source"])
+                    raw.build(e["opts"].encode(), [dev])
+                except cl.Error:
+                    continue
+                _store_binary(raw, path)
+                written += path.exists()
+        finally:
+            manifest.unlink(missing_ok=True)
+            if lock is not None:
+                lock.close()
+    return written
+
+
+def _writer_lock(path: Path):
+    """An exclusive lock held until the returned file is closed (None where locks are unavailable)."""
+    try:
+        import fcntl
+        f = open(path, "a")
+        fcntl.flock(f, fcntl.LOCK_EX)
+        return f
+    except (ImportError, OSError):
+        return None
+
+
 def build(device, source: str, name: str = "<source>", options: tuple = ()) -> cl.Program:
     """Build `source` for `device`; a compiler error becomes a KernelBuildError showing the source.
 
@@ -286,7 +432,8 @@ def build(device, source: str, name: str = "<source>", options: tuple = ()) -> c
     (pickling) cache and probe NVIDIA-only device queries, which Oclgrind's API checker reports.
     """
     opts = [str(o) for o in list(options) + list(device.profile.build_options)]
-    cached = _use_binary_cache(device)
+    policy = _binary_policy(device)
+    cached = policy != "off"
     raw = None
     if cached:
         path = _binary_path(device, source, opts)
@@ -301,8 +448,10 @@ def build(device, source: str, name: str = "<source>", options: tuple = ()) -> c
             raise KernelBuildError(
                 f"OpenCL build of {name} failed on {device.name} [{device.platform_name}]:\n"
                 f"{excerpt or log}\n--- build log ---\n{log.strip()}") from None
-        if cached:
+        if policy == "now":
             _store_binary(raw, path)
+        elif policy == "later":
+            _defer_binary(device, source, opts, path)
     return cl.Program(raw)
 
 
@@ -345,3 +494,11 @@ def source_hash(source: str) -> str:
 def built_count() -> int:
     """How many programs this process has built (tests use it to prove the cache hits)."""
     return len(_PROGRAMS)
+
+
+if __name__ == "__main__":  # the detached writer started by _spawn_writer
+    try:
+        os.nice(10)
+    except (AttributeError, OSError):
+        pass
+    write_pending(sys.argv[1:])
