@@ -281,21 +281,39 @@ def _accumulate(leaf, g, shared, handed):
             leaf.grad += g
 
 
+def zero_grads(tensors, set_to_none: bool = True) -> None:
+    """Drop (set_to_none, the default) or zero in place the .grad of each tensor: Module.zero_grad and
+    Optimizer.zero_grad."""
+    for t in tensors:
+        if t.grad is None:
+            continue
+        if set_to_none:
+            t.grad = None
+        else:
+            with no_grad():
+                t.grad.zero_()
+
+
 def backward(tensor, gradient=None, retain_graph=False):
     """Tensor.backward(): seed with ones for a scalar, or with `gradient` of the same shape."""
-    from .ops.creation import ones_like
     if not tensor.requires_grad:
         raise RuntimeError("element 0 of tensors does not require grad and does not have a grad_fn: "
                            "call backward() on a result of ops on tensors with requires_grad=True")
-    if gradient is None:
-        if tensor.numel() != 1:
-            raise RuntimeError(f"grad can be implicitly created only for scalar outputs; this tensor has "
-                               f"shape {tuple(tensor.shape)}: pass backward(gradient=...) of that shape")
-        gradient = ones_like(tensor)
-    else:
-        gradient = _as_grad(gradient, tensor)
+    gradient = _seed(tensor, gradient, "backward(gradient=...)")
     with no_grad():
         run_backward([tensor], [gradient], retain_graph=retain_graph)
+
+
+def _seed(out, gradient, how: str):
+    """The gradient that starts backward from `out`: ones for a scalar when `gradient` is None (else an
+    error saying to pass it `how`), or `gradient` as a tensor of `out`'s shape."""
+    if gradient is None:
+        if out.numel() != 1:
+            raise RuntimeError(f"grad can be implicitly created only for scalar outputs; this tensor has "
+                               f"shape {tuple(out.shape)}: pass {how} of that shape")
+        from .ops.creation import ones_like
+        return ones_like(out)
+    return _as_grad(gradient, out)
 
 
 def _as_grad(gradient, like):
@@ -310,7 +328,6 @@ def _as_grad(gradient, like):
 
 def grad(outputs, inputs, grad_outputs=None, retain_graph=False, allow_unused=True):
     """Gradients of outputs w.r.t. inputs, returned instead of accumulated (torch.autograd.grad)."""
-    from .ops.creation import ones_like
     single_out = not isinstance(outputs, (list, tuple))
     outputs = [outputs] if single_out else list(outputs)
     inputs_list = [inputs] if not isinstance(inputs, (list, tuple)) else list(inputs)
@@ -318,16 +335,7 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=False, allow_unused=Tr
         grad_outputs = [None] * len(outputs)
     elif not isinstance(grad_outputs, (list, tuple)):
         grad_outputs = [grad_outputs]
-    seeds = []
-    for out, g in zip(outputs, grad_outputs):
-        if g is None:
-            if out.numel() != 1:
-                raise RuntimeError(f"grad can be implicitly created only for scalar outputs; got shape "
-                                   f"{tuple(out.shape)}: pass output_gradients")
-            g = ones_like(out)
-        else:
-            g = _as_grad(g, out)
-        seeds.append(g)
+    seeds = [_seed(out, g, "grad_outputs=[...]") for out, g in zip(outputs, grad_outputs)]
     with no_grad():
         result = run_backward(outputs, seeds, retain_graph=retain_graph, capture=inputs_list)
     if not allow_unused and any(r is None for r in result):

@@ -327,6 +327,24 @@ def _memory(device):
     return device.pool.active_bytes
 
 
+def _assert_memory_flat(device, steps, step):
+    """Call step() `steps` times with the garbage collector off (everything must be released by reference
+    counting alone); the device memory in use after the last step must not exceed that after a tenth.
+    Returns the last step's result."""
+    gc.disable()
+    try:
+        marks = []
+        for t in range(steps):
+            out = step()
+            if t in (steps // 10, steps - 1):
+                device.synchronize()
+                marks.append(_memory(device))
+    finally:
+        gc.enable()
+    assert marks[1] <= marks[0], f"device memory grew from {marks[0]} to {marks[1]} bytes"
+    return out
+
+
 @pytest.mark.slow
 def test_memory_is_flat_over_many_training_steps(device, rng):
     steps = small(device, 10_000, 100)
@@ -334,23 +352,18 @@ def test_memory_is_flat_over_many_training_steps(device, rng):
     y = clnet.tensor(rng.standard_normal((8, 2)).astype(np.float32), device=device)
     w1 = clnet.tensor(rng.standard_normal((5, 6)).astype(np.float32) * 0.1, requires_grad=True, device=device)
     w2 = clnet.tensor(rng.standard_normal((6, 2)).astype(np.float32) * 0.1, requires_grad=True, device=device)
-    gc.disable()  # everything must be released by reference counting alone
-    try:
-        marks = []
-        for t in range(steps):
-            loss = ((x.mm(w1).clamp(min=0).mm(w2) - y) ** 2).sum()
-            loss.backward()
-            with clnet.no_grad():
-                w1 -= 1e-3 * w1.grad
-                w2 -= 1e-3 * w2.grad
-                w1.grad.zero_()
-                w2.grad.zero_()
-            if t in (steps // 10, steps - 1):
-                device.synchronize()
-                marks.append(_memory(device))
-    finally:
-        gc.enable()
-    assert marks[1] <= marks[0], f"device memory grew from {marks[0]} to {marks[1]} bytes"
+
+    def step():
+        nonlocal w1, w2
+        loss = ((x.mm(w1).clamp(min=0).mm(w2) - y) ** 2).sum()
+        loss.backward()
+        with clnet.no_grad():
+            w1 -= 1e-3 * w1.grad
+            w2 -= 1e-3 * w2.grad
+            w1.grad.zero_()
+            w2.grad.zero_()
+        return loss
+    loss = _assert_memory_flat(device, steps, step)
     assert np.isfinite(loss.item())
 
 
@@ -359,18 +372,8 @@ def test_forward_only_graphs_are_freed_without_the_garbage_collector(device, rng
     may reference its own output (the foundation's detach() made such a cycle through saved outputs)."""
     x = clnet.tensor(rng.standard_normal((8, 5)).astype(np.float32), device=device)
     w = clnet.tensor(rng.standard_normal((5, 6)).astype(np.float32), requires_grad=True, device=device)
-    steps = small(device, 300, 40)
-    gc.disable()
-    try:
-        marks = []
-        for t in range(steps):
-            (x.mm(w).tanh() ** 2 + x.mm(w).exp().sqrt()).sum().item()
-            if t in (steps // 10, steps - 1):
-                device.synchronize()
-                marks.append(_memory(device))
-    finally:
-        gc.enable()
-    assert marks[1] <= marks[0], f"device memory grew from {marks[0]} to {marks[1]} bytes"
+    _assert_memory_flat(device, small(device, 300, 40),
+                        lambda: (x.mm(w).tanh() ** 2 + x.mm(w).exp().sqrt()).sum().item())
 
 
 # --- autograd.grad ------------------------------------------------------------------------------------

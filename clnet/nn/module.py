@@ -13,7 +13,7 @@ from collections import OrderedDict, namedtuple
 import numpy as np
 
 from .. import dtypes as _dt
-from ..autograd import no_grad
+from ..autograd import no_grad, zero_grads
 from ..backend.devices import Device, get_device
 from ..tensor import Tensor
 from .parameter import Parameter
@@ -262,14 +262,7 @@ class Module:
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Drop (default) or zero every parameter's .grad before the next backward()."""
-        for p in self.parameters():
-            if p.grad is None:
-                continue
-            if set_to_none:
-                p.grad = None
-            else:
-                with no_grad():
-                    p.grad.zero_()
+        zero_grads(self.parameters(), set_to_none)
 
     # --- state ------------------------------------------------------------------------------------
     def _state_items(self):

@@ -14,7 +14,7 @@ from collections import defaultdict
 import numpy as np
 
 from .. import dtypes as _dt
-from ..autograd import enable_grad, no_grad
+from ..autograd import enable_grad, no_grad, zero_grads
 from ..backend.programs import ctype, get_kernel
 from ..tensor import Tensor
 
@@ -109,15 +109,7 @@ class Optimizer:
     # --- gradients -----------------------------------------------------------------------------
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Drop gradients (set_to_none=True, the default) or zero them in place."""
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                if set_to_none:
-                    p.grad = None
-                else:
-                    with no_grad():
-                        p.grad.zero_()
+        zero_grads((p for group in self.param_groups for p in group["params"]), set_to_none)
 
     # --- stepping ------------------------------------------------------------------------------
     def step(self, closure=None):
