@@ -128,6 +128,8 @@ def test_plans_split_long_rows_and_coalesce_columns(device):
     assert rows[0].layout == "inner" and rows[0].n == 4096
     transposed = R.plan((512, 4096), (1, 512), (0,), device)  # x.T.sum(0): contiguous rows of x
     assert transposed[0].layout == "inner" and transposed[0].s_r == 1
+    # small inputs (a 256 x 10 bias gradient) take one pass: no second launch (nor, on PoCL, its compile)
+    assert [len(R.plan(s, (s[1], 1), (d,), device)) for s in [(256, 10), (10, 256)] for d in (0, 1)] == [1] * 4
     prof = device.profile
     for p in long_1d + cols + rows:
         assert np.prod(p.local_size) <= prof.reduce_wg <= device.max_work_group_size

@@ -32,6 +32,10 @@ from .movement import _axis, contiguous, expand, permute, reshape
 
 _MAX_KEPT_RANK = 4    # kept dims a kernel decomposes itself; more (after merging) are copied first
 _INNER_MIN_N = 32     # shorter rows are reduced by one work-item each (outer layout)
+# Inputs smaller than this (elements) are never split into chunks: a second pass costs a launch (20-40 us on
+# PoCL) and, on PoCL, a work-group function compiled for its local size at first use (0.2 s: the bias
+# gradient of a 256 x 10 layer took two passes and two such compilations in the MLP's first step).
+_SPLIT_MIN = 4096
 _INDEX_LIMIT = 2**31 - 1
 
 
@@ -133,7 +137,7 @@ def _plan_pass(kept, n, s_r, is_arg, acc_itemsize, device, idx_in=False) -> Pass
         tj = builtins.min(wg, mwis[0], tune.tj_inner, _pow2_ceil(-(-n // (vec * tune.kmin_inner))))
         while tj > 1 and tj * item_bytes > prof.local_mem:
             tj //= 2
-        per_row = builtins.max(1, -(-tune.groups // rows))
+        per_row = builtins.max(1, -(-tune.groups // rows)) if rows * n >= _SPLIT_MIN else 1
         k = builtins.max(tune.kmin_inner, -(-n // (tj * vec * per_row)))
         chunk = tj * vec * k
         nch = -(-n // chunk)
@@ -152,7 +156,7 @@ def _plan_pass(kept, n, s_r, is_arg, acc_itemsize, device, idx_in=False) -> Pass
     while tc > 1 and tc * tj * vec * cv * item_bytes > prof.local_mem:
         tc //= 2
     wide = -(-col_groups // tc)
-    per = builtins.max(1, -(-tune.groups // (wide * o_size)))
+    per = builtins.max(1, -(-tune.groups // (wide * o_size))) if rows * n >= _SPLIT_MIN else 1
     k = builtins.max(tune.kmin_outer, -(-n // (tj * per)))
     chunk = tj * k
     nch = -(-n // chunk)
