@@ -10,6 +10,9 @@
 ##            scalar loop takes the last n % vw; vw > 1 only for contiguous rows (inner == 1) ...
 ##   cols     ... or (softmax kernels, inner % vw == 0) a work-item takes vw neighbouring rows and
 ##            each vector holds one value of each (lanes are rows: `rows` counts these blocks)
+##   gather   with cols, for short contiguous rows: a work-item takes vw consecutive rows, lane j
+##            reading row r0 + j (exp then runs on vectors instead of one value at a time; the last
+##            block's lanes past the end repeat the last row and are not stored; `rows` = rows)
 ##   log      softmax kernels: log_softmax instead of softmax
 ##   tt       cross-entropy kernels: storage type of the integer targets
 ##   weighted cross-entropy kernels: per-class weights are given
@@ -41,9 +44,14 @@ def st(ptr, at, val):
         return f"vstore_half_rte(({acc})({val}), {at}, {ptr})"
     return f"{ptr}[{at}] = ({t})({val})"
 
+LANES = [f"s{j:x}" for j in range(vw)]   # vector components .s0 .. .sf
+
 def ldv(ptr, k):
     """vw consecutive values: ptr[k .. k + vw - 1] along a contiguous row, or with `cols` value k of
-    vw neighbouring rows (ptr[k * inner ..])."""
+    vw neighbouring rows (ptr[k * inner ..]), or with `gather` value k of vw consecutive short rows
+    (lane j at ptr[lo_j + k]; lanes past the last row repeat it)."""
+    if gather:
+        return f"(({V})(" + ", ".join(ld(ptr, f"lo{j} + {k}") for j in range(vw)) + "))"
     if cols:
         k = f"({k}) * inner"
     if vw == 1:
@@ -53,6 +61,10 @@ def ldv(ptr, k):
     return f"vload{vw}(0, {ptr} + {k})"
 
 def stv(ptr, k, val):
+    if gather:  # lanes past the last row are not stored
+        lines = [f"{{ const {V} st_v = {val};", st(ptr, f"lo0 + {k}", "st_v.s0") + ";"]
+        lines += [f"if (last >= {j}) " + st(ptr, f"lo{j} + {k}", f"st_v.{LANES[j]}") + ";" for j in range(1, vw)]
+        return " ".join(lines) + " }"
     if cols:
         k = f"({k}) * inner"
     if vw == 1:
@@ -78,7 +90,15 @@ def row_max(m):
     return "\n".join(lines) + "\n"
 %>\
 <%def name="row_setup()">\
-% if cols:
+% if gather:
+    const ${idx} r0 = (${idx})get_global_id(0) * ${vw};   /* rows r0 .. r0 + vw - 1, one per lane */
+    if (r0 >= rows) return;
+    const ${idx} last = rows - 1 - r0;                   /* the last lane holding a row of its own */
+    const ${idx} base = r0 * n;
+  % for j in range(vw):
+    const ${idx} lo${j} = min((${idx})${j}, last) * n;
+  % endfor
+% elif cols:
     const ${idx} r = (${idx})get_global_id(0);   /* vw neighbouring rows (o, r % nb * vw + lane) */
     if (r >= rows) return;
     const ${idx} nb = inner / ${vw};
@@ -581,7 +601,8 @@ __kernel void cross_entropy_backward(const ${idx} count, const ${idx} n, const $
 </%def>\
 </%self:for_row>\
     /* the target's own term, recomputed rather than read back (no second rounding of half storage) */
-    ${st("dxr", "tg * inner", "a * exp(" + ld("xr", "tg * inner") + " - l) - b * " + w_of("tg") + " - (1 - eps) * wt * gr")};
+    const ${acc} d_t = a * exp(${ld("xr", "tg * inner")} - l) - b * ${w_of("tg")} - (1 - eps) * wt * gr;
+    ${st("dxr", "tg * inner", "d_t")};
   % endif
 % else:
     const ${idx} e = (${idx})get_global_id(0);

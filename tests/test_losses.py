@@ -3,6 +3,7 @@ difference gradient checks, numerical stability, and the errors raised on bad in
 from __future__ import annotations
 
 import dataclasses
+import os
 from contextlib import contextmanager
 
 import numpy as np
@@ -75,6 +76,12 @@ def test_softmax_matches_numpy(device, rng, shape, dim, log):
     assert_close(fn(clnet.tensor(x), dim), ref, rtol=1e-5, atol=1e-5)
 
 
+def _skip_oclgrind_16_wide(device, vw):
+    if vw == 16 and device.is_simulator and os.environ.get("OCLGRIND_UNINITIALIZED", "0") not in ("", "0"):
+        pytest.skip("Oclgrind 21.10's uninitialized-value checker flags the .hi half of 16-wide vectors "
+                    "(a false positive, see docs/sanitizer.md): run these with OCLGRIND_UNINITIALIZED=0")
+
+
 @contextmanager
 def variant(device, wg=None, vw=None, cpu=None):
     """Force the softmax kernels' variant: wg work-items per row, vector width vw, and (cpu) the CPU
@@ -126,10 +133,12 @@ def _check_softmax_fwd_bwd(rng, x, dim, log):
 @pytest.mark.parametrize("log", [False, True])
 def test_softmax_one_item_per_row_every_length_and_vector_width(device, rng, vw, log):
     """One work-item per row (CPUs' choice) with vectors of vw values along the row (the scalar loop
-    takes the rest) or, for strided rows, vw rows per work-item."""
+    takes the rest) or, for strided rows and short rows (a long scalar tail; partial last block), vw rows
+    per work-item."""
+    _skip_oclgrind_16_wide(device, vw)
     with variant(device, wg=1, vw=vw):
-        for n in ROW_LENGTHS:
-            _check_softmax_fwd_bwd(rng, rng.standard_normal((3, n)).astype(np.float32) * 3, 1, log)
+        for rows, n in [(3, n) for n in ROW_LENGTHS] + [(21, 5), (33, 7), (16, 3), (2, 1)]:
+            _check_softmax_fwd_bwd(rng, rng.standard_normal((rows, n)).astype(np.float32) * 3, 1, log)
         for shape, dim in STRIDED:
             _check_softmax_fwd_bwd(rng, rng.standard_normal(shape).astype(np.float32) * 3, dim, log)
 
@@ -138,6 +147,7 @@ def test_softmax_one_item_per_row_every_length_and_vector_width(device, rng, vw,
 def test_softmax_nan_and_inf_as_torch(device, vw):
     """A NaN or +inf anywhere in a row (vector part or scalar tail) makes the row NaN; -inf values give
     0 (log: -inf); a row of only -inf is NaN. Values as torch.softmax / torch.log_softmax."""
+    _skip_oclgrind_16_wide(device, vw)
     inf, nan = float("inf"), float("nan")
     rows = []
     for at in (3, 36):  # inside the first vector of 16 and in the scalar tail of a 37-long row
@@ -164,6 +174,7 @@ def test_cross_entropy_one_item_per_row_vector_widths(device, rng, vw, cpu):
     """Cross-entropy forward (one work-item per row, vectors of vw along it) and its backward, one
     work-item per row (CPUs) or per element (GPUs), for weighted, smoothed, ignored, nll cases and
     row lengths around the vector width."""
+    _skip_oclgrind_16_wide(device, vw)
     with variant(device, wg=1, vw=vw, cpu=cpu):
         for n, kw in ((1, {}), (5, dict(weight=True, eps=0.1)), (17, dict(eps=0.2, ignore=True)),
                       (37, dict(weight=True, eps=0.3, ignore=True)), (16, dict(nll=True, weight=True))):
@@ -211,11 +222,14 @@ def test_softmax_choice_of_variant(device):
     if wg >= 2:  # one long row: a work-group on GPUs; on CPUs (a work-group runs on one core) one item
         assert row_group_size(device, 1, 4 * wg) == (1 if device.type == "cpu" else wg)
     vw = device.profile.vector_width
-    assert row_vector_width(device, 1, 1) == (vw, False)    # contiguous rows: vectors along the row
-    assert row_vector_width(device, wg, 1) == ((1, False) if wg > 1 else (vw, False))
+    if vw > 1:
+        assert row_vector_width(device, 1, 1, 1000) == (vw, False, False)  # long rows: vectors along the row
+        assert row_vector_width(device, 1, 1, 3) == (vw, True, True)       # short rows: a row per lane
+    if wg > 1:
+        assert row_vector_width(device, wg, 1, 1000) == (1, False, False)
     if vw >= 4:
-        assert row_vector_width(device, 1, 12) == (4, True)  # strided: 4 rows (lanes) per work-item
-    assert row_vector_width(device, 1, 3) == (1, False)
+        assert row_vector_width(device, 1, 12, 5) == (4, True, False)  # strided: 4 rows (lanes) per item
+    assert row_vector_width(device, 1, 3, 5) == (1, False, False)
 
 
 def test_softmax_is_stable_for_huge_logits(device):
