@@ -19,6 +19,7 @@ the search early (the default is always measured).
 from __future__ import annotations
 
 import math
+import os
 import statistics
 import time
 from dataclasses import dataclass, replace
@@ -277,6 +278,7 @@ def tune(device, shapes=None, quick: bool = False, budget: float | None = None, 
     log(f"clnet tune on {device}  ({device.driver_version}); budget {budget:.0f} s; median of {reps}")
     log("shapes (M x N x K): " + ", ".join(f"{s}{' ' + s.label if s.label else ''}" for s in shapes))
     log(f"every candidate is checked against numpy (float64) on {CHECK_SHAPE} in 3 layouts and on each shape")
+    _say_load(device, log)
 
     trials: dict = {}
 
@@ -302,9 +304,10 @@ def tune(device, shapes=None, quick: bool = False, budget: float | None = None, 
             todo = stage()
         for params in todo:
             if out_of_time():
-                log(f"  (time budget of {budget:.0f} s reached: search stopped)")
                 break
             run(params)
+    if out_of_time():
+        log(f"  (time budget of {budget:.0f} s reached: search stopped)")
 
     # confirm: the best few and the default again, interleaved, more repetitions
     ranked = sorted((t for t in trials.values() if not t.rejected), key=lambda t: -t.score)[:3]
@@ -318,15 +321,20 @@ def tune(device, shapes=None, quick: bool = False, budget: float | None = None, 
         log("confirmation (interleaved, geomean GFLOP/s): " + ", ".join(
             f"{describe(t.params)}: {max(confirm[id(t)]):.1f}" for t in finalists))
         winner = max(finalists, key=lambda t: max(confirm[id(t)]))
+        w_score = max(confirm[id(winner)])
+        d_score = max(confirm[id(default)]) if id(default) in confirm else default.score
     else:
         winner = finalists[0] if finalists else default
+        w_score = d_score = winner.score
     if winner.rejected:
         raise RuntimeError(f"clnet tune: no candidate gave correct results on {device}; "
                            f"the default failed with: {default.rejected}")
     result = Result(device, shapes, default, winner, list(trials.values()))
-    log(f"winner: {describe(winner.params)}  geomean {winner.score:.1f} GFLOP/s vs default "
-        f"{describe(default.params)} {default.score:.1f}" + (f" ({winner.score / default.score:.2f}x)"
-                                                              if default.score else ""))
+    log(f"winner: {describe(winner.params)}  {w_score:.1f} GFLOP/s (geomean) vs the default "
+        f"{describe(default.params)} {d_score:.1f}" + (f": {w_score / d_score:.2f}x" if d_score else ""))
+    if default.gflops and winner.gflops:
+        log("  per shape, winner / default GFLOP/s (search pass): " + ", ".join(
+            f"{s} {w:.1f}/{d:.1f}" for s, w, d in zip(shapes, winner.gflops, default.gflops)))
     if store:
         result.stored = tuning_file.store(device, winner.params, extra=dict(
             date=time.strftime("%Y-%m-%d %H:%M"), shapes=[str(s) for s in shapes],
@@ -335,8 +343,22 @@ def tune(device, shapes=None, quick: bool = False, budget: float | None = None, 
         device._profile = None   # the next use rebuilds the profile, now with the tuned values
         log(f"stored in {result.stored}" + ("" if tuning_file.enabled() else
                                             "  (CLNET_TUNING=0 is set: profiles ignore it here)"))
+    _say_load(device, log)
     result.elapsed = time.perf_counter() - t_start
     return result
+
+
+def _say_load(device, log) -> None:
+    """Timings on a CPU device follow the machine's load: say it, and warn when other work competes."""
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return
+    cores = os.cpu_count() or 1
+    busy = device.type == "cpu" and load > 0.5 * cores + 1
+    log(f"load average {load:.2f} on {cores} cores" + (
+        ": other work competes for the cores the device runs on, so these timings are noisy; "
+        "tune again on a quiet machine for a reliable winner" if busy else ""))
 
 
 def show(log=print) -> int:
