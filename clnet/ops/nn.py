@@ -67,7 +67,7 @@ def row_group_size(device, rows: int, n: int, inner: int = 1) -> int:
     CPUs: always one work-item per row. PoCL runs a whole work-group on one core, so a work-group per
     row buys no parallelism over one work-item per row, only barriers: measured on PoCL 3.1
     (benchmarks/bench_softmax.py --variants), a 200000-value row took 3 ms as a 64-item group and
-    0.2 ms as one work-item streaming it in vectors. GPUs (not measured yet): one work-item per row
+    0.2-0.5 ms as one work-item streaming it in vectors. GPUs (not measured yet): one work-item per row
     reads a contiguous row at a stride of n between neighbouring work-items (uncoalesced), so rows of
     128+ contiguous values, and long rows too few to fill the device, get a work-group each.
     """
