@@ -12,6 +12,11 @@ clnet's time includes everything a user waits for: operand packing, the GEMM and
 (The OPENBLAS_* variables, where a test environment sets them, slow numpy down; unset them for its
 figures, never in tests.)
 
+Each timed run starts after --settle seconds of idle (default 0.2): OpenBLAS's worker threads keep
+spinning after every call (measured: numpy's process burns CPU through the next 0.1 s of idle, PoCL's
+threads burn none), so in back-to-back alternation the contender timed right after numpy shared the
+2 cores with a spinning thread; a product shorter than the spin (n=1024: ~8 ms) then ran on one core.
+
 On a machine shared with other jobs, wall-clock GFLOP/s follow the load; --cpu-time adds GFLOP per
 CPU-second of this process (all its threads), which shows each implementation's efficiency per core
 (OpenBLAS and PyTorch threads spin while they wait, which counts against them there).
@@ -60,6 +65,10 @@ def main(argv=None):
     ap.add_argument("--variant", default=None, choices=["cpu", "gpu"], help="force a matmul kernel variant")
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--cpu-time", action="store_true", help="also print GFLOP per CPU-second (process time)")
+    ap.add_argument("--settle", type=float, default=0.2,
+                    help="seconds of idle before each timed run, so no contender's worker threads are still "
+                         "spinning from the previous one (OpenBLAS's spin for about 0.1 s after a call and "
+                         "took a core from the next contender); 0 to alternate back to back")
     args = ap.parse_args(argv)
 
     dev = clnet.device(args.device) if args.device else clnet.default_device()
@@ -107,6 +116,8 @@ def main(argv=None):
         cpu = {k: [] for k in runs}
         for _ in range(args.reps):
             for name, fn in runs.items():
+                if args.settle:
+                    time.sleep(args.settle)
                 c0, t0 = time.process_time(), time.perf_counter()
                 fn()
                 times[name].append(time.perf_counter() - t0)

@@ -336,10 +336,14 @@ def tune(device, shapes=None, quick: bool = False, budget: float | None = None, 
         log("  per shape, winner / default GFLOP/s (search pass): " + ", ".join(
             f"{s} {w:.1f}/{d:.1f}" for s, w, d in zip(shapes, winner.gflops, default.gflops)))
     if store:
-        result.stored = tuning_file.store(device, winner.params, extra=dict(
-            date=time.strftime("%Y-%m-%d %H:%M"), shapes=[str(s) for s in shapes],
-            gflops=[round(g, 1) for g in winner.gflops],
-            default=dict(params=default.params, gflops=[round(g, 1) for g in default.gflops])))
+        try:
+            result.stored = tuning_file.store(device, winner.params, extra=dict(
+                date=time.strftime("%Y-%m-%d %H:%M"), shapes=[str(s) for s in shapes],
+                gflops=[round(g, 1) for g in winner.gflops],
+                default=dict(params=default.params, gflops=[round(g, 1) for g in default.gflops])))
+        except OSError as err:
+            raise RuntimeError(f"could not write {tuning_file.path()}: {err} (set CLNET_CACHE_DIR to a "
+                               "writable directory)") from None
         device._profile = None   # the next use rebuilds the profile, now with the tuned values
         log(f"stored in {result.stored}" + ("" if tuning_file.enabled() else
                                             "  (CLNET_TUNING=0 is set: profiles ignore it here)"))
