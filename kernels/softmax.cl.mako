@@ -12,7 +12,8 @@
 ##            each vector holds one value of each (lanes are rows: `rows` counts these blocks)
 ##   gather   with cols, for short contiguous rows: a work-item takes vw consecutive rows, lane j
 ##            reading row r0 + j (exp then runs on vectors instead of one value at a time; the last
-##            block's lanes past the end repeat the last row and are not stored; `rows` = rows)
+##            block's lanes past the end repeat the last row and are not stored; `rows` = rows);
+##            softmax kernels and the cross-entropy forward and (per_row) backward
 ##   log      softmax kernels: log_softmax instead of softmax
 ##   tt       cross-entropy kernels: storage type of the integer targets
 ##   weighted cross-entropy kernels: per-class weights are given
@@ -32,6 +33,7 @@
 <%
 V = f"{acc}{vw}" if vw > 1 else acc   # the vector type of one vw-wide chunk (accumulation precision)
 RT = V if cols else acc                 # a row's statistics (max, sum): one per lane when lanes are rows
+IV = ("long" if acc == "double" else "int") + (str(vw) if vw > 1 else "")  # a lane mask for select()
 store_exp = t == acc                    # half storage: recompute exp in the last pass (no double rounding)
 
 def ld(ptr, at):
@@ -393,6 +395,56 @@ __kernel void cross_entropy(const ${idx} rows, const ${idx} n, const ${idx} inne
 {
 ${scratch()}\
 ${row_setup()}\
+% if gather:
+    /* vw short rows, one per lane: the exps run on vectors; each lane's loss is finished alone */
+    __global const ${t} *xr = x + x_off + base;
+  % if weighted:
+    __global const ${t} *wr = weight + w_off;
+  % endif
+${row_max("m")}\
+    ${V} s = 0, sum_wx = 0;
+  % if weighted:
+    ${acc} sum_w = 0;
+  % else:
+    const ${acc} sum_w = (${acc})n;
+  % endif
+    for (${idx} k = 0; k < n; k++) {
+        const ${V} v = ${ldv("xr", "k")};
+        s += exp(v - m);
+  % if weighted:
+        const ${acc} wk = ${ld("wr", "k")};
+        sum_wx += wk * v;
+        sum_w += wk;
+  % else:
+        sum_wx += v;
+  % endif
+    }
+    const ${V} lse_v = m + log(s);
+  % for j in range(vw):
+    ${f"if (last >= {j}) " if j else ""}{
+        const ${idx} r = r0 + ${j};
+        const long tg = (long)target[t_off + r];
+        const ${acc} lse = lse_v.${LANES[j]};
+        ${acc} l, rw;
+        if (tg == ignore_index) {
+            l = 0;
+            rw = 0;
+        } else if (tg < 0 || tg >= n) {
+            l = NAN;
+            rw = NAN;
+        } else {
+            const ${acc} wt = ${w_of("tg")};
+            const ${acc} xt = ${ld("xr", f"lo{j} + tg")};
+            l = (1 - eps) * wt * (lse - xt) + eps / n * (sum_w * lse - sum_wx.${LANES[j]});
+            rw = wt;
+        }
+        ${st("loss", "r", "l")};
+        ${st("row_w", "r", "rw")};
+        lse_out[r] = lse;
+    }
+  % endfor
+}
+% else:
     const long tg = (long)target[t_off + r];
 % if nll:
     const ${acc} lse = 0;
@@ -491,6 +543,7 @@ ${group_sum("sum_w")}\
         lse_out[r] = lse;
     }
 }
+% endif
 
 % elif kernel == "class_loss_reduce":
 /* The "mean" / "sum" of per-row losses in one work-group: out = sum(loss) [/ sum(row_w)], and
@@ -547,7 +600,53 @@ __kernel void cross_entropy_backward(const ${idx} count, const ${idx} n, const $
                                      const long ignore_index, const ${acc} eps,
                                      __global ${t} *dx, const ${idx} dx_off)
 {
-% if per_row:
+% if gather:
+    /* vw short rows, one per lane: dx = keep ? a * exp(x - l) - b * w[k] : c, lane by lane */
+    const ${idx} rows = count;
+${row_setup()}\
+    __global const ${t} *xr = x + x_off + base;
+    __global ${t} *dxr = dx + dx_off + base;
+  % if weighted:
+    const ${acc} w_all = ${ld("weight_sum", "ws_off")};
+  % elif not nll:
+    const ${acc} w_all = (${acc})n;
+  % endif
+    ${V} a = 0, b = 0, l = 0, c = 0, own = 0;
+    ${IV} keep = 0;
+  % for j in range(vw):
+    ${f"if (last >= {j}) " if j else ""}{
+        const ${idx} r = r0 + ${j};
+        const long tg = (long)target[t_off + r];
+        if (tg == ignore_index || tg < 0 || tg >= n) {
+            c.${LANES[j]} = tg == ignore_index ? 0 : NAN;
+        } else {
+    % if scaled:
+            const ${acc} gr = ${ld("g", "g_off + r * g_stride")} * scale[0];
+    % else:
+            const ${acc} gr = ${ld("g", "g_off + r * g_stride")};
+    % endif
+            const ${acc} wt = ${w_of("tg")};
+            a.${LANES[j]} = ((1 - eps) * wt + eps / n * w_all) * gr;
+            b.${LANES[j]} = eps / n * gr;
+            l.${LANES[j]} = lse[r];
+            own.${LANES[j]} = (1 - eps) * wt * gr;
+            keep.${LANES[j]} = -1;
+        }
+    }
+  % endfor
+    for (${idx} k = 0; k < n; k++) {
+        const ${V} d = a * exp(${ldv("xr", "k")} - l) - b * ${w_of("k")};
+        ${stv("dxr", "k", "select(c, d, keep)")};
+    }
+    /* each kept lane's target term, recomputed rather than read back */
+  % for j in range(vw):
+    if (${f"last >= {j} && " if j else ""}keep.${LANES[j]}) {
+        const long tg = (long)target[t_off + r0 + ${j}];
+        const ${acc} d_t = a.${LANES[j]} * exp(${ld("xr", f"lo{j} + tg")} - l.${LANES[j]}) - b.${LANES[j]} * ${w_of("tg")} - own.${LANES[j]};
+        ${st("dxr", f"lo{j} + tg", "d_t")};
+    }
+  % endfor
+% elif per_row:
     const ${idx} r = (${idx})get_global_id(0);
     if (r >= count) return;
     const ${idx} base = (r / inner) * n * inner + r % inner;

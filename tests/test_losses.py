@@ -83,7 +83,7 @@ def _skip_oclgrind_16_wide(device, vw):
 
 
 @contextmanager
-def variant(device, wg=None, vw=None, cpu=None):
+def variant(device, wg=None, vw=None, cpu=None, fp16=None):
     """Force the softmax kernels' variant: wg work-items per row, vector width vw, and (cpu) the CPU
     choice of one work-item per row for the cross-entropy backward, whatever the device would pick."""
     saved = ops_nn.row_group_size, device._profile, device.type
@@ -91,6 +91,8 @@ def variant(device, wg=None, vw=None, cpu=None):
         ops_nn.row_group_size = lambda *a, **k: wg
     if vw is not None:
         device._profile = dataclasses.replace(device.profile, vector_width=vw)
+    if fp16 is not None:
+        device._profile = dataclasses.replace(device.profile, fp16=fp16)
     if cpu is not None:
         device.type = "cpu" if cpu else "gpu"
     try:
@@ -173,11 +175,13 @@ def test_softmax_nan_and_inf_as_torch(device, vw):
 def test_cross_entropy_one_item_per_row_vector_widths(device, rng, vw, cpu):
     """Cross-entropy forward (one work-item per row, vectors of vw along it) and its backward, one
     work-item per row (CPUs) or per element (GPUs), for weighted, smoothed, ignored, nll cases and
-    row lengths around the vector width."""
+    row lengths around the vector width (short ones take a row per vector lane), and a bad target."""
     _skip_oclgrind_16_wide(device, vw)
     with variant(device, wg=1, vw=vw, cpu=cpu):
         for n, kw in ((1, {}), (5, dict(weight=True, eps=0.1)), (17, dict(eps=0.2, ignore=True)),
-                      (37, dict(weight=True, eps=0.3, ignore=True)), (16, dict(nll=True, weight=True))):
+                      (37, dict(weight=True, eps=0.3, ignore=True)), (16, dict(nll=True, weight=True)),
+                      (3, dict(weight=True, eps=0.2, ignore=True)), (7, dict(weight=True, ignore=True)),
+                      (10, dict(eps=0.1, ignore=True))):
             x, t, w = _class_data(rng, (6, n), kw.get("ignore", False) and n > 1)
             weight = w if kw.get("weight") else None
             eps, nll = kw.get("eps", 0.0), kw.get("nll", False)
@@ -190,6 +194,51 @@ def test_cross_entropy_one_item_per_row_vector_widths(device, rng, vw, cpu):
             assert_close(loss, np_cross_entropy(x, t, weight, eps=eps, nll=nll), rtol=1e-5, atol=1e-5)
             loss.backward()
             assert_close(xt.grad, _np_ce_grad(x, t, weight, eps, nll), rtol=1e-4, atol=1e-6)
+        for n in (3, 10, 37):  # a target outside [0, n): that row's loss and gradient are NaN, no other
+            x, t, _ = _class_data(rng, (6, n))
+            t[2] = n
+            xt = clnet.tensor(x.astype(np.float32), requires_grad=True)
+            loss = F.cross_entropy(xt, clnet.tensor(t), reduction="none", label_smoothing=0.1)
+            loss.sum().backward()
+            got, grad = loss.numpy(), xt.grad.numpy()
+            assert np.isnan(got[2]) and np.isfinite(np.delete(got, 2)).all()
+            assert np.isnan(grad[2]).all() and np.isfinite(np.delete(grad, 2, 0)).all()
+
+
+@pytest.mark.parametrize("vw", [4, 16])
+def test_softmax_family_half_storage_vector_variants(device, rng, vw):
+    """float16 storage (vload_halfN / vstore_halfN_rte, float accumulation) in the vector variants:
+    along the row, a row per lane, a vector of strided rows; softmax, log_softmax, cross-entropy.
+    These kernels only load and store halves (core OpenCL C, no cl_khr_fp16), so on Oclgrind the
+    profile's fp16 is switched on, as test_sanitize does. (Forced on PoCL 3.1, which has no fp16 and so
+    never gets float16 tensors from clnet, the 16-wide variant crashes PoCL's compiler.)"""
+    if not (device.profile.fp16 or device.is_simulator):
+        pytest.skip("the device has no usable float16: clnet offers no float16 tensors on it")
+    _skip_oclgrind_16_wide(device, vw)
+
+    def half(a, grad=False):
+        return clnet.tensor(np.asarray(a, np.float16), dtype=clnet.float16, device=device, requires_grad=grad)
+    with variant(device, wg=1, vw=vw, cpu=True, fp16=True):
+        for shape, dim in (((5, 3), 1), ((3, 37), 1), ((2, 5, 8), 1)):
+            x = (rng.standard_normal(shape) * 2).astype(np.float16)
+            for log in (False, True):
+                xt = half(x, True)
+                y = (F.log_softmax if log else F.softmax)(xt, dim)
+                ref = (np_log_softmax if log else np_softmax)(x.astype(np.float64), dim)
+                assert_close(y, ref, rtol=4e-3, atol=4e-3)
+                y.sum().backward()
+                sm = np_softmax(x.astype(np.float64), dim)
+                expected = 1 - sm * shape[dim] if log else np.zeros(shape)
+                assert_close(xt.grad, expected, rtol=4e-3, atol=4e-3)
+        for n in (3, 37):
+            x, t, w = _class_data(rng, (6, n), ignore=True)
+            xt = half(x, True)
+            loss = F.cross_entropy(xt, clnet.tensor(t), weight=half(w), label_smoothing=0.1)
+            xh = x.astype(np.float16).astype(np.float64)
+            wh = w.astype(np.float16).astype(np.float64)
+            assert_close(loss, np_cross_entropy(xh, t, wh, eps=0.1), rtol=4e-3, atol=4e-3)
+            loss.backward()
+            assert_close(xt.grad, _np_ce_grad(xh, t, wh, 0.1, False), rtol=4e-3, atol=4e-3)
 
 
 def _np_ce_grad(x, t, w, eps, nll, ignore_index=-100):

@@ -227,14 +227,15 @@ def class_losses(x: Tensor, target: Tensor, weight=None, ignore_index=-100, labe
     eps = float(label_smoothing)
     if rows:
         wg = 1 if nll else row_group_size(dev, rows, n, inner)
-        vw = 1 if nll or inner > 1 else row_vector_width(dev, wg, 1)[0]
+        vw, _, gather = (1, False, False) if nll or inner > 1 else row_vector_width(dev, wg, 1, n)
         params = _params("cross_entropy", x.dtype, idx, wg, vw, tt=ctype(target.dtype), weighted=wc is not None,
-                         nll=nll)
+                         nll=nll, cols=gather, gather=gather)
         w_args, w_types = ([wc._buf, wc.offset], [None, idt]) if wc is not None else ([], [])
         kern = get_kernel(dev, "softmax.cl.mako", "cross_entropy",
                           arg_dtypes=[idt] * 3 + [None, idt] * 2 + w_types + [np.int64, acc, None, None, None],
                           **params)
-        _launch_rows(dev, kern, rows, wg, rows, n, inner, xc._buf, xc.offset, tc._buf, tc.offset, *w_args,
+        items = -(-rows // vw) if gather else rows
+        _launch_rows(dev, kern, items, wg, rows, n, inner, xc._buf, xc.offset, tc._buf, tc.offset, *w_args,
                      int(ignore_index), eps, loss._buf, row_w._buf, lse._buf)
     out, scale = loss, None
     if reduction != "none":
@@ -273,9 +274,10 @@ def _class_losses_backward(g, xc, tc, wc, w_all, lse, scale, n, inner, ignore_in
     # CPUs: one work-item per row streaming it in vectors (one per element pays two integer divisions
     # per value, scalar on CPUs); GPUs: one per element (coalesced)
     per_row = dev.type == "cpu" and row_group_size(dev, rows, n, inner) == 1
-    vw = row_vector_width(dev, 1, 1)[0] if per_row and inner == 1 else 1
+    vw, _, gather = row_vector_width(dev, 1, 1, n) if per_row and inner == 1 else (1, False, False)
+    gather = gather and not nll  # nll's backward has no exp to vectorize
     params = _params("cross_entropy_backward", xc.dtype, idx, 1, vw, tt=ctype(tc.dtype), weighted=weighted,
-                     nll=nll, scaled=scale is not None, per_row=per_row)
+                     nll=nll, scaled=scale is not None, per_row=per_row, cols=gather, gather=gather)
     acc = np.dtype(_acc_dtype(xc.dtype))
     if weighted:
         ws = w_all if w_all is not None else wc  # any buffer will do when eps == 0 (the term is unused)
@@ -289,7 +291,7 @@ def _class_losses_backward(g, xc, tc, wc, w_all, lse, scale, n, inner, ignore_in
     args = (n, inner, xc._buf, xc.offset, tc._buf, tc.offset, *w_args, lse._buf, g._buf, g.offset, g_stride,
             *s_args, int(ignore_index), eps, dx._buf, dx.offset)
     if per_row:
-        _launch_rows(dev, kern, rows, 1, rows, *args)
+        _launch_rows(dev, kern, -(-rows // vw) if gather else rows, 1, rows, *args)
     else:
         ew = dev.profile.elementwise_wg
         kern(dev.queue, (-(-total // ew) * ew,), (ew,), total, *args)
