@@ -338,7 +338,7 @@ def tune(device, shapes=None, quick: bool = False, budget: float | None = None, 
     if store:
         try:
             result.stored = tuning_file.store(device, winner.params, extra=dict(
-                date=time.strftime("%Y-%m-%d %H:%M"), shapes=[str(s) for s in shapes],
+                date=time.strftime("%Y-%m-%d %H:%M"), quick=quick, shapes=[str(s) for s in shapes],
                 gflops=[round(g, 1) for g in winner.gflops],
                 default=dict(params=default.params, gflops=[round(g, 1) for g in default.gflops])))
         except OSError as err:
@@ -388,7 +388,9 @@ def show(log=print) -> int:
         try:
             checked = tuning_file.check_params(params)
             text = describe(checked) if set(checked) == set(tuning_file.TUNABLE) else str(checked)
-            log(f"    {text}  measured {entry.get('date', '?')}")
+            log(f"    {text}  measured {entry.get('date', '?')}"
+                + ("  (--quick: tiny shapes, a smoke test; run `clnet tune` for real figures)"
+                   if entry.get("quick") else ""))
         except ValueError as err:
             log(f"    unusable parameters: {err}")
         if entry.get("shapes"):
