@@ -394,7 +394,7 @@ def show(log=print) -> int:
         except ValueError as err:
             log(f"    unusable parameters: {err}")
         if entry.get("shapes"):
-            log("    GFLOP/s tuned:   " + ", ".join(f"{s} {g}" for s, g in zip(entry["shapes"], entry.get("gflops", []))))
-            d = entry.get("default") or {}
-            log("    GFLOP/s default: " + ", ".join(f"{s} {g}" for s, g in zip(entry["shapes"], d.get("gflops", []))))
+            default = entry.get("default") or {}
+            for what, figures in (("tuned:  ", entry.get("gflops", [])), ("default:", default.get("gflops", []))):
+                log(f"    GFLOP/s {what} " + ", ".join(f"{s} {g}" for s, g in zip(entry["shapes"], figures)))
     return len(data["devices"])
