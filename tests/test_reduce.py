@@ -130,6 +130,9 @@ def test_plans_split_long_rows_and_coalesce_columns(device):
     assert transposed[0].layout == "inner" and transposed[0].s_r == 1
     # small inputs (a 256 x 10 bias gradient) take one pass: no second launch (nor, on PoCL, its compile)
     assert [len(R.plan(s, (s[1], 1), (d,), device)) for s in [(256, 10), (10, 256)] for d in (0, 1)] == [1] * 4
+    if R._tuning(device).cv > 1:  # CPUs: column sums of any width share one program and one local size
+        firsts = [R.plan(s, (s[1], 1), (0,), device)[0] for s in [(256, 10), (256, 512), (3, 7), (4096, 17)]]
+        assert len({(p.layout, p.vec, p.cv, p.local_size) for p in firsts}) == 1, firsts
     prof = device.profile
     for p in long_1d + cols + rows:
         assert np.prod(p.local_size) <= prof.reduce_wg <= device.max_work_group_size

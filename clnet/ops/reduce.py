@@ -146,11 +146,19 @@ def _plan_pass(kept, n, s_r, is_arg, acc_itemsize, device, idx_in=False) -> Pass
     c_size, c_stride = kept[-1]
     outer = tuple(kept[:-1])
     o_size = math.prod(s for s, _ in outer)
-    vec = tune.vec if (c_stride == 1 and not is_arg and c_size >= tune.vec) else 1
-    cv = tune.cv if (vec > 1 and c_size >= vec * tune.cv) else 1
+    if c_stride == 1 and not is_arg and tune.cv > 1:
+        # CPUs: one program for every width; narrower column sets take the kernel's partial-block path
+        # (a 256 x 10 bias gradient then shares the 512-wide layers' program: one PoCL build less)
+        vec, cv = tune.vec, tune.cv
+    else:
+        vec = tune.vec if (c_stride == 1 and not is_arg and c_size >= tune.vec) else 1
+        cv = 1
     col_groups = -(-c_size // (vec * cv))
     tc = builtins.min(wg, mwis[0], _pow2_ceil(col_groups))
-    tj = builtins.min(wg // tc, mwis[1 if len(mwis) > 1 else 0], _pow2_ceil(-(-n // tune.kmin_outer)))
+    # CPUs: always wg items (idle ones cost PoCL next to nothing), so every shape launches with the same
+    # local size and PoCL compiles one work-group function per program rather than one per local size
+    few = wg if tune.cv > 1 else _pow2_ceil(-(-n // tune.kmin_outer))
+    tj = builtins.min(wg // tc, mwis[1 if len(mwis) > 1 else 0], few)
     while tj > 1 and tc * tj * vec * cv * item_bytes > prof.local_mem:
         tj //= 2
     while tc > 1 and tc * tj * vec * cv * item_bytes > prof.local_mem:
