@@ -13,7 +13,8 @@ is rejected, so tuning changes speed only, never results beyond float32 rounding
 The search is two-stage (a coordinate search: builds are the expensive part): first the register
 block (CPU: MR x NR; GPU: square tiles x per-item blocks) at the default launch shape, then the launch
 shape (CPU: work-group rows; GPU: tile_k) of the three best blocks; finally the best few and the default
-are timed again, interleaved, so the winner is not an accident of a noisy moment. A time budget stops
+are timed again, interleaved, so the winner is not an accident of a noisy moment (and it must beat the
+default by MARGIN there, or the default stays). A time budget stops
 the search early (the default is always measured).
 """
 from __future__ import annotations
@@ -67,6 +68,7 @@ QUICK_SHAPES = (Shape(64, 64, 64, "square"), Shape(48, 40, 56, "edges"))
 CHECK_SHAPE = Shape(37, 29, 53, "edges")     # odd sizes: edge blocks in every direction
 DEFAULT_BUDGET = {"fast": 180.0, "slow": 600.0}
 QUICK_BUDGET = 30.0
+MARGIN = 1.05      # a candidate must beat the default by 5% in the confirmation round to replace it
 
 
 class Rejected(Exception):
@@ -323,6 +325,9 @@ def tune(device, shapes=None, quick: bool = False, budget: float | None = None, 
         winner = max(finalists, key=lambda t: max(confirm[id(t)]))
         w_score = max(confirm[id(winner)])
         d_score = max(confirm[id(default)]) if id(default) in confirm else default.score
+        if not default.rejected and w_score < MARGIN * d_score:   # within noise of the default: keep it
+            log(f"no candidate beat the default by {MARGIN - 1:.0%} in the confirmation: the default stays")
+            winner, w_score = default, d_score
     else:
         winner = finalists[0] if finalists else default
         w_score = d_score = winner.score
