@@ -14,8 +14,8 @@ The search is two-stage (a coordinate search: builds are the expensive part): fi
 block (CPU: MR x NR; GPU: square tiles x per-item blocks) at the default launch shape, then the launch
 shape (CPU: work-group rows; GPU: tile_k) of the three best blocks; finally the best few and the default
 are timed again, interleaved, so the winner is not an accident of a noisy moment (and it must beat the
-default by MARGIN there, or the default stays). A time budget stops
-the search early (the default is always measured).
+default by MARGIN there, or the default stays). A time budget stops the search early (the default
+is always measured).
 """
 from __future__ import annotations
 
