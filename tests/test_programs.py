@@ -218,12 +218,28 @@ def test_deferred_binary_is_written_by_the_writer(device, templates, cache, monk
     np.testing.assert_allclose(_run_probe(device, kern, x), x * 7 + 0.5, rtol=1e-6)
 
 
-def test_damaged_manifest_is_dropped(cache):
+def test_damaged_manifests_are_dropped(cache):
     pending = cache / "binaries" / "pending"
     pending.mkdir(parents=True)
     (pending / "junk.json").write_bytes(b"\x00{not json")
-    assert programs.write_pending([str(pending / "junk.json")]) == 0
+    (pending / "odd.json").write_text('[{"path": 3}, "x", {"device": ["no", "such", "device", "here"]}]')
+    (pending / "dict.json").write_text('{"path": "x"}')
+    assert programs.write_pending([str(pending / "junk.json")]) == 0  # the others are adopted, and dropped
     assert programs.pending_binaries(cache) == []
+
+
+def test_a_dead_writers_manifest_is_adopted(device, templates, cache, monkeypatch):
+    monkeypatch.setenv("CLNET_BINARY_CACHE", "later")
+    monkeypatch.setattr(programs, "_PENDING", [])
+    paths = []
+    for scale in ("11.0f", "12.0f"):
+        src = programs.render("probe.cl.mako", name=f"probe_{uuid.uuid4().hex[:8]}", t="float", scale=scale)
+        programs.build(device, src, name="probe")
+        paths.append(programs._binary_path(device, src, list(device.profile.build_options)))
+        programs._write_manifests()  # one manifest per program, as two processes would leave
+    first, second = programs.pending_binaries(cache)
+    assert programs.write_pending([str(first)]) == 2  # the second (its writer died) is handled too
+    assert programs.pending_binaries(cache) == [] and all(p.exists() for p in paths)
 
 
 WRITER_JOB = """

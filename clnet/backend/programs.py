@@ -379,39 +379,47 @@ def _find_cl_device(ident: list):
 
 def write_pending(manifests) -> int:
     """Build and store the binaries the manifests list (the writer's work; tests call it directly).
-    Returns how many binaries were written; each manifest is deleted once handled."""
+    Returns how many binaries were written; each manifest is deleted once handled. Other manifests in the
+    same folders are handled too: those of writers that died are adopted (safe, since a manifest is only
+    read under the lock and deleted before the lock is released)."""
+    queue = [Path(m) for m in manifests]
+    queue += [p for folder in {m.parent for m in queue} for p in sorted(folder.glob("*.json")) if p not in queue]
     written = 0
     contexts: dict = {}
-    for manifest in map(Path, manifests):
+    for manifest in queue:
         lock = _writer_lock(manifest.parent / ".lock")
         try:
             try:
                 entries = json.loads(manifest.read_text())
             except (OSError, ValueError):
                 entries = []
-            for e in entries:
-                path = Path(e["path"])
-                if path.exists():
-                    continue  # another writer (or a later process) stored it already
-                key = tuple(e["device"])
-                if key not in contexts:
-                    dev = _find_cl_device(e["device"])
-                    contexts[key] = (dev, cl.Context([dev]) if dev is not None else None)
-                dev, ctx = contexts[key]
-                if dev is None:
-                    continue
+            for e in entries if isinstance(entries, list) else []:
                 try:
-                    raw = cl._cl._Program(ctx, e["source"])
-                    raw.build(e["opts"].encode(), [dev])
-                except cl.Error:
-                    continue
-                _store_binary(raw, path)
-                written += path.exists()
+                    written += _write_one(e, contexts)
+                except (KeyError, TypeError, ValueError, cl.Error):
+                    continue  # a malformed entry or a device that went away: a later process rebuilds
         finally:
             manifest.unlink(missing_ok=True)
             if lock is not None:
                 lock.close()
     return written
+
+
+def _write_one(entry: dict, contexts: dict) -> bool:
+    path = Path(entry["path"])
+    if path.exists():
+        return False  # another writer (or a later process) stored it already
+    key = tuple(entry["device"])
+    if key not in contexts:
+        dev = _find_cl_device(entry["device"])
+        contexts[key] = (dev, cl.Context([dev]) if dev is not None else None)
+    dev, ctx = contexts[key]
+    if dev is None:
+        return False
+    raw = cl._cl._Program(ctx, entry["source"])
+    raw.build(entry["opts"].encode(), [dev])
+    _store_binary(raw, path)
+    return path.exists()
 
 
 def _writer_lock(path: Path):
