@@ -63,6 +63,39 @@ def small(device, big, tiny):
     return tiny if is_slow_device(device) else big
 
 
+# --- what does not run on the simulator -----------------------------------------------------------------
+# Oclgrind simulates every work-item with its checkers on (seconds per launch of a few hundred items), so
+# CI runs the tensor, autograd, nn and optim tests there with tiny shapes and without the work that only
+# repeats what a smaller case already runs through the same kernels. Such work is marked `big`: skipped,
+# with its reason, on simulators; it runs in full on every other device (PoCL, rusticl).
+BIG_REASON = "too much simulated work for Oclgrind; runs on PoCL and rusticl"
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "big(reason): too much simulated work for Oclgrind (a big shape, a long run, or a grid entry "
+        "whose kernels a smaller entry runs there): skipped on simulators, runs on every other device")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        mark = item.get_closest_marker("big")
+        callspec = getattr(item, "callspec", None)
+        dev = callspec.params.get("device") if callspec else None
+        if mark is not None and dev is not None and getattr(dev, "is_simulator", False):
+            reason = mark.kwargs.get("reason") or (mark.args[0] if mark.args else BIG_REASON)
+            item.add_marker(pytest.mark.skip(reason=f"not on the simulator: {reason}"))
+
+
+def simulator_subset(values, keep, reason="a representative entry of this grid runs on the simulator; "
+                     "every entry runs on PoCL and rusticl", unpack=False):
+    """A parametrize list whose entries other than those at the indices `keep` are marked `big`.
+    unpack=True for several argnames (each value is then a tuple of arguments)."""
+    return [value if i in keep else
+            pytest.param(*(value if unpack else (value,)), marks=pytest.mark.big(reason=reason))
+            for i, value in enumerate(values)]
+
+
 def float_dtypes(device):
     """The float dtypes the device computes in (float64 for references where it has fp64)."""
     out = [np.float32]

@@ -8,7 +8,7 @@ import clnet
 from clnet.backend import programs
 from clnet.ops import conv
 
-from conftest import assert_close, gradcheck, small
+from conftest import assert_close, gradcheck, simulator_subset, small
 
 
 # --- numpy float64 references ----------------------------------------------------------------------
@@ -108,8 +108,12 @@ GRAD_CASES = [
 ]
 
 
-@pytest.mark.parametrize("algo", ALGOS)
-@pytest.mark.parametrize("case", GRAD_CASES, ids=str)
+# Finite differences run the forward pass twice per input element: seconds per case on PoCL, minutes on
+# Oclgrind (4 min for one im2col case). The simulator runs the case with stride, padding and dilation
+# through the default (direct) kernels; im2col's gradients are checked there against numpy's by
+# test_conv2d_gradients_match_numpy below (and against PyTorch), which launch each kernel once.
+@pytest.mark.parametrize("algo", simulator_subset(ALGOS, keep={0}))
+@pytest.mark.parametrize("case", simulator_subset(GRAD_CASES, keep={2}), ids=str)
 def test_conv2d_gradcheck(device, case, algo):
     n, c, h, w, oc, kh, kw, s, p, d = case
     rng = np.random.default_rng(3)
@@ -118,13 +122,15 @@ def test_conv2d_gradcheck(device, case, algo):
     gradcheck(lambda a, ww: conv.conv2d(a, ww, None, s, p, d, algo=algo), x, wt, device=device)
 
 
-def test_conv2d_gradients_match_numpy(device, rng):
+@pytest.mark.parametrize("algo", ALGOS)
+def test_conv2d_gradients_match_numpy(device, rng, algo):
     """Gradients of sum(y * gy) by the adjoint identities, against numpy float64 (float32 on device)."""
     n, c, h, w, oc, kh, kw, s, p, d = 3, 4, 9, 8, 5, 3, 3, 2, 1, (2, 1)
+    n = small(device, n, 2)
     x, wt, b = _rand(rng, n, c, h, w), _rand(rng, oc, c, kh, kw), _rand(rng, oc)
     gy = _rand(rng, *ref_conv2d(x, wt, b, s, p, d).shape)
     tx, tw, tb = (clnet.tensor(a.astype(np.float32), requires_grad=True) for a in (x, wt, b))
-    conv.conv2d(tx, tw, tb, s, p, d).backward(clnet.tensor(gy.astype(np.float32)))
+    conv.conv2d(tx, tw, tb, s, p, d, algo=algo).backward(clnet.tensor(gy.astype(np.float32)))
     # reference gradients: differentiate the numpy reference exactly (it is linear in x and in w)
     gw = np.zeros_like(wt)
     for i in np.ndindex(wt.shape):
@@ -209,9 +215,10 @@ def test_pool_forward_matches_numpy(device, rng, case, mode):
 
 
 @pytest.mark.parametrize("mode", ["max", "avg"])
-@pytest.mark.parametrize("case", POOL_CASES[:3], ids=str)
+@pytest.mark.parametrize("case", simulator_subset(POOL_CASES[:3], keep={1}), ids=str)  # overlap and padding
 def test_pool_gradcheck(device, case, mode):
     shape, k, s, p = case
+    shape = small(device, shape, (1, 1) + shape[2:])  # the windows, strides and padding are the same
     x = np.random.default_rng(5).standard_normal(shape)
     fn = conv.max_pool2d if mode == "max" else conv.avg_pool2d
     gradcheck(lambda a: fn(a, k, s, p), x, device=device)
@@ -243,8 +250,16 @@ TORCH_CASES = [
 ]
 
 
-@pytest.mark.parametrize("algo", ALGOS)
-@pytest.mark.parametrize("case", TORCH_CASES, ids=str)
+# im2col on the two cases with 16+ channels takes 15-90 s on Oclgrind (GEMMs of 64-item tiles): there the
+# simulator runs the direct kernels, and im2col on the other five cases
+TORCH_CASE_ALGOS = simulator_subset([(c, a) for c in TORCH_CASES for a in ALGOS],
+                                    keep={i for i, (c, a) in enumerate((c, a) for c in TORCH_CASES for a in ALGOS)
+                                          if a == "direct" or c[1] < 16},
+                                    reason="im2col with 16+ channels; the simulator runs it on the smaller cases",
+                                    unpack=True)
+
+
+@pytest.mark.parametrize("case,algo", TORCH_CASE_ALGOS, ids=str)
 def test_conv2d_matches_torch(device, rng, case, algo):
     torch = pytest.importorskip("torch")
     F = torch.nn.functional

@@ -19,6 +19,9 @@ def _load_example():
     return module
 
 
+@pytest.mark.big(reason="the example scores the whole test split (360 images, 16/32-channel convs): over 8 "
+                    "minutes on Oclgrind; there tests/test_nn_layers.py's small CNN and "
+                    "tests/test_keras_small_model.py train a CNN end to end")
 def test_digits_cnn_example_trains(device, tmp_path, capsys):
     pytest.importorskip("sklearn")
     example = _load_example()
