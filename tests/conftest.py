@@ -40,9 +40,24 @@ def pytest_report_header(config):
     return "clnet devices under test: " + ("; ".join(str(d) for d in DEVICES) or "none")
 
 
+def exact_size_blocks(dev):
+    """On a simulator, give the device a pool whose blocks have exactly the bytes asked for (pyopencl's
+    bins with 24 mantissa bits: exact below 16 MiB) instead of sizes rounded up to coarse bins: a read or
+    write past a tensor's end then leaves its buffer, which Oclgrind reports, and a block is reused only
+    by a tensor of the same size. (With the coarse bins, long Oclgrind runs reported uninitialized reads
+    in reduce_outer, gemm_cpu and conv2d_forward that neither reproduce alone nor with exact blocks.)"""
+    import pyopencl.tools as cl_tools
+    pool = dev.pool
+    if not getattr(pool, "exact_size_blocks", False):
+        pool._pool = cl_tools.MemoryPool(cl_tools.ImmediateAllocator(dev.queue), leading_bits_in_bin_id=24)
+        pool.exact_size_blocks = True
+
+
 @pytest.fixture(params=DEVICES, ids=[f"{d.implementation}:{d.spec}" for d in DEVICES])
 def device(request):
     dev = request.param
+    if dev.is_simulator:
+        exact_size_blocks(dev)
     clnet.set_default_device(dev)
     yield dev
     clnet.set_default_device(None)
