@@ -49,8 +49,6 @@ def test_two_layer_net_small_matches_numpy(device):
     np.testing.assert_allclose(losses, ref, rtol=1e-3)
 
 
-@pytest.mark.big(reason="the issue's 500-step run; on the simulator test_two_layer_net_small_matches_numpy "
-                    "checks the same example against numpy")
 def test_two_layer_net_full_size_500_steps_matches_numpy_float64(device):
     """The issue's check: the lecture's net (N=64, D_in=1000, H=100, D_out=10) after 500 steps.
 

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 import clnet
-from conftest import simulator_subset
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -20,12 +19,7 @@ def _load(name):
     return module
 
 
-# 60 training steps take 1-2.5 minutes each on Oclgrind: the simulator trains nn_sequential (the lecture's
-# "PyTorch: nn": Sequential, MSELoss, manual updates), the cheapest; the Linear, ReLU, MSE, SGD and Adam
-# kernels of the other two are checked there by tests/test_nn_layers.py, test_losses.py, test_optim.py.
-@pytest.mark.parametrize("name,drop", simulator_subset(
-    [("nn_sequential", 0.8), ("nn_module", 0.9), ("parallel_block", 0.3)], keep={0},
-    reason="60 training steps; on the simulator nn_sequential trains through the same kernels", unpack=True))
+@pytest.mark.parametrize("name,drop", [("nn_sequential", 0.8), ("nn_module", 0.9), ("parallel_block", 0.3)])
 def test_example_learns(device, name, drop, capsys):
     example = _load(name)
     losses = example.main(["--small", "--device", device.spec])
