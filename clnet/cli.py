@@ -15,19 +15,13 @@ from typing import Callable
 
 import numpy as np
 
+from .backend.memory import format_bytes
+
 HOW_TO_GET_A_DEVICE = (
     "No OpenCL device found. To get one:\n"
     "  pip install 'clnet[pocl]'        a CPU device that needs no driver (PoCL)\n"
     "  apt-get install pocl-opencl-icd  the same from Debian/Ubuntu (faster where available)\n"
     "  or your GPU vendor's OpenCL driver (NVIDIA driver, AMD ROCm, Intel compute-runtime).")
-
-
-def _fmt_bytes(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
 
 
 def _yes(flag: bool) -> str:
@@ -62,9 +56,9 @@ def _device_rows(dev, default) -> list[tuple[str, str]]:
         ("type", kind),
         ("vendor", f"{dev.vendor} (implementation {dev.implementation})"),
         ("compute units", str(dev.compute_units)),
-        ("global memory", _fmt_bytes(dev.global_mem)),
-        ("max allocation", _fmt_bytes(dev.max_alloc)),
-        ("local memory", _fmt_bytes(dev.local_mem) + ("" if dev.local_mem_is_local else " (emulated in global)")),
+        ("global memory", format_bytes(dev.global_mem)),
+        ("max allocation", format_bytes(dev.max_alloc)),
+        ("local memory", format_bytes(dev.local_mem) + ("" if dev.local_mem_is_local else " (emulated in global)")),
         ("max work-group", f"{dev.max_work_group_size} (items {'x'.join(map(str, dev.max_work_item_sizes))})"),
         ("fp16 / fp64", f"{_yes(dev.fp16)} / {_yes(dev.fp64)}"),
         ("OpenCL C", dev.opencl_c_version),
@@ -318,18 +312,18 @@ def cmd_cache(args) -> int:
     if args.action == "clear":
         n, size = _dir_size(programs.cache_dir() / "binaries")
         path = programs.clear_cache()
-        print(f"removed {n} cached binaries ({_fmt_bytes(size)}) from {path}")
+        print(f"removed {n} cached binaries ({format_bytes(size)}) from {path}")
         _say_tuning_file(kept=True)
         return 0
     root = programs.cache_dir()
     n, size = _dir_size(root / "binaries")
     print(f"clnet cache: {root}  (set CLNET_CACHE_DIR to move it; `clnet cache clear` empties it)")
-    print(f"  binaries: {n} files, {_fmt_bytes(size)}")
+    print(f"  binaries: {n} files, {format_bytes(size)}")
     _say_tuning_file(kept=False)
     print("driver caches (managed by the drivers themselves):")
     for name, path in programs.driver_caches().items():
         n, size = _dir_size(path)
-        print(f"  {name:7s} {path}: " + (f"{n} files, {_fmt_bytes(size)}" if path.exists() else "absent"))
+        print(f"  {name:7s} {path}: " + (f"{n} files, {format_bytes(size)}" if path.exists() else "absent"))
     return 0
 
 

@@ -12,7 +12,8 @@ import pyopencl.tools as cl_tools
 from ..errors import OutOfMemoryError
 
 
-def _fmt_bytes(n: int) -> str:
+def format_bytes(n: int) -> str:
+    """A byte count for people: '512 B', '1.5 MiB' (error messages here, `clnet devices`)."""
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if n < 1024 or unit == "TiB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
@@ -32,8 +33,8 @@ class MemoryPool:
         limit = self.device.max_alloc
         if nbytes > limit:
             raise OutOfMemoryError(
-                f"cannot allocate {_fmt_bytes(nbytes)} ({nbytes} bytes) on {self.device.name}: one buffer may be "
-                f"at most {_fmt_bytes(limit)} ({limit} bytes, CL_DEVICE_MAX_MEM_ALLOC_SIZE); use smaller batches "
+                f"cannot allocate {format_bytes(nbytes)} ({nbytes} bytes) on {self.device.name}: one buffer may be "
+                f"at most {format_bytes(limit)} ({limit} bytes, CL_DEVICE_MAX_MEM_ALLOC_SIZE); use smaller batches "
                 "or split the tensor")
         try:
             return self._pool.allocate(nbytes)
@@ -43,9 +44,9 @@ class MemoryPool:
                 return self._pool.allocate(nbytes)
             except (cl.MemoryError, cl.RuntimeError, cl.LogicError):
                 raise OutOfMemoryError(
-                    f"cannot allocate {_fmt_bytes(nbytes)} ({nbytes} bytes) on {self.device.name} "
-                    f"(device memory {_fmt_bytes(self.device.global_mem)}, "
-                    f"{_fmt_bytes(self.bytes_in_use)} held by clnet after releasing its cached blocks): "
+                    f"cannot allocate {format_bytes(nbytes)} ({nbytes} bytes) on {self.device.name} "
+                    f"(device memory {format_bytes(self.device.global_mem)}, "
+                    f"{format_bytes(self.bytes_in_use)} held by clnet after releasing its cached blocks): "
                     f"{first}") from None
 
     @property
