@@ -73,16 +73,30 @@ def _lookup() -> TemplateLookup:
 # mako executes a compiled module as Python: each one ends in a line with the SHA-256 of the lines above,
 # and a module whose seal is missing or wrong (truncated, scribbled, foreign) is deleted before mako
 # looks, so it is recompiled from the template instead of rendering garbled C or raising.
+def write_atomically(path, data: bytes) -> None:
+    """Write `data` under a temporary name beside `path`, then rename it over `path`: readers and
+    concurrent writers (tests run several processes) see the old file or the whole new one, never a
+    partial one. The temporary file is removed if the write fails."""
+    tmp = f"{os.fspath(path)}.{os.getpid()}.tmp"
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
 _SEAL = b"# clnet-sha256: "
 
 
 def _write_sealed(source: bytes, path: str) -> None:
     """mako's module_writer: the module plus its seal, written under a temporary name and renamed."""
     body = source if source.endswith(b"\n") else source + b"\n"
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "wb") as f:
-        f.write(body + _SEAL + hashlib.sha256(body).hexdigest().encode() + b"\n")
-    os.replace(tmp, path)
+    write_atomically(path, body + _SEAL + hashlib.sha256(body).hexdigest().encode() + b"\n")
 
 
 def _drop_unsealed(folder: Path) -> None:
@@ -212,11 +226,6 @@ def _binary_policy(device) -> str:
     return "later" if device.implementation == "pocl" else "now"
 
 
-def _use_binary_cache(device) -> bool:
-    """Whether builds for `device` look for (and eventually store) cached binaries."""
-    return _binary_policy(device) != "off"
-
-
 # Where compilers put the line of an error: clang, NVIDIA, AMD, Intel, Oclgrind write
 # "FILE:LINE:COL: error: MESSAGE"; PoCL writes "error: FILE:LINE:COL: MESSAGE".
 _LOG_ERRORS = (
@@ -291,9 +300,7 @@ def _store_binary(raw, path: Path) -> None:
         if not binary:
             return
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        tmp.write_bytes(_MAGIC + hashlib.sha256(binary).digest() + binary)
-        os.replace(tmp, path)
+        write_atomically(path, _MAGIC + hashlib.sha256(binary).digest() + binary)
     except (OSError, cl.Error):
         pass  # a cache that cannot be written only costs the next process a rebuild
 
@@ -338,9 +345,7 @@ def _write_manifests() -> list:
             pending = folder / _PENDING_DIR
             pending.mkdir(parents=True, exist_ok=True)
             final = pending / f"{os.getpid()}-{uuid.uuid4().hex[:8]}.json"
-            tmp = final.with_suffix(".tmp")
-            tmp.write_text(json.dumps(entries))
-            os.replace(tmp, final)
+            write_atomically(final, json.dumps(entries).encode())
             written.append(str(final))
         except OSError:
             pass  # an unwritable cache only costs the next process a rebuild

@@ -128,9 +128,7 @@ def store(device, params: dict, extra: dict | None = None) -> Path:
         extra or {}, device=device.name, driver=device.driver_version, platform=device.platform_name,
         template=template_hash(), params=check_params(params))
     file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = file.with_name(f"{file.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, file)
+    _write(file, data)
     return file
 
 
@@ -149,7 +147,10 @@ def forget(device=None) -> bool:
         return False
     if data["devices"].pop(device_key(device), None) is None:
         return False
-    tmp = file.with_name(f"{file.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, file)
+    _write(file, data)
     return True
+
+
+def _write(file: Path, data: dict) -> None:
+    from .programs import write_atomically
+    write_atomically(file, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode("utf-8"))
