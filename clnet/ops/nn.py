@@ -89,6 +89,13 @@ def _launch_rows(device, kern, rows, wg, *args):
         kern(device.queue, (rows * wg,), (wg,), *args)
 
 
+def _launch_row_blocks(device, kern, rows, wg, vw, cols, gather, *args):
+    """_launch_rows for kernels that may take vw rows per work-item (`cols`, see row_vector_width): one
+    work-item per block of rows; the kernel's first argument counts rows when it gathers, else blocks."""
+    items = -(-rows // vw) if cols else rows
+    _launch_rows(device, kern, items, wg, rows if gather else items, *args)
+
+
 def row_vector_width(device, wg: int, inner: int, n: int = 0) -> tuple:
     """(vw, cols, gather) for a one-work-item-per-row kernel. Contiguous rows (inner == 1) are streamed
     in vectors of the profile's width; strided rows (inner > 1) are taken vw neighbouring rows per
@@ -145,8 +152,7 @@ def _softmax(x: Tensor, dim, log: bool, dtype=None) -> Tensor:
     vw, cols, gather = row_vector_width(x.device, wg, inner, n)
     kern = get_kernel(x.device, "softmax.cl.mako", "softmax", arg_dtypes=[idt] * 3 + [None, idt] * 2,
                       **_params("softmax", x.dtype, idx, wg, vw, log=log, cols=cols, gather=gather))
-    items = -(-rows // vw) if cols else rows  # work-items; the kernel's `rows` counts blocks unless gather
-    _launch_rows(x.device, kern, items, wg, rows if gather else items, n, inner, xc._buf, xc.offset, y._buf, y.offset)
+    _launch_row_blocks(x.device, kern, rows, wg, vw, cols, gather, n, inner, xc._buf, xc.offset, y._buf, y.offset)
     if needs_grad(x):
         saved = y.detach()
         record(name, y, (x,), lambda g: _softmax_backward(g, saved, d, log), saved=(saved,))
@@ -164,9 +170,8 @@ def _softmax_backward(g: Tensor, y: Tensor, dim: int, log: bool) -> Tensor:
     vw, cols, gather = row_vector_width(y.device, wg, inner, n)
     kern = get_kernel(y.device, "softmax.cl.mako", "softmax_backward", arg_dtypes=[idt] * 3 + [None, idt] * 3,
                       **_params("softmax_backward", y.dtype, idx, wg, vw, log=log, cols=cols, gather=gather))
-    items = -(-rows // vw) if cols else rows  # work-items; the kernel's `rows` counts blocks unless gather
-    _launch_rows(y.device, kern, items, wg, rows if gather else items, n, inner, gc._buf, gc.offset, y._buf, y.offset,
-                 dx._buf, dx.offset)
+    _launch_row_blocks(y.device, kern, rows, wg, vw, cols, gather, n, inner, gc._buf, gc.offset, y._buf, y.offset,
+                       dx._buf, dx.offset)
     return dx
 
 
@@ -234,9 +239,8 @@ def class_losses(x: Tensor, target: Tensor, weight=None, ignore_index=-100, labe
         kern = get_kernel(dev, "softmax.cl.mako", "cross_entropy",
                           arg_dtypes=[idt] * 3 + [None, idt] * 2 + w_types + [np.int64, acc, None, None, None],
                           **params)
-        items = -(-rows // vw) if gather else rows
-        _launch_rows(dev, kern, items, wg, rows, n, inner, xc._buf, xc.offset, tc._buf, tc.offset, *w_args,
-                     int(ignore_index), eps, loss._buf, row_w._buf, lse._buf)
+        _launch_row_blocks(dev, kern, rows, wg, vw, gather, gather, n, inner, xc._buf, xc.offset, tc._buf, tc.offset,
+                           *w_args, int(ignore_index), eps, loss._buf, row_w._buf, lse._buf)
     out, scale = loss, None
     if reduction != "none":
         out = Tensor._empty((), x.dtype, dev)
@@ -291,7 +295,7 @@ def _class_losses_backward(g, xc, tc, wc, w_all, lse, scale, n, inner, ignore_in
     args = (n, inner, xc._buf, xc.offset, tc._buf, tc.offset, *w_args, lse._buf, g._buf, g.offset, g_stride,
             *s_args, int(ignore_index), eps, dx._buf, dx.offset)
     if per_row:
-        _launch_rows(dev, kern, -(-rows // vw) if gather else rows, 1, rows, *args)
+        _launch_row_blocks(dev, kern, rows, 1, vw, gather, gather, *args)
     else:
         ew = dev.profile.elementwise_wg
         kern(dev.queue, (-(-total // ew) * ew,), (ew,), total, *args)
