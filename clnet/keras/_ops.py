@@ -11,26 +11,23 @@ import math
 
 import clnet
 from clnet import dtypes as _dt
-
-
-def _F():
-    from clnet.nn import functional
-    return functional
+from clnet.nn import functional as F
+from clnet.ops import conv as _conv
 
 
 # --- dense ------------------------------------------------------------------------------------------
 def dense(x, kernel, bias):
     """x @ kernel + bias with a Keras (in, out) kernel (any leading dims): F.linear on kernel's transpose view."""
-    return _F().linear(x, kernel.T, bias)
+    return F.linear(x, kernel.T, bias)
 
 
 # --- activations ------------------------------------------------------------------------------------
 def softmax(x, axis=-1):
-    return _F().softmax(x, dim=axis)
+    return F.softmax(x, dim=axis)
 
 
 def log_softmax(x, axis=-1):
-    return _F().log_softmax(x, dim=axis)
+    return F.log_softmax(x, dim=axis)
 
 
 def relu_general(x, negative_slope=0.0, max_value=None, threshold=0.0):
@@ -42,7 +39,7 @@ def relu_general(x, negative_slope=0.0, max_value=None, threshold=0.0):
 
 
 def dropout(x, rate, training):
-    return _F().dropout(x, p=rate, training=bool(training))
+    return F.dropout(x, p=rate, training=bool(training))
 
 
 def batch_norm(x, axis, mean, var, gamma, beta, training, momentum, epsilon):
@@ -53,7 +50,7 @@ def batch_norm(x, axis, mean, var, gamma, beta, training, momentum, epsilon):
     nd = x.ndim
     perm = None if axis == 1 else [0, axis] + [i for i in range(1, nd) if i != axis]
     xv = x.permute(*perm) if perm else x
-    y = _F().batch_norm(xv, mean, var, gamma, beta, training=training, momentum=1.0 - momentum, eps=epsilon)
+    y = F.batch_norm(xv, mean, var, gamma, beta, training=training, momentum=1.0 - momentum, eps=epsilon)
     if perm:
         inverse = [perm.index(i) for i in range(nd)]
         y = y.permute(*inverse)
@@ -63,7 +60,7 @@ def batch_norm(x, axis, mean, var, gamma, beta, training, momentum, epsilon):
 # --- losses -----------------------------------------------------------------------------------------
 def one_hot(labels, num_classes, dtype=_dt.float32):
     """int labels (...,) -> (..., num_classes) on the device."""
-    return _F().one_hot(labels, num_classes).to(dtype=dtype)
+    return F.one_hot(labels, num_classes).to(dtype=dtype)
 
 
 def _rows(logits, target):
@@ -82,21 +79,21 @@ def cross_entropy_logits(logits, target, reduction="none", label_smoothing=0.0):
     """
     lead = logits.shape[:-1]
     flat, t = _rows(logits, target)
-    out = _F().cross_entropy(flat, t, reduction=reduction, label_smoothing=label_smoothing)
+    out = F.cross_entropy(flat, t, reduction=reduction, label_smoothing=label_smoothing)
     return out.reshape(lead) if reduction == "none" else out
 
 
 def binary_cross_entropy_logits(logits, target, reduction="none"):
     """max(x, 0) - x * z + log(1 + exp(-|x|)) elementwise (stable), one fused kernel."""
-    return _F().binary_cross_entropy_with_logits(logits, target, reduction=reduction)
+    return F.binary_cross_entropy_with_logits(logits, target, reduction=reduction)
 
 
 def squared_error(a, b, reduction="none"):
-    return _F().mse_loss(a, b, reduction=reduction)
+    return F.mse_loss(a, b, reduction=reduction)
 
 
 def absolute_error(a, b, reduction="none"):
-    return _F().l1_loss(a, b, reduction=reduction)
+    return F.l1_loss(a, b, reduction=reduction)
 
 
 # --- convolution and pooling in NHWC ----------------------------------------------------------------
@@ -115,7 +112,7 @@ def out_size(size, k, s, padding, d=1):
 
 def _pad_extra(x, extra_h, extra_w, value):
     """Add `extra_h` rows at the bottom and `extra_w` columns at the right of an NCHW tensor."""
-    return _F().pad(x, (0, extra_w, 0, extra_h), value=value)
+    return F.pad(x, (0, extra_w, 0, extra_h), value=value)
 
 
 def _split_padding(shape_hw, kernel, strides, padding, dilation=(1, 1)):
@@ -135,30 +132,27 @@ def to_nhwc(x):
 
 def conv2d_nchw(x, kernel, bias, strides, padding, dilation=(1, 1)):
     """NCHW input, Keras kernel (kh, kw, in, out) -> NCHW output."""
-    from clnet.ops.conv import conv2d
     sym, extra = _split_padding(x.shape[2:], kernel.shape[:2], strides, padding, dilation)
     if any(extra):
         x = _pad_extra(x, extra[0], extra[1], 0.0)
     w = kernel.permute(3, 2, 0, 1)
-    return conv2d(x, w, bias, stride=tuple(strides), padding=sym, dilation=tuple(dilation))
+    return _conv.conv2d(x, w, bias, stride=tuple(strides), padding=sym, dilation=tuple(dilation))
 
 
 def max_pool2d_nchw(x, pool_size, strides, padding):
-    from clnet.ops.conv import max_pool2d
     sym, extra = _split_padding(x.shape[2:], pool_size, strides, padding)
     if any(extra):
         x = _pad_extra(x, extra[0], extra[1], -math.inf)
-    return max_pool2d(x, tuple(pool_size), tuple(strides), sym)
+    return _conv.max_pool2d(x, tuple(pool_size), tuple(strides), sym)
 
 
 def avg_pool2d_nchw(x, pool_size, strides, padding):
     """Keras averages over the window's real (unpadded) elements, so "same" divides by their count."""
-    from clnet.ops.conv import avg_pool2d
     sym, extra = _split_padding(x.shape[2:], pool_size, strides, padding)
     if padding == "valid" or (not any(sym) and not any(extra)):
-        return avg_pool2d(x, tuple(pool_size), tuple(strides), 0)
+        return _conv.avg_pool2d(x, tuple(pool_size), tuple(strides), 0)
     xp = _pad_extra(x, extra[0], extra[1], 0.0)
     ones = clnet.ones((1, 1) + tuple(x.shape[2:]), dtype=x.dtype, device=x.device)
     with clnet.no_grad():
-        frac = avg_pool2d(_pad_extra(ones, extra[0], extra[1], 0.0), tuple(pool_size), tuple(strides), sym)
-    return avg_pool2d(xp, tuple(pool_size), tuple(strides), sym) / frac
+        frac = _conv.avg_pool2d(_pad_extra(ones, extra[0], extra[1], 0.0), tuple(pool_size), tuple(strides), sym)
+    return _conv.avg_pool2d(xp, tuple(pool_size), tuple(strides), sym) / frac

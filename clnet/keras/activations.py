@@ -8,6 +8,7 @@ from __future__ import annotations
 import clnet
 
 from . import _ops
+from .saving.object_registration import get_registered_object, is_registered, get_registered_name
 
 
 def linear(x):
@@ -118,10 +119,8 @@ def serialize(fn):
     for name, known in _ALIASES.items():
         if fn is known:
             return "exponential" if name == "exp" else name
-    from .saving import registered_name
-    name = registered_name(fn)
-    if name is not None:
-        return name
+    if is_registered(fn):
+        return get_registered_name(fn)
     raise ValueError(f"activation {getattr(fn, '__name__', fn)!r} is a custom callable, which cannot be saved "
                      f"by name: use one of {', '.join(sorted(_ACTIVATIONS))}, or register it with "
                      "keras.saving.register_keras_serializable() and pass custom_objects= to load_model")
@@ -130,8 +129,7 @@ def serialize(fn):
 def deserialize(name, custom_objects=None):
     if custom_objects and name in custom_objects:
         return custom_objects[name]
-    from .saving import lookup_registered
-    fn = lookup_registered(name)
+    fn = get_registered_object(name)
     return fn if fn is not None else get(name)
 
 

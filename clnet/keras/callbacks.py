@@ -15,6 +15,7 @@ import warnings
 import clnet
 
 from . import utils
+from .saving.saving_lib import load_training_state, save_training_state
 
 _HOOKS = ("on_train_begin", "on_train_end", "on_epoch_begin", "on_epoch_end", "on_train_batch_begin",
           "on_train_batch_end", "on_test_begin", "on_test_end", "on_test_batch_begin", "on_test_batch_end",
@@ -529,12 +530,10 @@ class BackupAndRestore(Callback):
             raise ValueError("To use the BackupAndRestore callback, the model must be built before fit() "
                              "(give the first layer an input shape or call the model on data first)")
         if os.path.exists(self.path):
-            from .saving import load_training_state
             epoch = load_training_state(self.path, self.model)
             self.model._initial_epoch = epoch
 
     def on_epoch_end(self, epoch, logs=None):
-        from .saving import save_training_state
         os.makedirs(self.backup_dir, exist_ok=True)
         save_training_state(self.path, self.model, epoch + 1)
 

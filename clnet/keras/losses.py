@@ -12,6 +12,7 @@ import clnet
 from clnet import dtypes as _dt
 
 from . import _ops
+from .utils import snake_case
 
 EPSILON = 1e-7
 
@@ -191,7 +192,6 @@ class Loss:
 
 
 def _snake(name):
-    from .utils import snake_case
     return snake_case(name)
 
 

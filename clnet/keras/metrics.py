@@ -12,11 +12,11 @@ import clnet
 from clnet import dtypes as _dt
 
 from . import losses as _losses
+from .utils import snake_case
 
 
 class Metric:
     def __init__(self, name=None, dtype=None):
-        from .utils import snake_case
         self.name = name or snake_case(type(self).__name__)
         self.dtype = np.dtype(dtype) if dtype is not None else _dt.float32
 

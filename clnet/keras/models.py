@@ -7,9 +7,14 @@ Subclassed models (class MyModel(keras.Model) with layers as attributes and a ca
 """
 from __future__ import annotations
 
+import json
+
 import numpy as np
 
 from .layers.base import InputLayer, KerasTensor, Layer, format_shape
+from .saving import saving_lib
+from .saving.object_registration import register_builtins
+from .saving.serialization_lib import FileFormatError, deserialize_layer, model_classes, serialize_layer
 from .trainer import Trainer
 
 
@@ -42,16 +47,13 @@ class Model(Trainer, Layer):
     # --- saving ----------------------------------------------------------------------------------
     def save(self, filepath, overwrite=True, include_optimizer=True, **kwargs):
         """Write a `.keras` zip: JSON config, weights as .npy entries, compile config, optimizer state."""
-        from .saving import save_model
-        save_model(self, filepath, overwrite=overwrite, include_optimizer=include_optimizer)
+        saving_lib.save_model(self, filepath, overwrite=overwrite, include_optimizer=include_optimizer)
 
     def save_weights(self, filepath, overwrite=True):
-        from .saving import save_weights
-        save_weights(self, filepath, overwrite=overwrite)
+        saving_lib.save_weights(self, filepath, overwrite=overwrite)
 
     def load_weights(self, filepath, skip_mismatch=False):
-        from .saving import load_weights
-        load_weights(self, filepath, skip_mismatch=skip_mismatch)
+        saving_lib.load_weights(self, filepath, skip_mismatch=skip_mismatch)
 
     # --- summary ---------------------------------------------------------------------------------
     def _summary_rows(self):
@@ -112,7 +114,6 @@ class Model(Trainer, Layer):
 
     def to_json(self, **kwargs):
         """The architecture as JSON (keras.models.model_from_json rebuilds it, with fresh weights)."""
-        import json
         return json.dumps({"class_name": type(self).__name__, "config": self.get_config()}, **kwargs)
 
     @property
@@ -239,14 +240,12 @@ class Sequential(Model):
         return shape
 
     def get_config(self):
-        from .saving import serialize_layer
         return {"name": self.name, "trainable": self.trainable, "dtype": self.dtype.name,
                 "layers": [serialize_layer(layer) for layer in self._stack],
                 "build_input_shape": list(self._build_input_shape) if self._build_input_shape else None}
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
-        from .saving import deserialize_layer
         model = cls(name=config.get("name"), trainable=config.get("trainable", True))
         for entry in config.get("layers", []):
             model.add(deserialize_layer(entry, custom_objects), rebuild=False)
@@ -328,7 +327,6 @@ class Functional(Model):
         return self._output_tensor.shape
 
     def get_config(self):
-        from .saving import serialize_layer
         names = [layer.name for layer, _, _ in self._nodes]
         if len(set(names)) != len(names):
             raise NotImplementedError("saving a functional model that calls one layer several times is not "
@@ -343,7 +341,6 @@ class Functional(Model):
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
-        from .saving import deserialize_layer
         entries = config.get("layers") or []
         if not entries or entries[0].get("class_name") != "InputLayer":
             raise ValueError("functional model config must start with an InputLayer")
@@ -375,19 +372,16 @@ def _single(t, what):
 
 def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
     """Rebuild a model saved with model.save(): no user code runs and nothing is unpickled."""
-    from .saving import load_model as _load
-    return _load(filepath, custom_objects=custom_objects, compile=compile)
+    return saving_lib.load_model(filepath, custom_objects=custom_objects, compile=compile)
 
 
 def model_from_json(json_string, custom_objects=None):
     """Rebuild an architecture from model.to_json() (only known layer classes; nothing is executed)."""
-    import json
-    from .saving import FileFormatError, _model_classes
     try:
         spec = json.loads(json_string)
     except (json.JSONDecodeError, RecursionError) as err:
         raise FileFormatError(f"model_from_json: not valid JSON: {err}") from None
-    classes = _model_classes()
+    classes = model_classes()
     if not isinstance(spec, dict) or spec.get("class_name") not in classes or not isinstance(spec.get("config"), dict):
         raise FileFormatError(f"model_from_json: expected a Sequential or Functional model description, got "
                               f"{str(spec)[:100]!r}")
@@ -396,8 +390,10 @@ def model_from_json(json_string, custom_objects=None):
 
 def clone_model(model):
     """A new model with the same architecture and fresh weights."""
-    from .saving import MODEL_CLASSES
-    cls = MODEL_CLASSES.get(type(model).__name__)
+    cls = model_classes().get(type(model).__name__)
     if cls is None:
         raise ValueError(f"clone_model supports Sequential and functional models, got {type(model).__name__}")
     return cls.from_config(model.get_config())
+
+
+register_builtins("models", (Sequential, Functional))

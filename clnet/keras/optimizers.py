@@ -18,6 +18,8 @@ import numpy as np
 import clnet
 from clnet import optim as _optim
 
+from .utils import snake_case
+
 
 class LearningRateSchedule:
     """Base of learning-rate schedules: called with the step number, returns the rate."""
@@ -103,7 +105,6 @@ class Optimizer:
         self._learning_rate = learning_rate
         self.weight_decay = None if weight_decay is None else float(weight_decay)
         self.clipnorm, self.clipvalue, self.global_clipnorm = clipnorm, clipvalue, global_clipnorm
-        from .utils import snake_case
         self.name = name or snake_case(type(self).__name__)
         self.iterations = 0
         self._inner = None

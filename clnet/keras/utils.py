@@ -14,6 +14,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
+import clnet
+
 # --- random seeds -----------------------------------------------------------------------------------
 _host_rng = np.random.default_rng()
 
@@ -31,7 +33,6 @@ def set_random_seed(seed: int) -> None:
     _pyrandom.seed(int(seed))
     np.random.seed(int(seed) % 2**32)
     _host_rng = np.random.default_rng(int(seed))
-    import clnet
     clnet.manual_seed(int(seed))
 
 

@@ -5,6 +5,7 @@ from .conv import Conv2D
 from .pooling import (AveragePooling2D, AvgPool2D, GlobalAveragePooling2D, GlobalAvgPool2D, GlobalMaxPool2D,
                       GlobalMaxPooling2D, MaxPool2D, MaxPooling2D)
 from .normalization import BatchNormalization
+from ..saving.object_registration import register_builtins
 
 Convolution2D = Conv2D
 
@@ -12,5 +13,6 @@ Convolution2D = Conv2D
 LAYER_CLASSES = {cls.__name__: cls for cls in (
     InputLayer, Dense, Activation, Dropout, Flatten, ReLU, Reshape, Softmax, Conv2D, MaxPooling2D,
     AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D, BatchNormalization)}
+register_builtins("layers", LAYER_CLASSES.values())
 
 __all__ = ["Input", "InputLayer", "InputSpec", "KerasTensor", "Layer"] + sorted(LAYER_CLASSES)

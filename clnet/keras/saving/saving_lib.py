@@ -23,94 +23,20 @@ import json
 import os
 import re
 
+import warnings
+
 import numpy as np
 
 import clnet
-from clnet import errors
+from clnet.ops import random as _random
 from clnet.serialization import ZipReader, npy_bytes, write_zip
+
+from .. import losses, metrics, optimizers
+from .serialization_lib import FileFormatError, model_classes
 
 FORMAT = "clnet.keras/1"
 _MEMBER = re.compile(r"^(metadata\.json|config\.json|weights\.json|optimizer\.json|training\.json|"
                      r"weights/\d{6}\.npy|optimizer/\d{6}\.npy)$")
-
-
-class FileFormatError(errors.FileFormatError):
-    """A `.keras` file that is corrupted, truncated, tampered with or not a clnet Keras file; a
-    clnet.FileFormatError (and a ValueError), so `except clnet.FileFormatError` catches it too."""
-
-
-# --- registry of user objects -----------------------------------------------------------------------
-_REGISTERED: dict = {}
-
-
-def register_keras_serializable(package="Custom", name=None):
-    """Decorator: make a custom layer class or activation function loadable by name."""
-    def decorate(obj):
-        key = f"{package}>{name or obj.__name__}"
-        _REGISTERED[key] = obj
-        obj._registered_name = key
-        return obj
-    return decorate
-
-
-def registered_name(obj):
-    for key, value in _REGISTERED.items():
-        if value is obj:
-            return key
-    return None
-
-
-def lookup_registered(name):
-    return _REGISTERED.get(name)
-
-
-def get_custom_objects():
-    return _REGISTERED
-
-
-# --- layers <-> configs -----------------------------------------------------------------------------
-def serialize_layer(layer):
-    from .layers import LAYER_CLASSES
-    cls_name = type(layer).__name__
-    if LAYER_CLASSES.get(cls_name) is not type(layer):
-        cls_name = registered_name(type(layer))
-        if cls_name is None:
-            raise ValueError(f"layer {layer.name!r} is a custom {type(layer).__name__}: register its class with "
-                             "@keras.saving.register_keras_serializable() to save the model, or use save_weights()")
-    return {"module": "keras.layers", "class_name": cls_name, "config": layer.get_config(),
-            "build_config": layer.get_build_config()}
-
-
-def deserialize_layer(entry, custom_objects=None):
-    from .layers import LAYER_CLASSES
-    if not isinstance(entry, dict) or not isinstance(entry.get("class_name"), str) or \
-            not isinstance(entry.get("config"), dict):
-        raise FileFormatError(f"a layer entry of the config is malformed: {str(entry)[:200]}")
-    name = entry["class_name"]
-    cls = (custom_objects or {}).get(name) or LAYER_CLASSES.get(name) or lookup_registered(name)
-    if cls is None:
-        raise FileFormatError(f"unknown layer class {name!r} in the config; known: {', '.join(sorted(LAYER_CLASSES))}"
-                              " (pass custom_objects= for your own layers)")
-    try:
-        layer = cls.from_config(dict(entry["config"]))
-    except (TypeError, ValueError) as err:
-        raise FileFormatError(f"cannot rebuild layer {name} from its saved config: {err}") from None
-    build = entry.get("build_config")
-    if build is not None and not layer.built:
-        if not isinstance(build, dict) or not isinstance(build.get("input_shape"), list):
-            raise FileFormatError(f"malformed build_config for layer {name}: {build!r}")
-        layer.build_from_config(build)
-    return layer
-
-
-MODEL_CLASSES = {}
-
-
-def _model_classes():
-    if not MODEL_CLASSES:
-        from .models import Functional, Sequential
-        MODEL_CLASSES.update({"Sequential": Sequential, "Functional": Functional})
-    return MODEL_CLASSES
 
 
 # --- writing ----------------------------------------------------------------------------------------
@@ -144,7 +70,6 @@ def _optimizer_members(model):
     opt = getattr(model, "optimizer", None)
     if opt is None:
         return {}
-    from . import optimizers
     meta, arrays = opt.state_arrays(model.trainable_variables)
     manifest, members = [], {}
     for i, (key, arr) in enumerate(sorted(arrays.items())):
@@ -159,7 +84,6 @@ def _optimizer_members(model):
 def _compile_config(model):
     if not getattr(model, "compiled", False):
         return None
-    from . import losses, metrics, optimizers
     try:
         metric_ids = []
         for m in model._metric_ids:
@@ -173,7 +97,6 @@ def _compile_config(model):
                 "loss": losses.serialize(model._loss_obj) if model._loss_obj is not None else None,
                 "metrics": metric_ids}
     except ValueError as err:
-        import warnings
         warnings.warn(f"the model's compile settings are not saved ({err}); compile() again after loading",
                       stacklevel=3)
         return None
@@ -186,7 +109,7 @@ def save_model(model, filepath, overwrite=True, include_optimizer=True):
     if not path.endswith(".keras"):
         raise ValueError(f"Invalid filepath extension for saving: {path!r}. Please add a `.keras` extension "
                          "(the native Keras format)")
-    classes = _model_classes()
+    classes = model_classes()
     if type(model).__name__ not in classes:
         raise NotImplementedError(f"{type(model).__name__} is a subclassed model: model.save() cannot describe it "
                                   "without code; use save_weights() and rebuild the model in code")
@@ -298,7 +221,7 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
     def load(archive):
         archive.check_format(("model",))
         config = archive.json("config.json")
-        classes = _model_classes()
+        classes = model_classes()
         if config.get("class_name") not in classes or not isinstance(config.get("config"), dict):
             raise archive.error(f"unknown model class {config.get('class_name')!r} (expected one of "
                                 f"{', '.join(classes)})")
@@ -321,7 +244,6 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
 
 
 def _compile_from_config(archive, model, cc):
-    from . import losses, metrics, optimizers
     if not isinstance(cc, dict):
         raise archive.error("compile_config is malformed")
     try:
@@ -395,7 +317,6 @@ def load_training_state(path, model):
 
 def _device_rng_state():
     """clnet's device generator state when clnet.ops.random exposes one (dropout masks), else None."""
-    from clnet.ops import random as _random
     getter = getattr(_random, "get_rng_state", None)
     if getter is None:
         return None
@@ -410,7 +331,6 @@ def _device_rng_state():
 def _set_device_rng_state(state):
     if state is None:
         return
-    from clnet.ops import random as _random
     setter = getattr(_random, "set_rng_state", None)
     if setter is not None:
         setter(state)
