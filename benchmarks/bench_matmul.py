@@ -82,7 +82,7 @@ def main(argv=None):
         except ImportError:
             torch = None
     p = dev.profile
-    print(f"clnet device: {dev}  ({dev.driver_version})")
+    print(f"clnet device: {dev.describe()}  ({dev.driver_version})")
     print(f"matmul variant {p.matmul_variant}: tile {p.matmul_tile_m}x{p.matmul_tile_n}x{p.matmul_tile_k}, "
           f"block {p.matmul_wpt_m}x{p.matmul_wpt_n}; layout {args.layout}; median of {args.reps}")
     print(f"numpy {np.__version__}" + (f", torch {torch.__version__} ({torch.get_num_threads()} threads)"

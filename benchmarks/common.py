@@ -46,7 +46,7 @@ def header(title: str, device=None, torch=None) -> None:
     print(f"date {datetime.datetime.now().isoformat(timespec='minutes')}; machine {cpu_model()}, "
           f"{os.cpu_count()} cores; load average {load:.1f}")
     if device is not None:
-        print(f"clnet device {device} (driver {device.driver_version})")
+        print(f"clnet device {device.describe()} (driver {device.driver_version})")
     blas = {k: os.environ[k] for k in OPENBLAS_VARS if k in os.environ}
     line = f"python {platform.python_version()}, numpy {np.__version__}"
     if torch is not None:

@@ -4,11 +4,13 @@
     x = clnet.randn(64, 1000, device="cpu")
 """
 from . import dtypes
-from .dtypes import float16, float32, float64, int32, int64, bool_, uint8, half, double, long
-from .dtypes import bool_ as bool  # noqa: A001  (clnet.bool, as torch.bool)
+from .dtypes import float16, float32, float64, int8, int16, int32, int64, bool_, uint8, half, double, long, short
+from .dtypes import bool_ as bool, float, int  # noqa: A001  (clnet.bool, clnet.float, clnet.int: as torch's)
+from .dtypes import dtype, finfo, iinfo, get_default_dtype, set_default_dtype
+from .size import Size
 from .errors import (ClnetError, DeviceNotFoundError, KernelBuildError, OutOfMemoryError, DtypeNotSupportedError,
                      FileFormatError)
-from .backend.devices import Device, all_devices as devices, get_device as device, set_default_device
+from .backend.devices import Device, all_devices as devices, device, set_default_device
 from .backend.devices import default_device
 from .tensor import Tensor, is_tensor
 from . import autograd
@@ -29,6 +31,7 @@ from .gradient_tape import GradientTape, Variable
 from .serialization import save, load
 from . import nn  # noqa: E402  (clnet.nn after `import clnet`)
 from . import optim  # noqa: E402  (clnet.optim after `import clnet`)
+from . import accelerator, backends, cuda  # noqa: E402  (PyTorch's device spellings, docs/pytorch.md)
 
 cat = concatenate = concat
 subtract, multiply, divide, true_divide, negative, clip = sub, mul, div, div, neg, clamp
@@ -49,10 +52,21 @@ random = _RandomNamespace()
 __version__ = "0.1.0"
 
 
+# PyTorch names clnet does not have, with what to use instead (the AttributeError says it).
+_NOT_IN_CLNET = {
+    "bfloat16": "clnet has no bfloat16: use clnet.float16 (devices with cl_khr_fp16) or clnet.float32",
+    **{n: "clnet has no complex dtypes" for n in ("complex32", "complex64", "complex128", "cfloat", "cdouble",
+                                                  "chalf")},
+    **{n: f"clnet has no {n}: use clnet.int32 or clnet.int64" for n in ("uint16", "uint32", "uint64")},
+    **{n: "clnet has no 8-bit float dtypes" for n in ("float8_e4m3fn", "float8_e5m2")},
+}
+
+
 def __getattr__(name):
     """`clnet.keras` is imported on first use (`from clnet import keras` or `clnet.keras.X`): it adds about
     0.15-0.3 s to `import clnet` that PyTorch-style programs never need."""
     if name == "keras":
         import importlib
         return importlib.import_module(".keras", __name__)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    hint = _NOT_IN_CLNET.get(name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}" + (f" ({hint})" if hint else ""))

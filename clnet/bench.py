@@ -268,7 +268,7 @@ def run(device, quick: bool = False, numpy_beside: bool | None = None, out: Call
         numpy_beside = device.type == "cpu"
     rng = np.random.default_rng(0)
     keep = (lambda fns: fns) if numpy_beside else (lambda fns: {"clnet": fns["clnet"]})
-    out(f"clnet bench on {device}  (driver {device.driver_version})")
+    out(f"clnet bench on {device.describe()}  (driver {device.driver_version})")
     out(f"medians of {reps} repetitions, contenders alternating" +
         ("; ratios > 1 mean clnet is faster" if numpy_beside else ""))
     results = {}

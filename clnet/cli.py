@@ -118,7 +118,7 @@ def cmd_devices(args) -> int:
     elif default is None:
         print("No default device: only a simulator is present. Select it with CLNET_DEVICE=oclgrind.")
     else:
-        print(f"Default: {default}. Choose another with CLNET_DEVICE=... or device=\"...\" "
+        print(f"Default: {default.describe()}. Choose another with CLNET_DEVICE=... or device=\"...\" "
               "('gpu', 'cpu', 'gpu:1', 'opencl:P:D', or a word such as pocl, rusticl, oclgrind, nvidia).")
     return 0
 
@@ -275,7 +275,7 @@ def cmd_selftest(args) -> int:
 
 
 def _run_selftests(dev, verbose: bool) -> int:
-    print(f"clnet selftest on {dev}")
+    print(f"clnet selftest on {dev.describe()}")
     failed = 0
     for name, check in SELFTESTS:
         rng = np.random.default_rng(0)
@@ -377,7 +377,7 @@ def cmd_tune(args) -> int:
             return 1
         removed = tuning_file.forget(dev)
         print(("removed" if removed else "nothing to remove:") + " tuned parameters"
-              + (f" of {dev}" if dev else "") + f" ({tuning_file.path()})")
+              + (f" of {dev.describe()}" if dev else "") + f" ({tuning_file.path()})")
         return 0
     dev = _bench_device(args.device)
     if dev is None:

@@ -15,17 +15,36 @@ import builtins
 
 import numpy as np
 
+# PyTorch's names and aliases: torch.float is float32 (Python's float is double, but not here, as in PyTorch)
 float16 = half = np.dtype(np.float16)
 float32 = float = np.dtype(np.float32)
 float64 = double = np.dtype(np.float64)
+int8 = np.dtype(np.int8)
+int16 = short = np.dtype(np.int16)
 int32 = int = np.dtype(np.int32)
 int64 = long = np.dtype(np.int64)
 bool = bool_ = np.dtype(np.bool_)
 uint8 = np.dtype(np.uint8)
+dtype = np.dtype  # the type of every clnet dtype (isinstance(x.dtype, clnet.dtype))
+finfo, iinfo = np.finfo, np.iinfo  # .eps .max .min .tiny .bits, as torch.finfo / torch.iinfo
 
 SUPPORTED = (float16, float32, float64, int32, int64, bool_, uint8)
 DEFAULT_FLOAT = float32
 DEFAULT_INT = int64
+
+
+def get_default_dtype() -> np.dtype:
+    """The dtype of tensors made from Python floats and of zeros/ones/randn without dtype= (float32)."""
+    return DEFAULT_FLOAT
+
+
+def set_default_dtype(d) -> None:
+    """torch.set_default_dtype: float32 (the default) or float64 (where the device has it) or float16."""
+    global DEFAULT_FLOAT
+    dt = as_dtype(d)
+    if not is_floating(dt):
+        raise TypeError(f"set_default_dtype: only floating-point dtypes can be the default, got {dt.name}")
+    DEFAULT_FLOAT = dt
 
 
 def as_dtype(d) -> np.dtype:

@@ -277,7 +277,7 @@ def tune(device, shapes=None, quick: bool = False, budget: float | None = None, 
     rng = np.random.default_rng(seed)
     operands = [_Operands(device, s, rng) for s in shapes]
     checks = [_Operands(device, CHECK_SHAPE, rng, layout) for layout in ("nn", "nt", "tn")]
-    log(f"clnet tune on {device}  ({device.driver_version}); budget {budget:.0f} s; median of {reps}")
+    log(f"clnet tune on {device.describe()}  ({device.driver_version}); budget {budget:.0f} s; median of {reps}")
     log("shapes (M x N x K): " + ", ".join(f"{s}{' ' + s.label if s.label else ''}" for s in shapes))
     log(f"every candidate is checked against numpy (float64) on {CHECK_SHAPE} in 3 layouts and on each shape")
     _say_load(device, log)
@@ -332,7 +332,7 @@ def tune(device, shapes=None, quick: bool = False, budget: float | None = None, 
         winner = finalists[0] if finalists else default
         w_score = d_score = winner.score
     if winner.rejected:
-        raise RuntimeError(f"clnet tune: no candidate gave correct results on {device}; "
+        raise RuntimeError(f"clnet tune: no candidate gave correct results on {device.describe()}; "
                            f"the default failed with: {default.rejected}")
     result = Result(device, shapes, default, winner, list(trials.values()))
     log(f"winner: {describe(winner.params)}  {w_score:.1f} GFLOP/s (geomean) vs the default "

@@ -37,7 +37,7 @@ DEVICES = _selected()
 
 
 def pytest_report_header(config):
-    return "clnet devices under test: " + ("; ".join(str(d) for d in DEVICES) or "none")
+    return "clnet devices under test: " + ("; ".join(d.describe() for d in DEVICES) or "none")
 
 
 def exact_size_blocks(dev):

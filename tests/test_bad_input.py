@@ -272,7 +272,7 @@ CASES = [
     C("types", "a[1.5]", lambda e: e.t(2, 3)[1.5], IndexError, "unsupported index 1.5"),
     C("types", "a.item() on 6 elements", lambda e: e.t(2, 3).item(), ValueError, "one-element", "(2, 3)"),
     C("types", "bool(a) on 6 elements", lambda e: bool(e.t(2, 3)), RuntimeError, "ambiguous"),
-    C("types", "clnet.device(5)", lambda e: clnet.device(5), TypeError, "device must be"),
+    C("types", "clnet.device(5.0)", lambda e: clnet.device(5.0), TypeError, "device must be"),
     C("types", "clnet.device('tpu')", lambda e: clnet.device("tpu"), clnet.DeviceNotFoundError, "'tpu'"),
     C("types", "clnet.manual_seed('x')", lambda e: clnet.manual_seed("x"), TypeError, "manual_seed expects an int"),
     C("types", "F.relu('x')", lambda e: F.relu("x"), TypeError, "relu", "must be a clnet Tensor", "str"),

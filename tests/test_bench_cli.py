@@ -29,7 +29,7 @@ def _figure(out: str, label: str, unit: str, who: str = "clnet") -> float:
 def test_quick_bench_prints_every_figure(capsys, device):
     code, out = run_cli(capsys, "bench", "--quick", "--device", device.spec)
     assert code == 0, out
-    assert f"clnet bench on {device}" in out
+    assert f"clnet bench on {device.describe()}" in out
     for n in bench.QUICK["sizes"]:
         assert _figure(out, f"n={n}", "GFLOP/s") > 0
     assert _figure(out, f"n={bench.QUICK['n']}", "GB/s") > 0

@@ -164,7 +164,7 @@ def test_missing_device_error_without_devices_says_how_to_get_one():
 
 def test_get_device_rejects_non_strings():
     with pytest.raises(TypeError, match="device must be"):
-        D.get_device(3)
+        D.get_device(3.0)
 
 
 # --- ranking and the default ------------------------------------------------------------------------

@@ -145,7 +145,21 @@ class Device:
         return self.type == "gpu" and not self.host_unified_memory
 
     def __str__(self) -> str:
+        """What PyTorch prints for a device: 'cpu' (the best CPU device), 'cpu:1', 'gpu:0', 'oclgrind'.
+
+        The string selects this device again (`clnet.device(str(d)) is d`); `describe()` has the
+        OpenCL spec, device name and platform."""
+        return _short_name(self, all_devices())
+
+    def describe(self) -> str:
+        """The OpenCL identity: 'opencl:1:0 pthread-haswell-AMD EPYC [Portable Computing Language]'."""
         return f"{self.spec} {self.name} [{self.platform_name}]"
+
+    @property
+    def index(self) -> int | None:
+        """PyTorch's device index: None for the CPU device that 'cpu' names, else the N of 'gpu:N'/'cpu:N'."""
+        name = str(self)
+        return int(name.rsplit(":", 1)[1]) if ":" in name and not name.startswith("opencl:") else None
 
     def __repr__(self) -> str:
         return f"Device('{self.spec}', name='{self.name}', platform='{self.platform_name}', type='{self.type}')"
@@ -333,7 +347,7 @@ _HOW_TO_GET_ONE = ("install your GPU vendor's OpenCL driver, or `pip install cln
 def _describe(devs: list[Device]) -> str:
     if not devs:
         return f"no OpenCL device is present: {_HOW_TO_GET_ONE}"
-    return "devices present:\n" + "\n".join(f"  {d}  ({d.type}, {d.implementation})" for d in devs)
+    return "devices present:\n" + "\n".join(f"  {d.describe()}  ({d.type}, {d.implementation})" for d in devs)
 
 
 def _tokens(text: str) -> set:
@@ -357,8 +371,34 @@ def _matches(word: str, devs: list[Device]) -> list[Device]:
     return []
 
 
-def _select(spec: str, devs: list[Device], origin: str = "") -> Device:
-    """Resolve a selection string: 'opencl:P:D', or 'WORD' / 'WORD:N' (the N-th best match, from 0)."""
+# PyTorch programs ask for "cuda" (or "mps", "xpu"): on OpenCL each means the accelerator, the device
+# torch.cuda.is_available() reports (see accelerators()). The index of "cuda:N" counts accelerators.
+TORCH_ACCELERATOR_WORDS = ("cuda", "mps", "xpu")
+_TYPE_WORDS = ("gpu", "cpu", "accelerator")
+
+
+def _accelerators(devs: list[Device], default: Device | None) -> list[Device]:
+    """The devices 'cuda:0', 'cuda:1', ... name: the GPUs and accelerators, best first (a simulator only when
+    it is the default, then last); none when the default device is a CPU device, so that a program checking
+    torch.cuda.is_available() runs where CLNET_DEVICE or set_default_device put it."""
+    if default is not None and default.type == "cpu":
+        return []
+    accel = ranked([d for d in devs if d.type != "cpu" and not d.is_simulator])
+    return accel + [default] if default is not None and default not in accel else accel
+
+
+def _current_accelerator(devs: list[Device], default: Device | None) -> Device | None:
+    """What bare 'cuda' names: the default device when it is not a CPU device, else the best accelerator."""
+    accel = _accelerators(devs, default)
+    return default if default in accel else (accel[0] if accel else None)
+
+
+def _select(spec: str, devs: list[Device], origin: str = "", default: Device | None = None) -> Device:
+    """Resolve a selection string: 'opencl:P:D', or 'WORD' / 'WORD:N' (the N-th best match, from 0).
+
+    A bare type word ('cpu', 'gpu', 'accelerator') names `default` when it is of that type (as PyTorch's
+    'cuda' names the current device), else the best device of the type; 'cuda'/'mps'/'xpu' name the
+    accelerators (_accelerators)."""
     text = spec.strip().lower()
     where = f" (from {origin})" if origin else ""
     m = re.fullmatch(r"opencl:(\d+):(\d+)", text)
@@ -373,6 +413,25 @@ def _select(spec: str, devs: list[Device], origin: str = "") -> Device:
         raise DeviceNotFoundError(f"cannot read device string {spec!r}{where}: use 'gpu', 'cpu', 'gpu:1', "
                                   f"'opencl:P:D' or a vendor/platform word such as 'pocl'; {_describe(devs)}")
     word, index = m.group(1), int(m.group(2) or 0)
+    if word in TORCH_ACCELERATOR_WORDS:
+        accel = _accelerators(devs, default)
+        if m.group(2) is None and accel:
+            return _current_accelerator(devs, default)
+        if index < len(accel):
+            return accel[index]
+        others = [d for d in devs if d.type != "cpu" and not d.is_simulator]
+        if default is not None and default.type == "cpu" and others:
+            why = (f"the default device is a CPU device ({default.describe()}), so torch.cuda.is_available() is "
+                   "False; use 'cpu', or make a GPU the default (CLNET_DEVICE=gpu)")
+        elif not others:
+            why = "there is no GPU or accelerator OpenCL device (torch.cuda.is_available() is False); use 'cpu'"
+        else:
+            why = f"there are {len(accel)}"
+
+        raise DeviceNotFoundError(f"no device {spec!r}{where}: {spec!r} names an accelerator and {why}; "
+                                  f"{_describe(devs)}")
+    if word in _TYPE_WORDS and m.group(2) is None and default is not None and default.type == word:
+        return default
     matches = ranked(_matches(word, devs))
     if index >= len(matches):
         have = f"only {len(matches)} match" if matches else "nothing matches"
@@ -380,16 +439,65 @@ def _select(spec: str, devs: list[Device], origin: str = "") -> Device:
     return matches[index]
 
 
-def get_device(spec=None) -> Device:
-    """Resolve a device: a Device, a selection string, or None for the default."""
+def _short_name(dev: Device, devs: list[Device]) -> str:
+    """The selection string PyTorch-style printing uses: 'cpu' for the device 'cpu' names, else 'TYPE:N'
+    ('cpu:1', 'gpu:0'); a simulator by its word ('oclgrind'); a device not among `devs` by its spec."""
+    word = dev.implementation if dev.is_simulator else dev.type
+    matches = ranked(_matches(word, devs))
+    index = next((i for i, d in enumerate(matches) if d is dev), None)
+    if index is None:
+        return dev.spec
+    if (word == "cpu" or dev.is_simulator) and _select(word, devs, default=would_be_default()) is dev:
+        return word
+    return f"{word}:{index}"
+
+
+def accelerators() -> list[Device]:
+    """The GPUs and accelerators PyTorch's spellings see ('cuda:0', 'cuda:1', ...; torch.cuda.device_count()),
+    best first; none when the default device is a CPU device."""
+    return _accelerators(all_devices(), would_be_default())
+
+
+def current_accelerator() -> Device | None:
+    """The device PyTorch's bare 'cuda' names: the default device unless it is a CPU device, else None."""
+    return _current_accelerator(all_devices(), would_be_default())
+
+
+def get_device(spec=None, index=None) -> Device:
+    """Resolve a device: a Device, a selection string ('gpu', 'cpu:1', 'pocl', 'opencl:1:0', PyTorch's 'cuda'),
+    PyTorch's ('cuda', 0) pair or accelerator ordinal 0, or None for the default."""
     if isinstance(spec, Device):
         return spec
     if spec is None:
         return default_device()
+    return _resolve(spec, index, would_be_default())
+
+
+def _resolve(spec, index, default: Device | None) -> Device:
+    if isinstance(spec, int) and not isinstance(spec, bool) and index is None:
+        spec, index = "cuda", spec  # torch.device(0) is cuda:0
     if not isinstance(spec, str):
         raise TypeError(f"device must be a clnet Device or a string such as 'gpu' or 'cpu', "
                         f"got {type(spec).__name__}")
-    return _select(spec, all_devices())
+    if index is not None:
+        if ":" in spec or not isinstance(index, int) or isinstance(index, bool) or index < 0:
+            raise ValueError(f"device({spec!r}, {index!r}): give the index either in the string or as a "
+                             "non-negative int, not both")
+        spec = f"{spec}:{index}"
+    return _select(spec, all_devices(), default=default)
+
+
+class _DeviceType(type):
+    def __instancecheck__(cls, obj) -> bool:
+        return isinstance(obj, Device)
+
+
+class device(metaclass=_DeviceType):
+    """`clnet.device("cuda")`, `clnet.device("cuda", 0)`, `clnet.device("cpu")`: PyTorch's torch.device, which
+    returns the Device the words name (see get_device); `isinstance(x.device, clnet.device)` holds."""
+
+    def __new__(cls, type, index=None) -> Device:  # noqa: A002  (PyTorch's parameter name)
+        return get_device(type, index)
 
 
 def default_device() -> Device:
@@ -422,5 +530,8 @@ def would_be_default() -> Device | None:
 def set_default_device(spec) -> Device | None:
     """Make `spec` the device that new tensors go to when no device= is given (None: back to automatic)."""
     global _DEFAULT
-    _DEFAULT = get_device(spec) if spec is not None else None
+    if isinstance(spec, Device) or spec is None:
+        _DEFAULT = spec
+    else:  # words name the best device of their kind, whatever the default was ('cuda': the best GPU)
+        _DEFAULT = _resolve(spec, None, None)
     return _DEFAULT
