@@ -60,13 +60,15 @@ _NOT_IN_CLNET = {
     **{n: f"clnet has no {n}: use clnet.int32 or clnet.int64" for n in ("uint16", "uint32", "uint64")},
     **{n: "clnet has no 8-bit float dtypes" for n in ("float8_e4m3fn", "float8_e5m2")},
 }
+_ON_FIRST_USE = ("keras", "onnx")
 
 
 def __getattr__(name):
     """`clnet.keras` is imported on first use (`from clnet import keras` or `clnet.keras.X`): it adds about
-    0.15-0.3 s to `import clnet` that PyTorch-style programs never need."""
-    if name == "keras":
+    0.15-0.3 s to `import clnet` that PyTorch-style programs never need. So is `clnet.onnx` (`torch.onnx`
+    programs spell it `clnet.onnx.export(...)` without importing it)."""
+    if name in _ON_FIRST_USE:
         import importlib
-        return importlib.import_module(".keras", __name__)
+        return importlib.import_module("." + name, __name__)
     hint = _NOT_IN_CLNET.get(name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}" + (f" ({hint})" if hint else ""))
