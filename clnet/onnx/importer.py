@@ -21,7 +21,6 @@ as clnet.nn's layers do).
 from __future__ import annotations
 
 import os
-import re
 
 import numpy as np
 
@@ -30,6 +29,7 @@ from ..errors import FileFormatError
 from ..nn.module import Module
 from ..nn.parameter import Parameter
 from ..ops.creation import tensor as _make_tensor
+from ..jit.scopes import lookup, place
 from ..tensor import Tensor
 from . import ops as _ops
 from .ops.common import Context, Node, UnsupportedOperatorError
@@ -39,14 +39,6 @@ _DOMAINS = ("", "ai.onnx")
 _FOLDABLE = set(_ops.elementwise.OPS) | set(_ops.shape.OPS) | set(_ops.reduce.OPS)
 # inputs that hold state, not weights: BatchNormalization's running mean and variance
 _BUFFER_INPUTS = {"BatchNormalization": (3, 4)}
-
-
-class ParameterScope(Module):
-    """One level of an imported model's dotted parameter names ("layer1.0.conv.weight" -> model.layer1[0]...).
-    It holds parameters and buffers only; the OnnxModule that owns it runs the graph."""
-
-    def forward(self, *args, **kwargs):
-        raise TypeError("a ParameterScope holds imported parameters; call the OnnxModule that contains it")
 
 
 class InputSpec:
@@ -166,54 +158,6 @@ def _unsupported_report(graph, opset) -> str | None:
     return f"unsupported ONNX operators: {listed} (opset {opset}); clnet runs: {', '.join(sorted(_ops.TABLE))}"
 
 
-# --- naming parameters -----------------------------------------------------------------------------------------
-_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$|^\d+$")
-
-
-def _flat_name(name: str, taken) -> str:
-    base = re.sub(r"[^0-9A-Za-z_]", "_", name) or "value"
-    if base[0].isdigit():
-        base = "_" + base
-    out, k = base, 1
-    while out in taken:
-        k += 1
-        out = f"{base}_{k}"
-    return out
-
-
-def _place(root: Module, name: str, value, kind: str):
-    """Register `value` under the dotted `name` (nested ParameterScopes) when every part is a usable name, else
-    under a flat identifier made from it. Returns (owner module, attribute name)."""
-    parts = name.split(".")
-    owner = root
-    if len(parts) > 1 and all(_IDENT.match(p) for p in parts):
-        for p in parts[:-1]:
-            child = owner._modules.get(p)
-            if child is None:
-                if p in owner._parameters or p in owner._buffers:
-                    owner = None
-                    break
-                child = ParameterScope()
-                owner.add_module(p, child)
-            owner = child
-        leaf = parts[-1]
-        if owner is not None and leaf not in owner._modules and leaf not in owner._parameters \
-                and leaf not in owner._buffers:
-            _register(owner, leaf, value, kind)
-            return owner, leaf
-    taken = set(root._parameters) | set(root._buffers) | set(root._modules) | set(dir(type(root)))
-    leaf = name if _IDENT.match(name) and not name.isdigit() and name not in taken else _flat_name(name, taken)
-    _register(root, leaf, value, kind)
-    return root, leaf
-
-
-def _register(owner, leaf, value, kind):
-    if kind == "param":
-        owner.register_parameter(leaf, value)
-    else:
-        owner.register_buffer(leaf, value)
-
-
 # --- the module ------------------------------------------------------------------------------------------------------
 class OnnxModule(Module):
     """An imported ONNX graph: call it with the graph's inputs (positionally, or by name as keywords)."""
@@ -235,7 +179,7 @@ class OnnxModule(Module):
             if arr.dtype.kind == "f" and arr.ndim >= 1:
                 kind = "buffer" if name in buffer_names else "param"
                 t = _make_tensor(arr, device=dev)
-                refs[name] = _place(self, name, Parameter(t) if kind == "param" else t, kind)
+                refs[name] = place(self, name, Parameter(t) if kind == "param" else t, kind == "param")
             else:
                 statics[name] = arr
         inputs = [_input_spec(v) for v in graph.input if v.name not in inits]
@@ -363,7 +307,7 @@ class OnnxModule(Module):
         bound = self._bind(args, kwargs)
         env = dict(self._statics)
         for name, (owner, leaf) in self._refs.items():
-            env[name] = owner._parameters[leaf] if leaf in owner._parameters else owner._buffers[leaf]
+            env[name] = lookup(owner, leaf)
         env.update(bound)
         device = next(iter(bound.values())).device if bound else self._device_hint()
         ctx = Context(self.opset, self.training, device, self._uploads, self._static_ids)
