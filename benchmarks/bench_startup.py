@@ -106,9 +106,9 @@ def run_child(code: str, device: str, env: dict) -> dict:
 def wait_for_writer(cache: str, timeout: float = 600.0) -> float:
     """Seconds until the binaries a cold run left to clnet's background writer are on disk
     (clnet.backend.programs: on PoCL they are written after the process exits); "warm" means after that."""
-    from clnet.backend import programs
+    from clnet.backend import binary_writer
     t0 = time.perf_counter()
-    while programs.pending_binaries(Path(cache)) and time.perf_counter() - t0 < timeout:
+    while binary_writer.pending_binaries(Path(cache)) and time.perf_counter() - t0 < timeout:
         time.sleep(0.05)
     return time.perf_counter() - t0
 

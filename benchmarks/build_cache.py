@@ -55,9 +55,9 @@ def run_child(device: str, n: int, env: dict) -> dict:
 
 def wait_for_writer(cache: str, timeout: float = 600.0) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from clnet.backend import programs
+    from clnet.backend import binary_writer
     t0 = time.perf_counter()
-    while programs.pending_binaries(Path(cache)) and time.perf_counter() - t0 < timeout:
+    while binary_writer.pending_binaries(Path(cache)) and time.perf_counter() - t0 < timeout:
         time.sleep(0.05)
 
 

@@ -32,7 +32,7 @@ import pytest
 
 import clnet
 from clnet import nn
-from clnet.backend import programs
+from clnet.backend import binary_cache, programs
 from clnet.errors import KernelBuildError, OutOfMemoryError
 from clnet.ops.elementwise import launch
 
@@ -278,7 +278,7 @@ def _scribble(path, offset_fraction=0.5):
 def _forge(path):
     """A well-formed cache file (right header, matching checksum) around bytes that are no binary."""
     junk = os.urandom(4096)
-    path.write_bytes(programs._MAGIC + hashlib.sha256(junk).digest() + junk)
+    path.write_bytes(binary_cache.MAGIC + hashlib.sha256(junk).digest() + junk)
 
 
 DAMAGE = {
@@ -300,7 +300,7 @@ DAMAGE = {
 def test_damaged_cache_is_rebuilt_in_a_fresh_process(device, pristine_cache, tmp_path, damage):
     if damage == "binaries_forged" and device.implementation == "rusticl":
         pytest.skip("Mesa's rusticl aborts the process on a malformed binary; a forged file needs a matching "
-                    "SHA-256, which damage cannot produce (programs._load_binary)")
+                    "SHA-256, which damage cannot produce (binary_cache.load)")
     source, expected = pristine_cache(device)
     cache = tmp_path / "cache"
     shutil.copytree(source, cache)
@@ -316,9 +316,9 @@ def test_damaged_cache_is_rebuilt_in_a_fresh_process(device, pristine_cache, tmp
     if kind == "binaries":  # the damaged files were replaced by good ones, so a third run loads them
         for path in _binaries(cache):
             data = path.read_bytes()
-            assert data.startswith(programs._MAGIC), path
-            body = data[len(programs._MAGIC) + 32:]
-            assert hashlib.sha256(body).digest() == data[len(programs._MAGIC):len(programs._MAGIC) + 32]
+            assert data.startswith(binary_cache.MAGIC), path
+            body = data[len(binary_cache.MAGIC) + 32:]
+            assert hashlib.sha256(body).digest() == data[len(binary_cache.MAGIC):len(binary_cache.MAGIC) + 32]
     else:
         for path in _compiled_templates(cache):
             compile(path.read_text(), str(path), "exec")   # valid Python again

@@ -11,7 +11,7 @@ from mako import exceptions as mako_exceptions
 from mako.lookup import TemplateLookup
 
 import clnet
-from clnet.backend import programs
+from clnet.backend import binary_cache, binary_writer, build_log, programs, render
 
 PROBE = """\
 ## test probe: y[i] = x[i] * ${scale} + b
@@ -37,7 +37,7 @@ def templates(tmp_path, monkeypatch):
     (tmp_path / "probe.cl.mako").write_text(PROBE)
     (tmp_path / "broken.cl.mako").write_text(BROKEN)
     lookup = TemplateLookup(directories=[str(tmp_path)], strict_undefined=True)
-    monkeypatch.setattr(programs, "_lookup", lambda: lookup)
+    monkeypatch.setattr(render, "_lookup", lambda: lookup)
     return tmp_path
 
 
@@ -125,7 +125,7 @@ def test_error_excerpt_marks_each_reported_line():
     log = ("<source>:3:5: error: bad thing\n"
            "/tmp/pocl/tempfile.cl:8:1: error: worse thing\n"
            "<source>:5:1: warning: not an error\n")
-    text = programs._error_excerpt(source, log)
+    text = build_log.error_excerpt(source, log)
     assert ">>    3 | line3" in text and ">>    8 | line8" in text
     assert "bad thing" in text and "worse thing" in text and ">>    5" not in text
 
@@ -146,7 +146,7 @@ def test_binary_cache_round_trip_and_clear(device, templates, cache, rng):
     assert len(binaries) == 1 and binaries[0].stat().st_size > 0
     # what a fresh process does: the program comes back from the binary, and it computes the same
     opts = list(device.profile.build_options)
-    raw = programs._load_binary(device, binaries[0], opts)
+    raw = binary_cache.load(device, binaries[0], opts)
     assert raw is not None
     kern = cl.Kernel(raw, name)
     kern.set_scalar_arg_dtypes([np.int32, None, np.float32, None])
@@ -161,16 +161,16 @@ def test_binary_cache_round_trip_and_clear(device, templates, cache, rng):
 def test_unusable_cached_binary_is_a_miss(device, templates, cache):
     src = programs.render("probe.cl.mako", name="probe_bad", t="float", scale="6.0f")
     opts = list(device.profile.build_options)
-    path = programs._binary_path(device, src, opts)
+    path = binary_cache.path_for(device, src, opts)
     path.parent.mkdir(parents=True)
     path.write_bytes(b"this is not a program binary")
     prg = programs.build(device, src, name="probe")  # falls back to the source, then rewrites the file
     assert isinstance(prg, cl.Program)
     good = path.read_bytes()
-    assert good.startswith(programs._MAGIC)
+    assert good.startswith(binary_cache.MAGIC)
     # a damaged file (one flipped byte) is rejected by its checksum before any driver sees it
     path.write_bytes(good[:-1] + bytes([good[-1] ^ 0xFF]))
-    assert programs._load_binary(device, path, opts) is None and not path.exists()
+    assert binary_cache.load(device, path, opts) is None and not path.exists()
 
 
 def test_binary_cache_policy(monkeypatch):
@@ -178,7 +178,7 @@ def test_binary_cache_policy(monkeypatch):
         def __init__(self, implementation):
             self.implementation = implementation
     monkeypatch.delenv("CLNET_BINARY_CACHE", raising=False)
-    policy = programs._binary_policy
+    policy = binary_cache.policy
     # PoCL: binaries written after exit (making one costs PoCL about a build); Mesa: at build time
     assert policy(Impl("pocl")) == "later" and policy(Impl("rusticl")) == "now"
     assert policy(Impl("nvidia")) == "off" and policy(Impl("oclgrind")) == "off"
@@ -194,22 +194,22 @@ def test_deferred_binary_is_written_by_the_writer(device, templates, cache, monk
     """With the "later" policy a build stores nothing; the writer (run here in-process) builds the listed
     program again, stores its binary atomically and deletes the manifest; the binary computes the same."""
     monkeypatch.setenv("CLNET_BINARY_CACHE", "later")
-    monkeypatch.setattr(programs, "_PENDING", [])
+    monkeypatch.setattr(binary_writer, "_PENDING", [])
     name = f"probe_{uuid.uuid4().hex[:8]}"
     src = programs.render("probe.cl.mako", name=name, t="float", scale="7.0f")
     programs.build(device, src, name="probe")
     opts = list(device.profile.build_options)
-    path = programs._binary_path(device, src, opts)
-    assert not path.exists() and len(programs._PENDING) == 1
-    manifests = programs._write_manifests()
-    assert programs._PENDING == [] and [Path(m) for m in manifests] == programs.pending_binaries(cache)
+    path = binary_cache.path_for(device, src, opts)
+    assert not path.exists() and len(binary_writer._PENDING) == 1
+    manifests = binary_writer.write_manifests()
+    assert binary_writer._PENDING == [] and [Path(m) for m in manifests] == binary_writer.pending_binaries(cache)
     # two writers handed the same work (two processes built the same program): one binary, no temporaries
     twin = Path(manifests[0]).with_name("twin.json")
     twin.write_bytes(Path(manifests[0]).read_bytes())
-    assert programs.write_pending(manifests + [str(twin)]) == 1
-    assert programs.pending_binaries(cache) == [] and path.exists()
+    assert binary_writer.write_pending(manifests + [str(twin)]) == 1
+    assert binary_writer.pending_binaries(cache) == [] and path.exists()
     assert not list(path.parent.glob("*.tmp"))
-    raw = programs._load_binary(device, path, opts)
+    raw = binary_cache.load(device, path, opts)
     assert raw is not None
     kern = cl.Kernel(raw, name)
     kern.set_scalar_arg_dtypes([np.int32, None, np.float32, None])
@@ -223,32 +223,33 @@ def test_damaged_manifests_are_dropped(cache):
     (pending / "junk.json").write_bytes(b"\x00{not json")
     (pending / "odd.json").write_text('[{"path": 3}, "x", {"device": ["no", "such", "device", "here"]}]')
     (pending / "dict.json").write_text('{"path": "x"}')
-    assert programs.write_pending([str(pending / "junk.json")]) == 0  # the others are adopted, and dropped
-    assert programs.pending_binaries(cache) == []
+    assert binary_writer.write_pending([str(pending / "junk.json")]) == 0  # the others are adopted, and dropped
+    assert binary_writer.pending_binaries(cache) == []
 
 
 def test_a_dead_writers_manifest_is_adopted(device, templates, cache, monkeypatch):
     monkeypatch.setenv("CLNET_BINARY_CACHE", "later")
-    monkeypatch.setattr(programs, "_PENDING", [])
+    monkeypatch.setattr(binary_writer, "_PENDING", [])
     paths = []
     for scale in ("11.0f", "12.0f"):
         src = programs.render("probe.cl.mako", name=f"probe_{uuid.uuid4().hex[:8]}", t="float", scale=scale)
         programs.build(device, src, name="probe")
-        paths.append(programs._binary_path(device, src, list(device.profile.build_options)))
-        programs._write_manifests()  # one manifest per program, as two processes would leave
-    first, second = programs.pending_binaries(cache)
-    assert programs.write_pending([str(first)]) == 2  # the second (its writer died) is handled too
-    assert programs.pending_binaries(cache) == [] and all(p.exists() for p in paths)
+        paths.append(binary_cache.path_for(device, src, list(device.profile.build_options)))
+        binary_writer.write_manifests()  # one manifest per program, as two processes would leave
+    first, second = binary_writer.pending_binaries(cache)
+    assert binary_writer.write_pending([str(first)]) == 2  # the second (its writer died) is handled too
+    assert binary_writer.pending_binaries(cache) == [] and all(p.exists() for p in paths)
 
 
 WRITER_JOB = """
 import sys, warnings
 warnings.simplefilter("ignore")
 import clnet
-from clnet.backend import programs
+from clnet.backend import binary_writer
+from clnet.backend import binary_cache, binary_writer, build_log, programs, render
 dev = clnet.device(sys.argv[1])
 programs.build(dev, open(sys.argv[2]).read(), name="probe")
-print(len(programs._PENDING))
+print(binary_writer.pending_count())
 """
 
 
@@ -272,9 +273,9 @@ def test_binaries_are_written_after_the_process_exits(device, templates, tmp_pat
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["1"] and not list((cache / "binaries").glob("*.bin"))
     deadline = time.monotonic() + 240
-    while programs.pending_binaries(cache) and time.monotonic() < deadline:
+    while binary_writer.pending_binaries(cache) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert programs.pending_binaries(cache) == [], "the background writer did not finish"
-    path = cache / "binaries" / programs._binary_path(device, src, list(device.profile.build_options)).name
+    assert binary_writer.pending_binaries(cache) == [], "the background writer did not finish"
+    path = cache / "binaries" / binary_cache.path_for(device, src, list(device.profile.build_options)).name
     assert list((cache / "binaries").glob("*.bin")) == [path]
-    assert programs._load_binary(device, path, list(device.profile.build_options)) is not None
+    assert binary_cache.load(device, path, list(device.profile.build_options)) is not None

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from clnet.backend import programs
+from clnet.backend import programs, render
 
 TEMPLATE = "__kernel void k(__global float *x) { x[get_global_id(0)] = ${value}; }\n"
 
@@ -16,10 +16,10 @@ def fresh_lookup(tmp_path, monkeypatch):
     kernels.mkdir()
     (kernels / "elementwise.cl.mako").write_text(TEMPLATE)
     monkeypatch.setenv("CLNET_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(programs, "kernel_dir", lambda: kernels)
-    programs._lookup.cache_clear()
+    monkeypatch.setattr(render, "kernel_dir", lambda: kernels)
+    render.forget_lookup()
     yield kernels, tmp_path / "cache" / "mako"
-    programs._lookup.cache_clear()
+    render.forget_lookup()
 
 
 def test_compiled_template_is_stored_under_a_hash_of_the_templates(fresh_lookup):
@@ -32,7 +32,7 @@ def test_compiled_template_is_stored_under_a_hash_of_the_templates(fresh_lookup)
     path = kernels / "elementwise.cl.mako"
     path.write_text(TEMPLATE.replace("= ${value};", "= 2 * ${value};"))
     os.utime(path, (1_000_000, 1_000_000))
-    programs._lookup.cache_clear()
+    render.forget_lookup()
     assert "= 2 * 3.0f;" in programs.render("elementwise.cl.mako", value="3.0f")
     dirs = sorted(p.name for p in modules.iterdir())
     assert len(dirs) == 2 and first[0].parent.name in dirs

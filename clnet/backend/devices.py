@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 import warnings
 from dataclasses import dataclass, field
 
 import pyopencl as cl
 
 from ..errors import DeviceNotFoundError
+from .memory import MemoryPool
+from .profiles import profile_for
 
 VENDORS = ("nvidia", "amd", "intel", "apple", "arm", "pocl", "mesa", "oclgrind", "other")
 
@@ -92,6 +95,7 @@ class Device:
     _queue: cl.CommandQueue | None = field(default=None, repr=False)
     _pool: object | None = field(default=None, repr=False)
     _profile: object | None = field(default=None, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
     def from_cl(cls, dev: cl.Device, p_index: int, d_index: int) -> "Device":
@@ -183,32 +187,43 @@ class Device:
         }
 
     # --- lazily created OpenCL objects ------------------------------------------------------------
+    # Each is made once, under the device's lock, even when several threads ask first at the same time;
+    # once made, reading it takes no lock (docs/threads.md: double-checked creation).
     @property
     def context(self) -> cl.Context:
         if self._context is None:
-            self._context = cl.Context([self.cl_device])
+            with self._lock:
+                if self._context is None:
+                    self._context = cl.Context([self.cl_device])
         return self._context
 
     @property
     def queue(self) -> cl.CommandQueue:
+        """The device's one in-order queue; OpenCL queues accept commands from any thread."""
         if self._queue is None:
-            self._queue = cl.CommandQueue(self.context)
+            context = self.context
+            with self._lock:
+                if self._queue is None:
+                    self._queue = cl.CommandQueue(context)
         return self._queue
 
     @property
     def pool(self):
         """The device's memory pool (see clnet.backend.memory)."""
         if self._pool is None:
-            from .memory import MemoryPool
-            self._pool = MemoryPool(self)
+            self.queue  # made first, outside this device's lock (the pool's allocator needs it)
+            with self._lock:
+                if self._pool is None:
+                    self._pool = MemoryPool(self)
         return self._pool
 
     @property
     def profile(self):
         """Kernel parameters for this device (see clnet.backend.profiles)."""
         if self._profile is None:
-            from .profiles import profile_for
-            self._profile = profile_for(self)
+            with self._lock:
+                if self._profile is None:
+                    self._profile = profile_for(self)
         return self._profile
 
     def synchronize(self) -> None:
@@ -219,7 +234,9 @@ class Device:
 
 # --- discovery ------------------------------------------------------------------------------------
 class PlatformSkippedWarning(RuntimeWarning):
-    """An OpenCL platform failed to list its devices or has none (e.g. Mesa's Clover); it was skipped."""
+    """An OpenCL platform (or one of its devices) failed with an error and was skipped. A platform that
+    simply has no devices (Mesa's rusticl without RUSTICL_ENABLE, Clover) is skipped silently: it is
+    listed, with the reason, by `clnet devices` and `skipped_platforms()`."""
 
 
 @dataclass(frozen=True)
@@ -230,12 +247,17 @@ class SkippedPlatform:
     name: str
     version: str
     reason: str
+    broken: bool = False  # it raised an error (warned about), rather than having no devices
 
 
 _DEVICES: list[Device] | None = None
 _SKIPPED: list[SkippedPlatform] = []
 _DEFAULT: Device | None = None
 _WARNED: set = set()
+# Discovery and the choice of the default run once per process under this lock, so threads that touch
+# clnet first at the same moment share one Device per OpenCL device (issue 16). Re-entrant because
+# default_device() discovers. Once made, _DEVICES and _DEFAULT are read without it.
+_DISCOVERY_LOCK = threading.RLock()
 
 
 def _platform_text(plat, attr: str) -> str:
@@ -254,12 +276,21 @@ def _why_empty(name: str) -> str:
 def all_devices(refresh: bool = False) -> list[Device]:
     """Every usable OpenCL device, in platform order.
 
-    A platform that raises or has no devices is skipped (see `skipped_platforms()`), and one
-    PlatformSkippedWarning per process names all of them; discovery itself never raises.
+    A platform that raises or has no devices is skipped (see `skipped_platforms()`); one
+    PlatformSkippedWarning per process names those that raised (an empty platform is normal, and
+    silent); discovery itself never raises. Runs once per process, under a lock (first use may come
+    from several threads at once).
     """
-    global _DEVICES
     if _DEVICES is not None and not refresh:
         return _DEVICES
+    with _DISCOVERY_LOCK:
+        if _DEVICES is not None and not refresh:
+            return _DEVICES
+        return _discover()
+
+
+def _discover() -> list[Device]:
+    global _DEVICES
     found: list[Device] = []
     skipped: list[SkippedPlatform] = []
     try:
@@ -273,7 +304,7 @@ def all_devices(refresh: bool = False) -> list[Device]:
         except Exception as err:  # a broken ICD may raise anything; discovery never crashes
             empty = getattr(err, "code", None) == cl.status_code.DEVICE_NOT_FOUND
             reason = _why_empty(name) if empty else f"error: {err}"
-            skipped.append(SkippedPlatform(p_index, name, version, reason))
+            skipped.append(SkippedPlatform(p_index, name, version, reason, broken=not empty))
             continue
         if not cl_devices:
             skipped.append(SkippedPlatform(p_index, name, version, _why_empty(name)))
@@ -282,13 +313,14 @@ def all_devices(refresh: bool = False) -> list[Device]:
             try:
                 found.append(Device.from_cl(dev, p_index, d_index))
             except Exception as err:
-                skipped.append(SkippedPlatform(p_index, name, version, f"device {d_index}: error: {err}"))
+                skipped.append(SkippedPlatform(p_index, name, version, f"device {d_index}: error: {err}", True))
     _DEVICES = found
     _SKIPPED[:] = skipped
-    message = ", ".join(f"'{s.name}' ({s.reason})" for s in skipped)
+    message = ", ".join(f"'{s.name}' ({s.reason})" for s in skipped if s.broken)
     if message and message not in _WARNED:
         _WARNED.add(message)
-        warnings.warn(f"clnet skipped OpenCL platforms: {message}", PlatformSkippedWarning, stacklevel=2)
+        warnings.warn(f"clnet skipped OpenCL platforms that failed: {message} (`clnet devices` lists every "
+                      "platform)", PlatformSkippedWarning, stacklevel=4)
     return found
 
 
@@ -502,9 +534,16 @@ class device(metaclass=_DeviceType):
 
 def default_device() -> Device:
     """CLNET_DEVICE if set, else the best-ranked device; a simulator (Oclgrind) only when asked for."""
-    global _DEFAULT
     if _DEFAULT is not None:
         return _DEFAULT
+    with _DISCOVERY_LOCK:
+        if _DEFAULT is not None:
+            return _DEFAULT
+        return _choose_default()
+
+
+def _choose_default() -> Device:
+    global _DEFAULT
     devs = all_devices()
     env = os.environ.get("CLNET_DEVICE", "").strip()
     if env:
@@ -531,7 +570,9 @@ def set_default_device(spec) -> Device | None:
     """Make `spec` the device that new tensors go to when no device= is given (None: back to automatic)."""
     global _DEFAULT
     if isinstance(spec, Device) or spec is None:
-        _DEFAULT = spec
+        chosen = spec
     else:  # words name the best device of their kind, whatever the default was ('cuda': the best GPU)
-        _DEFAULT = _resolve(spec, None, None)
-    return _DEFAULT
+        chosen = _resolve(spec, None, None)
+    with _DISCOVERY_LOCK:
+        _DEFAULT = chosen
+    return chosen

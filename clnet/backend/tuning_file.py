@@ -12,8 +12,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 import warnings
 from pathlib import Path
+
+from .cache_files import cache_dir, write_atomically
+from .render import kernel_dir
 
 SCHEMA = 1
 FORMAT = "clnet-tuning"
@@ -27,7 +31,6 @@ class TuningFileWarning(RuntimeWarning):
 
 
 def path() -> Path:
-    from .programs import cache_dir
     return cache_dir() / "tuning.json"
 
 
@@ -41,7 +44,6 @@ def device_key(device) -> str:
 
 def template_hash() -> str:
     """What the stored parameters mean depends on the kernels and on how matmul.py launches them."""
-    from .programs import kernel_dir
     h = hashlib.sha256(f"{FORMAT}/{SCHEMA}".encode())
     h.update((kernel_dir() / "matmul.cl.mako").read_bytes())
     ops = Path(__file__).resolve().parents[1] / "ops" / "matmul.py"
@@ -86,6 +88,7 @@ def read(file: Path | None = None) -> dict:
 
 
 _WARNED: set = set()
+_WRITE_LOCK = threading.Lock()  # store/forget read, change and rewrite the file: one thread at a time
 
 
 def _warn(message: str) -> None:
@@ -118,6 +121,11 @@ def store(device, params: dict, extra: dict | None = None) -> Path:
     """Write `params` (plus measurements in `extra`) as `device`'s entry; other devices' entries stay.
 
     A file that is not ours is replaced (with a warning) rather than merged into."""
+    with _WRITE_LOCK:
+        return _store(device, params, extra)
+
+
+def _store(device, params: dict, extra: dict | None) -> Path:
     file = path()
     try:
         data = read(file)
@@ -134,6 +142,11 @@ def store(device, params: dict, extra: dict | None = None) -> Path:
 
 def forget(device=None) -> bool:
     """Drop `device`'s entry (every entry when None); True if something was removed."""
+    with _WRITE_LOCK:
+        return _forget(device)
+
+
+def _forget(device) -> bool:
     file = path()
     if device is None:
         try:
@@ -152,5 +165,4 @@ def forget(device=None) -> bool:
 
 
 def _write(file: Path, data: dict) -> None:
-    from .programs import write_atomically
     write_atomically(file, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode("utf-8"))

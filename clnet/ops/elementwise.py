@@ -15,6 +15,7 @@ import numpy as np
 
 from .. import dtypes as _dt
 from ..autograd import is_grad_enabled, needs_grad, record
+from ..backend import caches
 from ..backend.programs import ctype, get_kernel
 from ..tensor import Tensor, _check_device_dtype
 
@@ -92,7 +93,7 @@ class _Plan:
     __slots__ = ("kern", "shape", "strides", "n", "gsize", "lsize", "out_dims", "op_strides", "scalar_type")
 
 
-_PLANS: dict = {}
+_PLANS = caches.new_cache("elementwise plans")  # build-then-publish; bounded (backend/caches.py)
 _PLAN_LIMIT = 4096
 
 

@@ -21,6 +21,7 @@ import numpy as np
 
 from .. import dtypes as _dt
 from ..autograd import needs_grad, record
+from ..backend import caches
 from ..backend.programs import ctype, get_kernel
 from ..tensor import Tensor
 from .movement import expand, reshape, transpose, unsqueeze, squeeze
@@ -138,7 +139,7 @@ def _cpu_a_operand(device, a, Bt, M, K, mr, vw):
     return (ap, 0, 0 if batches == 1 else -(-M // mr) * K * mr, 1, 1), "panels"
 
 
-_MM_KERNELS: dict = {}
+_MM_KERNELS = caches.new_cache("matmul kernels")  # a memo over get_kernel (backend/caches.py)
 
 
 def _kernel(device, name, arg_dtypes, **params):

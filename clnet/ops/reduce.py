@@ -26,6 +26,7 @@ import pyopencl as cl
 
 from .. import dtypes as _dt
 from ..autograd import needs_grad, record
+from ..backend import caches
 from ..backend.programs import ctype, get_kernel
 from ..tensor import Tensor
 from .movement import _axis, contiguous, expand, permute, reshape
@@ -286,7 +287,7 @@ def _prepare(op, src: _Source, p: Pass, acc_dtype, out_t, final, want_val, scale
                  partial)
 
 
-_STEPS: dict = {}
+_STEPS = caches.new_cache("reduce steps")  # build-then-publish; bounded (backend/caches.py)
 
 
 def _steps_for(op, x: Tensor, kept, red, acc_dtype, out_t, want_val, scale):
