@@ -3,7 +3,7 @@
 Each builder returns (model, example inputs); together they exercise the operators PyTorch's exporter
 writes for the layers clnet has: Gemm, Conv (strided, grouped, 1-D, dilated, SAME), BatchNormalization,
 pooling (ceil_mode, padding excluded from averages, global), activations, Softmax/LogSoftmax, LayerNorm,
-InstanceNorm, Gather (Embedding), the shape operators (Shape/Gather/Concat/Reshape, Slice with steps,
+InstanceNorm, Gather (Embedding), Resize (nearest, bilinear), OneHot, the shape operators (Shape/Gather/Concat/Reshape, Slice with steps,
 Split, Pad reflect/edge, Expand, Tile, Where), reductions, and LSTM/GRU/RNN.
 """
 import torch
@@ -99,6 +99,14 @@ class Conv1d(nn.Module):
         return self.pool(torch.tanh(self.bn(self.c(x)))), self.c2(y)
 
 
+class Resize(nn.Module):
+    def forward(self, img, tokens):
+        return (F.interpolate(img, scale_factor=2, mode="nearest"),
+                F.interpolate(img, size=(7, 5), mode="bilinear", align_corners=False),
+                F.interpolate(img, scale_factor=1.5, mode="bilinear", align_corners=True),
+                F.one_hot(tokens, 6))
+
+
 def randomize_batch_norms(model):
     """Running statistics that are not 0 and 1, so using them (or not) shows in the outputs."""
     with torch.no_grad():
@@ -121,9 +129,10 @@ def build(name):
         "embed": lambda: (Embed(), (torch.randint(0, 20, (2, 5)),)),
         "recurrent": lambda: (Recurrent(), (torch.randn(4, 2, 5),)),
         "conv1d": lambda: (Conv1d(), (torch.randn(2, 4, 9), torch.randn(2, 3, 5, 6))),
+        "resize": lambda: (Resize(), (torch.randn(1, 2, 4, 6), torch.tensor([[0, 5, 2], [1, 1, 4]]))),
     }[name]()
     randomize_batch_norms(model)
     return model.eval(), args
 
 
-MODELS = ["two_layer", "cnn", "activations", "shapes", "embed", "recurrent", "conv1d"]
+MODELS = ["two_layer", "cnn", "activations", "shapes", "embed", "recurrent", "conv1d", "resize"]

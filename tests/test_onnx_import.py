@@ -238,6 +238,15 @@ CASES = {
          const("reps", np.array([2, 1], np.int64)), const("pads", np.array([1, 2], np.int64)),
          const("pv", np.float32(1.5)), const("pax", np.array([-1], np.int64)), const("lo", np.float32(-0.2))]),
         [X34, R.standard_normal((3, 4)) > 0]),
+    "resize_modes": (graph_model(
+        [helper.make_node("Resize", ["x", "", "sc"], ["a"], mode="nearest", nearest_mode="floor",
+                          coordinate_transformation_mode="asymmetric"),
+         helper.make_node("Resize", ["x", "", "", "sz"], ["b"], mode="linear"),
+         helper.make_node("Resize", ["x", "", "sc"], ["c"], mode="nearest", nearest_mode="round_prefer_ceil",
+                          coordinate_transformation_mode="pytorch_half_pixel")],
+        [("x", F32, [2, 3, 7, 6])], [("a", F32, None), ("b", F32, None), ("c", F32, None)], 13,
+        [const("sc", np.array([1, 1, 1.7, 0.6], np.float32)), const("sz", np.array([2, 3, 4, 9], np.int64))]),
+        [X4D]),
     "clip_and_dropout_opset10_attributes": (graph_model(
         [helper.make_node("Clip", ["x"], ["c"], min=-0.5, max=0.25),
          helper.make_node("Dropout", ["c"], ["y"], ratio=0.5)],

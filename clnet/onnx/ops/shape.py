@@ -295,6 +295,85 @@ def _cast_like(ctx, node, x, like):
     return _cast_to(ctx, x, np.dtype(like.dtype))
 
 
+# --- resizing and one-hot -------------------------------------------------------------------------------------
+def _source_coordinates(node, mode, size_in, size_out, scale):
+    """Where each output position of one axis samples the input (ONNX Resize's coordinate_transformation_mode),
+    in float32 as onnxruntime computes it (ties of nearest rounding fall as they fall there)."""
+    o, scale = np.arange(size_out, dtype=np.float32), np.float32(scale)
+    if mode == "half_pixel":
+        return (o + np.float32(0.5)) / scale - np.float32(0.5)
+    if mode == "pytorch_half_pixel":
+        return (o + np.float32(0.5)) / scale - np.float32(0.5) if size_out > 1 else np.zeros(size_out)
+    if mode == "align_corners":
+        return o * np.float32(size_in - 1) / np.float32(size_out - 1) if size_out > 1 else np.zeros(size_out)
+    if mode == "asymmetric":
+        return o / scale
+    raise node.unsupported(f"coordinate_transformation_mode={mode!r}")
+
+
+def _nearest(node, x):
+    rule = node.attrs.get("nearest_mode", "round_prefer_floor")
+    frac = x - np.floor(x)
+    if rule == "round_prefer_floor":
+        return np.where(frac == 0.5, np.floor(x), np.round(x))
+    if rule == "round_prefer_ceil":
+        return np.where(frac == 0.5, np.ceil(x), np.round(x))
+    if rule in ("floor", "ceil"):
+        return getattr(np, rule)(x)
+    raise node.unsupported(f"nearest_mode={rule!r}")
+
+
+def _resize(ctx, node, x, roi=None, scales=None, sizes=None):
+    """Nearest and (bi)linear resizing as gathers along each resized axis (linear: a weighted sum of two)."""
+    at = node.attrs
+    mode = at.get("mode", "nearest")
+    if mode not in ("nearest", "linear"):
+        raise node.unsupported(f"mode={mode!r} (clnet resizes with 'nearest' and 'linear')")
+    if at.get("antialias", 0) or at.get("keep_aspect_ratio_policy", "stretch") != "stretch":
+        raise node.unsupported("antialias / keep_aspect_ratio_policy")
+    r = len(x.shape)
+    axes = [axis(a, r, node) for a in at.get("axes", range(r))]
+    if sizes is not None and host(sizes).size:
+        out = dict(zip(axes, ints(sizes)))
+        scale = {a: out[a] / x.shape[a] for a in axes}
+    else:
+        scale = dict(zip(axes, (float(s) for s in host(scales).reshape(-1))))
+        out = {a: int(np.floor(x.shape[a] * scale[a])) for a in axes}
+    coord_mode = at.get("coordinate_transformation_mode", "half_pixel")
+    y = ctx.tensor(x)
+    for a in axes:
+        size_in, size_out = x.shape[a], out[a]
+        if size_in == size_out and scale[a] == 1.0:
+            continue
+        src = _source_coordinates(node, coord_mode, size_in, size_out, scale[a])
+        if mode == "nearest":
+            idx = np.clip(_nearest(node, src), 0, size_in - 1).astype(np.int64)
+            y = _index_select(y, a, ctx.tensor(idx))
+            continue
+        src = np.clip(src, 0, size_in - 1)
+        lo = np.floor(src).astype(np.int64)
+        hi = np.minimum(lo + 1, size_in - 1)
+        w = (src - lo).astype(np.dtype(y.dtype)).reshape((-1,) + (1,) * (r - 1 - a))
+        first = _index_select(y, a, ctx.tensor(lo))
+        y = first + (_index_select(y, a, ctx.tensor(hi)) - first) * ctx.tensor(w)
+    return y
+
+
+def _one_hot(ctx, node, indices, depth, values):
+    depth = int(host(depth).reshape(-1)[0])
+    off, on = (v.item() for v in host(values).reshape(-1)[:2])
+    r = len(indices.shape) + 1
+    a = axis(node.attrs.get("axis", -1), r, node)
+    classes = np.arange(depth, dtype=np.int64).reshape((-1,) + (1,) * (r - 1 - a))
+    if all_host(indices):
+        idx = np.expand_dims(np.where(indices < 0, indices + depth, indices), a)
+        return np.where(idx == classes, on, off).astype(host(values).dtype)
+    idx = _unsqueeze(ctx.tensor(indices), a)
+    idx = _where(idx < 0, idx + depth, idx)
+    hot = idx == ctx.tensor(classes).to(idx.dtype)
+    return _where(hot, ctx.tensor(np.asarray(on, host(values).dtype)), ctx.tensor(np.asarray(off, host(values).dtype)))
+
+
 OPS = {
     "Shape": _shape,
     "Size": _size,
@@ -317,5 +396,6 @@ OPS = {
     "Range": _range,
     "Cast": _cast,
     "CastLike": _cast_like,
+    "Resize": _resize,
+    "OneHot": _one_hot,
 }
-
