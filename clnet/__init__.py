@@ -29,6 +29,7 @@ from .ops.indexing import (gather, index_select, take, masked_fill, masked_selec
 from .ops.matmul import matmul, mm, bmm
 from .gradient_tape import GradientTape, Variable
 from .serialization import save, load
+from .generator import Generator  # noqa: E402  (data-pipeline shuffling; issue 15)
 from . import nn  # noqa: E402  (clnet.nn after `import clnet`)
 from . import optim  # noqa: E402  (clnet.optim after `import clnet`)
 from . import accelerator, backends, cuda  # noqa: E402  (PyTorch's device spellings, docs/pytorch.md)
@@ -60,7 +61,9 @@ _NOT_IN_CLNET = {
     **{n: f"clnet has no {n}: use clnet.int32 or clnet.int64" for n in ("uint16", "uint32", "uint64")},
     **{n: "clnet has no 8-bit float dtypes" for n in ("float8_e4m3fn", "float8_e5m2")},
 }
-_ON_FIRST_USE = ("keras", "onnx")
+# utils and distributed (issue 15) load multiprocessing and are only needed by programs
+# that name them (`torch.utils.data`, `torch.distributed`).
+_ON_FIRST_USE = ("keras", "onnx", "utils", "distributed")
 
 
 def __getattr__(name):
