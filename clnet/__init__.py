@@ -16,15 +16,16 @@ from .tensor import Tensor, is_tensor
 from . import autograd
 from .autograd import no_grad, enable_grad, is_grad_enabled, set_grad_enabled
 from .ops.creation import (tensor, from_numpy, convert_to_tensor, empty, zeros, ones, full, arange, eye,
-                           linspace, zeros_like, ones_like, full_like, empty_like, rand_like, randn_like)
-from .ops.random import manual_seed, rand, randn, randint, randperm
+                           linspace, zeros_like, ones_like, full_like, empty_like)
+from .ops.random import manual_seed, rand, randn, randint, randperm, rand_like, randn_like
 from .ops.elementwise import (add, sub, mul, div, pow, maximum, minimum, exp, log, sqrt, tanh, sigmoid, relu,
                               abs, neg, sign, clamp, where, sin, cos, square, eq, ne, lt, le, gt, ge,
                               logical_and, logical_or, logical_not, logical_xor, isnan, isinf, reciprocal,
                               rsqrt, log1p, expm1, floor, ceil, round, floor_divide, remainder)
 from .ops.reduce import sum, mean, amax, amin, argmax, argmin, max, min, prod, var, std, logsumexp, any, all
 from .ops.movement import (reshape, transpose, permute, flatten, squeeze, unsqueeze, concat, stack, clone,
-                           contiguous, expand, flip, split, chunk, repeat, tile, movedim, narrow, unbind)
+                           contiguous, flip, split, chunk, movedim, narrow, unbind)
+from .ops.broadcast import expand, repeat, tile, broadcast_to
 from .ops.indexing import (gather, index_select, take, masked_fill, masked_select, nonzero, scatter_add)
 from .ops.matmul import matmul, mm, bmm
 from .gradient_tape import GradientTape, Variable
@@ -43,7 +44,7 @@ reduce_sum, reduce_mean, reduce_max, reduce_min = sum, mean, amax, amin
 class _RandomNamespace:
     """`clnet.random.uniform/normal`, TensorFlow's spellings (the lecture's tf.random.uniform)."""
 
-    from .ops.creation import uniform, normal
+    from .ops.random import uniform, normal
     uniform, normal = staticmethod(uniform), staticmethod(normal)
     set_seed = staticmethod(manual_seed)
 

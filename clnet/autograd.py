@@ -1,144 +1,20 @@
-"""Tape autograd: nodes recorded by ops, walked in reverse topological order by `backward()`.
+"""Autograd: walking the tape backward (`backward`, `grad`) and custom `Function`s.
 
-An op that produced `out` from inputs that require grad calls `record(...)`, which hangs a Node on
-`out`. A Node holds one Edge per input (the node that made it, as it was when the op ran, or the leaf
-tensor itself), a `backward` callable that maps output gradients to input gradients using the same
-ops (so gradients run on the device too), and the version of every tensor it saved, so an in-place
-change of a saved tensor is caught. Non-leaf inputs are not referenced (only their nodes are), so an
-intermediate that no rule saved goes back to the memory pool as soon as user code drops it.
-
-The same engine serves `Tensor.backward()`, TF-style `GradientTape`, and custom `Function`s.
+Ops record a Node on each output they make from inputs that require grad (clnet.core.tape, below
+the ops); this module, above the ops, walks those nodes in reverse topological order and calls their
+gradient rules, which are ops themselves, so gradients run on the device too. The same engine serves
+`Tensor.backward()`, TF-style `GradientTape`, and custom `Function`s. Grad mode (`no_grad`,
+`enable_grad`, ...) lives in the tape and is re-exported here under its PyTorch names.
 """
 from __future__ import annotations
 
-import functools
-import threading
-
-_state = threading.local()
-
-
-def is_grad_enabled() -> bool:
-    try:
-        return _state.enabled
-    except AttributeError:  # a thread that never set it: grad mode is on by default
-        return True
-
-
-def set_grad_enabled(mode: bool) -> None:
-    _state.enabled = bool(mode)
-
-
-class _GradMode:
-    """Context manager and decorator that sets grad mode and restores the previous one."""
-
-    mode = True
-
-    def __enter__(self):
-        self._prev = is_grad_enabled()
-        set_grad_enabled(self.mode)
-        return self
-
-    def __exit__(self, *exc):
-        set_grad_enabled(self._prev)
-        return False
-
-    def __call__(self, fn):
-        @functools.wraps(fn)
-        def wrapper(*args, **kwargs):
-            with self.__class__():
-                return fn(*args, **kwargs)
-        return wrapper
-
-
-class no_grad(_GradMode):
-    """Ops inside record nothing: use for parameter updates and inference."""
-
-    mode = False
-
-
-class enable_grad(_GradMode):
-    """Turn recording back on inside a no_grad block."""
-
-    mode = True
-
-
-class Edge:
-    """Where an input's gradient goes: the node (and output slot) that produced the input when the op
-    ran, or the leaf tensor to accumulate into; plus its shape and dtype to sum/convert gradients."""
-
-    __slots__ = ("node", "index", "leaf", "shape", "dtype", "wants")
-
-    def __init__(self, t):
-        self.node = t._node
-        self.index = t._out_index
-        self.leaf = t if t._node is None and t.requires_grad else None
-        self.shape = t.shape
-        self.dtype = t.dtype
-        self.wants = t.requires_grad
-
-
-class Node:
-    """One recorded op: input edges, the rule that maps output grads to input grads, saved versions."""
-
-    __slots__ = ("name", "edges", "backward", "saved", "out_meta", "__weakref__")
-
-    def __init__(self, name, inputs, backward, saved=(), out_meta=()):
-        self.name = name
-        self.edges = tuple(Edge(t) for t in inputs)
-        self.backward = backward
-        self.saved = tuple((t, t._version[0]) for t in saved)
-        self.out_meta = out_meta  # (shape, dtype, device) of each output, to make zero grads
-
-    @property
-    def n_outputs(self):
-        return len(self.out_meta)
-
-    def free(self):
-        """Drop what backward needed (rule, saved tensors, edges); a later walk through this node raises."""
-        self.backward = None
-        self.saved = ()
-        self.edges = ()
-
-    def __repr__(self):
-        return f"<{self.name}Backward>"
-
-    def check_saved(self):
-        for t, version in self.saved:
-            if t._version[0] != version:
-                raise RuntimeError(
-                    f"one of the tensors needed for the gradient of {self.name} has been modified by an "
-                    f"in-place operation: {t.dtype.name}{list(t.shape)} is at version {t._version[0]}; "
-                    f"expected version {version} instead. Use .clone() before changing it in place.")
-
-
-def needs_grad(*tensors) -> bool:
-    """True when grad mode is on and any of the tensors requires grad."""
-    if not is_grad_enabled():
-        return False
-    for t in tensors:
-        if getattr(t, "requires_grad", False):
-            return True
-    return False
-
-
-def record(name, outputs, inputs, backward, saved=()):
-    """Attach a Node to `outputs` (one tensor or a tuple) if any input requires grad.
-
-    `backward(*grads_out)` returns one gradient (or None) per input. `saved` lists the tensors the rule
-    reads; they are version-checked at backward time.
-    """
-    if not needs_grad(*inputs):
-        return
-    if isinstance(outputs, tuple):
-        node = Node(name, inputs, backward, saved, tuple((o.shape, o.dtype, o.device) for o in outputs))
-        for i, out in enumerate(outputs):
-            out._node = node
-            out._out_index = i
-            out.requires_grad = True
-    else:
-        outputs._node = Node(name, inputs, backward, saved, ((outputs.shape, outputs.dtype, outputs.device),))
-        outputs._out_index = 0
-        outputs.requires_grad = True
+from .core.storage import TensorBase
+from .core.tape import (Edge, Node, enable_grad, is_grad_enabled, needs_grad, no_grad, record,  # noqa: F401
+                        set_grad_enabled)
+from .ops.broadcast import sum_to
+from .ops.creation import ones_like, tensor, zeros
+from .ops.elementwise import add, add_, cast
+from .ops.movement import clone
 
 
 def _topological(roots):
@@ -180,8 +56,6 @@ def run_backward(outputs, grad_outputs, retain_graph=False, capture=None):
     Without retain_graph every node that was walked drops its rule, saved tensors and inputs, so
     the graph's device memory is released as soon as its tensors are; walking it again raises.
     """
-    from .ops.reduce import sum_to  # the ops layer sits below autograd's callers, above this module
-
     grads = {}  # id(node) -> list of output grads
     captured = {id(t): None for t in capture} if capture is not None else None
     handed = set()  # buffers already stored as some leaf's .grad in this run
@@ -193,11 +67,11 @@ def run_backward(outputs, grad_outputs, retain_graph=False, capture=None):
                 leaf_outputs.append((out, g))
             continue
         slot = grads.setdefault(id(node), [None] * node.n_outputs)
-        slot[out._out_index] = g if slot[out._out_index] is None else slot[out._out_index] + g
+        slot[out._out_index] = g if slot[out._out_index] is None else add(slot[out._out_index], g)
     for out, g in leaf_outputs:
         if captured is not None:
             if id(out) in captured:
-                captured[id(out)] = g if captured[id(out)] is None else captured[id(out)] + g
+                captured[id(out)] = g if captured[id(out)] is None else add(captured[id(out)], g)
         else:
             _accumulate(out, g, True, handed)
 
@@ -218,7 +92,6 @@ def run_backward(outputs, grad_outputs, retain_graph=False, capture=None):
             raise RuntimeError(_FREED)
         node.check_saved()
         if any(g is None for g in out_grads):
-            from .ops.creation import zeros
             out_grads = [g if g is not None else zeros(node.out_meta[i][0], dtype=node.out_meta[i][1],
                                                        device=node.out_meta[i][2])
                          for i, g in enumerate(out_grads)]
@@ -247,17 +120,17 @@ def run_backward(outputs, grad_outputs, retain_graph=False, capture=None):
                                        f"for an input of shape {tuple(edge.shape)}")
                 g = sum_to(g, edge.shape)
             if g.dtype != edge.dtype:
-                g = g.to(dtype=edge.dtype)
+                g = cast(g, edge.dtype)
             shared = id(g._buf) in incoming or id(g._buf) in seen
             seen.add(id(g._buf))
             child = edge.node
             if child is not None:
                 slot = grads.setdefault(id(child), [None] * child.n_outputs)
                 i = edge.index
-                slot[i] = g if slot[i] is None else slot[i] + g
+                slot[i] = g if slot[i] is None else add(slot[i], g)
             elif captured is not None:
                 if id(leaf) in captured:
-                    captured[id(leaf)] = g if captured[id(leaf)] is None else captured[id(leaf)] + g
+                    captured[id(leaf)] = g if captured[id(leaf)] is None else add(captured[id(leaf)], g)
             else:
                 _accumulate(leaf, g, shared, handed)
     if captured is not None:
@@ -269,16 +142,15 @@ def _accumulate(leaf, g, shared, handed):
     """Add g into leaf.grad. A new .grad never aliases another tensor: g is copied when it is a view,
     an incoming gradient, or a buffer another leaf already holds (c = a + b gives a and b one g)."""
     if g.dtype != leaf.dtype:
-        g = g.to(dtype=leaf.dtype)
+        g = cast(g, leaf.dtype)
     if leaf.grad is None:
         if shared or g._base is not None or id(g._buf) in handed or not g.is_contiguous():
-            from .ops.movement import clone
             g = clone(g)
         handed.add(id(g._buf))
         leaf.grad = g
     else:
         with no_grad():
-            leaf.grad += g
+            add_(leaf.grad, g)
 
 
 def zero_grads(tensors, set_to_none: bool = True) -> None:
@@ -311,15 +183,13 @@ def _seed(out, gradient, how: str):
         if out.numel() != 1:
             raise RuntimeError(f"grad can be implicitly created only for scalar outputs; this tensor has "
                                f"shape {tuple(out.shape)}: pass {how} of that shape")
-        from .ops.creation import ones_like
         return ones_like(out)
     return _as_grad(gradient, out)
 
 
 def _as_grad(gradient, like):
-    from .tensor import Tensor, tensor as make
-    if not isinstance(gradient, Tensor):
-        gradient = make(gradient, dtype=like.dtype, device=like.device)
+    if not isinstance(gradient, TensorBase):
+        gradient = tensor(gradient, dtype=like.dtype, device=like.device)
     if gradient.shape != like.shape:
         raise RuntimeError(f"gradient has shape {tuple(gradient.shape)} but the output has shape "
                            f"{tuple(like.shape)}")
@@ -382,20 +252,19 @@ class Function:
 
     @classmethod
     def apply(cls, *args, **kwargs):
-        from .tensor import Tensor
         ctx = FunctionCtx()
-        tensor_args = [a for a in args if isinstance(a, Tensor)]
+        tensor_args = [a for a in args if isinstance(a, TensorBase)]
         grad_on = is_grad_enabled()
-        ctx.needs_input_grad = tuple(grad_on and isinstance(a, Tensor) and a.requires_grad for a in args)
+        ctx.needs_input_grad = tuple(grad_on and isinstance(a, TensorBase) and a.requires_grad for a in args)
         with no_grad():
             result = cls.forward(ctx, *args, **kwargs)
         outs = result if isinstance(result, tuple) else (result,)
         # an output that is an input object gets its own identity, so its node does not replace the input's
         outs = tuple(o.detach() if any(o is a for a in tensor_args) else o for o in outs)
         result = outs if isinstance(result, tuple) else outs[0]
-        tensor_outs = tuple(o for o in outs if isinstance(o, Tensor))
+        tensor_outs = tuple(o for o in outs if isinstance(o, TensorBase))
         if tensor_outs and needs_grad(*tensor_args):
-            positions = [i for i, a in enumerate(args) if isinstance(a, Tensor)]
+            positions = [i for i, a in enumerate(args) if isinstance(a, TensorBase)]
 
             def backward_rule(*grads):
                 got = cls.backward(ctx, *grads)

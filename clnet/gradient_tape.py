@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from . import autograd
 from . import dtypes as _dt
+from .ops.creation import ones_like, tensor, zeros_like
 from .tensor import Tensor
 
 
@@ -10,7 +11,6 @@ class Variable(Tensor):
     """A trainable tensor with TF's assign/assign_add/assign_sub (watched by every GradientTape)."""
 
     def __new__(cls, initial_value, trainable=True, name=None, dtype=None, device=None):
-        from .ops.creation import tensor
         if callable(initial_value):
             initial_value = initial_value()
         src = tensor(initial_value, dtype=dtype, device=device)
@@ -119,7 +119,6 @@ class GradientTape:
                                 f"{type(s).__name__}")
         targets = list(target) if isinstance(target, (list, tuple)) else [target]
         if output_gradients is None:
-            from .ops.creation import ones_like
             seeds = [ones_like(t) for t in targets]
         else:
             seeds = list(output_gradients) if isinstance(output_gradients, (list, tuple)) else [output_gradients]
@@ -130,7 +129,6 @@ class GradientTape:
             grads = autograd.grad([t for t, _ in live], flat, grad_outputs=[g for _, g in live],
                                   retain_graph=self.persistent)
         if unconnected_gradients == "zero":
-            from .ops.creation import zeros_like
             grads = [zeros_like(s) if g is None else g for g, s in zip(grads, flat)]
         if isinstance(sources, dict):
             return dict(zip(keys, grads))

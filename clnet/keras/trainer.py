@@ -15,6 +15,7 @@ import numpy as np
 import pyopencl as cl
 
 import clnet
+from clnet.core import dispatch
 from clnet.tensor import Tensor
 
 from . import callbacks as callbacks_module
@@ -80,7 +81,7 @@ class _Uploader:
         arr = np.ascontiguousarray(arr)
         t = Tensor._empty(arr.shape, arr.dtype, self.device)
         if arr.size:
-            self._pending.append(cl.enqueue_copy(self.device.queue, t._buf, arr, is_blocking=False))
+            self._pending.append(dispatch.upload(self.device, t._buf, arr, blocking=False))
         if len(self._pending) > 64:
             done = cl.command_execution_status.COMPLETE
             self._pending = [e for e in self._pending if e.command_execution_status != done]
@@ -440,8 +441,7 @@ class Trainer:
                     out = np.empty((len(x),) + tuple(y.shape[1:]), dtype=y.dtype)
                 dst = out[idx]
                 if dst.size:
-                    reads.append(cl.enqueue_copy(device.queue, dst, y._buf, src_offset=y.offset * y.dtype.itemsize,
-                                                 is_blocking=False))
+                    reads.append(dispatch.download(device, dst, y._buf, y.offset * y.dtype.itemsize, blocking=False))
                 cbs.on_predict_batch_end(step, {"outputs": y})
         for e in reads:
             e.wait()

@@ -1,8 +1,18 @@
 """The ops layer: every computation on tensors, each op next to its gradient rule.
 
-elementwise  C-expression ops with broadcasting       reduce    sum/mean/max/min/arg*
-movement     views, copies, indexing, concat/stack    matmul    mm/bmm/matmul (tiled kernels)
-creation     tensor/zeros/ones/full/arange/eye        random    device-side Philox rand/randn
+Modules in import order (each imports only the ones above it, and clnet.core below them all):
+shapes       broadcasting, axes, reshape strides (pure Python)
+elementwise  C-expression ops with broadcasting: the UNARY/BINARY rows, pointwise(), the launcher
+creation     tensor/zeros/ones/full/arange/eye; to_numpy (the device->host read)
+movement     views and copies: reshape, permute, basic getitem, concat, split, flip, pad
+reduce       sum/mean/max/min/arg*/var/logsumexp (kernels/reduce.cl.mako)
+broadcast    expand/repeat and sum_to, the adjoint of broadcasting
+indexing     x[key] and x[key] = value for every key, gather/scatter, masks
+random       device-side Philox rand/randn/dropout masks
+matmul       mm/bmm/matmul, matmul_ex/linear with a fused epilogue
+conv         conv2d, max/avg pooling
+nn           softmax, fused cross-entropy, pointwise losses
+docs/architecture.md says how to add an op.
 """
-from . import creation, elementwise, movement, reduce  # noqa: F401
-from . import matmul, random  # noqa: F401
+from . import shapes, elementwise, creation, movement, reduce, broadcast, indexing  # noqa: F401
+from . import random, matmul, conv, nn  # noqa: F401

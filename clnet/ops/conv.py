@@ -31,9 +31,14 @@ import os
 import numpy as np
 
 from .. import dtypes as _dt
-from ..autograd import needs_grad, record
 from ..backend.programs import ctype, get_kernel
-from ..tensor import Tensor
+from ..core import dispatch
+from ..core.dispatch import op
+from ..core.storage import TensorBase
+from ..core.tape import needs_grad, record
+from .creation import zeros
+from .matmul import bmm
+from .reduce import sum as _sum
 
 _INT_MAX = 2**31 - 1
 _i32 = np.int32
@@ -54,7 +59,7 @@ def _pair(v, name, op, allow_zero=False):
 
 
 def _check_tensor(x, name, op):
-    if not isinstance(x, Tensor):
+    if not isinstance(x, TensorBase):
         raise TypeError(f"{op}: {name} must be a clnet Tensor, got {type(x).__name__}")
     if not _dt.is_floating(x.dtype):
         raise TypeError(f"{op}: {name} must be floating point, got {x.dtype.name}; convert with .float()")
@@ -89,10 +94,10 @@ def _types(x):
 
 def _launch(device, kern, n, *args):
     wg = device.profile.elementwise_wg
-    kern(device.queue, (max(1, -(-n // wg)) * wg,), (wg,), *args)
+    dispatch.launch(device, kern, (max(1, -(-n // wg)) * wg,), (wg,), list(args))
 
 
-def _contig(x: Tensor) -> Tensor:
+def _contig(x: TensorBase) -> TensorBase:
     x = x.detach()
     return x if x.is_contiguous() else x.contiguous()
 
@@ -152,6 +157,7 @@ def _choose_algo(algo):
     return algo
 
 
+@op("conv2d")
 def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, algo=None):
     """y = x (*) weight + bias for x (N, C_in, H, W) and weight (C_out, C_in, kh, kw) -> (N, C_out, OH, OW).
 
@@ -209,7 +215,7 @@ def _contiguous_strides4(shape):
 
 def _pack_weights(dev, dtype, w, ws, oc, c, kh, kw, ocp):
     """w[o, c, ky, kx] (buffer, offset; strides ws) -> new [c*kh*kw, ocp] tensor, zero-padded past oc."""
-    wt = Tensor._empty((c * kh * kw, ocp), dtype, dev)
+    wt = TensorBase._empty((c * kh * kw, ocp), dtype, dev)
     kern = get_kernel(dev, "conv.cl.mako", "pack_weights", arg_dtypes=[_i32] * 5 + [None] + [_i32] * 5
                       + [None, _i32], kernel="pack_weights", **_types(wt))
     _launch(dev, kern, wt.numel(), oc, c, kh, kw, ocp, w[0], w[1], *ws, wt._buf, wt.offset)
@@ -218,7 +224,7 @@ def _pack_weights(dev, dtype, w, ws, oc, c, kh, kw, ocp):
 
 def _pad_input(dev, dtype, x, xs, n, c, h, w, ph, pw):
     """x[n, c, h, w] (buffer, offset; strides xs) -> new contiguous (n, c, h + 2ph, w + 2pw) with a zero border."""
-    xp = Tensor._empty((n, c, h + 2 * ph, w + 2 * pw), dtype, dev)
+    xp = TensorBase._empty((n, c, h + 2 * ph, w + 2 * pw), dtype, dev)
     kern = get_kernel(dev, "conv.cl.mako", "pad_input", arg_dtypes=[_i32] * 6 + [None] + [_i32] * 5 + [None, _i32],
                       kernel="pad_input", **_types(xp))
     _launch(dev, kern, xp.numel(), n, c, h, w, ph, pw, x[0], x[1], *xs, xp._buf, xp.offset)
@@ -245,7 +251,7 @@ def _strided_conv(dev, dtype, dims, x, xs, w, ws, out_shape, ys, bias=None, bloc
     cs = -(-C // nsplit)
     nsplit = -(-C // cs)
     m = math.prod(out_shape)
-    target = Tensor._empty(((nsplit,) if nsplit > 1 else ()) + tuple(out_shape), dtype, dev)
+    target = TensorBase._empty(((nsplit,) if nsplit > 1 else ()) + tuple(out_shape), dtype, dev)
     has_bias = bias is not None
     PH, PW = dims[11], dims[12]
     masked = PH < 0 or PW < 0
@@ -267,7 +273,7 @@ def _strided_conv(dev, dtype, dims, x, xs, w, ws, out_shape, ys, bias=None, bloc
 def _forward_direct(x, w, b, g):
     shape = (g.N, g.OC, g.OH, g.OW)
     if math.prod(shape) == 0:
-        return Tensor._empty(shape, x.dtype, x.device)
+        return TensorBase._empty(shape, x.dtype, x.device)
     return _strided_conv(x.device, x.dtype, g.args, (x._buf, x.offset), _contiguous_strides4(x.shape),
                          (w._buf, w.offset), _contiguous_strides4(w.shape), shape, _contiguous_strides4(shape), b)
 
@@ -276,7 +282,7 @@ def _grad_input_direct(gy, w, g):
     dev = gy.device
     shape = (g.N, g.C, g.H, g.W)
     if math.prod(shape) == 0:
-        return Tensor._empty(shape, gy.dtype, dev)
+        return TensorBase._empty(shape, gy.dtype, dev)
     if (g.SH, g.SW) == (1, 1):
         # a stride-1 convolution of gy with the weights flipped in space and with in/out channels swapped
         dims = (g.N, g.OC, g.OH, g.OW, g.C, g.H, g.W, g.KH, g.KW, 1, 1,
@@ -285,7 +291,7 @@ def _grad_input_direct(gy, w, g):
         ws = (g.KH * g.KW, g.C * g.KH * g.KW, -g.KW, -1)
         return _strided_conv(dev, gy.dtype, dims, (gy._buf, gy.offset), _contiguous_strides4(gy.shape),
                              w_flip, ws, shape, _contiguous_strides4(shape))
-    gx = Tensor._empty(shape, gy.dtype, dev)
+    gx = TensorBase._empty(shape, gy.dtype, dev)
     kern = get_kernel(dev, "conv.cl.mako", "conv2d_grad_input", arg_dtypes=_GEOM_DT + [None, _i32] * 3,
                       kernel="conv2d_grad_input", **_types(gy))
     _launch(dev, kern, gx.numel(), *g.args, gy._buf, gy.offset, w._buf, w.offset, gx._buf, gx.offset)
@@ -303,7 +309,7 @@ def _sum_splits(part, nsplit, shape):
     if nsplit == 1:
         return part.reshape(shape)
     dev = part.device
-    out = Tensor._empty(shape, part.dtype, dev)
+    out = TensorBase._empty(shape, part.dtype, dev)
     m = out.numel()
     kern = get_kernel(dev, "conv.cl.mako", "sum_splits", arg_dtypes=[_i32, _i32, None, _i32, None, _i32],
                       kernel="sum_splits", **_types(part))
@@ -317,7 +323,6 @@ def _grad_weight_direct(x, gy, g):
     dev = x.device
     shape = (g.OC, g.C, g.KH, g.KW)
     if g.N == 0 or math.prod(shape) == 0:
-        from .creation import zeros
         return zeros(shape, dtype=x.dtype, device=dev)
     dims = (g.C, g.N, g.H, g.W, g.OC, g.KH, g.KW, g.OH, g.OW, g.DH, g.DW, g.PH, g.PW, g.SH, g.SW)
     xs = (g.H * g.W, g.C * g.H * g.W, g.W, 1)
@@ -332,12 +337,11 @@ def _grad_weight_direct(x, gy, g):
 def _grad_bias(gy, g):
     dev = gy.device
     if g.N == 0:
-        from .creation import zeros
         return zeros((g.OC,), dtype=gy.dtype, device=dev)
     nsplit = _nsplit(dev, g.OC, g.N)
     nper = -(-g.N // nsplit)
     nsplit = -(-g.N // nper)
-    part = Tensor._empty((nsplit, g.OC), gy.dtype, dev)
+    part = TensorBase._empty((nsplit, g.OC), gy.dtype, dev)
     kern = get_kernel(dev, "conv.cl.mako", "conv2d_grad_bias", arg_dtypes=[_i32] * 5 + [None, _i32] * 2,
                       kernel="conv2d_grad_bias", **_types(gy))
     _launch(dev, kern, nsplit * g.OC, g.N, g.OC, g.OH * g.OW, nper, nsplit, gy._buf, gy.offset,
@@ -348,7 +352,7 @@ def _grad_bias(gy, g):
 # --- the im2col + matmul path ----------------------------------------------------------------------
 def _im2col(x, g):
     dev = x.device
-    cols = Tensor._empty((g.N, g.K, g.OH * g.OW), x.dtype, dev)
+    cols = TensorBase._empty((g.N, g.K, g.OH * g.OW), x.dtype, dev)
     if cols.numel():
         kern = get_kernel(dev, "conv.cl.mako", "im2col", arg_dtypes=_GEOM_DT + [None, _i32] * 2,
                           kernel="im2col", **_types(x))
@@ -357,7 +361,6 @@ def _im2col(x, g):
 
 
 def _forward_im2col(x, w, b, g):
-    from .matmul import bmm
     cols = _im2col(x, g)
     w3 = w.reshape(1, g.OC, g.K).expand(g.N, g.OC, g.K)
     y = bmm(w3, cols)  # [N, OC, OH*OW]: already NCHW
@@ -367,11 +370,10 @@ def _forward_im2col(x, w, b, g):
 
 
 def _grad_input_im2col(gy, w, g):
-    from .matmul import bmm
     wt = w.reshape(g.OC, g.K).transpose(0, 1).reshape(1, g.K, g.OC).expand(g.N, g.K, g.OC)
     gcols = bmm(wt, gy.reshape(g.N, g.OC, g.OH * g.OW))  # [N, K, OH*OW]
     dev = gy.device
-    gx = Tensor._empty((g.N, g.C, g.H, g.W), gy.dtype, dev)
+    gx = TensorBase._empty((g.N, g.C, g.H, g.W), gy.dtype, dev)
     if gx.numel():
         kern = get_kernel(dev, "conv.cl.mako", "col2im", arg_dtypes=_GEOM_DT + [None, _i32] * 2,
                           kernel="col2im", **_types(gy))
@@ -380,8 +382,6 @@ def _grad_input_im2col(gy, w, g):
 
 
 def _grad_weight_im2col(x, gy, g):
-    from .matmul import bmm
-    from .reduce import sum as _sum
     cols = _im2col(x, g)
     per_sample = bmm(gy.reshape(g.N, g.OC, g.OH * g.OW), cols.transpose(1, 2))  # [N, OC, K]
     return _sum(per_sample, 0).reshape(g.OC, g.C, g.KH, g.KW)
@@ -416,6 +416,7 @@ def _window(geom):
 _POOL_DT = [_i32] * 11
 
 
+@op("max_pool2d")
 def max_pool2d(x, kernel_size, stride=None, padding=0, return_indices=False):
     """Max over kh x kw windows (stride defaults to the kernel size); padding never wins.
 
@@ -425,8 +426,8 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, return_indices=False):
     NC, H, W, OH, OW = geom[:5]
     dev = x.device
     xc = _contig(x4)
-    y = Tensor._empty((x4.shape[0], x4.shape[1], OH, OW), x.dtype, dev)
-    idx = Tensor._empty(y.shape, _dt.int32, dev)
+    y = TensorBase._empty((x4.shape[0], x4.shape[1], OH, OW), x.dtype, dev)
+    idx = TensorBase._empty(y.shape, _dt.int32, dev)
     if y.numel():
         kern = get_kernel(dev, "conv.cl.mako", "max_pool2d_forward", arg_dtypes=_POOL_DT + [None, _i32] * 3,
                           kernel="max_pool2d_forward", window=_window(geom), **_types(x))
@@ -434,7 +435,7 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, return_indices=False):
     if needs_grad(x4):
         def backward(gy):
             gyc = _contig(gy)
-            gx = Tensor._empty(x4.shape, x.dtype, dev)
+            gx = TensorBase._empty(x4.shape, x.dtype, dev)
             if gx.numel():
                 kern = get_kernel(dev, "conv.cl.mako", "max_pool2d_backward",
                                   arg_dtypes=_POOL_DT + [None, _i32] * 3, kernel="max_pool2d_backward",
@@ -448,13 +449,14 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, return_indices=False):
     return (y, idx) if return_indices else y
 
 
+@op("avg_pool2d")
 def avg_pool2d(x, kernel_size, stride=None, padding=0):
     """Mean over kh x kw windows; padded positions count as zeros (PyTorch's count_include_pad=True)."""
     x4, unbatched, geom = _pool_setup(x, kernel_size, stride, padding, "avg_pool2d")
     OH, OW = geom[3], geom[4]
     dev = x.device
     xc = _contig(x4)
-    y = Tensor._empty((x4.shape[0], x4.shape[1], OH, OW), x.dtype, dev)
+    y = TensorBase._empty((x4.shape[0], x4.shape[1], OH, OW), x.dtype, dev)
     if y.numel():
         kern = get_kernel(dev, "conv.cl.mako", "avg_pool2d_forward", arg_dtypes=_POOL_DT + [None, _i32] * 2,
                           kernel="avg_pool2d_forward", window=_window(geom), **_types(x))
@@ -462,7 +464,7 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0):
     if needs_grad(x4):
         def backward(gy):
             gyc = _contig(gy)
-            gx = Tensor._empty(x4.shape, x.dtype, dev)
+            gx = TensorBase._empty(x4.shape, x.dtype, dev)
             if gx.numel():
                 kern = get_kernel(dev, "conv.cl.mako", "avg_pool2d_backward",
                                   arg_dtypes=_POOL_DT + [None, _i32] * 2, kernel="avg_pool2d_backward",

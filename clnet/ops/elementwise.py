@@ -1,5 +1,11 @@
 """Elementwise ops: each one is a C expression over operands v0, v1, ... plus its gradient rule.
 
+An op is one row of `UNARY` or `BINARY` (a `Unary`/`Binary`: expression, result type, gradient), or a
+call of `pointwise` (expression + one gradient expression per operand) for ops defined elsewhere. A
+gradient rule names what it reads by its parameter names (`g` the incoming gradient, `x` the operand,
+`a`/`b` the operands of a binary op, `out` the result): only those are saved (and version-checked),
+so `y = x + 1; y += 1` stays differentiable as in PyTorch and d(a*b)/da keeps only b alive.
+
 `launch` is the one place that turns an expression into a kernel call: it broadcasts shapes, merges
 dimensions that are contiguous for every operand, and passes sizes and strides as kernel arguments,
 so a new shape of the same rank reuses the built kernel. Scalars are kernel arguments too. The
@@ -8,44 +14,25 @@ so a training step that repeats the same shapes pays only for building the argum
 """
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
+from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
 from .. import dtypes as _dt
-from ..autograd import is_grad_enabled, needs_grad, record
 from ..backend import caches
+from ..backend.devices import default_device
 from ..backend.programs import ctype, get_kernel
-from ..tensor import Tensor, _check_device_dtype
+from ..core import dispatch
+from ..core.dispatch import op
+from ..core.storage import TensorBase, check_device_dtype, contiguous_strides
+from ..core.tape import is_grad_enabled, needs_grad, record
+from .shapes import broadcast_shapes, broadcast_strides
 
 _INT_MAX = 2**31 - 1
-
-
-# --- shapes ------------------------------------------------------------------------------------------
-def broadcast_shapes(*shapes) -> tuple:
-    """numpy broadcasting; the error names every shape involved."""
-    ndim = max((len(s) for s in shapes), default=0)
-    out = []
-    for axis in range(-ndim, 0):
-        size = 1
-        for s in shapes:
-            d = s[axis] if -axis <= len(s) else 1
-            if d != 1:
-                if size != 1 and d != size:
-                    raise ValueError("shapes " + " and ".join(str(tuple(x)) for x in shapes)
-                                     + f" cannot be broadcast together (dimension {axis}: {size} vs {d})")
-                size = d
-        out.append(size)
-    return tuple(out)
-
-
-def _broadcast_strides(shape_t, strides_t, shape) -> list:
-    pad = len(shape) - len(shape_t)
-    strides = [0] * pad
-    for size, tsize, st in zip(shape[pad:], shape_t, strides_t):
-        strides.append(0 if tsize == 1 and size != 1 else st)
-    return strides
 
 
 def _collapse(shape, stride_lists):
@@ -63,7 +50,8 @@ def _collapse(shape, stride_lists):
 
 
 def _as_operand(x, device):
-    if isinstance(x, Tensor):
+    """A tensor on `device`, or a scalar; arrays and lists are uploaded."""
+    if isinstance(x, TensorBase):
         if device is not None and x.device is not device:
             raise ValueError(f"tensors are on different devices: {device} and {x.device}; "
                              "move one with .to(device)")
@@ -73,16 +61,23 @@ def _as_operand(x, device):
             raise TypeError("complex numbers are not supported by clnet")
         return x
     if isinstance(x, (np.ndarray, list, tuple)):
-        from .creation import tensor
-        return tensor(x, device=device)
+        return _upload(x, device)
     raise TypeError(f"unsupported operand type {type(x).__name__}; expected a Tensor, a number or an array")
+
+
+def _upload(data, device) -> TensorBase:
+    """Host data as a new tensor (the dtype rules of clnet.tensor: lists of floats are float32)."""
+    device = device if device is not None else default_device()
+    dt = _dt.infer_dtype(data)
+    if dt == _dt.float64 and not device.fp64:
+        dt = _dt.float32
+    return dispatch.upload_array(np.asarray(data, dtype=dt, order="C"), dt, device)
 
 
 def _device_of(xs):
     for x in xs:
-        if isinstance(x, Tensor):
+        if isinstance(x, TensorBase):
             return x.device
-    from ..backend.devices import default_device
     return default_device()
 
 
@@ -99,8 +94,8 @@ _PLAN_LIMIT = 4096
 
 def _make_plan(device, expr, operands, out_dtype, compute_dtype, out) -> _Plan:
     for dt in (out_dtype, compute_dtype):  # a clear error before the compiler's, e.g. double on llvmpipe
-        _check_device_dtype(device, _dt.as_dtype(dt))
-    tensors = [x for x in operands if isinstance(x, Tensor)]
+        check_device_dtype(device, _dt.as_dtype(dt))
+    tensors = [x for x in operands if isinstance(x, TensorBase)]
     shape = broadcast_shapes(*(t.shape for t in tensors)) if tensors else ()
     if out is not None:
         if broadcast_shapes(out.shape, shape) != out.shape:
@@ -109,15 +104,15 @@ def _make_plan(device, expr, operands, out_dtype, compute_dtype, out) -> _Plan:
         shape = out.shape
     plan = _Plan()
     plan.shape = shape
-    plan.strides = _contiguous(shape)
+    plan.strides = contiguous_strides(shape)
     plan.n = n = math.prod(shape)
     ct_dtype = _dt.float32 if compute_dtype == _dt.float16 else np.dtype(compute_dtype)
     plan.scalar_type = ct_dtype.type
     if n == 0:
         plan.kern = None
         return plan
-    out_strides = list(out.strides) if out is not None else list(_contiguous(shape))
-    strides = [out_strides] + [_broadcast_strides(t.shape, t.strides, shape) for t in tensors]
+    out_strides = list(out.strides) if out is not None else list(plan.strides)
+    strides = [out_strides] + [broadcast_strides(t.shape, t.strides, shape) for t in tensors]
     sizes, strides = _collapse(shape, strides)
     rank = len(sizes)
     if rank <= 1 and all(st == [1] or not st for st in strides):
@@ -125,7 +120,7 @@ def _make_plan(device, expr, operands, out_dtype, compute_dtype, out) -> _Plan:
     storage = [out._storage_size if out is not None else n] + [t._storage_size for t in tensors]
     idx = "int" if max(storage) <= _INT_MAX and n <= _INT_MAX else "long"
     idx_dt = np.dtype(np.int32 if idx == "int" else np.int64)
-    in_ts = tuple(ctype(x.dtype) if isinstance(x, Tensor) else None for x in operands)
+    in_ts = tuple(ctype(x.dtype) if isinstance(x, TensorBase) else None for x in operands)
     arg_dtypes = [idx_dt, None, idx_dt] + [idx_dt, idx_dt] * rank
     plan.out_dims = [v for d in range(rank) for v in (sizes[d], strides[0][d])]
     plan.op_strides = []
@@ -163,25 +158,18 @@ def _use_grid2(device, sizes, rank, wg) -> bool:
             and math.prod(sizes[:-1]) <= _GRID_DIM1_LIMIT)
 
 
-def _contiguous(shape):
-    strides, acc = [], 1
-    for s in reversed(shape):
-        strides.append(acc)
-        acc *= max(s, 1)
-    return tuple(reversed(strides))
-
-
-def launch(expr: str, operands, out_dtype, compute_dtype, out: Tensor | None = None) -> Tensor:
+def launch(expr: str, operands, out_dtype, compute_dtype, out: TensorBase | None = None) -> TensorBase:
     """Run `out = expr(operands)` elementwise, broadcasting; returns the (new or given) output.
 
     `operands` are tensors (on one device) and Python/numpy scalars, named v0, v1, ... in `expr`;
     each is loaded and converted to `compute_dtype` before `expr` runs; the result is stored as
-    `out_dtype` (bool stores `expr != 0`). Returns at once: the kernel is only enqueued.
+    `out_dtype` (bool stores `expr != 0`). Returns at once: the kernel is only enqueued. No autograd:
+    the ops below record their own history.
     """
     device = None
     sig = []
     for x in operands:
-        if isinstance(x, Tensor):
+        if isinstance(x, TensorBase):
             if device is None:
                 device = x.device
             elif x.device is not device:
@@ -199,7 +187,6 @@ def launch(expr: str, operands, out_dtype, compute_dtype, out: Tensor | None = N
     else:
         out_sig = None
         if device is None:
-            from ..backend.devices import default_device
             device = default_device()
     key = (device, expr, out_dtype, compute_dtype, out_sig, tuple(sig))
     plan = _PLANS.get(key)
@@ -209,7 +196,7 @@ def launch(expr: str, operands, out_dtype, compute_dtype, out: Tensor | None = N
             _PLANS.clear()
         _PLANS[key] = plan
     if out is None:
-        out = Tensor._empty(plan.shape, out_dtype, device, plan.strides)
+        out = TensorBase._empty(plan.shape, out_dtype, device, plan.strides)
     if plan.kern is None:
         return out
     args = [plan.n, out._buf, out.offset]
@@ -221,123 +208,168 @@ def launch(expr: str, operands, out_dtype, compute_dtype, out: Tensor | None = N
             args.append(x._buf)
             args.append(x.offset)
             args += st
-    plan.kern(device.queue, plan.gsize, plan.lsize, *args)
+    dispatch.launch(device, plan.kern, plan.gsize, plan.lsize, args)
     return out
 
 
-def _fused(expr: str, *operands) -> Tensor:
+def _fused(expr: str, *operands) -> TensorBase:
     """A gradient formula as one kernel, in the (floating) type of its tensor operands."""
-    dt = _dt.result_type([x.dtype for x in operands if isinstance(x, Tensor)])
+    dt = _dt.result_type([x.dtype for x in operands if isinstance(x, TensorBase)])
     return launch(expr, operands, dt, dt)
 
 
-def _zeros_like(g, x, o):
+# --- recording gradients -------------------------------------------------------------------------------
+def _reads(rule) -> tuple:
+    """The names a gradient rule reads besides g (its parameter names)."""
+    if rule is None:
+        return ()
+    return tuple(p for p in inspect.signature(rule).parameters if p != "g")
+
+
+def _record(name, y, operands, names, rules, reads):
+    """Hang the node of `y = name(operands)` on y. `names[i]` is operand i's name in the rules, `rules[i]`
+    its gradient rule (None: no gradient) and `reads[i]` what that rule reads; only what the rules of
+    operands that need a gradient read is kept (and version-checked)."""
+    tensors = [i for i, x in enumerate(operands) if isinstance(x, TensorBase)]
+    need = {i for i in tensors if rules[i] is not None and operands[i].requires_grad}
+    wanted = {r for i in need for r in reads[i]}
+    env = {}
+    saved = []
+    for i, nm in enumerate(names):
+        if nm in wanted:
+            env[nm] = operands[i]
+            if i in tensors:
+                saved.append(operands[i])
+    if "out" in wanted:
+        env["out"] = y.detach()  # a detached alias: the node hanging on y must not reference y itself
+        saved.append(env["out"])
+    calls = [(i, rules[i], reads[i]) if i in need else (i, None, ()) for i in tensors]
+
+    def backward(g):
+        return tuple(None if rule is None else rule(g, **{r: env[r] for r in used}) for _, rule, used in calls)
+    record(name, y, tuple(operands[i] for i in tensors), backward, saved=tuple(saved))
+
+
+# --- op tables -------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Unary:
+    """One elementwise op of one operand.
+
+    expr        C expression of v0 (the operand, already in the compute type)
+    float_only  integer operands compute (and return) the default float type: exp(int) -> float32
+    grad        d/dx: a function of g and, by parameter name, x and/or out; None: not differentiable
+    bool_result the result is a bool tensor (isnan, logical_not)
+    int_same    on integer operands the op is the identity and keeps the type (floor/ceil/round)
+    """
+    expr: str
+    float_only: bool = False
+    grad: Callable | None = None
+    bool_result: bool = False
+    int_same: bool = False
+    reads: tuple = field(init=False, default=())
+
+    def __post_init__(self):
+        object.__setattr__(self, "reads", _reads(self.grad))
+
+
+@dataclass(frozen=True)
+class Binary:
+    """One elementwise op of two operands (tensors or scalars, broadcast).
+
+    expr        C expression of v0 and v1
+    result      "same" (the promoted type), "float" (true division: ints give float32), "bool"
+    grad_a/b    d/da and d/db: functions of g and, by parameter name, a, b and/or out; None: no gradient
+    int_expr    the expression integer operands use instead (Python's floor semantics)
+    """
+    expr: str
+    result: str = "same"
+    grad_a: Callable | None = None
+    grad_b: Callable | None = None
+    int_expr: str | None = None
+    reads: tuple = field(init=False, default=())
+
+    def __post_init__(self):
+        object.__setattr__(self, "reads", (_reads(self.grad_a), _reads(self.grad_b)))
+
+    @property
+    def differentiable(self) -> bool:
+        return self.grad_a is not None or self.grad_b is not None
+
+
+def _zero_grad(g):
     return launch("0", [g], g.dtype, g.dtype)
 
 
-# --- op table ------------------------------------------------------------------------------------
-# Unary ops: name -> (C expression of v0, float-only?, gradient rule (g, x, out) -> grad_x, what the
-# rule reads: "x" the input, "o" the output). Only what a rule reads is saved (and version-checked),
-# so `y = x + 1; y += 1` stays differentiable as in PyTorch. Rules run under no_grad; where a formula
-# would take several ops it is one fused kernel.
 UNARY = {
-    "neg": ("-v0", False, lambda g, x, o: neg(g), ""),
-    "abs": ("(v0 < 0 ? -v0 : v0)", False, lambda g, x, o: _fused("v0 * ((v1 > 0) - (v1 < 0))", g, x), "x"),
-    "sign": ("(v0 != v0 ? v0 : (v0 > 0) - (v0 < 0))", False, _zeros_like, ""),
-    "exp": ("exp(v0)", True, lambda g, x, o: g * o, "o"),
-    "log": ("log(v0)", True, lambda g, x, o: g / x, "x"),
-    "sqrt": ("sqrt(v0)", True, lambda g, x, o: _fused("v0 / (2 * v1)", g, o), "o"),
-    "rsqrt": ("rsqrt(v0)", True, lambda g, x, o: _fused("-0.5f * v0 * v1 / v2", g, o, x), "xo"),
-    "sin": ("sin(v0)", True, lambda g, x, o: _fused("v0 * cos(v1)", g, x), "x"),
-    "cos": ("cos(v0)", True, lambda g, x, o: _fused("-v0 * sin(v1)", g, x), "x"),
-    "tanh": ("tanh(v0)", True, lambda g, x, o: _fused("v0 * (1 - v1 * v1)", g, o), "o"),
-    "sigmoid": ("1 / (1 + exp(-v0))", True, lambda g, x, o: _fused("v0 * v1 * (1 - v1)", g, o), "o"),
-    "relu": ("(v0 < 0 ? 0 : v0)", False, lambda g, x, o: _fused("(v1 > 0 ? v0 : 0)", g, o), "o"),
-    "reciprocal": ("1 / v0", True, lambda g, x, o: _fused("-v0 * v1 * v1", g, o), "o"),
-    "square": ("v0 * v0", False, lambda g, x, o: _fused("2 * v0 * v1", g, x), "x"),
-    "log1p": ("log1p(v0)", True, lambda g, x, o: _fused("v0 / (1 + v1)", g, x), "x"),
-    "expm1": ("expm1(v0)", True, lambda g, x, o: _fused("v0 * (v1 + 1)", g, o), "o"),
-    "floor": ("floor(v0)", True, _zeros_like, ""),
-    "ceil": ("ceil(v0)", True, _zeros_like, ""),
-    "round": ("rint(v0)", True, _zeros_like, ""),
-    "logical_not": ("!v0", False, None, ""),
-    "isnan": ("v0 != v0", False, None, ""),
-    "isinf": ("isinf(v0)", True, None, ""),
+    "neg": Unary("-v0", grad=lambda g: neg(g)),
+    "abs": Unary("(v0 < 0 ? -v0 : v0)", grad=lambda g, x: _fused("v0 * ((v1 > 0) - (v1 < 0))", g, x)),
+    "sign": Unary("(v0 != v0 ? v0 : (v0 > 0) - (v0 < 0))", grad=_zero_grad),
+    "exp": Unary("exp(v0)", True, grad=lambda g, out: _fused("v0 * v1", g, out)),
+    "log": Unary("log(v0)", True, grad=lambda g, x: _fused("v0 / v1", g, x)),
+    "sqrt": Unary("sqrt(v0)", True, grad=lambda g, out: _fused("v0 / (2 * v1)", g, out)),
+    "rsqrt": Unary("rsqrt(v0)", True, grad=lambda g, x, out: _fused("-0.5f * v0 * v1 / v2", g, out, x)),
+    "sin": Unary("sin(v0)", True, grad=lambda g, x: _fused("v0 * cos(v1)", g, x)),
+    "cos": Unary("cos(v0)", True, grad=lambda g, x: _fused("-v0 * sin(v1)", g, x)),
+    "tanh": Unary("tanh(v0)", True, grad=lambda g, out: _fused("v0 * (1 - v1 * v1)", g, out)),
+    "sigmoid": Unary("1 / (1 + exp(-v0))", True, grad=lambda g, out: _fused("v0 * v1 * (1 - v1)", g, out)),
+    "relu": Unary("(v0 < 0 ? 0 : v0)", grad=lambda g, out: _fused("(v1 > 0 ? v0 : 0)", g, out)),
+    "reciprocal": Unary("1 / v0", True, grad=lambda g, out: _fused("-v0 * v1 * v1", g, out)),
+    "square": Unary("v0 * v0", grad=lambda g, x: _fused("2 * v0 * v1", g, x)),
+    "log1p": Unary("log1p(v0)", True, grad=lambda g, x: _fused("v0 / (1 + v1)", g, x)),
+    "expm1": Unary("expm1(v0)", True, grad=lambda g, out: _fused("v0 * (v1 + 1)", g, out)),
+    "floor": Unary("floor(v0)", True, grad=_zero_grad, int_same=True),
+    "ceil": Unary("ceil(v0)", True, grad=_zero_grad, int_same=True),
+    "round": Unary("rint(v0)", True, grad=_zero_grad, int_same=True),
+    "logical_not": Unary("!v0", bool_result=True),
+    "isnan": Unary("v0 != v0", bool_result=True),
+    "isinf": Unary("isinf(v0)", True, bool_result=True),
 }
-_BOOL_RESULT = {"logical_not", "isnan", "isinf"}
-_INT_KEEPS_TYPE = {"floor", "ceil", "round"}  # floor(int tensor) is the int tensor, as in PyTorch
 
 
-def _pow_grads(g, a, b, o, need_a, need_b):
-    ga = gb = None
-    if need_a:
-        if isinstance(b, Tensor):
-            ga = _fused("v0 * v2 * pow(v1, v2 - 1)", g, a, b)
-        elif b == 0:
-            ga = _zeros_like(g, a, o)
-        else:
-            ga = _fused("v0 * v2 * pow(v1, v3)", g, a, b, b - 1)
-    if need_b:  # d/db a**b = a**b log a, taken as 0 where a == 0 and b >= 0 (as PyTorch)
-        gb = _fused("((v2 == 0 && v3 >= 0) ? 0 : v0 * v1 * log(v2))", g, o, a, b)
-    return ga, gb
+def _pow_grad_a(g, a, b):
+    if isinstance(b, TensorBase):
+        return _fused("v0 * v2 * pow(v1, v2 - 1)", g, a, b)
+    if b == 0:
+        return _zero_grad(g)
+    return _fused("v0 * v2 * pow(v1, v3)", g, a, b, b - 1)
 
 
-def _div_grads(g, a, b, o, need_a, need_b):
-    return (g / b if need_a else None), (_fused("-v0 * v1 / v2", g, o, b) if need_b else None)
+# d/db a**b = a**b log a, taken as 0 where a == 0 and b >= 0 (as PyTorch)
+def _pow_grad_b(g, out, a, b):
+    return _fused("((v2 == 0 && v3 >= 0) ? 0 : v0 * v1 * log(v2))", g, out, a, b)
 
 
 # ties share the gradient equally, as in PyTorch
 _MAX_A = "(v1 > v2 ? v0 : (v1 == v2 ? v0 / 2 : 0))"
 _MAX_B = "(v2 > v1 ? v0 : (v1 == v2 ? v0 / 2 : 0))"
+_REMAINDER = "((fmod(v0, v1) != 0 && ((fmod(v0, v1) < 0) != (v1 < 0))) ? fmod(v0, v1) + v1 : fmod(v0, v1))"
 
-# Binary ops: name -> (C expression of v0, v1, result kind, gradient rule (g, a, b, out, need_a, need_b)
-# -> (grad_a, grad_b), what the rule reads: "a", "b", "o").
-# kind: "same" (promoted type), "float" (true division: ints give float32), "bool" (comparisons).
 BINARY = {
-    "add": ("v0 + v1", "same", lambda g, a, b, o, na, nb: (g, g), ""),
-    "sub": ("v0 - v1", "same", lambda g, a, b, o, na, nb: (g, -g if nb else None), ""),
-    "mul": ("v0 * v1", "same", lambda g, a, b, o, na, nb: (g * b if na else None, g * a if nb else None), "ab"),
-    "div": ("v0 / v1", "float", _div_grads, "bo"),
-    "pow": ("pow(v0, v1)", "same", _pow_grads, "abo"),
-    "maximum": ("((v0 > v1 || v0 != v0) ? v0 : v1)", "same",
-                lambda g, a, b, o, na, nb: (_fused(_MAX_A, g, a, b) if na else None,
-                                            _fused(_MAX_B, g, a, b) if nb else None), "ab"),
-    "minimum": ("((v0 < v1 || v0 != v0) ? v0 : v1)", "same",
-                lambda g, a, b, o, na, nb: (_fused(_MAX_B, g, a, b) if na else None,
-                                            _fused(_MAX_A, g, a, b) if nb else None), "ab"),
-    "eq": ("v0 == v1", "bool", None, ""),
-    "ne": ("v0 != v1", "bool", None, ""),
-    "lt": ("v0 < v1", "bool", None, ""),
-    "le": ("v0 <= v1", "bool", None, ""),
-    "gt": ("v0 > v1", "bool", None, ""),
-    "ge": ("v0 >= v1", "bool", None, ""),
-    "logical_and": ("v0 && v1", "bool", None, ""),
-    "logical_or": ("v0 || v1", "bool", None, ""),
-    "logical_xor": ("(!v0) != (!v1)", "bool", None, ""),
-    "floor_divide": ("floor(v0 / v1)", "same", None, ""),
-    "remainder": ("((fmod(v0, v1) != 0 && ((fmod(v0, v1) < 0) != (v1 < 0))) ? fmod(v0, v1) + v1 : fmod(v0, v1))",
-                  "same", None, ""),
+    "add": Binary("v0 + v1", grad_a=lambda g: g, grad_b=lambda g: g),
+    "sub": Binary("v0 - v1", grad_a=lambda g: g, grad_b=lambda g: neg(g)),
+    "mul": Binary("v0 * v1", grad_a=lambda g, b: _fused("v0 * v1", g, b), grad_b=lambda g, a: _fused("v0 * v1", g, a)),
+    "div": Binary("v0 / v1", "float", grad_a=lambda g, b: _fused("v0 / v1", g, b),
+                  grad_b=lambda g, out, b: _fused("-v0 * v1 / v2", g, out, b)),
+    "pow": Binary("pow(v0, v1)", grad_a=_pow_grad_a, grad_b=_pow_grad_b, int_expr="clnet_ipow(v0, v1)"),
+    "maximum": Binary("((v0 > v1 || v0 != v0) ? v0 : v1)", grad_a=lambda g, a, b: _fused(_MAX_A, g, a, b),
+                      grad_b=lambda g, a, b: _fused(_MAX_B, g, a, b)),
+    "minimum": Binary("((v0 < v1 || v0 != v0) ? v0 : v1)", grad_a=lambda g, a, b: _fused(_MAX_B, g, a, b),
+                      grad_b=lambda g, a, b: _fused(_MAX_A, g, a, b)),
+    "eq": Binary("v0 == v1", "bool"),
+    "ne": Binary("v0 != v1", "bool"),
+    "lt": Binary("v0 < v1", "bool"),
+    "le": Binary("v0 <= v1", "bool"),
+    "gt": Binary("v0 > v1", "bool"),
+    "ge": Binary("v0 >= v1", "bool"),
+    "logical_and": Binary("v0 && v1", "bool"),
+    "logical_or": Binary("v0 || v1", "bool"),
+    "logical_xor": Binary("(!v0) != (!v1)", "bool"),
+    # integer forms: floor semantics as Python; x // 0 and x % 0 give 0 instead of trapping the device
+    "floor_divide": Binary("floor(v0 / v1)",
+                           int_expr="(v1 == 0 ? 0 : v0 / v1 - ((v0 % v1 != 0) && ((v0 < 0) != (v1 < 0))))"),
+    "remainder": Binary(_REMAINDER, int_expr="(v1 == 0 ? 0 : ((v0 % v1 != 0 && ((v0 % v1 < 0) != (v1 < 0)))"
+                                             " ? v0 % v1 + v1 : v0 % v1))"),
 }
-# What a binary rule reads depends on which inputs need a gradient: d(a*b)/da reads b only.
-_SAVES = {
-    "mul": lambda na, nb: ("b" if na else "") + ("a" if nb else ""),
-    "div": lambda na, nb: "b" + ("o" if nb else ""),
-    "pow": lambda na, nb: "ab" + ("o" if nb else ""),
-}
-
-
-def _binary_uses(name, uses, need_a, need_b):
-    f = _SAVES.get(name)
-    return f(need_a, need_b) if f is not None else uses
-
-
-# integer forms (floor semantics as Python; x // 0 and x % 0 give 0 instead of trapping the device)
-_INT_EXPR = {
-    "pow": "clnet_ipow(v0, v1)",
-    "floor_divide": "(v1 == 0 ? 0 : v0 / v1 - ((v0 % v1 != 0) && ((v0 < 0) != (v1 < 0))))",
-    "remainder": "(v1 == 0 ? 0 : ((v0 % v1 != 0 && ((v0 % v1 < 0) != (v1 < 0))) ? v0 % v1 + v1 : v0 % v1))",
-}
-
 
 _PY_NUMBERS = (int, float)
 
@@ -348,53 +380,53 @@ def _float_type(dt):
 
 def _operand_dtype(a, b):
     """Result dtype of a binary op over tensors/scalars with PyTorch's three-tier promotion."""
-    if isinstance(a, Tensor) and isinstance(b, Tensor):
+    if isinstance(a, TensorBase) and isinstance(b, TensorBase):
         if a.dtype is b.dtype or a.dtype == b.dtype:
             return a.dtype
         if a.ndim and b.ndim:
             return _dt.promote_types(a.dtype, b.dtype)
     dims, zero, scalars = [], [], []
     for x in (a, b):
-        if isinstance(x, Tensor):
+        if isinstance(x, TensorBase):
             (dims if x.ndim else zero).append(x.dtype)
         else:
             scalars.append(x)
     return _dt.result_type(dims, scalars, zero)
 
 
-def unary(name: str, x, out: Tensor | None = None) -> Tensor:
-    expr, float_only, rule, uses = UNARY[name]
-    if not isinstance(x, Tensor):
-        x = _as_operand(x, None)
-        if not isinstance(x, Tensor):
-            from .creation import tensor
-            x = tensor(x)
+def _tensor_operand(x):
+    if isinstance(x, TensorBase):
+        return x
+    x = _as_operand(x, None)
+    return x if isinstance(x, TensorBase) else _upload(x, None)
+
+
+def _unary_types(name, row, x):
+    """(expression, compute dtype, result dtype) of unary op `name` on x."""
     if x.dtype == _dt.bool_ and name in ("neg", "sign"):
         raise TypeError(f"{name} is not defined for bool tensors; use logical_not (~) instead")
-    if name in _INT_KEEPS_TYPE and not _dt.is_floating(x.dtype):
-        dt = x.dtype
-        expr = "v0"
-    else:
-        dt = _float_type(x.dtype) if float_only else x.dtype
-    result_dt = _dt.bool_ if name in _BOOL_RESULT else dt
+    if row.int_same and not _dt.is_floating(x.dtype):
+        return "v0", x.dtype, x.dtype
+    dt = _float_type(x.dtype) if row.float_only else x.dtype
+    return row.expr, dt, (_dt.bool_ if row.bool_result else dt)
+
+
+def unary(name: str, x, out: TensorBase | None = None) -> TensorBase:
+    """UNARY[name] of x (or into `out`, in place)."""
+    row = UNARY[name]
+    x = _tensor_operand(x)
+    expr, dt, result_dt = _unary_types(name, row, x)
     if out is not None:
-        return _inplace(name, expr, [x], out, result_dt, dt, rule, uses, unary=True)
+        return _inplace(name, expr, [x], ("x",), (row.grad,), (row.reads,), out, result_dt, dt)
     y = launch(expr, [x], result_dt, dt)
-    if rule is not None and needs_grad(x):
-        _record_unary(name, y, x, rule, uses)
+    if row.grad is not None and needs_grad(x):
+        _record(name, y, [x], ("x",), (row.grad,), (row.reads,))
     return y
 
 
-def _record_unary(name, y, x, rule, uses):
-    o = y.detach() if "o" in uses else None
-    xx = x if "x" in uses else None
-    saved = ((x,) if xx is not None else ()) + ((o,) if o is not None else ())
-    record(name, y, (x,), lambda g: rule(g, xx, o), saved=saved)
-
-
-def binary(name: str, a, b, out: Tensor | None = None) -> Tensor:
-    expr, kind, rule, uses = BINARY[name]
-    ta, tb = isinstance(a, Tensor), isinstance(b, Tensor)
+def _binary_types(name, row, a, b):
+    """(a, b, expression, compute dtype, result dtype) of binary op `name`; scalars stay scalars."""
+    ta, tb = isinstance(a, TensorBase), isinstance(b, TensorBase)
     if ta and tb:
         if a.device is not b.device:
             raise ValueError(f"{name}: tensors are on different devices: {a.device} and {b.device}; "
@@ -405,58 +437,41 @@ def binary(name: str, a, b, out: Tensor | None = None) -> Tensor:
     elif tb and type(a) in _PY_NUMBERS and b.dtype.kind == "f":
         dt = b.dtype
     else:
-        device = a.device if ta else (b.device if tb else None)
-        if device is None:
-            device = _device_of([a, b])
+        device = a.device if ta else (b.device if tb else _device_of([a, b]))
         a, b = _as_operand(a, device), _as_operand(b, device)
         dt = _operand_dtype(a, b)
-    if kind == "float":
+    if row.result == "float":
         dt = _float_type(dt)
     if dt == _dt.bool_ and name == "sub":
         raise TypeError("subtracting bool tensors is not supported; use logical_xor (^) or logical_not (~)")
-    if kind == "bool":
-        ct, result_dt = dt, _dt.bool_
-    else:
-        ct = result_dt = dt
-    if not _dt.is_floating(dt) and name in _INT_EXPR:
-        if name == "pow" and not isinstance(b, Tensor) and b < 0:
+    expr = row.expr
+    if not _dt.is_floating(dt) and row.int_expr is not None:
+        if name == "pow" and not isinstance(b, TensorBase) and b < 0:
             raise ValueError("integers to negative integer powers are not allowed; use a float tensor")
-        expr = _INT_EXPR[name]
-    elif name == "pow" and not isinstance(b, Tensor):
+        expr = row.int_expr
+    elif name == "pow" and not isinstance(b, TensorBase):
         if b == 2:
             expr = "v0 * v0"
         elif b == 1:
             expr = "v0"
+    return a, b, expr, dt, (_dt.bool_ if row.result == "bool" else dt)
+
+
+def binary(name: str, a, b, out: TensorBase | None = None) -> TensorBase:
+    """BINARY[name] of a and b, broadcast (or into `out`, in place)."""
+    row = BINARY[name]
+    a, b, expr, ct, result_dt = _binary_types(name, row, a, b)
+    rules = (row.grad_a, row.grad_b)
     if out is not None:
-        return _inplace(name, expr, [a, b], out, result_dt, ct, rule, uses)
+        return _inplace(name, expr, [a, b], ("a", "b"), rules, row.reads, out, result_dt, ct)
     y = launch(expr, [a, b], result_dt, ct)
-    if rule is not None and needs_grad(a, b):
-        _record_binary(name, y, a, b, rule, uses, y)
+    if row.differentiable and needs_grad(a, b):
+        _record(name, y, [a, b], ("a", "b"), rules, row.reads)
     return y
 
 
-def _record_binary(name, y, a, b, rule, uses, out):
-    """Hang the node of `y = name(a, b)` on y, saving only what the gradient rule will read."""
-    ta = a if isinstance(a, Tensor) else None
-    tb = b if isinstance(b, Tensor) else None
-    inputs = tuple(t for t in (ta, tb) if t is not None)
-    need_a = ta is not None and ta.requires_grad
-    need_b = tb is not None and tb.requires_grad
-    uses = _binary_uses(name.rstrip("_"), uses, need_a, need_b)
-    o = out.detach() if "o" in uses else None
-    saved = tuple(t for t, letter in ((ta, "a"), (tb, "b"), (o, "o")) if t is not None and letter in uses)
-
-    # the rule gets only what it reads, so unread inputs are not kept alive until backward
-    ra = a if ta is None or "a" in uses else None
-    rb = b if tb is None or "b" in uses else None
-
-    def backward(g):
-        ga, gb = rule(g, ra, rb, o, need_a, need_b)
-        return tuple(gr for gr, t in ((ga, ta), (gb, tb)) if t is not None)
-    record(name, y, inputs, backward, saved=saved)
-
-
-def _check_inplace_target(name, out: Tensor):
+def check_inplace_target(name, out: TensorBase):
+    """An in-place op may not overwrite a leaf that requires grad (or a view of one) in grad mode."""
     if not is_grad_enabled():
         return
     if out.requires_grad and out._node is None:
@@ -468,29 +483,29 @@ def _check_inplace_target(name, out: Tensor):
                            f"operation ({name}_); wrap the update in `with clnet.no_grad():`")
 
 
-def _inplace(name, expr, operands, out, result_dt, ct, rule, uses, unary=False):
+_check_inplace_target = check_inplace_target
+
+
+def _inplace(name, expr, operands, names, rules, reads, out, result_dt, ct):
     """out <- expr(operands) in place: checks, overlap safety, version bump and autograd history."""
-    if not isinstance(out, Tensor):
+    if not isinstance(out, TensorBase):
         raise TypeError(f"out must be a clnet Tensor, got {type(out).__name__}")
     if not _dt.can_cast(result_dt, out.dtype):
         raise TypeError(f"result type {result_dt.name} of {name} can't be cast to the in-place "
                         f"output's dtype {out.dtype.name}")
-    _check_inplace_target(name, out)
-    tensors = [x for x in operands if isinstance(x, Tensor)]
-    track = rule is not None and needs_grad(*tensors)
+    check_inplace_target(name, out)
+    tensors = [x for x in operands if isinstance(x, TensorBase)]
+    track = any(r is not None for r in rules) and needs_grad(*tensors)
     if track and any(x is out for x in operands):
         # a tensor standing for out's old value keeps the old history; it is a real copy only when
-        # the gradient rule reads that value (mul_, clamp_), an alias otherwise (add_, relu_)
-        if unary:
-            letters, reads = "x", uses
-        else:
-            letters = "abc"
-            reads = _binary_uses(name, uses, *(isinstance(x, Tensor) and x.requires_grad for x in operands[:2]))
-        reads_old = any(x is out and letters[i] in reads for i, x in enumerate(operands))
+        # a gradient rule reads that value (mul_, clamp_), an alias otherwise (add_, relu_)
+        wanted = {r for i, x in enumerate(operands) if isinstance(x, TensorBase) and x.requires_grad
+                  and rules[i] is not None for r in reads[i]}
+        reads_old = any(x is out and names[i] in wanted for i, x in enumerate(operands))
         old = launch("v0", [out], out.dtype, out.dtype) if reads_old else out.detach()
         old._node, old._out_index, old.requires_grad = out._node, out._out_index, out.requires_grad
         operands = [old if x is out else x for x in operands]
-        tensors = [x for x in operands if isinstance(x, Tensor)]
+        tensors = [x for x in operands if isinstance(x, TensorBase)]
     overlap = any(t._buf is out._buf and (t.offset, t.strides) != (out.offset, out.strides)
                   for t in tensors if t.numel() > 1)
     if overlap:  # e.g. x += x.T: compute into a fresh buffer first so no element is read after it is written
@@ -501,47 +516,52 @@ def _inplace(name, expr, operands, out, result_dt, ct, rule, uses, unary=False):
     out._bump_version()
     if track:
         out._node = None
-        if unary:
-            _record_unary(name + "_", out, operands[0], rule, uses)
-        else:
-            _record_binary(name + "_", out, operands[0], operands[1], rule, uses, out)
+        _record(name + "_", out, operands, names, rules, reads)
     elif out._node is not None and is_grad_enabled() and not any(x is out for x in operands):
         out._node, out.requires_grad = None, False  # overwritten by values that need no gradient
     return out
 
 
-def where(cond, a, b) -> Tensor:
+def pointwise(name: str, expr: str, operands, grad_exprs: dict, dtype) -> TensorBase:
+    """An elementwise op defined by C expressions: y = expr(operands) in one kernel; grad_exprs[i] is the
+    C expression of operand i's gradient over the same operands plus the incoming gradient as the last
+    operand (operands without an entry get no gradient). The losses and nn.functional use it."""
+    y = launch(expr, operands, dtype, dtype)
+    wanted = [(i, x) for i, x in enumerate(operands) if isinstance(x, TensorBase) and i in grad_exprs]
+    inputs = tuple(x for _, x in wanted)
+    if needs_grad(*inputs):
+        frozen = [x.detach() if isinstance(x, TensorBase) else x for x in operands]
+
+        def backward(g):
+            return tuple(launch(grad_exprs[i], frozen + [g], x.dtype, dtype) if x.requires_grad else None
+                         for i, x in wanted)
+        record(name, y, inputs, backward, saved=tuple(x for x in frozen if isinstance(x, TensorBase)))
+    return y
+
+
+@op("where")
+def where(cond, a, b) -> TensorBase:
     """Elementwise choice: a where cond is true (non-zero), else b (all three broadcast)."""
     device = _device_of([cond, a, b])
     cond, a, b = (_as_operand(x, device) for x in (cond, a, b))
     dt = _operand_dtype(a, b)
     y = launch("(v0 ? v1 : v2)", [cond, a, b], dt, dt)
     if needs_grad(a, b):
-        ta = a if isinstance(a, Tensor) and a.requires_grad else None
-        tb = b if isinstance(b, Tensor) and b.requires_grad else None
-        inputs = tuple(t for t in (a, b) if isinstance(t, Tensor))
-
-        def backward(g):
-            grads = []
-            if isinstance(a, Tensor):
-                grads.append(_fused("(v1 ? v0 : 0)", g, cond) if ta is not None else None)
-            if isinstance(b, Tensor):
-                grads.append(_fused("(v1 ? 0 : v0)", g, cond) if tb is not None else None)
-            return tuple(grads)
-        record("where", y, inputs, backward)
+        _record("where", y, [cond, a, b], ("cond", "a", "b"), _WHERE_RULES, _WHERE_READS)
     return y
 
 
-def clamp(x, min=None, max=None, out: Tensor | None = None) -> Tensor:
-    """Limit values to [min, max] (either may be None) as min(max(x, min), max); NaN stays NaN."""
+_WHERE_RULES = (None, lambda g, cond: _fused("(v1 ? v0 : 0)", g, cond),
+                lambda g, cond: _fused("(v1 ? 0 : v0)", g, cond))
+_WHERE_READS = tuple(_reads(r) for r in _WHERE_RULES)
+
+
+def _clamp(x, min, max, out):
+    """clamp and clamp_: min(max(x, min), max) for number bounds; NaN stays NaN."""
     if min is None and max is None:
         raise ValueError("clamp needs at least one of min and max")
-    if not isinstance(x, Tensor):
-        x = _as_operand(x, None)
-        if not isinstance(x, Tensor):
-            from .creation import tensor
-            x = tensor(x)
-    if isinstance(min, Tensor) or isinstance(max, Tensor):
+    x = _tensor_operand(x)
+    if isinstance(min, TensorBase) or isinstance(max, TensorBase):
         if out is not None:
             raise TypeError("in-place clamp_ takes number bounds; use clnet.maximum/minimum for tensors")
         y = x
@@ -552,39 +572,41 @@ def clamp(x, min=None, max=None, out: Tensor | None = None) -> Tensor:
         return y
     dt = _dt.result_type([x.dtype], [v for v in (min, max) if v is not None])
     if min is not None and max is not None:
-        expr, operands = "((v0 < v1 ? v1 : v0) > v2 ? v2 : (v0 < v1 ? v1 : v0))", [x, min, max]
-    elif min is not None:
-        expr, operands = "(v0 < v1 ? v1 : v0)", [x, min]
-    else:
-        expr, operands = "(v0 > v1 ? v1 : v0)", [x, max]
-    if min is not None and max is not None:
+        expr, bounds = "((v0 < v1 ? v1 : v0) > v2 ? v2 : (v0 < v1 ? v1 : v0))", [min, max]
         gexpr = "((v1 >= v2 && v1 <= v3) ? v0 : 0)"
     elif min is not None:
-        gexpr = "(v1 >= v2 ? v0 : 0)"
+        expr, bounds, gexpr = "(v0 < v1 ? v1 : v0)", [min], "(v1 >= v2 ? v0 : 0)"
     else:
-        gexpr = "(v1 <= v2 ? v0 : 0)"
+        expr, bounds, gexpr = "(v0 > v1 ? v1 : v0)", [max], "(v1 <= v2 ? v0 : 0)"
 
-    def rule(g, xx, o):
-        return _fused(gexpr, g, xx, *operands[1:])
+    def grad(g, x):
+        return _fused(gexpr, g, x, *bounds)
+    operands = [x] + bounds
+    names = ("x",) + ("lo", "hi")[:len(bounds)]
+    rules = (grad,) + (None,) * len(bounds)
+    reads = (("x",),) + ((),) * len(bounds)
     if out is not None:
-        return _inplace("clamp", expr, operands, out, dt, dt, _ClampRule(rule), "a")
+        return _inplace("clamp", expr, operands, names, rules, reads, out, dt, dt)
     y = launch(expr, operands, dt, dt)
     if needs_grad(x):
-        record("clamp", y, (x,), lambda g: rule(g, x, None), saved=(x,))
+        _record("clamp", y, operands, names, rules, reads)
     return y
 
 
-class _ClampRule:
-    """Adapts clamp's one-input rule to _inplace's binary-rule calling convention."""
-
-    def __init__(self, rule):
-        self.rule = rule
-
-    def __call__(self, g, a, b, o, need_a, need_b):
-        return (self.rule(g, a, o) if need_a else None), None
+@op("clamp")
+def clamp(x, min=None, max=None) -> TensorBase:
+    """Limit values to [min, max] (either may be None; tensor bounds broadcast)."""
+    return _clamp(x, min, max, None)
 
 
-def cast(x: Tensor, dtype) -> Tensor:
+@op("clamp_")
+def clamp_(x, min=None, max=None) -> TensorBase:
+    """clamp in place (number bounds)."""
+    return _clamp(x, min, max, x)
+
+
+@op("cast")
+def cast(x: TensorBase, dtype) -> TensorBase:
     """Convert to another dtype (to bool means != 0); differentiable between float types."""
     dtype = _dt.as_dtype(dtype)
     if dtype == x.dtype:
@@ -597,9 +619,9 @@ def cast(x: Tensor, dtype) -> Tensor:
     return y
 
 
-def copy_into(dst: Tensor, src) -> Tensor:
+def copy_into(dst: TensorBase, src) -> TensorBase:
     """dst[...] = src with broadcasting and dtype conversion (no autograd; callers record)."""
-    if isinstance(src, Tensor):
+    if isinstance(src, TensorBase):
         if broadcast_shapes(src.shape, dst.shape) != dst.shape:
             raise ValueError(f"cannot copy a tensor of shape {tuple(src.shape)} into one of shape "
                              f"{tuple(dst.shape)}")
@@ -608,34 +630,75 @@ def copy_into(dst: Tensor, src) -> Tensor:
         src_dt = src.dtype
     else:
         src = _as_operand(src, dst.device)
-        src_dt = src.dtype if isinstance(src, Tensor) else _dt.result_type([], [src])
-    if isinstance(src, Tensor) and src._buf is dst._buf and (src.offset, src.strides) != (dst.offset, dst.strides):
+        src_dt = src.dtype if isinstance(src, TensorBase) else _dt.result_type([], [src])
+    if isinstance(src, TensorBase) and src._buf is dst._buf and (src.offset, src.strides) != (dst.offset, dst.strides):
         src = launch("v0", [src], src.dtype, src.dtype)  # overlapping views: read everything first
     ct = src_dt if (dst.dtype == _dt.bool_ or src_dt == _dt.bool_) else dst.dtype
     launch("v0", [src], dst.dtype, ct, out=dst)
     return dst
 
 
+@op("copy_")
+def copy_(dst: TensorBase, src) -> TensorBase:
+    """Overwrite dst's values with src (broadcast, converted); bumps the version counter.
+
+    Differentiable as in PyTorch: with grad mode on, dst's new history is the copy from src (its old
+    values, and their history, are gone); gradients flow back to src summed to its shape."""
+    check_inplace_target("copy", dst)
+    copy_into(dst, src)
+    dst._bump_version()
+    if is_grad_enabled():
+        if isinstance(src, TensorBase) and src.requires_grad and _dt.is_floating(dst.dtype):
+            dst._node = None
+            src_dtype = src.dtype
+            record("copy_", dst, (src,), lambda g: g if g.dtype == src_dtype else cast(g, src_dtype))
+        elif dst._node is not None:
+            dst._node, dst.requires_grad = None, False
+    return dst
+
+
 # --- public names --------------------------------------------------------------------------------
 def _unary_fn(name):
+    @op(name)
     def fn(x):
         return unary(name, x)
-    fn.__name__ = name
-    fn.__qualname__ = name
-    fn.__doc__ = f"Elementwise {name} (C: {UNARY[name][0]})."
+    fn.__name__ = fn.__qualname__ = name
+    fn.__doc__ = f"Elementwise {name} (C: {UNARY[name].expr})."
+    return fn
+
+
+def _unary_inplace_fn(name):
+    @op(name + "_")
+    def fn(x):
+        return unary(name, x, out=x)
+    fn.__name__ = fn.__qualname__ = name + "_"
+    fn.__doc__ = f"Elementwise {name} in place."
     return fn
 
 
 def _binary_fn(name):
+    @op(name)
     def fn(a, b):
         return binary(name, a, b)
-    fn.__name__ = name
-    fn.__qualname__ = name
-    fn.__doc__ = f"Elementwise {name} with broadcasting (C: {BINARY[name][0]})."
+    fn.__name__ = fn.__qualname__ = name
+    fn.__doc__ = f"Elementwise {name} with broadcasting (C: {BINARY[name].expr})."
+    return fn
+
+
+def _binary_inplace_fn(name):
+    @op(name + "_")
+    def fn(a, b):
+        return binary(name, a, b, out=a)
+    fn.__name__ = fn.__qualname__ = name + "_"
+    fn.__doc__ = f"a = {name}(a, b) in place (b broadcasts to a's shape)."
     return fn
 
 
 neg, abs, sign, exp, log, sqrt, rsqrt, sin, cos, tanh, sigmoid, relu, reciprocal, square, log1p, expm1, \
     floor, ceil, round, logical_not, isnan, isinf = (_unary_fn(n) for n in UNARY)
+neg_, abs_, sign_, exp_, log_, sqrt_, rsqrt_, sin_, cos_, tanh_, sigmoid_, relu_, reciprocal_, square_, log1p_, \
+    expm1_, floor_, ceil_, round_, logical_not_, isnan_, isinf_ = (_unary_inplace_fn(n) for n in UNARY)
 add, sub, mul, div, pow, maximum, minimum, eq, ne, lt, le, gt, ge, logical_and, logical_or, logical_xor, \
     floor_divide, remainder = (_binary_fn(n) for n in BINARY)
+add_, sub_, mul_, div_, pow_, maximum_, minimum_, eq_, ne_, lt_, le_, gt_, ge_, logical_and_, logical_or_, \
+    logical_xor_, floor_divide_, remainder_ = (_binary_inplace_fn(n) for n in BINARY)

@@ -1,8 +1,10 @@
 """Advanced indexing: integer index arrays and bool masks in [] (numpy/PyTorch), gather/scatter along a
 dim, take, index_select, nonzero, masked_fill/masked_select, with their gradients.
 
-How `x[key]` runs when the key holds arrays or masks (ints, slices, None and ... go through movement's
-views first, as PyTorch does, so `x[0, :, idx]` has shape (x.shape[1], len(idx)) as in torch):
+`getitem` / `setitem` are Tensor.__getitem__ / __setitem__ for every kind of key. Basic keys (ints,
+slices, None, ...) are views (movement.getitem). When the key holds arrays or masks (ints, slices, None
+and ... still go through views first, as PyTorch does, so `x[0, :, idx]` has shape
+(x.shape[1], len(idx)) as in torch):
 1. `_plan` splits the key into a basic view V of x plus index arrays on some of V's dims, checks every
    shape and index bound BEFORE any kernel runs and names what was wrong. Index bounds need the
    index values on the host: lists/arrays are there already; an index tensor costs one host read.
@@ -17,16 +19,23 @@ views first, as PyTorch does, so `x[0, :, idx]` has shape (x.shape[1], len(idx))
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, field
 
 import numpy as np
-import pyopencl as cl
 
 from .. import dtypes as _dt
-from ..autograd import needs_grad, record
 from ..backend.programs import ctype, get_kernel
-from ..tensor import Tensor, contiguous_strides
-from .elementwise import broadcast_shapes, copy_into, launch
+from ..core import dispatch
+from ..core.dispatch import op
+from ..core.storage import TensorBase, contiguous_strides
+from ..core.tape import is_grad_enabled, needs_grad, record
+from .broadcast import expand, sum_to
+from .creation import tensor, to_numpy, zeros
+from .elementwise import copy_into, launch
+from .movement import clone, contiguous, getitem as basic_getitem, reshape
+from .reduce import sum as _sum
+from .shapes import axis as _axis, basic_index as _basic_index, broadcast_shapes, is_basic
 
 _INT_MAX = 2**31 - 1
 _BITS = {1: "uchar", 2: "ushort", 4: "uint", 8: "ulong"}  # element width -> C type for pure data movement
@@ -44,7 +53,7 @@ def _kernel(device, kind, arg_dtypes, **params):
 
 def _run(device, kern, n, args):
     wg = device.profile.elementwise_wg
-    kern(device.queue, (-(-n // wg) * wg,), (wg,), *args)
+    dispatch.launch(device, kern, (-(-n // wg) * wg,), (wg,), args)
 
 
 def _run2(device, kern, R, J, j_fast, args):
@@ -56,7 +65,7 @@ def _run2(device, kern, R, J, j_fast, args):
     while w0 < min(fast, wg):
         w0 *= 2
     w1 = max(1, min(wg // w0, device.max_work_item_sizes[1]))
-    kern(device.queue, (-(-fast // w0) * w0, -(-slow // w1) * w1), (w0, w1), *args)
+    dispatch.launch(device, kern, (-(-fast // w0) * w0, -(-slow // w1) * w1), (w0, w1), args)
 
 
 def _idx(n, tensors):
@@ -78,12 +87,11 @@ def _add_types(dtype):
     return ctype(dtype), ctype(dtype)
 
 
-def _upload(host: np.ndarray, device) -> Tensor:
-    from .creation import tensor
+def _upload(host: np.ndarray, device) -> TensorBase:
     return tensor(np.ascontiguousarray(host, dtype=np.int64), dtype=_dt.int64, device=device)
 
 
-def _flat(t: Tensor):
+def _flat(t: TensorBase):
     """(offset, stride) that walk t's elements in row-major order with one stride, or None."""
     if t.ndim == 0:
         return t.offset, 0
@@ -95,41 +103,41 @@ def _flat(t: Tensor):
 
 
 # --- nonzero: bool mask -> coordinates on the device -------------------------------------------------
-def nonzero(x: Tensor, as_tuple=False):
+@op("nonzero")
+def nonzero(x: TensorBase, as_tuple=False):
     """Coordinates of the non-zero elements, shape (count, x.ndim) int64 in row-major order (torch).
 
     Reads one number back from the device: the count, which decides the result's shape.
     """
-    if not isinstance(x, Tensor):
+    if not isinstance(x, TensorBase):
         raise TypeError(f"nonzero expects a Tensor, got {type(x).__name__}")
     mask = x.detach() if x.dtype == _dt.bool_ else (x.detach() != 0)
     device, k, n = x.device, x.ndim, x.numel()
     if k == 0:
-        from .creation import zeros
-        out = zeros((int(bool(mask.item())), 0), dtype=_dt.int64, device=device)
+        out = zeros((int(bool(to_numpy(mask).reshape(()).item())), 0), dtype=_dt.int64, device=device)
     elif n == 0:
-        out = Tensor._empty((0, k), _dt.int64, device)
+        out = TensorBase._empty((0, k), _dt.int64, device)
     else:
-        out = _compact(mask if mask.is_contiguous() else mask.contiguous(), n, k)
+        out = _compact(contiguous(mask), n, k)
     if as_tuple:
         return tuple(out._view((out.shape[0],), (out.strides[0],), out.offset + c) for c in range(k))
     return out
 
 
-def _compact(mask: Tensor, n, k) -> Tensor:
+def _compact(mask: TensorBase, n, k) -> TensorBase:
     device = mask.device
     nb = -(-n // _MASK_BLOCK)
     L = np.dtype(np.int64)
-    counts = Tensor._empty((nb,), _dt.int64, device)
-    offsets = Tensor._empty((nb + 1,), _dt.int64, device)
+    counts = TensorBase._empty((nb,), _dt.int64, device)
+    offsets = TensorBase._empty((nb + 1,), _dt.int64, device)
     kern = _kernel(device, "mask_count", [L, L, L, None, L, None])
     _run(device, kern, nb, [n, _MASK_BLOCK, nb, mask._buf, mask.offset, counts._buf])
     wg = device.profile.reduce_wg
     kern = _kernel(device, "mask_scan", [L, None, None], wg=wg)
-    kern(device.queue, (wg,), (wg,), nb, counts._buf, offsets._buf)
+    dispatch.launch(device, kern, (wg,), (wg,), [nb, counts._buf, offsets._buf])
     total = np.empty(1, np.int64)
-    cl.enqueue_copy(device.queue, total, offsets._buf, src_offset=nb * 8, is_blocking=True)
-    out = Tensor._empty((int(total[0]), k), _dt.int64, device)
+    dispatch.download(device, total, offsets._buf, nb * 8)
+    out = TensorBase._empty((int(total[0]), k), _dt.int64, device)
     if total[0]:
         kern = _kernel(device, "mask_write", [L, L, L, None, L, None, None] + [L] * k, k=k)
         _run(device, kern, nb, [n, _MASK_BLOCK, nb, mask._buf, mask.offset, offsets._buf, out._buf]
@@ -144,7 +152,7 @@ class _Adv:
     vdim: int
     xdim: int
     size: int
-    dev: Tensor | None = None   # on the device, shape = the broadcast index shape when used directly
+    dev: TensorBase | None = None   # on the device, shape = the broadcast index shape when used directly
     host: np.ndarray | None = None  # the values (int64, wrapped to >= 0), when known on the host
 
 
@@ -181,11 +189,11 @@ def _classify(entry, device):
         return "int", int(entry)
     if isinstance(entry, slice):
         return "slice", entry
-    if isinstance(entry, Tensor):
+    if isinstance(entry, TensorBase):
         if entry.device is not device:
             raise IndexError(f"index tensor is on {entry.device}, the indexed tensor on {device}")
         if entry.dtype == _dt.bool_:
-            return ("mask", entry) if entry.ndim else ("bool", bool(entry.item()))
+            return ("mask", entry) if entry.ndim else ("bool", bool(to_numpy(entry).reshape(()).item()))
         if entry.dtype in (_dt.int32, _dt.int64):
             return "index", entry
         raise IndexError(f"tensors used as indices must be int64, int32 or bool tensors, got {entry.dtype.name}")
@@ -224,7 +232,7 @@ def _check_bounds(host, size, xdim):
         raise IndexError(f"index {int(host[bad].flat[0])} is out of bounds for dimension {xdim} with size {size}")
 
 
-def _plan(x: Tensor, key) -> _Plan:
+def _plan(x: TensorBase, key) -> _Plan:
     entries = [_classify(k, x.device) for k in (key if isinstance(key, tuple) else (key,))]
     entries = _expand_ellipsis(entries, x.ndim)
     basic, advs, groups = [], [], []
@@ -257,10 +265,10 @@ def _plan(x: Tensor, key) -> _Plan:
             vdim += k
         elif kind == "index":
             a = _Adv(vdim, xdim, x.shape[xdim])
-            host = p.numpy() if isinstance(p, Tensor) else p  # one host read for an index tensor
+            host = to_numpy(p) if isinstance(p, TensorBase) else p  # one host read for an index tensor
             _check_bounds(host, a.size, xdim)
             a.host = np.where(host < 0, host + a.size, host).astype(np.int64)
-            if isinstance(p, Tensor):
+            if isinstance(p, TensorBase):
                 a.dev = p
             groups.append((p, [a]))
             advs.append(a)
@@ -273,10 +281,10 @@ def _plan(x: Tensor, key) -> _Plan:
     plan = _Plan(tuple(basic), tuple(vshape), advs)
     # masks become coordinate arrays (device masks on the device; numpy masks on the host)
     for p, group in groups:
-        if not (isinstance(p, Tensor) and p.dtype == _dt.bool_) and not (
+        if not (isinstance(p, TensorBase) and p.dtype == _dt.bool_) and not (
                 isinstance(p, np.ndarray) and p.dtype == np.bool_):
             continue
-        if isinstance(p, Tensor):
+        if isinstance(p, TensorBase):
             coords = nonzero(p)
             for i, a in enumerate(group):
                 a.dev = coords._view((coords.shape[0],), (coords.strides[0],), coords.offset + i)
@@ -297,12 +305,12 @@ def _plan(x: Tensor, key) -> _Plan:
         if a.dev is not None and tuple(a.dev.shape) == plan.ishape and _flat(a.dev) is not None:
             continue
         if a.host is None:
-            a.host = a.dev.numpy()
+            a.host = to_numpy(a.dev)
         a.dev = _upload(np.broadcast_to(a.host, plan.ishape), x.device)
     return plan
 
 
-def _index_args(plan: _Plan, arrays, target: Tensor):
+def _index_args(plan: _Plan, arrays, target: TensorBase):
     """Kernel arguments (buffer, offset, stride, size, stride of target at the dim) per index array."""
     args, types = [], []
     for a, ix in zip(plan.advs, arrays):
@@ -328,8 +336,8 @@ def _rest_layout(plan: _Plan):
     return dims, ostr, jst, j_fast
 
 
-def _gather(plan: _Plan, v: Tensor) -> Tensor:
-    out = Tensor._empty(plan.out_shape, v.dtype, v.device)
+def _gather(plan: _Plan, v: TensorBase) -> TensorBase:
+    out = TensorBase._empty(plan.out_shape, v.dtype, v.device)
     dims, ostr, jst, j_fast = _rest_layout(plan)
     R = math.prod(v.shape[d] for d, _ in dims)
     n = plan.J * R
@@ -354,7 +362,7 @@ class _Segments:
     """Targets hit more than once: order[starts[u]:starts[u+1]] lists the j aimed at unique target u."""
 
     def __init__(self, plan: _Plan, device):
-        hosts = [np.broadcast_to(a.host if a.host is not None else a.dev.numpy(), plan.ishape).reshape(-1)
+        hosts = [np.broadcast_to(a.host if a.host is not None else to_numpy(a.dev), plan.ishape).reshape(-1)
                  for a in plan.advs]
         lin = np.ravel_multi_index(hosts, [a.size for a in plan.advs]) if hosts[0].size else np.zeros(0, int)
         order = np.argsort(lin, kind="stable")
@@ -377,7 +385,7 @@ def _segments(plan: _Plan, device):
     return plan.segments if plan.segments.duplicates else None
 
 
-def _scatter(plan: _Plan, dst: Tensor, src: Tensor, mode: str) -> Tensor:
+def _scatter(plan: _Plan, dst: TensorBase, src: TensorBase, mode: str) -> TensorBase:
     """dst[targets] = src ("put", last duplicate wins) or += sum of src ("add"); src is contiguous, out_shape."""
     seg = _segments(plan, dst.device)
     U = seg.U if seg is not None else plan.J
@@ -409,7 +417,7 @@ def _scatter(plan: _Plan, dst: Tensor, src: Tensor, mode: str) -> Tensor:
     return dst
 
 
-def _bool_scalars(x: Tensor, key):
+def _bool_scalars(x: TensorBase, key):
     """x[True] / x[False] (numpy): a new dim of size 1 or 0; returns (key without them, dims to empty)."""
     entries = list(key) if isinstance(key, tuple) else [key]
     kinds = [_classify(k, x.device) if not isinstance(k, (list, tuple)) else ("seq", None) for k in entries]
@@ -442,26 +450,24 @@ def _all_basic(x, key) -> bool:
 
 
 # --- x[key] and x[key] = value -------------------------------------------------------------------------
-def advanced_getitem(x: Tensor, key) -> Tensor:
-    from .movement import getitem
+def advanced_getitem(x: TensorBase, key) -> TensorBase:
     key, empty_dims = _bool_scalars(x, key)
     if _all_basic(x, key):
-        y = getitem(x, key)
+        y = basic_getitem(x, key)
         if empty_dims:
-            y = getitem(y, tuple(slice(0, 0) if d in empty_dims else slice(None) for d in range(y.ndim)))
+            y = basic_getitem(y, tuple(slice(0, 0) if d in empty_dims else slice(None) for d in range(y.ndim)))
         return y
     plan = _plan(x, key)
-    v = getitem(x, plan.basic_key) if any(k != slice(None) for k in plan.basic_key) else x
+    v = basic_getitem(x, plan.basic_key) if any(k != slice(None) for k in plan.basic_key) else x
     out = _gather(plan, v.detach())
     if needs_grad(v):
         record("index", out, (v,), lambda g: _grad_of_gather(plan, g))
     return out
 
 
-def _grad_of_gather(plan: _Plan, g: Tensor) -> Tensor:
-    from .creation import zeros
+def _grad_of_gather(plan: _Plan, g: TensorBase) -> TensorBase:
     gv = zeros(plan.vshape, dtype=g.dtype, device=g.device)
-    return _scatter(plan, gv, g if g.is_contiguous() else g.contiguous(), "add")
+    return _scatter(plan, gv, contiguous(g), "add")
 
 
 def _strip_shape(shape, ndim):
@@ -472,11 +478,11 @@ def _strip_shape(shape, ndim):
     return shape
 
 
-def _values_for(plan: _Plan, value, dtype, device) -> Tensor:
+def _values_for(plan: _Plan, value, dtype, device) -> TensorBase:
     """value broadcast to the indexing result's shape, contiguous, in the target's dtype."""
-    vals = Tensor._empty(plan.out_shape, dtype, device)
-    if isinstance(value, Tensor):
-        value = value.detach().reshape(_strip_shape(value.shape, vals.ndim))
+    vals = TensorBase._empty(plan.out_shape, dtype, device)
+    if isinstance(value, TensorBase):
+        value = reshape(value.detach(), _strip_shape(value.shape, vals.ndim))
         try:
             ok = broadcast_shapes(value.shape, vals.shape) == vals.shape
         except ValueError:
@@ -487,46 +493,141 @@ def _values_for(plan: _Plan, value, dtype, device) -> Tensor:
     return copy_into(vals, value)
 
 
-def advanced_setitem(x: Tensor, key, value) -> None:
-    """x[key] = value for keys with index arrays or masks (checks done by movement.setitem)."""
-    from .movement import _basic_index, _record_setitem, getitem
-    from ..ops.reduce import sum_to
+def advanced_setitem(x: TensorBase, key, value) -> None:
+    """x[key] = value for keys with index arrays or masks (checks done by setitem)."""
     key, empty_dims = _bool_scalars(x, key)
     if empty_dims:
         return  # x[False] = v writes nothing
     if _all_basic(x, key):
-        from .movement import setitem
         return setitem(x, key, value)
     plan = _plan(x, key)
     vals = _values_for(plan, value, x.dtype, x.device)
     v = x._view(*_basic_index(x, plan.basic_key))
     _scatter(plan, v, vals, "put")
     x._bump_version()
-    tv = value if isinstance(value, Tensor) else None
+    tv = value if isinstance(value, TensorBase) else None
     if needs_grad(x, tv):
         def grad_old(g):
-            out = g.clone()
+            out = clone(g)
             _scatter(plan, out._view(*_basic_index(out, plan.basic_key)), _values_for(plan, 0, g.dtype, g.device),
                      "put")
             return out
 
         def grad_value(g):
-            gv = getitem(g, plan.basic_key) if any(k != slice(None) for k in plan.basic_key) else g
+            gv = basic_getitem(g, plan.basic_key) if any(k != slice(None) for k in plan.basic_key) else g
             picked = _gather(plan, gv)
             seg = _segments(plan, g.device)
             if seg is not None:  # a value entry overwritten by a later duplicate gets no gradient
-                from .creation import tensor
                 lead = (1,) * plan.q + plan.ishape + (1,) * (len(plan.rest) - plan.q)
                 won = tensor(seg.winner.reshape(lead), device=g.device)
                 picked = launch("v1 ? v0 : 0", [picked, won], g.dtype, g.dtype)
-            return sum_to(picked, _strip_shape(tv.shape, len(plan.out_shape))).reshape(tv.shape)
+            return reshape(sum_to(picked, _strip_shape(tv.shape, len(plan.out_shape))), tv.shape)
         _record_setitem(x, tv, grad_old, grad_value)
 
 
+# --- x[key] with any key -----------------------------------------------------------------------
+def _mask_of(x: TensorBase, key):
+    """A bool tensor/array indexing x's leading dims, or None."""
+    if isinstance(key, TensorBase) and key.dtype == _dt.bool_ and key.ndim:
+        mask = key
+    elif isinstance(key, np.ndarray) and key.dtype == np.bool_ and key.ndim:
+        mask = tensor(key, device=x.device)
+    else:
+        return None
+    if mask.device is not x.device:
+        raise IndexError(f"boolean mask is on {mask.device}, the indexed tensor on {x.device}")
+    if tuple(mask.shape) != tuple(x.shape[:mask.ndim]):
+        raise IndexError(f"the boolean mask of shape {tuple(mask.shape)} does not match the indexed tensor's "
+                         f"leading dimensions {tuple(x.shape[:mask.ndim])} (tensor shape {tuple(x.shape)})")
+    return mask
+
+
+def _check_inplace(x: TensorBase):
+    if is_grad_enabled() and x.requires_grad and x._node is None:
+        raise RuntimeError("a leaf Variable that requires grad is being used in an in-place operation; "
+                           "wrap the assignment in `with clnet.no_grad():`")
+
+
+@op("getitem")
+def getitem(x: TensorBase, key) -> TensorBase:
+    """x[key]: a view for ints/slices/None/...; a copy for negative steps and index arrays/masks."""
+    if is_basic(key):
+        return basic_getitem(x, key)
+    return advanced_getitem(x, key)
+
+
+# --- x[key] = value ---------------------------------------------------------------------------------
+def _strip_leading_ones(v: TensorBase, ndim: int) -> TensorBase:
+    """numpy lets a value with extra leading size-1 dims be assigned: (1, 3) into (3,)."""
+    while v.ndim > ndim and v.shape[0] == 1:
+        v = v._view(v.shape[1:], v.strides[1:])
+    return v
+
+
+@op("setitem")
+def setitem(x: TensorBase, key, value) -> None:
+    """x[key] = value in place. Autograd: x's overwritten entries get no gradient; value gets g[key]."""
+    if isinstance(value, (list, tuple, np.ndarray)):
+        value = tensor(np.asarray(value), dtype=x.dtype, device=x.device)
+    elif isinstance(value, TensorBase):
+        if value.device is not x.device:
+            raise ValueError(f"value is on {value.device}, the tensor on {x.device}; move it with .to()")
+    elif not isinstance(value, (numbers.Number, np.number, np.bool_)):
+        raise TypeError(f"can't assign a {type(value).__name__} to a tensor; use a number, array or tensor")
+    _check_inplace(x)
+    if isinstance(value, TensorBase) and value._buf is x._buf:
+        value = clone(value)  # x[1:] = x[:-1]: read everything before anything is written
+    tv = value if isinstance(value, TensorBase) else None
+    mask = _mask_of(x, key)
+    if mask is not None and (tv is None or tv.numel() == 1):
+        m = mask._view(x.shape, mask.strides + (0,) * (x.ndim - mask.ndim), mask.offset)
+        val = reshape(tv.detach(), ()) if tv is not None else value
+        launch("v1 ? v2 : v0", [x, m, val], x.dtype, x.dtype, out=x)
+        x._bump_version()
+        if needs_grad(x, tv):
+            _record_setitem(x, tv, lambda g: launch("v1 ? 0 : v0", [g, m], g.dtype, g.dtype),
+                            lambda g: reshape(_sum(launch("v1 ? v0 : 0", [g, m], g.dtype, g.dtype)), tv.shape))
+        return
+    if not is_basic(key):
+        advanced_setitem(x, key, value)
+        return
+    shape, strides, offset = _basic_index(x, key)
+    target = x._view(shape, strides, offset)
+    src = _strip_leading_ones(tv.detach(), len(shape)) if tv is not None else value
+    if isinstance(src, TensorBase) and len(src.shape) > len(shape):
+        raise ValueError(f"cannot assign a value of shape {tuple(tv.shape)} to x[key] of shape {shape}")
+    copy_into(target, src)
+    x._bump_version()
+    if needs_grad(x, tv):
+        def zero_slot(g):
+            out = clone(g)
+            copy_into(out._view(*_basic_index(out, key)), 0)
+            return out
+
+        def value_grad(g):
+            gv = g._view(*_basic_index(g, key))
+            return reshape(sum_to(gv, src.shape), tv.shape)
+        _record_setitem(x, tv, zero_slot, value_grad)
+
+
+def _record_setitem(x: TensorBase, value, grad_x, grad_value=None):
+    """History for x[...] = value: x's old value (overwritten entries masked by grad_x) and the value."""
+    old = x.detach()
+    old._node, old._out_index, old.requires_grad = x._node, x._out_index, x.requires_grad
+    x._node = None
+    inputs = (old,) if value is None else (old, value)
+
+    def backward(g):
+        gx = grad_x(g) if old.requires_grad else None
+        if value is None:
+            return (gx,)
+        return gx, (grad_value(g) if value.requires_grad else None)
+    record("setitem", x, inputs, backward)
+
+
 # --- named ops ---------------------------------------------------------------------------------------
-def _index_tensor(index, device, name) -> Tensor:
-    from .creation import tensor
-    if not isinstance(index, Tensor):
+def _index_tensor(index, device, name) -> TensorBase:
+    if not isinstance(index, TensorBase):
         arr = np.asarray(index)
         if arr.size == 0 and arr.dtype.kind == "f":
             arr = arr.astype(np.int64)
@@ -540,25 +641,26 @@ def _index_tensor(index, device, name) -> Tensor:
     return index
 
 
-def index_select(x: Tensor, dim, index) -> Tensor:
+@op("index_select")
+def index_select(x: TensorBase, dim, index) -> TensorBase:
     """Entries of x at positions `index` (1-D) along `dim` (torch.index_select); negatives wrap."""
-    from .movement import _axis
     d = _axis(dim, x.ndim)
     index = _index_tensor(index, x.device, "index_select")
     if index.ndim > 1:
         raise IndexError(f"index_select: index must be 1-D, got shape {tuple(index.shape)}")
     if x.ndim == 0:
-        return advanced_getitem(x.reshape(1), (index.reshape(-1),)).reshape(())
-    return advanced_getitem(x, (slice(None),) * d + (index.reshape(-1),))
+        return reshape(advanced_getitem(reshape(x, 1), (reshape(index, -1),)), ())
+    return advanced_getitem(x, (slice(None),) * d + (reshape(index, -1),))
 
 
-def take(x: Tensor, index) -> Tensor:
+@op("take")
+def take(x: TensorBase, index) -> TensorBase:
     """x flattened, read at `index` (any shape; the result has index's shape); negatives wrap."""
     index = _index_tensor(index, x.device, "take")
-    return advanced_getitem(x.reshape(-1), (index,))
+    return advanced_getitem(reshape(x, -1), (index,))
 
 
-def _dim_views(t: Tensor, d: int):
+def _dim_views(t: TensorBase, d: int):
     """t with dim d moved last (a view), as the dim kernels expect; 0-d becomes shape (1,)."""
     if t.ndim == 0:
         return t._view((1,), (1,))
@@ -575,19 +677,19 @@ def _check_dim_index(name, x, d, index, others_leq=True):
             raise ValueError(f"{name}: index shape {tuple(index.shape)} exceeds tensor shape {tuple(x.shape)} "
                              f"in dimension {i}")
     size = x.shape[d] if x.ndim else 1
-    host = index.numpy()  # one host read: bounds are checked before any kernel runs
+    host = to_numpy(index)  # one host read: bounds are checked before any kernel runs
     if host.size and (host.min() < 0 or host.max() >= size):
         bad = host[(host < 0) | (host >= size)].flat[0]
         raise IndexError(f"{name}: index {int(bad)} is out of bounds for dimension {d} with size {size}")
 
 
-def gather(x: Tensor, dim, index) -> Tensor:
+@op("gather")
+def gather(x: TensorBase, dim, index) -> TensorBase:
     """out[i][j][k] = x[i][index[i][j][k]][k] for dim=1 (torch.gather); out has index's shape."""
-    from .movement import _axis
     d = _axis(dim, x.ndim)
     index = _index_tensor(index, x.device, "gather")
     _check_dim_index("gather", x, d, index)
-    out = Tensor._empty(index.shape, x.dtype, x.device)
+    out = TensorBase._empty(index.shape, x.dtype, x.device)
     n = out.numel()
     if n:
         xs, ixs, os_ = _dim_views(x, d), _dim_views(index, d), _dim_views(out, d)
@@ -601,13 +703,12 @@ def gather(x: Tensor, dim, index) -> Tensor:
                        rank=rank)
         _run(x.device, kern, n, args)
     if needs_grad(x):
-        from .creation import zeros
         record("gather", out, (x,), lambda g: _dim_scatter(zeros(x.shape, dtype=g.dtype, device=g.device),
                                                            d, index, g), saved=(index,))
     return out
 
 
-def _dim_scatter(dst: Tensor, d: int, index: Tensor, src: Tensor) -> Tensor:
+def _dim_scatter(dst: TensorBase, d: int, index: TensorBase, src: TensorBase) -> TensorBase:
     """dst[..., index[c], ...] += src[c] along dim d, in place, deterministic (no atomics)."""
     n = dst.numel()
     if n == 0:
@@ -630,12 +731,12 @@ def _dim_scatter(dst: Tensor, d: int, index: Tensor, src: Tensor) -> Tensor:
     return dst
 
 
-def scatter_add(x: Tensor, dim, index, src: Tensor) -> Tensor:
+@op("scatter_add")
+def scatter_add(x: TensorBase, dim, index, src: TensorBase) -> TensorBase:
     """x + (src's entries added at `index` along `dim`) (torch.scatter_add, out of place)."""
-    from .movement import _axis, clone
     d = _axis(dim, x.ndim)
     index = _index_tensor(index, x.device, "scatter_add")
-    if not isinstance(src, Tensor) or src.device is not x.device:
+    if not isinstance(src, TensorBase) or src.device is not x.device:
         raise ValueError("scatter_add: src must be a tensor on the same device as x")
     if src.dtype != x.dtype:
         raise TypeError(f"scatter_add: src dtype {src.dtype.name} differs from x's {x.dtype.name}")
@@ -649,18 +750,16 @@ def scatter_add(x: Tensor, dim, index, src: Tensor) -> Tensor:
             if src.requires_grad:
                 gs = gather(g, d, index)
                 if gs.shape != src.shape:
-                    from .creation import zeros
                     full = zeros(src.shape, dtype=g.dtype, device=g.device)
-                    copy_into(full[tuple(slice(0, s) for s in index.shape)], gs)
+                    copy_into(basic_getitem(full, tuple(slice(0, s) for s in index.shape)), gs)
                     gs = full
             return g, gs
         record("scatter_add", out, (x, src), backward, saved=(index,))
     return out
 
 
-def _mask_for(x: Tensor, mask, name) -> Tensor:
-    from .creation import tensor
-    if not isinstance(mask, Tensor):
+def _mask_for(x: TensorBase, mask, name) -> TensorBase:
+    if not isinstance(mask, TensorBase):
         mask = tensor(np.asarray(mask), device=x.device)
     if mask.dtype != _dt.bool_:
         raise TypeError(f"{name}: mask must be a bool tensor, got {mask.dtype.name}")
@@ -673,22 +772,21 @@ def _mask_for(x: Tensor, mask, name) -> Tensor:
 
 
 def _fill_value(value, name):
-    if isinstance(value, Tensor) and value.ndim != 0:
+    if isinstance(value, TensorBase) and value.ndim != 0:
         raise ValueError(f"{name} only supports a 0-dimensional value tensor, got shape {tuple(value.shape)}")
     return value
 
 
-def masked_fill(x: Tensor, mask, value) -> Tensor:
+@op("masked_fill")
+def masked_fill(x: TensorBase, mask, value) -> TensorBase:
     """A copy of x with `value` where mask is true (mask broadcasts to x; x's dtype is kept)."""
     mask = _mask_for(x, mask, "masked_fill")
     value = _fill_value(value, "masked_fill")
-    if isinstance(value, Tensor) and value.device is not x.device:
+    if isinstance(value, TensorBase) and value.device is not x.device:
         raise ValueError(f"masked_fill: value is on {value.device}, the tensor on {x.device}")
-    y = launch("v1 ? v2 : v0", [x, mask, value.detach() if isinstance(value, Tensor) else value], x.dtype, x.dtype)
-    tv = value if isinstance(value, Tensor) else None
+    y = launch("v1 ? v2 : v0", [x, mask, value.detach() if isinstance(value, TensorBase) else value], x.dtype, x.dtype)
+    tv = value if isinstance(value, TensorBase) else None
     if needs_grad(x, tv):
-        from .reduce import sum as _sum
-
         def backward(g):
             gx = launch("v1 ? 0 : v0", [g, mask], g.dtype, g.dtype)
             gv = _sum(launch("v1 ? v0 : 0", [g, mask], g.dtype, g.dtype)) if tv is not None else None
@@ -697,27 +795,25 @@ def masked_fill(x: Tensor, mask, value) -> Tensor:
     return y
 
 
-def masked_fill_(x: Tensor, mask, value) -> Tensor:
+@op("masked_fill_")
+def masked_fill_(x: TensorBase, mask, value) -> TensorBase:
     """In-place masked_fill; autograd sees x's old value replaced where mask is true."""
-    from .movement import _check_inplace, _record_setitem
     mask = _mask_for(x, mask, "masked_fill_")
     value = _fill_value(value, "masked_fill_")
     _check_inplace(x)
-    tv = value if isinstance(value, Tensor) else None
+    tv = value if isinstance(value, TensorBase) else None
     launch("v1 ? v2 : v0", [x, mask, value.detach() if tv is not None else value], x.dtype, x.dtype, out=x)
     x._bump_version()
     if needs_grad(x, tv):
-        from .reduce import sum as _sum
         _record_setitem(x, tv, lambda g: launch("v1 ? 0 : v0", [g, mask], g.dtype, g.dtype),
                         lambda g: _sum(launch("v1 ? v0 : 0", [g, mask], g.dtype, g.dtype)))
     return x
 
 
-def masked_select(x: Tensor, mask) -> Tensor:
+@op("masked_select")
+def masked_select(x: TensorBase, mask) -> TensorBase:
     """1-D tensor of x's elements where mask (broadcast with x) is true."""
-    from .creation import tensor
-    from .movement import expand
-    if not isinstance(mask, Tensor):
+    if not isinstance(mask, TensorBase):
         mask = tensor(np.asarray(mask), device=x.device)
     if mask.dtype != _dt.bool_:
         raise TypeError(f"masked_select: mask must be a bool tensor, got {mask.dtype.name}")

@@ -20,11 +20,17 @@ import numbers
 import numpy as np
 
 from .. import dtypes as _dt
-from ..autograd import needs_grad, record
 from ..backend import caches
 from ..backend.programs import ctype, get_kernel
-from ..tensor import Tensor
-from .movement import expand, reshape, transpose, unsqueeze, squeeze
+from ..core import dispatch
+from ..core.dispatch import op
+from ..core.storage import TensorBase, contiguous_strides
+from ..core.tape import needs_grad, record
+from .broadcast import expand, sum_to
+from .creation import tensor
+from .elementwise import gt, mul
+from .movement import contiguous, reshape, transpose, unsqueeze, squeeze
+from .shapes import broadcast_shapes
 
 _INT_MAX = 2**31 - 1
 _ACTIVATIONS = (None, "relu")
@@ -34,7 +40,7 @@ _EPI_BETA, _EPI_BIAS, _EPI_RELU = 1, 2, 4   # the kernels' `epi` bits (kernels/m
 
 # --- checks ----------------------------------------------------------------------------------------
 def _check(a, b, name):
-    if not isinstance(a, Tensor) or not isinstance(b, Tensor):
+    if not isinstance(a, TensorBase) or not isinstance(b, TensorBase):
         raise TypeError(f"{name} expects tensors, got {type(a).__name__} and {type(b).__name__}")
     if a.device is not b.device:
         raise ValueError(f"{name}: tensors are on different devices ({a.device} and {b.device}); "
@@ -47,7 +53,7 @@ def _check(a, b, name):
 
 def _check_extra(name, like, t, what):
     """bias / out must live on the same device with the same dtype as the operands."""
-    if not isinstance(t, Tensor):
+    if not isinstance(t, TensorBase):
         raise TypeError(f"{name}: {what} must be a Tensor, got {type(t).__name__}")
     if t.device is not like.device:
         raise ValueError(f"{name}: {what} is on {t.device} but the operands are on {like.device}")
@@ -103,8 +109,8 @@ def _pack(device, src, rows, K, s_sb, s_sr, s_sk, batches, R, vw):
         return buf
     kern = _kernel(device, "pack", [_i32, _i32, None] + [_i32] * 4 + [None, _i32], t=t, R=R, VW=vw, unit=s_sr == 1)
     lk = 16
-    kern(device.queue, (-(-K // lk) * lk, panels, batches), (lk, 1, 1),
-         rows, K, src._buf, src.offset, s_sb, s_sr, s_sk, buf, panels)
+    dispatch.launch(device, kern, (-(-K // lk) * lk, panels, batches), (lk, 1, 1),
+                    [rows, K, src._buf, src.offset, s_sb, s_sr, s_sk, buf, panels])
     return buf
 
 
@@ -152,8 +158,8 @@ def _kernel(device, name, arg_dtypes, **params):
     return kern
 
 
-def _gemm(a: Tensor, b: Tensor, *, alpha=1.0, beta=0.0, bias: Tensor | None = None, act=None,
-          out: Tensor | None = None) -> Tensor:
+def _gemm(a: TensorBase, b: TensorBase, *, alpha=1.0, beta=0.0, bias: TensorBase | None = None, act=None,
+          out: TensorBase | None = None) -> TensorBase:
     """out[B, M, N] = act(alpha * a @ b + beta * out + bias): a [B, M, K], b [B, K, N], any strides.
 
     A new contiguous output is made when `out` is None; `out` needs unit stride along N.
@@ -162,7 +168,7 @@ def _gemm(a: Tensor, b: Tensor, *, alpha=1.0, beta=0.0, bias: Tensor | None = No
     Bt, M, K = a.shape
     N = b.shape[2]
     if out is None:
-        out = Tensor._empty((Bt, M, N), dtype, device)
+        out = TensorBase._empty((Bt, M, N), dtype, device)
         beta = 0.0
     if out.numel() == 0:
         return out
@@ -186,7 +192,7 @@ def _gemm(a: Tensor, b: Tensor, *, alpha=1.0, beta=0.0, bias: Tensor | None = No
                        a_mode=a_mode, b_mode=b_mode, b_nc=b_nc)
         lm = max(1, min(prof.matmul_tile_m // max(1, prof.matmul_wpt_m), device.max_work_item_sizes[0]))
         gm = -(-(-(-M // mr)) // lm) * lm
-        kern(device.queue, (gm, -(-N // nr), Bt), (lm, 1, 1), M, N, K, *a_args, *b_args, *c_args, *tail)
+        dispatch.launch(device, kern, (gm, -(-N // nr), Bt), (lm, 1, 1), [M, N, K, *a_args, *b_args, *c_args, *tail])
         return out
 
     TM, TN, TK = prof.matmul_tile_m, prof.matmul_tile_n, prof.matmul_tile_k
@@ -194,13 +200,14 @@ def _gemm(a: Tensor, b: Tensor, *, alpha=1.0, beta=0.0, bias: Tensor | None = No
     RM, RN = TM // WM, TN // WN
     kern = _kernel(device, "gemm_gpu", _GEMM_ARGS + [acc_np, acc_np, _i32], t=t, acc=acc, TM=TM, TN=TN, TK=TK,
                    WM=WM, WN=WN, a_kc=a.strides[2] == 1 and a.strides[1] != 1, b_nc=b.strides[2] == 1)
-    kern(device.queue, (-(-N // TN) * RN, -(-M // TM) * RM, Bt), (RN, RM, 1), M, N, K,
-         a._buf, a.offset, *a.strides, b._buf, b.offset, *b.strides, *c_args, *tail)
+    dispatch.launch(device, kern, (-(-N // TN) * RN, -(-M // TM) * RM, Bt), (RN, RM, 1),
+                    [M, N, K, a._buf, a.offset, *a.strides, b._buf, b.offset, *b.strides, *c_args, *tail])
     return out
 
 
 # --- public functions -----------------------------------------------------------------------------
-def mm(a: Tensor, b: Tensor) -> Tensor:
+@op("mm")
+def mm(a: TensorBase, b: TensorBase) -> TensorBase:
     """[M, K] @ [K, N] -> [M, N]."""
     _check(a, b, "mm")
     if a.ndim != 2 or b.ndim != 2:
@@ -217,7 +224,8 @@ def mm(a: Tensor, b: Tensor) -> Tensor:
     return y
 
 
-def bmm(a: Tensor, b: Tensor) -> Tensor:
+@op("bmm")
+def bmm(a: TensorBase, b: TensorBase) -> TensorBase:
     """[B, M, K] @ [B, K, N] -> [B, M, N]."""
     _check(a, b, "bmm")
     if a.ndim != 3 or b.ndim != 3 or a.shape[0] != b.shape[0] or a.shape[2] != b.shape[1]:
@@ -231,21 +239,21 @@ def bmm(a: Tensor, b: Tensor) -> Tensor:
     return y
 
 
-def _as3(x: Tensor) -> Tensor:
+def _as3(x: TensorBase) -> TensorBase:
     """A 2-D tensor as a [1, M, K] view (no autograd: callers record)."""
     return x._view((1,) + x.shape, (0,) + x.strides)
 
 
 def _to_tensor(x, like):
-    from .creation import tensor
     return tensor(x, dtype=like.dtype, device=like.device)
 
 
-def matmul(a: Tensor, b: Tensor) -> Tensor:
+@op("matmul")
+def matmul(a: TensorBase, b: TensorBase) -> TensorBase:
     """numpy matmul semantics: 1-D operands are promoted and squeezed, batch dims broadcast."""
-    if not isinstance(b, Tensor) and isinstance(a, Tensor):
+    if not isinstance(b, TensorBase) and isinstance(a, TensorBase):
         b = _to_tensor(b, a)
-    if not isinstance(a, Tensor) and isinstance(b, Tensor):
+    if not isinstance(a, TensorBase) and isinstance(b, TensorBase):
         a = _to_tensor(a, b)
     _check(a, b, "matmul")
     if a.ndim == 0 or b.ndim == 0:
@@ -275,8 +283,9 @@ def matmul(a: Tensor, b: Tensor) -> Tensor:
     return y
 
 
-def matmul_ex(a: Tensor, b: Tensor, *, trans_a=False, trans_b=False, alpha=1.0, bias=None, activation=None,
-              beta=0.0, out=None) -> Tensor:
+@op("matmul_ex")
+def matmul_ex(a: TensorBase, b: TensorBase, *, trans_a=False, trans_b=False, alpha=1.0, bias=None, activation=None,
+              beta=0.0, out=None) -> TensorBase:
     """One kernel for `activation(alpha * op(a) @ op(b) + beta * out + bias)` (BLAS GEMM plus an epilogue).
 
     op(x) is x, or x with its last two dims swapped when trans_x (read in place, never copied).
@@ -348,7 +357,6 @@ def matmul_ex(a: Tensor, b: Tensor, *, trans_a=False, trans_b=False, alpha=1.0, 
 def _matmul_ex_grads(g, a, b, y, trans_a, trans_b, alpha, activation, with_bias):
     """Gradients of act(alpha * op(a) @ op(b) + bias); each is itself one matmul_ex (no transposes)."""
     if activation == "relu":
-        from .elementwise import mul, gt
         g = mul(g, gt(y, 0))
     ga = gb = gbias = None
     if a.requires_grad:
@@ -358,12 +366,12 @@ def _matmul_ex_grads(g, a, b, y, trans_a, trans_b, alpha, activation, with_bias)
         gb = (matmul_ex(g, a, trans_a=True, trans_b=trans_a, alpha=alpha) if trans_b
               else matmul_ex(a, g, trans_a=not trans_a, alpha=alpha))
     if with_bias:
-        from .reduce import sum_to
         gbias = sum_to(g, (g.shape[-1],))
     return (ga, gb) if not with_bias else (ga, gb, gbias)
 
 
-def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None, activation=None) -> Tensor:
+@op("linear")
+def linear(x: TensorBase, weight: TensorBase, bias: TensorBase | None = None, activation=None) -> TensorBase:
     """nn.Linear's forward as one kernel: activation(x @ weight.T + bias).
 
     x: (..., in_features) (1-D allowed), weight: (out_features, in_features) as in PyTorch, bias:
@@ -383,7 +391,6 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None, activation=Non
 # --- helpers ---------------------------------------------------------------------------------------
 def _batch_shape(a, b, batch_a, batch_b, name) -> tuple:
     """Broadcast batch dims; the error names both operands' full shapes."""
-    from .elementwise import broadcast_shapes
     try:
         return broadcast_shapes(batch_a, batch_b)
     except ValueError:
@@ -391,13 +398,12 @@ def _batch_shape(a, b, batch_a, batch_b, name) -> tuple:
                          f"(batch dims {tuple(batch_a)} and {tuple(batch_b)} do not broadcast)") from None
 
 
-def _contiguous_detached(t: Tensor) -> Tensor:
-    from .movement import contiguous
+def _contiguous_detached(t: TensorBase) -> TensorBase:
     t = t.detach()
     return t if t.is_contiguous() else contiguous(t)
 
 
-def _batched(x: Tensor, batch) -> Tensor:
+def _batched(x: TensorBase, batch) -> TensorBase:
     """x (..., R, C) broadcast to batch + (R, C) and seen as [prod(batch), R, C] (a view when possible)."""
     x = x.detach()
     if not batch:
@@ -406,7 +412,6 @@ def _batched(x: Tensor, batch) -> Tensor:
     return reshape(full, (math.prod(batch),) + x.shape[-2:])
 
 
-def _strides_for(batch, y3: Tensor) -> tuple:
+def _strides_for(batch, y3: TensorBase) -> tuple:
     """Strides of a contiguous [prod(batch), M, N] result seen as batch + (M, N)."""
-    from ..tensor import contiguous_strides
     return contiguous_strides(batch + y3.shape[1:])

@@ -16,11 +16,16 @@ import warnings
 import numpy as np
 
 from .. import dtypes as _dt
-from ..autograd import needs_grad, record
 from ..backend.programs import ctype, get_kernel
-from ..tensor import Tensor
-from .elementwise import launch
-from .movement import _axis, contiguous, reshape
+from ..core import dispatch
+from ..core.dispatch import op
+from ..core.storage import TensorBase
+from ..core.tape import needs_grad, record
+from .creation import tensor
+from .elementwise import launch, pointwise
+from .movement import contiguous, reshape
+from .reduce import mean as _mean, sum as _sum
+from .shapes import axis as _axis, broadcast_shapes
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -32,14 +37,14 @@ def check_reduction(reduction: str, name: str) -> None:
 
 
 def _check_float(x, name: str, what: str = "input") -> None:
-    if not isinstance(x, Tensor):
+    if not isinstance(x, TensorBase):
         raise TypeError(f"{name}: {what} must be a clnet Tensor, got {type(x).__name__}")
     if not _dt.is_floating(x.dtype):
         raise TypeError(f"{name}: {what} must be a floating-point tensor, got {x.dtype.name}")
 
 
 def _check_same_device(name: str, *tensors) -> None:
-    devs = {t.device for t in tensors if isinstance(t, Tensor)}
+    devs = {t.device for t in tensors if isinstance(t, TensorBase)}
     if len(devs) > 1:
         raise ValueError(f"{name}: tensors are on different devices ({', '.join(str(d) for d in devs)}); "
                          "move them with .to(device)")
@@ -84,9 +89,9 @@ def _launch_rows(device, kern, rows, wg, *args):
         local = device.profile.elementwise_wg
         while local > 1 and -(-rows // local) < 2 * device.compute_units:
             local //= 2
-        kern(device.queue, (-(-rows // local) * local,), (local,), *args)
+        dispatch.launch(device, kern, (-(-rows // local) * local,), (local,), list(args))
     else:
-        kern(device.queue, (rows * wg,), (wg,), *args)
+        dispatch.launch(device, kern, (rows * wg,), (wg,), list(args))
 
 
 def _launch_row_blocks(device, kern, rows, wg, vw, cols, gather, *args):
@@ -133,7 +138,7 @@ def _legacy_softmax_dim(ndim: int, name: str) -> int:
     return 0 if ndim in (0, 1, 3) else 1
 
 
-def _softmax(x: Tensor, dim, log: bool, dtype=None) -> Tensor:
+def _softmax(x: TensorBase, dim, log: bool, dtype=None) -> TensorBase:
     name = "log_softmax" if log else "softmax"
     _check_float(x, name)
     if dtype is not None:
@@ -141,7 +146,7 @@ def _softmax(x: Tensor, dim, log: bool, dtype=None) -> Tensor:
     if dim is None:
         dim = _legacy_softmax_dim(x.ndim, name)
     d = _axis(dim, x.ndim)
-    y = Tensor._empty(x.shape, x.dtype, x.device)
+    y = TensorBase._empty(x.shape, x.dtype, x.device)
     if y.numel() == 0:
         return y
     xc = contiguous(x.detach())
@@ -159,10 +164,10 @@ def _softmax(x: Tensor, dim, log: bool, dtype=None) -> Tensor:
     return y
 
 
-def _softmax_backward(g: Tensor, y: Tensor, dim: int, log: bool) -> Tensor:
+def _softmax_backward(g: TensorBase, y: TensorBase, dim: int, log: bool) -> TensorBase:
     """One kernel: dx = y * (g - sum(g * y)) for softmax, g - exp(y) * sum(g) for log_softmax."""
     gc = contiguous(g.to(dtype=y.dtype))
-    dx = Tensor._empty(y.shape, y.dtype, y.device)
+    dx = TensorBase._empty(y.shape, y.dtype, y.device)
     outer, n, inner = row_layout(y.shape, dim)
     rows = outer * inner
     idx, idt = _idx(gc, y, dx)
@@ -175,20 +180,22 @@ def _softmax_backward(g: Tensor, y: Tensor, dim: int, log: bool) -> Tensor:
     return dx
 
 
-def softmax(x: Tensor, dim=None, dtype=None) -> Tensor:
+@op("softmax")
+def softmax(x: TensorBase, dim=None, dtype=None) -> TensorBase:
     """exp(x) / sum(exp(x)) along `dim`, computed stably (the row maximum is subtracted)."""
     return _softmax(x, dim, log=False, dtype=dtype)
 
 
-def log_softmax(x: Tensor, dim=None, dtype=None) -> Tensor:
+@op("log_softmax")
+def log_softmax(x: TensorBase, dim=None, dtype=None) -> TensorBase:
     """x - logsumexp(x) along `dim`, computed stably in one pass for the log-sum-exp."""
     return _softmax(x, dim, log=True, dtype=dtype)
 
 
 # --- cross-entropy and nll with integer targets: one fused kernel each way ---------------------------
-def _check_class_target(x: Tensor, target, weight, name: str) -> None:
+def _check_class_target(x: TensorBase, target, weight, name: str) -> None:
     """Shapes as in PyTorch: input (C,) with target (), or (N, C, d1, ...) with target (N, d1, ...)."""
-    if not isinstance(target, Tensor):
+    if not isinstance(target, TensorBase):
         raise TypeError(f"{name}: target must be a clnet Tensor, got {type(target).__name__}")
     if target.dtype.kind not in "iu":
         raise TypeError(f"{name}: class-index targets must be an integer tensor, got {target.dtype.name} "
@@ -208,8 +215,8 @@ def _check_class_target(x: Tensor, target, weight, name: str) -> None:
     _check_same_device(name, x, target, weight)
 
 
-def class_losses(x: Tensor, target: Tensor, weight=None, ignore_index=-100, label_smoothing=0.0,
-                 nll=False, reduction="none") -> Tensor:
+def class_losses(x: TensorBase, target: TensorBase, weight=None, ignore_index=-100, label_smoothing=0.0,
+                 nll=False, reduction="none") -> TensorBase:
     """Cross-entropy (nll=False, x holds logits) or nll (x holds log-probabilities) of integer targets.
 
     One kernel computes every target's loss and weight in one pass over its row; for "mean" / "sum" a
@@ -221,9 +228,9 @@ def class_losses(x: Tensor, target: Tensor, weight=None, ignore_index=-100, labe
     n = x.shape[0] if x.ndim == 1 else x.shape[1]
     outer, inner = (1, 1) if x.ndim == 1 else (x.shape[0], math.prod(x.shape[2:]))
     rows = outer * inner
-    loss = Tensor._empty(target.shape, x.dtype, dev)
-    row_w = Tensor._empty(target.shape, x.dtype, dev)
-    lse = Tensor._empty((rows,), _acc_dtype(x.dtype), dev)
+    loss = TensorBase._empty(target.shape, x.dtype, dev)
+    row_w = TensorBase._empty(target.shape, x.dtype, dev)
+    lse = TensorBase._empty((rows,), _acc_dtype(x.dtype), dev)
     acc = np.dtype(_acc_dtype(x.dtype))
     xc = contiguous(x.detach())
     tc = contiguous(target)
@@ -243,14 +250,13 @@ def class_losses(x: Tensor, target: Tensor, weight=None, ignore_index=-100, labe
                            *w_args, int(ignore_index), eps, loss._buf, row_w._buf, lse._buf)
     out, scale = loss, None
     if reduction != "none":
-        out = Tensor._empty((), x.dtype, dev)
-        scale = Tensor._empty((1,), acc, dev)
+        out = TensorBase._empty((), x.dtype, dev)
+        scale = TensorBase._empty((1,), acc, dev)
         wg = dev.profile.reduce_wg
         kern = get_kernel(dev, "softmax.cl.mako", "class_loss_reduce", arg_dtypes=[idt, None, None, None, idt, None],
                           **_params("class_loss_reduce", x.dtype, idx, wg, mean=reduction == "mean"))
-        kern(dev.queue, (wg,), (wg,), rows, loss._buf, row_w._buf, out._buf, out.offset, scale._buf)
+        dispatch.launch(dev, kern, (wg,), (wg,), [rows, loss._buf, row_w._buf, out._buf, out.offset, scale._buf])
     if needs_grad(x) and rows:
-        from .reduce import sum as _sum
         w_all = _sum(wc) if (wc is not None and eps and not nll) else None
 
         def backward(g):
@@ -268,7 +274,7 @@ def _class_losses_backward(g, xc, tc, wc, w_all, lse, scale, n, inner, ignore_in
     else:
         g = contiguous(g)
         g_stride = 1
-    dx = Tensor._empty(xc.shape, xc.dtype, dev)
+    dx = TensorBase._empty(xc.shape, xc.dtype, dev)
     total = dx.numel()
     idx, idt = _idx(xc, tc, dx)
     weighted = wc is not None
@@ -298,19 +304,20 @@ def _class_losses_backward(g, xc, tc, wc, w_all, lse, scale, n, inner, ignore_in
         _launch_row_blocks(dev, kern, rows, 1, vw, gather, gather, *args)
     else:
         ew = dev.profile.elementwise_wg
-        kern(dev.queue, (-(-total // ew) * ew,), (ew,), total, *args)
+        dispatch.launch(dev, kern, (-(-total // ew) * ew,), (ew,), [total, *args])
     return dx
 
 
-def cross_entropy(input: Tensor, target: Tensor, weight=None, ignore_index=-100, reduction="mean",
-                  label_smoothing=0.0) -> Tensor:
+@op("cross_entropy")
+def cross_entropy(input: TensorBase, target: TensorBase, weight=None, ignore_index=-100, reduction="mean",
+                  label_smoothing=0.0) -> TensorBase:
     """log_softmax + nll in one fused kernel (integer targets), or soft-label cross-entropy when target
     holds class probabilities (same shape as input)."""
     _check_float(input, "cross_entropy")
     check_reduction(reduction, "cross_entropy")
     if not 0.0 <= float(label_smoothing) <= 1.0:
         raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
-    if isinstance(target, Tensor) and _dt.is_floating(target.dtype):
+    if isinstance(target, TensorBase) and _dt.is_floating(target.dtype):
         return _soft_cross_entropy(input, target, weight, reduction, float(label_smoothing))
     _check_class_target(input, target, weight, "cross_entropy")
     return class_losses(input, target, weight, ignore_index, label_smoothing, nll=False, reduction=reduction)
@@ -318,7 +325,6 @@ def cross_entropy(input: Tensor, target: Tensor, weight=None, ignore_index=-100,
 
 def _soft_cross_entropy(x, target, weight, reduction, eps):
     """-(sum over classes of w * smoothed target * log_softmax(x)); "mean" divides by the sample count."""
-    from .reduce import sum as _sum
     if tuple(target.shape) != tuple(x.shape):
         raise ValueError(f"cross_entropy: probability targets must have the input's shape {tuple(x.shape)}, "
                          f"got {tuple(target.shape)}")
@@ -335,7 +341,8 @@ def _soft_cross_entropy(x, target, weight, reduction, eps):
     return reduce_loss(-_sum(logp * y, class_dim), reduction)
 
 
-def nll_loss(input: Tensor, target: Tensor, weight=None, ignore_index=-100, reduction="mean") -> Tensor:
+@op("nll_loss")
+def nll_loss(input: TensorBase, target: TensorBase, weight=None, ignore_index=-100, reduction="mean") -> TensorBase:
     """Negative log-likelihood of log-probabilities `input` at integer `target` (one kernel)."""
     _check_float(input, "nll_loss")
     check_reduction(reduction, "nll_loss")
@@ -344,50 +351,35 @@ def nll_loss(input: Tensor, target: Tensor, weight=None, ignore_index=-100, redu
 
 
 # --- pointwise losses: one kernel forward, one kernel per gradient -------------------------------------
-def _pointwise(name: str, expr: str, operands, grad_exprs: dict, dtype) -> Tensor:
-    """y = expr(operands) in one kernel; grad_exprs[i] is the C expression of operand i's gradient
-    over the same operands plus the incoming gradient as the last operand."""
-    y = launch(expr, operands, dtype, dtype)
-    wanted = [(i, op) for i, op in enumerate(operands) if isinstance(op, Tensor) and i in grad_exprs]
-    inputs = tuple(op for _, op in wanted)
-    if needs_grad(*inputs):
-        frozen = [op.detach() if isinstance(op, Tensor) else op for op in operands]
-
-        def backward(g):
-            return tuple(launch(grad_exprs[i], frozen + [g], op.dtype, dtype) if op.requires_grad else None
-                         for i, op in wanted)
-        record(name, y, inputs, backward, saved=tuple(op for op in frozen if isinstance(op, Tensor)))
-    return y
+_pointwise = pointwise  # the elementwise module's: C expression + gradient expressions
 
 
-def reduce_loss(loss: Tensor, reduction: str) -> Tensor:
-    from .reduce import mean as _mean, sum as _sum
+def reduce_loss(loss: TensorBase, reduction: str) -> TensorBase:
     if reduction == "none":
         return loss
     return _sum(loss) if reduction == "sum" else _mean(loss)
 
 
-def _loss_operand(x, like: Tensor, name: str, what: str):
+def _loss_operand(x, like: TensorBase, name: str, what: str):
     """Targets and weights may be numbers, arrays or tensors; tensors must sit on the input's device."""
-    if isinstance(x, Tensor):
+    if isinstance(x, TensorBase):
         _check_same_device(name, like, x)
         return x if _dt.is_floating(x.dtype) else x.to(dtype=like.dtype)
     if isinstance(x, numbers.Number):
         return float(x)
-    from .creation import tensor
     return tensor(np.asarray(x), dtype=like.dtype, device=like.device)
 
 
-def _check_target_shape(x: Tensor, target, name: str) -> None:
-    if isinstance(target, Tensor) and tuple(target.shape) != tuple(x.shape):
-        from .elementwise import broadcast_shapes
+def _check_target_shape(x: TensorBase, target, name: str) -> None:
+    if isinstance(target, TensorBase) and tuple(target.shape) != tuple(x.shape):
         broadcast_shapes(x.shape, target.shape)  # raises, naming both shapes, when they cannot broadcast
         warnings.warn(f"{name}: using a target size {tuple(target.shape)} that is different from the input "
                       f"size {tuple(x.shape)}; they will be broadcast, which is likely a mistake",
                       UserWarning, stacklevel=3)
 
 
-def mse_loss(input: Tensor, target, reduction="mean") -> Tensor:
+@op("mse_loss")
+def mse_loss(input: TensorBase, target, reduction="mean") -> TensorBase:
     _check_float(input, "mse_loss")
     check_reduction(reduction, "mse_loss")
     target = _loss_operand(target, input, "mse_loss", "target")
@@ -397,7 +389,8 @@ def mse_loss(input: Tensor, target, reduction="mean") -> Tensor:
     return reduce_loss(loss, reduction)
 
 
-def l1_loss(input: Tensor, target, reduction="mean") -> Tensor:
+@op("l1_loss")
+def l1_loss(input: TensorBase, target, reduction="mean") -> TensorBase:
     _check_float(input, "l1_loss")
     check_reduction(reduction, "l1_loss")
     target = _loss_operand(target, input, "l1_loss", "target")
@@ -408,12 +401,13 @@ def l1_loss(input: Tensor, target, reduction="mean") -> Tensor:
     return reduce_loss(loss, reduction)
 
 
-def binary_cross_entropy(input: Tensor, target, weight=None, reduction="mean") -> Tensor:
+@op("binary_cross_entropy")
+def binary_cross_entropy(input: TensorBase, target, weight=None, reduction="mean") -> TensorBase:
     """-w (y log p + (1 - y) log(1 - p)), each log clamped at -100 as PyTorch does."""
     _check_float(input, "binary_cross_entropy")
     check_reduction(reduction, "binary_cross_entropy")
     target = _loss_operand(target, input, "binary_cross_entropy", "target")
-    if isinstance(target, Tensor) and tuple(target.shape) != tuple(input.shape):
+    if isinstance(target, TensorBase) and tuple(target.shape) != tuple(input.shape):
         raise ValueError(f"binary_cross_entropy: target size {tuple(target.shape)} must equal the input size "
                          f"{tuple(input.shape)}")
     w = 1.0 if weight is None else _loss_operand(weight, input, "binary_cross_entropy", "weight")
@@ -427,15 +421,16 @@ def binary_cross_entropy(input: Tensor, target, weight=None, reduction="mean") -
     return reduce_loss(loss, reduction)
 
 
-def binary_cross_entropy_with_logits(input: Tensor, target, weight=None, reduction="mean",
-                                     pos_weight=None) -> Tensor:
+@op("binary_cross_entropy_with_logits")
+def binary_cross_entropy_with_logits(input: TensorBase, target, weight=None, reduction="mean",
+                                     pos_weight=None) -> TensorBase:
     """Sigmoid + BCE in one stable expression: (1 - y) x + lw (log1p(exp(-|x|)) + max(-x, 0)),
     lw = 1 + (pos_weight - 1) y; its gradient (1 - y) - lw sigmoid(-x) is sigmoid(x) - y without pos_weight."""
     name = "binary_cross_entropy_with_logits"
     _check_float(input, name)
     check_reduction(reduction, name)
     target = _loss_operand(target, input, name, "target")
-    if isinstance(target, Tensor) and tuple(target.shape) != tuple(input.shape):
+    if isinstance(target, TensorBase) and tuple(target.shape) != tuple(input.shape):
         raise ValueError(f"{name}: target size {tuple(target.shape)} must equal the input size "
                          f"{tuple(input.shape)}")
     w = 1.0 if weight is None else _loss_operand(weight, input, name, "weight")

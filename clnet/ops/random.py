@@ -15,10 +15,14 @@ import os
 import numpy as np
 
 from .. import dtypes as _dt
-from ..autograd import is_grad_enabled
 from ..backend.devices import get_device
 from ..backend.programs import ctype, get_kernel
-from ..tensor import Tensor, _normalise_shape
+from ..core import dispatch
+from ..core.dispatch import op
+from ..core.storage import TensorBase, normalise_shape as _normalise_shape
+from ..core.tape import is_grad_enabled
+from .creation import empty, like, tensor, to_numpy
+from .elementwise import copy_into
 
 DEFAULT_SEED = 67280421310721  # PyTorch's default, for the habit of it (the streams differ)
 _MASK64 = (1 << 64) - 1
@@ -69,7 +73,7 @@ def _per_block(dist, dtype) -> int:
     return 4
 
 
-def _fill(out: Tensor, dist: str, extra_dtypes, extra_args) -> Tensor:
+def _fill(out: TensorBase, dist: str, extra_dtypes, extra_args) -> TensorBase:
     """Fill contiguous `out` with `dist` values drawn from the global (seed, offset) state."""
     n = out.numel()
     if n == 0:
@@ -84,7 +88,8 @@ def _fill(out: Tensor, dist: str, extra_dtypes, extra_args) -> Tensor:
                       arg_dtypes=[idt, None, idt, np.uint32, np.uint32, np.uint32, np.uint32] + extra_dtypes,
                       dist=dist, out_t=ctype(out.dtype), ct=ctype(ct), idx=idx)
     wg = device.profile.elementwise_wg
-    kern(device.queue, (-(-blocks // wg) * wg,), (wg,), n, out._buf, out.offset, *_take(blocks), *extra_args)
+    dispatch.launch(device, kern, (-(-blocks // wg) * wg,), (wg,), [n, out._buf, out.offset, *_take(blocks), *extra_args],
+                    refresh=lambda: dict(zip((3, 4, 5, 6), _take(blocks))))  # a replay draws new numbers, as eagerly
     return out
 
 
@@ -99,11 +104,11 @@ def _float_dtype(dtype, what):
     return dt
 
 
-def _new(shape, dtype, device) -> Tensor:
-    return Tensor._empty(_normalise_shape(shape), dtype, get_device(device))
+def _new(shape, dtype, device) -> TensorBase:
+    return TensorBase._empty(_normalise_shape(shape), dtype, get_device(device))
 
 
-def _finish(t: Tensor, requires_grad: bool) -> Tensor:
+def _finish(t: TensorBase, requires_grad: bool) -> TensorBase:
     if requires_grad:
         t.requires_grad_(True)
     return t
@@ -127,20 +132,22 @@ def _threshold_into(out, p_true, value_true, value_false):
 
 
 # --- public functions -------------------------------------------------------------------------------
-def rand(*shape, dtype=None, device=None, requires_grad=False) -> Tensor:
+@op("rand")
+def rand(*shape, dtype=None, device=None, requires_grad=False) -> TensorBase:
     """Uniform values in [0, 1); shape as varargs or one tuple."""
     out = _new(shape, _float_dtype(dtype, "rand"), device)
     return _finish(_uniform_into(out, 0.0, 1.0), requires_grad)
 
 
-def randn(*shape, dtype=None, device=None, requires_grad=False) -> Tensor:
+@op("randn")
+def randn(*shape, dtype=None, device=None, requires_grad=False) -> TensorBase:
     """Standard normal values (Box-Muller); shape as varargs or one tuple."""
     out = _new(shape, _float_dtype(dtype, "randn"), device)
     return _finish(_normal_into(out, 0.0, 1.0), requires_grad)
 
 
 def _check_inplace(t, what):
-    if not isinstance(t, Tensor):
+    if not isinstance(t, TensorBase):
         raise TypeError(f"{what} expects a clnet Tensor, got {type(t).__name__}")
     if not _dt.is_floating(t.dtype):
         raise TypeError(f"{what} fills floating-point tensors; this one is {t.dtype.name}")
@@ -149,19 +156,19 @@ def _check_inplace(t, what):
                            "wrap it in `with clnet.no_grad():`")
 
 
-def _inplace(t: Tensor, fill) -> Tensor:
+def _inplace(t: TensorBase, fill) -> TensorBase:
     """Run fill(contiguous target); non-contiguous tensors are filled through a temporary."""
     if t.is_contiguous():
         fill(t)
     else:
-        from .elementwise import copy_into
-        tmp = Tensor._empty(t.shape, t.dtype, t.device)
+        tmp = TensorBase._empty(t.shape, t.dtype, t.device)
         copy_into(t, fill(tmp))
     t._bump_version()
     return t
 
 
-def uniform_(t: Tensor, low: float = 0.0, high: float = 1.0) -> Tensor:
+@op("uniform_")
+def uniform_(t: TensorBase, low: float = 0.0, high: float = 1.0) -> TensorBase:
     """Fill t in place with U(low, high) (values stay below high); used by nn.init."""
     _check_inplace(t, "uniform_")
     if not high >= low:
@@ -169,7 +176,8 @@ def uniform_(t: Tensor, low: float = 0.0, high: float = 1.0) -> Tensor:
     return _inplace(t, lambda out: _uniform_into(out, low, high))
 
 
-def normal_(t: Tensor, mean: float = 0.0, std: float = 1.0) -> Tensor:
+@op("normal_")
+def normal_(t: TensorBase, mean: float = 0.0, std: float = 1.0) -> TensorBase:
     """Fill t in place with N(mean, std**2); used by nn.init."""
     _check_inplace(t, "normal_")
     if std < 0:
@@ -178,11 +186,12 @@ def normal_(t: Tensor, mean: float = 0.0, std: float = 1.0) -> Tensor:
 
 
 def _check_p(p, what):
-    if isinstance(p, Tensor) or not isinstance(p, numbers.Real) or not 0.0 <= float(p) <= 1.0:
+    if isinstance(p, TensorBase) or not isinstance(p, numbers.Real) or not 0.0 <= float(p) <= 1.0:
         raise ValueError(f"{what} probability must be a number in [0, 1], got {p!r}")
 
 
-def bernoulli_mask(shape, p: float, device=None, dtype=None) -> Tensor:
+@op("bernoulli_mask")
+def bernoulli_mask(shape, p: float, device=None, dtype=None) -> TensorBase:
     """1 with probability p, else 0 (float32 by default; dtype=clnet.bool gives a bool mask)."""
     _check_p(p, "bernoulli_mask")
     dt = _dt.as_dtype(dtype) if dtype is not None else _dt.DEFAULT_FLOAT
@@ -190,7 +199,8 @@ def bernoulli_mask(shape, p: float, device=None, dtype=None) -> Tensor:
     return _threshold_into(out, p, 1.0, 0.0)
 
 
-def dropout_mask(shape, p: float, device=None, dtype=None) -> Tensor:
+@op("dropout_mask")
+def dropout_mask(shape, p: float, device=None, dtype=None) -> TensorBase:
     """The inverted-dropout multiplier: 1/(1-p) with probability 1-p, else 0 (all 0 when p == 1)."""
     _check_p(p, "dropout_mask")
     dt = _float_dtype(dtype, "dropout_mask")
@@ -199,7 +209,8 @@ def dropout_mask(shape, p: float, device=None, dtype=None) -> Tensor:
     return _threshold_into(out, keep, 1.0 / keep if keep > 0 else 0.0, 0.0)
 
 
-def randint(low, high=None, size=None, *, dtype=None, device=None, requires_grad=False) -> Tensor:
+@op("randint")
+def randint(low, high=None, size=None, *, dtype=None, device=None, requires_grad=False) -> TensorBase:
     """Integers uniform in [low, high): randint(high, size) or randint(low, high, size), as PyTorch."""
     if size is None:
         if isinstance(high, (tuple, list)):
@@ -226,23 +237,48 @@ def randint(low, high=None, size=None, *, dtype=None, device=None, requires_grad
     return _fill(out, "randint", [np.int64, np.uint64], [low, high - low])
 
 
-def randperm(n: int, *, dtype=None, device=None) -> Tensor:
+def randperm(n: int, *, dtype=None, device=None) -> TensorBase:
     """A random permutation of 0..n-1: random 64-bit keys made on the device, sorted on the host
     (so this call waits for the device)."""
     if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:
         raise ValueError(f"randperm expects a non-negative int, got {n!r}")
     dt = _dt.as_dtype(dtype) if dtype is not None else _dt.int64
     dev = get_device(device)
-    from .creation import tensor
     if n == 0:
         return tensor(np.zeros(0, dtype=dt), device=dev)
-    keys = randint(-(2**63), 2**63 - 1, (int(n),), device=dev).numpy()
+    keys = to_numpy(randint(-(2**63), 2**63 - 1, (int(n),), device=dev))
     return tensor(np.argsort(keys, kind="stable").astype(dt), device=dev)
 
 
-def _bits(n: int, device=None) -> Tensor:
+def rand_like(x, dtype=None, device=None, requires_grad=False) -> TensorBase:
+    return rand(x.shape, requires_grad=requires_grad, **like(x, dtype, device))
+
+
+def randn_like(x, dtype=None, device=None, requires_grad=False) -> TensorBase:
+    return randn(x.shape, requires_grad=requires_grad, **like(x, dtype, device))
+
+
+def uniform(shape, minval=0.0, maxval=1.0, dtype=None, seed=None, device=None) -> TensorBase:
+    """tf.random.uniform: values in [minval, maxval) (float32 unless dtype says otherwise)."""
+    if seed is not None:
+        manual_seed(seed)
+    out = empty(_normalise_shape((shape,) if not isinstance(shape, (tuple, list)) else (tuple(shape),)),
+                dtype=_dt.DEFAULT_FLOAT if dtype is None else dtype, device=device)
+    return uniform_(out, minval, maxval)
+
+
+def normal(shape, mean=0.0, stddev=1.0, dtype=None, seed=None, device=None) -> TensorBase:
+    """tf.random.normal: Gaussian values with the given mean and standard deviation."""
+    if seed is not None:
+        manual_seed(seed)
+    out = empty(_normalise_shape((shape,) if not isinstance(shape, (tuple, list)) else (tuple(shape),)),
+                dtype=_dt.DEFAULT_FLOAT if dtype is None else dtype, device=device)
+    return normal_(out, mean, stddev)
+
+
+def _bits(n: int, device=None) -> TensorBase:
     """n raw Philox words, stored as int32 bits (view as uint32; tests check Random123's known answers)."""
-    out = Tensor._empty((n,), _dt.int32, get_device(device))
+    out = TensorBase._empty((n,), _dt.int32, get_device(device))
     return _fill(out, "bits", [], [])
 
 
@@ -260,4 +296,5 @@ def philox4x32_10(counter, key) -> tuple:
 
 
 __all__ = ["manual_seed", "seed", "initial_seed", "get_rng_state", "set_rng_state", "rand", "randn",
-           "uniform_", "normal_", "bernoulli_mask", "dropout_mask", "randint", "randperm"]
+           "rand_like", "randn_like", "uniform", "normal", "uniform_", "normal_", "bernoulli_mask", "dropout_mask",
+           "randint", "randperm"]

@@ -25,11 +25,16 @@ import numpy as np
 import pyopencl as cl
 
 from .. import dtypes as _dt
-from ..autograd import needs_grad, record
 from ..backend import caches
 from ..backend.programs import ctype, get_kernel
-from ..tensor import Tensor
-from .movement import _axis, contiguous, expand, permute, reshape
+from ..core import dispatch
+from ..core.dispatch import op
+from ..core.storage import TensorBase, contiguous_strides
+from ..core.tape import needs_grad, record
+from .creation import arange, full
+from .elementwise import cast, div, eq, exp, isinf, launch, log, mul, ne, sqrt, sub, add, where
+from .movement import contiguous, permute, reshape
+from .shapes import axis as _axis, broadcast_view, kept_shape
 
 _MAX_KEPT_RANK = 4    # kept dims a kernel decomposes itself; more (after merging) are copied first
 _INNER_MIN_N = 32     # shorter rows are reduced by one work-item each (outer layout)
@@ -198,7 +203,6 @@ def _permuted_shape(shape, axes):
 def _split(shape, strides, axes):
     """(kept, reduced) merged (size, stride) lists; strides None means contiguous."""
     if strides is None:
-        from ..tensor import contiguous_strides
         strides = contiguous_strides(shape)
     axes = set(axes)
     kept = _merge([(s, st) for i, (s, st) in enumerate(zip(shape, strides)) if i not in axes])
@@ -290,7 +294,7 @@ def _prepare(op, src: _Source, p: Pass, acc_dtype, out_t, final, want_val, scale
 _STEPS = caches.new_cache("reduce steps")  # build-then-publish; bounded (backend/caches.py)
 
 
-def _steps_for(op, x: Tensor, kept, red, acc_dtype, out_t, want_val, scale):
+def _steps_for(op, x: TensorBase, kept, red, acc_dtype, out_t, want_val, scale):
     """The cached launches that reduce x's (kept, red) layout; rebuilt only for a new shape/strides."""
     big = x.offset > _OFFSET_BOUND
     key = (id(x.device), op, x.dtype, acc_dtype, out_t, want_val, scale, tuple(kept), tuple(red), big)
@@ -316,10 +320,9 @@ def _steps_for(op, x: Tensor, kept, red, acc_dtype, out_t, want_val, scale):
     return steps
 
 
-def _run(steps, x: Tensor, out_val, out_idx):
+def _run(steps, x: TensorBase, out_val, out_idx):
     """Launch prepared steps: x in, partials through the pool, out_val/out_idx written by the last."""
     device = x.device
-    queue = device.queue
     src, src_off, ibuf = x._buf, x.offset, None
     for step in steps:
         args = list(step.args)
@@ -338,11 +341,11 @@ def _run(steps, x: Tensor, out_val, out_idx):
             args[step.at_val] = val
         if step.at_idx >= 0:
             args[step.at_idx] = idx
-        step.kern(queue, step.global_size, step.local_size, *args)
+        dispatch.launch(device, step.kern, step.global_size, step.local_size, args)
         src, src_off, ibuf = val, 0, idx
 
 
-def _reduce(op: str, x: Tensor, axes, out_dtype, acc_dtype, scale=1.0, with_values=False):
+def _reduce(op: str, x: TensorBase, axes, out_dtype, acc_dtype, scale=1.0, with_values=False):
     """Reduce `axes` of x with op; returns a contiguous tensor of the kept shape (keepdim=False).
 
     For argmax/argmin the result holds int64 indices into the flattened reduced axes (C order); with
@@ -355,13 +358,12 @@ def _reduce(op: str, x: Tensor, axes, out_dtype, acc_dtype, scale=1.0, with_valu
         raise ValueError(f"{op} of an empty tensor: the reduced dimensions {tuple(axes)} of shape "
                          f"{tuple(x.shape)} have no elements and {op} has no identity")
     is_arg = op in ("argmax", "argmin")
-    out = Tensor._empty(kept_shape, _dt.int64 if is_arg else out_dtype, x.device)
-    vals_out = Tensor._empty(kept_shape, out_dtype, x.device) if with_values else None
+    out = TensorBase._empty(kept_shape, _dt.int64 if is_arg else out_dtype, x.device)
+    vals_out = TensorBase._empty(kept_shape, out_dtype, x.device) if with_values else None
     result = (vals_out, out) if with_values else out
     if rows == 0:
         return result
     if n == 0:
-        from .elementwise import launch
         return launch("v0", [0 if op == "sum" else 1], out_dtype, out_dtype, out=out)
     kept, red = _split(x.shape, x.strides, axes)
     if len(red) > 1 and not is_arg:
@@ -378,7 +380,7 @@ def _reduce(op: str, x: Tensor, axes, out_dtype, acc_dtype, scale=1.0, with_valu
     return result
 
 
-def _innermost_run(x: Tensor, axes):
+def _innermost_run(x: TensorBase, axes):
     """The reduced axes that merge into one strided run with the smallest stride."""
     runs = []
     for i in axes:
@@ -392,7 +394,7 @@ def _innermost_run(x: Tensor, axes):
     return builtins.min(runs, key=lambda r: abs(r[2]))[0]
 
 
-def _reduce_in_stages(op, x: Tensor, axes, out_dtype, acc_dtype, scale) -> Tensor:
+def _reduce_in_stages(op, x: TensorBase, axes, out_dtype, acc_dtype, scale) -> TensorBase:
     """Reduced axes that do not form one run (e.g. dims 0 and 2 of a 3-D tensor) are reduced one run at a
     time, innermost first, each stage reading its input in place; intermediates keep the accumulator
     type. Only value ops (not arg ops, whose flat index needs all axes at once) come here."""
@@ -415,7 +417,7 @@ def _keep_arg(keepdim, keepdims):
     return bool(keepdims) if keepdims is not None else bool(keepdim)
 
 
-def _axes(x: Tensor, dim) -> tuple:
+def _axes(x: TensorBase, dim) -> tuple:
     if dim is None:
         return tuple(range(x.ndim))
     dims = tuple(dim) if isinstance(dim, (tuple, list)) else (dim,)
@@ -430,17 +432,15 @@ def _axes(x: Tensor, dim) -> tuple:
 
 
 def _kept_shape(x, axes, keepdim):
-    if keepdim:
-        return tuple(1 if i in axes else s for i, s in enumerate(x.shape))
-    return tuple(s for i, s in enumerate(x.shape) if i not in axes)
+    return kept_shape(x.shape, axes, keepdim)
 
 
 def _check(x, name):
-    if not isinstance(x, Tensor):
+    if not isinstance(x, TensorBase):
         raise TypeError(f"{name} expects a clnet Tensor, got {type(x).__name__}")
 
 
-def _sum_dtypes(x: Tensor, dtype):
+def _sum_dtypes(x: TensorBase, dtype):
     """(output dtype, accumulator dtype): integers and bools sum in int64, float16 in float32."""
     if dtype is not None:
         out_dt = _dt.as_dtype(dtype)
@@ -467,23 +467,28 @@ def _grad_to_kept(g, x, axes):
     return reshape(g, kept)
 
 
+def _grad_back(g, x, axes):
+    """A reduction's gradient read back over x's shape (a zero-stride view: no copy), in x's dtype."""
+    gx = broadcast_view(_grad_to_kept(g, x, axes), x.shape)
+    return gx if g.dtype == x.dtype else cast(gx, x.dtype)
+
+
 # --- public reductions -----------------------------------------------------------------------------
-def sum(x: Tensor, dim=None, keepdim=False, dtype=None, *, axis=None, keepdims=None) -> Tensor:
+@op("sum")
+def sum(x: TensorBase, dim=None, keepdim=False, dtype=None, *, axis=None, keepdims=None) -> TensorBase:
     """Sum over `dim` (an int, a tuple, or None for all); float32 sums are Kahan-compensated."""
     _check(x, "sum")
     dim, keepdim = _dim_arg(dim, axis), _keep_arg(keepdim, keepdims)
     axes = _axes(x, dim)
     out_dt, acc = _sum_dtypes(x, dtype)
-    y = _reduce("sum", x, axes, out_dt, acc).reshape(_kept_shape(x, axes, keepdim))
+    y = reshape(_reduce("sum", x, axes, out_dt, acc), _kept_shape(x, axes, keepdim))
     if needs_grad(x) and _dt.is_floating(out_dt):
-        def backward(g):
-            gx = expand(_grad_to_kept(g, x, axes), x.shape)
-            return gx if g.dtype == x.dtype else gx.to(x.dtype)
-        record("sum", y, (x,), backward)
+        record("sum", y, (x,), lambda g: _grad_back(g, x, axes))
     return y
 
 
-def mean(x: Tensor, dim=None, keepdim=False, dtype=None, *, axis=None, keepdims=None) -> Tensor:
+@op("mean")
+def mean(x: TensorBase, dim=None, keepdim=False, dtype=None, *, axis=None, keepdims=None) -> TensorBase:
     """Mean over `dim`; one kernel (the sum's last pass scales). The mean of nothing is NaN."""
     _check(x, "mean")
     dim, keepdim = _dim_arg(dim, axis), _keep_arg(keepdim, keepdims)
@@ -495,86 +500,85 @@ def mean(x: Tensor, dim=None, keepdim=False, dtype=None, *, axis=None, keepdims=
     n = math.prod(x.shape[i] for i in axes)
     _, acc = _sum_dtypes(x, out_dt)
     if n == 0:
-        from .creation import full
         y = full(_kept_shape(x, axes, keepdim), float("nan"), dtype=out_dt, device=x.device)
     else:
-        y = _reduce("sum", x, axes, out_dt, acc, scale=1.0 / n).reshape(_kept_shape(x, axes, keepdim))
+        y = reshape(_reduce("sum", x, axes, out_dt, acc, scale=1.0 / n), _kept_shape(x, axes, keepdim))
     if needs_grad(x):
-        def backward(g):
-            gx = expand(_grad_to_kept(g * (1.0 / n if n else float("nan")), x, axes), x.shape)
-            return gx if g.dtype == x.dtype else gx.to(x.dtype)
-        record("mean", y, (x,), backward)
+        record("mean", y, (x,), lambda g: _grad_back(mul(g, 1.0 / n if n else float("nan")), x, axes))
     return y
 
 
-def prod(x: Tensor, dim=None, keepdim=False, dtype=None, *, axis=None, keepdims=None) -> Tensor:
+@op("prod")
+def prod(x: TensorBase, dim=None, keepdim=False, dtype=None, *, axis=None, keepdims=None) -> TensorBase:
     """Product over `dim`. Its gradient is out / x, so inputs containing zeros get non-finite gradients."""
     _check(x, "prod")
     dim, keepdim = _dim_arg(dim, axis), _keep_arg(keepdim, keepdims)
     axes = _axes(x, dim)
     out_dt, acc = _sum_dtypes(x, dtype)
-    y = _reduce("prod", x, axes, out_dt, acc).reshape(_kept_shape(x, axes, keepdim))
+    y = reshape(_reduce("prod", x, axes, out_dt, acc), _kept_shape(x, axes, keepdim))
     if needs_grad(x) and _dt.is_floating(out_dt):
         yk = reshape(y.detach(), _kept_shape(x, axes, True))
-        record("prod", y, (x,), lambda g: _grad_to_kept(g, x, axes) * yk / x, saved=(x,))
+        record("prod", y, (x,), lambda g: div(mul(_grad_to_kept(g, x, axes), yk), x), saved=(x,))
     return y
 
 
-def _minmax(op: str, x: Tensor, dim, keepdim):
+def _minmax(op: str, x: TensorBase, dim, keepdim):
     _check(x, "a" + op)
     axes = _axes(x, dim)
-    y = _reduce(op, x, axes, x.dtype, _minmax_acc(x.dtype)).reshape(_kept_shape(x, axes, keepdim))
+    y = reshape(_reduce(op, x, axes, x.dtype, _minmax_acc(x.dtype)), _kept_shape(x, axes, keepdim))
     if needs_grad(x):
         yk = reshape(y.detach(), _kept_shape(x, axes, True))
 
         def backward(g):  # split evenly among ties, as PyTorch's amax/amin
-            hit = x.detach() == yk
+            hit = eq(x.detach(), yk)
             count = sum(hit, axes, keepdim=True)
-            return _grad_to_kept(g, x, axes) * hit / count
+            return div(mul(_grad_to_kept(g, x, axes), hit), count)
         record("a" + op, y, (x,), backward, saved=(x,))
     return y
 
 
+@op("amax")
 def amax(x, dim=None, keepdim=False, *, axis=None, keepdims=None):
     """Largest value over `dim` (NaN if any is NaN, as numpy); gradient split evenly among ties."""
     return _minmax("max", x, _dim_arg(dim, axis), _keep_arg(keepdim, keepdims))
 
 
+@op("amin")
 def amin(x, dim=None, keepdim=False, *, axis=None, keepdims=None):
     return _minmax("min", x, _dim_arg(dim, axis), _keep_arg(keepdim, keepdims))
 
 
-def _arg(op, x: Tensor, dim, keepdim):
+def _arg(op, x: TensorBase, dim, keepdim):
     _check(x, op)
     if dim is None:
         y = _reduce(op, x, tuple(range(x.ndim)), _dt.int64, _minmax_acc(x.dtype))
-        return y.reshape((1,) * x.ndim if keepdim else ())
+        return reshape(y, (1,) * x.ndim if keepdim else ())
     if isinstance(dim, (tuple, list)):
         raise TypeError(f"{op} takes one dim (an int) or None, got {dim!r}")
     axes = _axes(x, dim)
     y = _reduce(op, x, axes, _dt.int64, _minmax_acc(x.dtype))
-    return y.reshape(_kept_shape(x, axes, keepdim))
+    return reshape(y, _kept_shape(x, axes, keepdim))
 
 
+@op("argmax")
 def argmax(x, dim=None, keepdim=False, *, axis=None, keepdims=None):
     """Index of the first largest value (of the first NaN, if any) along `dim`, or of the flattened x."""
     return _arg("argmax", x, _dim_arg(dim, axis), _keep_arg(keepdim, keepdims))
 
 
+@op("argmin")
 def argmin(x, dim=None, keepdim=False, *, axis=None, keepdims=None):
     return _arg("argmin", x, _dim_arg(dim, axis), _keep_arg(keepdim, keepdims))
 
 
-def _values_at(op, x: Tensor, dim, keepdim):
+def _values_at(op, x: TensorBase, dim, keepdim):
     """(values, indices) along one dim; the gradient goes to the returned index only."""
-    from .creation import arange
-    from .elementwise import eq, where
     d = _axes(x, dim)
     if len(d) != 1 and x.ndim:
         raise TypeError(f"max/min with a dim take one int, got {dim!r}")
     y, idx = _reduce("arg" + op, x, d, x.dtype, _minmax_acc(x.dtype), with_values=True)
-    y = y.reshape(_kept_shape(x, d, keepdim))
-    idx = idx.reshape(_kept_shape(x, d, keepdim))
+    y = reshape(y, _kept_shape(x, d, keepdim))
+    idx = reshape(idx, _kept_shape(x, d, keepdim))
     if needs_grad(x):
         idx_k = reshape(idx, _kept_shape(x, d, True))
 
@@ -590,6 +594,7 @@ def _values_at(op, x: Tensor, dim, keepdim):
     return y, idx
 
 
+@op("max")
 def max(x, dim=None, keepdim=False, *, axis=None, keepdims=None):
     """max over all elements, or (values, indices) along `dim` as in PyTorch."""
     dim, keepdim = _dim_arg(dim, axis), _keep_arg(keepdim, keepdims)
@@ -600,6 +605,7 @@ def max(x, dim=None, keepdim=False, *, axis=None, keepdims=None):
     return _values_at("max", x, dim, keepdim)
 
 
+@op("min")
 def min(x, dim=None, keepdim=False, *, axis=None, keepdims=None):
     dim, keepdim = _dim_arg(dim, axis), _keep_arg(keepdim, keepdims)
     if dim is None:
@@ -609,6 +615,7 @@ def min(x, dim=None, keepdim=False, *, axis=None, keepdims=None):
     return _values_at("min", x, dim, keepdim)
 
 
+@op("var")
 def var(x, dim=None, keepdim=False, unbiased=True, *, correction=None, axis=None, keepdims=None):
     """Variance (the mean, then the mean squared deviation); correction=1 (unbiased) by default.
     keepdim comes before unbiased so Tensor.var(dim, keepdim) matches the other reductions; pass
@@ -620,57 +627,46 @@ def var(x, dim=None, keepdim=False, unbiased=True, *, correction=None, axis=None
     axes = _axes(x, dim)
     corr = (1 if unbiased else 0) if correction is None else correction
     n = math.prod(x.shape[i] for i in axes)
-    d = x - mean(x, axes, keepdim=True)
-    return sum(d * d, axes, keepdim=keepdim) * (1.0 / (n - corr) if n - corr > 0 else float("nan"))
+    d = sub(x, mean(x, axes, keepdim=True))
+    return mul(sum(mul(d, d), axes, keepdim=keepdim), 1.0 / (n - corr) if n - corr > 0 else float("nan"))
 
 
+@op("std")
 def std(x, dim=None, keepdim=False, unbiased=True, *, correction=None, axis=None, keepdims=None):
     """Standard deviation: sqrt(var)."""
-    from .elementwise import sqrt
     return sqrt(var(x, dim, keepdim, unbiased, correction=correction, axis=axis, keepdims=keepdims))
 
 
+@op("logsumexp")
 def logsumexp(x, dim=None, keepdim=False, *, axis=None, keepdims=None):
     """log(sum(exp(x))) shifted by the (detached) max, so large inputs do not overflow."""
-    from .elementwise import exp, isinf, log, where
     _check(x, "logsumexp")
     dim, keepdim = _dim_arg(dim, axis), _keep_arg(keepdim, keepdims)
     axes = _axes(x, dim)
     if math.prod(x.shape[i] for i in axes) == 0:  # log(0) = -inf over nothing (max has no identity)
-        from .creation import full
         return full(_kept_shape(x, axes, keepdim), float("-inf"), dtype=x.dtype, device=x.device)
     m = amax(x.detach(), axes, keepdim=True)
     m = where(isinf(m), 0.0, m)
-    y = log(sum(exp(x - m), axes, keepdim=True)) + m
+    y = add(log(sum(exp(sub(x, m)), axes, keepdim=True)), m)
     return y if keepdim else reshape(y, _kept_shape(x, axes, False))
 
 
 def _logical(op, x, dim, keepdim, empty_value):
     _check(x, "any" if op == "max" else "all")
     axes = _axes(x, dim)
-    b = x if x.dtype == _dt.bool_ else (x != 0)
+    b = x if x.dtype == _dt.bool_ else ne(x, 0)
     if math.prod(x.shape[i] for i in axes) == 0:
-        from .creation import full
         return full(_kept_shape(x, axes, keepdim), empty_value, dtype=_dt.bool_, device=x.device)
-    return _reduce(op, b, axes, _dt.bool_, _dt.int32).reshape(_kept_shape(x, axes, keepdim))
+    return reshape(_reduce(op, b, axes, _dt.bool_, _dt.int32), _kept_shape(x, axes, keepdim))
 
 
+@op("any")
 def any(x, dim=None, keepdim=False, *, axis=None, keepdims=None):
     """True where any element along `dim` is non-zero (False over nothing)."""
     return _logical("max", x, _dim_arg(dim, axis), _keep_arg(keepdim, keepdims), False)
 
 
+@op("all")
 def all(x, dim=None, keepdim=False, *, axis=None, keepdims=None):
     """True where every element along `dim` is non-zero (True over nothing)."""
     return _logical("min", x, _dim_arg(dim, axis), _keep_arg(keepdim, keepdims), True)
-
-
-def sum_to(g: Tensor, shape) -> Tensor:
-    """Sum a broadcast gradient back down to `shape` (the inverse of broadcasting)."""
-    shape = tuple(shape)
-    if g.shape == shape:
-        return g
-    lead = g.ndim - len(shape)
-    axes = list(range(lead)) + [lead + i for i, s in enumerate(shape) if s == 1 and g.shape[lead + i] != 1]
-    out = sum(g, tuple(axes), keepdim=True) if axes else g
-    return reshape(out, shape)

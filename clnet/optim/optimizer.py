@@ -16,6 +16,9 @@ import numpy as np
 from .. import dtypes as _dt
 from ..autograd import enable_grad, no_grad, zero_grads
 from ..backend.programs import ctype, get_kernel
+from ..core import dispatch
+from ..ops.creation import tensor, zeros
+from ..ops.elementwise import copy_into
 from ..tensor import Tensor
 
 _INT_MAX = 2**31 - 1
@@ -196,9 +199,8 @@ class Optimizer:
         kern = get_kernel(device, "optim.cl.mako", f"{self._rule}_step", arg_dtypes=arg_dtypes,
                           rule=self._rule, t=ctype(dtype), acc=ctype(acc), slots=slots,
                           states=list(names), **flags)
-        kern(device.queue, (groups * wg,), (wg,), *args)
+        dispatch.launch(device, kern, (groups * wg,), (wg,), args)
         for p, target in writeback:
-            from ..ops.elementwise import copy_into
             copy_into(p, target)
         for p in params:
             p._bump_version()
@@ -215,7 +217,6 @@ class Optimizer:
 
     def _prepare(self, p, group, state) -> bool:
         """Make sure p's state buffers exist (zeros by default); True if the kernel must treat them as unset."""
-        from ..ops.creation import zeros
         for n in self._state_names(group):
             if state.get(n) is None:
                 state[n] = zeros(p.shape, dtype=p.dtype, device=p.device)
@@ -240,7 +241,6 @@ class Optimizer:
 
     def load_state_dict(self, state_dict: dict) -> None:
         """Restore options and state from `state_dict()` output (tensors, numpy arrays or PyTorch's)."""
-        from ..ops.creation import tensor
         groups = state_dict["param_groups"]
         if len(groups) != len(self.param_groups):
             raise ValueError(f"loaded state dict has {len(groups)} parameter groups, this optimizer has "

@@ -1,0 +1,133 @@
+"""Dispatch: the one path every kernel launch and every host<->device copy takes.
+
+    launch(device, kernel, global_size, local_size, args)   enqueue a built kernel (from backend.programs)
+    upload(device, buf, host)                                copy host memory into a device buffer
+    download(device, host, buf, byte_offset)                 copy device memory to the host (waits)
+    @op("name")                                              marks a public op function (see below)
+
+Eagerly (the normal case) `launch` sets the arguments and enqueues at once; nothing waits. While a
+recorder is active on this thread (clnet.compile traces a step, clnet.jit traces a module), the same
+calls are also reported to it: launches with their kernel, sizes and arguments (what replay needs),
+ops with their name, arguments and results (what ONNX export and jit.save need), uploads as constants
+and downloads as graph breaks. Eager code pays one integer test per call for that.
+
+Thread safety (issue 16): a cl.Kernel object holds its arguments, so setting them and enqueueing is one
+critical section; `_launch_lock` makes it one for every launch in the process.
+"""
+from __future__ import annotations
+
+import functools
+import threading
+
+import pyopencl as cl
+
+from .storage import TensorBase
+
+_launch_lock = threading.Lock()
+_local = threading.local()   # .recorder: the active recorder of this thread, or None
+_recording = 0               # recorders active in any thread: eager code tests only this
+
+
+# --- launches and copies -----------------------------------------------------------------------------
+def launch(device, kernel, global_size, local_size, args, refresh=None):
+    """Enqueue `kernel` over `global_size` work-items in groups of `local_size` with `args`.
+
+    `refresh`, when given, is a callable returning {argument position: new value} for the arguments
+    drawn from host state at each call (random counters, optimizer step sizes): a replayed graph calls
+    it before the launch instead of reusing the traced values (eagerly it is not called).
+    """
+    if _recording:
+        rec = getattr(_local, "recorder", None)
+        if rec is not None:
+            rec.on_launch(device, kernel, global_size, local_size, args, refresh)
+    with _launch_lock:
+        kernel(device.queue, global_size, local_size, *args)
+
+
+def upload(device, buf, host, blocking=True):
+    """Copy the numpy array `host` into device buffer `buf`; returns the copy's event."""
+    if _recording:
+        rec = getattr(_local, "recorder", None)
+        if rec is not None:
+            rec.on_upload(device, buf, host)
+    return cl.enqueue_copy(device.queue, buf, host, is_blocking=blocking)
+
+
+def download(device, host, buf, byte_offset=0, blocking=True):
+    """Copy device memory (from `byte_offset` in `buf`) into the numpy array `host`.
+
+    Under a recorder this is a graph break: the host now holds a value the graph cannot replay.
+    """
+    if _recording:
+        rec = getattr(_local, "recorder", None)
+        if rec is not None:
+            rec.on_download(device, host, buf, byte_offset)
+    return cl.enqueue_copy(device.queue, host, buf, src_offset=byte_offset, is_blocking=blocking)
+
+
+def upload_array(host, dtype, device) -> TensorBase:
+    """A new tensor on `device` holding the contiguous array `host` (already of `dtype`)."""
+    out = TensorBase._empty(host.shape, dtype, device)
+    if host.size:
+        upload(device, out._buf, host)
+    return out
+
+
+# --- ops ---------------------------------------------------------------------------------------------
+def op(name: str):
+    """Decorator for a public op function: under a recorder the call is reported as one op row
+    (name, arguments, results); eagerly it costs one integer test. Ops called inside an op are the
+    outer op's implementation: a recorder keeps them as its children."""
+    def decorate(fn):
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            if _recording:
+                rec = getattr(_local, "recorder", None)
+                if rec is not None:
+                    return rec.on_op(name, fn, args, kwargs)
+            return fn(*args, **kwargs)
+        wrapper.op_name = name
+        return wrapper
+    return decorate
+
+
+# --- recorders ---------------------------------------------------------------------------------------
+def active_recorder():
+    """This thread's recorder, or None."""
+    return getattr(_local, "recorder", None) if _recording else None
+
+
+class recording:
+    """`with recording(rec):` reports this thread's launches, copies and ops to `rec` (nests: the inner
+    recorder wins until it exits). `rec` has on_launch, on_upload, on_download and on_op methods."""
+
+    def __init__(self, recorder):
+        self.recorder = recorder
+
+    def __enter__(self):
+        global _recording
+        self._prev = getattr(_local, "recorder", None)
+        _local.recorder = self.recorder
+        with _launch_lock:
+            _recording += 1
+        return self.recorder
+
+    def __exit__(self, *exc):
+        global _recording
+        _local.recorder = self._prev
+        with _launch_lock:
+            _recording -= 1
+        return False
+
+
+class paused:
+    """`with paused():` runs eagerly, reporting nothing, inside a recording (e.g. a graph break's work)."""
+
+    def __enter__(self):
+        self._prev = getattr(_local, "recorder", None)
+        _local.recorder = None
+        return self
+
+    def __exit__(self, *exc):
+        _local.recorder = self._prev
+        return False
