@@ -8,6 +8,7 @@ gradient rules, which are ops themselves, so gradients run on the device too. Th
 """
 from __future__ import annotations
 
+from .core import dispatch
 from .core.storage import TensorBase
 from .core.tape import (Edge, Node, enable_grad, is_grad_enabled, needs_grad, no_grad, record,  # noqa: F401
                         set_grad_enabled)
@@ -172,7 +173,7 @@ def backward(tensor, gradient=None, retain_graph=False):
         raise RuntimeError("element 0 of tensors does not require grad and does not have a grad_fn: "
                            "call backward() on a result of ops on tensors with requires_grad=True")
     gradient = _seed(tensor, gradient, "backward(gradient=...)")
-    with no_grad():
+    with no_grad(), dispatch.phase("backward"):
         run_backward([tensor], [gradient], retain_graph=retain_graph)
 
 
@@ -206,7 +207,7 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=False, allow_unused=Tr
     elif not isinstance(grad_outputs, (list, tuple)):
         grad_outputs = [grad_outputs]
     seeds = [_seed(out, g, "grad_outputs=[...]") for out, g in zip(outputs, grad_outputs)]
-    with no_grad():
+    with no_grad(), dispatch.phase("backward"):
         result = run_backward(outputs, seeds, retain_graph=retain_graph, capture=inputs_list)
     if not allow_unused and any(r is None for r in result):
         raise RuntimeError("one of the inputs is not connected to the outputs")

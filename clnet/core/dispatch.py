@@ -74,10 +74,14 @@ def upload_array(host, dtype, device) -> TensorBase:
 
 
 # --- ops ---------------------------------------------------------------------------------------------
+OPS: dict = {}  # op name -> the op function (the decorated one): what a saved graph may call by name
+
+
 def op(name: str):
     """Decorator for a public op function: under a recorder the call is reported as one op row
     (name, arguments, results); eagerly it costs one integer test. Ops called inside an op are the
-    outer op's implementation: a recorder keeps them as its children."""
+    outer op's implementation: a recorder keeps them as its children. The function is registered in
+    OPS under `name` (names are unique)."""
     def decorate(fn):
         @functools.wraps(fn)
         def wrapper(*args, **kwargs):
@@ -87,8 +91,42 @@ def op(name: str):
                     return rec.on_op(name, fn, args, kwargs)
             return fn(*args, **kwargs)
         wrapper.op_name = name
+        if OPS.get(name, wrapper).__wrapped__ is not fn:
+            raise ValueError(f"two ops are named {name!r}: {OPS[name].__wrapped__} and {fn}")
+        OPS[name] = wrapper
         return wrapper
     return decorate
+
+
+def call_op(name: str, fn, *args, **kwargs):
+    """fn(*args, **kwargs) reported as op `name`: for ops whose name is data (elementwise.pointwise,
+    which registers itself in OPS as "pointwise": its rows carry the expression as an argument)."""
+    if _recording:
+        rec = getattr(_local, "recorder", None)
+        if rec is not None:
+            return rec.on_op(name, fn, args, kwargs)
+    return fn(*args, **kwargs)
+
+
+class phase:
+    """`with phase("backward"):` tags what a recorder sees as part of that phase of a step ("forward",
+    the default; "backward" while autograd walks the tape; "optimizer" inside Optimizer.step)."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __enter__(self):
+        self._prev = getattr(_local, "phase", "forward")
+        _local.phase = self.name
+        return self
+
+    def __exit__(self, *exc):
+        _local.phase = self._prev
+        return False
+
+
+def current_phase() -> str:
+    return getattr(_local, "phase", "forward")
 
 
 # --- recorders ---------------------------------------------------------------------------------------

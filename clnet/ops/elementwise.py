@@ -525,7 +525,13 @@ def _inplace(name, expr, operands, names, rules, reads, out, result_dt, ct):
 def pointwise(name: str, expr: str, operands, grad_exprs: dict, dtype) -> TensorBase:
     """An elementwise op defined by C expressions: y = expr(operands) in one kernel; grad_exprs[i] is the
     C expression of operand i's gradient over the same operands plus the incoming gradient as the last
-    operand (operands without an entry get no gradient). The losses and nn.functional use it."""
+    operand (operands without an entry get no gradient). The losses and nn.functional use it; under a
+    recorder it is reported as op `name`."""
+    return dispatch.call_op(name, _pointwise, name, expr, operands, grad_exprs, dtype)
+
+
+def _pointwise(name, expr, operands, grad_exprs, dtype):
+    """pointwise's body (a recorder's row for it has name `name` and these arguments)."""
     y = launch(expr, operands, dtype, dtype)
     wanted = [(i, x) for i, x in enumerate(operands) if isinstance(x, TensorBase) and i in grad_exprs]
     inputs = tuple(x for _, x in wanted)
@@ -537,6 +543,9 @@ def pointwise(name: str, expr: str, operands, grad_exprs: dict, dtype) -> Tensor
                          for i, x in wanted)
         record(name, y, inputs, backward, saved=tuple(x for x in frozen if isinstance(x, TensorBase)))
     return y
+
+
+dispatch.OPS.setdefault("pointwise", _pointwise)
 
 
 @op("where")

@@ -198,7 +198,7 @@ def unflatten(x: TensorBase, dim, sizes) -> TensorBase:
 _basic_index = basic_index
 
 
-@op("getitem")
+@op("basic_getitem")
 def getitem(x: TensorBase, key) -> TensorBase:
     """x[key] for basic keys (ints, slices, None, ...): a view; a copy for negative steps. Keys with
     index arrays or masks are indexing.getitem's (Tensor.__getitem__ takes every kind)."""

@@ -121,7 +121,7 @@ class Optimizer:
         if closure is not None:
             with enable_grad():
                 loss = closure()
-        with no_grad():
+        with no_grad(), dispatch.phase("optimizer"):
             for group in self.param_groups:
                 self._step_group(group)
         return loss
