@@ -80,7 +80,7 @@ class OpNode:
 class Launch:
     """One kernel launch: dispatch.launch's arguments, as traced."""
     device: object
-    kernel: object                  # the cl.Kernel (shared with eager calls: replay clones it)
+    kernel: object                  # backend.programs.Kernel (shared with eager calls; .cl_kernel, .name)
     global_size: tuple
     local_size: tuple
     args: list                      # buffers, offsets, sizes, scalars, cl.LocalMemory, as passed
@@ -90,7 +90,8 @@ class Launch:
 
     @property
     def name(self) -> str:
-        return self.kernel.function_name
+        """The kernel's function name (e.g. "ew", "gemm_cpu")."""
+        return self.kernel.cl_kernel.function_name
 
 
 @dataclass(eq=False)

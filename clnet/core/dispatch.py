@@ -12,7 +12,8 @@ ops with their name, arguments and results (what ONNX export and jit.save need),
 and downloads as graph breaks. Eager code pays one integer test per call for that.
 
 Thread safety (issue 16): a cl.Kernel object holds its arguments, so setting them and enqueueing is one
-critical section; `_launch_lock` makes it one for every launch in the process.
+critical section: the backend's `programs.Kernel` (what get_kernel returns) holds its own lock across
+both when called (docs/threads.md), so `launch` only calls it. Recording is per thread.
 """
 from __future__ import annotations
 
@@ -23,14 +24,15 @@ import pyopencl as cl
 
 from .storage import TensorBase
 
-_launch_lock = threading.Lock()
-_local = threading.local()   # .recorder: the active recorder of this thread, or None
+_count_lock = threading.Lock()  # guards _recording
+_local = threading.local()   # .recorder: the active recorder of this thread, or None; .phase
 _recording = 0               # recorders active in any thread: eager code tests only this
 
 
 # --- launches and copies -----------------------------------------------------------------------------
 def launch(device, kernel, global_size, local_size, args, refresh=None):
-    """Enqueue `kernel` over `global_size` work-items in groups of `local_size` with `args`.
+    """Enqueue `kernel` (a backend.programs.Kernel) over `global_size` work-items in groups of
+    `local_size` with `args`.
 
     `refresh`, when given, is a callable returning {argument position: new value} for the arguments
     drawn from host state at each call (random counters, optimizer step sizes): a replayed graph calls
@@ -40,8 +42,7 @@ def launch(device, kernel, global_size, local_size, args, refresh=None):
         rec = getattr(_local, "recorder", None)
         if rec is not None:
             rec.on_launch(device, kernel, global_size, local_size, args, refresh)
-    with _launch_lock:
-        kernel(device.queue, global_size, local_size, *args)
+    kernel(device.queue, global_size, local_size, *args)
 
 
 def upload(device, buf, host, blocking=True):
@@ -146,14 +147,14 @@ class recording:
         global _recording
         self._prev = getattr(_local, "recorder", None)
         _local.recorder = self.recorder
-        with _launch_lock:
+        with _count_lock:
             _recording += 1
         return self.recorder
 
     def __exit__(self, *exc):
         global _recording
         _local.recorder = self._prev
-        with _launch_lock:
+        with _count_lock:
             _recording -= 1
         return False
 
