@@ -16,6 +16,11 @@ import numpy as np
 
 import clnet
 
+from .data_adapters import pack_x_y_sample_weight, unpack_x_y_sample_weight  # noqa: F401  (issue 15's adapters)
+from .py_dataset import PyDataset
+
+Sequence = PyDataset  # Keras 3 keeps the old name
+
 # --- random seeds -----------------------------------------------------------------------------------
 _host_rng = np.random.default_rng()
 

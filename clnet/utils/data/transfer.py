@@ -17,12 +17,11 @@ integrated GPUs) that staging would only add a copy, so it is skipped.
 """
 from __future__ import annotations
 
-import weakref
-
 import numpy as np
 import pyopencl as cl
 
 from ... import dtypes as _dt
+from ...backend import caches
 from ...backend.devices import get_device
 from ...tensor import Tensor
 from .collate import HostArray, map_leaves
@@ -30,15 +29,12 @@ from .collate import HostArray, map_leaves
 _COMPLETE = cl.command_execution_status.COMPLETE
 STAGE_ON_UNIFIED_MEMORY = False  # tests set it to run the pinned path on CPU devices
 _MAX_STAGING_BUFFERS = 8
-_transfer_queues: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_TRANSFER_QUEUES = caches.new_cache("batch transfer queue per device")
 
 
 def transfer_queue(device) -> cl.CommandQueue:
     """The device's queue for host->device batch copies (one per device, beside its compute queue)."""
-    q = _transfer_queues.get(device)
-    if q is None:
-        q = _transfer_queues[device] = cl.CommandQueue(device.context)
-    return q
+    return _TRANSFER_QUEUES.get_or_make(device, lambda: cl.CommandQueue(device.context))
 
 
 def _done(event) -> bool:
