@@ -50,7 +50,7 @@ _KINDS = "biuf"   # bool, signed/unsigned int, float: numpy dtypes that hold no 
 def npy_bytes(arr: np.ndarray) -> bytes:
     """`arr` as the bytes of a .npy file, written without pickle."""
     buf = io.BytesIO()
-    np.save(buf, np.ascontiguousarray(arr), allow_pickle=False)
+    np.save(buf, np.asarray(arr, order="C"), allow_pickle=False)  # (ascontiguousarray makes 0-d arrays 1-d)
     return buf.getvalue()
 
 

@@ -157,6 +157,15 @@ def test_clnet_save_round_trip_is_exact_and_training_continues_identically(devic
         assert np.array_equal(a.numpy(), b.numpy())
 
 
+def test_clnet_save_keeps_zero_dimensional_tensors(device, tmp_path):
+    """BatchNorm's num_batches_tracked is 0-d: a state_dict holding one loads back with its shape ()."""
+    bn = nn.BatchNorm1d(3)
+    clnet.save({"bn": bn.state_dict(), "scalar": np.array(2.5, np.float32)}, tmp_path / "bn.npz")
+    back = clnet.load(tmp_path / "bn.npz", device=device)
+    assert back["bn"]["num_batches_tracked"].shape == () and back["scalar"].shape == ()
+    nn.BatchNorm1d(3).load_state_dict(back["bn"])
+
+
 @pytest.mark.parametrize("bad, words", [
     (lambda: nn.Linear(2, 2), "save module.state_dict()"),
     (lambda: {"f": len}, "builtin_function_or_method"),
