@@ -76,7 +76,7 @@ def test_round_trip_runs_and_trains(device, rng, tmp_path):
     outs[0].sum().backward()
     assert loaded.linear.weight.grad is not None and loaded.linear.weight.requires_grad
     text = str(loaded.graph)
-    assert "linear(%x, %linear.weight, %linear.bias)" in text and "%2 : float32[3, 4] = tanh(%1)" in text
+    assert "linear(%x, %self.linear.weight, %self.linear.bias)" in text and "%2 : float32[3, 4] = tanh(%1)" in text
     assert "getitem(%2, (:, 1::2, ...))" in text and "split(%2, [1, 3], dim=1)" in text
 
 

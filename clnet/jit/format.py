@@ -21,7 +21,8 @@ import numpy as np
 
 from ..errors import FileFormatError
 from ..serialization import ZipReader, npy_bytes, write_zip
-from .graph import Graph, Node, Ref, TensorSpec
+from .cexpr import ExpressionError, parse
+from .graph import DEVICE, Graph, Node, Ref, TensorSpec
 
 FORMAT = "clnet.jit/1"
 _GRAPH = "graph.json"
@@ -37,6 +38,8 @@ def encode(obj, where: str, depth: int = 0):
         raise ValueError(f"clnet.jit: {where} is nested more than {_MAX_DEPTH} levels deep")
     if isinstance(obj, Ref):
         return {"ref": [obj.kind, obj.key]}
+    if obj is DEVICE:
+        return {"device": None}
     if obj is None:
         return {"none": None}
     if obj is Ellipsis:
@@ -60,8 +63,8 @@ def encode(obj, where: str, depth: int = 0):
         kind = "list" if isinstance(obj, list) else "tuple"
         return {kind: [encode(v, f"{where}[{i}]", depth + 1) for i, v in enumerate(obj)]}
     if isinstance(obj, dict):
-        if not all(isinstance(k, str) for k in obj):
-            raise TypeError(f"clnet.jit: {where} is a dict with keys that are not strings")
+        if not all(isinstance(k, str) or (isinstance(k, int) and not isinstance(k, bool)) for k in obj):
+            raise TypeError(f"clnet.jit: {where} is a dict with keys that are not strings or ints")
         return {"dict": [[k, encode(v, f"{where}[{k!r}]", depth + 1)] for k, v in obj.items()]}
     raise TypeError(f"clnet.jit: {where} is a {type(obj).__name__}, which a saved graph cannot hold (numbers, "
                     "strings, None, dtypes, slices, tuples/lists/dicts of them, and tensors)")
@@ -98,8 +101,8 @@ class _Decoder:
         try:
             if kind == "ref" and isinstance(v, list) and len(v) == 2 and isinstance(v[0], str):
                 return self.ref(v[0], v[1])
-            if kind in ("none", "ellipsis") and v is None:
-                return None if kind == "none" else Ellipsis
+            if kind in ("none", "ellipsis", "device") and v is None:
+                return {"none": None, "ellipsis": Ellipsis, "device": DEVICE}[kind]
             if kind == "bool" and isinstance(v, bool):
                 return v
             if kind == "int" and isinstance(v, str) and re.fullmatch(r"-?\d{1,40}", v):
@@ -115,8 +118,8 @@ class _Decoder:
             if kind in ("list", "tuple") and isinstance(v, list):
                 items = [self.tree(x, depth + 1) for x in v]
                 return items if kind == "list" else tuple(items)
-            if kind == "dict" and isinstance(v, list) and all(isinstance(p, list) and len(p) == 2 and
-                                                              isinstance(p[0], str) for p in v):
+            if kind == "dict" and isinstance(v, list) and all(isinstance(p, list) and len(p) == 2 and (
+                    isinstance(p[0], str) or _index(p[0])) for p in v):
                 return {k: self.tree(x, depth + 1) for k, x in v}
         except (TypeError, ValueError) as err:
             if isinstance(err, FileFormatError):
@@ -125,7 +128,9 @@ class _Decoder:
         raise self.error(f"malformed argument in the graph: {str(node)[:200]}")
 
     def results(self, node):
-        """A node's result tree: new value numbers, in order, each defined by this node."""
+        """A node's result tree: new value numbers, in order, each defined by this node (None: not a tensor)."""
+        if node == {"none": None}:
+            return None
         if isinstance(node, dict) and set(node) == {"ref"}:
             kind, key = node["ref"] if isinstance(node["ref"], list) and len(node["ref"]) == 2 else (None, None)
             if kind != "value" or key != self.defined:
@@ -159,6 +164,24 @@ def _spec(reader, entry, what) -> TensorSpec:
     if not ok:
         raise reader.error(f"malformed {what} in the graph: {str(entry)[:200]}")
     return TensorSpec(name, dtype, shape)
+
+
+def _check_pointwise(reader, args, kwargs):
+    """A pointwise row carries C source (its expressions): it must be the pointwise language of
+    clnet/jit/cexpr.py over its operands, nothing else, before it may be compiled into a kernel."""
+    if kwargs or len(args) != 5 or not isinstance(args[0], str) or not isinstance(args[1], str) \
+            or not isinstance(args[2], list) or not isinstance(args[3], dict):
+        raise reader.error("malformed pointwise row in the graph (expected name, expression, operands, gradient "
+                           "expressions, dtype)")
+    n = len(args[2])
+    try:
+        parse(args[1], n)
+        for k, expr in args[3].items():
+            if not _index(k) or k >= n:
+                raise ExpressionError(f"a gradient expression for operand {k!r}, of {n}")
+            parse(expr, n + 1)
+    except ExpressionError as err:
+        raise reader.error(f"the pointwise row {args[0][:40]!r} holds an expression clnet refuses: {err}") from None
 
 
 # --- saving --------------------------------------------------------------------------------------------------
@@ -236,6 +259,8 @@ def load_graph(path, known_ops):
             args, kwargs = dec.tree(n["args"]), dec.tree(n["kwargs"])
             if not isinstance(args, tuple) or not isinstance(kwargs, dict):
                 raise reader.error(f"malformed arguments of {n['op']!r} in the graph")
+            if n["op"] == "pointwise":
+                _check_pointwise(reader, args, kwargs)
             nodes.append(Node(n["op"], args, kwargs, dec.results(n["out"])))
         outputs = dec.tree(head.get("outputs", {"none": None}))
         if any(k >= dec.defined for k in values):

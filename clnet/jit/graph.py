@@ -1,7 +1,7 @@
 """The portable graph of a traced model: op rows by name, with their arguments, in the order they ran.
 
     graph(%x : float32[3, 4], %h : float32[3, 4]):
-      %0 : float32[3, 4] = linear(%x, %linear.weight, %linear.bias)
+      %0 : float32[3, 4] = linear(%x, %self.linear.weight, %self.linear.bias)
       %1 : float32[3, 4] = add(%0, %h)
       %2 : float32[3, 4] = tanh(%1)
       return (%2, %2)
@@ -20,6 +20,18 @@ from dataclasses import dataclass, field
 import numpy as np
 
 
+class _DeviceArg:
+    """The device argument of an op row (`zeros(..., device=...)` inside a traced function): a saved graph
+    does not name a device; it runs on the device of its inputs."""
+
+    def __repr__(self):
+        return "<device>"
+
+
+
+DEVICE = _DeviceArg()
+
+
 @dataclass(frozen=True)
 class Ref:
     """Where a tensor argument comes from: kind is "input" (index), "param" / "buffer" (state_dict name),
@@ -33,7 +45,7 @@ class Ref:
         if self.kind == "input" and graph is not None:
             return "%" + graph.inputs[self.key].name
         if self.kind in ("param", "buffer"):
-            return "%" + str(self.key)
+            return "%self." + str(self.key)
         if self.kind == "const":
             return f"%const{self.key}"
         return f"%{self.key}"
@@ -53,7 +65,8 @@ class TensorSpec:
 @dataclass
 class Node:
     """One op row: op name, arguments (trees with Refs for tensors) and the results (a tree of Refs of kind
-    "value": one Ref for one tensor, a tuple for ops that return several)."""
+    "value": one Ref for one tensor, a tuple for ops that return several, None where the op returned no
+    tensor)."""
     op: str
     args: tuple
     kwargs: dict
@@ -102,6 +115,8 @@ class Graph:
         return repr(v)
 
     def _result_text(self, tree) -> str:
+        if tree is None:
+            return "_"
         if isinstance(tree, Ref):
             spec = self.values.get(tree.key)
             return f"%{tree.key}" + (f" : {spec.type_text()}" if spec is not None else "")
@@ -113,8 +128,7 @@ class Graph:
         for n in self.nodes:
             args = [self._arg_text(a) for a in n.args] + [f"{k}={self._arg_text(v)}" for k, v in n.kwargs.items()]
             lines.append(f"  {self._result_text(n.outputs)} = {n.op}({', '.join(args)})")
-        out = self.outputs
-        lines.append(f"  return {self._arg_text(out if isinstance(out, tuple) else (out,))}")
+        lines.append(f"  return {self._arg_text(self.outputs)}")
         return "\n".join(lines)
 
     __repr__ = __str__

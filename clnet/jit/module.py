@@ -12,13 +12,14 @@ import os
 
 import numpy as np
 
+from ..backend.devices import get_device
 from ..errors import FileFormatError
 from ..nn.module import Module
 from ..nn.parameter import Parameter
 from ..ops.creation import tensor as _make_tensor
 from ..tensor import Tensor
 from .format import load_graph, save_graph
-from .graph import Graph, Ref
+from .graph import DEVICE, Graph, Ref
 from .scopes import lookup, place
 
 
@@ -66,10 +67,12 @@ class TracedModule(Module):
             if x.dtype != spec.dtype or x.ndim != len(spec.shape):
                 raise TypeError(f"input {i} of {self.original_name} was traced as {spec.type_text()}, got "
                                 f"{np.dtype(x.dtype).name}[{', '.join(map(str, x.shape))}]")
-        device = inputs[0].device if inputs else None
+        device = inputs[0].device if inputs else self._device()
         values = {}
 
         def resolve(tree):
+            if tree is DEVICE:
+                return device
             if isinstance(tree, Ref):
                 if tree.kind == "input":
                     return inputs[tree.key]
@@ -89,6 +92,8 @@ class TracedModule(Module):
             return tree
 
         def bind(tree, result, op):
+            if tree is None:
+                return
             if isinstance(tree, Ref):
                 values[tree.key] = result
                 return
@@ -101,6 +106,11 @@ class TracedModule(Module):
         for node in g.nodes:
             bind(node.outputs, self._ops[node.op](*resolve(node.args), **resolve(node.kwargs)), node.op)
         return resolve(g.outputs)
+
+    def _device(self):
+        for t in list(self.parameters()) + list(self.buffers()):
+            return t.device
+        return get_device(None)
 
     def save(self, path) -> None:
         """Write the graph, parameters and buffers to `path` (zip + JSON + .npy; see clnet/jit/format.py)."""

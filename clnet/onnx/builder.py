@@ -1,0 +1,83 @@
+"""A small ONNX graph builder for the exporter: nodes, initializers, constants, and the model around them.
+
+    b = GraphBuilder(opset=17)
+    y = b.node("Gemm", [x, w, bias], transB=1)         # returns the output's value name
+    shape = b.const(np.array([0, -1], np.int64))        # an int64 initializer (deduplicated)
+    model = b.model(inputs, outputs, producer="clnet")
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .proto import elem_type, require
+
+
+class GraphBuilder:
+    """Collects ONNX nodes and initializers; names values uniquely."""
+
+    def __init__(self, opset: int):
+        self.opset = opset
+        self.nodes = []
+        self.initializers = []
+        self._names = set()
+        self._consts = {}
+        self._count = 0
+
+    def fresh(self, hint: str = "v") -> str:
+        """A value name not used yet."""
+        while True:
+            self._count += 1
+            name = f"{hint}_{self._count}"
+            if name not in self._names:
+                self._names.add(name)
+                return name
+
+    def reserve(self, name: str) -> str:
+        if name in self._names:
+            raise ValueError(f"clnet.onnx.export: the name {name!r} is used twice")
+        self._names.add(name)
+        return name
+
+    def node(self, op_type: str, inputs, n_outputs: int = 1, outputs=None, **attrs):
+        """Add a node; returns its output name (or a list of names when n_outputs > 1)."""
+        onnx = require()
+        outs = list(outputs) if outputs is not None else [self.fresh(op_type.lower()) for _ in range(n_outputs)]
+        attrs = {k: v for k, v in attrs.items() if v is not None}
+        self.nodes.append(onnx.helper.make_node(op_type, [i or "" for i in inputs], outs,
+                                                name=f"{op_type}_{len(self.nodes)}", **attrs))
+        return outs[0] if len(outs) == 1 else outs
+
+    def initializer(self, name: str, array: np.ndarray) -> str:
+        onnx = require()
+        self.reserve(name)
+        self.initializers.append(onnx.numpy_helper.from_array(np.ascontiguousarray(array), name))
+        return name
+
+    def const(self, value, dtype=None) -> str:
+        """A constant as an initializer (the same value and dtype gives the same name)."""
+        arr = np.asarray(value, dtype=dtype)
+        key = (arr.dtype.str, arr.shape, arr.tobytes())
+        if key not in self._consts:
+            self._consts[key] = self.initializer(self.fresh("const"), arr)
+        return self._consts[key]
+
+    def ints(self, values) -> str:
+        """A 1-D int64 constant (shapes, axes, pads, ...)."""
+        return self.const(np.asarray(list(values), dtype=np.int64).reshape(-1))
+
+    @staticmethod
+    def value_info(name: str, dtype, shape):
+        """A typed graph input/output; a dimension given as a string is symbolic (dynamic)."""
+        onnx = require()
+        return onnx.helper.make_tensor_value_info(name, elem_type(dtype, f"the graph value {name!r}"),
+                                                  list(shape) if shape is not None else None)
+
+    def model(self, inputs, outputs, producer: str, doc: str = "", graph_name: str = "main_graph"):
+        onnx = require()
+        graph = onnx.helper.make_graph(self.nodes, graph_name, inputs, outputs, initializer=self.initializers,
+                                       doc_string=doc)
+        opsets = [onnx.helper.make_opsetid("", self.opset)]
+        model = onnx.helper.make_model(graph, producer_name="clnet", producer_version=producer, opset_imports=opsets)
+        # the oldest IR version that carries this opset, so older runtimes read the file too
+        model.ir_version = onnx.helper.find_min_ir_version_for(opsets)
+        return model
