@@ -192,7 +192,7 @@ def save_graph(path, graph: Graph, params: dict, buffers: dict, meta: dict) -> N
     members, arrays = {}, []
 
     def add(arr: np.ndarray) -> dict:
-        arr = np.ascontiguousarray(arr)
+        arr = np.asarray(arr, order="C")
         if arr.dtype.kind not in _KINDS:
             raise TypeError(f"clnet.jit: an array of dtype {arr.dtype} cannot be saved")
         member = f"arrays/{len(arrays):06d}.npy"

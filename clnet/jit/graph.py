@@ -71,6 +71,7 @@ class Node:
     args: tuple
     kwargs: dict
     outputs: object
+    children: list = field(default_factory=list)   # the rows this op ran inside it (ONNX export's fallback)
 
 
 @dataclass
@@ -80,6 +81,13 @@ class Graph:
     outputs: object                           # tree of Refs: what the traced function returned
     constants: list = field(default_factory=list)   # numpy arrays captured while tracing
     values: dict = field(default_factory=dict)      # value number -> TensorSpec (for printing and export)
+    aliases: dict = field(default_factory=dict)     # a row's result -> the child row's result it is
+
+    def walk(self, nodes=None):
+        """Every node, depth first (a row before the rows it ran inside it)."""
+        for n in self.nodes if nodes is None else nodes:
+            yield n
+            yield from self.walk(n.children)
 
     def refs_in(self, tree):
         """Every Ref in an argument or result tree."""

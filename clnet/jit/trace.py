@@ -40,28 +40,35 @@ class TracerWarning(UserWarning):
     """The traced graph may not generalise: it froze a value read on the host, or differs from eager."""
 
 
-def _row_op(node):
+def _row_op(node, strict: bool = True):
     """The op-table name a row is called by again, and its arguments ("pointwise" rows carry their
-    expressions as arguments)."""
+    expressions as arguments). A row outside the table is an error (strict) or keeps its name."""
     fn = dispatch.OPS.get(node.name)
     if fn is not None and (fn is node.fn or getattr(fn, "__wrapped__", None) is node.fn):
         return node.name, node.args
     pointwise = dispatch.OPS.get("pointwise")
     if pointwise is not None and node.fn is pointwise:
         return "pointwise", node.args
+    if not strict:
+        return node.name, node.args
     raise TracingError(f"the op row {node.name!r} ({node.qualified_name}) is not in clnet's op table, so a graph "
                        "cannot call it again")
 
 
 class _Converter:
-    """Core's IR (clnet.compiler.graph) -> the portable Graph."""
+    """Core's IR (clnet.compiler.graph) -> the portable Graph. With `children`, each row also keeps the rows it
+    ran inside it (what ONNX export falls back to for an op it has no rule for); their results are numbered
+    too, and a row's result that is a child's result is recorded in Graph.aliases."""
 
-    def __init__(self, ir, param_names: dict, buffer_names: dict):
+    def __init__(self, ir, param_names: dict, buffer_names: dict, children: bool = False):
         self.ir = ir
         self.param_names, self.buffer_names = param_names, buffer_names
+        self.with_children = children
         self.refs = {}            # id(core Value) -> Ref
+        self.by_tensor = {}       # id(tensor) -> value number of the latest child result holding it
         self.constants = []
         self.values = {}
+        self.aliases = {}
 
     def ref(self, v) -> Ref:
         r = self.refs.get(id(v))
@@ -97,26 +104,46 @@ class _Converter:
             return {k: self.tree(x) for k, x in obj.items()}
         return obj
 
-    def results(self, obj):
+    def results(self, obj, child_results=None):
         if hasattr(obj, "kind") and hasattr(obj, "producer") and hasattr(obj, "shape"):
             k = len(self.values)
             self.values[k] = TensorSpec("", np.dtype(obj.dtype), tuple(obj.shape))
             self.refs[id(obj)] = Ref("value", k)
+            if obj.tensor is not None:
+                if child_results is not None and id(obj.tensor) in child_results:
+                    self.aliases[k] = child_results[id(obj.tensor)]
+                self.by_tensor[id(obj.tensor)] = k
             return Ref("value", k)
         if isinstance(obj, (tuple, list)):
-            return tuple(self.results(x) for x in obj)
+            return tuple(self.results(x, child_results) for x in obj)
         return None
+
+    def node(self, row) -> Node:
+        op, args = _row_op(row, strict=row.parent is None)
+        args, kwargs = self.tree(tuple(args)), self.tree(dict(row.kwargs))
+        children, made = [], None
+        if self.with_children and row.children:
+            before, n_values, n_refs, n_alias = dict(self.by_tensor), len(self.values), dict(self.refs), \
+                dict(self.aliases)
+            try:
+                children = [self.node(c) for c in row.children]
+                made = {t: k for t, k in self.by_tensor.items() if before.get(t) != k}
+            except TracingError:  # inner rows that read tensors made outside any op: no fallback for this row
+                children, made = [], None
+                self.by_tensor, self.refs, self.aliases = before, n_refs, n_alias
+                for k in [k for k in self.values if k >= n_values]:
+                    del self.values[k]
+        return Node(op, args, kwargs, self.results(row.result, made), children)
 
     def graph(self, names) -> Graph:
         nodes = []
         for row in self.ir.ops:
             if row.phase != "forward":
                 continue
-            op, args = _row_op(row)
-            nodes.append(Node(op, self.tree(tuple(args)), self.tree(dict(row.kwargs)), self.results(row.result)))
+            nodes.append(self.node(row))
         inputs = [TensorSpec(name, np.dtype(v.dtype), tuple(v.shape)) for name, v in zip(names, self.ir.inputs)]
         outputs = self.tree(self.ir.output_structure)
-        return Graph(inputs, nodes, outputs, self.constants, self.values)
+        return Graph(inputs, nodes, outputs, self.constants, self.values, self.aliases)
 
 
 def _input_names(func, n: int) -> list:
@@ -151,15 +178,10 @@ def _same(a, b) -> bool:
     return type(a) is type(b)
 
 
-def trace(func, example_inputs=None, *, check_trace: bool = True, example_kwarg_inputs=None, strict: bool = True,
-          **_torch_options) -> TracedModule:
-    """A TracedModule that runs what `func` (an nn.Module or a function of tensors) did on `example_inputs`
-    (a Tensor or a tuple of Tensors). A module's parameters and buffers are shared with the traced module
-    under the same names; a function's captured tensors become constants. check_trace=True runs the graph
-    once on the example inputs and warns if it disagrees with what `func` returned."""
-    if example_kwarg_inputs:
-        raise TypeError("clnet.jit.trace: example_kwarg_inputs is not supported; pass the inputs positionally")
-    inputs = _as_tuple(example_inputs)
+def capture(func, inputs: tuple, children: bool = False):
+    """Trace `func` on `inputs`: (graph, parameters {name: Parameter}, buffers {name: Tensor}, result).
+    A module's parameters and buffers are named by their state_dict names; children=True keeps each row's
+    inner rows (ONNX export)."""
     for i, x in enumerate(inputs):
         if not isinstance(x, Tensor):
             raise TypeError(f"clnet.jit.trace: example input {i} is a {type(x).__name__}, not a clnet Tensor")
@@ -169,12 +191,27 @@ def trace(func, example_inputs=None, *, check_trace: bool = True, example_kwarg_
     params = dict(module.named_parameters()) if module is not None else {}
     buffers = {n: b for n, b in module.named_buffers() if b is not None} if module is not None else {}
     ir, result = _trace_ir(func, *inputs)
-    if ir.breaks:
+    breaks = [b for b in ir.breaks if b.op is None]  # inside an op, the op reads again when the graph calls it
+    if breaks:
         warnings.warn("clnet.jit.trace: the traced code read tensor values on the host (" +
-                      "; ".join(b.where for b in ir.breaks[:3]) + "); the graph keeps the values it read then and "
-                      "will not follow different ones", TracerWarning, stacklevel=2)
-    graph = _Converter(ir, {id(p): n for n, p in params.items()},
-                       {id(b): n for n, b in buffers.items()}).graph(_input_names(func, len(ir.inputs)))
+                      "; ".join(b.where for b in breaks[:3]) + "); the graph keeps the values it read then and "
+                      "will not follow different ones", TracerWarning, stacklevel=3)
+    graph = _Converter(ir, {id(p): n for n, p in params.items()}, {id(b): n for n, b in buffers.items()},
+                       children).graph(_input_names(func, len(ir.inputs)))
+    return graph, params, buffers, result
+
+
+def trace(func, example_inputs=None, *, check_trace: bool = True, example_kwarg_inputs=None, strict: bool = True,
+          **_torch_options) -> TracedModule:
+    """A TracedModule that runs what `func` (an nn.Module or a function of tensors) did on `example_inputs`
+    (a Tensor or a tuple of Tensors). A module's parameters and buffers are shared with the traced module
+    under the same names; a function's captured tensors become constants. check_trace=True runs the graph
+    once on the example inputs and warns if it disagrees with what `func` returned."""
+    if example_kwarg_inputs:
+        raise TypeError("clnet.jit.trace: example_kwarg_inputs is not supported; pass the inputs positionally")
+    inputs = _as_tuple(example_inputs)
+    graph, params, buffers, result = capture(func, inputs)
+    module = func if isinstance(func, Module) else None
     name = type(func).__name__ if module is not None else getattr(func, "__name__", "function")
     traced = TracedModule(graph, params, buffers, dispatch.OPS, name,
                           training=module.training if module is not None else False)

@@ -47,18 +47,48 @@ class GraphBuilder:
                                                 name=f"{op_type}_{len(self.nodes)}", **attrs))
         return outs[0] if len(outs) == 1 else outs
 
-    def initializer(self, name: str, array: np.ndarray) -> str:
+    def initializer(self, name: str, array: np.ndarray, fresh: bool = False) -> str:
         onnx = require()
-        self.reserve(name)
-        self.initializers.append(onnx.numpy_helper.from_array(np.ascontiguousarray(array), name))
+        if not fresh:
+            self.reserve(name)
+        self.initializers.append(onnx.numpy_helper.from_array(np.array(array, order="C"), name))
         return name
+
+    def initializer_names(self) -> set:
+        return {t.name for t in self.initializers}
+
+    @staticmethod
+    def tensor_attr(array):
+        """A tensor-valued attribute (ConstantOfShape's value)."""
+        return require().numpy_helper.from_array(np.array(array, order="C"))
+
+    def rename(self, old: str, new: str) -> None:
+        """Give the value `old` the name `new` everywhere (graph outputs get the names users asked for)."""
+        self.reserve(new)
+        for n in self.nodes:
+            for seq in (n.input, n.output):
+                for i, name in enumerate(seq):
+                    if name == old:
+                        seq[i] = new
+
+    def drop_unused(self, keep) -> None:
+        """Remove nodes none of whose outputs is used (by a later node or as one of `keep`), and unused
+        initializers."""
+        while True:
+            used = set(keep) | {i for n in self.nodes for i in n.input}
+            alive = [n for n in self.nodes if any(o in used for o in n.output)]
+            if len(alive) == len(self.nodes):
+                break
+            self.nodes = alive
+        used = set(keep) | {i for n in self.nodes for i in n.input}
+        self.initializers = [t for t in self.initializers if t.name in used]
 
     def const(self, value, dtype=None) -> str:
         """A constant as an initializer (the same value and dtype gives the same name)."""
         arr = np.asarray(value, dtype=dtype)
         key = (arr.dtype.str, arr.shape, arr.tobytes())
         if key not in self._consts:
-            self._consts[key] = self.initializer(self.fresh("const"), arr)
+            self._consts[key] = self.initializer(self.fresh("const"), arr, fresh=True)
         return self._consts[key]
 
     def ints(self, values) -> str:

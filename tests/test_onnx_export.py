@@ -1,0 +1,211 @@
+"""clnet.onnx.export: every layer and op family exported, each file run by onnxruntime against clnet's own
+output; dynamic_axes honoured (the file run at other sizes); the lecture's ONNX slide; clear errors."""
+import io
+
+import numpy as np
+import pytest
+
+import clnet
+import clnet.nn as nn
+import clnet.nn.functional as F
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+
+from conftest import assert_close  # noqa: E402
+
+
+def as_tuple(v):
+    return v if isinstance(v, tuple) else (v,)
+
+
+def run_onnx(proto, feeds):
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    names = [i.name for i in session.get_inputs()]
+    return session.run(None, dict(zip(names, feeds)))
+
+
+def check(model, args, rtol=1e-5, atol=1e-5, other_args=None, **kwargs):
+    """Export, run in onnxruntime on args (and other_args, when given), compare with clnet; the proto."""
+    args = as_tuple(args)
+    buf = io.BytesIO()
+    proto = clnet.onnx.export(model, args, buf, **kwargs)
+    assert onnx.load_model_from_string(buf.getvalue()) == proto
+    training = getattr(model, "training", None)
+    if training:
+        model.eval()  # export runs the model in eval mode, as PyTorch's does
+    for xs in [args] + ([as_tuple(other_args)] if other_args is not None else []):
+        with clnet.no_grad():
+            expected = as_tuple(model(*xs))
+        got = run_onnx(proto, [x.numpy() for x in xs])
+        assert len(got) == len(expected)
+        for i, (g, e) in enumerate(zip(got, expected)):
+            assert_close(g, e.numpy(), rtol=rtol, atol=atol, what=f"output {i}")
+            assert g.dtype == e.dtype, f"output {i}: {g.dtype} != {e.dtype}"
+    if training:
+        model.train()
+    return proto
+
+
+def ops_of(proto):
+    return [n.op_type for n in proto.graph.node]
+
+
+def test_lecture_two_layer_net_is_gemm_relu_gemm(device):
+    N, D_in, H, D_out = 64, 1000, 100, 10
+    model = nn.Sequential(nn.Linear(D_in, H), nn.ReLU(), nn.Linear(H, D_out))
+    proto = check(model, clnet.randn(N, D_in))
+    assert ops_of(proto) == ["Gemm", "Relu", "Gemm"]
+    assert sorted(t.name for t in proto.graph.initializer) == ["0.bias", "0.weight", "2.bias", "2.weight"]
+    assert [d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim] == [N, D_in]
+
+
+class CNN(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c1, self.bn = nn.Conv2d(3, 6, 3, padding=1), nn.BatchNorm2d(6)
+        self.c2 = nn.Conv2d(6, 4, 3, stride=2, padding="valid")
+        self.c3 = nn.Conv2d(4, 4, 3, padding="same", dilation=2, bias=False)
+        self.pool, self.avg = nn.MaxPool2d(2), nn.AvgPool2d(3, stride=1, padding=1)
+        self.drop, self.fc = nn.Dropout(0.3), nn.Linear(16, 5)
+
+    def forward(self, x):
+        x = F.relu(self.bn(self.c1(x)))
+        x = F.leaky_relu(self.c3(self.c2(x)), 0.2)
+        x = self.avg(self.pool(x))
+        x = x.view(x.size(0), -1)
+        return F.log_softmax(self.fc(self.drop(x)), dim=1), F.softmax(x, -1)
+
+
+def _randomize_bn(bn, rng):
+    with clnet.no_grad():
+        bn.running_mean.copy_(clnet.tensor(rng.standard_normal(bn.num_features).astype(np.float32)))
+        bn.running_var.copy_(clnet.tensor(rng.uniform(0.5, 2, bn.num_features).astype(np.float32)))
+
+
+def test_cnn_layers(device, rng):
+    model = CNN()
+    _randomize_bn(model.bn, rng)
+    proto = check(model, clnet.tensor(rng.standard_normal((2, 3, 9, 9)).astype(np.float32)), rtol=1e-4)
+    ops = ops_of(proto)
+    for op in ("Conv", "BatchNormalization", "MaxPool", "AveragePool", "LeakyRelu", "Gemm", "LogSoftmax", "Softmax"):
+        assert op in ops, ops
+    assert "Dropout" not in ops and model.training, "eval mode while exporting, the mode restored after"
+
+
+def test_dynamic_batch_runs_at_other_sizes(device, rng):
+    model = CNN().eval()
+    _randomize_bn(model.bn, rng)
+    x = clnet.tensor(rng.standard_normal((2, 3, 9, 9)).astype(np.float32))
+    x5 = clnet.tensor(rng.standard_normal((5, 3, 9, 9)).astype(np.float32))
+    proto = check(model, x, rtol=1e-4, other_args=x5, input_names=["image"], output_names=["logp", "p"],
+                  dynamic_axes={"image": {0: "batch"}, "logp": {0: "batch"}, "p": [0]})
+    dims = [d.dim_param or d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim]
+    assert dims == ["batch", 3, 9, 9]
+    assert proto.graph.output[0].type.tensor_type.shape.dim[0].dim_param == "batch"
+    assert proto.graph.output[1].type.tensor_type.shape.dim[0].dim_param == "p_dynamic_axes_1"
+
+
+class Shapes(nn.Module):
+    """Shape code whose sizes come from the dynamic axes (batch B, sequence T)."""
+
+    def forward(self, x, idx):
+        B, T, C = x.shape
+        flat = x.reshape(B * T, C)                                 # a product of two dynamic sizes
+        a = flat.view(B, T, C).permute(0, 2, 1).transpose(1, 2)
+        b = clnet.cat([x, x * 2], dim=2)[:, 1:, ::2]               # slices with steps
+        c = clnet.stack([x.sum(-1), x.mean(-1), x.amax(-1)], dim=1)
+        d, e = x.chunk(2, dim=2)
+        f = x.unsqueeze(1).squeeze(1)[:, :, None, 0].flip(1)
+        g = x.index_select(2, idx) + clnet.gather(x, 2, idx.view(1, 1, -1).expand(B, T, -1))
+        h = x.narrow(2, 1, C - 1)
+        i = x.max(dim=1)[0] + x.argmax(dim=1).float() + x.var(dim=(0, 2), keepdim=True).sum() + x.std()
+        j = clnet.where(x > 0, x, x * 0.1).clamp(-0.5, 0.8) ** 2 + clnet.exp(-x.abs()).sqrt()
+        k = clnet.matmul(x, x.transpose(1, 2)).softmax(-1) if hasattr(x, "softmax") else \
+            F.softmax(clnet.matmul(x, x.transpose(1, 2)), -1)
+        m = x.repeat(1, 2, 1)[:, :T] + clnet.arange(C, dtype=clnet.float32) + clnet.zeros(B, T, C)
+        n = x[..., -1] - x[:, -1, :] .sum(-1, keepdim=True)
+        return a, b, c, d * e, f, g, h, i, j, k, m, n, x.prod(-1), clnet.logsumexp(x, dim=-1)
+
+
+def test_shape_ops_and_reductions_with_two_dynamic_axes(device, rng):
+    model = Shapes()
+    x = clnet.tensor(rng.standard_normal((2, 3, 4)).astype(np.float32))
+    idx = clnet.tensor(np.array([3, 0, 2], np.int64))
+    x2 = clnet.tensor(rng.standard_normal((4, 6, 4)).astype(np.float32))
+    check(model, (x, idx), rtol=1e-4, atol=1e-5, other_args=(x2, idx), input_names=["x", "idx"],
+          dynamic_axes={"x": {0: "B", 1: "T"}})
+
+
+def test_activations_and_math(device, rng):
+    def fn(x, y):
+        return (clnet.sigmoid(x), clnet.tanh(x), F.relu(x) - y, clnet.log1p(x.abs()), clnet.expm1(x) * 0.5,
+                x // 0.3, x % 0.7, clnet.maximum(x, y), clnet.minimum(x, 0.1), (x > y).float(), (x != y),
+                clnet.rsqrt(x.abs() + 1), clnet.square(x), x / (y.abs() + 1), 2 - x, x.floor() + x.ceil() + x.round(),
+                clnet.logical_and(x > 0, y > 0), clnet.sign(x), x.reciprocal(), clnet.sin(x) + clnet.cos(x))
+    x = clnet.tensor(rng.standard_normal((3, 5)).astype(np.float32))
+    y = clnet.tensor(rng.standard_normal((3, 5)).astype(np.float32))
+    check(fn, (x, y), rtol=1e-5, atol=1e-5)
+
+
+def test_integer_ops(device):
+    def fn(i, j):
+        return i // j, i % j, i * 3 + j, (i > 2), i.sum(0)
+    i = clnet.tensor(np.array([[7, -7, 5], [0, 9, -4]], np.int64))
+    j = clnet.tensor(np.array([[2, 2, -3], [5, -4, 3]], np.int64))
+    check(fn, (i, j))
+
+
+def test_pointwise_rows_export_through_their_expressions(device, rng):
+    """Pointwise ops without a rule of their own (the losses here) export from their C expressions."""
+    def fn(x, t):
+        return (F.mse_loss(x, t), F.l1_loss(x, t, reduction="none"),
+                F.binary_cross_entropy_with_logits(x, (t > 0).float()), F.leaky_relu(x, 0.3))
+    x = clnet.tensor(rng.standard_normal((4, 3)).astype(np.float32))
+    t = clnet.tensor(rng.standard_normal((4, 3)).astype(np.float32))
+    check(fn, (x, t), rtol=1e-5, atol=1e-5)
+
+
+def test_round_trip_through_clnet_onnx_load(device, rng, tmp_path):
+    model = CNN().eval()
+    _randomize_bn(model.bn, rng)
+    x = clnet.tensor(rng.standard_normal((2, 3, 9, 9)).astype(np.float32))
+    clnet.onnx.export(model, x, tmp_path / "cnn.onnx")
+    back = clnet.onnx.load(tmp_path / "cnn.onnx")
+    for got, want in zip(back(x), model(x)):
+        assert_close(got, want.numpy(), rtol=1e-4, atol=1e-5)
+    state = {k for k in model.state_dict() if not k.endswith("num_batches_tracked")}
+    assert set(back.state_dict()) == state
+
+
+def test_opsets(device, rng):
+    model = CNN().eval()
+    x = clnet.tensor(rng.standard_normal((2, 3, 9, 9)).astype(np.float32))
+    for opset in (13, 18, 20):
+        proto = check(model, x, rtol=1e-4, opset_version=opset)
+        assert proto.opset_import[0].version == opset
+    with pytest.raises(ValueError, match="opset_version 9 is not supported"):
+        clnet.onnx.export(model, x, io.BytesIO(), opset_version=9)
+
+
+def test_errors_say_what(device):
+    x = clnet.randn(2, 3)
+    with pytest.raises(clnet.onnx.UnsupportedOperatorError, match="'nonzero' has no ONNX rule"):
+        clnet.onnx.export(lambda v: clnet.nonzero(v > 0), x, io.BytesIO())
+    with pytest.raises(ValueError, match="dynamic_axes names 'nope'"):
+        clnet.onnx.export(nn.Linear(3, 2), x, io.BytesIO(), dynamic_axes={"nope": [0]})
+    with pytest.raises(ValueError, match="3 input names for 1 input"):
+        clnet.onnx.export(nn.Linear(3, 2), x, io.BytesIO(), input_names=["a", "b", "c"])
+
+    def loops_over_batch(v):
+        return clnet.stack([row * 2 for row in v.unbind(0)])
+    with pytest.raises(clnet.onnx.UnsupportedOperatorError, match="different ops when a dynamic axis changes"):
+        clnet.onnx.export(loops_over_batch, x, io.BytesIO(), input_names=["v"], dynamic_axes={"v": [0]})
+    with pytest.raises(TypeError, match="unsupported arguments"):
+        clnet.onnx.export(nn.Linear(3, 2), x, io.BytesIO(), operator_export_typo=1)
+
+
+def test_export_params_false_makes_weights_inputs(device):
+    model = nn.Linear(3, 2)
+    proto = clnet.onnx.export(model, clnet.randn(4, 3), None, export_params=False)
+    assert [i.name for i in proto.graph.input] == ["input", "bias", "weight"] and not proto.graph.initializer
