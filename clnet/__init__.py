@@ -64,13 +64,13 @@ _NOT_IN_CLNET = {
 }
 # utils, data and distributed (issue 15) load multiprocessing and are only needed by programs
 # that name them (`torch.utils.data`, `tf.data`, `torch.distributed`).
-_ON_FIRST_USE = ("keras", "onnx", "utils", "data", "distributed")
+_ON_FIRST_USE = ("keras", "onnx", "jit", "utils", "data", "distributed")
 
 
 def __getattr__(name):
     """`clnet.keras` is imported on first use (`from clnet import keras` or `clnet.keras.X`): it adds about
-    0.15-0.3 s to `import clnet` that PyTorch-style programs never need. So is `clnet.onnx` (`torch.onnx`
-    programs spell it `clnet.onnx.export(...)` without importing it)."""
+    0.15-0.3 s to `import clnet` that PyTorch-style programs never need. So are `clnet.onnx` and `clnet.jit`
+    (`torch.onnx` / `torch.jit` programs spell them `clnet.onnx.export(...)` without importing them)."""
     if name in _ON_FIRST_USE:
         import importlib
         return importlib.import_module("." + name, __name__)
