@@ -103,9 +103,9 @@ def test_dense_kernel_is_in_by_out_and_get_set_weights_round_trip(device, rng):
     expected = np.tanh(x @ new[0] + new[1]) @ new[2] + new[3]
     assert_close(model(x), expected, rtol=1e-4, atol=1e-5)
     assert_close(model(clnet.tensor(x)), expected, rtol=1e-4, atol=1e-5)
-    with pytest.raises(ValueError, match=r"expects 4 weight arrays, but set_weights received 3"):
+    with pytest.raises(ValueError, match=r"with a weight list of length 3, but the layer was expecting 4 weights"):
         model.set_weights(new[:3])
-    with pytest.raises(ValueError, match=r"has shape \(4, 3\), but the value given has shape \(3, 4\)"):
+    with pytest.raises(ValueError, match=r"weight shape \(4, 3\) is not compatible with provided weight shape \(3, 4\)"):
         model.set_weights([new[0].T] + new[1:])
 
 
@@ -157,7 +157,7 @@ def test_fit_before_compile_and_ambiguous_cardinality(device):
 
 
 def test_unexpected_layer_arguments_and_bad_values_are_rejected(device):
-    with pytest.raises(TypeError, match="unexpected keyword argument"):
+    with pytest.raises(ValueError, match=r"Unrecognized keyword arguments passed to Dense: \{'unitz': 4\}"):
         layers.Dense(3, unitz=4)
     with pytest.raises(ValueError, match="units must be a positive integer"):
         layers.Dense(0)

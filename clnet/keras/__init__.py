@@ -9,14 +9,19 @@ Layers are thin shells over clnet.nn / clnet.ops (one implementation of every pi
 channels-last (NHWC) and Dense kernels (in, out), as in Keras. Training runs on clnet's autograd and
 clnet.optim's fused updates on the default OpenCL device.
 """
-from . import activations, callbacks, datasets, initializers, layers, losses, metrics, models, optimizers  # noqa: F401
-from . import backend, regularizers, saving, utils  # noqa: F401
-from .layers import Input, InputLayer, Layer  # noqa: F401
+from . import config, tree  # noqa: F401
+from . import activations, callbacks, constraints, datasets, initializers, layers, losses, metrics  # noqa: F401
+from . import models, ops, optimizers, random, regularizers, saving, utils  # noqa: F401
+from . import backend  # noqa: F401
+from .layers import Input, InputLayer, InputSpec, Layer  # noqa: F401
 from .models import Functional, Model, Sequential, load_model  # noqa: F401
+from .ops.symbolic import KerasTensor, Operation  # noqa: F401
 from .saving import register_keras_serializable  # noqa: F401
+from .variables import Variable  # noqa: F401
 
 __version__ = "3.0.0-clnet"  # the Keras API level this front end follows
 
-__all__ = ["Input", "InputLayer", "Layer", "Model", "Sequential", "load_model", "activations", "backend", "callbacks",
-           "datasets", "initializers", "layers", "losses", "metrics", "models", "optimizers", "regularizers",
-           "saving", "utils"]
+__all__ = ["Functional", "Input", "InputLayer", "InputSpec", "KerasTensor", "Layer", "Model", "Operation",
+           "Sequential", "Variable", "activations", "backend", "callbacks", "config", "constraints", "datasets",
+           "initializers", "layers", "load_model", "losses", "metrics", "models", "ops", "optimizers", "random",
+           "regularizers", "saving", "tree", "utils"]

@@ -11,14 +11,44 @@ import numpy as np
 import clnet
 from clnet import dtypes as _dt
 
+from . import initializers
 from . import losses as _losses
 from .utils import snake_case
+from .variables import Variable
 
 
 class Metric:
-    def __init__(self, name=None, dtype=None):
+    """Base of stateful metrics: update_state() accumulates (on the device), result() reads, reset_state() clears.
+
+    Subclasses keep their state in variables made by add_variable (keras.Variable, on the device), as in Keras.
+    """
+
+    def __init__(self, dtype=None, name=None):
         self.name = name or snake_case(type(self).__name__)
-        self.dtype = np.dtype(dtype) if dtype is not None else _dt.float32
+        self._dtype = np.dtype(dtype) if dtype is not None else _dt.float32
+        self._variables = []
+
+    @property
+    def dtype(self):
+        return self._dtype
+
+    @dtype.setter
+    def dtype(self, value):
+        self._dtype = np.dtype(value)
+
+    def add_variable(self, shape, initializer, dtype=None, aggregation="sum", name=None):
+        """A non-trainable state variable, set back to its initial value by the default reset_state()."""
+        var = Variable(initializers.get(initializer), shape=tuple(shape), dtype=dtype or self._dtype.name,
+                       trainable=False, name=name)
+        var._initial = initializers.get(initializer)
+        self._variables.append(var)
+        return var
+
+    add_weight = add_variable
+
+    @property
+    def variables(self):
+        return list(self._variables)
 
     def update_state(self, *args, **kwargs):
         raise NotImplementedError
@@ -27,7 +57,8 @@ class Metric:
         raise NotImplementedError
 
     def reset_state(self):
-        raise NotImplementedError
+        for v in self._variables:
+            v.assign(v._initial(tuple(v.shape), dtype=v.dtype.name))
 
     def reset_states(self):
         self.reset_state()
@@ -37,7 +68,7 @@ class Metric:
         return self.result()
 
     def get_config(self):
-        return {"name": self.name, "dtype": self.dtype.name}
+        return {"name": self.name, "dtype": self._dtype.name}
 
     @classmethod
     def from_config(cls, config):
@@ -51,7 +82,7 @@ class Mean(Metric):
     """Weighted mean of every value passed to update_state since the last reset."""
 
     def __init__(self, name="mean", dtype=None):
-        super().__init__(name=name, dtype=dtype)
+        super().__init__(dtype=dtype, name=name)
         self.reset_state()
 
     def reset_state(self):
@@ -65,12 +96,16 @@ class Mean(Metric):
             values = values.detach()
             if values.dtype != self.dtype:
                 values = values.to(dtype=self.dtype)
-            if sample_weight is not None:
+            if isinstance(sample_weight, (int, float, np.number)):  # one weight for all: counted on the host
+                part = clnet.sum(values) * float(sample_weight)
+                count = float(sample_weight) * values.numel()
+            elif sample_weight is not None:
                 sw = _losses.as_tensor(sample_weight, values, dtype=self.dtype)
                 if sw.ndim < values.ndim:
                     sw = sw.reshape(tuple(sw.shape) + (1,) * (values.ndim - sw.ndim))
-                weighted = values * sw
-                part = clnet.sum(weighted)
+                elif sw.ndim > values.ndim:  # e.g. per-sample weights (N, 1) against per-sample values (N,)
+                    sw = sw.reshape(tuple(values.shape)) if sw.numel() == values.numel() else sw
+                part = clnet.sum(values * sw)
                 count = clnet.sum(sw * clnet.ones_like(values))
             else:
                 part = clnet.sum(values)
@@ -97,7 +132,7 @@ class MeanMetricWrapper(Mean):
     """Mean of fn(y_true, y_pred) over every sample seen."""
 
     def __init__(self, fn, name=None, dtype=None, **kwargs):
-        super().__init__(name=name or fn.__name__, dtype=dtype)
+        super().__init__(name=name or snake_case(fn.__name__), dtype=dtype)
         self._fn, self._fn_kwargs = fn, kwargs
 
     def update_state(self, y_true, y_pred, sample_weight=None):
@@ -209,6 +244,24 @@ mse = MSE = _losses.mean_squared_error
 mae = MAE = _losses.mean_absolute_error
 
 
+def resolve(identifier, y_true, y_pred):
+    """What compile()'s metrics=[...] entry becomes for one output (Keras's rule for "accuracy": binary for one
+    output unit, sparse when the targets have one axis less or a last axis of 1, else categorical)."""
+    if isinstance(identifier, str) and identifier.lower() in ("accuracy", "acc"):
+        t_shape, p_shape = tuple(y_true.shape), tuple(y_pred.shape)
+        if p_shape[-1:] == (1,):
+            metric = BinaryAccuracy(name=identifier)
+        elif len(t_shape) < len(p_shape) or (t_shape[-1:] == (1,) and p_shape[-1] > 1):
+            metric = SparseCategoricalAccuracy(name=identifier)
+        else:
+            metric = CategoricalAccuracy(name=identifier)
+        return metric
+    metric = get(identifier)
+    if isinstance(identifier, str):
+        metric.name = identifier
+    return metric
+
+
 def get(identifier):
     """A Metric object from a name ("mae", "categorical_accuracy", "MeanSquaredError"), object or callable.
 
@@ -231,3 +284,22 @@ def get(identifier):
     if callable(identifier):
         return MeanMetricWrapper(identifier, name=getattr(identifier, "__name__", "metric"))
     raise TypeError(f"metric must be a name, a Metric or a callable(y_true, y_pred), got {identifier!r}")
+
+
+def serialize(metric):
+    """{"module", "class_name", "config"} of a built-in metric (a custom one raises ValueError)."""
+    if isinstance(metric, Metric) and type(metric).__name__ in METRIC_CLASSES and \
+            METRIC_CLASSES[type(metric).__name__] is type(metric):
+        return {"module": "keras.metrics", "class_name": type(metric).__name__, "config": metric.get_config(),
+                "registered_name": None}
+    if isinstance(metric, str):
+        return metric
+    raise ValueError(f"metric {metric!r} is custom and cannot be saved by name")
+
+
+def deserialize(config):
+    if isinstance(config, str):
+        return get(config)
+    if not isinstance(config, dict) or config.get("class_name") not in METRIC_CLASSES:
+        raise ValueError(f"unknown metric {config!r}")
+    return METRIC_CLASSES[config["class_name"]].from_config(dict(config.get("config") or {}))

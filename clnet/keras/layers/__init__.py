@@ -5,6 +5,8 @@ from .conv import Conv2D
 from .pooling import (AveragePooling2D, AvgPool2D, GlobalAveragePooling2D, GlobalAvgPool2D, GlobalMaxPool2D,
                       GlobalMaxPooling2D, MaxPool2D, MaxPooling2D)
 from .normalization import BatchNormalization
+from .merging import (Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply, Subtract, add, average,  # noqa: F401
+                      concatenate, dot, maximum, minimum, multiply, subtract)
 from ..saving.object_registration import register_builtins
 
 Convolution2D = Conv2D
@@ -12,7 +14,8 @@ Convolution2D = Conv2D
 # Layers that keras.models.load_model may rebuild from a saved config (nothing outside this table is created).
 LAYER_CLASSES = {cls.__name__: cls for cls in (
     InputLayer, Dense, Activation, Dropout, Flatten, ReLU, Reshape, Softmax, Conv2D, MaxPooling2D,
-    AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D, BatchNormalization)}
+    AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D, BatchNormalization, Add, Average, Concatenate,
+    Dot, Maximum, Minimum, Multiply, Subtract)}
 register_builtins("layers", LAYER_CLASSES.values())
 
 __all__ = ["Input", "InputLayer", "InputSpec", "KerasTensor", "Layer"] + sorted(LAYER_CLASSES)

@@ -1,10 +1,14 @@
 """Layer: Keras's layer contract on clnet tensors.
 
-`__init__` stores the configuration, `build(input_shape)` makes the weights (clnet.Variable) when the
-input shape is first known, `call(x)` is the math (a few clnet ops). Calling a layer converts numpy
-input to a tensor, builds on first use, checks the input against what the layer was built for (a
-clear error naming the expected and received shapes), then calls `call`. Calling a layer on a
-symbolic `KerasTensor` (from `keras.Input`) only computes shapes, for the functional API.
+`__init__` stores the configuration, `build(input_shape)` makes the weights (keras.Variable) when the
+input shape is first known, `call(...)` is the math (a few clnet ops or keras.ops). Calling a layer
+converts numpy inputs to tensors, builds on first use, checks the input against what the layer was
+built for, passes the training flag and masks along, and calls `call`. On KerasTensors (from
+keras.Input) it only computes the output shapes and records the call, for the functional API.
+
+As in Keras, a layer called inside another layer's call inherits its training flag, losses added with
+add_loss() during a call replace those of the previous call, and masks travel on the tensors
+(`_keras_mask`) from layers that make them (Embedding(mask_zero=True), Masking) to those that use them.
 """
 from __future__ import annotations
 
@@ -15,7 +19,10 @@ import numpy as np
 import clnet
 from clnet import dtypes as _dt
 
-from .. import initializers, regularizers, utils
+from .. import config, constraints, initializers, regularizers, tree, utils
+from ..ops.symbolic import (KerasTensor, Node, Operation, any_symbolic, call_context, current_context,
+                            in_shapes_only_run, is_float_dtype, placeholder_spec, standardize_dtype)
+from ..variables import Variable
 
 
 def _shape_tuple(shape):
@@ -30,50 +37,55 @@ def format_shape(shape) -> str:
     return "(" + ", ".join("None" if s is None else str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
 
 
-class KerasTensor:
-    """A symbolic tensor: a shape (batch dim None), a dtype and the layer call that produced it."""
-
-    def __init__(self, shape, dtype="float32", history=None, name=None):
-        self.shape = _shape_tuple(shape)
-        self.dtype = np.dtype(dtype)
-        self._keras_history = history  # (layer, [input KerasTensors])
-        self.name = name
-
-    @property
-    def ndim(self):
-        return len(self.shape)
-
-    def __repr__(self):
-        return f"<KerasTensor shape={format_shape(self.shape)}, dtype={self.dtype.name}, name={self.name}>"
+def _dtype_name(dtype):
+    """The dtype a layer computes in, from a name, a numpy/clnet dtype or a DTypePolicy config."""
+    if dtype is None:
+        return config.floatx()
+    if isinstance(dtype, dict):
+        dtype = (dtype.get("config") or {}).get("name", config.floatx())
+    name = standardize_dtype(getattr(dtype, "name", dtype))
+    if name in ("mixed_float16", "mixed_bfloat16"):
+        raise ValueError(f"dtype policy {name!r} (mixed precision) is not supported by clnet yet; use 'float32'")
+    return name
 
 
 class InputSpec:
-    """What a built layer accepts: a rank (exact or minimum) and fixed sizes on some axes."""
+    """What a built layer accepts: a rank (exact, minimum or maximum) and fixed sizes on some axes."""
 
-    def __init__(self, ndim=None, min_ndim=None, axes=None):
-        self.ndim, self.min_ndim, self.axes = ndim, min_ndim, dict(axes or {})
+    def __init__(self, dtype=None, shape=None, ndim=None, max_ndim=None, min_ndim=None, axes=None,
+                 allow_last_axis_squeeze=False, name=None, optional=False):
+        self.dtype, self.shape = dtype, _shape_tuple(shape)
+        self.ndim = len(self.shape) if self.shape is not None else ndim
+        self.max_ndim, self.min_ndim, self.axes = max_ndim, min_ndim, dict(axes or {})
+        self.name, self.optional = name, optional
 
 
-class Layer:
+class Layer(Operation):
     """Base of every Keras layer and model."""
 
-    _valid_kwargs = ("input_shape", "batch_input_shape", "input_dim", "batch_size")
+    _valid_kwargs = ("input_shape", "batch_input_shape", "input_dim", "batch_size", "weights")
+    _cast_integer_inputs = False  # float-math layers (Dense, Conv...) set True: int inputs become their dtype
+    _keeps_input_dtype = False  # shape-only layers (Reshape, Flatten...): symbolic outputs keep the input dtype
+    supports_masking = False
 
-    def __init__(self, name=None, trainable=True, dtype=None, autocast=True, activity_regularizer=None, **kwargs):
+    def __init__(self, *, activity_regularizer=None, trainable=True, dtype=None, autocast=True, name=None,
+                 **kwargs):
         unknown = [k for k in kwargs if k not in self._valid_kwargs]
         if unknown:
-            raise TypeError(f"{type(self).__name__}: unexpected keyword argument(s) {', '.join(map(repr, unknown))}")
-        if activity_regularizer is not None:
-            raise NotImplementedError("activity_regularizer is not supported yet (kernel_regularizer is)")
-        object.__setattr__(self, "_tracked_layers", [])
+            raise ValueError(f"Unrecognized keyword arguments passed to {type(self).__name__}: "
+                             f"{ {k: kwargs[k] for k in unknown} }")
+        object.__setattr__(self, "_tracked", [])  # (attribute name, layer) of sub-layers, in assignment order
         object.__setattr__(self, "_own_weights", [])
-        self.name = name or utils.unique_name(utils.snake_case(type(self).__name__))
+        super().__init__(name=name)
         self._trainable = bool(trainable)
-        self.dtype = _dt.as_dtype(dtype) if dtype is not None else _dt.float32
+        self._dtype_name = _dtype_name(dtype)
+        self.autocast = bool(autocast)
+        self.activity_regularizer = regularizers.get(activity_regularizer)
         self.built = False
         self.input_spec = None
         self._build_input_shape = None
         self._losses = []
+        self._initial_weights = kwargs.get("weights")
         input_shape = kwargs.get("input_shape")
         if input_shape is None and kwargs.get("input_dim") is not None:
             input_shape = (kwargs["input_dim"],)
@@ -84,39 +96,92 @@ class Layer:
         else:
             self._declared_input_shape = None
 
+    # --- dtypes -----------------------------------------------------------------------------------
+    @property
+    def dtype(self):
+        """The dtype of the layer's weights and computations (a numpy dtype)."""
+        return _dt.as_dtype(self._dtype_name)
+
+    @property
+    def compute_dtype(self):
+        return self._dtype_name
+
+    @property
+    def variable_dtype(self):
+        return self._dtype_name
+
+    @property
+    def dtype_policy(self):
+        return self._dtype_name
+
     # --- tracking ---------------------------------------------------------------------------------
     def __setattr__(self, name, value):
-        if "_tracked_layers" in self.__dict__ and not name.startswith("_"):
-            items = value if isinstance(value, (list, tuple)) else [value]
-            for item in items:
-                if isinstance(item, Layer) and item is not self and \
-                        not any(item is t for t in self._tracked_layers):
-                    self._tracked_layers.append(item)
+        if "_tracked" in self.__dict__:
+            self._track(name, value)
         object.__setattr__(self, name, value)
+
+    def _track(self, name, value):
+        if isinstance(value, Layer) and value is not self:
+            if not any(value is t for _, t in self._tracked):
+                self._tracked.append((name, value))
+        elif isinstance(value, (list, tuple, dict)) and not name.startswith("__"):
+            for item in (value.values() if isinstance(value, dict) else value):
+                if isinstance(item, Layer) and item is not self and not any(item is t for _, t in self._tracked):
+                    self._tracked.append((name, item))
+
+    def __delattr__(self, name):
+        value = self.__dict__.get(name)
+        if isinstance(value, Layer):
+            self._tracked[:] = [(n, t) for n, t in self._tracked if t is not value]
+        object.__delattr__(self, name)
+
+    @property
+    def _layers(self):
+        """The sub-layers this layer tracks (attributes holding layers or lists of layers)."""
+        return [layer for _, layer in self._tracked]
 
     @property
     def _sublayers(self):
-        return list(self._tracked_layers)
+        return self._layers
+
+    def _flatten_layers(self, include_self=True):
+        """This layer and every layer below it, each once, depth first."""
+        seen, out = set(), []
+
+        def visit(layer):
+            if id(layer) in seen:
+                return
+            seen.add(id(layer))
+            out.append(layer)
+            for sub in layer._sublayers:
+                visit(sub)
+        visit(self)
+        return out if include_self else out[1:]
 
     # --- weights ----------------------------------------------------------------------------------
     def add_weight(self, shape=None, initializer=None, dtype=None, trainable=True, autocast=True,
-                   regularizer=None, constraint=None, aggregation="none", name=None):
-        """Make a clnet.Variable of `shape` filled by `initializer` (a name, Initializer or callable;
-        glorot_uniform by default, as Keras)."""
-        if constraint is not None:
-            raise NotImplementedError("weight constraints are not supported yet")
+                   regularizer=None, constraint=None, aggregation="none", overwrite_with_gradient=False,
+                   name=None):
+        """A keras.Variable of `shape` filled by `initializer` (a name, Initializer or callable; glorot_uniform
+        for floats and zeros otherwise, as Keras), tracked as this layer's weight."""
         shape = tuple(int(s) for s in (shape or ()))
-        dtype = _dt.as_dtype(dtype) if dtype is not None else self.dtype
-        init = initializers.get(initializer if initializer is not None else "glorot_uniform")
+        dtype = _dtype_name(dtype) if dtype is not None else self._dtype_name
+        if initializer is None:
+            initializer = "glorot_uniform" if is_float_dtype(dtype) else "zeros"
+        init = initializers.get(initializer)
         value = np.asarray(init(shape, dtype=dtype), dtype=dtype)
         if value.shape != shape:
             raise ValueError(f"initializer {initializer!r} returned shape {value.shape}, expected {shape}")
-        var = clnet.Variable(value, trainable=bool(trainable) and self._trainable, name=name)
-        var._keras_trainable = bool(trainable)
+        var = Variable(value, trainable=bool(trainable), name=name, aggregation=aggregation, autocast=autocast)
+        if not self._trainable:
+            var.requires_grad = var.trainable = False
         var.path = f"{self.name}/{name}" if name else self.name
-        var._keras_regularizer = regularizers.get(regularizer)
+        var.regularizer = regularizers.get(regularizer)
+        var.constraint = constraints.get(constraint)
         self._own_weights.append(var)
         return var
+
+    add_variable = add_weight
 
     def _collect(self, want):
         """Own weights (trainable first) then each sub-layer's, without duplicates."""
@@ -158,7 +223,7 @@ class Layer:
     def trainable(self, value):
         self._trainable = bool(value)
         for w in self._own_weights:
-            on = w._keras_trainable and self._trainable
+            on = w._keras_trainable and self._trainable and _dt.is_floating(w.dtype)
             w.requires_grad = on
             w.trainable = on
         for layer in self._sublayers:
@@ -173,78 +238,205 @@ class Layer:
         mine = self.weights
         weights = list(weights)
         if len(weights) != len(mine):
-            raise ValueError(f"Layer {self.name!r} expects {len(mine)} weight arrays, but set_weights received "
-                             f"{len(weights)}")
+            raise ValueError(f"You called `set_weights(weights)` on layer '{self.name}' with a weight list of length "
+                             f"{len(weights)}, but the layer was expecting {len(mine)} weights.")
         arrays = []
         for w, value in zip(mine, weights):
             value = np.asarray(value.numpy() if isinstance(value, clnet.Tensor) else value)
             if tuple(value.shape) != tuple(w.shape):
-                raise ValueError(f"Layer {self.name!r} weight {getattr(w, 'path', w.name)!r} has shape "
-                                 f"{tuple(w.shape)}, but the value given has shape {tuple(value.shape)}")
+                raise ValueError(f"Layer {self.name} weight shape {tuple(w.shape)} is not compatible with provided "
+                                 f"weight shape {tuple(value.shape)}.")
             arrays.append(value.astype(w.dtype, copy=False))
         for w, value in zip(mine, arrays):
             w.assign(clnet.tensor(value, device=w.device))
 
     def count_params(self):
         if not self.built:
-            raise ValueError(f"You tried to call `count_params` on layer {self.name!r}, but the layer isn't "
-                             "built. You can build it manually via `layer.build(input_shape)`.")
+            raise ValueError(f"You tried to call `count_params` on layer '{self.name}', but the layer isn't built. "
+                             "You can build it manually via: `layer.build(input_shape)`.")
         return int(sum(int(np.prod(w.shape)) for w in self.weights))
 
+    # --- losses -----------------------------------------------------------------------------------
     @property
     def losses(self):
-        """Regularization penalties of this layer's and its sub-layers' weights (recomputed each access)."""
-        out = list(self._losses)
-        for w in self._own_weights:
-            reg = getattr(w, "_keras_regularizer", None)
-            if reg is not None and w.requires_grad:
-                out.append(reg(w))
-        for layer in self._sublayers:
-            out += layer.losses
-        return out
+        """Losses added by add_loss() in the last call, then the weight regularization penalties, of this layer
+        and every layer below it."""
+        added, penalties = [], []
+        for layer in self._flatten_layers():
+            added += layer._losses
+            for w in layer._own_weights:
+                if getattr(w, "regularizer", None) is not None and w.requires_grad:
+                    penalties.append(w.regularizer(w))
+        return added + penalties
 
     def add_loss(self, loss):
-        self._losses.append(loss)
+        """Add a scalar loss (computed in call()) to the training objective; it lasts until the next call."""
+        if in_shapes_only_run():
+            return
+        if isinstance(loss, KerasTensor) or any_symbolic(loss):
+            raise ValueError(f"Layer {self.name!r}: add_loss() received a symbolic KerasTensor. Add losses inside a "
+                             "layer's call(), where the tensors have values (the 'endpoint layer' pattern), or "
+                             "return the value as a model output and give it a loss in compile().")
+        for item in tree.flatten(loss):
+            self._losses.append(item if isinstance(item, clnet.Tensor) else clnet.tensor(float(item)))
 
-    # --- building and calling ---------------------------------------------------------------------
+    def _clear_losses(self):
+        for layer in self._flatten_layers():
+            layer._losses = []
+
+    # --- building ---------------------------------------------------------------------------------
     def build(self, input_shape):
         self.built = True
 
-    def compute_output_shape(self, input_shape):
-        """Shapes by running the layer on zeros with batch 1 (built-in layers override with arithmetic)."""
-        shape = tuple(1 if s is None else s for s in input_shape)
-        with clnet.no_grad():
-            y = self.call(clnet.zeros(shape, dtype=self.dtype))
-        return (input_shape[0],) + tuple(y.shape[1:])
-
-    def call(self, inputs, *args, **kwargs):
-        raise NotImplementedError(f"{type(self).__name__} must implement call(inputs)")
-
-    def _maybe_build(self, input_shape):
-        if not self.built:
-            input_shape = _shape_tuple(input_shape)
-            self._build_input_shape = input_shape
+    def _maybe_build(self, input_shape, *other_shapes):
+        if self.built:
+            return
+        input_shape = tree.map_structure(lambda s: s, input_shape)
+        self._build_input_shape = input_shape
+        params = [p for p in inspect.signature(self.build).parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        if other_shapes and len(params) > 1:
+            self.build(input_shape, *other_shapes[:len(params) - 1])
+        else:
             self.build(input_shape)
-            self.built = True
+        self.built = True
+        if self._initial_weights is not None:
+            self.set_weights(self._initial_weights)
+            self._initial_weights = None
+
+    def build_from_config(self, config):
+        if config and config.get("input_shape") is not None:
+            shape = config["input_shape"]
+            if isinstance(shape, list) and shape and isinstance(shape[0], list):
+                shape = [tuple(s) for s in shape]
+            else:
+                shape = _shape_tuple(shape)
+            self._maybe_build(shape)
+
+    def get_build_config(self):
+        if self._build_input_shape is None:
+            return None
+        shape = self._build_input_shape
+        return {"input_shape": tree.map_structure(lambda s: s, list(shape) if isinstance(shape, tuple) else shape)}
+
+    def compute_output_shape(self, *args, **kwargs):
+        """The output shape(s) for these input shape(s): by a placeholder run of call() (see ops.symbolic),
+        unless the layer gives the arithmetic itself."""
+        specs = [tree.map_structure(lambda s: s, a) for a in args]
+        tensors = [_spec_of(s, self._dtype_name) for s in specs]
+        out = placeholder_spec(self._call_for_shapes, tensors, {})
+        return tree.map_structure(lambda t: t.shape if isinstance(t, KerasTensor) else t, out)
+
+    def _call_for_shapes(self, *args, **kwargs):
+        return self._call_eager(args, kwargs)
+
+    def compute_output_spec(self, *args, **kwargs):
+        overridden = type(self).compute_output_shape is not Layer.compute_output_shape
+        if overridden:
+            shapes = [tree.map_structure(lambda t: t.shape if isinstance(t, KerasTensor) else t, a)
+                      for a in args if tree.flatten(a) and any(isinstance(x, KerasTensor) for x in tree.flatten(a))]
+            out_shape = self.compute_output_shape(*shapes)
+            first = tree.flatten(args)[0] if tree.flatten(args) else None
+            dtype = first.dtype if isinstance(first, KerasTensor) and (self._keeps_input_dtype or not
+                                                                          is_float_dtype(self._dtype_name)) \
+                else self._dtype_name
+            return _spec_from_shape(out_shape, dtype)
+        return placeholder_spec(self._call_eager_quiet, args, kwargs)
+
+    def _call_eager_quiet(self, *args, **kwargs):
+        return self._call_eager(args, kwargs)
+
+    def call(self, *args, **kwargs):
+        raise NotImplementedError(f"Layer {type(self).__name__} does not have a `call()` method implemented.")
+
+    # --- calling ----------------------------------------------------------------------------------
+    def _call_params(self):
+        """(names of call()'s parameters, the default of its `training` parameter), cached per class."""
+        cache = type(self).__dict__.get("_call_params_cache")
+        if cache is None:
+            params = inspect.signature(self.call).parameters
+            default = params["training"].default if "training" in params else None
+            cache = (set(params), None if default is inspect.Parameter.empty else default)
+            setattr(type(self), "_call_params_cache", cache)
+        return cache
+
+    def __call__(self, *args, **kwargs):
+        if not args and not kwargs:
+            raise TypeError(f"Layer {self.name!r} was called without inputs: call it on a tensor, e.g. layer(x)")
+        if any_symbolic(args, kwargs):
+            return self.symbolic_call(*args, **kwargs)
+        return self._call_eager(args, kwargs)
+
+    def _convert(self, x):
+        """numpy data -> clnet tensors; float tensors in the layer's dtype (Keras's autocast)."""
+        if isinstance(x, clnet.Tensor):
+            if self.autocast and _dt.is_floating(x.dtype) and is_float_dtype(self._dtype_name) and \
+                    x.dtype != self.dtype:
+                return x.to(dtype=self.dtype)
+            if self._cast_integer_inputs and not _dt.is_floating(x.dtype):
+                return x.to(dtype=self.dtype)
+            return x
+        if isinstance(x, (np.ndarray, np.generic)):
+            arr = np.asarray(x)
+            if arr.dtype == object:
+                raise TypeError(f"Layer {self.name!r} cannot convert its input (a numpy array of Python objects) to "
+                                "a tensor")
+            if arr.dtype.kind == "f" or (arr.dtype.kind in "iub" and self._cast_integer_inputs):
+                arr = arr.astype(self._dtype_name if is_float_dtype(self._dtype_name) else np.float32)
+            return clnet.tensor(arr, device=self._device())
+        return x
 
     def _device(self):
-        for w in self.weights:
+        for w in self._own_weights:
             return w.device
         return clnet.default_device()
 
-    def _to_tensor(self, x):
-        if isinstance(x, clnet.Tensor):
-            if _dt.is_floating(x.dtype) and x.dtype != self.dtype and _dt.is_floating(self.dtype):
-                return x.to(dtype=self.dtype)
-            return x
-        arr = np.asarray(x)
-        if arr.dtype.kind == "f" or arr.dtype.kind in "iub" and self.dtype.kind == "f":
-            arr = arr.astype(self.dtype)
-        return clnet.tensor(arr, device=self._device())
+    def _call_eager(self, args, kwargs):
+        args = list(args)
+        args[0] = tree.map_structure(self._convert, args[0])
+        args[1:] = [self._convert(a) if isinstance(a, np.ndarray) else a for a in args[1:]]
+        first = args[0]
+        if not self.built:
+            shapes = [tree.map_structure(lambda t: (None,) + tuple(t.shape[1:]) if isinstance(t, clnet.Tensor)
+                                         else None, a) for a in args if _has_tensor(a)]
+            self._maybe_build(*(shapes or [None]))
+        self._assert_input(first)
+        names, training_default = self._call_params()
+        outer = current_context()
+        training = kwargs.pop("training", None)
+        if training is None and outer is not None:
+            training = outer.training
+        if training is None:
+            training = training_default
+        if "training" in names and training is not None:
+            kwargs["training"] = training
+        if "mask" in kwargs:
+            mask = kwargs["mask"]
+        else:
+            mask = _masks_of(first)
+            if mask is not None and "mask" in names:
+                kwargs["mask"] = mask
+        if outer is None:
+            self._clear_losses()
+        with call_context(training=training):
+            outputs = self.call(*args, **kwargs)
+        self._attach_masks(first, outputs, mask)
+        if self.activity_regularizer is not None and not in_shapes_only_run():
+            for out in tree.flatten(outputs):
+                if isinstance(out, clnet.Tensor):
+                    self.add_loss(self.activity_regularizer(out) * (1.0 / max(out.shape[0], 1)))
+        if isinstance(outputs, clnet.Tensor) and self.__dict__.get("_summary_shape") is None:
+            self._summary_shape = (None,) + tuple(outputs.shape[1:])
+        return outputs
+
+    def _assert_input(self, x):
+        flat = [t for t in tree.flatten(x) if isinstance(t, (clnet.Tensor, KerasTensor))]
+        if flat:
+            self._check_input(tuple(flat[0].shape))
 
     def _check_input(self, shape):
         spec = self.input_spec
-        if spec is None:
+        if spec is None or isinstance(spec, (list, tuple)):
             return
         where = f'Input 0 of layer "{self.name}" is incompatible with the layer: '
         if spec.ndim is not None and len(shape) != spec.ndim:
@@ -253,79 +445,130 @@ class Layer:
         if spec.min_ndim is not None and len(shape) < spec.min_ndim:
             raise ValueError(where + f"expected min_ndim={spec.min_ndim}, found ndim={len(shape)}. Full shape "
                              f"received: {format_shape(shape)}")
+        if spec.max_ndim is not None and len(shape) > spec.max_ndim:
+            raise ValueError(where + f"expected max_ndim={spec.max_ndim}, found ndim={len(shape)}. Full shape "
+                             f"received: {format_shape(shape)}")
         for axis, value in spec.axes.items():
             if value is not None and -len(shape) <= axis < len(shape) and shape[axis] not in (value, None):
                 raise ValueError(where + f"expected axis {axis} of input shape to have value {value}, but received "
                                  f"input with shape {format_shape(shape)}")
 
-    def _call_takes(self, name):
-        cache = type(self).__dict__.get("_call_params_cache")
-        if cache is None:
-            params = inspect.signature(self.call).parameters
-            cache = {p for p in params} | ({"**"} if any(p.kind == p.VAR_KEYWORD for p in params.values()) else set())
-            setattr(type(self), "_call_params_cache", cache)
-        return name in cache or "**" in cache
+    # --- masks ------------------------------------------------------------------------------------
+    def compute_mask(self, inputs, previous_mask=None):
+        """The mask of the outputs: the incoming one for layers that support masking, else none."""
+        return previous_mask if self.supports_masking else None
 
-    def __call__(self, inputs, *args, training=None, **kwargs):
-        if isinstance(inputs, KerasTensor):
-            return self._symbolic_call(inputs)
-        x = self._to_tensor(inputs)
-        if not self.built:
-            self._maybe_build((None,) + tuple(x.shape[1:]))
-        self._check_input(tuple(x.shape))
-        if self._call_takes("training"):
-            kwargs["training"] = bool(training)
-        y = self.call(x, *args, **kwargs)
-        if isinstance(y, clnet.Tensor) and self.__dict__.get("_summary_shape") is None:
-            self._summary_shape = (None,) + tuple(y.shape[1:])
-        return y
+    def _attach_masks(self, inputs, outputs, previous_mask):
+        if previous_mask is None and type(self).compute_mask is Layer.compute_mask:
+            return
+        masks = self.compute_mask(inputs, previous_mask)
+        if masks is None:
+            return
+        outs = tree.flatten(outputs)
+        mask_list = tree.flatten(masks) if isinstance(masks, (list, tuple)) else [masks] * len(outs)
+        for out, m in zip(outs, mask_list):
+            if isinstance(out, clnet.Tensor) and m is not None:
+                out._keras_mask = m
 
-    def _symbolic_call(self, inputs):
-        self._maybe_build(inputs.shape)
-        self._check_input(inputs.shape)
-        out_shape = self.compute_output_shape(inputs.shape)
-        self._inbound = inputs
-        return KerasTensor(out_shape, inputs.dtype, history=(self, [inputs]), name=self.name)
+    # --- symbolic calls ---------------------------------------------------------------------------
+    def symbolic_call(self, *args, **kwargs):
+        shapes = [tree.map_structure(lambda t: t.shape if isinstance(t, KerasTensor) else None, a)
+                  for a in args if any(isinstance(x, KerasTensor) for x in tree.flatten(a))]
+        if not self.built and shapes:
+            self._maybe_build(*shapes)
+        first = [t for t in tree.flatten(args[0] if args else kwargs) if isinstance(t, KerasTensor)]
+        if first:
+            self._check_input(first[0].shape)
+        try:
+            outputs = self.compute_output_spec(*args, **kwargs)
+        except TypeError as err:
+            raise TypeError(f"Error calling layer {self.name!r} ({type(self).__name__}) on symbolic inputs: {err}. "
+                            f"Check the arguments passed to the layer against its call() signature "
+                            f"{inspect.signature(self.call)}") from err
+        Node(self, args, kwargs, outputs)
+        flat = [t for t in tree.flatten(outputs) if isinstance(t, KerasTensor)]
+        if len(flat) == 1:
+            self._summary_shape = flat[0].shape
+        return outputs
 
     # --- config -----------------------------------------------------------------------------------
     def get_config(self):
-        config = {"name": self.name, "trainable": self._trainable, "dtype": self.dtype.name}
+        config = {"name": self.name, "trainable": self._trainable, "dtype": self._dtype_name}
         if self._declared_input_shape is not None:
             config["batch_input_shape"] = list(self._declared_input_shape)
         return config
 
     @classmethod
     def from_config(cls, config):
-        return cls(**config)
-
-    def get_build_config(self):
-        return {"input_shape": list(self._build_input_shape)} if self._build_input_shape is not None else None
-
-    def build_from_config(self, config):
-        if config and config.get("input_shape") is not None:
-            self._maybe_build(tuple(config["input_shape"]))
+        try:
+            return cls(**config)
+        except TypeError as err:
+            raise TypeError(f"Error when deserializing class '{cls.__name__}' using config={config}.\n\nException "
+                            f"encountered: {err}. If the layer's __init__ takes arguments, its get_config() must "
+                            "return them (start from super().get_config() and add yours).") from None
 
     def __repr__(self):
-        return f"<{type(self).__name__} name={self.name}, built={self.built}>"
+        return f"<{type(self).__name__} name={self.__dict__.get('name')}, built={self.__dict__.get('built')}>"
+
+
+def _masks_of(x):
+    """The _keras_mask of x (a tensor, or a structure of masks), or None when nothing carries one."""
+    if isinstance(x, clnet.Tensor):
+        return getattr(x, "_keras_mask", None)
+    masks = tree.map_structure(lambda t: getattr(t, "_keras_mask", None), x)
+    return masks if any(m is not None for m in tree.flatten(masks)) else None
+
+
+def _has_tensor(x):
+    return any(isinstance(t, clnet.Tensor) for t in tree.flatten(x))
+
+
+def _spec_of(shape, dtype):
+    if shape is None:
+        return None
+    if isinstance(shape, (list, tuple)) and shape and isinstance(shape[0], (list, tuple)):
+        return [KerasTensor(s, dtype) for s in shape]
+    if isinstance(shape, dict):
+        return {k: KerasTensor(v, dtype) for k, v in shape.items()}
+    return KerasTensor(shape, dtype)
+
+
+def _spec_from_shape(shape, dtype):
+    if isinstance(shape, dict):
+        return {k: _spec_from_shape(v, dtype) for k, v in shape.items()}
+    if isinstance(shape, (list, tuple)) and shape and all(isinstance(s, (list, tuple)) or s is None for s in shape) \
+            and any(isinstance(s, (list, tuple)) for s in shape):
+        return [KerasTensor(s, dtype) for s in shape] if isinstance(shape, list) else \
+            tuple(KerasTensor(s, dtype) for s in shape)
+    return KerasTensor(shape, dtype)
 
 
 class InputLayer(Layer):
-    """The first layer of a model built from keras.Input: it only declares the input shape."""
+    """The first layer of a model built from keras.Input: it only declares the input shape and dtype."""
 
-    def __init__(self, shape=None, batch_size=None, dtype=None, name=None, batch_shape=None, **kwargs):
+    def __init__(self, shape=None, batch_size=None, dtype=None, sparse=None, batch_shape=None, input_tensor=None,
+                 optional=False, name=None, **kwargs):
         if "input_shape" in kwargs and shape is None:
             shape = kwargs.pop("input_shape")
         if "batch_input_shape" in kwargs and batch_shape is None:
             batch_shape = kwargs.pop("batch_input_shape")
+        kwargs.pop("ragged", None)
         super().__init__(name=name or utils.unique_name("input_layer"), dtype=dtype, **kwargs)
         if batch_shape is None:
             if shape is None:
-                raise ValueError("keras.Input needs a shape, e.g. keras.Input(shape=(784,))")
+                raise ValueError("You must pass a `shape` argument, e.g. keras.Input(shape=(784,))")
             batch_shape = (batch_size,) + _shape_tuple(shape)
         self.batch_shape = _shape_tuple(batch_shape)
+        self.sparse, self.optional = bool(sparse), bool(optional)
         self._build_input_shape = self.batch_shape
         self.built = True
-        self.output = KerasTensor(self.batch_shape, self.dtype, history=(self, []), name=self.name)
+        output = KerasTensor(self.batch_shape, self._dtype_name, name=self.name)
+        Node(self, (), {}, output)
+        self._output = output
+
+    @property
+    def output(self):
+        return self._output
 
     def call(self, inputs):
         return inputs
@@ -334,9 +577,12 @@ class InputLayer(Layer):
         return input_shape
 
     def get_config(self):
-        return {"name": self.name, "batch_shape": list(self.batch_shape), "dtype": self.dtype.name}
+        return {"batch_shape": list(self.batch_shape), "dtype": self._dtype_name, "sparse": self.sparse,
+                "name": self.name, "optional": self.optional}
 
 
-def Input(shape=None, batch_size=None, dtype=None, name=None, batch_shape=None):
+def Input(shape=None, batch_size=None, dtype=None, sparse=None, batch_shape=None, name=None, tensor=None,  # noqa: N802
+          optional=False):
     """keras.Input(shape=(784,)): a symbolic tensor to start a Sequential or functional model."""
-    return InputLayer(shape=shape, batch_size=batch_size, dtype=dtype, name=name, batch_shape=batch_shape).output
+    return InputLayer(shape=shape, batch_size=batch_size, dtype=dtype, sparse=sparse, batch_shape=batch_shape,
+                      name=name, input_tensor=tensor, optional=optional).output

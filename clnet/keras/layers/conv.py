@@ -33,6 +33,8 @@ def check_data_format(data_format, layer):
 
 
 class Conv2D(Layer):
+    _cast_integer_inputs = True
+
     def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", data_format=None,
                  dilation_rate=(1, 1), groups=1, activation=None, use_bias=True,
                  kernel_initializer="glorot_uniform", bias_initializer="zeros", kernel_regularizer=None,

@@ -16,6 +16,8 @@ def _check_positive_int(value, what, layer):
 class Dense(Layer):
     """y = activation(x @ kernel + bias), kernel of shape (in, units) as in Keras."""
 
+    _cast_integer_inputs = True
+
     def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None, **kwargs):
         super().__init__(**kwargs)
@@ -108,6 +110,8 @@ class Softmax(Layer):
 class Flatten(Layer):
     """(batch, d1, d2, ...) -> (batch, d1 * d2 * ...), in channels-last order as Keras."""
 
+    _keeps_input_dtype = True
+
     def __init__(self, data_format=None, **kwargs):
         super().__init__(**kwargs)
         if data_format not in (None, "channels_last"):
@@ -122,6 +126,8 @@ class Flatten(Layer):
 
 
 class Reshape(Layer):
+    _keeps_input_dtype = True
+
     def __init__(self, target_shape, **kwargs):
         super().__init__(**kwargs)
         self.target_shape = tuple(int(s) for s in target_shape)

@@ -98,6 +98,10 @@ def register_builtins(category: str, objects, aliases: dict | None = None) -> No
     table.update(aliases or {})
 
 
+def register_builtin(category: str, name: str, obj) -> None:
+    _BUILTINS.setdefault(category, {})[name] = obj
+
+
 def builtin_objects(category: str) -> dict:
     """The built-in objects of `category` by name (empty if that module was never imported)."""
     return _BUILTINS.get(category, {})

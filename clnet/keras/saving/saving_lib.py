@@ -31,7 +31,6 @@ import clnet
 from clnet.ops import random as _random
 from clnet.serialization import ZipReader, npy_bytes, write_zip
 
-from .. import losses, metrics, optimizers
 from .serialization_lib import FileFormatError, model_classes
 
 FORMAT = "clnet.keras/1"
@@ -76,7 +75,8 @@ def _optimizer_members(model):
         member = f"optimizer/{i:06d}.npy"
         manifest.append({"key": key, "shape": list(arr.shape), "dtype": arr.dtype.name, "file": member})
         members[member] = npy_bytes(arr)
-    members["optimizer.json"] = _json({"config": optimizers.serialize(opt), "iterations": meta["iterations"],
+    members["optimizer.json"] = _json({"config": {"class_name": type(opt).__name__, "config": opt.get_config()},
+                                       "iterations": meta["iterations"],
                                        "steps": meta["steps"], "arrays": manifest})
     return members
 
@@ -85,17 +85,7 @@ def _compile_config(model):
     if not getattr(model, "compiled", False):
         return None
     try:
-        metric_ids = []
-        for m in model._metric_ids:
-            if isinstance(m, str):
-                metric_ids.append(m)
-            elif type(m).__name__ in metrics.METRIC_CLASSES and type(m) is metrics.METRIC_CLASSES[type(m).__name__]:
-                metric_ids.append({"class_name": type(m).__name__, "config": m.get_config()})
-            else:
-                raise ValueError(f"metric {m!r} cannot be saved by name")
-        return {"optimizer": optimizers.serialize(model.optimizer),
-                "loss": losses.serialize(model._loss_obj) if model._loss_obj is not None else None,
-                "metrics": metric_ids}
+        return model.get_compile_config()
     except ValueError as err:
         warnings.warn(f"the model's compile settings are not saved ({err}); compile() again after loading",
                       stacklevel=3)
@@ -247,17 +237,7 @@ def _compile_from_config(archive, model, cc):
     if not isinstance(cc, dict):
         raise archive.error("compile_config is malformed")
     try:
-        opt = optimizers.deserialize(cc.get("optimizer"))
-        loss = losses.deserialize(cc["loss"]) if cc.get("loss") is not None else None
-        metric_ids = []
-        for m in cc.get("metrics") or []:
-            if isinstance(m, str):
-                metric_ids.append(m)
-            elif isinstance(m, dict) and m.get("class_name") in metrics.METRIC_CLASSES:
-                metric_ids.append(metrics.METRIC_CLASSES[m["class_name"]].from_config(dict(m.get("config") or {})))
-            else:
-                raise ValueError(f"unknown metric {m!r}")
-        model.compile(optimizer=opt, loss=loss, metrics=metric_ids)
+        model.compile_from_config(cc)
     except (TypeError, ValueError, KeyError) as err:
         raise archive.error(f"the compile config cannot be restored: {err}") from None
 
