@@ -13,6 +13,7 @@ add_loss() during a call replace those of the previous call, and masks travel on
 from __future__ import annotations
 
 import inspect
+import warnings
 
 import numpy as np
 
@@ -66,7 +67,16 @@ class Layer(Operation):
     _valid_kwargs = ("input_shape", "batch_input_shape", "input_dim", "batch_size", "weights")
     _cast_integer_inputs = False  # float-math layers (Dense, Conv...) set True: int inputs become their dtype
     _keeps_input_dtype = False  # shape-only layers (Reshape, Flatten...): symbolic outputs keep the input dtype
-    supports_masking = False
+
+    @property
+    def supports_masking(self):
+        """Whether outputs get masks from compute_mask (by default: when the layer overrides compute_mask)."""
+        value = self.__dict__.get("_supports_masking")
+        return type(self).compute_mask is not Layer.compute_mask if value is None else value
+
+    @supports_masking.setter
+    def supports_masking(self, value):
+        self.__dict__["_supports_masking"] = bool(value)
 
     def __init__(self, *, activity_regularizer=None, trainable=True, dtype=None, autocast=True, name=None,
                  **kwargs):
@@ -350,6 +360,10 @@ class Layer(Operation):
         raise NotImplementedError(f"Layer {type(self).__name__} does not have a `call()` method implemented.")
 
     # --- calling ----------------------------------------------------------------------------------
+    def _positional_names(self):
+        params = inspect.signature(self.call).parameters.values()
+        return [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+
     def _call_params(self):
         """(names of call()'s parameters, the default of its `training` parameter), cached per class."""
         cache = type(self).__dict__.get("_call_params_cache")
@@ -368,14 +382,16 @@ class Layer(Operation):
         return self._call_eager(args, kwargs)
 
     def _convert(self, x):
-        """numpy data -> clnet tensors; float tensors in the layer's dtype (Keras's autocast)."""
+        """numpy data -> clnet tensors; float tensors in the layer's dtype (Keras's autocast), masks kept."""
         if isinstance(x, clnet.Tensor):
-            if self.autocast and _dt.is_floating(x.dtype) and is_float_dtype(self._dtype_name) and \
-                    x.dtype != self.dtype:
-                return x.to(dtype=self.dtype)
-            if self._cast_integer_inputs and not _dt.is_floating(x.dtype):
-                return x.to(dtype=self.dtype)
-            return x
+            cast = (self.autocast and _dt.is_floating(x.dtype) and is_float_dtype(self._dtype_name) and
+                    x.dtype != self.dtype) or (self._cast_integer_inputs and not _dt.is_floating(x.dtype))
+            if not cast:
+                return x
+            y = x.to(dtype=self.dtype)
+            if getattr(x, "_keras_mask", None) is not None:
+                y._keras_mask = x._keras_mask
+            return y
         if isinstance(x, (np.ndarray, np.generic)):
             arr = np.asarray(x)
             if arr.dtype == object:
@@ -410,12 +426,19 @@ class Layer(Operation):
             training = training_default
         if "training" in names and training is not None:
             kwargs["training"] = training
-        if "mask" in kwargs:
+        if "mask" in kwargs and kwargs["mask"] is not None:
             mask = kwargs["mask"]
         else:
             mask = _masks_of(first)
             if mask is not None and "mask" in names:
                 kwargs["mask"] = mask
+        if any(n.endswith("_mask") for n in names):  # Keras passes query_mask= for an argument named query, ...
+            bound = dict(zip(self._positional_names(), args))
+            bound.update(kwargs)
+            for arg_name, value in bound.items():
+                key = f"{arg_name}_mask"
+                if key in names and kwargs.get(key) is None and _masks_of(value) is not None:
+                    kwargs[key] = _masks_of(value)
         if outer is None:
             self._clear_losses()
         with call_context(training=training):
@@ -459,15 +482,25 @@ class Layer(Operation):
         return previous_mask if self.supports_masking else None
 
     def _attach_masks(self, inputs, outputs, previous_mask):
-        if previous_mask is None and type(self).compute_mask is Layer.compute_mask:
+        """Keras's rule: a layer that supports masking gives its outputs compute_mask()'s masks; one that does not
+        drops an incoming mask (with Keras's warning), unless it returned its input tensor itself."""
+        if not self.supports_masking:
+            if previous_mask is not None and not in_shapes_only_run() and \
+                    not any(out is inp for out in tree.flatten(outputs) for inp in tree.flatten(inputs)):
+                warnings.warn(f"Layer '{self.name}' (of type {type(self).__name__}) was passed an input with a mask "
+                              "attached to it. However, this layer does not support masking and will therefore "
+                              "destroy the mask information. Downstream layers will not see the mask.", stacklevel=3)
             return
+        outs = tree.flatten(outputs)
+        if all(getattr(o, "_keras_mask", None) is not None for o in outs if isinstance(o, clnet.Tensor)) and \
+                any(isinstance(o, clnet.Tensor) for o in outs):
+            return  # masks already set by call()
         masks = self.compute_mask(inputs, previous_mask)
         if masks is None:
             return
-        outs = tree.flatten(outputs)
         mask_list = tree.flatten(masks) if isinstance(masks, (list, tuple)) else [masks] * len(outs)
         for out, m in zip(outs, mask_list):
-            if isinstance(out, clnet.Tensor) and m is not None:
+            if isinstance(out, clnet.Tensor) and m is not None and getattr(out, "_keras_mask", None) is None:
                 out._keras_mask = m
 
     # --- symbolic calls ---------------------------------------------------------------------------
@@ -489,7 +522,19 @@ class Layer(Operation):
         flat = [t for t in tree.flatten(outputs) if isinstance(t, KerasTensor)]
         if len(flat) == 1:
             self._summary_shape = flat[0].shape
+        self._symbolic_masks(args[0] if args else None, flat)
         return outputs
+
+    def _symbolic_masks(self, inputs, outputs):
+        """Give symbolic outputs the masks compute_mask() would give (found by a placeholder run), so layers
+        called on them later see a mask while the model is being built, as in Keras."""
+        if inputs is None or not outputs or not self.supports_masking:
+            return
+        masks = placeholder_spec(lambda x: self.compute_mask(x, _masks_of(x)), (inputs,), {})
+        flat = tree.flatten(masks) if isinstance(masks, (list, tuple)) else [masks] * len(outputs)
+        for out, m in zip(outputs, flat):
+            if isinstance(m, KerasTensor):
+                out._keras_mask = m
 
     # --- config -----------------------------------------------------------------------------------
     def get_config(self):

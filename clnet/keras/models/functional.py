@@ -76,6 +76,10 @@ def map_graph(inputs, outputs):
     done = []
     for depth in sorted(by_depth, reverse=True):
         for node in by_depth[depth]:
+            if node.is_input and not any(id(t) in computable for t in node.outputs):
+                raise ValueError(f"Graph disconnected: cannot obtain value for tensor {node.outputs[0]} at layer "
+                                 f"'{node.operation.name}': it is a keras.Input that is not among the model's "
+                                 f"inputs. The following previous layers were accessed without issue: {done}")
             for x in node.input_tensors:
                 if id(x) not in computable:
                     raise ValueError(f"Graph disconnected: cannot find parent for tensor {x} at operation "
@@ -168,6 +172,12 @@ class FunctionalGraph:
             return [self._serialize_arg(v) for v in value]
         if isinstance(value, dict):
             return {k: self._serialize_arg(v) for k, v in value.items()}
+        if isinstance(value, slice):
+            return {"class_name": "__slice__", "config": {"start": self._serialize_arg(value.start),
+                                                          "stop": self._serialize_arg(value.stop),
+                                                          "step": self._serialize_arg(value.step)}}
+        if value is Ellipsis:
+            return {"class_name": "__ellipsis__", "config": {}}
         if value is None or isinstance(value, (bool, int, float, str)):
             return value
         if isinstance(value, np.generic):
@@ -249,6 +259,9 @@ def graph_from_config(config, custom_objects=None):
                 except KeyError:
                     break
                 op = created[name]
+                if isinstance(op, FunctionOp) and op.op_name == "get_item" and len(args) == 2 and \
+                        isinstance(args[1], list):
+                    args = (args[0], tuple(args[1]))  # an index tuple is saved as a list
                 before = len(op._inbound_nodes)
                 op(*args, **kwargs)
                 node_map[(name, done[name])] = before
@@ -292,6 +305,11 @@ def _node_args(node_data, created, node_map):
             return created[name]._inbound_nodes[node_map[(name, node_index)]].outputs[tensor_index]
         if isinstance(value, dict) and value.get("class_name") == "__tuple__":
             return tuple(resolve(v) for v in value["config"]["value"])
+        if isinstance(value, dict) and value.get("class_name") == "__slice__":
+            c = value.get("config") or {}
+            return slice(c.get("start"), c.get("stop"), c.get("step"))
+        if isinstance(value, dict) and value.get("class_name") == "__ellipsis__":
+            return Ellipsis
         if isinstance(value, list):
             return [resolve(v) for v in value]
         if isinstance(value, dict):

@@ -98,6 +98,15 @@ class Model(Trainer, Layer):
                                   "arguments that are not in the config). Save its weights with save_weights() and "
                                   "rebuild it in code, or give it get_config().")
 
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        """A functional config (layers, input_layers, output_layers) rebuilds the graph as `cls`; any other
+        config goes to cls(**config), as Keras."""
+        if isinstance(config, dict) and "layers" in config and "input_layers" in config and "output_layers" in config:
+            inputs, outputs = graph_from_config(config, custom_objects)
+            return cls(inputs, outputs, name=config.get("name"), trainable=config.get("trainable", True))
+        return super().from_config(config)
+
     def to_json(self, **kwargs):
         """The architecture as JSON (keras.models.model_from_json rebuilds it, with fresh weights)."""
         return json.dumps({"class_name": type(self).__name__, "config": self.get_config()}, **kwargs)
@@ -207,8 +216,7 @@ class Functional(Model):
             raise FileFormatError("this functional config was written by an earlier clnet (its format had "
                                   "'output_layer'); save the model again with this version")
         inputs, outputs = graph_from_config(config, custom_objects)
-        model = cls(inputs, outputs, name=config.get("name"), trainable=config.get("trainable", True))
-        return model
+        return cls(inputs, outputs, name=config.get("name"), trainable=config.get("trainable", True))
 
 
 def _fmt(shape):

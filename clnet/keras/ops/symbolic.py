@@ -102,6 +102,7 @@ class KerasTensor:
         self.sparse = bool(sparse)
         self.name = name or utils.unique_name("keras_tensor")
         self._keras_history = None
+        self._keras_mask = None
 
     @property
     def ndim(self):
@@ -230,7 +231,9 @@ class KerasTensor:
     def __ge__(self, other):
         return greater_equal(self, other)
 
-    # == and != keep their identity meaning: Keras tensors are dict keys and list members.
+    def __ne__(self, other):  # as Keras: != is an op, == keeps its identity meaning (KerasTensors are dict keys)
+        return not_equal(self, other)
+
     __hash__ = object.__hash__
 
     def __getitem__(self, key):
@@ -353,7 +356,11 @@ def _placeholders(structure, size, device):
         if not isinstance(x, KerasTensor):
             return x
         shape = tuple(size if s is None else s for s in x.shape)
-        return clnet.zeros(shape, dtype=_dt.as_dtype(x.dtype), device=device)
+        t = clnet.zeros(shape, dtype=_dt.as_dtype(x.dtype), device=device)
+        if x._keras_mask is not None:  # a symbolic mask becomes an all-true one of its shape
+            t._keras_mask = clnet.ones(tuple(size if s is None else s for s in x._keras_mask.shape), dtype=_dt.bool_,
+                                       device=device)
+        return t
     return tree.map_structure(make, structure)
 
 
