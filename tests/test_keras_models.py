@@ -152,7 +152,7 @@ def test_fit_before_compile_and_ambiguous_cardinality(device):
     with pytest.raises(ValueError, match=r"You must call `compile\(\)` before calling `evaluate\(\)`"):
         model.evaluate(x, y, verbose=0)
     model.compile(optimizer="sgd", loss="mse")
-    with pytest.raises(ValueError, match=r"Data cardinality is ambiguous.*'x' sizes: 10\n'y' sizes: 7"):
+    with pytest.raises(ValueError, match=r"(?s)Data cardinality is ambiguous.*'x' sizes: 10\n'y' sizes: 7"):
         model.fit(x, y[:7], verbose=0)
 
 

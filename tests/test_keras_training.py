@@ -307,3 +307,48 @@ def test_bad_fit_arguments(device, rng):
         model.fit(x, y[:, :2], verbose=0)
     with pytest.raises(ValueError, match="`y` argument is not supported when using a generator"):
         model.fit((xi for xi in x), y, verbose=0)
+
+
+def test_fit_evaluate_predict_take_generators_pydatasets_loaders_and_datasets(device, rng):
+    """Every input kind reaches the same batches: the same model trained on each gives the same weights."""
+    import clnet.data
+    from clnet.utils.data import DataLoader, TensorDataset
+
+    x = rng.standard_normal((24, 5)).astype(np.float32)
+    y = rng.standard_normal((24, 3)).astype(np.float32)
+
+    class Batches(keras.utils.PyDataset):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+
+        def __len__(self):
+            return 3
+
+        def __getitem__(self, i):
+            return x[i * 8:(i + 1) * 8], y[i * 8:(i + 1) * 8]
+
+    def generator():
+        while True:
+            for i in range(3):
+                yield x[i * 8:(i + 1) * 8], y[i * 8:(i + 1) * 8]
+
+    sources = {
+        "arrays": dict(x=x, y=y, batch_size=8, shuffle=False),
+        "generator": dict(x=generator(), steps_per_epoch=3),
+        "pydataset": dict(x=Batches(workers=2), shuffle=False),  # shuffle=True would shuffle the batch order
+        "loader": dict(x=DataLoader(TensorDataset(clnet.tensor(x), clnet.tensor(y)), batch_size=8)),
+        "dataset": dict(x=clnet.data.Dataset.from_tensor_slices((x, y)).batch(8)),
+    }
+    results = {}
+    for name, kwargs in sources.items():
+        keras.utils.set_random_seed(0)
+        model = mlp()
+        model.compile(optimizer=keras.optimizers.SGD(0.05), loss="mse", metrics=["mae"])
+        history = model.fit(epochs=2, verbose=0, **kwargs)
+        results[name] = (history.history["loss"], model.get_weights())
+    for name, (losses, weights) in results.items():
+        assert_close(losses, results["arrays"][0], rtol=1e-5, what=name)
+        for w, ref in zip(weights, results["arrays"][1]):
+            assert_close(w, ref, rtol=1e-5, atol=1e-6, what=name)
+    model.evaluate(Batches(), verbose=0)
+    assert model.predict(Batches(), verbose=0).shape == (24, 3)

@@ -12,194 +12,24 @@ datasets, loaders) goes through one function, Trainer._epoch_iterator.
 """
 from __future__ import annotations
 
-import math
-import warnings
 from collections.abc import Mapping, MutableMapping
 
 import numpy as np
-import pyopencl as cl
 
 import clnet
 from clnet.core import dispatch
 from clnet.tensor import Tensor
 
 from . import callbacks as callbacks_module
-from . import config, tree, utils
+from . import config, data_adapters, tree, utils
 from . import losses as losses_module
 from . import metrics as metrics_module
 from . import optimizers as optimizers_module
 from .compile_utils import CompileLoss, CompileMetrics
+from .data_adapters import unpack_x_y_sample_weight
 
 
 # --- data ------------------------------------------------------------------------------------------
-def _host_array(data, what):
-    """numpy view of one array-like (floats as float32, ints as int64, bools kept)."""
-    if isinstance(data, Tensor):
-        data = data.detach().numpy()
-    arr = np.asarray(data)
-    if arr.dtype == object:
-        raise TypeError(f"{what}: could not convert the data to a numeric array (ragged or mixed types)")
-    if arr.ndim == 0:
-        raise ValueError(f"{what}: expected an array with a batch dimension, got a scalar")
-    if arr.dtype.kind == "f" and arr.dtype != np.float32:
-        arr = arr.astype(np.float32)
-    elif arr.dtype.kind in "iu" and arr.dtype != np.int64:
-        arr = arr.astype(np.int64)
-    return arr
-
-
-def _is_array_like(x):
-    return isinstance(x, (np.ndarray, Tensor)) or (hasattr(x, "__array__") and not hasattr(x, "__next__"))
-
-
-def _is_array_data(x):
-    """Arrays, or lists/tuples/dicts of arrays (what fit slices into batches itself)."""
-    if x is None:
-        return True
-    if isinstance(x, dict):
-        return all(_is_array_like(v) or isinstance(v, (list, tuple)) for v in x.values())
-    if isinstance(x, (list, tuple)):
-        return all(_is_array_like(v) or (isinstance(v, (int, float)) and not isinstance(v, bool)) or
-                   isinstance(v, (list, tuple, dict)) for v in x)
-    return _is_array_like(x)
-
-
-def _array_structure(x, what):
-    """x as a structure of host arrays (a flat list of numbers is one array, as numpy reads it)."""
-    if x is None:
-        return None
-    if isinstance(x, (list, tuple)) and x and all(isinstance(v, (int, float, np.number)) for v in x):
-        return _host_array(np.asarray(x), what)
-    if isinstance(x, (list, tuple)) and x and all(isinstance(v, (list, tuple)) for v in x) and \
-            not any(isinstance(e, (np.ndarray, Tensor)) for v in x for e in v):
-        return _host_array(np.asarray(x), what)
-    return tree.map_structure(lambda a: _host_array(a, what), x)
-
-
-def _num_samples(struct):
-    sizes = {len(a) for a in tree.flatten(struct) if a is not None}
-    return sizes
-
-
-def _check_cardinality(x, y, sw):
-    sizes = {"x": _num_samples(x), "y": _num_samples(y) if y is not None else set(),
-             "sample_weight": _num_samples(sw) if sw is not None else set()}
-    allsizes = set().union(*sizes.values())
-    if len(allsizes) > 1:
-        parts = "".join(f"'{k}' sizes: {', '.join(str(s) for s in sorted(v))}\n" for k, v in sizes.items() if v)
-        raise ValueError("Data cardinality is ambiguous. Make sure all arrays contain the same number of samples."
-                         + parts)
-    return allsizes.pop() if allsizes else 0
-
-
-def _class_weight_to_sample_weight(y, class_weight):
-    if y is None or tree.is_nested(y):
-        raise ValueError("`class_weight` is only supported for Models with a single output.")
-    labels = y.argmax(-1) if y.ndim > 1 and y.shape[-1] > 1 else y.reshape(len(y), -1)[:, 0]
-    labels = np.asarray(labels).astype(np.int64)
-    table = np.ones(max(int(labels.max()) + 1 if labels.size else 1, max(class_weight) + 1), dtype=np.float32)
-    for k, w in class_weight.items():
-        table[int(k)] = float(w)
-    return table[labels]
-
-
-def _split(struct, start, stop):
-    return tree.map_structure(lambda a: a[start:stop], struct) if struct is not None else None
-
-
-class _Uploader:
-    """Non-blocking host->device copies; keeps each pending copy's host array alive until it has finished."""
-
-    def __init__(self, device):
-        self.device = device
-        self._pending = []
-
-    def __call__(self, arr):
-        if isinstance(arr, Tensor):
-            return arr
-        arr = np.ascontiguousarray(arr)
-        if arr.dtype == np.float64:
-            arr = arr.astype(np.float32)
-        t = Tensor._empty(arr.shape, arr.dtype, self.device)
-        if arr.size:
-            self._pending.append(dispatch.upload(self.device, t._buf, arr, blocking=False))
-        if len(self._pending) > 64:
-            done = cl.command_execution_status.COMPLETE
-            self._pending = [e for e in self._pending if e.command_execution_status != done]
-        return t
-
-    def structure(self, struct):
-        return tree.map_structure(lambda a: None if a is None else self(a), struct) if struct is not None else None
-
-    def finish(self):
-        for e in self._pending:
-            e.wait()
-        self._pending = []
-
-
-def unpack_x_y_sample_weight(data):
-    """Keras's rule for a batch: x, (x,), (x, y) or (x, y, sample_weight)."""
-    if isinstance(data, list):
-        data = tuple(data)
-    if not isinstance(data, tuple):
-        return data, None, None
-    if len(data) == 1:
-        return data[0], None, None
-    if len(data) == 2:
-        return data[0], data[1], None
-    if len(data) == 3:
-        return data
-    raise ValueError(f"Data is expected to be in format `x`, `(x,)`, `(x, y)`, or `(x, y, sample_weight)`, found: "
-                     f"a tuple of {len(data)} items")
-
-
-class _ArrayEpochs:
-    """Batches of arrays (and lists/dicts of arrays): a shuffled order per epoch, the last batch ragged."""
-
-    def __init__(self, x, y, sample_weight, batch_size, shuffle, rng):
-        self.x, self.y, self.sw = x, y, sample_weight
-        self.n = _check_cardinality(x, y, sample_weight)
-        self.batch_size, self.shuffle, self.rng = batch_size, shuffle, rng  # rng(): the generator to draw from
-        self.num_batches = -(-self.n // batch_size) if self.n else 0
-
-    def batches(self):
-        order = self.rng().permutation(self.n) if self.shuffle else None
-        for start in range(0, self.n, self.batch_size):
-            idx = order[start:start + self.batch_size] if order is not None else \
-                slice(start, min(start + self.batch_size, self.n))
-
-            def take(struct):
-                return tree.map_structure(lambda a: a[idx], struct) if struct is not None else None
-            yield take(self.x), take(self.y), take(self.sw)
-
-
-class _IterableEpochs:
-    """Batches from a generator, a dataset, a DataLoader or a PyDataset (each batch x, (x, y) or (x, y, sw))."""
-
-    def __init__(self, data, class_weight=None):
-        self.data, self.class_weight = data, class_weight
-        self._iterator = None
-        self.num_batches = len(data) if hasattr(data, "__len__") and not hasattr(data, "__next__") else None
-
-    def batches(self):
-        if hasattr(self.data, "__next__"):  # a generator: one pass, continued across epochs
-            source = self.data
-        elif hasattr(self.data, "__getitem__") and hasattr(self.data, "__len__") and not hasattr(self.data, "__iter__"):
-            source = (self.data[i] for i in range(len(self.data)))
-        else:
-            source = iter(self.data)
-        for batch in source:
-            x, y, sw = unpack_x_y_sample_weight(batch)
-            x = tree.map_structure(lambda a: a if isinstance(a, Tensor) else _host_array(a, "x"), x)
-            y = tree.map_structure(lambda a: a if isinstance(a, Tensor) else _host_array(a, "y"), y) \
-                if y is not None else None
-            if self.class_weight is not None and sw is None:
-                sw = _class_weight_to_sample_weight(y.numpy() if isinstance(y, Tensor) else y, self.class_weight)
-            yield x, y, sw
-        if hasattr(self.data, "on_epoch_end"):
-            self.data.on_epoch_end()
-
-
 # --- logs ------------------------------------------------------------------------------------------
 def _value(v):
     if isinstance(v, Tensor):
@@ -426,36 +256,15 @@ class Trainer:
             return self(x, training=False)
 
     # --- preparing data --------------------------------------------------------------------------
-    def _epoch_iterator(self, x, y=None, sample_weight=None, batch_size=None, shuffle=False, class_weight=None):
-        """The one place where fit/evaluate/predict turn their data into batches of host arrays (x, y, sw).
-
-        Arrays (and lists/dicts of them) are sliced here; anything else (generators, datasets, loaders,
-        PyDataset) is iterated and its batches unpacked as Keras does."""
-        if _is_array_data(x):
-            if x is None:
-                raise ValueError("Unrecognized data type: x=None (pass numpy arrays, tensors, a generator or a "
-                                 "dataset)")
-            xs = _array_structure(x, "x")
-            ys = _array_structure(y, "y")
-            sws = _array_structure(sample_weight, "sample_weight")
-            if class_weight is not None:
-                if sws is not None:
-                    raise ValueError("You cannot `class_weight` and `sample_weight` at the same time.")
-                sws = _class_weight_to_sample_weight(ys, class_weight)
-            if self._fit_rng is None:
-                self._fit_rng = np.random.default_rng(utils.host_rng().integers(2**63))
-            # the shuffling generator is read at each epoch: BackupAndRestore may replace it with a saved one
-            return _ArrayEpochs(xs, ys, sws, batch_size, shuffle, lambda: self._fit_rng)
-        if y is not None:
-            raise ValueError(f"`y` argument is not supported when using a {type(x).__name__} as input (the "
-                             "batches already hold the targets)")
-        if sample_weight is not None:
-            raise ValueError(f"`sample_weight` argument is not supported when using a {type(x).__name__} as input")
-        return _IterableEpochs(x, class_weight)
-
-    def _prepare_build(self, x_batch):
-        if not self.built:
-            self._build_for_data(x_batch)
+    def _epoch_iterator(self, x, y=None, sample_weight=None, batch_size=None, steps_per_epoch=None, shuffle=False,
+                        class_weight=None):
+        """Epochs of device batches (x, y, sample_weight) from any data fit/evaluate/predict accept: arrays and
+        lists/dicts of them, generators, PyDataset, DataLoaders, clnet.data datasets (keras.data_adapters)."""
+        if self._fit_rng is None:
+            self._fit_rng = np.random.default_rng(utils.host_rng().integers(2**63))
+        # the shuffling generator is read at each epoch: BackupAndRestore may replace it with a saved one
+        return data_adapters.EpochIterator(x, y, sample_weight, batch_size, steps_per_epoch, shuffle, class_weight,
+                                           device=self._device(), rng=lambda: self._fit_rng)
 
     def _build_for_data(self, x):
         """Build by calling the model on one sample (Sequential overrides this to build from the shape)."""
@@ -467,14 +276,17 @@ class Trainer:
             return w.device
         return clnet.default_device()
 
-    def _first_batch_builder(self, x):
-        flat = tree.flatten(x)
-        if flat and not self.built:
+    def _prepare_batch(self, batch):
+        """Build on the first batch; (x,), (x, y) or (x, y, sample_weight) as train_step expects."""
+        x, y, sw = batch
+        if not self.built:
+            flat = tree.flatten(x)
             if len(flat) == 1 and not isinstance(x, (list, tuple, dict)):
                 self._build_for_data(flat[0])
             else:
                 with clnet.no_grad():
                     self(tree.map_structure(lambda a: a[:1], x), training=False)
+        return (x,) if y is None and sw is None else ((x, y) if sw is None else (x, y, sw))
 
     # --- fit -------------------------------------------------------------------------------------
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None, validation_split=0.0,
@@ -492,41 +304,31 @@ class Trainer:
         if validation_data is not None:
             val = validation_data
         elif validation_split:
-            if not _is_array_data(x):
-                raise ValueError("`validation_split` is only supported for Tensors or NumPy arrays, found following "
-                                 f"types in the input: {[type(x)]}")
-            xs, ys = _array_structure(x, "x"), _array_structure(y, "y")
-            sws = _array_structure(sample_weight, "sample_weight")
-            n = _check_cardinality(xs, ys, sws)
-            split = int(math.floor(n * (1.0 - validation_split)))
-            if split == 0 or split == n:
-                raise ValueError(f"validation_split={validation_split} leaves no training or no validation samples "
-                                 f"out of {n}")
-            x, y, sample_weight = _split(xs, 0, split), _split(ys, 0, split), _split(sws, 0, split)
-            val = (_split(xs, split, n), _split(ys, split, n)) + ((_split(sws, split, n),) if sws is not None else ())
-        train = self._epoch_iterator(x, y, sample_weight, batch_size, shuffle, class_weight)
-        if train.num_batches == 0:
-            raise ValueError("Expected input data to be non-empty.")
+            arrays = tuple(data_adapters.array_structure(a, what) if data_adapters.is_array_data(a) else a
+                           for a, what in ((x, "x"), (y, "y"), (sample_weight, "sample_weight")))
+            (x, y, sample_weight), val = data_adapters.train_validation_split(arrays, validation_split)
         steps = steps_per_epoch
         if config.max_steps_per_epoch() is not None:
             steps = min(steps or config.max_steps_per_epoch(), config.max_steps_per_epoch())
+        train = self._epoch_iterator(x, y, sample_weight, batch_size, steps, shuffle, class_weight)
+        if train.num_batches == 0:
+            raise ValueError("Expected input data to be non-empty.")
         verbose = _verbose(verbose)
         cbs = callbacks_module.CallbackList(callbacks, add_history=True, add_progbar=verbose != 0, model=self,
                                             verbose=verbose, epochs=epochs, steps=steps or train.num_batches)
         self.stop_training = False
         self._initial_epoch = None
-        upload = _Uploader(None)
         cbs.on_train_begin({})
         start_epoch = self._initial_epoch if self._initial_epoch is not None else initial_epoch
         epoch_logs = {}
-        epochs_of_batches, val_batches = _EpochSteps(train, steps), None
+        val_batches = None
         for epoch in range(start_epoch, epochs):
             self.reset_metrics()
             cbs.on_epoch_begin(epoch, {})
             logs = None
-            for step, (xb, yb, swb) in epochs_of_batches.epoch():
+            for step, batch in train.enumerate_epoch():
                 cbs.on_train_batch_begin(step, {})
-                data = self._upload_batch(upload, xb, yb, swb)
+                data = self._prepare_batch(batch)
                 if self._train_vars is None:
                     self._train_vars = self.trainable_variables
                 logs = _Logs(self.train_step(data))
@@ -536,7 +338,6 @@ class Trainer:
             if logs is None:
                 break
             epoch_logs = _read_logs(logs)
-            upload.finish()
             if val is not None and _should_validate(epoch, validation_freq):
                 if val_batches is None:  # made once: with validation_steps its pass continues across epochs
                     val_batches = self._test_batches(val, validation_batch_size or batch_size, validation_steps)
@@ -549,34 +350,23 @@ class Trainer:
         self._train_vars = None
         return cbs.history
 
-    def _upload_batch(self, upload, xb, yb, swb):
-        if upload.device is None:
-            self._first_batch_builder(xb)
-            upload.device = self._device()
-        x, y, sw = upload.structure(xb), upload.structure(yb), upload.structure(swb)
-        if not self.built:
-            self._prepare_build(x)
-        return (x,) if y is None and sw is None else ((x, y) if sw is None else (x, y, sw))
-
     # --- evaluate --------------------------------------------------------------------------------
     def _test_batches(self, data, batch_size, steps):
         if isinstance(data, (tuple, list)):
             x, y, sw = unpack_x_y_sample_weight(tuple(data))
-            return _EpochSteps(self._epoch_iterator(x, y, sw, batch_size), steps)
-        return _EpochSteps(self._epoch_iterator(data, None, None, batch_size), steps)
+            return self._epoch_iterator(x, y, sw, batch_size, steps)
+        return self._epoch_iterator(data, None, None, batch_size, steps)
 
     def _run_test(self, batches, cbs):
         self.reset_metrics()
         cbs.on_test_begin({})
-        upload = _Uploader(None)
         logs = None
-        for step, (xb, yb, swb) in batches.epoch():
+        for step, batch in batches.enumerate_epoch():
             cbs.on_test_batch_begin(step, {})
-            result = self.test_step(self._upload_batch(upload, xb, yb, swb))
+            result = self.test_step(self._prepare_batch(batch))
             logs = _Logs(result)
             cbs.on_test_batch_end(step, logs)
         out = _read_logs(logs) if logs is not None else {}
-        upload.finish()
         cbs.on_test_end(out)
         return out
 
@@ -586,14 +376,10 @@ class Trainer:
         self._assert_compiled("evaluate")
         batch_size = 32 if batch_size is None else _check_batch_size(batch_size)
         verbose = _verbose(verbose)
-        data = (x, y, sample_weight) if _is_array_data(x) else x
-        iterator_steps = steps
-        if iterator_steps is None and _is_array_data(x):
-            iterator_steps = -(-_check_cardinality(_array_structure(x, "x"), _array_structure(y, "y"), None)
-                               // batch_size)
+        batches = self._epoch_iterator(x, y, sample_weight, batch_size, steps)
         cbs = callbacks_module.CallbackList(callbacks, add_progbar=verbose != 0, model=self, verbose=verbose,
-                                            epochs=1, steps=iterator_steps)
-        logs = self._run_test(self._test_batches(data, batch_size, steps), cbs)
+                                            epochs=1, steps=batches.num_batches)
+        logs = self._run_test(batches, cbs)
         if return_dict:
             return logs
         return self._ordered_results(logs)
@@ -603,23 +389,20 @@ class Trainer:
         """Outputs for every sample as numpy arrays (in the model's output structure), computed batch by batch;
         one wait for the device at the end."""
         batch_size = 32 if batch_size is None else _check_batch_size(batch_size)
-        iterator = self._epoch_iterator(x, None, None, batch_size)
+        iterator = self._epoch_iterator(x, None, None, batch_size, steps)
         verbose = _verbose(verbose)
         cbs = callbacks_module.CallbackList(callbacks, add_progbar=verbose != 0, model=self, verbose=verbose,
-                                            epochs=1, steps=steps if steps is not None else iterator.num_batches)
-        upload = _Uploader(None)
+                                            epochs=1, steps=iterator.num_batches)
         pieces, reads = [], []
         cbs.on_predict_begin({})
-        for step, (xb, _, _) in _EpochSteps(iterator, steps).epoch():
+        for step, batch in iterator.enumerate_epoch():
             cbs.on_predict_batch_begin(step, {})
-            data = self._upload_batch(upload, xb, None, None)
-            outputs = self.predict_step(data)
+            outputs = self.predict_step(self._prepare_batch((batch[0], None, None)))
             host = tree.map_structure(lambda t: _read_async(t, reads), outputs)
             pieces.append(host)
             cbs.on_predict_batch_end(step, {"outputs": outputs})
         for e in reads:
             e.wait()
-        upload.finish()
         cbs.on_predict_end({})
         if not pieces:
             raise ValueError("Expected input data to be non-empty.")
@@ -631,65 +414,30 @@ class Trainer:
         return tree.map_structure(lambda t: t.numpy() if isinstance(t, Tensor) else t, out)
 
     def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict=False):
+        """One update on this batch; returns the loss and metrics of this batch (Keras resets them first)."""
         self._assert_compiled("train_on_batch")
-        iterator = self._epoch_iterator(x, y, sample_weight, max(1, _check_cardinality(
-            _array_structure(x, "x"), _array_structure(y, "y"), None)), False, class_weight)
-        xb, yb, swb = next(iterator.batches())
-        upload = _Uploader(None)
-        data = self._upload_batch(upload, xb, yb, swb)
+        (batch,) = [b for _, b in self._one_batch(x, y, sample_weight, class_weight)]
         self._train_vars = self.trainable_variables
         self.reset_metrics()
-        logs = _read_logs(_Logs(self.train_step(data)))
-        upload.finish()
+        logs = _read_logs(_Logs(self.train_step(self._prepare_batch(batch))))
         self._train_vars = None
         return logs if return_dict else self._ordered_results(logs)
 
     def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
-        n = _check_cardinality(_array_structure(x, "x"), _array_structure(y, "y"), None)
-        return self.evaluate(x, y, batch_size=max(n, 1), verbose=0, sample_weight=sample_weight,
-                             return_dict=return_dict)
+        self._assert_compiled("test_on_batch")
+        (batch,) = [b for _, b in self._one_batch(x, y, sample_weight, None)]
+        self.reset_metrics()
+        logs = _read_logs(_Logs(self.test_step(self._prepare_batch(batch))))
+        return logs if return_dict else self._ordered_results(logs)
+
+    def _one_batch(self, x, y, sample_weight, class_weight):
+        structures = [data_adapters.array_structure(a, w) for a, w in ((x, "x"), (y, "y"),
+                                                                       (sample_weight, "sample_weight"))]
+        n = data_adapters.num_samples(*structures)
+        return self._epoch_iterator(x, y, sample_weight, max(n, 1), None, False, class_weight).enumerate_epoch()
 
 
 # --- helpers ---------------------------------------------------------------------------------------
-class _EpochSteps:
-    """Which batches each epoch gets, as Keras's EpochIterator: without `steps` each epoch is one full pass;
-    with `steps` an epoch is that many batches of a pass that continues across epochs (a new pass starts when
-    one ends; an epoch cut short by the end of the data says so)."""
-
-    def __init__(self, source, steps):
-        self.source, self.steps = source, steps
-        self._current, self._seen = None, 0
-
-    def epoch(self):
-        if self.steps is None:
-            for step, batch in enumerate(self.source.batches()):
-                yield step, batch
-            return
-        known = self.source.num_batches
-        if self._current is None:
-            self._current, self._seen = self.source.batches(), 0
-        for step in range(self.steps):
-            if known and self._seen >= known:
-                _ran_out()
-                break
-            try:
-                batch = next(self._current)
-            except StopIteration:
-                _ran_out()
-                self._current = None
-                return
-            self._seen += 1
-            yield step, batch
-        if known and self._seen >= known:
-            self._current, self._seen = self.source.batches(), 0
-
-
-def _ran_out():
-    warnings.warn("Your input ran out of data; interrupting training. Make sure that your dataset or generator can "
-                  "generate at least `steps_per_epoch * epochs` batches. You may need to use the `.repeat()` "
-                  "function when building your dataset.", stacklevel=4)
-
-
 def _first_dim(x):
     flat = [t for t in tree.flatten(x) if isinstance(t, Tensor) and t.ndim]
     return int(flat[0].shape[0]) if flat else 1
