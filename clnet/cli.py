@@ -1,4 +1,5 @@
-"""The `clnet` command: `clnet devices`, `clnet selftest`, `clnet cache info|clear`, `clnet bench`, `clnet tune`.
+"""The `clnet` command: `clnet devices`, `clnet selftest`, `clnet cache info|clear`, `clnet bench`, `clnet tune`,
+`clnet launch` (clnet/distributed/launch.py).
 
 Subcommands live in the COMMANDS table at the bottom: one row (name, help, add_arguments, run) per
 command, so `bench` or `tune` are added by writing two functions and one row.
@@ -16,6 +17,7 @@ from typing import Callable
 import numpy as np
 
 from .backend.memory import format_bytes
+from .distributed import launch
 
 HOW_TO_GET_A_DEVICE = (
     "No OpenCL device found. To get one:\n"
@@ -453,6 +455,8 @@ COMMANDS: list[Command] = [
             _bench_args, cmd_bench),
     Command("tune", "search matmul kernel parameters for a device, verified against numpy; store the winner",
             _tune_args, cmd_tune),
+    Command("launch", "start K ranks of a training script with mpiexec, one device per local rank (clnet[mpi])",
+            launch.add_arguments, launch.run),
 ]
 
 
