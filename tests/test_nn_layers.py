@@ -303,8 +303,9 @@ def test_conv2d_init_and_repr(device):
     assert np.abs(conv.weight.numpy()).max() <= bound and np.abs(conv.bias.numpy()).max() <= bound
     assert repr(conv) == "Conv2d(4, 8, kernel_size=(3, 3), stride=(1, 1))"
     assert "padding='same'" in repr(nn.Conv2d(1, 1, 3, padding="same"))
-    with pytest.raises(NotImplementedError, match="groups"):
-        nn.Conv2d(4, 4, 3, groups=2)
+    assert nn.Conv2d(4, 6, 3, groups=2).weight.shape == (6, 2, 3, 3)
+    with pytest.raises(ValueError, match="divisible by groups"):
+        nn.Conv2d(4, 5, 3, groups=2)
     with pytest.raises(ValueError, match="strided"):
         nn.Conv2d(1, 1, 3, stride=2, padding="same")
 

@@ -1,10 +1,13 @@
-"""Containers: Sequential (modules applied in order), ModuleList and ModuleDict (registered holders)."""
+"""Containers: Sequential (modules applied in order), ModuleList and ModuleDict (registered holders of
+modules), ParameterList and ParameterDict (registered holders of parameters)."""
 from __future__ import annotations
 
 import operator
 from collections import OrderedDict
 
+from ..tensor import Tensor
 from .module import Module
+from .parameter import Parameter
 
 
 def _index(idx, n, what):
@@ -163,3 +166,117 @@ class ModuleDict(Module):
 
     def forward(self, *args, **kwargs):
         raise NotImplementedError("ModuleDict has no forward(); index it in your module's forward")
+
+
+def _as_parameter(value):
+    """ParameterList/Dict keep tensors as Parameters (as PyTorch: a plain tensor is wrapped)."""
+    if isinstance(value, Tensor) and not isinstance(value, Parameter):
+        return Parameter(value)
+    return value
+
+
+class ParameterList(Module):
+    """A list of Parameters that the parent module sees (named "0", "1", ...)."""
+
+    def __init__(self, values=None):
+        super().__init__()
+        self._size = 0
+        if values is not None:
+            self.extend(values)
+
+    def __len__(self):
+        return self._size
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
+    def __getitem__(self, idx):
+        if isinstance(idx, slice):
+            return ParameterList([self[i] for i in range(len(self))[idx]])
+        return getattr(self, str(_index(idx, len(self), "ParameterList")))
+
+    def __setitem__(self, idx, param):
+        setattr(self, str(_index(idx, len(self), "ParameterList")), _as_parameter(param))
+
+    def append(self, value) -> "ParameterList":
+        new = len(self)
+        self._size += 1
+        setattr(self, str(new), _as_parameter(value))
+        return self
+
+    def extend(self, values) -> "ParameterList":
+        for v in values:
+            self.append(v)
+        return self
+
+    def __iadd__(self, values):
+        return self.extend(values)
+
+    def extra_repr(self) -> str:
+        lines = []
+        for i in range(len(self)):
+            p = self[i]
+            kind = "Parameter" if p.__class__.__name__ == "Parameter" else type(p).__name__
+            lines.append(f"({i}): {kind} containing: [{p.dtype.name} of size {'x'.join(map(str, p.shape))}]")
+        return "\n".join(lines)
+
+    def forward(self, *args, **kwargs):
+        raise NotImplementedError("ParameterList has no forward(); use its parameters in your module's forward")
+
+
+class ParameterDict(Module):
+    """A dict of named Parameters that the parent module sees."""
+
+    def __init__(self, parameters=None):
+        super().__init__()
+        self._keys: dict = {}
+        if parameters is not None:
+            self.update(parameters)
+
+    def __getitem__(self, key):
+        return getattr(self, key)
+
+    def __setitem__(self, key, value):
+        self._keys[key] = None
+        setattr(self, key, _as_parameter(value))
+
+    def __delitem__(self, key):
+        del self._keys[key]
+        delattr(self, key)
+
+    def __len__(self):
+        return len(self._keys)
+
+    def __iter__(self):
+        return iter(self._keys)
+
+    def __contains__(self, key):
+        return key in self._keys
+
+    def keys(self):
+        return self._keys.keys()
+
+    def items(self):
+        return ((k, self[k]) for k in self._keys)
+
+    def values(self):
+        return (self[k] for k in self._keys)
+
+    def get(self, key, default=None):
+        return self[key] if key in self else default
+
+    def pop(self, key):
+        value = self[key]
+        del self[key]
+        return value
+
+    def update(self, parameters) -> None:
+        for key, value in (parameters.items() if hasattr(parameters, "items") else parameters):
+            self[key] = value
+
+    def extra_repr(self) -> str:
+        return "\n".join(f"({k}): Parameter containing: [{v.dtype.name} of size {'x'.join(map(str, v.shape))}]"
+                         for k, v in self.items())
+
+    def forward(self, *args, **kwargs):
+        raise NotImplementedError("ParameterDict has no forward(); use its parameters in your module's forward")

@@ -13,6 +13,7 @@ import numbers
 
 from .. import dtypes as _dt
 from ..autograd import needs_grad, no_grad, record
+from ..ops import conv as _conv
 from ..ops import elementwise as _ew
 from ..ops import matmul as _mm
 from ..ops import movement as _mv
@@ -21,6 +22,21 @@ from ..ops import reduce as _red
 from ..ops.nn import (softmax, log_softmax, cross_entropy, nll_loss, mse_loss, l1_loss,  # noqa: F401
                       binary_cross_entropy, binary_cross_entropy_with_logits)
 from ..tensor import Tensor
+from .functions.activation import *  # noqa: F401,F403
+from .functions.activation import __all__ as _activation_all
+from .functions.attention import *  # noqa: F401,F403
+from .functions.attention import __all__ as _attention_all
+from .functions.conv import conv1d, conv2d, conv_transpose1d, conv_transpose2d  # noqa: F401
+from .functions.embedding import *  # noqa: F401,F403
+from .functions.embedding import __all__ as _embedding_all
+from .functions.loss import *  # noqa: F401,F403
+from .functions.loss import __all__ as _loss_all
+from .functions.normalization import *  # noqa: F401,F403
+from .functions.normalization import __all__ as _norm_all
+from .functions.pooling import *  # noqa: F401,F403
+from .functions.pooling import __all__ as _pool_all
+from .functions.sampling import *  # noqa: F401,F403
+from .functions.sampling import __all__ as _sampling_all
 
 
 def _check_tensor(x, fn, what="input"):
@@ -85,69 +101,8 @@ def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     return y if input.ndim == 2 else _mv.reshape(y, lead + (weight.shape[0],))
 
 
-def _conv():
-    try:
-        from ..ops import conv
-    except ImportError as err:  # pragma: no cover - the conv ops ship with clnet
-        raise NotImplementedError("convolutions need clnet.ops.conv, which is not available") from err
-    return conv
-
-
 def _pair(v):
     return (v, v) if isinstance(v, numbers.Integral) else tuple(v)
-
-
-def pad(input: Tensor, pad, mode: str = "constant", value: float = 0.0) -> Tensor:
-    """Pad the last dimensions: pad = (left, right[, top, bottom, ...]) as in PyTorch (constant mode)."""
-    _check_tensor(input, "pad")
-    if mode != "constant":
-        raise NotImplementedError(f"pad: only mode='constant' is supported, got {mode!r}")
-    pad = tuple(int(p) for p in pad)
-    if len(pad) % 2 or len(pad) // 2 > input.ndim:
-        raise ValueError(f"pad: needs pairs (left, right) for at most {input.ndim} dimensions, got {pad}")
-    if any(p < 0 for p in pad):
-        raise NotImplementedError(f"pad: negative padding (cropping) is not supported, got {pad}")
-    shape = list(input.shape)
-    key = [slice(None)] * input.ndim
-    for i in range(len(pad) // 2):
-        d = input.ndim - 1 - i
-        lo, hi = pad[2 * i], pad[2 * i + 1]
-        key[d] = slice(lo, lo + shape[d])
-        shape[d] += lo + hi
-    from ..ops.creation import full
-    out = full(tuple(shape), value, dtype=input.dtype, device=input.device)
-    key = tuple(key)
-    _ew.copy_into(_mv.getitem(out.detach(), key), input)
-    if needs_grad(input):
-        record("pad", out, (input,), lambda g: _mv.getitem(g, key))
-    return out
-
-
-def _same_padding(weight_shape, stride, dilation):
-    """PyTorch's padding='same': total dilation * (k - 1) per axis, the odd extra on the bottom/right."""
-    if _pair(stride) != (1, 1):
-        raise ValueError("conv2d: padding='same' is not supported for strided convolutions")
-    dil = _pair(dilation)
-    total = [dil[i] * (weight_shape[2 + i] - 1) for i in range(2)]
-    return [(t // 2, t - t // 2) for t in total]
-
-
-def conv2d(input: Tensor, weight: Tensor, bias=None, stride=1, padding=0, dilation=1, groups: int = 1) -> Tensor:
-    """2-D convolution over NCHW input with weight (out_channels, in_channels, kh, kw).
-
-    padding is an int, a pair, 'valid' or 'same' (stride 1; an even kernel is padded more at the
-    bottom/right, as PyTorch does). Only groups=1 is supported.
-    """
-    _check_tensor(input, "conv2d")
-    _check_tensor(weight, "conv2d", "weight")
-    if groups != 1:
-        raise NotImplementedError(f"conv2d: groups={groups} is not supported (only groups=1)")
-    if isinstance(padding, str) and padding == "same" and weight.ndim == 4:
-        (top, bottom), (left, right) = _same_padding(weight.shape, stride, dilation)
-        if top != bottom or left != right:
-            input = pad(input, (left, right, top, bottom))
-            padding = 0
-    return _conv().conv2d(input, weight, bias, stride=stride, padding=padding, dilation=dilation)
 
 
 def _pool_args(fn, dilation=1, ceil_mode=False, **unsupported):
@@ -165,7 +120,7 @@ def max_pool2d(input: Tensor, kernel_size, stride=None, padding=0, dilation=1, c
     """Max over kernel_size windows of NCHW input; stride defaults to kernel_size."""
     _check_tensor(input, "max_pool2d")
     _pool_args("max_pool2d", dilation, ceil_mode)
-    return _conv().max_pool2d(input, kernel_size, stride, padding, return_indices=return_indices)
+    return _conv.max_pool2d(input, kernel_size, stride, padding, return_indices=return_indices)
 
 
 def avg_pool2d(input: Tensor, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
@@ -174,7 +129,7 @@ def avg_pool2d(input: Tensor, kernel_size, stride=None, padding=0, ceil_mode=Fal
     _check_tensor(input, "avg_pool2d")
     _pool_args("avg_pool2d", 1, ceil_mode, count_include_pad=(count_include_pad, True),
                divisor_override=(divisor_override, None))
-    return _conv().avg_pool2d(input, kernel_size, stride, padding)
+    return _conv.avg_pool2d(input, kernel_size, stride, padding)
 
 
 # --- dropout --------------------------------------------------------------------------------------------
@@ -284,7 +239,8 @@ def flatten(input: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
     return _mv.flatten(input, start_dim, end_dim)
 
 
-__all__ = ["relu", "sigmoid", "tanh", "leaky_relu", "softmax", "log_softmax", "linear", "conv2d", "pad",
-           "max_pool2d", "avg_pool2d", "dropout", "batch_norm", "one_hot", "flatten",
-           "mse_loss", "l1_loss", "cross_entropy", "nll_loss", "binary_cross_entropy",
-           "binary_cross_entropy_with_logits"]
+__all__ = (["relu", "sigmoid", "tanh", "leaky_relu", "softmax", "log_softmax", "linear", "conv1d", "conv2d",
+            "conv_transpose1d", "conv_transpose2d", "max_pool2d", "avg_pool2d", "dropout", "batch_norm",
+            "one_hot", "flatten", "mse_loss", "l1_loss", "cross_entropy", "nll_loss", "binary_cross_entropy",
+            "binary_cross_entropy_with_logits"]
+           + _activation_all + _attention_all + _embedding_all + _loss_all + _norm_all + _pool_all + _sampling_all)

@@ -1,0 +1,3 @@
+"""torch.nn.modules.linear: re-exported from clnet.nn.linear."""
+from ..linear import Identity, Linear  # noqa: F401
+from ..attention import NonDynamicallyQuantizableLinear  # noqa: F401

@@ -1,0 +1,2 @@
+"""torch.nn.modules.normalization: re-exported from clnet.nn.normalization."""
+from ..normalization import LayerNorm, GroupNorm, LocalResponseNorm  # noqa: F401

@@ -1,0 +1,2 @@
+"""torch.nn.modules.pooling: re-exported from clnet.nn.pooling."""
+from ..pooling import *  # noqa: F401,F403

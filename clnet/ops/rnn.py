@@ -1,0 +1,224 @@
+"""Recurrent layers (one layer, one direction) as one autograd op each: LSTM, GRU, Elman RNN (tanh/relu).
+
+Forward, as cuDNN and PyTorch do it: the input projections of every step in one matmul
+(x W_ih^T + biases, (T*B, G*H)); then per step one matmul h W_hh^T and one fused cell kernel
+(kernels/rnn.cl.mako) that writes h_t straight into the output sequence. The backward walks the steps in
+reverse with one cell-backward kernel and one matmul per step, collecting the gate gradients of every
+step in one (T, B, G*H) tensor; then the weight gradients are one matmul each over all steps
+(dW_ih = dG^T X, dW_hh = dG^T H_prev), the input gradient one matmul (dX = dG W_ih), the bias
+gradients one sum. Nothing per step is recorded on the tape: one node for the whole layer.
+
+clnet.nn's RNN/LSTM/GRU stack these layers (multi-layer, bidirectional, batch_first, dropout) and its
+cells (LSTMCell, ...) are these layers run for one step.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import dtypes as _dt
+from ..autograd import needs_grad, no_grad, record
+from ..backend.programs import ctype, get_kernel
+from ..tensor import Tensor
+from .creation import zeros
+from .matmul import matmul_ex, mm
+from .movement import concat, contiguous, reshape, transpose, unsqueeze
+from .nn import _acc_dtype
+
+GATES = {"lstm": 4, "gru": 3, "rnn_tanh": 1, "rnn_relu": 1}
+_INT_MAX = 2**31 - 1
+_i32 = np.int32
+
+
+def _check_float(x, name, what):
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name}: {what} must be a clnet Tensor, got {type(x).__name__}")
+    if not _dt.is_floating(x.dtype):
+        raise TypeError(f"{name}: {what} must be floating point, got {x.dtype.name}")
+
+
+def _check_shape(t, shape, name, what, like):
+    _check_float(t, name, what)
+    if tuple(t.shape) != tuple(shape):
+        raise ValueError(f"{name}: {what} must have shape {tuple(shape)}, got {tuple(t.shape)}")
+    if t.device is not like.device:
+        raise ValueError(f"{name}: {what} is on {t.device}, the input on {like.device}; move it with .to(device)")
+    if t.dtype != like.dtype:
+        raise TypeError(f"{name}: {what} is {t.dtype.name}, the input {like.dtype.name}")
+
+
+def _launch(dev, kern, n, *args):
+    wg = dev.profile.elementwise_wg
+    kern(dev.queue, (max(1, -(-n // wg)) * wg,), (wg,), *args)
+
+
+def _kernel(dev, cell, kernel, dtype, n_bufs):
+    return get_kernel(dev, "rnn.cl.mako", f"{cell}_{kernel}", arg_dtypes=[_i32, _i32] + [None, _i32] * n_bufs,
+                      cell=cell, kernel=kernel, t=ctype(dtype), acc=ctype(_acc_dtype(dtype)))
+
+
+def rnn_layer(mode: str, x: Tensor, hx, w_ih: Tensor, w_hh: Tensor, b_ih=None, b_hh=None, reverse: bool = False):
+    """One recurrent layer over a time-major sequence.
+
+    mode: "lstm", "gru", "rnn_tanh" or "rnn_relu"; x: (T, B, I); hx: h0 (B, H), or (h0, c0) for "lstm";
+    w_ih: (G*H, I), w_hh: (G*H, H), b_ih, b_hh: (G*H,) or None (G = 4, 3, 1), PyTorch's gate order.
+    reverse runs the sequence from its end (the backward direction of a bidirectional layer); the output
+    stays in input order. Returns (output (T, B, H), h_T) or, for "lstm", (output, h_T, c_T).
+    """
+    name = mode if mode in GATES else "rnn_layer"
+    if mode not in GATES:
+        raise ValueError(f"rnn_layer: mode must be one of {sorted(GATES)}, got {mode!r}")
+    G = GATES[mode]
+    _check_float(x, name, "input")
+    if x.ndim != 3:
+        raise ValueError(f"{name}: input must be (T, B, input_size), got {tuple(x.shape)}")
+    T, B, I = x.shape
+    if T == 0:
+        raise ValueError(f"{name}: the input sequence is empty (shape {tuple(x.shape)})")
+    if w_ih.ndim != 2 or w_ih.shape[0] % G:
+        raise ValueError(f"{name}: weight_ih must be ({G} * hidden_size, input_size), got {tuple(w_ih.shape)}")
+    H = w_ih.shape[0] // G
+    _check_shape(w_ih, (G * H, I), name, "weight_ih", x)
+    _check_shape(w_hh, (G * H, H), name, "weight_hh", x)
+    for what, b in (("bias_ih", b_ih), ("bias_hh", b_hh)):
+        if b is not None:
+            _check_shape(b, (G * H,), name, what, x)
+    if mode == "lstm":
+        if not isinstance(hx, (tuple, list)) or len(hx) != 2:
+            raise TypeError(f"{name}: hx must be a pair (h0, c0)")
+        h0, c0 = hx
+        _check_shape(c0, (B, H), name, "c0", x)
+    else:
+        h0, c0 = hx, None
+    _check_shape(h0, (B, H), name, "h0", x)
+    if T * B * 4 * H > _INT_MAX or T * B * I > _INT_MAX:
+        raise ValueError(f"{name}: a sequence of {T} x {B} x {max(I, 4 * H)} values exceeds 32-bit indexing; "
+                         "split the sequence")
+    dev, dtype = x.device, x.dtype
+    steps = range(T - 1, -1, -1) if reverse else range(T)
+
+    with no_grad():
+        xd = contiguous(x.detach())
+        w_ihd, w_hhd = w_ih.detach(), w_hh.detach()
+        if mode == "gru":
+            bias_i = b_ih.detach() if b_ih is not None else None
+            bias_h = b_hh.detach() if b_hh is not None else None
+        else:  # both biases add to the same pre-activations: fold them into the input projection
+            parts = [b.detach() for b in (b_ih, b_hh) if b is not None]
+            bias_i = parts[0] + parts[1] if len(parts) == 2 else (parts[0] if parts else None)
+            bias_h = None
+        gi = contiguous(matmul_ex(reshape(xd, (T * B, I)), w_ihd, trans_b=True, bias=bias_i))  # (T*B, G*H)
+        out = Tensor._empty((T, B, H), dtype, dev)
+        cs = Tensor._empty((T, B, H), dtype, dev) if mode == "lstm" else None
+        ws = Tensor._empty((T, B, 4 * H), dtype, dev) if mode in ("lstm", "gru") else None
+        h_prev = contiguous(h0.detach())
+        c_prev = contiguous(c0.detach()) if c0 is not None else None
+        kern = _kernel(dev, mode, "forward", dtype, {"lstm": 6, "gru": 5}.get(mode, 3))
+        BH = B * H
+        for t in steps:
+            gh = contiguous(matmul_ex(h_prev, w_hhd, trans_b=True, bias=bias_h))
+            args = [gi._buf, gi.offset + t * B * G * H, gh._buf, gh.offset]
+            if mode == "lstm":
+                args += [c_prev._buf, c_prev.offset, cs._buf, t * BH, ws._buf, t * B * 4 * H]
+            elif mode == "gru":
+                args += [h_prev._buf, h_prev.offset, ws._buf, t * B * 4 * H]
+            args += [out._buf, t * BH]
+            _launch(dev, kern, BH, B, H, *args)
+            h_prev = out[t]
+            if mode == "lstm":
+                c_prev = cs[t]
+        last = 0 if reverse else T - 1
+        h_T = out[last]
+        c_T = cs[last] if mode == "lstm" else None
+
+    outputs = (out, h_T) + ((c_T,) if mode == "lstm" else ())
+    inputs = [x, h0] + ([c0] if mode == "lstm" else []) + [w_ih, w_hh]
+    inputs += [b for b in (b_ih, b_hh) if b is not None]
+    if needs_grad(*inputs):
+        ctx = dict(mode=mode, T=T, B=B, H=H, I=I, G=G, reverse=reverse, steps=steps, x=xd,
+                   h0=contiguous(h0.detach()), c0=contiguous(c0.detach()) if c0 is not None else None,
+                   w_ih=w_ihd, w_hh=w_hhd, out=out.detach(), cs=cs, ws=ws,
+                   wants=[t.requires_grad for t in inputs], has_b=(b_ih is not None, b_hh is not None))
+        saved = (xd, out.detach()) + tuple(t for t in (cs, ws) if t is not None)
+        record(mode, outputs, tuple(inputs), lambda *g: _rnn_backward(ctx, *g), saved=saved)
+    return outputs
+
+
+def _rnn_backward(ctx, g_out, g_h, g_c=None):
+    mode, T, B, H, I, G = (ctx[k] for k in ("mode", "T", "B", "H", "I", "G"))
+    dev, dtype = ctx["x"].device, ctx["x"].dtype
+    out, cs, ws, x, h0, c0 = (ctx[k] for k in ("out", "cs", "ws", "x", "h0", "c0"))
+    w_ih, w_hh = ctx["w_ih"], ctx["w_hh"]
+    g_out = contiguous(g_out.to(dtype=dtype))
+    dh_mm = contiguous(g_h.to(dtype=dtype))
+    BH = B * H
+    dG = Tensor._empty((T, B, G * H), dtype, dev)
+    dGH = Tensor._empty((T, B, G * H), dtype, dev) if mode == "gru" else dG
+    if mode == "lstm":
+        carry = contiguous(g_c.to(dtype=dtype))
+    elif mode == "gru":
+        carry = zeros((B, H), dtype=dtype, device=dev)
+    else:
+        carry = None
+    kern = _kernel(dev, mode, "backward", dtype, {"lstm": 8, "gru": 8}.get(mode, 4))
+    steps = list(ctx["steps"])
+    for k in range(len(steps) - 1, -1, -1):
+        t = steps[k]
+        prev_t = steps[k - 1] if k > 0 else None  # the step whose state this one started from
+        args = [dh_mm._buf, dh_mm.offset, g_out._buf, t * BH]
+        new_carry = None
+        if mode in ("lstm", "gru"):
+            if prev_t is not None:
+                prev = (cs._buf, prev_t * BH) if mode == "lstm" else (out._buf, prev_t * BH)
+            else:
+                first = c0 if mode == "lstm" else h0
+                prev = (first._buf, first.offset)
+            new_carry = Tensor._empty((B, H), dtype, dev)
+            args += [carry._buf, carry.offset, ws._buf, t * B * 4 * H, *prev]
+            if mode == "lstm":
+                args += [cs._buf, t * BH]
+            else:
+                args += [dGH._buf, t * B * G * H]
+            args += [new_carry._buf, 0]
+        else:
+            args += [out._buf, t * BH]
+        args += [dG._buf, t * B * G * H]
+        _launch(dev, kern, BH, B, H, *args)
+        carry = new_carry
+        dh_mm = mm(dGH[t], w_hh)  # (B, H): the gradient reaching the previous state through W_hh
+    wants = ctx["wants"]
+    grads = []
+    # x
+    dG2 = reshape(dG, (T * B, G * H))
+    grads.append(reshape(mm(dG2, w_ih), (T, B, I)) if wants[0] else None)
+    # h0 (and c0)
+    dh0 = dh_mm + carry if mode == "gru" else dh_mm
+    grads.append(dh0 if wants[1] else None)
+    i = 2
+    if mode == "lstm":
+        grads.append(carry if wants[2] else None)
+        i = 3
+    # weights
+    grads.append(matmul_ex(dG2, reshape(x, (T * B, I)), trans_a=True) if wants[i] else None)
+    if wants[i + 1]:
+        h_first = unsqueeze(h0, 0)
+        if T == 1:
+            h_prev = h_first
+        elif ctx["reverse"]:
+            h_prev = concat([out[1:], h_first], 0)
+        else:
+            h_prev = concat([h_first, out[:-1]], 0)
+        grads.append(matmul_ex(reshape(dGH, (T * B, G * H)), reshape(h_prev, (T * B, H)), trans_a=True))
+    else:
+        grads.append(None)
+    from .reduce import sum as _sum
+    has_ih, has_hh = ctx["has_b"]
+    j = i + 2
+    if has_ih:
+        grads.append(_sum(dG2, 0) if wants[j] else None)
+        j += 1
+    if has_hh:
+        grads.append(_sum(reshape(dGH, (T * B, G * H)), 0) if wants[j] else None)
+    return tuple(grads)
+
+
+__all__ = ["rnn_layer", "GATES"]
