@@ -1025,6 +1025,142 @@ def test_float16_storage_matmul(dev, cfg):
         close(_half(a).T.T @ _half(b), _mm_ref(a, b), rtol=1e-2, atol=2e-2)
 
 
+# --- nn kernels: row norm, recurrent cells, attention (torch-nn) --------------------------------------------
+def _ln_ref(x, w=None, b=None, eps=1e-5):
+    x = x.astype(np.float64)
+    m = x.mean(-1, keepdims=True)
+    y = (x - m) / np.sqrt(((x - m) ** 2).mean(-1, keepdims=True) + eps)
+    return y * (1 if w is None else w) + (0 if b is None else b)
+
+
+# (shape, affine): short rows (one work-item each) and long rows (a work-group each on GPUs), with and
+# without the elementwise scale and shift
+NORM_CASES = [((4, 10), "both"), ((2, 300), "both"), ((3, 7), "none"), ((2, 130), "weight")]
+
+
+@pytest.mark.parametrize("shape,affine", NORM_CASES, ids=[f"{s}-{a}" for s, a in NORM_CASES])
+def test_layer_norm_forward_backward(dev, shape, affine):
+    n = shape[-1]
+    x, g = data(*shape) * 3 + 1, data(*shape)
+    w = data(n) if affine != "none" else None
+    b = data(n) if affine == "both" else None
+    xt = T(x, requires_grad=True)
+    wt = T(w, requires_grad=True) if w is not None else None
+    bt = T(b, requires_grad=True) if b is not None else None
+    y = F.layer_norm(xt, (n,), wt, bt)
+    close(y, _ln_ref(x, w, b), rtol=1e-4, atol=1e-5)
+    (y * T(g)).sum().backward()
+    x64 = x.astype(np.float64)
+    m = x64.mean(-1, keepdims=True)
+    rstd = 1 / np.sqrt(((x64 - m) ** 2).mean(-1, keepdims=True) + 1e-5)
+    xhat = (x64 - m) * rstd
+    gw = g * (1 if w is None else w)
+    close(xt.grad, rstd * (gw - gw.mean(-1, keepdims=True) - xhat * (gw * xhat).mean(-1, keepdims=True)),
+          rtol=1e-4, atol=1e-4)
+    if wt is not None:
+        close(wt.grad, (g * xhat).sum(0), rtol=1e-4, atol=1e-4)
+    if bt is not None:
+        close(bt.grad, g.sum(0), rtol=1e-4, atol=1e-4)
+
+
+def _sig(v):
+    return 1 / (1 + np.exp(-v))
+
+
+@pytest.mark.parametrize("mode", ["lstm", "gru", "rnn_tanh", "rnn_relu"])
+def test_rnn_cell_kernels(dev, mode):
+    from clnet.ops import rnn as rnn_ops
+    G = rnn_ops.GATES[mode]
+    T_, B, I, H = 2, 2, 2, 3  # small: every step is a matmul, which the vendor limit sets simulate slowly
+    x, h0, c0 = data(T_, B, I), data(B, H), data(B, H)
+    w_ih, w_hh, b_ih, b_hh = data(G * H, I) * 0.3, data(G * H, H) * 0.3, data(G * H), data(G * H)
+    xt = T(x, requires_grad=True)
+    wt = [T(a) for a in (w_ih, w_hh, b_ih, b_hh)]
+    hx = (T(h0), T(c0)) if mode == "lstm" else T(h0)
+    res = rnn_ops.rnn_layer(mode, xt, hx, *wt)
+    h, c = h0.astype(np.float64), c0.astype(np.float64)
+    outs = []
+    for t in range(T_):  # the reference recurrence in float64
+        gi, gh = x[t] @ w_ih.T + b_ih, h @ w_hh.T + b_hh
+        if mode == "lstm":
+            i, f, gg, o = np.split(gi + gh, 4, axis=1)
+            c = _sig(f) * c + _sig(i) * np.tanh(gg)
+            h = _sig(o) * np.tanh(c)
+        elif mode == "gru":
+            r, z = _sig(gi[:, :H] + gh[:, :H]), _sig(gi[:, H:2 * H] + gh[:, H:2 * H])
+            h = (1 - z) * np.tanh(gi[:, 2 * H:] + r * gh[:, 2 * H:]) + z * h
+        else:
+            h = np.tanh(gi + gh) if mode == "rnn_tanh" else np.maximum(gi + gh, 0)
+        outs.append(h)
+    close(res[0], np.stack(outs), rtol=1e-4, atol=1e-5)
+    loss = res[0].sum() + res[1].sum() + (res[2].sum() if mode == "lstm" else 0)
+    loss.backward()  # the cell-backward kernel (the gradients themselves: tests/test_ops_rnn.py)
+    assert np.isfinite(xt.grad.numpy()).all() and xt.grad.shape == x.shape
+
+
+# (L, S, E, EV, causal, mask): plain, causal, a bool mask with a fully masked row, a float mask broadcast
+# over the heads
+ATTN_CASES = [(3, 4, 2, 3, False, None), (4, 3, 3, 2, True, None), (3, 5, 2, 2, False, "bool"),
+              (2, 3, 2, 2, False, "float")]
+
+
+@pytest.mark.parametrize("case", ATTN_CASES, ids=[f"attn{i}" for i in range(len(ATTN_CASES))])
+def test_attention_forward_backward(dev, case):
+    L, S, E, EV, causal, kind = case
+    q, k, v = data(2, 2, L, E), data(2, 2, S, E), data(2, 2, S, EV)
+    mask = None
+    if kind == "bool":
+        mask = RNG.random((L, S)) > 0.4
+        mask[0] = False
+    elif kind == "float":
+        mask = data(2, 1, L, S)
+    qt, kt, vt = (T(a, requires_grad=True) for a in (q, k, v))
+    y = F.scaled_dot_product_attention(qt, kt, vt, attn_mask=T(mask) if mask is not None else None,
+                                       is_causal=causal)
+    s = q.astype(np.float64) @ np.swapaxes(k, -1, -2) / np.sqrt(E)
+    if causal:
+        s = np.where(np.tril(np.ones((L, S), bool)), s, -np.inf)
+    if mask is not None:
+        s = s + (np.where(mask, 0, -np.inf) if mask.dtype == bool else mask)
+    mx = s.max(-1, keepdims=True)
+    e = np.exp(s - np.where(np.isfinite(mx), mx, 0))
+    tot = e.sum(-1, keepdims=True)
+    p = np.where(tot > 0, e / np.where(tot > 0, tot, 1), 0)
+    close(y, p @ v, rtol=1e-4, atol=1e-5)
+    g = data(*y.shape)
+    (y * T(g)).sum().backward()
+    close(vt.grad, np.swapaxes(p, -1, -2) @ g, rtol=1e-4, atol=1e-5)
+    dp = g @ np.swapaxes(v, -1, -2)
+    ds = p * (dp - (dp * p).sum(-1, keepdims=True))
+    close(qt.grad, ds @ k / np.sqrt(E), rtol=1e-4, atol=1e-5)
+    close(kt.grad, np.swapaxes(ds, -1, -2) @ q / np.sqrt(E), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("family", ["norm", "rnn", "attention"])
+def test_float16_storage_nn(dev, family):
+    with profile_as(OCL, fp16=True):
+        if family == "norm":
+            x = data(3, 20, dtype=np.float16)
+            xt = _half(x).requires_grad_(True)
+            y = F.layer_norm(xt, (20,), _half(data(20)), _half(data(20)))
+            y.sum().backward()
+            assert np.isfinite(xt.grad.numpy().astype(np.float32)).all()
+            _close16(F.layer_norm(_half(x), (20,)), _ln_ref(x))
+        elif family == "rnn":
+            from clnet.ops import rnn as rnn_ops
+            xt = _half(data(2, 1, 2)).requires_grad_(True)
+            res = rnn_ops.rnn_layer("lstm", xt, (_half(data(1, 3)), _half(data(1, 3))), _half(data(12, 2) * 0.3),
+                                    _half(data(12, 3) * 0.3))
+            res[0].sum().backward()
+            assert np.isfinite(xt.grad.numpy().astype(np.float32)).all()
+        else:
+            q = data(1, 3, 4, dtype=np.float16)
+            qt = _half(q).requires_grad_(True)
+            y = F.scaled_dot_product_attention(qt, qt, qt, is_causal=True)
+            y.sum().backward()
+            assert np.isfinite(qt.grad.numpy().astype(np.float32)).all()
+
+
 # --- the run's own coverage ---------------------------------------------------------------------------------
 def _any(template, **want):
     """Whether some build of `template` had every wanted parameter (a value, or a predicate on it)."""
@@ -1121,6 +1257,20 @@ def _required():
         req.append((f"{template} half storage", template, dict(t="half") if template != "elementwise.cl.mako"
                     else dict(out_t="half")))
     req.append(("random.cl.mako half output", "random.cl.mako", dict(out_t="half")))
+    for kernel in ("forward", "backward"):
+        req.append((f"norm {kernel} one item per row", "norm.cl.mako", dict(kernel=kernel, wg=1)))
+        req.append((f"norm {kernel} one group per row", "norm.cl.mako", dict(kernel=kernel, wg=lambda w: w > 1)))
+    req += [("norm forward no affine", "norm.cl.mako", dict(kernel="forward", has_weight=False, has_bias=False)),
+            ("norm forward weight only", "norm.cl.mako", dict(kernel="forward", has_weight=True, has_bias=False)),
+            ("norm grad_params dw+db", "norm.cl.mako", dict(kernel="grad_params", has_weight=True, has_bias=True)),
+            ("norm grad_params dw", "norm.cl.mako", dict(kernel="grad_params", has_weight=True, has_bias=False))]
+    for cell in ("lstm", "gru", "rnn_tanh", "rnn_relu"):
+        req += [(f"rnn {cell} {k}", "rnn.cl.mako", dict(cell=cell, kernel=k)) for k in ("forward", "backward")]
+    for kernel in ("forward", "backward_dq", "backward_dkv"):
+        req += [(f"attention {kernel} causal", "attention.cl.mako", dict(kernel=kernel, causal=True)),
+                (f"attention {kernel} masked", "attention.cl.mako", dict(kernel=kernel, masked=True)),
+                (f"attention {kernel} plain", "attention.cl.mako", dict(kernel=kernel, causal=False, masked=False))]
+    req += [(f"{t} half storage", t, dict(t="half")) for t in ("norm.cl.mako", "rnn.cl.mako", "attention.cl.mako")]
     return req
 
 

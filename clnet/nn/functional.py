@@ -4,8 +4,10 @@
     loss = F.cross_entropy(model(x), labels)
 
 Everything here is a thin front to clnet.ops (one implementation of every piece of math, shared with
-clnet.keras): fused kernels for softmax, cross-entropy and the pointwise losses, the conv/pool
-kernels of clnet.ops.conv, and autograd-recorded compositions elsewhere.
+clnet.keras): fused kernels for softmax, cross-entropy and the pointwise losses, layer/group norm
+(clnet.ops.norm), attention (clnet.ops.attention), the conv/pool kernels of clnet.ops.conv, and
+autograd-recorded compositions elsewhere. The basics live in this file; the rest by topic in
+clnet.nn.functions (activation, conv, pooling, sampling, normalization, loss, attention, embedding).
 """
 from __future__ import annotations
 
