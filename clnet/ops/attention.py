@@ -16,14 +16,20 @@ import math
 import numpy as np
 
 from .. import dtypes as _dt
-from ..autograd import needs_grad, record
 from ..backend.programs import ctype, get_kernel
-from ..tensor import Tensor
+from ..core import dispatch
+from ..core.dispatch import op
+from ..core.storage import TensorBase
+from ..core.tape import needs_grad, record
 from . import elementwise as _ew
+from .broadcast import expand
+from .creation import arange
 from .matmul import matmul
-from .movement import contiguous, expand, reshape, transpose
+from .movement import contiguous, reshape, transpose
 from .nn import _acc_dtype, softmax
+from .random import dropout_mask
 from .reduce import any as any_
+from .shapes import broadcast_shapes
 
 MAX_HEAD = 256      # the largest head size the fused kernels hold in private arrays
 _INT_MAX = 2**31 - 1
@@ -31,7 +37,7 @@ _i32 = np.int32
 
 
 def _check(x, what):
-    if not isinstance(x, Tensor):
+    if not isinstance(x, TensorBase):
         raise TypeError(f"scaled_dot_product_attention: {what} must be a clnet Tensor, got {type(x).__name__}")
     if not _dt.is_floating(x.dtype):
         raise TypeError(f"scaled_dot_product_attention: {what} must be floating point, got {x.dtype.name}")
@@ -41,7 +47,6 @@ def _check(x, what):
 
 
 def _batch_shape(q, k, v):
-    from .elementwise import broadcast_shapes
     try:
         return broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
     except ValueError:
@@ -49,13 +54,12 @@ def _batch_shape(q, k, v):
                          f"{tuple(k.shape)} and value {tuple(v.shape)} do not broadcast") from None
 
 
-def _additive_mask(mask, like: Tensor, L: int, S: int):
+def _additive_mask(mask, like: TensorBase, L: int, S: int):
     """A float mask (added to the scores) from a bool mask (True = take part) or a float one."""
-    if not isinstance(mask, Tensor):
+    if not isinstance(mask, TensorBase):
         raise TypeError(f"scaled_dot_product_attention: attn_mask must be a clnet Tensor, got {type(mask).__name__}")
     if mask.device is not like.device:
         raise ValueError(f"scaled_dot_product_attention: attn_mask is on {mask.device}, the query on {like.device}")
-    from .elementwise import broadcast_shapes
     try:
         broadcast_shapes(mask.shape, (L, S))
     except ValueError:
@@ -66,18 +70,17 @@ def _additive_mask(mask, like: Tensor, L: int, S: int):
     if not _dt.is_floating(mask.dtype):
         raise TypeError(f"scaled_dot_product_attention: attn_mask must be bool or floating point, got "
                         f"{mask.dtype.name}")
-    return mask if mask.dtype == like.dtype else mask.to(dtype=like.dtype)
+    return mask if mask.dtype == like.dtype else _ew.cast(mask, like.dtype)
 
 
 def _causal_mask(L, S, like):
     """0 on and below the diagonal (key j <= query i), -inf above: PyTorch's is_causal."""
-    from .creation import arange
     i = reshape(arange(L, dtype=_dt.int32, device=like.device), (L, 1))
     j = arange(S, dtype=_dt.int32, device=like.device)
     return _ew.launch("(v1 <= v0 ? 0 : -INFINITY)", [i, j], like.dtype, like.dtype)
 
 
-def _mask_strides(mask: Tensor, batch: tuple, L: int, S: int):
+def _mask_strides(mask: TensorBase, batch: tuple, L: int, S: int):
     """(mask, NB2, mb1, mb2, mi, mj): the mask broadcast to batch + (L, S) addressed by (b1, b2, i, j) with
     bh = b1 * NB2 + b2 (b2 the last batch dimension). A mask whose leading batch dims cannot be seen as one
     stride is copied out to that shape first."""
@@ -100,7 +103,7 @@ def _mask_strides(mask: Tensor, batch: tuple, L: int, S: int):
     return full, nb2, mb1, mb2, st[-2], st[-1]
 
 
-def _as3(x: Tensor, batch: tuple) -> Tensor:
+def _as3(x: TensorBase, batch: tuple) -> TensorBase:
     """x broadcast to batch + its last two dims, seen as (prod(batch), n, d), contiguous (recorded)."""
     if tuple(x.shape[:-2]) != tuple(batch):
         x = expand(x, batch + tuple(x.shape[-2:]))
@@ -113,8 +116,8 @@ def _fused(q3, k3, v3, mask_info, causal, scale):
     BH, L, E = q3.shape
     S, EV = k3.shape[1], v3.shape[2]
     acc = np.dtype(_acc_dtype(dtype))
-    out = Tensor._empty((BH, L, EV), dtype, dev)
-    lse = Tensor._empty((BH, L), acc, dev)
+    out = TensorBase._empty((BH, L, EV), dtype, dev)
+    lse = TensorBase._empty((BH, L), acc, dev)
     if out.numel() == 0:
         return out
     masked = mask_info is not None
@@ -133,11 +136,11 @@ def _fused(q3, k3, v3, mask_info, causal, scale):
         od = out.detach()
 
         def backward(g):
-            gc = contiguous(g.to(dtype=dtype))
-            dq = Tensor._empty(q3.shape, dtype, dev)
-            dk = Tensor._empty(k3.shape, dtype, dev)
-            dv = Tensor._empty(v3.shape, dtype, dev)
-            D = Tensor._empty((BH, L), acc, dev)
+            gc = contiguous(g if g.dtype == dtype else _ew.cast(g, dtype))
+            dq = TensorBase._empty(q3.shape, dtype, dev)
+            dk = TensorBase._empty(k3.shape, dtype, dev)
+            dv = TensorBase._empty(v3.shape, dtype, dev)
+            D = TensorBase._empty((BH, L), acc, dev)
             kq = get_kernel(dev, "attention.cl.mako", "attention_backward_dq",
                             arg_dtypes=head + m_types + [None, _i32, None, _i32, None, None, None],
                             kernel="backward_dq", **params)
@@ -156,21 +159,22 @@ def _fused(q3, k3, v3, mask_info, causal, scale):
 
 def _launch(dev, kern, n, *args):
     wg = dev.profile.elementwise_wg
-    kern(dev.queue, (max(1, -(-n // wg)) * wg,), (wg,), *args)
+    dispatch.launch(dev, kern, (max(1, -(-n // wg)) * wg,), (wg,), list(args))
 
 
+@op("attention_with_weights")
 def attention_with_weights(query, key, value, mask=None, dropout_p=0.0, is_causal=False, scale=None):
     """The explicit path: (out, weights) with weights = dropout(softmax(scale * q k^T + mask)) of shape
     (..., L, S). Rows every key is masked out of get zero weights, as in the fused path."""
     L, S = query.shape[-2], key.shape[-2]
     scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else float(scale)
-    scores = matmul(query, transpose(key, -2, -1)) * scale
+    scores = _ew.mul(matmul(query, transpose(key, -2, -1)), scale)
     additive = None
     if is_causal:
         additive = _causal_mask(L, S, query)
     if mask is not None:
         m = _additive_mask(mask, query, L, S)
-        additive = m if additive is None else additive + m
+        additive = m if additive is None else _ew.add(additive, m)
     if additive is None:
         weights = softmax(scores, -1)
     else:
@@ -180,16 +184,16 @@ def attention_with_weights(query, key, value, mask=None, dropout_p=0.0, is_causa
         masked_out = _ew.launch("v0 == -INFINITY", [additive.detach()], _dt.bool_, additive.dtype)
         finite = _ew.where(masked_out, low, additive)
         keep = any_(_ew.logical_not(masked_out), -1, keepdim=True)
-        weights = softmax(scores + finite, -1) * keep.to(dtype=query.dtype)
+        weights = _ew.mul(softmax(_ew.add(scores, finite), -1), _ew.cast(keep, query.dtype))
     if dropout_p > 0:
-        from ..ops.random import dropout_mask
         keep = dropout_mask(weights.shape, float(dropout_p), device=weights.device, dtype=weights.dtype)
-        weights = weights * keep
+        weights = _ew.mul(weights, keep)
     return matmul(weights, value), weights
 
 
+@op("scaled_dot_product_attention")
 def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p: float = 0.0,
-                                 is_causal: bool = False, scale=None, enable_gqa: bool = False) -> Tensor:
+                                 is_causal: bool = False, scale=None, enable_gqa: bool = False) -> TensorBase:
     """softmax(query key^T * scale + attn_mask) value over the last two dimensions (PyTorch's
     F.scaled_dot_product_attention): query (..., L, E), key (..., S, E), value (..., S, Ev) -> (..., L, Ev).
 
@@ -224,7 +228,7 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p: f
     L, E = query.shape[-2:]
     S, EV = value.shape[-2:]
     scale = 1.0 / math.sqrt(E) if scale is None else float(scale)
-    mask_grad = isinstance(attn_mask, Tensor) and needs_grad(attn_mask)
+    mask_grad = isinstance(attn_mask, TensorBase) and needs_grad(attn_mask)
     if dropout_p > 0 or mask_grad or max(E, EV) > MAX_HEAD or E == 0:
         return attention_with_weights(query, key, value, attn_mask, dropout_p, is_causal, scale)[0]
     batch = _batch_shape(query, key, value)

@@ -15,21 +15,25 @@ import numbers
 import numpy as np
 
 from .. import dtypes as _dt
-from ..autograd import needs_grad, record
 from ..backend.programs import ctype, get_kernel
-from ..tensor import Tensor
+from ..core import dispatch
+from ..core.dispatch import op
+from ..core.storage import TensorBase
+from ..core.tape import needs_grad, record
+from .elementwise import cast, pointwise
 from .movement import contiguous, reshape
-from .nn import _acc_dtype, _idx, _launch_rows, _pointwise, row_group_size
+from .nn import _acc_dtype, _idx, _launch_rows, row_group_size
+from .reduce import sum as _sum
 
 
 def _check(x, name: str, what: str = "input") -> None:
-    if not isinstance(x, Tensor):
+    if not isinstance(x, TensorBase):
         raise TypeError(f"{name}: {what} must be a clnet Tensor, got {type(x).__name__}")
     if not _dt.is_floating(x.dtype):
         raise TypeError(f"{name}: {what} must be a floating-point tensor, got {x.dtype.name}")
 
 
-def _check_param(p, like: Tensor, shape: tuple, name: str, what: str) -> None:
+def _check_param(p, like: TensorBase, shape: tuple, name: str, what: str) -> None:
     if p is None:
         return
     _check(p, name, what)
@@ -46,15 +50,15 @@ def _params(kernel, dtype, idx, wg=1, has_weight=False, has_bias=False):
                 has_weight=has_weight, has_bias=has_bias)
 
 
-def row_norm(x: Tensor, n: int, weight=None, bias=None, eps: float = 1e-5, name: str = "layer_norm") -> Tensor:
+def row_norm(x: TensorBase, n: int, weight=None, bias=None, eps: float = 1e-5, name: str = "layer_norm") -> TensorBase:
     """Normalise each run of n contiguous values of x (x.numel() % n == 0) to mean 0 and variance 1, then
     scale by weight and shift by bias (each n values, or None). Differentiable in x, weight and bias."""
     dev = x.device
     rows = x.numel() // n if n else 0
-    y = Tensor._empty(x.shape, x.dtype, dev)
+    y = TensorBase._empty(x.shape, x.dtype, dev)
     acc = _acc_dtype(x.dtype)
-    mean = Tensor._empty((rows,), acc, dev)
-    rstd = Tensor._empty((rows,), acc, dev)
+    mean = TensorBase._empty((rows,), acc, dev)
+    rstd = TensorBase._empty((rows,), acc, dev)
     if rows == 0 or n == 0:
         return y
     xc = contiguous(x.detach())
@@ -86,11 +90,11 @@ def row_norm(x: Tensor, n: int, weight=None, bias=None, eps: float = 1e-5, name:
 
 def _row_norm_backward(g, xc, wc, bshape, mean, rstd, n, rows, want_x, want_w, want_b, has_w, has_b):
     dev = xc.device
-    gc = contiguous(g.to(dtype=xc.dtype))
+    gc = contiguous(g if g.dtype == xc.dtype else cast(g, xc.dtype))
     idx, idt = _idx(xc, gc)
     dx = dw = db = None
     if want_x:
-        dx = Tensor._empty(xc.shape, xc.dtype, dev)
+        dx = TensorBase._empty(xc.shape, xc.dtype, dev)
         wg = row_group_size(dev, rows, n)
         w_args, w_types = ([wc._buf, wc.offset], [None, idt]) if wc is not None else ([], [])
         kern = get_kernel(dev, "norm.cl.mako", "norm_backward",
@@ -112,7 +116,6 @@ def _row_norm_backward(g, xc, wc, bshape, mean, rstd, n, rows, want_x, want_w, w
 
 def _param_grads(gc, xc, mean, rstd, n, rows, want_w, want_b):
     """(sum over rows of g * xhat, sum over rows of g), each of n values, or None where not wanted."""
-    from .reduce import sum as _sum
     dev = xc.device
     acc = _acc_dtype(xc.dtype)
     target = dev.compute_units * dev.profile.elementwise_wg * 4
@@ -122,20 +125,21 @@ def _param_grads(gc, xc, mean, rstd, n, rows, want_w, want_b):
     idx, idt = _idx(xc, gc)
     if nsplit * n >= 2**31:
         idx, idt = "long", np.dtype(np.int64)
-    parts = [Tensor._empty((nsplit, n), acc, dev) if want else None for want in (want_w, want_b)]
+    parts = [TensorBase._empty((nsplit, n), acc, dev) if want else None for want in (want_w, want_b)]
     kern = get_kernel(dev, "norm.cl.mako", "norm_grad_params",
                       arg_dtypes=[idt] * 4 + [None, idt, None, idt, None, None] + [None] * (want_w + want_b),
                       **_params("grad_params", xc.dtype, idx, 1, want_w, want_b))
     wg = dev.profile.elementwise_wg
-    kern(dev.queue, (-(-(nsplit * n) // wg) * wg,), (wg,), rows, n, per, nsplit, gc._buf, gc.offset,
-         xc._buf, xc.offset, mean._buf, rstd._buf, *[p._buf for p in parts if p is not None])
+    dispatch.launch(dev, kern, (-(-(nsplit * n) // wg) * wg,), (wg,),
+                    [rows, n, per, nsplit, gc._buf, gc.offset, xc._buf, xc.offset, mean._buf, rstd._buf]
+                    + [p._buf for p in parts if p is not None])
     out = []
     for p in parts:
         if p is None:
             out.append(None)
             continue
         s = _sum(p, 0) if nsplit > 1 else reshape(p, (n,))
-        out.append(s.to(dtype=xc.dtype))
+        out.append(s if s.dtype == xc.dtype else cast(s, xc.dtype))
     return tuple(out)
 
 
@@ -146,7 +150,7 @@ def _shape_arg(normalized_shape) -> tuple:
     return tuple(int(s) for s in normalized_shape)
 
 
-def layer_norm(input: Tensor, normalized_shape, weight=None, bias=None, eps: float = 1e-5) -> Tensor:
+def layer_norm(input: TensorBase, normalized_shape, weight=None, bias=None, eps: float = 1e-5) -> TensorBase:
     """Normalise over the trailing dimensions `normalized_shape` (mean 0, biased variance 1), then
     weight * x + bias elementwise over those dimensions (PyTorch's F.layer_norm)."""
     _check(input, "layer_norm")
@@ -159,7 +163,7 @@ def layer_norm(input: Tensor, normalized_shape, weight=None, bias=None, eps: flo
     return row_norm(input, math.prod(shape), weight, bias, eps, "layer_norm")
 
 
-def group_norm(input: Tensor, num_groups: int, weight=None, bias=None, eps: float = 1e-5) -> Tensor:
+def group_norm(input: TensorBase, num_groups: int, weight=None, bias=None, eps: float = 1e-5) -> TensorBase:
     """Normalise (N, C, *) input over each group of C // num_groups channels (and all positions), then
     scale and shift each channel by weight[c], bias[c] (PyTorch's F.group_norm)."""
     _check(input, "group_norm")
@@ -176,7 +180,7 @@ def group_norm(input: Tensor, num_groups: int, weight=None, bias=None, eps: floa
     return channel_affine(y, weight, bias)
 
 
-def channel_affine(y: Tensor, weight=None, bias=None) -> Tensor:
+def channel_affine(y: TensorBase, weight=None, bias=None) -> TensorBase:
     """y * weight[c] + bias[c] over dim 1 of (N, C, *) in one kernel (identity when both are None)."""
     if weight is None and bias is None:
         return y
@@ -184,7 +188,7 @@ def channel_affine(y: Tensor, weight=None, bias=None) -> Tensor:
     w = reshape(weight, cshape) if weight is not None else 1.0
     b = reshape(bias, cshape) if bias is not None else 0.0
     # v0 = y, v1 = weight, v2 = bias, v3 = incoming gradient
-    return _pointwise("channel_affine", "v0 * v1 + v2", [y, w, b], {0: "v3 * v1", 1: "v3 * v0", 2: "v3"}, y.dtype)
+    return pointwise("channel_affine", "v0 * v1 + v2", [y, w, b], {0: "v3 * v1", 1: "v3 * v0", 2: "v3"}, y.dtype)
 
 
 __all__ = ["row_norm", "layer_norm", "group_norm", "channel_affine"]

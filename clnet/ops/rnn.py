@@ -16,13 +16,17 @@ from __future__ import annotations
 import numpy as np
 
 from .. import dtypes as _dt
-from ..autograd import needs_grad, no_grad, record
 from ..backend.programs import ctype, get_kernel
-from ..tensor import Tensor
+from ..core import dispatch
+from ..core.dispatch import op
+from ..core.storage import TensorBase
+from ..core.tape import needs_grad, no_grad, record
 from .creation import zeros
+from .elementwise import add, cast
 from .matmul import matmul_ex, mm
-from .movement import concat, contiguous, reshape, transpose, unsqueeze
+from .movement import concat, contiguous, getitem, reshape, unsqueeze
 from .nn import _acc_dtype
+from .reduce import sum as _sum
 
 GATES = {"lstm": 4, "gru": 3, "rnn_tanh": 1, "rnn_relu": 1}
 _INT_MAX = 2**31 - 1
@@ -30,7 +34,7 @@ _i32 = np.int32
 
 
 def _check_float(x, name, what):
-    if not isinstance(x, Tensor):
+    if not isinstance(x, TensorBase):
         raise TypeError(f"{name}: {what} must be a clnet Tensor, got {type(x).__name__}")
     if not _dt.is_floating(x.dtype):
         raise TypeError(f"{name}: {what} must be floating point, got {x.dtype.name}")
@@ -48,7 +52,7 @@ def _check_shape(t, shape, name, what, like):
 
 def _launch(dev, kern, n, *args):
     wg = dev.profile.elementwise_wg
-    kern(dev.queue, (max(1, -(-n // wg)) * wg,), (wg,), *args)
+    dispatch.launch(dev, kern, (max(1, -(-n // wg)) * wg,), (wg,), list(args))
 
 
 def _kernel(dev, cell, kernel, dtype, n_bufs):
@@ -56,7 +60,8 @@ def _kernel(dev, cell, kernel, dtype, n_bufs):
                       cell=cell, kernel=kernel, t=ctype(dtype), acc=ctype(_acc_dtype(dtype)))
 
 
-def rnn_layer(mode: str, x: Tensor, hx, w_ih: Tensor, w_hh: Tensor, b_ih=None, b_hh=None, reverse: bool = False):
+@op("rnn_layer")
+def rnn_layer(mode: str, x: TensorBase, hx, w_ih: TensorBase, w_hh: TensorBase, b_ih=None, b_hh=None, reverse: bool = False):
     """One recurrent layer over a time-major sequence.
 
     mode: "lstm", "gru", "rnn_tanh" or "rnn_relu"; x: (T, B, I); hx: h0 (B, H), or (h0, c0) for "lstm";
@@ -104,12 +109,12 @@ def rnn_layer(mode: str, x: Tensor, hx, w_ih: Tensor, w_hh: Tensor, b_ih=None, b
             bias_h = b_hh.detach() if b_hh is not None else None
         else:  # both biases add to the same pre-activations: fold them into the input projection
             parts = [b.detach() for b in (b_ih, b_hh) if b is not None]
-            bias_i = parts[0] + parts[1] if len(parts) == 2 else (parts[0] if parts else None)
+            bias_i = add(parts[0], parts[1]) if len(parts) == 2 else (parts[0] if parts else None)
             bias_h = None
         gi = contiguous(matmul_ex(reshape(xd, (T * B, I)), w_ihd, trans_b=True, bias=bias_i))  # (T*B, G*H)
-        out = Tensor._empty((T, B, H), dtype, dev)
-        cs = Tensor._empty((T, B, H), dtype, dev) if mode == "lstm" else None
-        ws = Tensor._empty((T, B, 4 * H), dtype, dev) if mode in ("lstm", "gru") else None
+        out = TensorBase._empty((T, B, H), dtype, dev)
+        cs = TensorBase._empty((T, B, H), dtype, dev) if mode == "lstm" else None
+        ws = TensorBase._empty((T, B, 4 * H), dtype, dev) if mode in ("lstm", "gru") else None
         h_prev = contiguous(h0.detach())
         c_prev = contiguous(c0.detach()) if c0 is not None else None
         kern = _kernel(dev, mode, "forward", dtype, {"lstm": 6, "gru": 5}.get(mode, 3))
@@ -123,12 +128,12 @@ def rnn_layer(mode: str, x: Tensor, hx, w_ih: Tensor, w_hh: Tensor, b_ih=None, b
                 args += [h_prev._buf, h_prev.offset, ws._buf, t * B * 4 * H]
             args += [out._buf, t * BH]
             _launch(dev, kern, BH, B, H, *args)
-            h_prev = out[t]
+            h_prev = getitem(out, t)
             if mode == "lstm":
-                c_prev = cs[t]
+                c_prev = getitem(cs, t)
         last = 0 if reverse else T - 1
-        h_T = out[last]
-        c_T = cs[last] if mode == "lstm" else None
+        h_T = getitem(out, last)
+        c_T = getitem(cs, last) if mode == "lstm" else None
 
     outputs = (out, h_T) + ((c_T,) if mode == "lstm" else ())
     inputs = [x, h0] + ([c0] if mode == "lstm" else []) + [w_ih, w_hh]
@@ -143,18 +148,22 @@ def rnn_layer(mode: str, x: Tensor, hx, w_ih: Tensor, w_hh: Tensor, b_ih=None, b
     return outputs
 
 
+def _as(t, dtype):
+    return t if t.dtype == dtype else cast(t, dtype)
+
+
 def _rnn_backward(ctx, g_out, g_h, g_c=None):
     mode, T, B, H, I, G = (ctx[k] for k in ("mode", "T", "B", "H", "I", "G"))
     dev, dtype = ctx["x"].device, ctx["x"].dtype
     out, cs, ws, x, h0, c0 = (ctx[k] for k in ("out", "cs", "ws", "x", "h0", "c0"))
     w_ih, w_hh = ctx["w_ih"], ctx["w_hh"]
-    g_out = contiguous(g_out.to(dtype=dtype))
-    dh_mm = contiguous(g_h.to(dtype=dtype))
+    g_out = contiguous(_as(g_out, dtype))
+    dh_mm = contiguous(_as(g_h, dtype))
     BH = B * H
-    dG = Tensor._empty((T, B, G * H), dtype, dev)
-    dGH = Tensor._empty((T, B, G * H), dtype, dev) if mode == "gru" else dG
+    dG = TensorBase._empty((T, B, G * H), dtype, dev)
+    dGH = TensorBase._empty((T, B, G * H), dtype, dev) if mode == "gru" else dG
     if mode == "lstm":
-        carry = contiguous(g_c.to(dtype=dtype))
+        carry = contiguous(_as(g_c, dtype))
     elif mode == "gru":
         carry = zeros((B, H), dtype=dtype, device=dev)
     else:
@@ -172,7 +181,7 @@ def _rnn_backward(ctx, g_out, g_h, g_c=None):
             else:
                 first = c0 if mode == "lstm" else h0
                 prev = (first._buf, first.offset)
-            new_carry = Tensor._empty((B, H), dtype, dev)
+            new_carry = TensorBase._empty((B, H), dtype, dev)
             args += [carry._buf, carry.offset, ws._buf, t * B * 4 * H, *prev]
             if mode == "lstm":
                 args += [cs._buf, t * BH]
@@ -184,14 +193,14 @@ def _rnn_backward(ctx, g_out, g_h, g_c=None):
         args += [dG._buf, t * B * G * H]
         _launch(dev, kern, BH, B, H, *args)
         carry = new_carry
-        dh_mm = mm(dGH[t], w_hh)  # (B, H): the gradient reaching the previous state through W_hh
+        dh_mm = mm(getitem(dGH, t), w_hh)  # (B, H): the gradient reaching the previous state through W_hh
     wants = ctx["wants"]
     grads = []
     # x
     dG2 = reshape(dG, (T * B, G * H))
     grads.append(reshape(mm(dG2, w_ih), (T, B, I)) if wants[0] else None)
     # h0 (and c0)
-    dh0 = dh_mm + carry if mode == "gru" else dh_mm
+    dh0 = add(dh_mm, carry) if mode == "gru" else dh_mm
     grads.append(dh0 if wants[1] else None)
     i = 2
     if mode == "lstm":
@@ -204,13 +213,12 @@ def _rnn_backward(ctx, g_out, g_h, g_c=None):
         if T == 1:
             h_prev = h_first
         elif ctx["reverse"]:
-            h_prev = concat([out[1:], h_first], 0)
+            h_prev = concat([getitem(out, slice(1, None)), h_first], 0)
         else:
-            h_prev = concat([h_first, out[:-1]], 0)
+            h_prev = concat([h_first, getitem(out, slice(None, -1))], 0)
         grads.append(matmul_ex(reshape(dGH, (T * B, G * H)), reshape(h_prev, (T * B, H)), trans_a=True))
     else:
         grads.append(None)
-    from .reduce import sum as _sum
     has_ih, has_hh = ctx["has_b"]
     j = i + 2
     if has_ih:

@@ -1,6 +1,6 @@
 """Activation functions with PyTorch's names, formulas and defaults.
 
-Each is one elementwise kernel forward and one for its gradient (clnet.ops.nn._pointwise: a C expression
+Each is one elementwise kernel forward and one for its gradient (clnet.ops.elementwise.pointwise: a C expression
 over x and the constants, and the gradient's expression over the same operands plus the incoming
 gradient, which is the last operand). Irrational constants are operands, so they arrive in the compute
 type (float64 stays exact).
@@ -14,7 +14,8 @@ from ... import dtypes as _dt
 from ...autograd import no_grad
 from ...ops import elementwise as _ew
 from ...ops import movement as _mv
-from ...ops.nn import _pointwise, softmax
+from ...ops.elementwise import pointwise as _pointwise
+from ...ops.nn import softmax
 from ...tensor import Tensor
 
 

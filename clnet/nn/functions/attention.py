@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ... import dtypes as _dt
 from ...ops import elementwise as _ew
+from ...ops import broadcast as _bc
 from ...ops import movement as _mv
 from ...ops import reduce as _red
 from ...ops.attention import attention_with_weights, scaled_dot_product_attention
@@ -99,8 +100,8 @@ def multi_head_attention_forward(query, key, value, embed_dim_to_check, num_head
         kpm = _mv.reshape(kpm, (N, 1, 1, S))
 
     if bias_k is not None and bias_v is not None:
-        k = _mv.concat([k, _mv.expand(_mv.reshape(bias_k, (1, 1, E)), (1, N, E))], 0)
-        v = _mv.concat([v, _mv.expand(_mv.reshape(bias_v, (1, 1, E)), (1, N, E))], 0)
+        k = _mv.concat([k, _bc.expand(_mv.reshape(bias_k, (1, 1, E)), (1, N, E))], 0)
+        v = _mv.concat([v, _bc.expand(_mv.reshape(bias_v, (1, 1, E)), (1, N, E))], 0)
         mask = _mv.pad(mask, (0, 1)) if mask is not None else None
         kpm = _mv.pad(kpm, (0, 1)) if kpm is not None else None
     elif (bias_k is None) != (bias_v is None):

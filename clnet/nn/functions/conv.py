@@ -16,6 +16,7 @@ import numbers
 from ... import dtypes as _dt
 from ...autograd import needs_grad, record
 from ...ops import conv as _conv
+from ...ops import broadcast as _bc
 from ...ops import movement as _mv
 from ...ops.creation import zeros
 from ...ops.elementwise import copy_into
@@ -114,7 +115,7 @@ def _depthwise(x, weight, bias, stride, padding, dilation):
                          f"{H + 2 * ph}x{W + 2 * pw}")
     xp = _mv.pad(x, (pw, pw, ph, ph)) if ph or pw else x
     if m > 1:  # every input channel feeds m output channels: c * m + j
-        xp = _mv.reshape(_mv.expand(_mv.unsqueeze(xp, 2), (N, C, m) + tuple(xp.shape[2:])),
+        xp = _mv.reshape(_bc.expand(_mv.unsqueeze(xp, 2), (N, C, m) + tuple(xp.shape[2:])),
                          (N, OC) + tuple(xp.shape[2:]))
     w = _mv.reshape(weight, (1, OC, KH, KW))
     y = None

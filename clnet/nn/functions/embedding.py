@@ -9,8 +9,9 @@ import numpy as np
 from ... import dtypes as _dt
 from ...autograd import no_grad
 from ...ops import indexing as _ix
+from ...ops import broadcast as _bc
 from ...ops import movement as _mv
-from ...ops.nn import _pointwise
+from ...ops.elementwise import pointwise as _pointwise
 from ...tensor import Tensor
 
 
@@ -39,7 +40,7 @@ def embedding(input, weight, padding_idx=None, max_norm=None, norm_type: float =
         padding_idx = int(padding_idx) % n
     if max_norm is not None:
         _renorm_rows(weight, input, float(max_norm), float(norm_type))
-    out = _ix.advanced_getitem(weight, (input,))
+    out = _ix.getitem(weight, (input,))
     if padding_idx is not None and out.requires_grad:
         # an identity whose gradient is zero where the index is padding_idx (v0 = x, v1 = keep, v2 = g)
         keep = _mv.unsqueeze(input != padding_idx, -1)
@@ -54,12 +55,12 @@ def _renorm_rows(weight, input, max_norm, norm_type):
         return
     with no_grad():
         idx = (rows % weight.shape[0]).astype(np.int64)
-        w = _ix.advanced_getitem(weight, (idx,))
+        w = _ix.getitem(weight, (idx,))
         if norm_type == 2:
             norms = (w * w).sum(-1, keepdim=True).sqrt()
         else:
             norms = (w.abs() ** norm_type).sum(-1, keepdim=True) ** (1.0 / norm_type)
-        scale = _mv.expand(_pointwise("renorm", "(v0 > v1 ? v1 / (v0 + 1e-7f) : 1)", [norms, max_norm], {},
+        scale = _bc.expand(_pointwise("renorm", "(v0 > v1 ? v1 / (v0 + 1e-7f) : 1)", [norms, max_norm], {},
                                       w.dtype), w.shape)
         weight[idx] = w * scale
 

@@ -8,7 +8,8 @@ import warnings
 from ... import dtypes as _dt
 from ...ops import elementwise as _ew
 from ...ops import reduce as _red
-from ...ops.nn import _check_target_shape, _loss_operand, _pointwise, check_reduction, reduce_loss
+from ...ops.elementwise import pointwise as _pointwise
+from ...ops.nn import _check_target_shape, _loss_operand, check_reduction, reduce_loss
 from ...tensor import Tensor
 
 

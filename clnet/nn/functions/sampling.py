@@ -24,7 +24,7 @@ from ... import dtypes as _dt
 from ...ops import indexing as _ix
 from ...ops import movement as _mv
 from ...ops.creation import tensor
-from ...ops.nn import _pointwise
+from ...ops.elementwise import pointwise as _pointwise
 from ...tensor import Tensor
 from .pooling import adaptive_avg_pool1d, adaptive_avg_pool2d
 
