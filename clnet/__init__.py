@@ -65,6 +65,7 @@ _NOT_IN_CLNET = {
 # utils, data and distributed (issue 15) load multiprocessing and are only needed by programs
 # that name them (`torch.utils.data`, `tf.data`, `torch.distributed`).
 _ON_FIRST_USE = ("keras", "onnx", "jit", "utils", "data", "distributed")
+_TF_ALIASES = {"optimizers": ".keras.optimizers", "losses": ".keras.losses"}
 
 
 def __getattr__(name):
@@ -74,5 +75,8 @@ def __getattr__(name):
     if name in _ON_FIRST_USE:
         import importlib
         return importlib.import_module("." + name, __name__)
+    if name in _TF_ALIASES:  # tf.optimizers / tf.losses: TensorFlow's short names of the Keras modules
+        import importlib
+        return importlib.import_module(_TF_ALIASES[name], __name__)
     hint = _NOT_IN_CLNET.get(name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}" + (f" ({hint})" if hint else ""))

@@ -236,24 +236,32 @@ class _Comparison:
 
 def analyse(model, inputs, graph, axes_by_input: dict) -> Symbols:
     """Trace `model` again with each dynamic axis resized and find the SymInts (see the module docstring).
-    axes_by_input: {input index: {axis: symbol name}}."""
-    axes, names = [], {}
+    axes_by_input: {input index: {axis: symbol name}}; axes with the same symbol are one size (resized
+    together, like the batch of several inputs)."""
+    groups = {}
     for i, spec in axes_by_input.items():
         for axis, symbol in spec.items():
             if not 0 <= axis < inputs[i].ndim:
                 raise ValueError(f"clnet.onnx.export: dynamic axis {axis} of input {i} is out of range for shape "
                                  f"{tuple(inputs[i].shape)}")
-            names[len(axes)] = symbol
-            axes.append((i, axis))
+            groups.setdefault(symbol, []).append((i, axis))
+    names = dict(enumerate(groups))
+    axes = [members[0] for members in groups.values()]     # each size by its first (input, axis)
     base = [inputs[i].shape[a] for i, a in axes]
+    for symbol, members in groups.items():
+        sizes = {inputs[i].shape[a] for i, a in members}
+        if len(sizes) > 1:
+            raise ValueError(f"clnet.onnx.export: the dynamic axes named {symbol!r} have different sizes in the "
+                             f"example inputs ({sorted(sizes)})")
     single_sizes = [s + 1 for s in base]
     every_sizes = [s + 2 for s in base]
 
     def traced_with(sizes):
         xs = list(inputs)
-        for (i, a), s in zip(axes, sizes):
-            if xs[i].shape[a] != s:
-                xs[i] = _resized(xs[i], a, s)
+        for members, s in zip(groups.values(), sizes):
+            for i, a in members:
+                if xs[i].shape[a] != s:
+                    xs[i] = _resized(xs[i], a, s)
         return capture(model, tuple(xs), children=True)[0]
 
     others = [traced_with([single_sizes[k] if j == k else base[j] for j in range(len(axes))])
@@ -263,9 +271,8 @@ def analyse(model, inputs, graph, axes_by_input: dict) -> Symbols:
                              symbols)
     comparison.others_graphs = others
     comparison.rows(graph.nodes, [g.nodes for g in others], True)
-    for i, spec in enumerate(graph.inputs):
-        for d in range(len(spec.shape)):
-            if (i, d) in axes:
-                symbols.dims[(Ref("input", i), d)] = SymInt(spec.shape[d], Fraction(1), ((i, d),), Fraction(0),
-                                                            names[axes.index((i, d))])
+    for k, members in enumerate(groups.values()):
+        for i, d in members:
+            symbols.dims[(Ref("input", i), d)] = SymInt(graph.inputs[i].shape[d], Fraction(1), (axes[k],),
+                                                        Fraction(0), names[k])
     return symbols

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 
-from .. import tree
+from .. import onnx_export, tree
 from ..layers.base import InputLayer, Layer
 from ..ops.symbolic import KerasTensor
 from ..saving import saving_lib
@@ -86,6 +86,11 @@ class Model(Trainer, Layer):
 
     def load_weights(self, filepath, skip_mismatch=False, **kwargs):
         saving_lib.load_weights(self, filepath, skip_mismatch=skip_mismatch)
+
+    def export(self, filepath, format="tf_saved_model", verbose=True, input_signature=None, **kwargs):
+        """Keras 3's Model.export; clnet writes format="onnx" (clnet/keras/onnx_export.py)."""
+        return onnx_export.export_model(self, filepath, format=format, verbose=verbose,
+                                        input_signature=input_signature, **kwargs)
 
     def summary(self, line_length=None, positions=None, print_fn=None, expand_nested=False, show_trainable=False,
                 layer_range=None):
