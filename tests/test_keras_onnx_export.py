@@ -17,6 +17,7 @@ def run(path, feeds):
 
 
 def test_sequential_convnet(device, tmp_path):
+    keras.utils.clear_session()  # layer names start again at conv2d, dense
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input(shape=(8, 8, 1)), keras.layers.Conv2D(4, 3, padding="same",
                                                                                 activation="relu"),
