@@ -62,9 +62,9 @@ _NOT_IN_CLNET = {
     **{n: f"clnet has no {n}: use clnet.int32 or clnet.int64" for n in ("uint16", "uint32", "uint64")},
     **{n: "clnet has no 8-bit float dtypes" for n in ("float8_e4m3fn", "float8_e5m2")},
 }
-# utils, data and distributed (issue 15) load multiprocessing and are only needed by programs
-# that name them (`torch.utils.data`, `tf.data`, `torch.distributed`).
-_ON_FIRST_USE = ("keras", "onnx", "jit", "utils", "data", "distributed")
+# utils, data, distributed and distribute (issue 15) load multiprocessing and are only needed by programs
+# that name them (`torch.utils.data`, `tf.data`, `torch.distributed`, `tf.distribute`).
+_ON_FIRST_USE = ("keras", "onnx", "jit", "utils", "data", "distributed", "distribute")
 _TF_ALIASES = {"optimizers": ".keras.optimizers", "losses": ".keras.losses"}
 
 

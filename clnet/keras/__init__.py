@@ -13,6 +13,7 @@ from . import config, tree  # noqa: F401
 from . import activations, callbacks, constraints, datasets, initializers, layers, losses, metrics  # noqa: F401
 from . import models, ops, optimizers, random, regularizers, saving, utils  # noqa: F401
 from . import backend  # noqa: F401
+from clnet import distribute  # noqa: F401,E402  (keras.distribute: tf.distribute's strategies, issue 15)
 from .layers import Input, InputLayer, InputSpec, Layer  # noqa: F401
 from .models import Functional, Model, Sequential, load_model  # noqa: F401
 from .ops.symbolic import KerasTensor, Operation  # noqa: F401

@@ -400,14 +400,24 @@ def _marked(x):
     return x
 
 
+def _shard_batch(batch, index, count):
+    """Part `index` of `count` of a global batch: contiguous rows, the first n % count parts one row longer."""
+    leaves = [a for part in batch for a in _leaves(part) if a is not None]
+    n = int(leaves[0].shape[0]) if leaves else 0
+    lo = index * (n // count) + min(index, n % count)
+    hi = lo + n // count + (1 if index < n % count else 0)
+    return tuple(_map(lambda a: a[lo:hi], part) for part in batch)
+
+
 class EpochIterator:
     """Epochs of device batches from an adapter, with Keras' steps_per_epoch rule: given steps_per_epoch, one
     pass over the data is continued across epochs (and restarted when a finite one is used up)."""
 
     def __init__(self, x, y=None, sample_weight=None, batch_size=None, steps_per_epoch=None, shuffle=False,
-                 class_weight=None, device=None, rng=None):
+                 class_weight=None, device=None, rng=None, shard=(0, 1)):
         self.data_adapter = get_data_adapter(x, y, sample_weight, batch_size, steps_per_epoch, shuffle, class_weight,
                                              rng)
+        self._shard = shard  # (index, count): this worker's part of every global batch (distribute strategies)
         self.steps_per_epoch = steps_per_epoch
         self._feeder = DeviceFeeder(device)
         self._source = None
@@ -439,6 +449,8 @@ class EpochIterator:
                     self.insufficient_data = True
                 break
             self._seen += 1
+            if self._shard[1] > 1:
+                batch = _shard_batch(batch, *self._shard)
             yield step, self._feeder(tuple(_map(_marked, part) for part in batch))
         if self.steps_per_epoch is not None and adapter.num_batches is not None and self._seen >= adapter.num_batches:
             self._source = None  # a finite source used up exactly: the next epoch starts a new pass

@@ -17,6 +17,7 @@ from collections.abc import Mapping, MutableMapping
 import numpy as np
 
 import clnet
+from clnet import distribute
 from clnet.core import dispatch
 from clnet.tensor import Tensor
 
@@ -112,11 +113,13 @@ class Trainer:
         self.steps_per_execution = 1
         self.run_eagerly = False
         self.jit_compile = False
+        self._distribute_strategy = None
 
     # --- compile ---------------------------------------------------------------------------------
     def compile(self, optimizer="rmsprop", loss=None, loss_weights=None, metrics=None, weighted_metrics=None,
                 run_eagerly=False, steps_per_execution=1, jit_compile="auto", auto_scale_loss=True):
         """Store the optimizer, loss(es) and metrics (nothing runs until fit/evaluate)."""
+        self._distribute_strategy = distribute.get_strategy()  # the strategy.scope() compile runs in, if any
         self.optimizer = optimizers_module.get(optimizer)
         output_names = self._output_names()
         if loss is not None:
@@ -239,6 +242,7 @@ class Trainer:
         self._loss_tracker.update_state(loss.detach(), sample_weight=_first_dim(x))
         if variables and loss.requires_grad:  # a fully frozen model only tracks its loss and metrics
             loss.backward()
+            self.distribute_strategy.sync_gradients(variables, _first_dim(x))  # averaged over workers, if several
             self.optimizer.step_variables(variables)
         return self.compute_metrics(x, y, y_pred, sample_weight)
 
@@ -256,15 +260,24 @@ class Trainer:
             return self(x, training=False)
 
     # --- preparing data --------------------------------------------------------------------------
+    @property
+    def distribute_strategy(self):
+        """The tf.distribute-style strategy the model was compiled under (the default one otherwise)."""
+        return self._distribute_strategy or distribute.get_strategy()
+
     def _epoch_iterator(self, x, y=None, sample_weight=None, batch_size=None, steps_per_epoch=None, shuffle=False,
-                        class_weight=None):
+                        class_weight=None, shard=False):
         """Epochs of device batches (x, y, sample_weight) from any data fit/evaluate/predict accept: arrays and
-        lists/dicts of them, generators, PyDataset, DataLoaders, clnet.data datasets (keras.data_adapters)."""
+        lists/dicts of them, generators, PyDataset, DataLoaders, clnet.data datasets (keras.data_adapters).
+        shard=True (fit's training data): under a multi-worker strategy this worker takes its part of every
+        global batch, shuffled alike on every worker."""
+        strategy = self.distribute_strategy
         if self._fit_rng is None:
-            self._fit_rng = np.random.default_rng(utils.host_rng().integers(2**63))
+            self._fit_rng = np.random.default_rng(strategy.shared_seed(utils.host_rng().integers(2**62)))
         # the shuffling generator is read at each epoch: BackupAndRestore may replace it with a saved one
         return data_adapters.EpochIterator(x, y, sample_weight, batch_size, steps_per_epoch, shuffle, class_weight,
-                                           device=self._device(), rng=lambda: self._fit_rng)
+                                           device=self._device(), rng=lambda: self._fit_rng,
+                                           shard=strategy.shard() if shard else (0, 1))
 
     def _build_for_data(self, x):
         """Build by calling the model on one sample (Sequential overrides this to build from the shape)."""
@@ -310,7 +323,7 @@ class Trainer:
         steps = steps_per_epoch
         if config.max_steps_per_epoch() is not None:
             steps = min(steps or config.max_steps_per_epoch(), config.max_steps_per_epoch())
-        train = self._epoch_iterator(x, y, sample_weight, batch_size, steps, shuffle, class_weight)
+        train = self._epoch_iterator(x, y, sample_weight, batch_size, steps, shuffle, class_weight, shard=True)
         if train.num_batches == 0:
             raise ValueError("Expected input data to be non-empty.")
         verbose = _verbose(verbose)
@@ -331,6 +344,7 @@ class Trainer:
                 data = self._prepare_batch(batch)
                 if self._train_vars is None:
                     self._train_vars = self.trainable_variables
+                    self.distribute_strategy.sync_variables(self.weights)  # every worker starts from rank 0's
                 logs = _Logs(self.train_step(data))
                 cbs.on_train_batch_end(step, logs)
                 if self.stop_training:
