@@ -16,6 +16,7 @@ from typing import Callable
 
 import numpy as np
 
+from .backend import build_verdicts
 from .backend.memory import format_bytes
 from .distributed import launch
 
@@ -68,6 +69,10 @@ def _device_rows(dev, default) -> list[tuple[str, str]]:
         ("profile", _profile_text(dev.profile)),
     ]
     rows += [("quirk", q) for q in dev.profile.quirks]
+    vetted = build_verdicts.counts(dev)
+    if vetted["ok"] or vetted["crash"]:
+        rows.append(("compiler", f"{vetted['ok']} kernel variants built in the build child"
+                     + (f", {vetted['crash']} crashed it (fallback in the profile)" if vetted["crash"] else "")))
     return rows
 
 
@@ -311,16 +316,25 @@ def _dir_size(path) -> tuple[int, int]:
 
 def cmd_cache(args) -> int:
     from .backend import programs
+    from .backend import build_verdicts
     if args.action == "clear":
         n, size = _dir_size(programs.cache_dir() / "binaries")
         path = programs.clear_cache()
         print(f"removed {n} cached binaries ({format_bytes(size)}) from {path}")
+        if args.verdicts:
+            print(f"removed {build_verdicts.clear()} compiler verdicts from {build_verdicts.folder()}: kernels are "
+                  "vetted in the build child again, fallbacks after compiler crashes are undone")
+        else:
+            print(f"  compiler verdicts kept ({build_verdicts.folder()}; `clnet cache clear --verdicts` removes them)")
         _say_tuning_file(kept=True)
         return 0
     root = programs.cache_dir()
     n, size = _dir_size(root / "binaries")
     print(f"clnet cache: {root}  (set CLNET_CACHE_DIR to move it; `clnet cache clear` empties it)")
     print(f"  binaries: {n} files, {format_bytes(size)}")
+    nv = sum(1 for p in build_verdicts.folder().rglob("*.json") if p.name != "device.json")
+    print(f"  compiler verdicts: {nv} template family variants vetted in the build child "
+          f"({build_verdicts.folder()})")
     _say_tuning_file(kept=False)
     print("driver caches (managed by the drivers themselves):")
     for name, path in programs.driver_caches().items():
@@ -421,6 +435,8 @@ def _selftest_args(p):
 def _cache_args(p):
     p.add_argument("action", choices=("info", "clear"), nargs="?", default="info",
                    help="info: where the caches are and their size (default); clear: delete clnet's binaries")
+    p.add_argument("--verdicts", action="store_true",
+                   help="with clear: also forget which kernel variants built (or crashed the compiler) here")
 
 
 def _bench_args(p):

@@ -16,6 +16,9 @@ from clnet.backend.devices import all_devices, get_device
 
 # The shipped profile defaults, not what `clnet tune` stored for this machine (tests/test_tune.py turns it on).
 os.environ.setdefault("CLNET_TUNING", "0")
+# Kernels build in this process, as they do once a machine's compilers are vetted: tests behave the same on
+# the first run and later ones (tests/test_build_worker.py and the thread tests run the build child).
+os.environ.setdefault("CLNET_BUILD_WORKER", "0")
 
 
 def _selected():

@@ -67,7 +67,9 @@ ONE_KERNEL_AT_A_TIME = ("Oclgrind runs one kernel at a time per process: launche
 def _stress(device, tmp_path, *args, timeout=600):
     if device.is_simulator:
         pytest.skip("a second process on Oclgrind would truncate OCLGRIND_LOG; the kernels run in test_sanitize")
+    # empty caches, so every build is a first one, and the build child on (as on a user's first run)
     env = dict(os.environ, CLNET_DEVICE=device.spec, CLNET_CACHE_DIR=str(tmp_path / "empty-cache"),
+               CLNET_BUILD_WORKER="auto",
                PYTHONPATH=os.pathsep.join([str(ROOT)] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
     out = subprocess.run([sys.executable, "-W", "ignore", str(STRESS), *args], env=env, capture_output=True,
                          text=True, timeout=timeout)

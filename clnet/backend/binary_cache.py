@@ -70,12 +70,19 @@ def load(device, path: Path, opts: list):
     if head != MAGIC or not binary or hashlib.sha256(binary).digest() != digest:
         path.unlink(missing_ok=True)
         return None
+    raw = load_bytes(device, binary, opts)
+    if raw is None:
+        path.unlink(missing_ok=True)
+    return raw
+
+
+def load_bytes(device, binary: bytes, opts: list):
+    """The built raw program from a device binary in memory, or None if the driver rejects it."""
     try:
         raw = cl_private.program_from_binary(device.context, device.cl_device, binary)
         cl_private.build_program(raw, " ".join(opts), [device.cl_device])
         return raw
     except cl.Error:
-        path.unlink(missing_ok=True)
         return None
 
 

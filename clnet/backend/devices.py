@@ -226,6 +226,11 @@ class Device:
                     self._profile = profile_for(self)
         return self._profile
 
+    def forget_profile(self) -> None:
+        """Recompute the profile at next use (after a compiler crash changed what it should be)."""
+        with self._lock:
+            self._profile = None
+
     def synchronize(self) -> None:
         """Wait until every command queued on this device has finished."""
         if self._queue is not None:

@@ -9,9 +9,10 @@ Parameters that `clnet tune` measured on the very device (tuning_file) override 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field, fields, replace
 
-from . import tuning_file
+from . import build_verdicts, tuning_file
 
 # (vendor or implementation, type) -> parameter overrides; looked up most specific last:
 # ("default", type), then (vendor, type), then (implementation, type).
@@ -55,6 +56,19 @@ TABLE = {
                             matmul_wpt_m=4, matmul_wpt_n=4),
 }
 
+def _llvm_major(platform_version: str) -> int:
+    """PoCL names its LLVM in the platform version ('... LLVM 14.0.6, SLEEF, DISTRO ...'); 0 if it does not."""
+    m = re.search(r"\bLLVM (\d+)", platform_version)
+    return int(m.group(1)) if m else 0
+
+
+def _names_no_llvm_cpu(name: str) -> bool:
+    """PoCL's CPU device is 'pthread-<llvm cpu>-<model>' ('pthread-skylake-avx512-AMD EPYC'); a distro build
+    whose LLVM does not know the CPU says only 'pthread-AMD EPYC'."""
+    m = re.match(r"(?:pthread|cpu|basic)-(.*)", name)
+    return bool(m) and not re.match(r"[a-z][a-z0-9_]*(?:-[a-z0-9_]+)*-", m.group(1))
+
+
 # Quirks: (predicate on Device, overrides, reason). Applied after TABLE, before clamping.
 # `max_wg` here is a cap on top of what the device reports.
 QUIRKS = [
@@ -65,6 +79,10 @@ QUIRKS = [
      "(ROCm issue 330), even where the device reports 1024"),
     (lambda d: d.implementation in ("rusticl", "clover"), dict(elementwise_wg=64, reduce_wg=64),
      "Mesa runs work-groups as CPU threads (llvmpipe) or without tuning; large groups only add barrier cost"),
+    (lambda d: d.implementation == "pocl" and d.type == "cpu" and 0 < _llvm_major(d.platform_version) <= 14
+     and _names_no_llvm_cpu(d.name), dict(max_vector_width=8),
+     "PoCL on LLVM <= 14 (pip wheel) on a CPU its LLVM does not name (Zen 4) aborted on 16-wide mad/fma: "
+     "vectors of 8"),
     (lambda d: d.is_simulator, dict(vector_width=1),
      "Oclgrind checks each work-item separately; vector loads only slow the simulation"),
     (lambda d: d.is_simulator and os.environ.get("OCLGRIND_UNINITIALIZED", "0") not in ("", "0"),
@@ -81,6 +99,7 @@ class Profile:
     elementwise_wg: int = 64     # work-items per group for elementwise kernels
     reduce_wg: int = 64          # work-items per group for reductions (one accumulator each in local memory)
     vector_width: int = 1        # floats one work-item may handle as a vector (the device's preferred width)
+    max_vector_width: int = 16   # the widest vector any clnet kernel may use on this device (quirks lower it)
     matmul_variant: str = "gpu"
     matmul_tile_m: int = 16
     matmul_tile_n: int = 16
@@ -159,8 +178,28 @@ def profile_for(device, tuned: bool = True) -> Profile:
             cap = min(cap, overrides.pop("max_wg", cap))
             params.update(overrides)
             reasons.append(reason)
+    crashed = build_verdicts.crashes(device)
+    if crashed:  # the compiler died building these variants here (build_worker.py): step down the ladder
+        widest = min(16, max(4, params["vector_width"], device.preferred_vector_width_float))
+        params.update(_crash_fallback(len(crashed), widest, params))
+        first, detail = crashed[0]
+        said = detail.strip().splitlines()[-1][:160] if detail.strip() else "no message"
+        reasons.append(f"the compiler crashed on {len(crashed)} kernel variant(s) with this driver (first "
+                       f"{first}: {said}): fallback level {min(len(crashed), 2)}; `clnet cache clear --verdicts` "
+                       "forgets it")
     prof = Profile(**params, max_wg=cap, local_mem=device.local_mem, quirks=tuple(reasons))
     return clamp(prof, device)
+
+
+def _crash_fallback(crashes: int, widest: int, params: dict) -> dict:
+    """Parameters after `crashes` compiler crashes on a device whose kernels use vectors up to `widest`:
+    level 1 halves the vectors (down to 4, the narrowest the vector kernels take), level 2 also replaces
+    the vector CPU matmul with the scalar tiled one."""
+    out = dict(max_vector_width=min(params.get("max_vector_width", 16), max(4, widest >> crashes)))
+    if crashes >= 2:
+        out.update(matmul_variant="gpu", matmul_tile_m=32, matmul_tile_n=32, matmul_tile_k=8,
+                   matmul_wpt_m=4, matmul_wpt_n=4)
+    return out
 
 
 def clamp(prof: Profile, device) -> Profile:
@@ -170,7 +209,8 @@ def clamp(prof: Profile, device) -> Profile:
     max_wg = max(1, min(prof.max_wg, device.max_work_group_size, sizes[0]))
     ew = _pow2_floor(max(1, min(prof.elementwise_wg, max_wg)))
     rw = _pow2_floor(max(1, min(prof.reduce_wg, max_wg, device.local_mem // REDUCE_LOCAL_BYTES_PER_ITEM or 1)))
-    vw = _pow2_floor(max(1, min(prof.vector_width, 16)))
+    mvw = _pow2_floor(max(1, min(prof.max_vector_width, 16)))
+    vw = _pow2_floor(max(1, min(prof.vector_width, mvw)))
     mm = replace(prof)
     # shrink matmul tiles until one work-group (and, for the GPU variant, its local tiles) fits the device
     while True:
@@ -192,5 +232,5 @@ def clamp(prof: Profile, device) -> Profile:
     # tiles stay whole multiples of the per-work-item blocks (the kernels assume it)
     mm = replace(mm, matmul_tile_m=max(mm.matmul_wpt_m, mm.matmul_tile_m // mm.matmul_wpt_m * mm.matmul_wpt_m),
                  matmul_tile_n=max(mm.matmul_wpt_n, mm.matmul_tile_n // mm.matmul_wpt_n * mm.matmul_wpt_n))
-    return replace(mm, max_wg=max_wg, elementwise_wg=ew, reduce_wg=rw, vector_width=vw,
+    return replace(mm, max_wg=max_wg, elementwise_wg=ew, reduce_wg=rw, vector_width=vw, max_vector_width=mvw,
                    fp16=prof.fp16 and device.fp16, fp64=prof.fp64 and device.fp64)

@@ -15,6 +15,7 @@ are called: `kern(queue, global_size, local_size, *args)`. See docs/threads.md.
 """
 from __future__ import annotations
 
+import hashlib
 import shutil
 import threading
 from pathlib import Path
@@ -22,7 +23,7 @@ from pathlib import Path
 import pyopencl as cl
 
 from ..errors import KernelBuildError
-from . import binary_cache, binary_writer, caches, cl_private
+from . import binary_cache, binary_writer, build_verdicts, build_worker, caches, cl_private
 from .build_log import build_failure
 from .cache_files import cache_dir, driver_caches  # noqa: F401  (public here too: `clnet cache`)
 from .render import ctype, kernel_dir, render  # noqa: F401  (ops import ctype from here)
@@ -37,48 +38,127 @@ class Kernel:
     `kern(queue, global_size, local_size, *args, **kwargs)` is pyopencl's `cl.Kernel.__call__` run
     under this kernel's lock: set-args and enqueue happen together. The lock is uncontended unless two
     threads launch the same kernel at the same moment, and costs well under a microsecond next to
-    the call's tens. `cl_kernel` is the pyopencl kernel, for queries only: never set its arguments."""
+    the call's tens. `cl_kernel` is the pyopencl kernel, for queries only: never set its arguments.
 
-    __slots__ = ("cl_kernel", "name", "_lock")
+    On a driver that generates code at the first launch (PoCL), a variant without a verdict on this
+    machine is built and first launched in the build child (build_worker.py): such a Kernel is made
+    without its program (`cl_kernel` None) and its first call does the child's build and launch, then
+    builds here (the driver's cache holds everything by then) and launches."""
 
-    def __init__(self, cl_kernel: cl.Kernel, name: str):
+    __slots__ = ("cl_kernel", "name", "_lock", "_pending")
+
+    def __init__(self, cl_kernel, name: str, pending=None):
         self.cl_kernel, self.name = cl_kernel, name
         self._lock = threading.Lock()
+        self._pending = pending  # (device, template, kernel_name, arg_dtypes, params) until first launched
 
     def __call__(self, queue, global_size, local_size, *args, **kwargs):
         with self._lock:
+            if self.cl_kernel is None:
+                self._first_launch(global_size, local_size, args, kwargs.get("global_offset"))
             return self.cl_kernel(queue, global_size, local_size, *args, **kwargs)
+
+    def _first_launch(self, global_size, local_size, args, offset) -> None:
+        device, template, kernel_name, arg_dtypes, params = self._pending
+        variant = build_verdicts.variant(template, params)
+        launch = build_worker.describe_launch(kernel_name, global_size, local_size, args, arg_dtypes, offset)
+        if sum(a[1] for a in launch["args"] if a[0] == "buffer") > _FIRST_LAUNCH_MAX_BYTES:
+            launch = None  # the child would need as much memory again: it only builds
+        source = render(template, **params)
+        opts = [str(o) for o in device.profile.build_options]
+        _vet_in_child(device, source, f"{template} {params}", opts, variant, launch)
+        self.cl_kernel = _cl_kernel(device, template, kernel_name, arg_dtypes, params)
+        self._pending = None
 
     def __repr__(self) -> str:
         return f"<clnet Kernel {self.name}>"
+
+
+# A first launch whose buffers exceed this is not repeated in the child (it would double the memory).
+_FIRST_LAUNCH_MAX_BYTES = 256 << 20
 
 
 def _freeze(params: dict) -> tuple:
     return tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in params.items()))
 
 
-def build(device, source: str, name: str = "<source>", options: tuple = ()) -> cl.Program:
+def _vetting(device, variant: str, name: str) -> bool:
+    """Whether `variant` is to be built in the build child first (build_worker.policy). A variant that
+    crashed the compiler here before is never built again: its fallback should have replaced it."""
+    verdict = build_verdicts.verdict(device, variant)
+    if verdict == build_verdicts.CRASH:
+        raise build_worker.CompilerCrashed(
+            f"{name}: variant {variant} crashed the OpenCL compiler of {device.name} [{device.platform_name}, "
+            f"driver {device.driver_version}] before, and the fallback parameters still produce it (no fallback "
+            "left for it); `clnet cache clear --verdicts` tries it again")
+    mode = build_worker.policy(device)
+    return mode == "always" or (mode == "auto" and verdict is None)
+
+
+def build(device, source: str, name: str = "<source>", options: tuple = (), variant: str | None = None) -> cl.Program:
     """Build `source` for `device`; a compiler error becomes a KernelBuildError showing the source.
 
-    A program already in clnet's binary cache is loaded from there (binary_cache.policy says when)."""
+    A program already in clnet's binary cache is loaded from there (binary_cache.policy says when).
+    A variant (build_verdicts.variant) never built on this device and driver is built in the build
+    child first (build_worker.py), so a compiler crash raises CompilerCrashed instead of killing the
+    process; where the child hands back its binary, that binary is the program."""
     opts = [str(o) for o in list(options) + list(device.profile.build_options)]
     policy = binary_cache.policy(device)
-    raw = None
-    if policy != "off":
-        path = binary_cache.path_for(device, source, opts)
-        raw = binary_cache.load(device, path, opts)
+    path = binary_cache.path_for(device, source, opts) if policy != "off" else None
+    raw = binary_cache.load(device, path, opts) if path is not None else None
     if raw is None:
-        try:
-            raw = cl_private.program_from_source(device.context, source)
-            cl_private.build_program(raw, " ".join(opts), [device.cl_device])
-        except cl.RuntimeError as err:
-            log = str(err)  # pyopencl puts the compiler's build log in the message
-            raise KernelBuildError(build_failure(device, name, source, log)) from None
-        if policy == "now":
-            binary_cache.store(raw, path)
-        elif policy == "later":
-            binary_writer.defer(device, source, opts, path)
+        variant = variant or f"{name}#{hashlib.sha256(source.encode()).hexdigest()[:12]}"
+        if _vetting(device, variant, name):
+            binary = _vet_in_child(device, source, name, opts, variant)
+            raw = binary_cache.load_bytes(device, binary, opts) if binary else None
+            if raw is not None and path is not None:
+                binary_cache.store_bytes(binary, path)
+        if raw is None:
+            raw = _build_here(device, source, name, opts)
+            if policy == "now":
+                binary_cache.store(raw, path)
+            elif policy == "later":
+                binary_writer.defer(device, source, opts, path)
     return cl_private.wrap_program(raw)
+
+
+def _build_here(device, source, name, opts):
+    try:
+        raw = cl_private.program_from_source(device.context, source)
+        cl_private.build_program(raw, " ".join(opts), [device.cl_device])
+    except cl.RuntimeError as err:
+        log = str(err)  # pyopencl puts the compiler's build log in the message
+        raise KernelBuildError(build_failure(device, name, source, log)) from None
+    return raw
+
+
+def _vet_in_child(device, source, name, opts, variant, launch=None) -> bytes:
+    """Build (and, given `launch`, first-launch) in the build child; record the verdict. Returns the
+    child's binary (b"" where the driver compiles at launch: this process then builds from its cache)."""
+    try:
+        binary, kernels = build_worker.build_in_child(device, source, " ".join(opts), variant, launch=launch)
+    except build_worker.BuildRefused as err:
+        raise KernelBuildError(build_failure(device, name, source, err.log)) from None
+    except build_worker.CompilerCrashed as err:
+        raise compiler_crashed(device, name, variant, str(err)) from None
+    if "__kernel" in source and not kernels:
+        raise compiler_crashed(device, name, variant, "the build succeeded but the program holds no kernels")
+    build_verdicts.record(device, variant, build_verdicts.OK)
+    return binary
+
+
+def compiler_crashed(device, name: str, variant: str, detail: str) -> "build_worker.CompilerCrashed":
+    """Record that `variant` crashed the compiler, move the device to its fallback parameters (its profile
+    is recomputed and every cached launch plan dropped) and return the error that says so."""
+    build_verdicts.record(device, variant, build_verdicts.CRASH, detail)
+    device.forget_profile()
+    caches.clear()
+    fallback = "; ".join(q for q in device.profile.quirks if "compiler crashed" in q) or "its fallback profile"
+    return build_worker.CompilerCrashed(
+        f"the OpenCL compiler crashed building {name} on {device.name} [{device.platform_name}, driver "
+        f"{device.driver_version}]\n  variant: {variant}\n  compiler: {detail}\n"
+        f"clnet built it in a child process, so only that process died. The device now uses fallback "
+        f"parameters ({fallback}), in this process and in later ones: run the operation again.")
 
 
 def get_program(device, template: str, **params) -> cl.Program:
@@ -86,8 +166,8 @@ def get_program(device, template: str, **params) -> cl.Program:
     key = (device, template, _freeze(params))
     prg = _PROGRAMS.get(key)
     if prg is None:
-        prg = _PROGRAMS.get_or_make(
-            key, lambda: build(device, render(template, **params), name=f"{template} {params}"))
+        prg = _PROGRAMS.get_or_make(key, lambda: build(device, render(template, **params), name=f"{template} {params}",
+                                                       variant=build_verdicts.variant(template, params)))
     return prg
 
 
@@ -104,15 +184,26 @@ def get_kernel(device, template: str, kernel_name: str, arg_dtypes=None, **param
 
 
 def _make_kernel(device, template, kernel_name, arg_dtypes, params) -> Kernel:
+    name = f"{template}:{kernel_name}"
+    if (device.implementation in build_worker.COMPILES_AT_LAUNCH and _PROGRAMS.get((device, template, _freeze(params)))
+            is None and _vetting(device, build_verdicts.variant(template, params), name)):
+        return Kernel(None, name, pending=(device, template, kernel_name, arg_dtypes, params))
+    return Kernel(_cl_kernel(device, template, kernel_name, arg_dtypes, params), name)
+
+
+def _cl_kernel(device, template, kernel_name, arg_dtypes, params) -> cl.Kernel:
     raw = cl_private.raw_program(get_program(device, template, **params))
     try:
         kern = cl.Kernel(raw, kernel_name)
     except cl.Error:
         names = raw.get_info(cl.program_info.KERNEL_NAMES)
+        if not names:  # a build that "succeeded" with no kernels at all: a compiler fault, as a crash
+            raise compiler_crashed(device, f"{template} {params}", build_verdicts.variant(template, params),
+                                   f"the build succeeded but the program holds no kernels (wanted {kernel_name!r})")
         raise KernelBuildError(f"{template} has no kernel named {kernel_name!r} (it has: {names})") from None
     if arg_dtypes is not None:
         kern.set_scalar_arg_dtypes(arg_dtypes)
-    return Kernel(kern, f"{template}:{kernel_name}")
+    return kern
 
 
 def clear_cache() -> Path:

@@ -131,7 +131,7 @@ PIXELS = 2   # neighbouring output pixels per work-item in conv2d_forward (each 
 def _vector_width(dev) -> int:
     """Output channels per work-item (one vector accumulator per pixel): 16 where the CPU has 16-float
     vectors (AVX-512 PoCL measured 0-25% faster than 8 on the digits and a 28x28x32->64 layer), else 8."""
-    return 16 if dev.type == "cpu" and dev.preferred_vector_width_float >= 16 else 8
+    return min(dev.profile.max_vector_width, 16 if dev.type == "cpu" and dev.preferred_vector_width_float >= 16 else 8)
 
 
 def _padding(padding, weight_shape, stride, dilation):

@@ -64,7 +64,7 @@ def _tuning(device) -> _Tuning:
     GPUs want coalesced, interleaved float4 loads, a tree over the group and many groups."""
     cu = builtins.max(1, device.compute_units)
     if device.type == "cpu":
-        vec = builtins.min(16, builtins.max(4, device.preferred_vector_width_float))
+        vec = builtins.min(device.profile.max_vector_width, builtins.max(4, device.preferred_vector_width_float))
         return _Tuning(vec=vec, blocked=True, groups=8 * cu, kmin_inner=8, kmin_outer=16, cv=8, tj_inner=1)
     return _Tuning(vec=4, blocked=False, groups=8 * cu, kmin_inner=2, kmin_outer=4, cv=1, tj_inner=1 << 30)
 

@@ -1,0 +1,171 @@
+"""Builds in a child process, so that no compiler crash can take the user's process down (issue 11).
+
+An OpenCL compiler that aborts (PoCL 3.0's LLVM 14 on a CPU it does not know: "LLVM ERROR: Cannot
+select ...") kills whatever process called it, and an abort cannot be caught. So the first time a
+template family variant is built for a (device, driver) on a machine (build_verdicts.py), the compiler
+runs in a child (build_child.py) first, and only then in this process:
+  - the build: the child builds the program. Drivers that generate code at build time (NVIDIA, Intel,
+    Mesa) hand back the binary, which this process loads (the child's build *is* the build). PoCL only
+    parses and links at build time and would have to compile every kernel a second time to make a
+    binary (measured: 3.5 s for the CPU GEMM against 1.3 s for its build), so there the child's build
+    fills PoCL's cache and this process's own build of the same source is a cache hit (25-50 ms).
+  - the first launch, on drivers that generate code only then (PoCL compiles a work-group function
+    specialised to the launch's local size, and that is where LLVM aborted): the child runs the kernel
+    once with the same sizes and scalars on zero-filled buffers of the same byte sizes, so its indices
+    stay where the parent's do; the compiled function lands in PoCL's cache and this process's launch
+    finds it there.
+If the child dies, this process raises CompilerCrashed naming the device, the variant and the
+compiler's last words; programs.py records the verdict, so the device's profile takes its fallback
+parameters (profiles.py) here and in every later run. Verdicts are kept, so only the first run on a
+machine (or after a driver update) pays for the child.
+
+One child per process, started on first need and kept for later builds (its start-up, about 0.3 s, is
+paid once); builds from several threads take turns. CLNET_BUILD_WORKER=0 never uses it, =1 always (even
+for vetted variants), default: for variants without a verdict, on every implementation but Oclgrind
+(a simulator: nothing to protect, and a second process would share its log).
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+import numpy as np
+import pyopencl as cl
+
+from ..errors import KernelBuildError
+from .binary_cache import identity
+
+CHILD = Path(__file__).with_name("build_child.py")
+
+
+class CompilerCrashed(KernelBuildError):
+    """The OpenCL compiler died while building a kernel (in the build child, so this process lives on)."""
+
+
+class BuildRefused(KernelBuildError):
+    """The compiler reported an error for the source (an ordinary build error, seen in the child)."""
+
+    def __init__(self, log: str):
+        super().__init__(log)
+        self.log = log
+
+
+def policy(device) -> str:
+    """"auto" (variants without a verdict build in the child), "always" or "never"."""
+    flag = os.environ.get("CLNET_BUILD_WORKER", "").strip().lower()
+    if flag in ("0", "no", "off", "false"):
+        return "never"
+    if flag in ("1", "yes", "on", "true", "always"):
+        return "always"
+    return "never" if device.implementation == "oclgrind" else "auto"
+
+
+class _Child:
+    """One running build child, its pipes, and where its stderr goes."""
+
+    def __init__(self):
+        self.stderr = tempfile.TemporaryFile()
+        env = dict(os.environ)
+        self.proc = subprocess.Popen([sys.executable, str(CHILD)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=self.stderr, env=env, close_fds=True)
+
+    def ask(self, device, source: str, options: str, variant: str, want_binary: bool, launch):
+        data = source.encode("utf-8")
+        header = dict(device=identity(device), options=options, variant=variant, source_bytes=len(data),
+                      want_binary=want_binary, launch=launch)
+        try:
+            self.proc.stdin.write(json.dumps(header).encode() + b"\n" + data)
+            self.proc.stdin.flush()
+            line = self.proc.stdout.readline()
+            answer = json.loads(line) if line else None
+            payload = self.proc.stdout.read(answer["binary_bytes"]) if answer and answer.get("ok") else b""
+        except (OSError, ValueError):
+            answer, payload = None, b""
+        if answer is None or (answer.get("ok") and len(payload) != answer["binary_bytes"]):
+            return None, self.last_words()
+        return answer, payload
+
+    def last_words(self) -> str:
+        """The child's exit status and the end of what it wrote to stderr (LLVM prints its error there)."""
+        try:
+            code = self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            code = self.proc.wait()
+        self.stderr.seek(0)
+        lines = [ln for ln in self.stderr.read().decode("utf-8", "replace").splitlines() if ln.strip()]
+        status = f"killed by signal {-code}" if code < 0 else f"exit status {code}"
+        tail = "\n".join(lines[-8:])
+        return status + (f"; it said:\n{tail}" if tail else "")
+
+    def close(self) -> None:
+        try:
+            self.proc.stdin.close()
+            self.proc.wait(timeout=5)
+        except (OSError, subprocess.TimeoutExpired):
+            self.proc.kill()
+        self.stderr.close()
+
+
+_CHILD: list = []              # the running child, if any
+_CHILD_LOCK = threading.Lock()  # one request at a time; also guards starting and replacing the child
+
+
+# Implementations whose compiler generates machine code at the first launch rather than at build time.
+COMPILES_AT_LAUNCH = ("pocl",)
+
+
+def wants_binary(device) -> bool:
+    """Whether the child should hand back the binary (cheap where code is generated at build time)."""
+    return device.implementation not in COMPILES_AT_LAUNCH
+
+
+def build_in_child(device, source: str, options: str, variant: str, launch=None) -> tuple:
+    """(binary or b"", kernel names) from the child, which builds `source` and, given `launch` (see
+    build_child.py), runs one kernel once. BuildRefused on a compiler error; CompilerCrashed when the
+    child died (its exit status and last words are the message; a new child serves the next request)."""
+    with _CHILD_LOCK:
+        if not _CHILD:
+            _CHILD.append(_Child())
+        child = _CHILD[0]
+        answer, payload = child.ask(device, source, options, variant, launch is None and wants_binary(device),
+                                    launch)
+        if answer is None:
+            _CHILD.clear()
+            child.stderr.close()
+            raise CompilerCrashed(payload)  # payload holds the child's last words here
+    if not answer["ok"]:
+        raise BuildRefused(answer["log"])
+    return payload, answer["kernels"]
+
+
+def describe_launch(kernel_name: str, global_size, local_size, args, arg_dtypes, offset=None) -> dict:
+    """The `launch` request that repeats a launch in the child: buffers by byte size, scalars by value."""
+    spec = []
+    for i, arg in enumerate(args):
+        if arg is None:
+            spec.append(["null"])
+        elif isinstance(arg, cl.LocalMemory):
+            spec.append(["local", int(arg.size)])
+        elif isinstance(arg, cl.MemoryObjectHolder):
+            spec.append(["buffer", int(arg.size)])
+        else:
+            dtype = arg_dtypes[i] if arg_dtypes is not None and arg_dtypes[i] is not None else np.asarray(arg).dtype
+            value = np.dtype(dtype).type(arg)
+            spec.append(["scalar", np.dtype(dtype).str, value.item()])
+    return dict(kernel=kernel_name, **{"global": [int(g) for g in global_size]},
+                local=[int(n) for n in local_size] if local_size is not None else None,
+                offset=[int(o) for o in offset] if offset is not None else None, args=spec)
+
+
+def stop() -> None:
+    """Stop the child (it also stops by itself when this process exits and its stdin closes)."""
+    with _CHILD_LOCK:
+        for child in _CHILD:
+            child.close()
+        _CHILD.clear()
