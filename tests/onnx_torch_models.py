@@ -46,7 +46,8 @@ class Activations(nn.Module):
     def forward(self, x):
         return torch.cat([F.elu(x), F.selu(x), F.softplus(x), F.hardsigmoid(x), F.hardswish(x), torch.sigmoid(x),
                           F.softsign(x), F.mish(x), F.celu(x, 0.7), F.hardtanh(x, -0.5, 0.5), F.relu6(x * 4),
-                          self.prelu(x), torch.tanh(x), F.softmax(x, -1)], 1)
+                          self.prelu(x), torch.tanh(x), F.softmax(x, -1), F.gelu(x), F.gelu(x, approximate="tanh"),
+                          torch.erf(x)], 1)
 
 
 class Shapes(nn.Module):

@@ -17,6 +17,7 @@ from ... import (abs as _abs, ceil as _ceil, clamp as _clamp, cos as _cos, eq as
                  remainder as _remainder, round as _round, sigmoid as _sigmoid, sign as _sign, sin as _sin,
                  sqrt as _sqrt, tanh as _tanh, where as _where)
 from ...nn import functional as F
+from ...ops.elementwise import pointwise as _pointwise
 from .common import all_host, operand
 
 
@@ -169,6 +170,25 @@ def _mish(ctx, node, x):
     return x * _tanh(_softplus(ctx, node, x))
 
 
+def _erf(ctx, node, x):
+    """erf as one kernel (OpenCL C's erf); its gradient 2/sqrt(pi) exp(-x^2)."""
+    if all_host(x):
+        return np.vectorize(math.erf, otypes=[x.dtype])(x)
+    return _pointwise("erf", "erf(v0)", [x], {0: "v1 * 1.1283791670955126f * exp(-v0 * v0)"}, x.dtype)
+
+
+def _gelu(ctx, node, x):
+    """0.5 x (1 + erf(x / sqrt(2))), or the tanh approximation (opset 20's Gelu)."""
+    if node.attrs.get("approximate", "none") == "tanh":
+        inner = "(0.7978845608028654f * (v0 + 0.044715f * v0 * v0 * v0))"
+        return _pointwise("gelu", f"0.5f * v0 * (1 + tanh({inner}))",
+                          [x], {0: f"v1 * (0.5f * (1 + tanh({inner})) + 0.5f * v0 * (1 - tanh({inner}) * "
+                                f"tanh({inner})) * 0.7978845608028654f * (1 + 3 * 0.044715f * v0 * v0))"}, x.dtype)
+    return _pointwise("gelu", "0.5f * v0 * (1 + erf(v0 * 0.7071067811865476f))",
+                      [x], {0: "v1 * (0.5f * (1 + erf(v0 * 0.7071067811865476f)) + v0 * 0.3989422804014327f * "
+                               "exp(-0.5f * v0 * v0))"}, x.dtype)
+
+
 OPS = {
     "Add": _binary(np.add, lambda a, b: a + b),
     "Sub": _binary(np.subtract, lambda a, b: a - b),
@@ -219,4 +239,6 @@ OPS = {
     "PRelu": _prelu,
     "ThresholdedRelu": _thresholded_relu,
     "Mish": _mish,
+    "Erf": _erf,
+    "Gelu": _gelu,
 }
