@@ -198,3 +198,27 @@ def test_warnings_module_is_quiet_for_a_plain_trace(device):
     with warnings.catch_warnings():
         warnings.simplefilter("error", clnet.jit.TracerWarning)
         clnet.jit.trace(MyCell(), (clnet.rand(3, 4), clnet.rand(3, 4)))
+
+
+class Tagger(clnet.nn.Module):
+    """Embedding -> bidirectional LSTM -> Linear: rows with tuples of tensors as arguments and results."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb, self.lstm = clnet.nn.Embedding(12, 5), clnet.nn.LSTM(5, 4, bidirectional=True)
+        self.out = clnet.nn.Linear(8, 3)
+
+    def forward(self, tokens):
+        y, (h, c) = self.lstm(self.emb(tokens))
+        return self.out(y), h
+
+
+def test_recurrent_model_round_trips(device, rng, tmp_path):
+    clnet.manual_seed(0)
+    model = Tagger().eval()
+    tokens = clnet.tensor(rng.integers(0, 12, (5, 2)))
+    clnet.jit.trace(model, tokens).save(tmp_path / "tagger.pt")
+    loaded = clnet.jit.load(tmp_path / "tagger.pt")
+    for got, want in zip(loaded(tokens), model(tokens)):
+        assert_close(got, want.numpy(), rtol=1e-5, atol=1e-6)
+    assert "rnn_layer" in {n.op for n in loaded.graph.nodes}

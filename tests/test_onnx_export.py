@@ -209,3 +209,45 @@ def test_export_params_false_makes_weights_inputs(device):
     model = nn.Linear(3, 2)
     proto = clnet.onnx.export(model, clnet.randn(4, 3), None, export_params=False)
     assert [i.name for i in proto.graph.input] == ["input", "bias", "weight"] and not proto.graph.initializer
+
+
+class Sequence(nn.Module):
+    """clnet.nn's recurrent, embedding, 1-D, attention and resampling layers in one model."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(20, 6)
+        self.lstm = nn.LSTM(6, 5, num_layers=2, bidirectional=True)
+        self.gru = nn.GRU(10, 4, batch_first=True)
+        self.rnn = nn.RNN(4, 4, nonlinearity="relu")
+        self.conv = nn.Conv1d(4, 4, 3, padding=1, groups=2)
+        self.attn = nn.MultiheadAttention(4, 2, batch_first=True)
+        self.act = nn.GELU()
+
+    def forward(self, tokens):
+        x = self.emb(tokens)                                  # (T, B, 6)
+        y, (h, c) = self.lstm(x)
+        z, hz = self.gru(y.transpose(0, 1))                   # (B, T, 4)
+        w, _ = self.rnn(z.transpose(0, 1))
+        u = self.act(self.conv(w.permute(1, 2, 0)))           # (B, 4, T)
+        v = F.silu(nn.functional.max_pool1d(u, 2)) if hasattr(F, "silu") else u
+        a, _ = self.attn(z, z, z)
+        return v, a, h, c, hz
+
+
+def test_recurrent_embedding_attention_layers_with_dynamic_sequence_and_batch(device, rng):
+    clnet.manual_seed(0)
+    model = Sequence().eval()
+    tokens = clnet.tensor(rng.integers(0, 20, (6, 2)))
+    longer = clnet.tensor(rng.integers(0, 20, (8, 3)))
+    proto = check(model, tokens, rtol=1e-4, atol=1e-5, other_args=longer, input_names=["tokens"],
+                  dynamic_axes={"tokens": {0: "T", 1: "B"}})
+    ops = ops_of(proto)
+    for op in ("Gather", "LSTM", "GRU", "RNN", "Conv", "Erf", "MaxPool", "Softmax"):
+        assert op in ops, ops
+
+
+def test_resampling_and_padding_layers(device, rng):
+    model = nn.Sequential(nn.Upsample(scale_factor=2, mode="bilinear"), nn.ReflectionPad2d(1),
+                          nn.Conv2d(2, 3, 3, groups=1), nn.AdaptiveAvgPool2d((2, 2)), nn.ELU(), nn.Hardswish())
+    check(model, clnet.tensor(rng.standard_normal((1, 2, 3, 3)).astype(np.float32)), rtol=1e-4, atol=1e-5)

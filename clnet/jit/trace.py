@@ -191,6 +191,11 @@ def capture(func, inputs: tuple, children: bool = False):
     params = dict(module.named_parameters()) if module is not None else {}
     buffers = {n: b for n, b in module.named_buffers() if b is not None} if module is not None else {}
     ir, result = _trace_ir(func, *inputs)
+    loose = [x for x in ir.kernel_launches if x.op is None and x.phase == "forward"]
+    if loose:
+        raise TracingError(f"the traced code ran {len(loose)} kernel(s) outside any clnet op (first: "
+                           f"{loose[0].name!r}), which a graph of op rows would not run again; the code that launches "
+                           "them (a function of clnet.nn or your own) needs to call clnet ops")
     breaks = [b for b in ir.breaks if b.op is None]  # inside an op, the op reads again when the graph calls it
     if breaks:
         warnings.warn("clnet.jit.trace: the traced code read tensor values on the host (" +

@@ -52,6 +52,17 @@ class SymInt(int):
         return f"SymInt({int(self)} = {self.symbol})"
 
 
+class FixedDim(int):
+    """A dimension that changes with the dynamic axes in a way export cannot write as a formula (a pooled
+    length, floor(T / 2)): usable where its value does not matter to the file, refused where it would be
+    written into the graph as a size (Emitter.shape_input)."""
+
+    def __new__(cls, value, why: str):
+        obj = super().__new__(cls, int(value))
+        obj.why = why
+        return obj
+
+
 def _resized(x, axis: int, size: int):
     """x with `axis` made `size` long by repeating its entries (values stay in their domain: token ids...)."""
     arr = x.detach().numpy()
@@ -229,8 +240,11 @@ class _Comparison:
                 seen = [s[d] for s in shapes]
                 if all(s == s0 for s in seen):
                     continue
-                sym = self.fitter.fit(int(s0), seen[:-1], seen[-1], f"dimension {d} of what {node.op!r} returns")
-                if isinstance(sym, SymInt):
+                try:
+                    sym = self.fitter.fit(int(s0), seen[:-1], seen[-1], f"dimension {d} of what {node.op!r} returns")
+                except UnsupportedOperatorError as err:
+                    sym = FixedDim(s0, str(err))
+                if isinstance(sym, (SymInt, FixedDim)):
                     self.symbols.dims[(Ref("value", r0.key), d)] = sym
 
 

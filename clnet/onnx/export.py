@@ -160,6 +160,9 @@ class Emitter:
     def shape_input(self, values) -> str:
         """A 1-D int64 tensor of `values` (ints, and SymInts computed from the inputs' dynamic sizes)."""
         values = list(values)
+        for v in values:
+            if isinstance(v, dynamic.FixedDim):
+                raise UnsupportedOperatorError(v.why)
         if not any(isinstance(v, dynamic.SymInt) for v in values):
             return self.b.ints([int(v) for v in values])
         parts, run = [], []
@@ -187,10 +190,10 @@ class Emitter:
         shape when a dynamic axis is among them)."""
         shape = self.shape_of(ref)
         sizes = [shape[i] for i in axes]
-        if not any(isinstance(s, dynamic.SymInt) for s in sizes):
+        if not any(isinstance(s, (dynamic.SymInt, dynamic.FixedDim)) for s in sizes):
             return self.b.const(np.asarray(int(np.prod([int(s) for s in sizes])), dtype))
-        n = self.b.node("ReduceProd", [self.shape_input(sizes)], keepdims=0)
-        return self.cast(n, dtype)
+        dims = self.b.node("Gather", [self.b.node("Shape", [self.name(ref)]), self.b.ints(axes)], axis=0)
+        return self.cast(self.b.node("ReduceProd", [dims], keepdims=0), dtype)
 
     def reduce(self, op_type, x, axes, keep) -> str:
         """A Reduce* node over `axes` (None: all), with axes as an input where the opset wants it."""

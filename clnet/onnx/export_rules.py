@@ -566,6 +566,51 @@ def _random(op_type):
     return rule
 
 
+# --- recurrent layers -----------------------------------------------------------------------------------------------
+_RNN = {"lstm": ("LSTM", 4, [0, 3, 1, 2], None), "gru": ("GRU", 3, [1, 0, 2], None),
+        "rnn_tanh": ("RNN", 1, [0], ["Tanh"]), "rnn_relu": ("RNN", 1, [0], ["Relu"])}
+
+
+def _gate_blocks(e, v, gates, order):
+    """A PyTorch-ordered (G*H, ...) weight or bias with its gate blocks put in ONNX's order, as (1, G*H, ...):
+    a new initializer when the weight is known at export time, else Split + Concat in the graph."""
+    if e.is_tensor(v) and v.kind in ("param", "buffer", "const"):
+        arr = e.state[v.key] if v.kind != "const" else e.g.constants[v.key]
+        blocks = np.split(np.asarray(arr), gates, axis=0)
+        return e.b.const(np.concatenate([blocks[k] for k in order], axis=0)[None])
+    x = e.x(v)
+    if gates > 1:
+        parts = e.b.node("Split", [x, e.b.ints([e.shape_of(v)[0] // gates] * gates)], n_outputs=gates, axis=0)
+        x = e.b.node("Concat", [parts[k] for k in order], axis=0)
+    return e.b.node("Unsqueeze", [x, e.b.ints([0])])
+
+
+def _rnn_layer(e, a, out):
+    """clnet's fused recurrent layer as ONNX's LSTM / GRU (linear_before_reset=1, PyTorch's form) / RNN."""
+    op_type, gates, order, activations = _RNN[a["mode"]]
+    dt = e.dtype_of(a["x"])
+    hidden = e.shape_of(a["w_hh"])[1]
+    w = _gate_blocks(e, a["w_ih"], gates, order)
+    r = _gate_blocks(e, a["w_hh"], gates, order)
+    biases = []
+    for b in (a["b_ih"], a["b_hh"]):
+        biases.append(_gate_blocks(e, b, gates, order) if b is not None else e.b.const(np.zeros((1, gates * hidden), dt)))
+    bias = e.b.node("Concat", biases, axis=1) if a["b_ih"] is not None or a["b_hh"] is not None else ""
+    hx = a["hx"]
+    h0, c0 = (hx[0], hx[1]) if a["mode"] == "lstm" else (hx, None)
+    inputs = [e.x(a["x"]), w, r, bias, "", e.b.node("Unsqueeze", [e.x(h0), e.b.ints([0])])]
+    if c0 is not None:
+        inputs.append(e.b.node("Unsqueeze", [e.x(c0), e.b.ints([0])]))
+    extra = {"linear_before_reset": 1} if op_type == "GRU" else {}
+    if activations:
+        extra["activations"] = activations
+    outs = e.b.node(op_type, inputs, n_outputs=3 if c0 is not None else 2, hidden_size=int(hidden),
+                    direction="reverse" if a["reverse"] else "forward", **extra)
+    y = e.b.node("Squeeze", [outs[0], e.b.ints([1])])
+    states = [e.b.node("Squeeze", [s, e.b.ints([0])]) for s in outs[1:]]
+    return (y, *states)
+
+
 # --- losses ------------------------------------------------------------------------------------------------------
 def _reduction(e, y, reduction):
     if reduction == "none":
@@ -626,6 +671,7 @@ RULES = {
     "masked_fill": _masked_fill, "scatter_add": _scatter_add,
     "full": _full, "arange": _arange, "eye": _eye, "linspace": _linspace,
     "rand": _random("RandomUniform"), "randn": _random("RandomNormal"),
+    "rnn_layer": _rnn_layer,
     "mse_loss": _mse_loss, "l1_loss": _l1_loss, "cross_entropy": _class_loss("SoftmaxCrossEntropyLoss"),
     "nll_loss": _class_loss("NegativeLogLikelihoodLoss"),
 }
