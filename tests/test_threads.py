@@ -127,7 +127,7 @@ def test_one_kernel_launched_by_many_threads(device, fast_switching):
                                  "{ out[get_global_id(0)] = v; }", name="fill")
     raw = cl.Kernel(programs.cl_private.raw_program(prg), "fill")
     raw.set_scalar_arg_dtypes([np.int32, None])
-    kern = programs.Kernel(raw, "fill")
+    kern = programs.Kernel(raw, "<source>", "fill", {})
     n, rounds = 32, (40 if device.is_simulator else 300)
     bad = []
 

@@ -45,12 +45,14 @@ class Kernel:
     without its program (`cl_kernel` None) and its first call does the child's build and launch, then
     builds here (the driver's cache holds everything by then) and launches."""
 
-    __slots__ = ("cl_kernel", "name", "_lock", "_pending")
+    __slots__ = ("cl_kernel", "name", "template", "kernel_name", "params", "_lock", "_pending")
 
-    def __init__(self, cl_kernel, name: str, pending=None):
-        self.cl_kernel, self.name = cl_kernel, name
+    def __init__(self, cl_kernel, template: str, kernel_name: str, params: dict, pending=None):
+        self.cl_kernel = cl_kernel
+        self.template, self.kernel_name, self.params = template, kernel_name, dict(params)  # what it was made from
+        self.name = f"{template}:{kernel_name}"
         self._lock = threading.Lock()
-        self._pending = pending  # (device, template, kernel_name, arg_dtypes, params) until first launched
+        self._pending = pending  # (device, arg_dtypes) until first launched, where it is first tried in the child
 
     def __call__(self, queue, global_size, local_size, *args, **kwargs):
         with self._lock:
@@ -59,7 +61,7 @@ class Kernel:
             return self.cl_kernel(queue, global_size, local_size, *args, **kwargs)
 
     def _first_launch(self, global_size, local_size, args, offset) -> None:
-        device, template, kernel_name, arg_dtypes, params = self._pending
+        (device, arg_dtypes), template, kernel_name, params = self._pending, self.template, self.kernel_name, self.params
         variant = build_verdicts.variant(template, params)
         launch = build_worker.describe_launch(kernel_name, global_size, local_size, args, arg_dtypes, offset)
         if sum(a[1] for a in launch["args"] if a[0] == "buffer") > _FIRST_LAUNCH_MAX_BYTES:
@@ -184,11 +186,10 @@ def get_kernel(device, template: str, kernel_name: str, arg_dtypes=None, **param
 
 
 def _make_kernel(device, template, kernel_name, arg_dtypes, params) -> Kernel:
-    name = f"{template}:{kernel_name}"
     if (device.implementation in build_worker.COMPILES_AT_LAUNCH and _PROGRAMS.get((device, template, _freeze(params)))
-            is None and _vetting(device, build_verdicts.variant(template, params), name)):
-        return Kernel(None, name, pending=(device, template, kernel_name, arg_dtypes, params))
-    return Kernel(_cl_kernel(device, template, kernel_name, arg_dtypes, params), name)
+            is None and _vetting(device, build_verdicts.variant(template, params), f"{template}:{kernel_name}")):
+        return Kernel(None, template, kernel_name, params, pending=(device, arg_dtypes))
+    return Kernel(_cl_kernel(device, template, kernel_name, arg_dtypes, params), template, kernel_name, params)
 
 
 def _cl_kernel(device, template, kernel_name, arg_dtypes, params) -> cl.Kernel:
