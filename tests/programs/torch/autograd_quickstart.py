@@ -1,0 +1,44 @@
+# After pytorch/tutorials beginner_source/basics/autogradqs_tutorial.py ("Automatic Differentiation with
+# torch.autograd"): a one-layer network with binary_cross_entropy_with_logits, grad_fn, gradients of w and b,
+# no_grad and detach, and the Jacobian-vector product of a non-scalar output with accumulation over
+# repeated backward calls (retain_graph). Only the import differs between clnet and PyTorch.
+import clnet as torch
+
+torch.manual_seed(0)
+x = torch.ones(5)  # input tensor
+y = torch.zeros(3)  # expected output
+w = torch.randn(5, 3, requires_grad=True)
+b = torch.randn(3, requires_grad=True)
+z = torch.matmul(x, w) + b
+loss = torch.nn.functional.binary_cross_entropy_with_logits(z, y)
+
+print(f"Gradient function for z = {z.grad_fn}")
+print(f"Gradient function for loss = {loss.grad_fn}")
+
+loss.backward()
+print(w.grad)
+print(b.grad)
+
+z = torch.matmul(x, w) + b
+print(z.requires_grad)
+
+with torch.no_grad():
+    z = torch.matmul(x, w) + b
+print(z.requires_grad)
+
+z = torch.matmul(x, w) + b
+z_det = z.detach()
+print(z_det.requires_grad)
+
+inp = torch.eye(4, 5, requires_grad=True)
+out = (inp + 1).pow(2).t()
+out.backward(torch.ones_like(out), retain_graph=True)
+print(f"First call\n{inp.grad}")
+out.backward(torch.ones_like(out), retain_graph=True)
+print(f"\nSecond call\n{inp.grad}")
+second = inp.grad.sum().item()
+inp.grad.zero_()
+out.backward(torch.ones_like(out), retain_graph=True)
+print(f"\nCall after zeroing gradients\n{inp.grad}")
+total = inp.grad.sum().item() + second + w.grad.abs().sum().item()
+print('checksum', total)

@@ -1,0 +1,74 @@
+# After pytorch/tutorials beginner_source/nlp/word_embeddings_tutorial.py ("Word Embeddings: Encoding
+# Lexical Semantics", the N-gram language model): nn.Embedding for the context words, view to one row,
+# Linear-ReLU-Linear, log_softmax, NLLLoss, SGD over every (context, target) pair, summed loss per epoch.
+# Stand-in: offline_data.SHORT_TEXT (a paragraph of our own) instead of the Shakespeare sonnet; 10 epochs as
+# in the tutorial. Only the import differs between clnet and PyTorch.
+import clnet as torch
+import clnet.nn as nn
+import clnet.nn.functional as F
+import clnet.optim as optim
+from offline_data import SHORT_TEXT
+
+torch.manual_seed(1)
+
+word_to_ix = {"hello": 0, "world": 1}
+embeds = nn.Embedding(2, 5)  # 2 words in the vocabulary, 5-dimensional embeddings
+lookup_tensor = torch.tensor([word_to_ix["hello"]], dtype=torch.long)
+hello_embed = embeds(lookup_tensor)
+print(hello_embed)
+
+CONTEXT_SIZE = 2
+EMBEDDING_DIM = 10
+test_sentence = SHORT_TEXT
+
+# (context words, target word) pairs: the two words before each word
+ngrams = [
+    ([test_sentence[i - j - 1] for j in range(CONTEXT_SIZE)], test_sentence[i])
+    for i in range(CONTEXT_SIZE, len(test_sentence))
+]
+print(ngrams[:3])
+
+vocab = set(test_sentence)
+word_to_ix = {word: i for i, word in enumerate(sorted(vocab))}
+
+
+class NGramLanguageModeler(nn.Module):
+
+    def __init__(self, vocab_size, embedding_dim, context_size):
+        super(NGramLanguageModeler, self).__init__()
+        self.embeddings = nn.Embedding(vocab_size, embedding_dim)
+        self.linear1 = nn.Linear(context_size * embedding_dim, 128)
+        self.linear2 = nn.Linear(128, vocab_size)
+
+    def forward(self, inputs):
+        embeds = self.embeddings(inputs).view((1, -1))
+        out = F.relu(self.linear1(embeds))
+        out = self.linear2(out)
+        log_probs = F.log_softmax(out, dim=1)
+        return log_probs
+
+
+losses = []
+loss_function = nn.NLLLoss()
+model = NGramLanguageModeler(len(vocab), EMBEDDING_DIM, CONTEXT_SIZE)
+optimizer = optim.SGD(model.parameters(), lr=0.001)
+
+for epoch in range(10):
+    total_loss = 0
+    for context, target in ngrams:
+        context_idxs = torch.tensor([word_to_ix[w] for w in context], dtype=torch.long)
+
+        model.zero_grad()
+
+        log_probs = model(context_idxs)
+
+        loss = loss_function(log_probs, torch.tensor([word_to_ix[target]], dtype=torch.long))
+
+        loss.backward()
+        optimizer.step()
+
+        total_loss += loss.item()
+    losses.append(total_loss)
+print(losses)  # the summed loss goes down every epoch
+
+print(model.embeddings.weight[word_to_ix["bread"]])

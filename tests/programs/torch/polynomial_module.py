@@ -1,0 +1,42 @@
+# After pytorch/tutorials beginner_source/examples_nn/polynomial_module.py ("Learning PyTorch with Examples"):
+# the cubic as a custom nn.Module holding four nn.Parameter scalars, trained by SGD.
+# Cut: 2000 -> 600 steps. Only the import differs between clnet and PyTorch.
+import math
+
+import clnet as torch
+
+
+class Polynomial3(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = torch.nn.Parameter(torch.randn(()))
+        self.b = torch.nn.Parameter(torch.randn(()))
+        self.c = torch.nn.Parameter(torch.randn(()))
+        self.d = torch.nn.Parameter(torch.randn(()))
+
+    def forward(self, x):
+        return self.a + self.b * x + self.c * x ** 2 + self.d * x ** 3
+
+    def string(self):
+        return f'y = {self.a.item()} + {self.b.item()} x + {self.c.item()} x^2 + {self.d.item()} x^3'
+
+
+x = torch.linspace(-math.pi, math.pi, 2000)
+y = torch.sin(x)
+
+model = Polynomial3()
+
+criterion = torch.nn.MSELoss(reduction='sum')
+optimizer = torch.optim.SGD(model.parameters(), lr=1e-6)
+for t in range(600):
+    y_pred = model(x)
+
+    loss = criterion(y_pred, y)
+    if t % 100 == 99:
+        print(t, loss.item())
+
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+
+print(f'Result: {model.string()}')
