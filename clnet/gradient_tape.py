@@ -126,8 +126,8 @@ class GradientTape:
         if not live:
             grads = [None] * len(flat)
         else:
-            grads = autograd.grad([t for t, _ in live], flat, grad_outputs=[g for _, g in live],
-                                  retain_graph=self.persistent)
+            grads = list(autograd.grad([t for t, _ in live], flat, grad_outputs=[g for _, g in live],
+                                       retain_graph=self.persistent))
         if unconnected_gradients == "zero":
             grads = [zeros_like(s) if g is None else g for g, s in zip(grads, flat)]
         if isinstance(sources, dict):

@@ -9,6 +9,7 @@ whole API, and `a + b` reads as `Tensor.__add__` -> `ops.elementwise.add` -> the
 from __future__ import annotations
 
 import copy as _copy
+import weakref
 
 import numpy as np
 
@@ -154,7 +155,7 @@ class Tensor(TensorBase):
             body = f"<unreadable: {err}>"
         extra = f", shape={tuple(self.shape)}, dtype={self.dtype.name}, device='{self.device.spec}'"
         if self._node is not None:
-            extra += f", grad_fn={self._node!r}"
+            extra += f", grad_fn=<{self._node.name()}>"
         elif self.requires_grad:
             extra += ", requires_grad=True"
         return f"tensor({body}{extra})"
@@ -174,10 +175,38 @@ class Tensor(TensorBase):
         return (self[i] for i in range(self.shape[0]))
 
     # --- autograd -------------------------------------------------------------------------------
-    def backward(self, gradient=None, retain_graph=False, create_graph=False) -> None:
-        if create_graph:
-            raise NotImplementedError("higher-order gradients (create_graph=True) are not supported")
-        autograd.backward(self, gradient, retain_graph=retain_graph)
+    def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None) -> None:
+        """Accumulate d(self)/d(leaf) into every leaf's .grad (self must be a scalar unless `gradient`, of
+        self's shape, is given). create_graph=True keeps the gradients' history for second derivatives."""
+        autograd.backward(self, gradient, retain_graph=retain_graph, create_graph=create_graph, inputs=inputs)
+
+    def register_hook(self, hook):
+        """hook(grad) runs when the gradient with respect to this tensor is computed and may return a
+        replacement; returns a handle whose .remove() takes the hook out."""
+        return autograd.add_tensor_hook(self, hook)
+
+    def register_post_accumulate_grad_hook(self, hook):
+        """hook(tensor) runs on a leaf after its .grad has been accumulated in a backward pass."""
+        if self._node is not None:
+            raise RuntimeError("post accumulate grad hooks cannot be registered on non-leaf tensors")
+        if not self.requires_grad:
+            raise RuntimeError("cannot register a hook on a tensor that doesn't require gradient")
+        hooks = self.__dict__.setdefault("_post_accumulate_hooks", [])
+        hooks.append(hook)
+        return autograd.RemovableHandle(hooks, hook)
+
+    def retain_grad(self) -> None:
+        """Keep .grad of this non-leaf tensor after backward (leaves keep theirs anyway)."""
+        if not self.requires_grad:
+            raise RuntimeError("can't retain_grad on Tensor that has requires_grad=False")
+        if self._node is None or self.__dict__.get("_retains_grad"):
+            return
+        self.__dict__["_retains_grad"] = True
+        autograd.add_tensor_hook(self, _RetainGrad(self))
+
+    @property
+    def retains_grad(self) -> bool:
+        return bool(self.__dict__.get("_retains_grad"))
 
     @property
     def data(self) -> Tensor:
@@ -210,9 +239,6 @@ class Tensor(TensorBase):
         if self.grad is not None:
             new.grad = _copy.deepcopy(self.grad, memo)
         return new
-
-    def retain_grad(self):
-        raise NotImplementedError("retain_grad is not supported yet; use clnet.autograd.grad(out, [t])")
 
     # --- new tensors like this one --------------------------------------------------------------
     def new_tensor(self, data, dtype=None, device=None, requires_grad=False) -> Tensor:
@@ -740,6 +766,23 @@ class Tensor(TensorBase):
 
 
 register_tensor_class(Tensor)
+
+
+class _RetainGrad:
+    """The hook retain_grad() adds: stores (accumulates) the gradient on the tensor, held weakly so the
+    node does not keep its own output alive."""
+
+    def __init__(self, t):
+        self._t = weakref.ref(t)
+
+    def __call__(self, g):
+        t = self._t()
+        if t is not None:
+            if t.grad is None:
+                t.grad = _mv.clone(g)
+            else:
+                with autograd.no_grad():
+                    _ew.add_(t.grad, g)
 
 
 def _is_dtype_name(x) -> bool:

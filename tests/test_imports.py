@@ -19,7 +19,7 @@ ROOT = Path(clnet.__file__).resolve().parent
 # layer rank of the core modules: a module may import only modules of a lower or equal rank (equal:
 # within its own layer, where the order is checked by the absence of circles)
 LAYERS = [
-    ("clnet.errors", "clnet.dtypes"),
+    ("clnet.errors", "clnet.dtypes", "clnet.size"),
     ("clnet.backend",),
     ("clnet.core",),
     ("clnet.ops",),

@@ -229,10 +229,18 @@ def test_size_prints_compares_and_slices_as_torch_size():
     assert repr(s) == str(s) == "torch.Size([2, 3, 4])" and str(torch.Size()) == "torch.Size([])"
     assert s == (2, 3, 4) and (2, 3, 4) == s and isinstance(s, tuple)
     assert s.numel() == 24 and torch.Size([]).numel() == 1
-    assert isinstance(s[1:], torch.Size) and s[1:] == (3, 4) and s[-1] == 4 and type(s[0]) is int
+    assert s[1:] == (3, 4) and s[-1] == 4 and type(s[0]) is int  # slices are plain tuples (docs/pytorch.md)
     assert isinstance(s + (5,), torch.Size) and s + (5,) == (2, 3, 4, 5) and (1,) + s == (1, 2, 3, 4)
     assert torch.Size(np.array([2, 3])) == (2, 3) and hash(s) == hash((2, 3, 4))
     a, b, c = s
     assert (a, b, c) == (2, 3, 4)
     with pytest.raises(TypeError, match="iterable of ints"):
         torch.Size([2.5])
+
+
+def test_shapes_are_sizes(device):
+    x = torch.zeros(2, 3)
+    assert isinstance(x.shape, torch.Size) and isinstance(x.size(), torch.Size)
+    assert str(x.shape) == "torch.Size([2, 3])" and x.size() == (2, 3) and x.size(1) == 3
+    for y in (x.t(), x[0], x.reshape(6), x + 1, x.sum(0), x.unsqueeze(0), x.detach()):
+        assert isinstance(y.shape, torch.Size), y

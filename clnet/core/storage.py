@@ -16,6 +16,9 @@ import numpy as np
 
 from .. import dtypes as _dt
 from ..errors import DtypeNotSupportedError
+from ..size import Size
+
+_new_size = tuple.__new__  # Size(shape) without re-checking entries that are already ints
 
 
 def contiguous_strides(shape) -> tuple:
@@ -54,7 +57,7 @@ def check_device_dtype(device, dtype) -> None:
 
 
 class TensorBase:
-    """A view of device memory: `_buf` (a pool allocation), `offset`, `shape`, `strides` (elements),
+    """A view of device memory: `_buf` (a pool allocation), `offset`, `shape` (a clnet.Size), `strides` (elements),
     `dtype`, `device`, plus the autograd fields the tape fills in (`requires_grad`, `grad`, `_node`,
     `_out_index`) and the version counter shared by every view of one storage (`_version`)."""
 
@@ -72,7 +75,7 @@ class TensorBase:
         t = object.__new__(_TENSOR_CLASS if cls is TensorBase else cls)
         t._buf = buf
         t.offset = offset
-        t.shape = tuple(shape)
+        t.shape = _new_size(Size, shape)
         t.strides = contiguous_strides(shape) if strides is None else tuple(strides)
         t.dtype = dtype
         t.device = device
@@ -89,7 +92,7 @@ class TensorBase:
     @classmethod
     def _empty(cls, shape, dtype, device, strides=None):
         """A new contiguous tensor from the device's pool (`strides`: its contiguous strides, if known)."""
-        shape = tuple(shape)
+        shape = _new_size(Size, shape)
         if dtype is not _dt.float32:  # the common case skips the checks
             dtype = _dt.as_dtype(dtype)
             check_device_dtype(device, dtype)

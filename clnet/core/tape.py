@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import threading
+import weakref
 
 _state = threading.local()
 
@@ -25,8 +26,24 @@ def is_grad_enabled() -> bool:
         return True
 
 
-def set_grad_enabled(mode: bool) -> None:
+def _set_mode(mode: bool) -> None:
     _state.enabled = bool(mode)
+
+
+class set_grad_enabled:
+    """Turn grad mode on or off: at once when called (`clnet.set_grad_enabled(False)`), and back to
+    what it was when used as a context manager (`with clnet.set_grad_enabled(train):`), as PyTorch's."""
+
+    def __init__(self, mode: bool):
+        self._prev = is_grad_enabled()
+        _set_mode(mode)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        _set_mode(self._prev)
+        return False
 
 
 class _GradMode:
@@ -36,11 +53,11 @@ class _GradMode:
 
     def __enter__(self):
         self._prev = is_grad_enabled()
-        set_grad_enabled(self.mode)
+        _set_mode(self.mode)
         return self
 
     def __exit__(self, *exc):
-        set_grad_enabled(self._prev)
+        _set_mode(self._prev)
         return False
 
     def __call__(self, fn):
@@ -79,20 +96,53 @@ class Edge:
 
 
 class Node:
-    """One recorded op: input edges, the rule that maps output grads to input grads, saved versions."""
+    """One recorded op: input edges, the rule that maps output grads to input grads, saved versions.
 
-    __slots__ = ("name", "edges", "backward", "saved", "out_meta", "__weakref__")
+    As PyTorch's grad_fn: `name()` ('MulBackward0'), `next_functions` (the nodes of the inputs, each with
+    the output slot it produced, an AccumulateGrad for a leaf that requires grad, or None), and
+    `register_hook` / `register_prehook`. `hooks` holds the tensor hooks of this node's outputs
+    (Tensor.register_hook, retain_grad), by output slot."""
 
-    def __init__(self, name, inputs, backward, saved=(), out_meta=()):
-        self.name = name
+    __slots__ = ("op", "edges", "backward", "saved", "out_meta", "hooks", "node_hooks", "__weakref__")
+
+    def __init__(self, op, inputs, backward, saved=(), out_meta=()):
+        self.op = op  # the op's name ("mul", "mse_loss")
         self.edges = tuple(Edge(t) for t in inputs)
         self.backward = backward
         self.saved = tuple((t, t._version[0]) for t in saved)
         self.out_meta = out_meta  # (shape, dtype, device) of each output, to make zero grads
+        self.hooks = None         # {output slot: [hook(grad) -> grad or None, ...]}
+        self.node_hooks = None    # {"pre": [...], "post": [...]}: grad_fn.register_prehook / register_hook
 
     @property
     def n_outputs(self):
         return len(self.out_meta)
+
+    def name(self) -> str:
+        """PyTorch's spelling of the node: op 'mse_loss' -> 'MseLossBackward0'."""
+        return "".join(part[:1].upper() + part[1:] for part in self.op.split("_")) + "Backward0"
+
+    @property
+    def next_functions(self) -> tuple:
+        """((node, output slot), ...) per input: the node that produced it, AccumulateGrad for a leaf that
+        requires grad, (None, 0) for an input without gradient (as PyTorch's grad_fn.next_functions)."""
+        out = []
+        for e in self.edges:
+            if e.node is not None:
+                out.append((e.node, e.index))
+            elif e.leaf is not None:
+                out.append((AccumulateGrad.of(e.leaf), 0))
+            else:
+                out.append((None, 0))
+        return tuple(out)
+
+    def register_hook(self, hook):
+        """hook(grad_inputs, grad_outputs) after this node's rule ran (may return new grad_inputs)."""
+        return _add_hook(self, "post", hook)
+
+    def register_prehook(self, hook):
+        """hook(grad_outputs) before this node's rule runs (may return new grad_outputs)."""
+        return _add_hook(self, "pre", hook)
 
     def free(self):
         """Drop what backward needed (rule, saved tensors, edges); a later walk through this node raises."""
@@ -101,15 +151,89 @@ class Node:
         self.edges = ()
 
     def __repr__(self):
-        return f"<{self.name}Backward>"
+        return f"<{self.name()} object at {id(self):#x}>"
 
     def check_saved(self):
         for t, version in self.saved:
             if t._version[0] != version:
                 raise RuntimeError(
-                    f"one of the tensors needed for the gradient of {self.name} has been modified by an "
+                    f"one of the tensors needed for the gradient of {self.op} has been modified by an "
                     f"in-place operation: {t.dtype.name}{list(t.shape)} is at version {t._version[0]}; "
                     f"expected version {version} instead. Use .clone() before changing it in place.")
+
+
+class AccumulateGrad:
+    """The grad_fn-side stand-in for a leaf that requires grad (PyTorch's AccumulateGrad): `.variable` is
+    the leaf; one per leaf, so `is` comparisons between walks hold."""
+
+    __slots__ = ("_leaf", "__weakref__")
+
+    def __init__(self, leaf):
+        self._leaf = weakref.ref(leaf)
+
+    @staticmethod
+    def of(leaf) -> "AccumulateGrad":
+        acc = leaf.__dict__.get("_accumulate_grad")
+        if acc is None:
+            acc = leaf.__dict__["_accumulate_grad"] = AccumulateGrad(leaf)
+        return acc
+
+    @property
+    def variable(self):
+        return self._leaf()
+
+    next_functions = ()
+
+    def name(self) -> str:
+        return "torch::autograd::AccumulateGrad"
+
+    def __repr__(self):
+        return f"<AccumulateGrad object at {id(self):#x}>"
+
+
+class RemovableHandle:
+    """What register_hook returns: `.remove()` takes the hook out again."""
+
+    __slots__ = ("_hooks", "_hook")
+
+    def __init__(self, hooks: list, hook):
+        self._hooks, self._hook = hooks, hook
+
+    def remove(self) -> None:
+        if self._hook in self._hooks:
+            self._hooks.remove(self._hook)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.remove()
+
+
+def _add_hook(node, kind, hook):
+    if not callable(hook):
+        raise TypeError(f"register_hook expects a callable, got {type(hook).__name__}")
+    if node.node_hooks is None:
+        node.node_hooks = {"pre": [], "post": []}
+    node.node_hooks[kind].append(hook)
+    return RemovableHandle(node.node_hooks[kind], hook)
+
+
+def add_tensor_hook(t, hook) -> RemovableHandle:
+    """Tensor.register_hook: hook(grad) runs when the gradient w.r.t. `t` is computed, and may return a
+    replacement. Leaves keep their hooks in their own dict; non-leaves on their node, by output slot."""
+    if not callable(hook):
+        raise TypeError(f"register_hook expects a callable, got {type(hook).__name__}")
+    if not t.requires_grad:
+        raise RuntimeError("cannot register a hook on a tensor that doesn't require gradient")
+    if t._node is None:
+        hooks = t.__dict__.setdefault("_grad_hooks", [])
+    else:
+        if t._node.hooks is None:
+            t._node.hooks = {}
+        hooks = t._node.hooks.setdefault(t._out_index, [])
+    hooks.append(hook)
+    return RemovableHandle(hooks, hook)
 
 
 def needs_grad(*tensors) -> bool:
@@ -122,14 +246,18 @@ def needs_grad(*tensors) -> bool:
     return False
 
 
-def record(name, outputs, inputs, backward, saved=()):
+def record(name, outputs, inputs, backward, saved=(), differentiable=False):
     """Attach a Node to `outputs` (one tensor or a tuple) if any input requires grad.
 
     `backward(*grads_out)` returns one gradient (or None) per input. `saved` lists the tensors the rule
-    reads; they are version-checked at backward time.
+    reads; they are version-checked at backward time. `differentiable=True` says the rule is written
+    with recorded ops on the inputs themselves, so a backward with create_graph=True can run it and
+    differentiate its result again (a rule with a `graph_rule` attribute has such a second version).
     """
     if not needs_grad(*inputs):
         return
+    if differentiable:
+        backward.differentiable = True
     if isinstance(outputs, tuple):
         node = Node(name, inputs, backward, saved, tuple((o.shape, o.dtype, o.device) for o in outputs))
         for i, out in enumerate(outputs):

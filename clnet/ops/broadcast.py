@@ -43,7 +43,7 @@ def expand(x: TensorBase, *shape) -> TensorBase:
                              f"{old}, which is not 1")
     y = x._view(tuple(new_shape), tuple(new_strides))
     if needs_grad(x):
-        record("expand", y, (x,), lambda g: sum_to(g, x.shape))
+        record("expand", y, (x,), lambda g: sum_to(g, x.shape), differentiable=True)
     return y
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import inspect
 import math
 import numbers
+import weakref
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -226,13 +227,21 @@ def _reads(rule) -> tuple:
     return tuple(p for p in inspect.signature(rule).parameters if p != "g")
 
 
-def _record(name, y, operands, names, rules, reads):
+def _record(name, y, operands, names, rules, reads, graph_rules=None):
     """Hang the node of `y = name(operands)` on y. `names[i]` is operand i's name in the rules, `rules[i]`
     its gradient rule (None: no gradient) and `reads[i]` what that rule reads; only what the rules of
-    operands that need a gradient read is kept (and version-checked)."""
+    operands that need a gradient read is kept (and version-checked).
+
+    `graph_rules[i]`, when given, is operand i's rule written with recorded ops (GRAPH_RULES): what a
+    backward with create_graph=True runs instead of the fused kernel, so the gradient can be
+    differentiated again (`out` is then the output re-attached to this node, as PyTorch's saved outputs)."""
     tensors = [i for i, x in enumerate(operands) if isinstance(x, TensorBase)]
     need = {i for i in tensors if rules[i] is not None and operands[i].requires_grad}
-    wanted = {r for i in need for r in reads[i]}
+    if graph_rules is not None and any(graph_rules[i] is None for i in need):
+        graph_rules = None
+    graph_reads = [_reads(graph_rules[i]) if i in need else () for i in range(len(operands))] \
+        if graph_rules is not None else ()
+    wanted = {r for i in need for r in reads[i]} | {r for rs in graph_reads for r in rs}
     env = {}
     saved = []
     for i, nm in enumerate(names):
@@ -247,7 +256,26 @@ def _record(name, y, operands, names, rules, reads):
 
     def backward(g):
         return tuple(None if rule is None else rule(g, **{r: env[r] for r in used}) for _, rule, used in calls)
+    node_ref = []
+    if graph_rules is not None:
+        def graph_rule(g):
+            local = dict(env)
+            if "out" in local:
+                local["out"] = _reattached(local["out"], node_ref[0]())
+            return tuple(None if rule is None else graph_rules[i](g, **{r: local[r] for r in graph_reads[i]})
+                         for i, rule, _ in calls)
+        backward.graph_rule = graph_rule
     record(name, y, tuple(operands[i] for i in tensors), backward, saved=tuple(saved))
+    if graph_rules is not None:
+        node_ref.append(weakref.ref(y._node))
+
+
+def _reattached(alias, node):
+    """A new alias of a node's saved output that has the node as its history (PyTorch's saved outputs),
+    so a gradient computed from it is differentiated through the node again."""
+    t = alias.detach()
+    t._node, t._out_index, t.requires_grad = node, 0, True
+    return t
 
 
 # --- op tables -------------------------------------------------------------------------------------------
@@ -371,6 +399,46 @@ BINARY = {
                                              " ? v0 % v1 + v1 : v0 % v1))"),
 }
 
+
+# --- rules written with recorded ops, for create_graph=True (second derivatives) ----------------------
+def _pow_graph_a(g, a, b):
+    if isinstance(b, TensorBase):
+        return mul(mul(g, b), pow(a, sub(b, 1)))
+    return mul(g, mul(pow(a, b - 1), b)) if b != 0 else mul(g, 0)
+
+
+def _pow_graph_b(g, out, a, b):
+    return where(logical_and(eq(a, 0), ge(b, 0)), 0.0, mul(mul(g, out), log(a)))
+
+
+GRAPH_RULES = {  # op -> (rule of operand 0, rule of operand 1): the parameter names are those of UNARY/BINARY
+    "neg": (lambda g: neg(g),),
+    "abs": (lambda g, x: mul(g, sign(x)),),
+    "sign": (lambda g: mul(g, 0),),
+    "exp": (lambda g, out: mul(g, out),),
+    "log": (lambda g, x: div(g, x),),
+    "sqrt": (lambda g, out: div(g, mul(out, 2)),),
+    "rsqrt": (lambda g, x, out: mul(g, mul(div(out, x), -0.5)),),
+    "sin": (lambda g, x: mul(g, cos(x)),),
+    "cos": (lambda g, x: neg(mul(g, sin(x))),),
+    "tanh": (lambda g, out: mul(g, sub(1, mul(out, out))),),
+    "sigmoid": (lambda g, out: mul(g, mul(out, sub(1, out))),),
+    "relu": (lambda g, out: mul(g, gt(out, 0)),),
+    "reciprocal": (lambda g, out: neg(mul(g, mul(out, out))),),
+    "square": (lambda g, x: mul(g, mul(x, 2)),),
+    "log1p": (lambda g, x: div(g, add(x, 1)),),
+    "expm1": (lambda g, out: mul(g, add(out, 1)),),
+    "floor": (lambda g: mul(g, 0),),
+    "ceil": (lambda g: mul(g, 0),),
+    "round": (lambda g: mul(g, 0),),
+    "add": (lambda g: g, lambda g: g),
+    "sub": (lambda g: g, lambda g: neg(g)),
+    "mul": (lambda g, b: mul(g, b), lambda g, a: mul(g, a)),
+    "div": (lambda g, b: div(g, b), lambda g, out, b: neg(div(mul(g, out), b))),
+    "pow": (_pow_graph_a, _pow_graph_b),
+    "where": (None, lambda g, cond: where(cond, g, 0.0), lambda g, cond: where(cond, 0.0, g)),
+}
+
 _PY_NUMBERS = (int, float)
 
 
@@ -420,7 +488,7 @@ def unary(name: str, x, out: TensorBase | None = None) -> TensorBase:
         return _inplace(name, expr, [x], ("x",), (row.grad,), (row.reads,), out, result_dt, dt)
     y = launch(expr, [x], result_dt, dt)
     if row.grad is not None and needs_grad(x):
-        _record(name, y, [x], ("x",), (row.grad,), (row.reads,))
+        _record(name, y, [x], ("x",), (row.grad,), (row.reads,), GRAPH_RULES.get(name))
     return y
 
 
@@ -466,7 +534,7 @@ def binary(name: str, a, b, out: TensorBase | None = None) -> TensorBase:
         return _inplace(name, expr, [a, b], ("a", "b"), rules, row.reads, out, result_dt, ct)
     y = launch(expr, [a, b], result_dt, ct)
     if row.differentiable and needs_grad(a, b):
-        _record(name, y, [a, b], ("a", "b"), rules, row.reads)
+        _record(name, y, [a, b], ("a", "b"), rules, row.reads, GRAPH_RULES.get(name))
     return y
 
 
@@ -556,7 +624,7 @@ def where(cond, a, b) -> TensorBase:
     dt = _operand_dtype(a, b)
     y = launch("(v0 ? v1 : v2)", [cond, a, b], dt, dt)
     if needs_grad(a, b):
-        _record("where", y, [cond, a, b], ("cond", "a", "b"), _WHERE_RULES, _WHERE_READS)
+        _record("where", y, [cond, a, b], ("cond", "a", "b"), _WHERE_RULES, _WHERE_READS, GRAPH_RULES["where"])
     return y
 
 

@@ -220,7 +220,7 @@ def mm(a: TensorBase, b: TensorBase) -> TensorBase:
     if needs_grad(a, b):
         record("mm", y, (a, b), lambda g: (mm(g, transpose(b, 0, 1)) if a.requires_grad else None,
                                            mm(transpose(a, 0, 1), g) if b.requires_grad else None),
-               saved=(a, b))
+               saved=(a, b), differentiable=True)
     return y
 
 
@@ -235,7 +235,7 @@ def bmm(a: TensorBase, b: TensorBase) -> TensorBase:
     if needs_grad(a, b):
         record("bmm", y, (a, b), lambda g: (bmm(g, transpose(b, 1, 2)) if a.requires_grad else None,
                                             bmm(transpose(a, 1, 2), g) if b.requires_grad else None),
-               saved=(a, b))
+               saved=(a, b), differentiable=True)
     return y
 
 
@@ -350,7 +350,7 @@ def matmul_ex(a: TensorBase, b: TensorBase, *, trans_a=False, trans_b=False, alp
         yd = y.detach()  # the relu mask reads y's values; a detached view keeps y's node out of its own closure
         record("matmul_ex", y, inputs,
                lambda g: _matmul_ex_grads(g, a, b, yd, trans_a, trans_b, alpha, activation, bias is not None),
-               saved=(a, b, yd) if activation else (a, b))
+               saved=(a, b, yd) if activation else (a, b), differentiable=True)
     return y
 
 

@@ -42,7 +42,7 @@ def contiguous(x: TensorBase) -> TensorBase:
 def clone(x: TensorBase) -> TensorBase:
     y = launch("v0", [x], x.dtype, x.dtype)
     if needs_grad(x):
-        record("clone", y, (x,), lambda g: g)
+        record("clone", y, (x,), lambda g: g, differentiable=True)
     return y
 
 
@@ -51,7 +51,7 @@ def to_device(x: TensorBase, device) -> TensorBase:
     """Copy to another device through the host (OpenCL contexts cannot share buffers)."""
     y = tensor(to_numpy(x), dtype=x.dtype, device=device)
     if needs_grad(x):
-        record("to", y, (x,), lambda g: to_device(g, x.device))
+        record("to", y, (x,), lambda g: to_device(g, x.device), differentiable=True)
     return y
 
 
@@ -75,7 +75,7 @@ def reshape(x: TensorBase, *shape) -> TensorBase:
     else:
         y = x._view(shape, strides)
     if needs_grad(x):
-        record("reshape", y, (x,), lambda g: reshape(g, x.shape))
+        record("reshape", y, (x,), lambda g: reshape(g, x.shape), differentiable=True)
     return y
 
 
@@ -101,7 +101,7 @@ def permute(x: TensorBase, *dims) -> TensorBase:
     y = x._view(tuple(x.shape[d] for d in dims), tuple(x.strides[d] for d in dims))
     if needs_grad(x):
         inverse = tuple(int(i) for i in np.argsort(dims))
-        record("permute", y, (x,), lambda g: permute(g, inverse))
+        record("permute", y, (x,), lambda g: permute(g, inverse), differentiable=True)
     return y
 
 
@@ -156,7 +156,7 @@ def squeeze(x: TensorBase, dim=None) -> TensorBase:
         keep = [i for i in range(x.ndim) if i not in drop]
     y = x._view(tuple(x.shape[i] for i in keep), tuple(x.strides[i] for i in keep))
     if needs_grad(x):
-        record("squeeze", y, (x,), lambda g: reshape(g, x.shape))
+        record("squeeze", y, (x,), lambda g: reshape(g, x.shape), differentiable=True)
     return y
 
 
@@ -167,7 +167,7 @@ def unsqueeze(x: TensorBase, dim) -> TensorBase:
     inner = x.strides[d] * x.shape[d] if d < x.ndim else 1
     y = x._view(shape, x.strides[:d] + (inner,) + x.strides[d:])
     if needs_grad(x):
-        record("unsqueeze", y, (x,), lambda g: reshape(g, x.shape))
+        record("unsqueeze", y, (x,), lambda g: reshape(g, x.shape), differentiable=True)
     return y
 
 
@@ -278,7 +278,7 @@ def concat(tensors, dim=0) -> TensorBase:
         def backward(g):
             return tuple(cast(getitem(g, k), t_.dtype) if _dt.is_floating(t_.dtype) else None
                          for k, t_ in zip(keys, tensors))
-        record("concat", out, tuple(tensors), backward)
+        record("concat", out, tuple(tensors), backward, differentiable=True)
     return out
 
 
@@ -347,7 +347,7 @@ def flip(x: TensorBase, dims) -> TensorBase:
             strides[a] = -strides[a]
     y = launch("v0", [x._view(x.shape, tuple(strides), offset)], x.dtype, x.dtype)
     if needs_grad(x):
-        record("flip", y, (x,), lambda g: flip(g, axes))
+        record("flip", y, (x,), lambda g: flip(g, axes), differentiable=True)
     return y
 
 
@@ -378,5 +378,5 @@ def pad(x: TensorBase, pad, mode="constant", value=0) -> TensorBase:
     out = full(tuple(shape), value, dtype=x.dtype, device=x.device)
     copy_into(out._view(*_basic_index(out, dst_key)), xs.detach())
     if needs_grad(xs):
-        record("pad", out, (xs,), lambda g: getitem(g, dst_key))
+        record("pad", out, (xs,), lambda g: getitem(g, dst_key), differentiable=True)
     return out

@@ -473,6 +473,20 @@ def _grad_back(g, x, axes):
     return gx if g.dtype == x.dtype else cast(gx, x.dtype)
 
 
+def _graph_back(g, x, axes):
+    """_grad_back written with recorded ops, for create_graph=True: the broadcast view records the sum
+    back as its gradient, so the result can be differentiated again."""
+    gk = _grad_to_kept(g, x, axes)
+    gx = broadcast_view(gk, x.shape)
+    record("expand", gx, (gk,), lambda h: reshape(sum(h, axes, keepdim=True), gk.shape), differentiable=True)
+    return gx if g.dtype == x.dtype else cast(gx, x.dtype)
+
+
+def _with_graph_rule(rule, graph_rule):
+    rule.graph_rule = graph_rule
+    return rule
+
+
 # --- public reductions -----------------------------------------------------------------------------
 @op("sum")
 def sum(x: TensorBase, dim=None, keepdim=False, dtype=None, *, axis=None, keepdims=None) -> TensorBase:
@@ -483,7 +497,8 @@ def sum(x: TensorBase, dim=None, keepdim=False, dtype=None, *, axis=None, keepdi
     out_dt, acc = _sum_dtypes(x, dtype)
     y = reshape(_reduce("sum", x, axes, out_dt, acc), _kept_shape(x, axes, keepdim))
     if needs_grad(x) and _dt.is_floating(out_dt):
-        record("sum", y, (x,), lambda g: _grad_back(g, x, axes))
+        record("sum", y, (x,), _with_graph_rule(lambda g: _grad_back(g, x, axes),
+                                                lambda g: _graph_back(g, x, axes)))
     return y
 
 
@@ -504,7 +519,9 @@ def mean(x: TensorBase, dim=None, keepdim=False, dtype=None, *, axis=None, keepd
     else:
         y = reshape(_reduce("sum", x, axes, out_dt, acc, scale=1.0 / n), _kept_shape(x, axes, keepdim))
     if needs_grad(x):
-        record("mean", y, (x,), lambda g: _grad_back(mul(g, 1.0 / n if n else float("nan")), x, axes))
+        scale = 1.0 / n if n else float("nan")
+        record("mean", y, (x,), _with_graph_rule(lambda g: _grad_back(mul(g, scale), x, axes),
+                                                 lambda g: _graph_back(mul(g, scale), x, axes)))
     return y
 
 

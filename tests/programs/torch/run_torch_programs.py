@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import inspect
 import io
 import math
 import os
@@ -74,6 +75,7 @@ def printed(pattern, group=1, last=True):
 # range by a margin (the numbers clnet draws differ from PyTorch's for the same seed, so a clnet run is
 # one more draw from the same distribution, not a copy of a PyTorch run).
 DATALOADER = ("utils.data.DataLoader", "data")
+WEIGHTS_ONLY = ("load(weights_only=)", "torch-nn")
 CHECKS = {
     "polynomial_tensor": Check("final loss (sum of squares, 2000 points)", var("loss"), high=2500,
                                why="loss from random starts falls to 79-1100 after 600 steps"),
@@ -94,22 +96,24 @@ CHECKS = {
                             high=1.0, why="four samples, ten classes: the head fits them"),
     "autograd_quickstart": Check("checksum of the printed gradients", var("total"), low=0.0, high=1e4),
     "tensor_quickstart": Check("checksum of the products", var("checksum"), low=-1e9, high=1e9,
-                               needs=(("matmul(out=)", "torch-api"),)),
-    "quickstart": Check("test accuracy", var("accuracy"), low=0.5, needs=(DATALOADER,)),
+                               needs=(("matmul(out=)", "torch-api"), ("mul(out=)", "torch-api"))),
+    "quickstart": Check("test accuracy", var("accuracy"), low=0.5, needs=(DATALOADER, WEIGHTS_ONLY)),
     "nn_tutorial": Check("validation loss of the DataLoader-fed logistic regression", var("logistic_loss"), high=1.5,
                          needs=(DATALOADER, ("utils.data.TensorDataset", "data"),
                                 ("nn.AdaptiveAvgPool2d", "torch-nn"))),
     "blitz_cifar10": Check("test accuracy (%)", printed(r"Accuracy of the network on the \d+ test images: (\d+) %"),
-                           low=30, needs=(DATALOADER,)),
+                           low=30, needs=(DATALOADER, WEIGHTS_ONLY)),
     "mnist": Check("test accuracy", lambda g, o: g["test_accuracy"], low=0.8,
                    needs=(DATALOADER, ("optim.Adadelta", "torch-nn"), ("Tensor.view_as", "torch-api"))),
-    "regression": Check("smooth L1 loss at the stop", printed(r"Loss: ([0-9.]+) after"), high=0.05),
+    "regression": Check("smooth L1 loss at the stop", printed(r"Loss: ([0-9.]+) after"), high=0.05,
+                        needs=(("nn.functional.smooth_l1_loss", "torch-nn"),)),
     "vae": Check("test loss per image", var("test_loss"), high=220, needs=(DATALOADER,)),
     "time_sequence_prediction": Check("test loss", var("test_loss"), high=0.05,
                                       needs=(("nn.LSTMCell", "torch-nn"), ("optim.LBFGS", "torch-nn"))),
     "word_language_model": Check("test loss (nats per word)", var("test_loss"), high=2.5,
                                  needs=(("nn.Embedding", "torch-nn"), ("nn.LSTM", "torch-nn"),
-                                        ("nn.utils.clip_grad_norm_", "torch-nn"))),
+                                        ("nn.utils.clip_grad_norm_", "torch-nn"),
+                                        ("Tensor.add_(alpha=)", "torch-api"))),
     "ngram_language_model": Check("summed loss of the last epoch", lambda g, o: g["losses"][-1], high=1e4,
                                   needs=(("nn.Embedding", "torch-nn"),)),
     "bow_classifier": Check("test sentences classified right (of 2)", var("correct"), low=2,
@@ -152,19 +156,31 @@ def check_only_imports_differ(name: str) -> None:
 
 
 def missing_pieces(check: Check) -> list:
-    """The `needs` entries clnet does not have yet (attribute paths below the clnet package)."""
+    """The `needs` entries clnet does not have yet: attribute paths below the clnet package, optionally
+    with a keyword argument the function must take ("load(weights_only=)")."""
     import clnet
     missing = []
     for path, owner in check.needs:
-        obj = clnet
-        for part in re.sub(r"\(.*\)$", "", path).split("."):
-            try:
-                obj = getattr(obj, part) if hasattr(obj, part) else importlib.import_module(
-                    f"{obj.__name__}.{part}")
-            except Exception:
-                missing.append(f"clnet.{path} ({owner})")
-                break
+        if not _has(clnet, path):
+            missing.append(f"clnet.{path} ({owner})")
     return missing
+
+
+def _has(root, path: str) -> bool:
+    m = re.fullmatch(r"([\w.]+)(?:\((\w+)=\))?", path)
+    obj = root
+    for part in m.group(1).split("."):
+        try:
+            obj = getattr(obj, part) if hasattr(obj, part) else importlib.import_module(f"{obj.__name__}.{part}")
+        except Exception:
+            return False
+    if m.group(2):
+        try:
+            params = inspect.signature(obj).parameters
+        except (TypeError, ValueError):
+            return False
+        return m.group(2) in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+    return True
 
 
 def run_program(name: str, framework: str, seed: int | None = None) -> tuple[dict, str, float]:
@@ -174,10 +190,15 @@ def run_program(name: str, framework: str, seed: int | None = None) -> tuple[dic
     out = io.StringIO()
     old_argv, old_cwd, old_path = sys.argv, os.getcwd(), list(sys.path)
     default = _default_device_state()
+    fw = _framework(framework)
+    real_seed = fw.manual_seed
     if seed is not None:
         random.seed(seed)
         np.random.seed(seed)
-        _framework(framework).manual_seed(seed)
+        real_seed(seed)
+        # a program that seeds itself gets its seed shifted by the run's, so runs differ as runs of
+        # unseeded programs do (the program's text is unchanged)
+        fw.manual_seed = lambda s, _shift=seed: real_seed(s + _shift)
     start = time.perf_counter()
     try:
         with tempfile.TemporaryDirectory() as scratch, contextlib.redirect_stdout(out):
@@ -186,6 +207,7 @@ def run_program(name: str, framework: str, seed: int | None = None) -> tuple[dic
             sys.path.insert(0, str(HERE))
             exec(code, env)
     finally:
+        fw.manual_seed = real_seed
         sys.argv, sys.path[:] = old_argv, old_path
         os.chdir(old_cwd)
         _restore_default_device(framework, default)
