@@ -34,9 +34,28 @@ from .generator import Generator  # noqa: E402  (data-pipeline shuffling; issue 
 from . import nn  # noqa: E402  (clnet.nn after `import clnet`)
 from . import optim  # noqa: E402  (clnet.optim after `import clnet`)
 from . import accelerator, backends, cuda  # noqa: E402  (PyTorch's device spellings, docs/pytorch.md)
+# PyTorch's functions with their keyword arguments (input=, other=, out=, alpha=, ...): these names replace the
+# plain ops imported above (docs/pytorch.md lists them)
+from .functions import (  # noqa: E402,F811
+    abs, absolute, acos, arccos, acosh, arccosh, add, addbmm, addcdiv, addcmul, addmm, addmv, addr, allclose,
+    arcsin, arcsinh, arctan, arctan2, arctanh, argsort, as_tensor, asin, asinh, atan, atan2, atanh, baddbmm, bmm,
+    cat, ceil, clamp, clamp_max, clamp_min, clip, concat, concatenate, cos, cosh, cumprod, cumsum, div, divide,
+    dot, eq, equal, erf, erfc, exp, exp2, expm1, fix, float_power, floor, floor_divide, fmax, fmin, fmod, frac,
+    ge, ger, greater, greater_equal, gt, hstack, hypot, is_floating_point, is_nonzero, isclose, isfinite, isinf,
+    isnan, kthvalue, le, lerp, less, less_equal, log, log10, log1p, log2, log_softmax, logical_and, logical_not,
+    logical_or, logical_xor, lt, matmul, maximum, minimum, mm, mul, multiply, mv, nan_to_num, ne, neg, negative,
+    not_equal, numel, outer, pow, reciprocal, relu, remainder, round, rsqrt, scalar_tensor, sgn, sigmoid, sign,
+    sin, sinh, softmax, sort, sqrt, square, stack, std_mean, sub, subtract, tan, tanh, topk, true_divide, trunc,
+    var_mean, vdot, vstack, where)
+from .ops.sort import msort, unique  # noqa: E402
+from .ops.structure import diag, diag_embed, diagonal, meshgrid, roll, take_along_dim, tril, triu  # noqa: E402
+from .ops.linalg import cross, dist, einsum, norm, tensordot, trace  # noqa: E402
+from .ops.sampling import bernoulli, logspace, multinomial, normal, randint_like  # noqa: E402
+from .ops.indexing import scatter  # noqa: E402
+from .tensor_types import (BoolTensor, ByteTensor, CharTensor, DoubleTensor, FloatTensor, HalfTensor,  # noqa: E402
+                           IntTensor, LongTensor, ShortTensor)
+from . import linalg  # noqa: E402  (torch.linalg: norm, vector_norm, matrix_norm)
 
-cat = concatenate = concat
-subtract, multiply, divide, true_divide, negative, clip = sub, mul, div, div, neg, clamp
 reduce_sum, reduce_mean, reduce_max, reduce_min = sum, mean, amax, amin
 
 

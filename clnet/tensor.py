@@ -19,13 +19,22 @@ from .backend.devices import Device, get_device
 from .core.storage import TensorBase, contiguous_strides, normalise_shape, register_tensor_class  # noqa: F401
 from .core.storage import check_device_dtype as _check_device_dtype  # noqa: F401  (old name)
 from .errors import DeviceNotFoundError
+from .ops import arith as _ar
 from .ops import broadcast as _bc
 from .ops import creation as _cr
 from .ops import elementwise as _ew
 from .ops import indexing as _ix
+from .ops import linalg as _la
 from .ops import matmul as _mm
 from .ops import movement as _mv
+from .ops import nn as _nn
+from .ops import random as _rnd
 from .ops import reduce as _red
+from .ops import sampling as _smp
+from .ops import scan as _scan
+from .ops import sort as _sort
+from .ops import structure as _st
+from . import tensor_types as _types
 
 _normalise_shape = normalise_shape  # the name this module used to define
 
@@ -48,9 +57,18 @@ class Tensor(TensorBase):
 
     __slots__ = ()
 
+    def __new__(cls, *args, device=None):
+        """torch.Tensor(data) copies data into a float32 tensor; torch.Tensor(2, 3) is uninitialised (the
+        legacy constructor; clnet.tensor(data) is the usual way)."""
+        return _types.new_legacy(_dt.DEFAULT_FLOAT, args, device)
+
+    def __init__(self, *args, **kwargs):
+        pass
+
     # --- conversion -----------------------------------------------------------------------------
-    def numpy(self) -> np.ndarray:
-        """Copy to a numpy array (waits for the device). Works on tensors that require grad, as in TF."""
+    def numpy(self, *, force=False) -> np.ndarray:
+        """Copy to a numpy array (waits for the device). Works on tensors that require grad, as in TF
+        (force= is accepted: the copy is always made)."""
         with autograd.no_grad():
             return _cr.to_numpy(self)
 
@@ -105,6 +123,8 @@ class Tensor(TensorBase):
                 device, dtype = a.device, a.dtype
             elif isinstance(a, (Device, str)) and not _is_dtype_name(a):
                 device = a
+            elif isinstance(a, int) and not isinstance(a, bool):
+                device = a  # an accelerator ordinal, as .to(0) is cuda:0
             else:
                 dtype = a
         out = self
@@ -145,8 +165,44 @@ class Tensor(TensorBase):
     def bool(self) -> Tensor:
         return self.to(dtype=_dt.bool_)
 
-    def type(self, dtype=None):
-        return self.dtype.name if dtype is None else self.to(dtype=dtype)
+    def type(self, dtype=None, non_blocking=False):
+        """'torch.FloatTensor' (PyTorch's type name) without an argument; else this tensor converted to the
+        dtype, the legacy type (clnet.LongTensor) or its name ('torch.LongTensor')."""
+        if dtype is None:
+            return _types.type_name(self.dtype)
+        return self.to(dtype=_types.dtype_of(dtype))
+
+    def type_as(self, other) -> Tensor:
+        """This tensor in other's dtype."""
+        return self.to(dtype=other.dtype)
+
+    def cuda(self, device=None, non_blocking=False) -> Tensor:
+        """This tensor on the accelerator ('cuda', or accelerator `device`); an error naming the devices
+        when there is none (docs/pytorch.md)."""
+        return self.to(get_device("cuda") if device is None else
+                       (get_device("cuda", device) if isinstance(device, int) else get_device(device)))
+
+    @property
+    def is_cuda(self) -> bool:
+        """True on an accelerator (a non-CPU device), as PyTorch's is_cuda on a GPU."""
+        return self.device.type != "cpu"
+
+    @property
+    def is_cpu(self) -> bool:
+        return self.device.type == "cpu"
+
+    def pin_memory(self, device=None) -> Tensor:
+        """Itself: clnet stages host copies itself (DataLoader(pin_memory=True) is accepted)."""
+        return self
+
+    def is_pinned(self, device=None) -> bool:
+        return False
+
+    def nelement(self) -> int:
+        return self.numel()
+
+    def ndimension(self) -> int:
+        return self.ndim
 
     def __repr__(self):
         try:
@@ -366,19 +422,25 @@ class Tensor(TensorBase):
         return _ew.logical_xor(self, other)
 
     # --- elementwise methods --------------------------------------------------------------------
-    def add(self, other) -> Tensor:
-        return _ew.add(self, other)
+    def add(self, other, *, alpha=1) -> Tensor:
+        """self + alpha * other."""
+        return _ew.add(self, other if alpha == 1 else _ew.mul(other, alpha))
 
-    def sub(self, other) -> Tensor:
-        return _ew.sub(self, other)
+    def sub(self, other, *, alpha=1) -> Tensor:
+        """self - alpha * other."""
+        return _ew.sub(self, other if alpha == 1 else _ew.mul(other, alpha))
 
     def mul(self, other) -> Tensor:
         return _ew.mul(self, other)
 
-    def div(self, other) -> Tensor:
-        return _ew.div(self, other)
+    def div(self, other, *, rounding_mode=None) -> Tensor:
+        """self / other; rounding_mode 'trunc' or 'floor' rounds the quotient."""
+        return _ar.divide(self, other, rounding_mode)
 
-    subtract, multiply, divide, true_divide = sub, mul, div, div
+    subtract, multiply, divide = sub, mul, div
+
+    def true_divide(self, other) -> Tensor:
+        return _ew.div(self, other)
 
     def pow(self, other) -> Tensor:
         return _ew.pow(self, other)
@@ -422,17 +484,23 @@ class Tensor(TensorBase):
     def logical_xor(self, other) -> Tensor:
         return _ew.logical_xor(self, other)
 
-    def add_(self, other) -> Tensor:
-        return _ew.add_(self, other)
+    def add_(self, other, *, alpha=1) -> Tensor:
+        """self += alpha * other, in place (p.data.add_(p.grad, alpha=-lr))."""
+        return _ew.add_(self, other if alpha == 1 else _ew.mul(other, alpha))
 
-    def sub_(self, other) -> Tensor:
-        return _ew.sub_(self, other)
+    def sub_(self, other, *, alpha=1) -> Tensor:
+        """self -= alpha * other, in place."""
+        return _ew.sub_(self, other if alpha == 1 else _ew.mul(other, alpha))
 
     def mul_(self, other) -> Tensor:
         return _ew.mul_(self, other)
 
-    def div_(self, other) -> Tensor:
-        return _ew.div_(self, other)
+    def div_(self, other, *, rounding_mode=None) -> Tensor:
+        if rounding_mode is None:
+            return _ew.div_(self, other)
+        return _ew.copy_(self, _ar.divide(self, other, rounding_mode))
+
+    subtract_, multiply_, divide_ = sub_, mul_, div_
 
     def pow_(self, other) -> Tensor:
         return _ew.pow_(self, other)
@@ -568,6 +636,176 @@ class Tensor(TensorBase):
 
     def isinf_(self) -> Tensor:
         return _ew.isinf_(self)
+
+    def tan(self) -> Tensor:
+        return _ew.tan(self)
+
+    def asin(self) -> Tensor:
+        return _ew.asin(self)
+
+    def acos(self) -> Tensor:
+        return _ew.acos(self)
+
+    def atan(self) -> Tensor:
+        return _ew.atan(self)
+
+    arcsin, arccos, arctan = asin, acos, atan
+
+    def sinh(self) -> Tensor:
+        return _ew.sinh(self)
+
+    def cosh(self) -> Tensor:
+        return _ew.cosh(self)
+
+    def asinh(self) -> Tensor:
+        return _ew.asinh(self)
+
+    def acosh(self) -> Tensor:
+        return _ew.acosh(self)
+
+    def atanh(self) -> Tensor:
+        return _ew.atanh(self)
+
+    def log2(self) -> Tensor:
+        return _ew.log2(self)
+
+    def log10(self) -> Tensor:
+        return _ew.log10(self)
+
+    def exp2(self) -> Tensor:
+        return _ew.exp2(self)
+
+    def erf(self) -> Tensor:
+        return _ew.erf(self)
+
+    def erfc(self) -> Tensor:
+        return _ew.erfc(self)
+
+    def trunc(self) -> Tensor:
+        return _ew.trunc(self)
+
+    fix = trunc
+
+    def frac(self) -> Tensor:
+        return _ew.frac(self)
+
+    def isfinite(self) -> Tensor:
+        return _ew.isfinite(self)
+
+    def sgn(self) -> Tensor:
+        return _ew.sign(self)
+
+    def negative(self) -> Tensor:
+        return _ew.neg(self)
+
+    def absolute(self) -> Tensor:
+        return _ew.abs(self)
+
+    def tan_(self) -> Tensor:
+        return _ew.tan_(self)
+
+    def sinh_(self) -> Tensor:
+        return _ew.sinh_(self)
+
+    def cosh_(self) -> Tensor:
+        return _ew.cosh_(self)
+
+    def asin_(self) -> Tensor:
+        return _ew.asin_(self)
+
+    def acos_(self) -> Tensor:
+        return _ew.acos_(self)
+
+    def atan_(self) -> Tensor:
+        return _ew.atan_(self)
+
+    def erf_(self) -> Tensor:
+        return _ew.erf_(self)
+
+    def trunc_(self) -> Tensor:
+        return _ew.trunc_(self)
+
+    def frac_(self) -> Tensor:
+        return _ew.frac_(self)
+
+    def log2_(self) -> Tensor:
+        return _ew.log2_(self)
+
+    def log10_(self) -> Tensor:
+        return _ew.log10_(self)
+
+    def atan2(self, other) -> Tensor:
+        return _ew.atan2(self, other)
+
+    arctan2 = atan2
+
+    def hypot(self, other) -> Tensor:
+        return _ew.hypot(self, other)
+
+    def fmod(self, other) -> Tensor:
+        return _ew.fmod(self, other)
+
+    def fmod_(self, other) -> Tensor:
+        return _ew.fmod_(self, other)
+
+    def remainder_(self, other) -> Tensor:
+        return _ew.remainder_(self, other)
+
+    def fmax(self, other) -> Tensor:
+        return _ar.fmax(self, other)
+
+    def fmin(self, other) -> Tensor:
+        return _ar.fmin(self, other)
+
+    def lerp(self, end, weight) -> Tensor:
+        """self + weight * (end - self)."""
+        return _ar.lerp(self, end, weight)
+
+    def lerp_(self, end, weight) -> Tensor:
+        return _ew.copy_(self, _ar.lerp(self, end, weight))
+
+    def addcmul(self, tensor1, tensor2, *, value=1) -> Tensor:
+        """self + value * tensor1 * tensor2."""
+        return _ar.addcmul(self, tensor1, tensor2, value)
+
+    def addcmul_(self, tensor1, tensor2, *, value=1) -> Tensor:
+        """self += value * tensor1 * tensor2, in place (optimizers' moment updates)."""
+        return _ew.copy_(self, _ar.addcmul(self, tensor1, tensor2, value))
+
+    def addcdiv(self, tensor1, tensor2, *, value=1) -> Tensor:
+        """self + value * tensor1 / tensor2."""
+        return _ar.addcdiv(self, tensor1, tensor2, value)
+
+    def addcdiv_(self, tensor1, tensor2, *, value=1) -> Tensor:
+        """self += value * tensor1 / tensor2, in place."""
+        return _ew.copy_(self, _ar.addcdiv(self, tensor1, tensor2, value))
+
+    def nan_to_num(self, nan=0.0, posinf=None, neginf=None) -> Tensor:
+        return _ar.nan_to_num(self, nan, posinf, neginf)
+
+    def nan_to_num_(self, nan=0.0, posinf=None, neginf=None) -> Tensor:
+        return _ew.copy_(self, _ar.nan_to_num(self, nan, posinf, neginf))
+
+    def isclose(self, other, rtol=1e-05, atol=1e-08, equal_nan=False) -> Tensor:
+        return _ar.isclose(self, other, rtol, atol, equal_nan)
+
+    def allclose(self, other, rtol=1e-05, atol=1e-08, equal_nan=False) -> bool:
+        return bool(_red.all(_ar.isclose(self, other, rtol, atol, equal_nan)).item())
+
+    def equal(self, other) -> bool:
+        return tuple(self.shape) == tuple(other.shape) and bool(_red.all(_ew.eq(self, other)).item())
+
+    def clamp_min(self, min) -> Tensor:
+        return _ew.clamp(self, min, None)
+
+    def clamp_max(self, max) -> Tensor:
+        return _ew.clamp(self, None, max)
+
+    def clamp_min_(self, min) -> Tensor:
+        return _ew.clamp_(self, min, None)
+
+    def clamp_max_(self, max) -> Tensor:
+        return _ew.clamp_(self, None, max)
 
     def clamp(self, min=None, max=None) -> Tensor:
         return _ew.clamp(self, min, max)
@@ -720,8 +958,154 @@ class Tensor(TensorBase):
     def repeat(self, *sizes) -> Tensor:
         return _bc.repeat(self, *sizes)
 
-    def tile(self, reps) -> Tensor:
-        return _bc.tile(self, reps)
+    def tile(self, *reps) -> Tensor:
+        return _bc.tile(self, reps[0] if len(reps) == 1 and isinstance(reps[0], (tuple, list)) else reps)
+
+    def view_as(self, other) -> Tensor:
+        """This tensor viewed with other's shape."""
+        return _mv.view(self, tuple(other.shape))
+
+    def reshape_as(self, other) -> Tensor:
+        return _mv.reshape(self, tuple(other.shape))
+
+    @property
+    def mT(self) -> Tensor:
+        """The last two dimensions swapped (a view)."""
+        return _mv.transpose(self, -2, -1)
+
+    def moveaxis(self, source, destination) -> Tensor:
+        return _mv.movedim(self, source, destination)
+
+    def roll(self, shifts, dims=None) -> Tensor:
+        return _st.roll(self, shifts, dims)
+
+    def tril(self, diagonal=0) -> Tensor:
+        return _st.tril(self, diagonal)
+
+    def triu(self, diagonal=0) -> Tensor:
+        return _st.triu(self, diagonal)
+
+    def tril_(self, diagonal=0) -> Tensor:
+        return _st.tril_(self, diagonal)
+
+    def triu_(self, diagonal=0) -> Tensor:
+        return _st.triu_(self, diagonal)
+
+    def diag(self, diagonal=0) -> Tensor:
+        return _st.diag(self, diagonal)
+
+    def diagonal(self, offset=0, dim1=0, dim2=1) -> Tensor:
+        return _st.diagonal(self, offset, dim1, dim2)
+
+    def diag_embed(self, offset=0, dim1=-2, dim2=-1) -> Tensor:
+        return _st.diag_embed(self, offset, dim1, dim2)
+
+    def take_along_dim(self, indices, dim=None) -> Tensor:
+        return _st.take_along_dim(self, indices, dim)
+
+    # --- scans and sorting ----------------------------------------------------------------------
+    def cumsum(self, dim, *, dtype=None) -> Tensor:
+        return _scan.cumsum(self, dim, dtype=dtype)
+
+    def cumprod(self, dim, *, dtype=None) -> Tensor:
+        return _scan.cumprod(self, dim, dtype=dtype)
+
+    def sort(self, dim=-1, descending=False, stable=False):
+        """(values, indices) sorted along dim (stable)."""
+        return _sort.sort(self, dim, descending, stable)
+
+    def argsort(self, dim=-1, descending=False, stable=False) -> Tensor:
+        return _sort.argsort(self, dim, descending, stable)
+
+    def msort(self) -> Tensor:
+        return _sort.msort(self)
+
+    def topk(self, k, dim=-1, largest=True, sorted=True):
+        """(values, indices) of the k largest (smallest with largest=False) elements along dim."""
+        return _sort.topk(self, k, dim, largest, sorted)
+
+    def kthvalue(self, k, dim=-1, keepdim=False):
+        return _sort.kthvalue(self, k, dim, keepdim)
+
+    def unique(self, sorted=True, return_inverse=False, return_counts=False, dim=None):
+        return _sort.unique(self, sorted, return_inverse, return_counts, dim)
+
+    # --- products and norms -----------------------------------------------------------------------
+    def dot(self, other) -> Tensor:
+        return _la.dot(self, other)
+
+    def vdot(self, other) -> Tensor:
+        return _la.dot(self, other)
+
+    def outer(self, vec2) -> Tensor:
+        return _la.outer(self, vec2)
+
+    ger = outer
+
+    def mv(self, vec) -> Tensor:
+        return _la.mv(self, vec)
+
+    def addmm(self, mat1, mat2, *, beta=1, alpha=1) -> Tensor:
+        return _la.addmm(self, mat1, mat2, beta=beta, alpha=alpha)
+
+    def addmv(self, mat, vec, *, beta=1, alpha=1) -> Tensor:
+        return _la.addmv(self, mat, vec, beta=beta, alpha=alpha)
+
+    def addr(self, vec1, vec2, *, beta=1, alpha=1) -> Tensor:
+        return _la.addr(self, vec1, vec2, beta=beta, alpha=alpha)
+
+    def baddbmm(self, batch1, batch2, *, beta=1, alpha=1) -> Tensor:
+        return _la.baddbmm(self, batch1, batch2, beta=beta, alpha=alpha)
+
+    def addbmm(self, batch1, batch2, *, beta=1, alpha=1) -> Tensor:
+        return _la.addbmm(self, batch1, batch2, beta=beta, alpha=alpha)
+
+    def trace(self) -> Tensor:
+        return _la.trace(self)
+
+    def cross(self, other, dim=None) -> Tensor:
+        return _la.cross(self, other, dim)
+
+    def norm(self, p="fro", dim=None, keepdim=False, dtype=None) -> Tensor:
+        """The p-norm over dim (all elements by default); p 'fro', a number, inf or -inf."""
+        return _la.norm(self, p, dim, keepdim, dtype)
+
+    def dist(self, other, p=2) -> Tensor:
+        return _la.dist(self, other, p)
+
+    def softmax(self, dim, dtype=None) -> Tensor:
+        return _nn.softmax(self if dtype is None else _ew.cast(self, _dt.as_dtype(dtype)), dim)
+
+    def log_softmax(self, dim, dtype=None) -> Tensor:
+        return _nn.log_softmax(self if dtype is None else _ew.cast(self, _dt.as_dtype(dtype)), dim)
+
+    # --- sampling ---------------------------------------------------------------------------------
+    def bernoulli(self, p=None) -> Tensor:
+        """0/1 drawn with probability self (or p) elementwise."""
+        return _smp.bernoulli(self, p)
+
+    def bernoulli_(self, p=0.5) -> Tensor:
+        """Refill with 0/1 drawn with probability p (a number or a tensor)."""
+        probs = p if isinstance(p, TensorBase) else _cr.full(self.shape, float(p), dtype=_dt.DEFAULT_FLOAT,
+                                                             device=self.device)
+        return _ew.copy_(self, _smp.bernoulli(probs))
+
+    def multinomial(self, num_samples, replacement=False) -> Tensor:
+        return _smp.multinomial(self, num_samples, replacement)
+
+    def uniform_(self, a=0.0, b=1.0) -> Tensor:
+        """Refill with U(a, b) values."""
+        return _rnd.uniform_(self, a, b)
+
+    def normal_(self, mean=0.0, std=1.0) -> Tensor:
+        """Refill with N(mean, std**2) values."""
+        return _rnd.normal_(self, mean, std)
+
+    def random_(self, from_=0, to=None) -> Tensor:
+        """Refill with integers uniform in [from_, to) (to: 2**24 for floats without it)."""
+        if to is None:
+            from_, to = 0, (from_ if from_ else 2**24)
+        return _ew.copy_(self, _rnd.randint(from_, to, tuple(self.shape), device=self.device))
 
     # --- indexing -------------------------------------------------------------------------------
     def __getitem__(self, key) -> Tensor:
@@ -741,6 +1125,17 @@ class Tensor(TensorBase):
 
     def scatter_add(self, dim, index, src) -> Tensor:
         return _ix.scatter_add(self, dim, index, src)
+
+    def scatter_add_(self, dim, index, src) -> Tensor:
+        _ew.check_inplace_target("scatter_add", self)
+        return _ew.copy_(self, _ix.scatter_add(self.detach(), dim, index, src))
+
+    def scatter(self, dim, index, src=None, value=None, *, reduce=None) -> Tensor:
+        """A copy with src's entries (or value) written at index along dim."""
+        return _ix.scatter(self, dim, index, src, value, reduce=reduce)
+
+    def scatter_(self, dim, index, src=None, value=None, *, reduce=None) -> Tensor:
+        return _ix.scatter_(self, dim, index, src, value, reduce=reduce)
 
     def masked_fill(self, mask, value) -> Tensor:
         return _ix.masked_fill(self, mask, value)

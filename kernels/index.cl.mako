@@ -163,7 +163,8 @@ __kernel void dim_gather(const ${idx} n,
 
 % elif kind == "dim_scatter":
 ## Gradient of dim_gather (and scatter_add): dst[c] += sum over j with index[c_.., j] == c_last of
-## src[c_.., j], for j in increasing order. One work-item per dst element: no atomics, deterministic.
+## src[c_.., j], for j in increasing order; with reduce "none" (scatter) dst[c] = the last such src.
+## One work-item per dst element: no atomics, deterministic.
 ##   rank: dims of dst (the last one is the scattered dim); index/src may be smaller in other dims
 __kernel void dim_scatter(const ${idx} n,
     __global ${t} *dst, const ${idx} dst_off,
@@ -204,7 +205,7 @@ __kernel void dim_scatter(const ${idx} n,
     if (inside) {
         for (${idx} j = 0; j < jn; ++j) {
             ${wrap(0, "ix", "i_at + j * ix_jst", ix_t)}
-            if (v0 == target) total += ${load("src", "s_at + j * src_jst")};
+            if (v0 == target) total ${"=" if reduce == "none" else "+="} ${load("src", "s_at + j * src_jst")};
         }
     }
     ${store("dst", "d_at", "total")};

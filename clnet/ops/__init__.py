@@ -12,7 +12,14 @@ random       device-side Philox rand/randn/dropout masks
 matmul       mm/bmm/matmul, matmul_ex/linear with a fused epilogue
 conv         conv2d, max/avg pooling
 nn           softmax, fused cross-entropy, pointwise losses
+arith        lerp/addcmul/addcdiv/nan_to_num/isclose, division with a rounding mode (pointwise kernels)
+scan         cumsum/cumprod (kernels/scan.cl.mako)
+sort         sort/argsort/topk/kthvalue/unique (kernels/sort.cl.mako)
+structure    tril/triu, diagonal/diag/diag_embed, roll, meshgrid, take_along_dim
+linalg       dot/outer/addmm/baddbmm/tensordot/einsum, p-norms
+sampling     normal/bernoulli/multinomial, logspace
 docs/architecture.md says how to add an op.
 """
 from . import shapes, elementwise, creation, movement, reduce, broadcast, indexing  # noqa: F401
 from . import random, matmul, conv, nn  # noqa: F401
+from . import arith, scan, sort, structure, linalg, sampling  # noqa: F401

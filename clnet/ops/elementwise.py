@@ -328,6 +328,9 @@ def _zero_grad(g):
     return launch("0", [g], g.dtype, g.dtype)
 
 
+_TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)  # d/dx erf(x) = 2/sqrt(pi) exp(-x^2); a scalar operand, exact in double
+
+
 UNARY = {
     "neg": Unary("-v0", grad=lambda g: neg(g)),
     "abs": Unary("(v0 < 0 ? -v0 : v0)", grad=lambda g, x: _fused("v0 * ((v1 > 0) - (v1 < 0))", g, x)),
@@ -351,6 +354,23 @@ UNARY = {
     "logical_not": Unary("!v0", bool_result=True),
     "isnan": Unary("v0 != v0", bool_result=True),
     "isinf": Unary("isinf(v0)", True, bool_result=True),
+    "tan": Unary("tan(v0)", True, grad=lambda g, out: _fused("v0 * (1 + v1 * v1)", g, out)),
+    "asin": Unary("asin(v0)", True, grad=lambda g, x: _fused("v0 * rsqrt(1 - v1 * v1)", g, x)),
+    "acos": Unary("acos(v0)", True, grad=lambda g, x: _fused("-v0 * rsqrt(1 - v1 * v1)", g, x)),
+    "atan": Unary("atan(v0)", True, grad=lambda g, x: _fused("v0 / (1 + v1 * v1)", g, x)),
+    "sinh": Unary("sinh(v0)", True, grad=lambda g, x: _fused("v0 * cosh(v1)", g, x)),
+    "cosh": Unary("cosh(v0)", True, grad=lambda g, x: _fused("v0 * sinh(v1)", g, x)),
+    "asinh": Unary("asinh(v0)", True, grad=lambda g, x: _fused("v0 * rsqrt(v1 * v1 + 1)", g, x)),
+    "acosh": Unary("acosh(v0)", True, grad=lambda g, x: _fused("v0 * rsqrt(v1 * v1 - 1)", g, x)),
+    "atanh": Unary("atanh(v0)", True, grad=lambda g, x: _fused("v0 / (1 - v1 * v1)", g, x)),
+    "log2": Unary("log2(v0)", True, grad=lambda g, x: _fused("v0 / (v1 * v2)", g, x, math.log(2.0))),
+    "log10": Unary("log10(v0)", True, grad=lambda g, x: _fused("v0 / (v1 * v2)", g, x, math.log(10.0))),
+    "exp2": Unary("exp2(v0)", True, grad=lambda g, out: _fused("v0 * v1 * v2", g, out, math.log(2.0))),
+    "erf": Unary("erf(v0)", True, grad=lambda g, x: _fused("v0 * v2 * exp(-v1 * v1)", g, x, _TWO_OVER_SQRT_PI)),
+    "erfc": Unary("erfc(v0)", True, grad=lambda g, x: _fused("-v0 * v2 * exp(-v1 * v1)", g, x, _TWO_OVER_SQRT_PI)),
+    "trunc": Unary("trunc(v0)", True, grad=_zero_grad, int_same=True),
+    "frac": Unary("(v0 - trunc(v0))", True, grad=lambda g: g),
+    "isfinite": Unary("isfinite(v0)", True, bool_result=True),
 }
 
 
@@ -397,6 +417,13 @@ BINARY = {
                            int_expr="(v1 == 0 ? 0 : v0 / v1 - ((v0 % v1 != 0) && ((v0 < 0) != (v1 < 0))))"),
     "remainder": Binary(_REMAINDER, int_expr="(v1 == 0 ? 0 : ((v0 % v1 != 0 && ((v0 % v1 < 0) != (v1 < 0)))"
                                              " ? v0 % v1 + v1 : v0 % v1))"),
+    "atan2": Binary("atan2(v0, v1)", "float", grad_a=lambda g, a, b: _fused("v0 * v2 / (v1 * v1 + v2 * v2)", g, a, b),
+                    grad_b=lambda g, a, b: _fused("-v0 * v1 / (v1 * v1 + v2 * v2)", g, a, b)),
+    "hypot": Binary("hypot(v0, v1)", "float", grad_a=lambda g, a, out: _fused("v0 * v1 / v2", g, a, out),
+                    grad_b=lambda g, b, out: _fused("v0 * v1 / v2", g, b, out)),
+    # C's fmod: the remainder takes the dividend's sign (torch.fmod); integers by C's %, x fmod 0 gives 0
+    "fmod": Binary("fmod(v0, v1)", grad_a=lambda g: g, grad_b=lambda g, a, b: _fused("-v0 * trunc(v1 / v2)", g, a, b),
+                   int_expr="(v1 == 0 ? 0 : v0 % v1)"),
 }
 
 
@@ -437,6 +464,13 @@ GRAPH_RULES = {  # op -> (rule of operand 0, rule of operand 1): the parameter n
     "div": (lambda g, b: div(g, b), lambda g, out, b: neg(div(mul(g, out), b))),
     "pow": (_pow_graph_a, _pow_graph_b),
     "where": (None, lambda g, cond: where(cond, g, 0.0), lambda g, cond: where(cond, 0.0, g)),
+    "tan": (lambda g, out: mul(g, add(mul(out, out), 1)),),
+    "atan": (lambda g, x: div(g, add(mul(x, x), 1)),),
+    "sinh": (lambda g, x: mul(g, cosh(x)),),
+    "cosh": (lambda g, x: mul(g, sinh(x)),),
+    "erf": (lambda g, x: mul(g, mul(exp(neg(mul(x, x))), _TWO_OVER_SQRT_PI)),),
+    "trunc": (lambda g: mul(g, 0),),
+    "frac": (lambda g: g,),
 }
 
 _PY_NUMBERS = (int, float)
@@ -772,10 +806,13 @@ def _binary_inplace_fn(name):
 
 
 neg, abs, sign, exp, log, sqrt, rsqrt, sin, cos, tanh, sigmoid, relu, reciprocal, square, log1p, expm1, \
-    floor, ceil, round, logical_not, isnan, isinf = (_unary_fn(n) for n in UNARY)
+    floor, ceil, round, logical_not, isnan, isinf, tan, asin, acos, atan, sinh, cosh, asinh, acosh, atanh, \
+    log2, log10, exp2, erf, erfc, trunc, frac, isfinite = (_unary_fn(n) for n in UNARY)
 neg_, abs_, sign_, exp_, log_, sqrt_, rsqrt_, sin_, cos_, tanh_, sigmoid_, relu_, reciprocal_, square_, log1p_, \
-    expm1_, floor_, ceil_, round_, logical_not_, isnan_, isinf_ = (_unary_inplace_fn(n) for n in UNARY)
+    expm1_, floor_, ceil_, round_, logical_not_, isnan_, isinf_, tan_, asin_, acos_, atan_, sinh_, cosh_, \
+    asinh_, acosh_, atanh_, log2_, log10_, exp2_, erf_, erfc_, trunc_, frac_, isfinite_ = \
+    (_unary_inplace_fn(n) for n in UNARY)
 add, sub, mul, div, pow, maximum, minimum, eq, ne, lt, le, gt, ge, logical_and, logical_or, logical_xor, \
-    floor_divide, remainder = (_binary_fn(n) for n in BINARY)
+    floor_divide, remainder, atan2, hypot, fmod = (_binary_fn(n) for n in BINARY)
 add_, sub_, mul_, div_, pow_, maximum_, minimum_, eq_, ne_, lt_, le_, gt_, ge_, logical_and_, logical_or_, \
-    logical_xor_, floor_divide_, remainder_ = (_binary_inplace_fn(n) for n in BINARY)
+    logical_xor_, floor_divide_, remainder_, atan2_, hypot_, fmod_ = (_binary_inplace_fn(n) for n in BINARY)

@@ -31,8 +31,8 @@ from ..core.dispatch import op
 from ..core.storage import TensorBase, contiguous_strides
 from ..core.tape import is_grad_enabled, needs_grad, record
 from .broadcast import expand, sum_to
-from .creation import tensor, to_numpy, zeros
-from .elementwise import copy_into, launch
+from .creation import full, tensor, to_numpy, zeros
+from .elementwise import check_inplace_target, copy_into, launch
 from .movement import clone, contiguous, getitem as basic_getitem, reshape
 from .reduce import sum as _sum
 from .shapes import axis as _axis, basic_index as _basic_index, broadcast_shapes, is_basic
@@ -41,7 +41,7 @@ _INT_MAX = 2**31 - 1
 _BITS = {1: "uchar", 2: "ushort", 4: "uint", 8: "ulong"}  # element width -> C type for pure data movement
 _MASK_BLOCK = 256  # mask elements per work-item when counting / compacting a mask
 _DEFAULTS = dict(t="uint", acc="float", idx="int", rank=0, ix_ts=(), mode="put", segmented=False,
-                 ix_t="long", wg=1, k=0, j_fast=False)
+                 ix_t="long", wg=1, k=0, j_fast=False, reduce="add")
 
 
 # --- kernel plumbing -------------------------------------------------------------------------------
@@ -708,8 +708,9 @@ def gather(x: TensorBase, dim, index) -> TensorBase:
     return out
 
 
-def _dim_scatter(dst: TensorBase, d: int, index: TensorBase, src: TensorBase) -> TensorBase:
-    """dst[..., index[c], ...] += src[c] along dim d, in place, deterministic (no atomics)."""
+def _dim_scatter(dst: TensorBase, d: int, index: TensorBase, src: TensorBase, reduce="add") -> TensorBase:
+    """dst[..., index[c], ...] += src[c] along dim d (reduce "none": = src[c], the last one of duplicates),
+    in place, deterministic (no atomics)."""
     n = dst.numel()
     if n == 0:
         return dst
@@ -725,8 +726,13 @@ def _dim_scatter(dst: TensorBase, d: int, index: TensorBase, src: TensorBase) ->
         if i < rank - 1:
             args += [ixs.shape[i], ss.strides[i], ixs.strides[i]]
             types += [idt] * 3
-    t, acc = _add_types(dst.dtype)
-    kern = _kernel(dst.device, "dim_scatter", types, t=t, acc=acc, ix_t=ctype(index.dtype), idx=idx, rank=rank)
+    if reduce == "none":
+        t = ctype(dst.dtype)
+        acc = "float" if t == "half" else t
+    else:
+        t, acc = _add_types(dst.dtype)
+    kern = _kernel(dst.device, "dim_scatter", types, t=t, acc=acc, ix_t=ctype(index.dtype), idx=idx, rank=rank,
+                   reduce=reduce)
     _run(dst.device, kern, n, args)
     return dst
 
@@ -775,6 +781,64 @@ def _fill_value(value, name):
     if isinstance(value, TensorBase) and value.ndim != 0:
         raise ValueError(f"{name} only supports a 0-dimensional value tensor, got shape {tuple(value.shape)}")
     return value
+
+
+def _scatter_src(x, src, value, name):
+    if (src is None) == (value is None):
+        raise TypeError(f"{name}() takes either src (a tensor) or value (a number)")
+    if src is not None and not isinstance(src, TensorBase):
+        value, src = src, None  # scatter(dim, index, 2.0): PyTorch's positional value
+    if src is None:
+        return None, value
+    if src.device is not x.device:
+        raise ValueError(f"{name}: src is on {src.device}, the tensor on {x.device}")
+    if src.dtype != x.dtype:
+        raise TypeError(f"{name}: src dtype {src.dtype.name} differs from the tensor's {x.dtype.name}")
+    return src, None
+
+
+@op("scatter")
+def scatter(x: TensorBase, dim, index, src=None, value=None, *, reduce=None) -> TensorBase:
+    """A copy of x with src's entries (or `value`) written at `index` along `dim` (torch.scatter; for
+    duplicate indices the last entry wins). reduce="add"/"multiply" as torch's legacy option."""
+    d = _axis(dim, x.ndim)
+    index = _index_tensor(index, x.device, "scatter")
+    src, value = _scatter_src(x, src, value, "scatter")
+    _check_dim_index("scatter", x, d, index)
+    if src is not None and (src.ndim != index.ndim or any(i > s for i, s in zip(index.shape, src.shape))):
+        raise ValueError(f"scatter: index shape {tuple(index.shape)} exceeds src shape {tuple(src.shape)}")
+    if reduce not in (None, "add", "multiply"):
+        raise ValueError(f"scatter: reduce must be None, 'add' or 'multiply', got {reduce!r}")
+    vals = src.detach() if src is not None else full(index.shape, value, dtype=x.dtype, device=x.device)
+    if reduce == "add":
+        return scatter_add(x, d, index, vals if src is None else src)
+    if reduce == "multiply":
+        raise NotImplementedError("scatter(reduce='multiply') is not supported; use scatter_reduce-free "
+                                  "formulations (e.g. exp of a scatter_add of logs)")
+    out = _dim_scatter(clone(x.detach()), d, index, vals, reduce="none")
+    inputs = (x,) if src is None else (x, src)
+    if needs_grad(*inputs):
+        def backward(g):
+            gx = _dim_scatter(clone(g), d, index, zeros(index.shape, dtype=g.dtype, device=g.device), "none") \
+                if x.requires_grad else None
+            gs = gather(g, d, index) if src is not None and src.requires_grad else None
+            if gs is not None and gs.shape != src.shape:
+                padded = zeros(src.shape, dtype=g.dtype, device=g.device)
+                copy_into(basic_getitem(padded, tuple(slice(0, s) for s in index.shape)), gs)
+                gs = padded
+            return (gx,) if src is None else (gx, gs)
+        record("scatter", out, inputs, backward, saved=(index,))
+    return out
+
+
+@op("scatter_")
+def scatter_(x: TensorBase, dim, index, src=None, value=None, *, reduce=None) -> TensorBase:
+    """scatter in place (no gradient through the overwritten tensor: use it under no_grad or on data)."""
+    check_inplace_target("scatter", x)
+    out = scatter(x.detach(), dim, index, src, value, reduce=reduce)
+    copy_into(x, out)
+    x._bump_version()
+    return x
 
 
 @op("masked_fill")

@@ -66,7 +66,7 @@ def cifar_images(n, train=True, seed=0):
         stripes = 0.5 + 0.5 * np.sin((xx * np.cos(angle) + yy * np.sin(angle)) * 0.6 + rng.uniform(0, 6.3))
         hue = c / 10.0 * 2 * np.pi
         colour = 0.5 + 0.4 * np.cos(hue - np.array([0.0, 2.1, 4.2]))
-        img = stripes[..., None] * colour * 200 + rng.normal(0, 25, size=(32, 32, 3)) + 20
+        img = stripes[..., None] * colour * 220 + rng.normal(0, 12, size=(32, 32, 3)) + 15
         out[i] = np.clip(img, 0, 255).astype(np.uint8)
     return out, labels.astype(np.int64)
 
