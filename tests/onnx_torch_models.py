@@ -100,6 +100,19 @@ class Conv1d(nn.Module):
         return self.pool(torch.tanh(self.bn(self.c(x)))), self.c2(y)
 
 
+class Transposed(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.up = nn.ConvTranspose2d(3, 4, 3, stride=2, padding=1, output_padding=1)
+        self.gn = nn.GroupNorm(2, 4)
+        self.up1d = nn.ConvTranspose1d(4, 2, 4, stride=2)
+        self.depthwise = nn.Conv2d(4, 4, 3, padding=1, groups=4)
+
+    def forward(self, x):
+        y = self.depthwise(self.gn(self.up(x)))
+        return y, self.up1d(y.mean(2))
+
+
 class Resize(nn.Module):
     def forward(self, img, tokens):
         return (F.interpolate(img, scale_factor=2, mode="nearest"),
@@ -130,10 +143,11 @@ def build(name):
         "embed": lambda: (Embed(), (torch.randint(0, 20, (2, 5)),)),
         "recurrent": lambda: (Recurrent(), (torch.randn(4, 2, 5),)),
         "conv1d": lambda: (Conv1d(), (torch.randn(2, 4, 9), torch.randn(2, 3, 5, 6))),
+        "transposed": lambda: (Transposed(), (torch.randn(2, 3, 4, 5),)),
         "resize": lambda: (Resize(), (torch.randn(1, 2, 4, 6), torch.tensor([[0, 5, 2], [1, 1, 4]]))),
     }[name]()
     randomize_batch_norms(model)
     return model.eval(), args
 
 
-MODELS = ["two_layer", "cnn", "activations", "shapes", "embed", "recurrent", "conv1d", "resize"]
+MODELS = ["two_layer", "cnn", "activations", "shapes", "embed", "recurrent", "conv1d", "transposed", "resize"]

@@ -247,6 +247,16 @@ CASES = {
         [("x", F32, [2, 3, 7, 6])], [("a", F32, None), ("b", F32, None), ("c", F32, None)], 13,
         [const("sc", np.array([1, 1, 1.7, 0.6], np.float32)), const("sz", np.array([2, 3, 4, 9], np.int64))]),
         [X4D]),
+    "conv_transpose_pads_and_output_shape": (graph_model(
+        [helper.make_node("ConvTranspose", ["x", "w", "b"], ["a"], strides=[2, 2], pads=[1, 0, 0, 2],
+                          output_padding=[1, 1]),
+         helper.make_node("ConvTranspose", ["x", "w"], ["c"], strides=[2, 3], output_shape=[15, 16],
+                          auto_pad="SAME_UPPER"),
+         helper.make_node("ConvTranspose", ["x", "w2"], ["d"], group=3, dilations=[2, 1])],
+        [("x", F32, [2, 3, 7, 6])], [("a", F32, None), ("c", F32, None), ("d", F32, None)], 17,
+        [const("w", R.standard_normal((3, 2, 3, 3)).astype(np.float32)),
+         const("w2", R.standard_normal((3, 1, 2, 3)).astype(np.float32)),
+         const("b", R.standard_normal(2).astype(np.float32))]), [X4D]),
     "clip_and_dropout_opset10_attributes": (graph_model(
         [helper.make_node("Clip", ["x"], ["c"], min=-0.5, max=0.25),
          helper.make_node("Dropout", ["c"], ["y"], ratio=0.5)],

@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from ... import concat as _concat, matmul as _matmul, rsqrt as _rsqrt, split as _split
+from ... import matmul as _matmul, rsqrt as _rsqrt
 from ...nn import functional as F
 from .common import all_host, axis, host
 
@@ -86,17 +86,6 @@ def _pad2d(x, geo, extra=(0, 0), value=0.0):
     return F.pad(x, amounts, value=value) if any(amounts) else x
 
 
-def _grouped_conv2d(x, w, b, stride, padding, dilation, groups):
-    """A grouped convolution as `groups` convolutions over channel slices, concatenated."""
-    if groups == 1:
-        return F.conv2d(x, w, b, stride=stride, padding=padding, dilation=dilation)
-    xs = _split(x, x.shape[1] // groups, 1)
-    ws = _split(w, w.shape[0] // groups, 0)
-    bs = _split(b, b.shape[0] // groups, 0) if b is not None else [None] * groups
-    return _concat([F.conv2d(xi, wi, bi, stride=stride, padding=padding, dilation=dilation)
-                    for xi, wi, bi in zip(xs, ws, bs)], 1)
-
-
 def _conv(ctx, node, x, w, b=None):
     x, w = ctx.tensor(x), ctx.tensor(w)
     x4, one_d = _as_2d(x, node, "Conv")
@@ -113,8 +102,56 @@ def _conv(ctx, node, x, w, b=None):
     padding = tuple(g[3] for g in geo) if symmetric else 0
     if not symmetric:
         x4 = _pad2d(x4, geo)
-    y = _grouped_conv2d(x4, w4, None if b is None else ctx.tensor(b), tuple(g[1] for g in geo), padding,
-                        tuple(g[2] for g in geo), groups)
+    y = F.conv2d(x4, w4, None if b is None else ctx.tensor(b), stride=tuple(g[1] for g in geo), padding=padding,
+                 dilation=tuple(g[2] for g in geo), groups=groups)
+    return y.squeeze(2) if one_d else y
+
+
+def _conv_transpose(ctx, node, x, w, b=None):
+    """ConvTranspose: PyTorch's conv_transpose2d when the padding is symmetric, else the unpadded result
+    cropped (or extended by output_padding) to ONNX's pads or output_shape."""
+    x, w = ctx.tensor(x), ctx.tensor(w)
+    x4, one_d = _as_2d(x, node, "ConvTranspose")
+    w4 = w.unsqueeze(2) if one_d else w
+    at = node.attrs
+    n = len(x.shape) - 2
+    kernel = list(at.get("kernel_shape") or w.shape[2:])
+    strides = list(at.get("strides") or [1] * n)
+    dilations = list(at.get("dilations") or [1] * n)
+    out_pad = list(at.get("output_padding") or [0] * n)
+    pads = list(at.get("pads") or [0] * (2 * n))
+    groups = at.get("group", 1)
+    full = [(x.shape[2 + i] - 1) * strides[i] + (kernel[i] - 1) * dilations[i] + 1 for i in range(n)]
+    if at.get("output_shape") or at.get("auto_pad", "NOTSET") in ("SAME_UPPER", "SAME_LOWER"):
+        target = list(at["output_shape"])[-n:] if at.get("output_shape") else \
+            [x.shape[2 + i] * strides[i] for i in range(n)]
+        for i in range(n):
+            total = full[i] + out_pad[i] - target[i]
+            small, large = total // 2, total - total // 2
+            pads[i], pads[n + i] = (small, large) if at.get("auto_pad") == "SAME_UPPER" else (large, small)
+    elif at.get("auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
+        raise node.unsupported(f"auto_pad={at.get('auto_pad')!r}")
+    if one_d:
+        strides, dilations, out_pad, full = [1] + strides, [1] + dilations, [0] + out_pad, [1] + full
+        pads = [0, pads[0], 0, pads[1]]
+    bias = None if b is None else ctx.tensor(b)
+    m = len(strides)
+    if all(pads[i] == pads[m + i] and out_pad[i] < max(strides[i], dilations[i]) for i in range(m)):
+        y = F.conv_transpose2d(x4, w4, bias, stride=tuple(strides), padding=tuple(pads[:m]),
+                               output_padding=tuple(out_pad), groups=groups, dilation=tuple(dilations))
+        return y.squeeze(2) if one_d else y
+    y = F.conv_transpose2d(x4, w4, None, stride=tuple(strides), padding=0, groups=groups, dilation=tuple(dilations))
+    key = [slice(None), slice(None)]
+    grow = []
+    for i in range(m):
+        length = full[i] - pads[i] - pads[m + i] + out_pad[i]
+        grow += [0, max(0, pads[i] + length - full[i])]
+        key.append(slice(pads[i], pads[i] + length))
+    if any(grow):
+        y = F.pad(y, tuple(grow[2:] + grow[:2]) if m == 2 else tuple(grow))
+    y = y[tuple(key)]
+    if bias is not None:
+        y = y + bias.reshape(1, -1, 1, 1)
     return y.squeeze(2) if one_d else y
 
 
@@ -212,20 +249,39 @@ def _normalize(x, dims, eps):
 
 
 def _layer_norm(ctx, node, x, scale, bias=None):
+    """clnet's fused layer norm over the axes from `axis` on (the composition when Mean/InvStdDev are asked)."""
+    x = ctx.tensor(x)
     r = len(x.shape)
     a = axis(node.attrs.get("axis", -1), r, node)
-    y, mean, inv = _normalize(x, tuple(range(a, r)), node.attrs.get("epsilon", 1e-5))
-    y = y * ctx.tensor(scale)
+    eps = node.attrs.get("epsilon", 1e-5)
+    normalized = tuple(x.shape[a:])
+    scale = ctx.tensor(scale)
+    if not node.wants(1) and not node.wants(2) and tuple(scale.shape) == normalized and \
+            (bias is None or tuple(bias.shape) == normalized):
+        return F.layer_norm(x, normalized, scale, None if bias is None else ctx.tensor(bias), eps)
+    y, mean, inv = _normalize(x, tuple(range(a, r)), eps)
+    y = y * scale
     if bias is not None:
         y = y + ctx.tensor(bias)
     return (y, mean, inv)[:max(1, len(node.outputs))]
 
 
 def _instance_norm(ctx, node, x, scale, bias):
-    r = len(x.shape)
-    y, _, _ = _normalize(x, tuple(range(2, r)), node.attrs.get("epsilon", 1e-5))
-    cshape = (1, x.shape[1]) + (1,) * (r - 2)
-    return y * ctx.tensor(scale).reshape(cshape) + ctx.tensor(bias).reshape(cshape)
+    return F.instance_norm(ctx.tensor(x), weight=ctx.tensor(scale), bias=ctx.tensor(bias),
+                           eps=node.attrs.get("epsilon", 1e-5))
+
+
+def _group_norm(ctx, node, x, scale, bias):
+    """GroupNormalization: opset 21's per-channel scale and bias, or opset 18's per group (repeated over
+    each group's channels)."""
+    x = ctx.tensor(x)
+    groups, channels = node.attrs["num_groups"], x.shape[1]
+    scale, bias = ctx.tensor(scale), ctx.tensor(bias)
+    if scale.shape[0] == groups and groups != channels:
+        per = channels // groups
+        scale = scale.reshape(groups, 1).expand(groups, per).reshape(channels)
+        bias = bias.reshape(groups, 1).expand(groups, per).reshape(channels)
+    return F.group_norm(x, groups, scale, bias, node.attrs.get("epsilon", 1e-5))
 
 
 # --- softmax and dropout --------------------------------------------------------------------------------------
@@ -260,6 +316,7 @@ OPS = {
     "MatMul": _matmul_run,
     "Gemm": _gemm,
     "Conv": _conv,
+    "ConvTranspose": _conv_transpose,
     "MaxPool": _max_pool,
     "AveragePool": _average_pool,
     "GlobalAveragePool": _global_average_pool,
@@ -267,6 +324,7 @@ OPS = {
     "BatchNormalization": _batch_norm,
     "LayerNormalization": _layer_norm,
     "InstanceNormalization": _instance_norm,
+    "GroupNormalization": _group_norm,
     "Softmax": _softmax_family(F.softmax),
     "LogSoftmax": _softmax_family(F.log_softmax),
     "Dropout": _dropout,
