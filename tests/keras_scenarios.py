@@ -194,3 +194,185 @@ def symbolic_op_shapes(keras):
     }
     return {k: {"shape": [None if s is None else int(s) for s in v.shape], "dtype": str(v.dtype)}
             for k, v in sorted(results.items())}
+
+
+def _metric_data():
+    rng = np.random.default_rng(20)
+    yb = (rng.random((16, 1)) > 0.5).astype(np.float32)
+    pb = rng.random((16, 1)).astype(np.float32)
+    yc = rng.integers(0, 4, (16,))
+    pc = rng.random((16, 4)).astype(np.float32)
+    pc /= pc.sum(-1, keepdims=True)
+    yr = rng.standard_normal((16, 3)).astype(np.float32)
+    pr = (yr + 0.3 * rng.standard_normal((16, 3))).astype(np.float32)
+    sw = (rng.random(16) + 0.2).astype(np.float32)
+    return yb, pb, yc, pc, yr, pr, sw
+
+
+@scenario
+def metric_values(keras):
+    """Every metric class on the same data, twice (two update_state calls), with and without sample weights."""
+    m = keras.metrics
+    yb, pb, yc, pc, yr, pr, sw = _metric_data()
+    onehot = np.eye(4, dtype=np.float32)[yc]
+    binary = {"auc": m.AUC(), "auc_pr": m.AUC(curve="PR"), "auc_pr_minoring": m.AUC(curve="PR", summation_method="minoring"),
+              "auc_20": m.AUC(num_thresholds=20), "precision": m.Precision(), "recall": m.Recall(),
+              "precision_t": m.Precision(thresholds=[0.3, 0.7]), "tp": m.TruePositives(), "tn": m.TrueNegatives(),
+              "fp": m.FalsePositives(), "fn": m.FalseNegatives(thresholds=[0.2, 0.5, 0.8]),
+              "p_at_r": m.PrecisionAtRecall(0.6), "r_at_p": m.RecallAtPrecision(0.5),
+              "sens_at_spec": m.SensitivityAtSpecificity(0.5), "spec_at_sens": m.SpecificityAtSensitivity(0.5),
+              "binary_accuracy": m.BinaryAccuracy(), "binary_ce": m.BinaryCrossentropy(), "binary_iou": m.BinaryIoU(),
+              "hinge": m.Hinge(), "squared_hinge": m.SquaredHinge()}
+    sparse = {"sparse_acc": m.SparseCategoricalAccuracy(), "sparse_top2": m.SparseTopKCategoricalAccuracy(k=2),
+              "sparse_ce": m.SparseCategoricalCrossentropy(), "mean_iou": m.MeanIoU(num_classes=4, sparse_y_pred=False),
+              "iou_12": m.IoU(num_classes=4, target_class_ids=[1, 2], sparse_y_pred=False)}
+    categorical = {"cat_acc": m.CategoricalAccuracy(), "top2": m.TopKCategoricalAccuracy(k=2),
+                   "cat_ce": m.CategoricalCrossentropy(), "kld": m.KLDivergence(), "cat_hinge": m.CategoricalHinge(),
+                   "f1_none": m.F1Score(), "f1_macro": m.F1Score(average="macro"),
+                   "f1_micro": m.F1Score(average="micro"), "fbeta_weighted": m.FBetaScore(average="weighted", beta=2.0),
+                   "f1_threshold": m.F1Score(average="macro", threshold=0.3), "onehot_iou": m.OneHotMeanIoU(4)}
+    regression = {"mse": m.MeanSquaredError(), "rmse": m.RootMeanSquaredError(), "mae": m.MeanAbsoluteError(),
+                  "mape": m.MeanAbsolutePercentageError(), "msle": m.MeanSquaredLogarithmicError(),
+                  "cosine": m.CosineSimilarity(), "logcosh": m.LogCoshError(), "r2": m.R2Score(),
+                  "poisson": m.Poisson()}
+    out = {}
+    for weighted in (False, True):
+        for group, y, p in ((binary, yb, pb), (sparse, yc, pc), (categorical, onehot, pc),
+                            (regression, yr, np.abs(pr) if False else pr)):
+            for name, metric in group.items():
+                metric.reset_state()
+                y_use = np.abs(y) if name in ("msle", "poisson") else y
+                p_use = np.abs(p) if name in ("msle", "poisson") else p
+                for half in (slice(0, 8), slice(8, 16)):
+                    metric.update_state(y_use[half], p_use[half], sample_weight=sw[half] if weighted else None)
+                out[f"{name}{'_w' if weighted else ''}"] = _floats(metric.result())
+    return out
+
+
+@scenario
+def loss_values(keras):
+    """Every loss class on the same data, reduced (default) and unreduced, with sample weights."""
+    L = keras.losses
+    yb, pb, yc, pc, yr, pr, sw = _metric_data()
+    onehot = np.eye(4, dtype=np.float32)[yc]
+    cases = {"mse": (L.MeanSquaredError(), yr, pr), "mae": (L.MeanAbsoluteError(), yr, pr),
+             "mape": (L.MeanAbsolutePercentageError(), yr, pr), "msle": (L.MeanSquaredLogarithmicError(), np.abs(yr),
+                                                                        np.abs(pr)),
+             "cosine": (L.CosineSimilarity(), yr, pr), "huber": (L.Huber(delta=0.5), yr, pr),
+             "logcosh": (L.LogCosh(), yr, pr), "hinge": (L.Hinge(), yb, pb), "squared_hinge": (L.SquaredHinge(), yb, pb),
+             "cat_hinge": (L.CategoricalHinge(), onehot, pc), "kld": (L.KLDivergence(), onehot, pc),
+             "poisson": (L.Poisson(), np.abs(yr), np.abs(pr)), "bce": (L.BinaryCrossentropy(), yb, pb),
+             "bce_logits_smooth": (L.BinaryCrossentropy(from_logits=True, label_smoothing=0.1), yb, pb * 4 - 2),
+             "cce": (L.CategoricalCrossentropy(), onehot, pc),
+             "cce_logits": (L.CategoricalCrossentropy(from_logits=True, label_smoothing=0.2), onehot, pc * 3),
+             "scce": (L.SparseCategoricalCrossentropy(), yc, pc),
+             "scce_logits": (L.SparseCategoricalCrossentropy(from_logits=True), yc, pc * 3),
+             "binary_focal": (L.BinaryFocalCrossentropy(gamma=1.5), yb, pb),
+             "binary_focal_balanced": (L.BinaryFocalCrossentropy(apply_class_balancing=True, alpha=0.3), yb, pb),
+             "categorical_focal": (L.CategoricalFocalCrossentropy(), onehot, pc),
+             "dice": (L.Dice(), yb, pb), "tversky": (L.Tversky(alpha=0.3, beta=0.7), yb, pb)}
+    out = {}
+    for name, (loss, y, p) in cases.items():
+        out[name] = _floats(loss(y, p))
+        out[name + "_w"] = _floats(loss(y, p, sample_weight=sw))
+    out["mse_sum"] = _floats(L.MeanSquaredError(reduction="sum")(yr, pr, sample_weight=sw))
+    out["mse_none"] = _floats(L.MeanSquaredError(reduction="none")(yr, pr))
+    return out
+
+
+@scenario
+def callbacks_and_logs(keras):
+    """What callbacks see (hooks, logs keys) and do (schedules, plateaus, early stopping, NaN stop)."""
+    layers = keras.layers
+    rng = np.random.default_rng(30)
+    x = rng.standard_normal((24, 3)).astype(np.float32)
+    y = (x @ np.array([[1.0], [-1.0], [0.5]], np.float32)).astype(np.float32)
+
+    def model():
+        m = keras.Sequential([keras.Input(shape=(3,)), layers.Dense(1)])
+        seeded_weights(m, 31)
+        m.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse", metrics=["mae"])
+        return m
+
+    seen = []
+
+    class Recorder(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            seen.append(("train_begin", sorted(logs.keys())))
+
+        def on_epoch_begin(self, epoch, logs=None):
+            seen.append(("epoch_begin", epoch, sorted(logs.keys())))
+
+        def on_train_batch_end(self, batch, logs=None):
+            if batch == 0:
+                seen.append(("batch_end", batch, sorted(logs.keys())))
+
+        def on_test_begin(self, logs=None):
+            seen.append(("test_begin", sorted(logs.keys())))
+
+        def on_epoch_end(self, epoch, logs=None):
+            seen.append(("epoch_end", epoch, sorted(logs.keys())))
+
+        def on_train_end(self, logs=None):
+            seen.append(("train_end", sorted(logs.keys())))
+
+    m = model()
+    m.fit(x, y, batch_size=8, epochs=2, validation_data=(x[:8], y[:8]), shuffle=False, verbose=0, callbacks=[Recorder()])
+    sched = model()
+    h_sched = sched.fit(x, y, batch_size=8, epochs=3, shuffle=False, verbose=0, callbacks=[
+        keras.callbacks.LearningRateScheduler(lambda epoch, lr: lr * 0.5 if epoch > 0 else lr)])
+    plateau = model()
+    h_plateau = plateau.fit(x, y * 0 + 5.0, batch_size=24, epochs=6, shuffle=False, verbose=0, callbacks=[
+        keras.callbacks.ReduceLROnPlateau(monitor="loss", factor=0.5, patience=1, min_delta=10.0, cooldown=1)])
+    early = model()
+    h_early = early.fit(x, y, batch_size=8, epochs=10, validation_data=(x[:4], y[:4] + 3.0), shuffle=False,
+                        verbose=0, callbacks=[keras.callbacks.EarlyStopping(monitor="val_loss", patience=2,
+                                                                            restore_best_weights=True)])
+    nan = model()
+    h_nan = nan.fit(x, y * np.float32(1e30), batch_size=8, epochs=3, shuffle=False, verbose=0,
+                    callbacks=[keras.callbacks.TerminateOnNaN()])
+    return {"seen": [list(item) for item in seen], "schedule": _history(h_sched), "plateau": _history(h_plateau),
+            "early": {"epochs": list(h_early.epoch), "history": _history(h_early),
+                      "weights": _floats(early.get_weights()[0])},
+            "nan_epochs": list(h_nan.epoch), "nan_loss_is_finite": [bool(np.isfinite(v)) for v in h_nan.history["loss"]]}
+
+
+@scenario
+def custom_metric_and_utils(keras):
+    """A Metric subclass with add_variable (the keras.io training guide's CategoricalTruePositives), and the
+    sequence helpers."""
+    ops = keras.ops
+
+    class CategoricalTruePositives(keras.metrics.Metric):
+        def __init__(self, name="categorical_true_positives", **kwargs):
+            super().__init__(name=name, **kwargs)
+            self.true_positives = self.add_variable(shape=(), name="ctp", initializer="zeros")
+
+        def update_state(self, y_true, y_pred, sample_weight=None):
+            y_pred = ops.reshape(ops.argmax(y_pred, axis=1), (-1, 1))
+            values = ops.cast(y_true, "int32") == ops.cast(y_pred, "int32")
+            values = ops.cast(values, "float32")
+            if sample_weight is not None:
+                sample_weight = ops.cast(sample_weight, "float32")
+                values = ops.multiply(values, sample_weight)
+            self.true_positives.assign_add(ops.sum(values))
+
+        def result(self):
+            return self.true_positives
+
+        def reset_state(self):
+            self.true_positives.assign(0.0)
+
+    layers = keras.layers
+    model = keras.Sequential([keras.Input(shape=(4,)), layers.Dense(3, activation="softmax")])
+    seeded_weights(model, 40)
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy",
+                  metrics=[CategoricalTruePositives()])
+    rng = np.random.default_rng(41)
+    x = rng.standard_normal((12, 4)).astype(np.float32)
+    y = rng.integers(0, 3, (12, 1))
+    h = model.fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0)
+    padded = keras.utils.pad_sequences([[1, 2, 3], [4], [5, 6, 7, 8, 9]], maxlen=4, padding="post",
+                                       truncating="pre", value=-1)
+    return {"history": _history(h), "padded": padded.tolist(),
+            "to_categorical": keras.utils.to_categorical([0, 2, 1], 3).tolist()}

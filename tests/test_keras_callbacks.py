@@ -263,3 +263,33 @@ def test_backup_and_restore_resumes_a_killed_fit_with_nothing_lost(device, tmp_p
     want, got = np.load(tmp_path / "ref.npz"), np.load(tmp_path / "resumed.npz")
     for key in want.files:
         assert_close(got[key], want[key], rtol=1e-6, atol=1e-7, what=key)
+
+
+def test_tensorboard_writes_event_files_tensorboard_reads(device, tmp_path):
+    """Scalars per epoch (train/ and validation/ runs, as Keras), per batch, the learning rate and weight
+    histograms, read back with TensorBoard's own event reader."""
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((32, 4)).astype(np.float32)
+    y = x @ rng.standard_normal((4, 2)).astype(np.float32)
+    model = keras.Sequential([keras.Input(shape=(4,)), layers.Dense(2, name="out")])
+    model.compile(optimizer=keras.optimizers.SGD(0.05), loss="mse", metrics=["mae"])
+    tb = keras.callbacks.TensorBoard(log_dir=tmp_path / "logs", histogram_freq=1, update_freq=2)
+    history = model.fit(x, y, batch_size=8, epochs=3, validation_split=0.25, verbose=0, callbacks=[tb])
+    train = EventAccumulator(str(tmp_path / "logs" / "train"), size_guidance={"scalars": 0, "histograms": 0})
+    val = EventAccumulator(str(tmp_path / "logs" / "validation"), size_guidance={"scalars": 0})
+    train.Reload()
+    val.Reload()
+    tags = train.Tags()
+    assert {"epoch_loss", "epoch_mae", "epoch_learning_rate", "batch_loss"} <= set(tags["scalars"])
+    assert [e.step for e in train.Scalars("epoch_loss")] == [0, 1, 2]
+    assert np.allclose([e.value for e in train.Scalars("epoch_loss")], history.history["loss"], rtol=1e-6)
+    assert np.allclose([e.value for e in val.Scalars("epoch_loss")], history.history["val_loss"], rtol=1e-6)
+    assert [e.step for e in train.Scalars("batch_loss")] == [2, 4, 6, 8]  # 3 batches per epoch, every 2nd
+    assert [e.step for e in val.Scalars("evaluation_loss_vs_iterations")] == [3, 6, 9]
+    assert np.allclose([e.value for e in train.Scalars("epoch_learning_rate")], 0.05)
+    assert set(tags["histograms"]) == {"out/kernel", "out/bias"}
+    kernel = train.Histograms("out/kernel")[-1].histogram_value
+    assert kernel.num == 8 and np.isclose(kernel.sum, model.layers[0].kernel.numpy().sum(), rtol=1e-5)

@@ -21,8 +21,8 @@ def _compare(got, want, path, rtol, atol):
         assert isinstance(got, dict) and sorted(got) == sorted(want), f"{path}: keys {sorted(got)} != {sorted(want)}"
         for k in want:
             _compare(got[k], want[k], f"{path}.{k}", rtol, atol)
-    elif isinstance(want, list) and want and isinstance(want[0], (dict, list)):
-        assert len(got) == len(want), path
+    elif isinstance(want, list) and not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in want):
+        assert isinstance(got, list) and len(got) == len(want), f"{path}: {got!r} != {want!r}"
         for i, (g, w) in enumerate(zip(got, want)):
             _compare(g, w, f"{path}[{i}]", rtol, atol)
     elif isinstance(want, (list, float)) and not isinstance(want, bool):

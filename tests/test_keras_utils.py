@@ -75,3 +75,34 @@ def test_digits_are_mnist_shaped():
     # the picture is kept the right way up: centres of mass map through the 8 -> 20 scale and 4-pixel margin
     for got, want in zip(centre(big), centre(small)):
         np.testing.assert_allclose(got, 4 + want * 20 / 8, atol=0.35)
+
+
+def test_plot_model_and_model_to_dot(tmp_path):
+    """model_to_dot builds the graph with pydot; plot_model needs Graphviz's `dot` and says so when it is missing."""
+    pydot = pytest.importorskip("pydot")
+    a, b = keras.Input((3,), name="a"), keras.Input((2,), name="b")
+    x = keras.layers.Dense(2, name="d")(a)
+    model = keras.Model([a, b], keras.layers.concatenate([x, b], name="cat"))
+    dot = keras.utils.model_to_dot(model, show_shapes=True)
+    assert isinstance(dot, pydot.Dot) and len(dot.get_nodes()) == 4 and len(dot.get_edges()) == 3
+    labels = " ".join(n.get_label() for n in dot.get_nodes())
+    assert "d (Dense)" in labels and "Output shape: (None, 4)" in labels
+    if keras.model_visualization.check_graphviz():
+        keras.utils.plot_model(model, to_file=tmp_path / "m.png")
+        assert (tmp_path / "m.png").stat().st_size > 0
+    else:
+        with pytest.raises(ImportError, match="install graphviz"):
+            keras.utils.plot_model(model, to_file=tmp_path / "m.png")
+
+
+def test_timeseries_windows_match_keras_rule():
+    """(Real Keras needs TensorFlow for this one, so the reference is Keras's documented rule, in numpy.)"""
+    ds = keras.utils.timeseries_dataset_from_array(np.arange(20), np.arange(20) * 10, sequence_length=4,
+                                                   sequence_stride=3, sampling_rate=2, batch_size=2)
+    batches = [(np.asarray(x.numpy() if hasattr(x, "numpy") else x), np.asarray(y.numpy() if hasattr(y, "numpy")
+                                                                                 else y)) for x, y in ds]
+    starts = np.arange(0, 20 - (4 - 1) * 2, 3)
+    windows = np.concatenate([b[0] for b in batches])
+    assert np.array_equal(windows, starts[:, None] + np.arange(4) * 2)
+    assert np.array_equal(np.concatenate([b[1] for b in batches]), starts * 10)
+    assert [len(b[0]) for b in batches] == [2, 2, 1]

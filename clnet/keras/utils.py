@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import random as _pyrandom
+import re
 import sys
 import time
 from collections.abc import Mapping
@@ -17,7 +18,11 @@ import numpy as np
 import clnet
 
 from .data_adapters import pack_x_y_sample_weight, unpack_x_y_sample_weight  # noqa: F401  (issue 15's adapters)
+from .model_visualization import model_to_dot, plot_model  # noqa: F401
 from .py_dataset import PyDataset
+from .saving.object_registration import (CustomObjectScope, custom_object_scope, get_custom_objects,  # noqa: F401
+                                         get_registered_name, get_registered_object, register_keras_serializable)
+from .sequence_utils import pad_sequences, timeseries_dataset_from_array  # noqa: F401
 
 Sequence = PyDataset  # Keras 3 keeps the old name
 
@@ -58,14 +63,11 @@ def clear_session() -> None:
 
 
 def snake_case(name: str) -> str:
-    """Conv2D -> conv2d, MaxPooling2D -> max_pooling2d, BatchNormalization -> batch_normalization."""
-    out = []
-    for i, ch in enumerate(name):
-        if ch.isupper() and i and (not name[i - 1].isupper() or (i + 1 < len(name) and name[i + 1].islower())) \
-                and not name[i - 1].isdigit():
-            out.append("_")
-        out.append(ch.lower())
-    return "".join(out)
+    """Keras's names from class names: Conv2D -> conv2d, MaxPooling2D -> max_pooling2d, PReLU -> p_re_lu (the
+    same rule as Keras, because saved weight files name layers this way)."""
+    name = re.sub(r"\W+", "", name)
+    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
 # --- data -------------------------------------------------------------------------------------------

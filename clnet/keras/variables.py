@@ -51,7 +51,7 @@ class Variable(clnet.Variable):
         if isinstance(value, clnet.Tensor):
             return value if tuple(value.shape) == tuple(self.shape) else value.expand(*self.shape)
         arr = np.broadcast_to(np.asarray(value, dtype=self.dtype), tuple(self.shape))
-        return clnet.tensor(np.ascontiguousarray(arr), device=self.device)
+        return clnet.tensor(np.array(arr, order="C"), device=self.device)  # (ascontiguousarray makes 0-d 1-d)
 
     def assign(self, value):
         """Overwrite the value (a tensor, numpy array or number, broadcast to the variable's shape)."""

@@ -155,7 +155,7 @@ def _read_weights(archive, variables):
 
 def _assign(variables, arrays):
     for v, arr in zip(variables, arrays):
-        v.assign(clnet.tensor(np.ascontiguousarray(arr), device=v.device))
+        v.assign(clnet.tensor(np.array(arr, order="C"), device=v.device))
 
 
 def _check_listed(archive, prefix, entries):
