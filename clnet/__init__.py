@@ -55,6 +55,8 @@ from .ops.indexing import scatter  # noqa: E402
 from .tensor_types import (BoolTensor, ByteTensor, CharTensor, DoubleTensor, FloatTensor, HalfTensor,  # noqa: E402
                            IntTensor, LongTensor, ShortTensor)
 from . import linalg  # noqa: E402  (torch.linalg: norm, vector_norm, matrix_norm)
+from . import compiler  # noqa: E402  (static graphs: trace, compile, function; issue 12)
+from .compiler import compile, function  # noqa: E402,A001  (torch.compile / tf.function spellings)
 
 reduce_sum, reduce_mean, reduce_max, reduce_min = sum, mean, amax, amin
 

@@ -45,11 +45,12 @@ class Kernel:
     without its program (`cl_kernel` None) and its first call does the child's build and launch, then
     builds here (the driver's cache holds everything by then) and launches."""
 
-    __slots__ = ("cl_kernel", "name", "template", "kernel_name", "params", "_lock", "_pending")
+    __slots__ = ("cl_kernel", "name", "template", "kernel_name", "params", "arg_dtypes", "_lock", "_pending")
 
-    def __init__(self, cl_kernel, template: str, kernel_name: str, params: dict, pending=None):
+    def __init__(self, cl_kernel, template: str, kernel_name: str, params: dict, pending=None, arg_dtypes=None):
         self.cl_kernel = cl_kernel
         self.template, self.kernel_name, self.params = template, kernel_name, dict(params)  # what it was made from
+        self.arg_dtypes = arg_dtypes  # scalar types of the arguments (clnet.compiler sets them on its clones)
         self.name = f"{template}:{kernel_name}"
         self._lock = threading.Lock()
         self._pending = pending  # (device, arg_dtypes) until first launched, where it is first tried in the child
@@ -60,11 +61,21 @@ class Kernel:
                 self._first_launch(global_size, local_size, args, kwargs.get("global_offset"))
             return self.cl_kernel(queue, global_size, local_size, *args, **kwargs)
 
+    def built(self):
+        """The pyopencl kernel, built now if it was not yet (the child then only builds: no first launch).
+        clnet.compiler clones it for a replay plan, which owns the clones' arguments."""
+        with self._lock:
+            if self.cl_kernel is None:
+                self._first_launch(None, None, None, None)
+            return self.cl_kernel
+
     def _first_launch(self, global_size, local_size, args, offset) -> None:
         (device, arg_dtypes), template, kernel_name, params = self._pending, self.template, self.kernel_name, self.params
         variant = build_verdicts.variant(template, params)
-        launch = build_worker.describe_launch(kernel_name, global_size, local_size, args, arg_dtypes, offset)
-        if sum(a[1] for a in launch["args"] if a[0] == "buffer") > _FIRST_LAUNCH_MAX_BYTES:
+        launch = None
+        if args is not None:
+            launch = build_worker.describe_launch(kernel_name, global_size, local_size, args, arg_dtypes, offset)
+        if launch is not None and sum(a[1] for a in launch["args"] if a[0] == "buffer") > _FIRST_LAUNCH_MAX_BYTES:
             launch = None  # the child would need as much memory again: it only builds
         source = render(template, **params)
         opts = [str(o) for o in device.profile.build_options]
@@ -188,8 +199,9 @@ def get_kernel(device, template: str, kernel_name: str, arg_dtypes=None, **param
 def _make_kernel(device, template, kernel_name, arg_dtypes, params) -> Kernel:
     if (device.implementation in build_worker.COMPILES_AT_LAUNCH and _PROGRAMS.get((device, template, _freeze(params)))
             is None and _vetting(device, build_verdicts.variant(template, params), f"{template}:{kernel_name}")):
-        return Kernel(None, template, kernel_name, params, pending=(device, arg_dtypes))
-    return Kernel(_cl_kernel(device, template, kernel_name, arg_dtypes, params), template, kernel_name, params)
+        return Kernel(None, template, kernel_name, params, pending=(device, arg_dtypes), arg_dtypes=arg_dtypes)
+    return Kernel(_cl_kernel(device, template, kernel_name, arg_dtypes, params), template, kernel_name, params,
+                  arg_dtypes=arg_dtypes)
 
 
 def _cl_kernel(device, template, kernel_name, arg_dtypes, params) -> cl.Kernel:

@@ -34,6 +34,7 @@ class Value:
     tensor: TensorBase | None = None  # the tensor object (dropped for intermediates by Graph.release)
     producer: "OpNode | None" = None  # the op that made it (None for inputs and captured tensors)
     index: int = 0                 # which input / output position, for inputs and outputs
+    grad_at_capture: object = None  # a captured tensor's .grad when the trace first saw it
 
     def __repr__(self):
         return f"%{self.id}"

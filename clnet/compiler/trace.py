@@ -71,6 +71,7 @@ class Recorder:
             else:
                 kind = "constant"
             v = self._new_value(t, kind)
+            v.grad_at_capture = t.grad
         return v
 
     def _new_value(self, t, kind, producer=None) -> Value:

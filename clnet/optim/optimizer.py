@@ -188,6 +188,7 @@ class Optimizer:
             args += [s._buf for s in states]
         scalars = self._scalars(group, step, first)
         scalar_dt = np.dtype(acc)
+        first_scalar = len(args)
         for v in scalars:
             if isinstance(v, (bool, np.bool_)):  # flags are ints in C; every other scalar is a float
                 arg_dtypes.append(i32)
@@ -199,11 +200,25 @@ class Optimizer:
         kern = get_kernel(device, "optim.cl.mako", f"{self._rule}_step", arg_dtypes=arg_dtypes,
                           rule=self._rule, t=ctype(dtype), acc=ctype(acc), slots=slots,
                           states=list(names), **flags)
-        dispatch.launch(device, kern, (groups * wg,), (wg,), args)
+        dispatch.launch(device, kern, (groups * wg,), (wg,), args,
+                        refresh=lambda: self._replayed_step(group, params, first_scalar))
         for p, target in writeback:
             copy_into(p, target)
         for p in params:
             p._bump_version()
+
+    def _replayed_step(self, group, params, first_scalar) -> dict:
+        """What a replayed graph (clnet.compile) does instead of this step's Python: count the step for
+        `params` and return the launch's scalar arguments for it (learning rate read now, so schedulers
+        keep working; bias corrections of the new step)."""
+        step = 0
+        if self._count_steps:
+            for p in params:
+                state = self.state[p]
+                state["step"] = step = state.get("step", 0) + 1
+        values = [int(v) if isinstance(v, (bool, np.bool_)) else float(v)
+                  for v in self._scalars(group, step, False)]
+        return dict(enumerate(values, first_scalar))
 
     # --- subclass hooks ------------------------------------------------------------------------
     def _state_names(self, group) -> tuple:
