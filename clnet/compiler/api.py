@@ -65,6 +65,7 @@ class _Entry:
         self.structure = None
         self.guards = ()
         self.grad_writes = ()
+        self.input_grad_writes = ()
         self.graph = None
         self.lock = threading.Lock()
 
@@ -123,7 +124,7 @@ def _modules_and_params(objects):
 # --- signatures ---------------------------------------------------------------------------------------------
 def _describe(x):
     if isinstance(x, TensorBase):
-        return (x.shape, x.strides, x.offset, x.dtype, id(x.device), x.requires_grad)
+        return (x.shape, x.strides, x.offset, x.dtype, id(x.device), x.requires_grad, x.grad is not None)
     if isinstance(x, (list, tuple)):
         return (type(x), tuple(_describe(a) for a in x))
     if isinstance(x, dict):
@@ -154,7 +155,7 @@ def _explain_change(old, new) -> str:
 
 
 def _short(d) -> str:
-    if isinstance(d, tuple) and len(d) == 6 and isinstance(d[0], tuple):
+    if isinstance(d, tuple) and len(d) == 7 and isinstance(d[0], tuple):
         return f"tensor{list(d[0])} {d[3].name}{' requires_grad' if d[5] else ''}"
     return repr(d[1]) if isinstance(d, tuple) and len(d) == 2 else repr(d)
 
@@ -254,6 +255,7 @@ class CompiledFunction:
 
     def _trace(self, entry, args, kwargs, tensors):
         before = {id(p): p.grad for p in self._params}
+        input_grads = [t.grad for t in tensors]
         graph, result = trace(self.fn, *args, fullgraph=self.fullgraph, **kwargs)
         self.stats.traces += 1
         if graph.breaks:
@@ -268,18 +270,25 @@ class CompiledFunction:
                               CompileWarning, stacklevel=3)
             return result
         self.stats.launches_traced = len(graph.kernel_launches)
+        captured = [v.tensor for v in graph.captured if v.tensor is not None]
+        for v in graph.captured:
+            before.setdefault(id(v.tensor), v.grad_at_capture)
+        candidates = list({id(t): t for t in list(self._params) + captured}.values())
+        outputs = [v.tensor for v in graph.outputs]
+        grads_in = [g for g in input_grads if g is not None]
+        visible = {id(t._buf) for t in tensors + outputs + candidates + grads_in}
+        visible |= {id(t.grad._buf) for t in candidates + tensors if t.grad is not None}
         if self.optimize:
-            passes.optimize(graph)
-        entry.plan = Plan(graph, tensors, [v.tensor for v in graph.outputs])
+            passes.optimize(graph, visible)
+        entry.plan = Plan(graph, tensors + grads_in, outputs)
+        # a tensor argument that requires grad gets .grad as the traced call gave its argument
+        entry.input_grad_writes = tuple((i, t.grad) for i, (t, g) in enumerate(zip(tensors, input_grads))
+                                        if t.requires_grad and g is None and t.grad is not None)
         self.stats.launches_replayed = entry.plan.launch_count
         entry.structure = graph.output_structure
         used = entry.plan.sites
         # guards: every captured tensor keeps its buffer; a .grad the graph read stays that tensor
-        captured = [v.tensor for v in graph.captured if v.tensor is not None]
         entry.guards = tuple((t, t._buf) for t in captured)
-        for v in graph.captured:
-            before.setdefault(id(v.tensor), v.grad_at_capture)
-        candidates = list({id(t): t for t in list(self._params) + captured}.values())
         entry.grad_guards = tuple((p, before[id(p)]) for p in candidates
                                   if before.get(id(p)) is not None and id(before[id(p)]._buf) in used)
         # .grad as the traced call left it, wherever the call changed it
@@ -299,9 +308,11 @@ class CompiledFunction:
         return True
 
     def _replay(self, entry, tensors):
-        outs = entry.plan.run(tensors)
+        outs = entry.plan.run(tensors + [t.grad for t in tensors if t.grad is not None])
         for p, g in entry.grad_writes:
             p.grad = g
+        for i, g in entry.input_grad_writes:
+            tensors[i].grad = g
         self.stats.replays += 1
         return _rebuild(entry.structure, outs)
 
@@ -358,10 +369,13 @@ def explain(fn, *args, **kwargs) -> dict:
     """Trace fn once on these arguments and say what a compiled version would do (as torch._dynamo.explain):
     graph count, graph breaks with their places, op rows, kernel launches before/after the passes."""
     target = fn.fn if isinstance(fn, CompiledFunction) else fn
-    graph, _ = trace(target, *args, **kwargs)
+    graph, result = trace(target, *args, **kwargs)
     launches = len(graph.kernel_launches)
     if not graph.breaks:
-        passes.optimize(graph)
+        visible = {id(t._buf) for t in flatten_tensors((args, kwargs, result))}
+        visible |= {id(v.tensor._buf) for v in graph.captured}
+        visible |= {id(v.tensor.grad._buf) for v in graph.captured if v.tensor.grad is not None}
+        passes.optimize(graph, visible)
     return {"graph_count": 0 if graph.breaks else 1, "graph_break_count": len(graph.breaks),
             "break_reasons": [b.where for b in graph.breaks], "ops": len(list(graph.walk())),
             "launches": launches, "launches_after_passes": len(graph.kernel_launches), "graph": graph}

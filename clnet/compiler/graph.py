@@ -88,6 +88,7 @@ class Launch:
     refresh: object = None          # callable -> {position: value}, for host-state arguments (RNG, steps)
     op: OpNode | None = None        # the innermost op that issued it (None: outside any op)
     phase: str = "forward"
+    note: object = None             # what the kernel computes, when its op said (elementwise.EwNote)
 
     @property
     def name(self) -> str:
@@ -122,6 +123,7 @@ class Graph:
         self.launches: list = []     # Launch and Upload rows, in order
         self.breaks: list = []
         self.output_structure = None  # the function's result with tensors replaced by Values
+        self.allocated = {}          # id(buffer) -> buffer of every tensor made while tracing
 
     @property
     def captured(self) -> list:

@@ -1,11 +1,16 @@
 """Graph passes run before a traced graph becomes a replay plan: each one rewrites graph.launches and
 keeps results equal to eager execution (to float32 rounding).
 
-    optimize(graph)   runs them in order
+    optimize(graph, visible)   runs them in order; `visible` holds the id() of every buffer something
+                               outside the graph can see (inputs, outputs, captured tensors, .grad)
+
+fusion.py: constant folding of fills, dead-code elimination, elementwise fusion (one kernel per group).
 """
 from __future__ import annotations
 
+from . import fusion
 
-def optimize(graph) -> None:
-    """Rewrite the graph's launches in place (fusion, dead-code elimination, buffer planning)."""
-    return None
+
+def optimize(graph, visible) -> dict:
+    """Rewrite the graph's launches in place; returns what changed (launch counts)."""
+    return fusion.run(graph, visible)

@@ -52,6 +52,7 @@ class Recorder:
         self._keep = []        # every tensor seen, so ids stay unique while tracing
         self._stack = []       # OpNodes being called
         self._touched = set()  # id() of every buffer a launch in this trace was passed
+        self.allocated = {}    # id(buffer) -> buffer, for every tensor made while tracing
 
     # --- values ---------------------------------------------------------------------------------
     def add_input(self, t: TensorBase) -> Value:
@@ -125,10 +126,13 @@ class Recorder:
             self.graph.ops.append(node)
         return result
 
-    def on_launch(self, device, kernel, global_size, local_size, args, refresh):
+    def on_allocate(self, t):
+        self.allocated[id(t._buf)] = t._buf
+
+    def on_launch(self, device, kernel, global_size, local_size, args, refresh, note=None):
         op = self._stack[-1] if self._stack else None
         row = Launch(device, kernel, tuple(global_size), tuple(local_size), list(args), refresh, op,
-                     dispatch.current_phase())
+                     dispatch.current_phase(), note)
         self.graph.launches.append(row)
         self._touched.update(id(a) for a in args if isinstance(a, cl.MemoryObjectHolder))
         if op is not None:
@@ -180,4 +184,5 @@ def trace(fn, *args, fullgraph: bool = False, **kwargs):
     rec.graph.outputs = found
     for i, v in enumerate(found):
         v.index = i
+    rec.graph.allocated = rec.allocated
     return rec.graph, result

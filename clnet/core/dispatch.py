@@ -22,6 +22,7 @@ import threading
 
 import pyopencl as cl
 
+from . import storage
 from .storage import TensorBase
 
 _count_lock = threading.Lock()  # guards _recording
@@ -30,18 +31,20 @@ _recording = 0               # recorders active in any thread: eager code tests 
 
 
 # --- launches and copies -----------------------------------------------------------------------------
-def launch(device, kernel, global_size, local_size, args, refresh=None):
+def launch(device, kernel, global_size, local_size, args, refresh=None, note=None):
     """Enqueue `kernel` (a backend.programs.Kernel) over `global_size` work-items in groups of
     `local_size` with `args`.
 
     `refresh`, when given, is a callable returning {argument position: new value} for the arguments
     drawn from host state at each call (random counters, optimizer step sizes): a replayed graph calls
     it before the launch instead of reusing the traced values (eagerly it is not called).
+    `note`, given only while recording (test `dispatch.recording_active()`), tells graph passes what the
+    kernel computes (e.g. an elementwise expression and its operands: clnet.ops.elementwise.EwNote).
     """
     if _recording:
         rec = getattr(_local, "recorder", None)
         if rec is not None:
-            rec.on_launch(device, kernel, global_size, local_size, args, refresh)
+            rec.on_launch(device, kernel, global_size, local_size, args, refresh, note)
     kernel(device.queue, global_size, local_size, *args)
 
 
@@ -131,6 +134,11 @@ def current_phase() -> str:
 
 
 # --- recorders ---------------------------------------------------------------------------------------
+def recording_active() -> bool:
+    """True when some thread records (a cheap test before building a launch's note)."""
+    return _recording > 0
+
+
 def active_recorder():
     """This thread's recorder, or None."""
     return getattr(_local, "recorder", None) if _recording else None
@@ -149,6 +157,7 @@ class recording:
         _local.recorder = self.recorder
         with _count_lock:
             _recording += 1
+            storage.set_allocation_hook(_on_allocation)
         return self.recorder
 
     def __exit__(self, *exc):
@@ -156,7 +165,16 @@ class recording:
         _local.recorder = self._prev
         with _count_lock:
             _recording -= 1
+            if not _recording:
+                storage.set_allocation_hook(None)
         return False
+
+
+def _on_allocation(tensor):
+    """storage's hook while some thread records: this thread's recorder learns of each new tensor."""
+    rec = getattr(_local, "recorder", None)
+    if rec is not None:
+        rec.on_allocate(tensor)
 
 
 class paused:

@@ -99,6 +99,8 @@ class TensorBase:
         n = math.prod(shape)
         t = object.__new__(_TENSOR_CLASS if cls is TensorBase else cls)
         t._buf = device.pool.allocate(n * dtype.itemsize)
+        if _allocation_hook is not None:  # a trace learns which buffers are made inside it
+            _allocation_hook(t)
         t.offset = 0
         t.shape = shape
         t.strides = contiguous_strides(shape) if strides is None else strides
@@ -220,6 +222,13 @@ class TensorBase:
 
 
 _TENSOR_CLASS = TensorBase
+_allocation_hook = None
+
+
+def set_allocation_hook(hook) -> None:
+    """Call hook(tensor) for every new pool-backed tensor (clnet.core.dispatch sets it while recording)."""
+    global _allocation_hook
+    _allocation_hook = hook
 
 
 def register_tensor_class(cls) -> None:

@@ -83,6 +83,20 @@ def _device_of(xs):
 
 
 # --- the launcher --------------------------------------------------------------------------------------
+class EwNote:
+    """What an elementwise launch computes, for graph passes (given only while a trace records):
+    out[...] = expr(operands) over `shape`, operands read through `strides` (broadcast to `shape`)."""
+
+    __slots__ = ("expr", "operands", "strides", "out", "out_strides", "out_dtype", "compute_dtype", "shape")
+
+    def __init__(self, expr, operands, out, out_dtype, compute_dtype, shape):
+        self.expr, self.operands, self.out = expr, list(operands), out
+        self.out_dtype, self.compute_dtype, self.shape = np.dtype(out_dtype), np.dtype(compute_dtype), shape
+        self.strides = [tuple(broadcast_strides(x.shape, x.strides, shape)) if isinstance(x, TensorBase) else None
+                        for x in operands]
+        self.out_strides = tuple(out.strides)
+
+
 class _Plan:
     """Everything about one (expression, dtypes, layouts) launch that does not depend on buffers/scalars."""
 
@@ -137,8 +151,8 @@ def _make_plan(device, expr, operands, out_dtype, compute_dtype, out) -> _Plan:
     wg = device.profile.elementwise_wg
     grid2 = _use_grid2(device, sizes, rank, wg)
     plan.kern = get_kernel(device, "elementwise.cl.mako", "ew", arg_dtypes=arg_dtypes,
-                           name="ew", expr=expr, out_t=ctype(out_dtype), out_bool=out_dtype == _dt.bool_,
-                           in_ts=in_ts, ct=ctype(ct_dtype), rank=rank, idx=idx, grid2=grid2)
+                           name="ew", results=(expr,), body=(), outs=((ctype(out_dtype), out_dtype == _dt.bool_),),
+                           in_ts=in_ts, native=False, ct=ctype(ct_dtype), rank=rank, idx=idx, grid2=grid2)
     if grid2:
         plan.gsize = (-(-sizes[-1] // wg) * wg, n // sizes[-1])
         plan.lsize = (wg, 1)
@@ -209,7 +223,8 @@ def launch(expr: str, operands, out_dtype, compute_dtype, out: TensorBase | None
             args.append(x._buf)
             args.append(x.offset)
             args += st
-    dispatch.launch(device, plan.kern, plan.gsize, plan.lsize, args)
+    note = EwNote(expr, operands, out, out_dtype, compute_dtype, plan.shape) if dispatch.recording_active() else None
+    dispatch.launch(device, plan.kern, plan.gsize, plan.lsize, args, note=note)
     return out
 
 

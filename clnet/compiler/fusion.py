@@ -1,0 +1,312 @@
+"""Elementwise passes on a traced graph: constant folding, dead-code elimination, and fusion of
+elementwise launches into one kernel per group, rendered from kernels/elementwise.cl.mako with the
+composition of their C expressions (several outputs when the group's values are needed outside it).
+
+Buffers are "internal" when a tensor made inside the trace owned them and nothing outside the graph can
+see them (not an input, output, captured tensor or .grad): only those may be folded away or kept in
+registers instead of memory. Every other buffer keeps every write it got.
+
+Launches are analysed through their notes (clnet.ops.elementwise.EwNote); a launch without one is
+taken to read and write every buffer it was passed, so nothing moves across it unsafely.
+"""
+from __future__ import annotations
+
+import math
+import re
+
+import numpy as np
+import pyopencl as cl
+
+from .. import dtypes as _dt
+from ..backend.programs import ctype, get_kernel
+from ..core.storage import TensorBase
+from ..ops.elementwise import EwNote, _collapse, _use_grid2
+from .graph import Launch
+
+_INT_MAX = 2**31 - 1
+_VAR = re.compile(r"\bv(\d+)\b")
+_FUSABLE = {np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.int32), np.dtype(np.int64),
+            np.dtype(np.bool_), np.dtype(np.uint8)}
+
+
+class _Access:
+    """A tensor operand as the kernel sees it: buffer, offset, strides over the iteration shape, dtype."""
+    __slots__ = ("buf", "offset", "strides", "dtype")
+
+    def __init__(self, buf, offset, strides, dtype):
+        self.buf, self.offset, self.strides, self.dtype = buf, offset, tuple(strides), np.dtype(dtype)
+
+    @property
+    def pattern(self):
+        return (self.offset, self.strides)
+
+
+class _Ew:
+    """One elementwise launch, analysed."""
+
+    def __init__(self, row: Launch):
+        note: EwNote = row.note
+        self.row = row
+        self.expr = note.expr
+        self.shape = tuple(note.shape)
+        self.ct = note.compute_dtype
+        self.out_dtype = note.out_dtype
+        self.ins = []
+        for x, st in zip(note.operands, note.strides):
+            self.ins.append(_Access(x._buf, x.offset, st, x.dtype) if isinstance(x, TensorBase) else x)
+        self.out = _Access(note.out._buf, note.out.offset, note.out_strides, note.out_dtype)
+
+    @property
+    def reads(self):
+        return {id(a.buf) for a in self.ins if isinstance(a, _Access)}
+
+    @property
+    def writes(self):
+        return {id(self.out.buf)}
+
+    def fusable(self) -> bool:
+        return all(a.dtype in _FUSABLE for a in self.ins if isinstance(a, _Access)) and \
+            self.out_dtype in _FUSABLE and self.ct in _FUSABLE
+
+
+def _buffers(args):
+    return {id(a) for a in args if isinstance(a, cl.MemoryObjectHolder)}
+
+
+class _Row:
+    """A launch (or upload) with what it reads and writes, by buffer id."""
+
+    def __init__(self, row):
+        self.row = row
+        self.ew = _Ew(row) if isinstance(row, Launch) and isinstance(row.note, EwNote) else None
+        if self.ew is not None:
+            self.reads, self.writes = self.ew.reads, self.ew.writes
+        elif isinstance(row, Launch):
+            bufs = _buffers(row.args)
+            self.reads, self.writes = bufs, bufs
+        else:  # Upload
+            self.reads, self.writes = set(), {id(row.buf)}
+
+
+# --- constant folding and dead code -----------------------------------------------------------------------
+def fold_constants(rows, internal) -> None:
+    """A fill of an internal buffer that only elementwise launches read becomes a scalar operand of each."""
+    for r in rows:
+        ew = r.ew
+        if ew is None or ew.expr != "v0" or isinstance(ew.ins[0], _Access) or id(ew.out.buf) not in internal:
+            continue
+        key = id(ew.out.buf)
+        if any(o is not r and key in o.writes for o in rows):
+            continue
+        readers = [o for o in rows if key in o.reads]
+        if not readers or any(o.ew is None for o in readers):
+            continue
+        value = np.array(ew.ins[0], dtype=ew.out_dtype).item()
+        for o in readers:
+            o.ew.ins = [value if isinstance(a, _Access) and id(a.buf) == key else a for a in o.ew.ins]
+            o.reads = o.ew.reads
+
+
+def eliminate_dead(rows, internal) -> list:
+    """Drop elementwise launches whose result (an internal buffer) nothing reads later."""
+    changed = True
+    while changed:
+        changed = False
+        for i in range(len(rows) - 1, -1, -1):
+            r = rows[i]
+            if r.ew is None or id(r.ew.out.buf) not in internal:
+                continue
+            key = id(r.ew.out.buf)
+            if not any(key in o.reads for o in rows[i + 1:]):
+                del rows[i]
+                changed = True
+    return rows
+
+
+# --- grouping -------------------------------------------------------------------------------------------
+class _Group:
+    def __init__(self, index, row):
+        self.index = index            # where the fused kernel runs: its first member's place
+        self.members = [row]
+        self.patterns = {}            # id(buffer) -> (offset, strides) of every access in the group
+        self.written = set()
+        self._note(row.ew)
+
+    def _note(self, ew):
+        for a in [x for x in ew.ins if isinstance(x, _Access)] + [ew.out]:
+            self.patterns.setdefault(id(a.buf), a.pattern)
+        self.written.add(id(ew.out.buf))
+
+    def accepts(self, ew) -> bool:
+        first = self.members[0].ew
+        if ew.shape != first.shape or ew.row.device is not first.row.device:
+            return False
+        for a in [x for x in ew.ins if isinstance(x, _Access)] + [ew.out]:
+            seen = self.patterns.get(id(a.buf))
+            if seen is not None and seen != a.pattern:
+                return False
+        return True
+
+    def add(self, row):
+        self.members.append(row)
+        self._note(row.ew)
+
+
+def _may_move_before(row, others) -> bool:
+    """Can `row` run before every row in `others` (which originally ran before it)?"""
+    for x in others:
+        if x.writes & (row.reads | row.writes) or x.reads & row.writes:
+            return False
+    return True
+
+
+def group(rows) -> list:
+    """Greedy grouping: an elementwise launch joins the latest open group of its shape when it can run at
+    that group's place (no launch in between touches what it reads or writes, every shared buffer is
+    accessed the same way). Returns a list whose items are rows or groups, in run order."""
+    out = []             # rows and groups in order
+    open_groups = []     # groups that may still grow
+    for i, r in enumerate(rows):
+        ew = r.ew
+        if ew is None or not ew.fusable():
+            out.append(r)
+            continue
+        joined = False
+        for g in reversed(open_groups):
+            if not g.accepts(ew):
+                continue
+            between = [x for x in rows[g.index + 1:i] if x not in g.members]
+            if _may_move_before(r, between):
+                g.add(r)
+                joined = True
+                break
+        if not joined:
+            g = _Group(i, r)
+            open_groups.append(g)
+            out.append(g)
+    return out
+
+
+# --- emitting a fused kernel ------------------------------------------------------------------------------
+def _cast(expr, ct, dtype):
+    """An operand as a member reads it: converted to its compute type, except bool/uchar values, which
+    stay uchar (they may be conditions, and OpenCL C takes no float condition)."""
+    return expr if np.dtype(dtype) in (_dt.bool_, _dt.uint8) else f"(({ct}){expr})"
+
+
+def emit(g: _Group, rows, internal, visible) -> Launch:
+    """One launch computing every member of group g; stores the buffers something outside reads."""
+    members = [m.ew for m in g.members]
+    first = members[0]
+    device = first.row.device
+    shape = first.shape
+    inputs, in_index = [], {}     # external tensor operands (deduplicated) and scalars
+    temps = {}                    # id(buffer) -> name of the temporary holding its latest value
+    out_type = {}
+    body = []
+    for m, ew in enumerate(members):
+        ct = ctype(ew.ct)
+        names = []
+        for a in ew.ins:
+            if isinstance(a, _Access):
+                key = id(a.buf)
+                if key in temps:
+                    names.append(_cast(temps[key], ct, out_type[key][0].dtype))
+                    continue
+                ikey = ("t", key, a.pattern, a.dtype)
+            else:
+                ikey = ("s", type(a).__name__, a, ct)
+            if ikey not in in_index:
+                in_index[ikey] = len(inputs)
+                inputs.append((a, ct))
+            names.append(_cast(f"v{in_index[ikey]}", ct, a.dtype) if isinstance(a, _Access) else f"v{in_index[ikey]}")
+        expr = _VAR.sub(lambda mo: names[int(mo.group(1))], ew.expr)
+        out_t = ctype(ew.out_dtype)
+        value = f"(({ct})({expr}) != 0)" if ew.out_dtype == _dt.bool_ else f"({ct})({expr})"
+        body.append(f"const {out_t} t{m} = ({out_t})({value});")
+        temps[id(ew.out.buf)] = f"t{m}"
+        out_type[id(ew.out.buf)] = (ew.out, out_t, ew.out_dtype == _dt.bool_)
+    # store what is visible outside the graph or read by any launch outside the group
+    outside = [r for r in rows if r not in g.members]
+    stores = [key for key in temps if key not in internal or any(key in r.reads for r in outside)]
+    if not stores:  # nothing needed: still keep the last result (a later pass may drop the group)
+        stores = [id(members[-1].out.buf)]
+    # layout: collapse dims over every access
+    accesses = [out_type[k][0] for k in stores] + [a for a, _ in inputs if isinstance(a, _Access)]
+    n = math.prod(shape)
+    sizes, strides = _collapse(shape, [list(a.strides) for a in accesses])
+    rank = len(sizes)
+    if rank <= 1 and all(st == [1] or not st for st in strides):
+        rank = 0
+    big = any(a.offset + 1 + sum((s - 1) * abs(st) for s, st in zip(shape, a.strides)) > _INT_MAX
+              for a in accesses) or n > _INT_MAX
+    idx = "long" if big else "int"
+    idx_dt = np.dtype(np.int64 if big else np.int32)
+    outs = tuple((out_type[k][1], out_type[k][2]) for k in stores)
+    results = tuple(temps[k] for k in stores)
+    in_ts, arg_dtypes, args = [], [idx_dt], [n]
+    for j, k in enumerate(stores):
+        acc = out_type[k][0]
+        arg_dtypes += [None, idx_dt]
+        args += [acc.buf, acc.offset]
+    for d in range(rank):
+        arg_dtypes.append(idx_dt)
+        args.append(sizes[d])
+        for j in range(len(stores)):
+            arg_dtypes.append(idx_dt)
+            args.append(strides[j][d])
+    k_acc = len(stores)
+    for a, ct in inputs:
+        if isinstance(a, _Access):
+            in_ts.append(ctype(a.dtype))
+            arg_dtypes += [None, idx_dt] + [idx_dt] * rank
+            args += [a.buf, a.offset] + (list(strides[k_acc]) if rank else [])
+            k_acc += 1
+        else:
+            c_np = np.dtype({"float": np.float32, "double": np.float64, "int": np.int32, "long": np.int64,
+                             "uchar": np.uint8}[ct])
+            in_ts.append(("scalar", ct))
+            arg_dtypes.append(c_np)
+            args.append(c_np.type(a))
+    wg = device.profile.elementwise_wg
+    grid2 = _use_grid2(device, sizes, rank, wg)
+    kern = get_kernel(device, "elementwise.cl.mako", "ew", arg_dtypes=arg_dtypes, name="ew", results=results,
+                      body=tuple(body), outs=outs, in_ts=tuple(in_ts), native=True, ct="float", rank=rank,
+                      idx=idx, grid2=grid2)
+    if grid2:
+        gsize, lsize = (-(-sizes[-1] // wg) * wg, n // sizes[-1]), (wg, 1)
+    else:
+        gsize, lsize = (-(-n // wg) * wg,), (wg,)
+    return Launch(device, kern, gsize, lsize, args, None, first.row.op, first.row.phase, None)
+
+
+def run(graph, visible) -> dict:
+    """Fold, eliminate and fuse graph.launches in place; returns counts for reports."""
+    internal = {k for k in graph.allocated if k not in visible}
+    rows = [_Row(r) for r in graph.launches]
+    before = sum(1 for r in rows if isinstance(r.row, Launch))
+    fold_constants(rows, internal)
+    rows = eliminate_dead(rows, internal)
+    items = group(rows)
+    new = []
+    for it in items:
+        if isinstance(it, _Group) and len(it.members) > 1:
+            new.append(emit(it, rows, internal, visible))
+        elif isinstance(it, _Group):
+            new.append(_rewrite_single(it.members[0]))
+        else:
+            new.append(it.row)
+    graph.launches = new
+    return {"launches_before": before, "launches_after": sum(1 for r in new if isinstance(r, Launch))}
+
+
+def _rewrite_single(r) -> Launch:
+    """An unfused elementwise launch stays as traced, unless folding changed its operands."""
+    ew = r.ew
+    if all((isinstance(a, _Access)) == isinstance(x, TensorBase) for a, x in zip(ew.ins, r.row.note.operands)):
+        return r.row
+    g = _Group(0, r)
+    return emit(g, [r], set(), set())
+
+
+__all__ = ["run", "fold_constants", "eliminate_dead", "group", "emit"]
