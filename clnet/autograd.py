@@ -258,13 +258,16 @@ def _run_node_hooks(hooks, out_grads):
 
 
 def _accumulate(leaf, g, shared, handed, create_graph=False):
-    """Add g into leaf.grad. A new .grad never aliases another tensor: g is copied when it is a view,
-    an incoming gradient, or a buffer another leaf already holds (c = a + b gives a and b one g).
-    With create_graph the sum keeps its history (out of place), as PyTorch's does."""
+    """Add g into leaf.grad. A new .grad never aliases another tensor: g is copied when it is an incoming
+    gradient, a buffer another leaf already holds (c = a + b gives a and b one g), not contiguous, or a
+    view of part of a buffer. (A view of a whole fresh buffer, as matmul and reductions return, is kept:
+    copying it would only cost a launch per parameter.) With create_graph the sum keeps its history (out
+    of place), as PyTorch's does."""
     if g.dtype != leaf.dtype:
         g = cast(g, leaf.dtype)
     if leaf.grad is None:
-        if shared or g._base is not None or id(g._buf) in handed or not g.is_contiguous():
+        partial = g._base is not None and (g.offset != 0 or g.numel() != g._storage_size)
+        if shared or partial or id(g._buf) in handed or not g.is_contiguous():
             g = clone(g)
         handed.add(id(g._buf))
         leaf.grad = g

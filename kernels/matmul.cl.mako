@@ -19,19 +19,45 @@
 ##   flags `epi` (EPI_BETA: read C_old, EPI_BIAS: add bias, EPI_RELU) are arguments, not render-time
 ##   parameters: the branches are uniform and outside the K loop, and one built kernel serves every
 ##   epilogue (fewer builds: a cold first training step compiles a handful of kernels, not dozens).
+##   ReLU keeps NaN (as torch.relu and clnet's relu op).
+## ext: () or (expr, n_tensors, n_scalars): an elementwise expression applied after that epilogue, fused in
+##   by clnet.compiler (e.g. a ReLU's gradient mask): `r` is the value, e0.. are matrices read at the same
+##   (m, n) (offset, row stride, unit column stride; extra arguments after `epi`), s0.. scalars.
 ##
 ## t: storage type, acc: accumulation type (float for half storage).
 #define EPI_BETA 1
 #define EPI_BIAS 2
 #define EPI_RELU 4
-<%def name="epilogue(v, n_expr, c_ptr)">\
-<%doc> ${v}: accumulator expression (scalar), n_expr: column index, c_ptr: address of C element </%doc>\
+<%def name="epilogue(v, n_expr, c_ptr, m_expr)">\
+<%doc> ${v}: accumulator expression (scalar), n_expr / m_expr: column / row index, c_ptr: address of C element </%doc>\
 ${acc} r_ = alpha * (${v});
             if (epi & EPI_BETA) r_ += beta * (${acc})${ld(t, c_ptr)};
             if (epi & EPI_BIAS) r_ += (${acc})${ld(t, "bias + bias_off + (" + n_expr + ")")};
-            if (epi & EPI_RELU) r_ = r_ > (${acc})0 ? r_ : (${acc})0;
+            if (epi & EPI_RELU) r_ = r_ < (${acc})0 ? (${acc})0 : r_;
+% if ext:
+            r_ = ${ext_expr(ext, lambda i: "((%s)%s)" % (acc, ld(t, "e%d + e%d_off + (%s) * e%d_sm + (%s)" % (i, i, m_expr, i, n_expr))))};
+% endif
             ${st(t, c_ptr, "r_")};
 </%def>\
+<%def name="ext_args()">\
+% if ext:
+  % for i in range(ext[1]):
+    , __global const ${t} *restrict e${i}, const int e${i}_off, const int e${i}_sm
+  % endfor
+  % for i in range(ext[2]):
+    , const ${acc} s${i}
+  % endfor
+% endif
+</%def>\
+<%!
+import re as _re
+
+
+def ext_expr(ext, load):
+    """ext's expression with r -> r_, e<i> -> load(i), s<i> kept (scalar arguments)"""
+    expr = _re.sub(r"\br\b", "r_", ext[0])
+    return _re.sub(r"\be(\d+)\b", lambda m: load(int(m.group(1))), expr)
+%>\
 <%!
 def vld(t, w, i, p):
     """vector load of w elements of storage type t (half storage converts to float)"""
@@ -117,7 +143,9 @@ __kernel void gemm_cpu(const int M, const int N, const int K,
                        __global const ${t} *restrict B, const int b_off, const int b_sb, const int b_sk, const int b_sn,
                        __global ${t} *restrict C, const int c_off, const int c_sb, const int c_sm,
                        __global const ${t} *restrict bias, const int bias_off,
-                       const ${acc} alpha, const ${acc} beta, const int epi)
+                       const ${acc} alpha, const ${acc} beta, const int epi
+${ext_args()}\
+                       )
 {
     const int ib = get_global_id(0), jb = get_global_id(1), bt = get_global_id(2);
     const int m0 = ib * ${MR}, n0 = jb * ${NR};
@@ -168,7 +196,10 @@ ${cpu_k_step(lambda v: gather(v, lambda j: "min(%d, last)" % j))}\
             ${vt} r_ = al * c${r}_${v};
             if (epi & EPI_BETA) r_ = fma(be, ${vld(t, VW, v, "c + %d * c_sm" % r)}, r_);
             r_ += bi${v};
-            if (epi & EPI_RELU) r_ = fmax(r_, (${vt})(0));
+            if (epi & EPI_RELU) r_ = select(r_, (${vt})(0), r_ < (${vt})(0));
+  % if ext:
+            r_ = ${ext_expr(ext, lambda i: vld(t, VW, v, "e%d + e%d_off + (m0 + %d) * e%d_sm + n0" % (i, i, r, i)))};
+  % endif
             ${vst(t, VW, "r_", v, "c + %d * c_sm" % r)};
         }
   % endfor
@@ -185,7 +216,7 @@ ${cpu_k_step(lambda v: gather(v, lambda j: "min(%d, last)" % j))}\
         const int rows = min(${MR}, M - m0), cols = min(${NR}, N - n0);
         for (int r = 0; r < rows; ++r) {
             for (int j = 0; j < cols; ++j) {
-            ${epilogue("tile[r][j]", "n0 + j", "c + r * c_sm + j")}\
+            ${epilogue("tile[r][j]", "n0 + j", "c + r * c_sm + j", "m0 + r")}\
             }
         }
     }
@@ -203,7 +234,9 @@ void gemm_gpu(const int M, const int N, const int K,
               __global const ${t} *restrict B, const int b_off, const int b_sb, const int b_sk, const int b_sn,
               __global ${t} *restrict C, const int c_off, const int c_sb, const int c_sm,
               __global const ${t} *restrict bias, const int bias_off,
-              const ${acc} alpha, const ${acc} beta, const int epi)
+              const ${acc} alpha, const ${acc} beta, const int epi
+${ext_args()}\
+              )
 {
     __local ${acc} As[${TK}][${TM + 1}];
     __local ${acc} Bs[${TK}][${TN + 1}];
@@ -277,7 +310,7 @@ void gemm_gpu(const int M, const int N, const int K,
   % for j in range(WN):
         if (n0 + tx + ${j * RN} < N) {
             const int gm = m0 + ty + ${i * RM}, gn = n0 + tx + ${j * RN};
-            ${epilogue("c%d_%d" % (i, j), "gn", "C + gm * c_sm + gn")}\
+            ${epilogue("c%d_%d" % (i, j), "gn", "C + gm * c_sm + gn", "gm")}\
         }
   % endfor
     }

@@ -129,3 +129,38 @@ def test_lecture_two_layer_step_launches_halved(device, rng):
     step()
     report = explain(step)
     assert report["launches_after_passes"] * 2 <= report["launches"], report
+
+
+def test_gemm_epilogues_relu_and_masks(device, rng):
+    """Linear + ReLU: the ReLU runs in the GEMM's store; the ReLU's gradient mask in the next GEMM's."""
+    clnet.manual_seed(3)
+    model = clnet.nn.Sequential(clnet.nn.Linear(12, 16), clnet.nn.ReLU(), clnet.nn.Linear(16, 4)).to(device)
+    x = clnet.tensor(rng.standard_normal((8, 12)).astype(np.float32), device=device)
+
+    def step(x):
+        model.zero_grad()
+        out = model(x)
+        (out * out).sum().backward()
+        return out
+    want = step(x).numpy()
+    grads = [p.grad.numpy() for p in model.parameters()]
+    report = explain(step, x)
+    assert report["launches_after_passes"] <= report["launches"] - 2
+    cf = clnet.compile(step)
+    for _ in range(3):
+        np.testing.assert_allclose(cf(x).numpy(), want, rtol=1e-5, atol=1e-6)
+    for p, g in zip(model.parameters(), grads):
+        np.testing.assert_allclose(p.grad.numpy(), g, rtol=1e-5, atol=1e-6)
+
+
+def test_fused_relu_keeps_nan(device):
+    w = clnet.tensor([[1.0, -1.0], [0.0, 1.0]], device=device)
+
+    def f(x):
+        return clnet.relu(x.mm(w))
+    x = clnet.tensor([[float("nan"), 1.0], [2.0, -3.0]], device=device)
+    cf = clnet.compile(f)
+    want = f(x).numpy()
+    for _ in range(3):
+        np.testing.assert_array_equal(np.isnan(cf(x).numpy()), np.isnan(want))
+        np.testing.assert_allclose(np.nan_to_num(cf(x).numpy()), np.nan_to_num(want))

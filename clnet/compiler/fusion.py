@@ -20,7 +20,9 @@ import pyopencl as cl
 from .. import dtypes as _dt
 from ..backend.programs import ctype, get_kernel
 from ..core.storage import TensorBase
+from ..errors import KernelBuildError
 from ..ops.elementwise import EwNote, _collapse, _use_grid2
+from ..ops.matmul import GemmNote
 from .graph import Launch
 
 _INT_MAX = 2**31 - 1
@@ -73,14 +75,33 @@ def _buffers(args):
     return {id(a) for a in args if isinstance(a, cl.MemoryObjectHolder)}
 
 
+_EPI_BETA, _EPI_BIAS, _EPI_RELU = 1, 2, 4
+
+
+def _gemm_rw(args):
+    """(reads, writes) of a GEMM launch from its arguments (see GemmNote)."""
+    C = GemmNote.ARG_C
+    epi = int(args[C + 8])
+    reads = {id(args[GemmNote.ARG_A]), id(args[GemmNote.ARG_B])}
+    if epi & _EPI_BIAS:
+        reads.add(id(args[GemmNote.ARG_BIAS]))
+    if epi & _EPI_BETA:
+        reads.add(id(args[C]))
+    reads |= {id(a) for a in args[C + 9:] if isinstance(a, cl.MemoryObjectHolder)}  # fused epilogue operands
+    return reads, {id(args[C])}
+
+
 class _Row:
     """A launch (or upload) with what it reads and writes, by buffer id."""
 
     def __init__(self, row):
         self.row = row
         self.ew = _Ew(row) if isinstance(row, Launch) and isinstance(row.note, EwNote) else None
+        self.gemm = row.note if isinstance(row, Launch) and isinstance(row.note, GemmNote) else None
         if self.ew is not None:
             self.reads, self.writes = self.ew.reads, self.ew.writes
+        elif self.gemm is not None:
+            self.reads, self.writes = _gemm_rw(row.args)
         elif isinstance(row, Launch):
             bufs = _buffers(row.args)
             self.reads, self.writes = bufs, bufs
@@ -121,6 +142,93 @@ def eliminate_dead(rows, internal) -> list:
                 del rows[i]
                 changed = True
     return rows
+
+
+# --- epilogues: an elementwise launch that is a GEMM's only reader runs inside the GEMM's store ------------
+def _is_relu(ew, c_index) -> bool:
+    if ew.expr == "(v0 < 0 ? 0 : v0)" and c_index == 0:
+        return True
+    return (ew.expr == "(v0 < v1 ? v1 : v0)" and c_index == 0 and not isinstance(ew.ins[1], _Access)
+            and ew.ins[1] == 0)
+
+
+def fuse_epilogues(rows, internal) -> list:
+    """GEMM followed by an elementwise op of its result (its only reader, the result internal): the GEMM
+    writes the op's output, applying it in its epilogue (ReLU through the `epi` flag, anything else as
+    matmul.cl.mako's `ext` expression). Returns the rows left."""
+    i = 0
+    while i < len(rows):
+        g = rows[i]
+        i += 1
+        if g.gemm is None or g.gemm.Bt != 1 or (g.row.kernel.params or {}).get("ext"):
+            continue
+        args = g.row.args
+        C = GemmNote.ARG_C
+        key = id(args[C])
+        if key not in internal or int(args[C + 8]) & _EPI_BETA:
+            continue
+        others = [r for r in rows if r is not g and (key in r.reads or key in r.writes)]
+        if len(others) != 1 or others[0].ew is None or key in others[0].writes:
+            continue
+        e = others[0]
+        ew = e.ew
+        j = rows.index(e)
+        if j < i or ew.shape != (g.gemm.M, g.gemm.N) or ew.out_dtype != g.gemm.dtype or ew.ct != g.gemm.dtype:
+            continue
+        c_pattern = (args[C + 1], (args[C + 3], 1))
+        c_uses = [k for k, a in enumerate(ew.ins) if isinstance(a, _Access) and id(a.buf) == key]
+        if any(ew.ins[k].pattern != c_pattern for k in c_uses) or ew.out.strides[-1:] != (1,) or \
+                not _may_move_before(e, rows[i:j]):
+            continue
+        new = _with_epilogue(g, e, c_uses)
+        if new is None:
+            continue
+        rows[i - 1] = new
+        del rows[j]
+    return rows
+
+
+def _with_epilogue(g, e, c_uses):
+    """The GEMM row g computing e's result into e's output, or None when the expression does not build."""
+    ew = e.ew
+    args = list(g.row.args)
+    C = GemmNote.ARG_C
+    out = ew.out
+    args[C:C + 4] = [out.buf, out.offset, 0, out.strides[0] if len(out.strides) > 1 else 0]
+    kern = g.row.kernel
+    if len(c_uses) == 1 and _is_relu(ew, c_uses[0]):
+        args[C + 8] = int(args[C + 8]) | _EPI_RELU
+        new_kern = kern
+    else:
+        names, ext_args, ext_types, nt, ns = [], [], [], 0, 0
+        acc = np.dtype(args[C + 6].dtype) if hasattr(args[C + 6], "dtype") else np.dtype(np.float32)
+        for k, a in enumerate(ew.ins):
+            if k in c_uses:
+                names.append("r")
+            elif isinstance(a, _Access):
+                if len(a.strides) != 2 or a.strides[1] != 1:
+                    return None
+                names.append(f"e{nt}")
+                ext_args += [a.buf, a.offset, a.strides[0]]
+                ext_types += [None, np.dtype(np.int32), np.dtype(np.int32)]
+                nt += 1
+            else:
+                names.append(f"s{ns}")
+                ns += 1
+        scalars = [a for a in ew.ins if not isinstance(a, _Access)]
+        ext_args += [acc.type(v) for v in scalars]
+        ext_types += [acc] * len(scalars)
+        expr = _VAR.sub(lambda mo: names[int(mo.group(1))], ew.expr)
+        params = dict(kern.params, ext=(expr, nt, ns))
+        try:
+            new_kern = get_kernel(g.row.device, "matmul.cl.mako", kern.cl_kernel.function_name,
+                                  arg_dtypes=list(kern.arg_dtypes) + ext_types, **params)
+        except KernelBuildError:
+            return None
+        args += ext_args
+    row = Launch(g.row.device, new_kern, g.row.global_size, g.row.local_size, args, None, g.row.op,
+                 g.row.phase, GemmNote(g.gemm.M, g.gemm.N, 1, g.gemm.dtype, None))
+    return _Row(row)
 
 
 # --- grouping -------------------------------------------------------------------------------------------
@@ -287,6 +395,7 @@ def run(graph, visible) -> dict:
     before = sum(1 for r in rows if isinstance(r.row, Launch))
     fold_constants(rows, internal)
     rows = eliminate_dead(rows, internal)
+    rows = fuse_epilogues(rows, internal)
     items = group(rows)
     new = []
     for it in items:

@@ -154,8 +154,20 @@ def _kernel(device, name, arg_dtypes, **params):
     kern = _MM_KERNELS.get(key)
     if kern is None:
         kern = _MM_KERNELS[key] = get_kernel(device, "matmul.cl.mako", name, arg_dtypes=arg_dtypes,
-                                             kernel=name, **params)
+                                             kernel=name, ext=(), **params)
     return kern
+
+
+class GemmNote:
+    """What a GEMM launch computes, for graph passes (given only while a trace records): C = out, a
+    [Bt, M, N] tensor, written through the kernel's arguments C (ARG_C: buffer, offset, batch stride, row
+    stride) after the epilogue (ARG_EPI: alpha, beta, epi bits). Both variants share the argument order."""
+
+    __slots__ = ("M", "N", "Bt", "dtype", "out")
+    ARG_A, ARG_B, ARG_C, ARG_BIAS, ARG_EPI = 3, 8, 13, 17, 19
+
+    def __init__(self, M, N, Bt, dtype, out):
+        self.M, self.N, self.Bt, self.dtype, self.out = M, N, Bt, dtype, out
 
 
 def _gemm(a: TensorBase, b: TensorBase, *, alpha=1.0, beta=0.0, bias: TensorBase | None = None, act=None,
@@ -192,7 +204,9 @@ def _gemm(a: TensorBase, b: TensorBase, *, alpha=1.0, beta=0.0, bias: TensorBase
                        a_mode=a_mode, b_mode=b_mode, b_nc=b_nc)
         lm = max(1, min(prof.matmul_tile_m // max(1, prof.matmul_wpt_m), device.max_work_item_sizes[0]))
         gm = -(-(-(-M // mr)) // lm) * lm
-        dispatch.launch(device, kern, (gm, -(-N // nr), Bt), (lm, 1, 1), [M, N, K, *a_args, *b_args, *c_args, *tail])
+        note = GemmNote(M, N, Bt, dtype, out) if dispatch.recording_active() else None
+        dispatch.launch(device, kern, (gm, -(-N // nr), Bt), (lm, 1, 1), [M, N, K, *a_args, *b_args, *c_args, *tail],
+                        note=note)
         return out
 
     TM, TN, TK = prof.matmul_tile_m, prof.matmul_tile_n, prof.matmul_tile_k
@@ -200,8 +214,9 @@ def _gemm(a: TensorBase, b: TensorBase, *, alpha=1.0, beta=0.0, bias: TensorBase
     RM, RN = TM // WM, TN // WN
     kern = _kernel(device, "gemm_gpu", _GEMM_ARGS + [acc_np, acc_np, _i32], t=t, acc=acc, TM=TM, TN=TN, TK=TK,
                    WM=WM, WN=WN, a_kc=a.strides[2] == 1 and a.strides[1] != 1, b_nc=b.strides[2] == 1)
+    note = GemmNote(M, N, Bt, dtype, out) if dispatch.recording_active() else None
     dispatch.launch(device, kern, (-(-N // TN) * RN, -(-M // TM) * RM, Bt), (RN, RM, 1),
-                    [M, N, K, a._buf, a.offset, *a.strides, b._buf, b.offset, *b.strides, *c_args, *tail])
+                    [M, N, K, a._buf, a.offset, *a.strides, b._buf, b.offset, *b.strides, *c_args, *tail], note=note)
     return out
 
 
