@@ -80,9 +80,11 @@ def _cpu_block(prof, dtype, M, N):
 
     VW is the profile's float vector width (the device's preferred one: 16 with AVX-512, 8 with AVX2),
     halved for float64, between 4 (2 for float64) and 16 lanes. Each row of the block holds
-    wpt_n / 16 such vectors, so the block keeps the same number of vector registers at any width
-    (8 x 32 floats in 16 zmm registers with AVX-512, 8 x 16 in 16 ymm with AVX2). Small M or N take
-    a smaller block.
+    wpt_n / 16 such vectors (8 x 32 floats in 16 of AVX-512's 32 zmm registers). The accumulators must
+    leave registers for A's broadcast and B's vectors: with 16 vector registers (AVX2, 8 lanes) an
+    8 x 16 block (16 accumulators) spills in the K loop, so such blocks become 4 x 3 vectors (12
+    accumulators): SGEMM per CPU-second on our AVX2 EPYC, PoCL 1 thread, n=1024: 8x16 16-17 GFLOP/s,
+    4x24 31-32 (the speed engineer's measurement, issue 17). Small M or N take a smaller block.
     """
     width = 16
     while width > 4 and width > prof.vector_width:
@@ -90,6 +92,9 @@ def _cpu_block(prof, dtype, M, N):
     vw = width // 2 if dtype.itemsize == 8 else width
     mr = max(1, prof.matmul_wpt_m)
     nr = max(1, prof.matmul_wpt_n // 16) * vw
+    registers = 32 if width >= 16 else 16
+    if mr * (nr // vw) > registers - 4:
+        mr, nr = 4, 3 * vw
     if M < mr:
         mr = 1 << (M - 1).bit_length()
     if N <= vw:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numbers
 import os
+import threading
 
 import numpy as np
 
@@ -27,6 +28,7 @@ from .elementwise import copy_into
 DEFAULT_SEED = 67280421310721  # PyTorch's default, for the habit of it (the streams differ)
 _MASK64 = (1 << 64) - 1
 _state = {"seed": DEFAULT_SEED, "offset": 0}
+_state_lock = threading.Lock()
 
 
 # --- state ------------------------------------------------------------------------------------------
@@ -60,9 +62,11 @@ def set_rng_state(state) -> None:
 
 
 def _take(blocks: int):
-    """Reserve `blocks` counter blocks; returns (key0, key1, ctr_lo, ctr_hi) of the first."""
-    s, off = _state["seed"], _state["offset"]
-    _state["offset"] = (off + blocks) & _MASK64
+    """Reserve `blocks` counter blocks; returns (key0, key1, ctr_lo, ctr_hi) of the first (atomic across
+    threads: two threads never draw the same counters)."""
+    with _state_lock:
+        s, off = _state["seed"], _state["offset"]
+        _state["offset"] = (off + blocks) & _MASK64
     return s & 0xFFFFFFFF, s >> 32, off & 0xFFFFFFFF, off >> 32
 
 
