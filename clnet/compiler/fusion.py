@@ -221,7 +221,7 @@ def _with_epilogue(g, e, c_uses):
         expr = _VAR.sub(lambda mo: names[int(mo.group(1))], ew.expr)
         params = dict(kern.params, ext=(expr, nt, ns))
         try:
-            new_kern = get_kernel(g.row.device, "matmul.cl.mako", kern.cl_kernel.function_name,
+            new_kern = get_kernel(g.row.device, "matmul.cl.mako", kern.kernel_name,
                                   arg_dtypes=list(kern.arg_dtypes) + ext_types, **params)
         except KernelBuildError:
             return None

@@ -81,7 +81,7 @@ class OpNode:
 class Launch:
     """One kernel launch: dispatch.launch's arguments, as traced."""
     device: object
-    kernel: object                  # backend.programs.Kernel (shared with eager calls; .cl_kernel, .name)
+    kernel: object                  # backend.programs.Kernel (shared with eager calls; .kernel_name, .params)
     global_size: tuple
     local_size: tuple
     args: list                      # buffers, offsets, sizes, scalars, cl.LocalMemory, as passed
@@ -93,7 +93,7 @@ class Launch:
     @property
     def name(self) -> str:
         """The kernel's function name (e.g. "ew", "gemm_cpu")."""
-        return self.kernel.cl_kernel.function_name
+        return self.kernel.kernel_name
 
 
 @dataclass(eq=False)

@@ -70,7 +70,8 @@ class Plan:
 
     def _add_launch(self, row: Launch):
         kern = row.kernel
-        clone = cl.Kernel(kern.cl_kernel.program, kern.cl_kernel.function_name)
+        raw = kern.built()  # a variant made by a pass may not be built yet
+        clone = cl.Kernel(raw.program, raw.function_name)
         if kern.arg_dtypes is not None:
             clone.set_scalar_arg_dtypes(kern.arg_dtypes)
         clone.set_args(*row.args)
