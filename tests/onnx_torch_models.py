@@ -113,6 +113,16 @@ class Transposed(nn.Module):
         return y, self.up1d(y.mean(2))
 
 
+class Reductions(nn.Module):
+    """Scans, top-k, triangles, einsum and inverse trigonometry (CumSum, TopK, Trilu, Einsum, Asin...)."""
+
+    def forward(self, x, y):
+        values, indices = torch.topk(x, 2, dim=-1)
+        return (torch.cumsum(x, 1), values, indices, torch.tril(x, -1), torch.triu(x, 1),
+                torch.einsum("bij,bkj->bik", x, y), torch.atan(x) + torch.asin(x * 0.5) + torch.tan(x * 0.5),
+                torch.fmod(x, 0.3))
+
+
 class Resize(nn.Module):
     def forward(self, img, tokens):
         return (F.interpolate(img, scale_factor=2, mode="nearest"),
@@ -144,10 +154,11 @@ def build(name):
         "recurrent": lambda: (Recurrent(), (torch.randn(4, 2, 5),)),
         "conv1d": lambda: (Conv1d(), (torch.randn(2, 4, 9), torch.randn(2, 3, 5, 6))),
         "transposed": lambda: (Transposed(), (torch.randn(2, 3, 4, 5),)),
+        "reductions": lambda: (Reductions(), (torch.randn(2, 3, 4), torch.randn(2, 5, 4))),
         "resize": lambda: (Resize(), (torch.randn(1, 2, 4, 6), torch.tensor([[0, 5, 2], [1, 1, 4]]))),
     }[name]()
     randomize_batch_norms(model)
     return model.eval(), args
 
 
-MODELS = ["two_layer", "cnn", "activations", "shapes", "embed", "recurrent", "conv1d", "transposed", "resize"]
+MODELS = ["two_layer", "cnn", "activations", "shapes", "embed", "recurrent", "conv1d", "transposed", "reductions", "resize"]

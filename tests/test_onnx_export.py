@@ -251,3 +251,15 @@ def test_resampling_and_padding_layers(device, rng):
     model = nn.Sequential(nn.Upsample(scale_factor=2, mode="bilinear"), nn.ReflectionPad2d(1),
                           nn.Conv2d(2, 3, 3, groups=1), nn.AdaptiveAvgPool2d((2, 2)), nn.ELU(), nn.Hardswish())
     check(model, clnet.tensor(rng.standard_normal((1, 2, 3, 3)).astype(np.float32)), rtol=1e-4, atol=1e-5)
+
+
+def test_scans_sorting_triangles_einsum_attention(device, rng):
+    def fn(x, y, q, k, v):
+        return (clnet.cumsum(x, 1), clnet.topk(x, 2, -1)[0], clnet.topk(x, 2, 1, largest=False)[1],
+                clnet.sort(x, -1)[0], clnet.argsort(x, 1, descending=True), clnet.tril(x, -1), clnet.triu(x[0]),
+                clnet.einsum("bij,bkj->bik", x, y), clnet.erf(x), clnet.atan(x) + clnet.sinh(x), clnet.trunc(x * 3),
+                clnet.isfinite(x), clnet.fmod(x, 0.3), F.scaled_dot_product_attention(q, k, v),
+                F.scaled_dot_product_attention(q, k[:, :, :3], v[:, :, :3], is_causal=True),
+                clnet.outer(x[0, 0], y[0, 0]), clnet.lerp(x, y[:, :3], 0.3), clnet.roll(x, 1, 2))
+    t = lambda *s: clnet.tensor(rng.standard_normal(s).astype(np.float32))  # noqa: E731
+    check(fn, (t(2, 3, 4), t(2, 5, 4), t(2, 2, 3, 4), t(2, 2, 5, 4), t(2, 2, 5, 6)), rtol=1e-4, atol=1e-5)

@@ -70,7 +70,20 @@ class _Converter:
         self.values = {}
         self.aliases = {}
 
+    @staticmethod
+    def _source(v):
+        """The Value `v` really is: an op that returned one of its inputs unchanged (contiguous of a contiguous
+        tensor, a cast to its own dtype) gave the same tensor a new Value; later uses mean the input."""
+        while v.kind == "intermediate" and v.producer is not None and not v.producer.name.endswith("_") \
+                and v.tensor is not None:
+            same = [i for i in v.producer.inputs if i is not v and i.tensor is v.tensor]
+            if not same:
+                break
+            v = same[0]
+        return v
+
     def ref(self, v) -> Ref:
+        v = self._source(v)
         r = self.refs.get(id(v))
         if r is not None:
             return r

@@ -611,6 +611,115 @@ def _rnn_layer(e, a, out):
     return (y, *states)
 
 
+# --- scans, sorting, triangles, einsum ------------------------------------------------------------------------------
+def _cumsum(e, a, out):
+    d = _axis(a["dim"], len(e.shape_of(a["input"])))
+    x = e.x(a["input"], a["dtype"]) if a["dtype"] is not None else e.x(a["input"], e.dtype_of(out))
+    return e.b.node("CumSum", [x, e.b.const(np.asarray(d, np.int64))])
+
+
+def _topk(e, a, out):
+    d = _axis(a["dim"], len(e.shape_of(a["input"])))
+    values, indices = e.b.node("TopK", [e.x(a["input"]), e.shape_input([a["k"]])], n_outputs=2, axis=d,
+                               largest=int(bool(a["largest"])), sorted=1)
+    return values, indices
+
+
+def _sort(e, a, out):
+    shape = e.shape_of(a["input"])
+    d = _axis(a["dim"], len(shape))
+    values, indices = e.b.node("TopK", [e.x(a["input"]), e.shape_input([shape[d]])], n_outputs=2, axis=d,
+                               largest=int(bool(a["descending"])), sorted=1)
+    return values, indices
+
+
+def _argsort(e, a, out):
+    return _sort(e, a, out)[1]
+
+
+def _trilu(upper):
+    def rule(e, a, out):
+        if e.b.opset < 14:
+            raise UnsupportedOperatorError("clnet.onnx.export: tril/triu need opset_version 14 or higher (Trilu)")
+        return e.b.node("Trilu", [e.x(a["input"]), e.b.const(np.asarray(int(a["diagonal"]), np.int64))],
+                        upper=int(upper))
+    return rule
+
+
+def _einsum(e, a, out):
+    operands = a["operands"]
+    if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
+        operands = operands[0]
+    return e.b.node("Einsum", [e.x(t) for t in operands], equation=str(a["equation"]).replace(" ", ""))
+
+
+def _attention_scores(e, q, k, scale, mask, is_causal):
+    """softmax(q k^T * scale + mask) over the last axis, the mask boolean (True: attend) or additive."""
+    dt = e.dtype_of(q)
+    qs, ks = e.shape_of(q), e.shape_of(k)
+    scale = 1.0 / float(np.sqrt(int(qs[-1]))) if scale is None else float(scale)
+    kt = _last_two_swapped(e, e.x(k), len(ks))
+    scores = e.b.node("Mul", [e.b.node("MatMul", [e.x(q), kt]), e.b.const(np.asarray(scale, dt))])
+    neg = e.b.const(np.asarray(-np.inf, dt))
+    if is_causal:
+        ones = e.b.node("ConstantOfShape", [e.shape_input([qs[-2], ks[-2]])],
+                        value=e.b.tensor_attr(np.ones(1, np.bool_)))
+        keep = e.b.node("Trilu", [ones, e.b.const(np.asarray(0, np.int64))], upper=0)
+        scores = e.b.node("Where", [keep, scores, neg])
+    if mask is not None:
+        if np.dtype(e.dtype_of(mask)) == np.bool_:
+            scores = e.b.node("Where", [e.x(mask), scores, neg])
+        else:
+            scores = e.b.node("Add", [scores, e.x(mask, dt)])
+    weights = e.b.node("Softmax", [scores], axis=-1)
+    # rows whose every key is masked out get zero weights (softmax of all -inf is NaN), as clnet's kernels do
+    return e.b.node("Where", [e.b.node("IsNaN", [weights]), e.b.const(np.zeros((), dt)), weights])
+
+
+def _sdpa(e, a, out):
+    if a.get("enable_gqa") and e.shape_of(a["key"])[-3:-2] != e.shape_of(a["query"])[-3:-2]:
+        raise UnsupportedOperatorError("clnet.onnx.export: scaled_dot_product_attention with enable_gqa and fewer "
+                                       "key heads than query heads")
+    w = _attention_scores(e, a["query"], a["key"], a["scale"], a["attn_mask"], a["is_causal"])
+    return e.b.node("MatMul", [w, e.x(a["value"])])
+
+
+def _attention_with_weights(e, a, out):
+    w = _attention_scores(e, a["query"], a["key"], a["scale"], a["mask"], a["is_causal"])
+    return e.b.node("MatMul", [w, e.x(a["value"])]), w
+
+
+def _isfinite(e, a, out):
+    x = e.x(a["x"])
+    return e.b.node("Not", [e.b.node("Or", [e.b.node("IsInf", [x]), e.b.node("IsNaN", [x])])])
+
+
+def _trunc(e, a, out):
+    x = e.x(a["x"])
+    return e.b.node("Mul", [e.b.node("Sign", [x]), e.b.node("Floor", [e.b.node("Abs", [x])])])
+
+
+def _log_base(base):
+    def rule(e, a, out):
+        dt = e.dtype_of(a["x"])
+        return e.b.node("Div", [e.b.node("Log", [e.x(a["x"])]), e.b.const(np.asarray(np.log(base), dt))])
+    return rule
+
+
+def _exp2(e, a, out):
+    return e.b.node("Pow", [e.b.const(np.asarray(2, e.dtype_of(a["x"]))), e.x(a["x"])])
+
+
+def _erfc(e, a, out):
+    dt = e.dtype_of(a["x"])
+    return e.b.node("Sub", [e.b.const(np.ones((), dt)), e.b.node("Erf", [e.x(a["x"])])])
+
+
+def _fmod(e, a, out):
+    dt = e.dtype_of(out)
+    return e.b.node("Mod", [e.x(a["a"], dt), e.x(a["b"], dt)], fmod=1)
+
+
 # --- losses ------------------------------------------------------------------------------------------------------
 def _reduction(e, y, reduction):
     if reduction == "none":
@@ -672,6 +781,13 @@ RULES = {
     "full": _full, "arange": _arange, "eye": _eye, "linspace": _linspace,
     "rand": _random("RandomUniform"), "randn": _random("RandomNormal"),
     "rnn_layer": _rnn_layer,
+    "erf": _unary("Erf"), "erfc": _erfc, "tan": _unary("Tan"), "asin": _unary("Asin"), "acos": _unary("Acos"),
+    "atan": _unary("Atan"), "sinh": _unary("Sinh"), "cosh": _unary("Cosh"), "asinh": _unary("Asinh"),
+    "acosh": _unary("Acosh"), "atanh": _unary("Atanh"), "log2": _log_base(2), "log10": _log_base(10),
+    "exp2": _exp2, "trunc": _trunc, "isfinite": _isfinite, "fmod": _fmod,
+    "cumsum": _cumsum, "topk": _topk, "sort": _sort, "argsort": _argsort, "tril": _trilu(False),
+    "triu": _trilu(True), "einsum": _einsum, "scaled_dot_product_attention": _sdpa,
+    "attention_with_weights": _attention_with_weights,
     "mse_loss": _mse_loss, "l1_loss": _l1_loss, "cross_entropy": _class_loss("SoftmaxCrossEntropyLoss"),
     "nll_loss": _class_loss("NegativeLogLikelihoodLoss"),
 }

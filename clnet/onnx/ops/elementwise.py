@@ -9,6 +9,8 @@ import math
 
 import numpy as np
 
+from ... import (acos as _acos, acosh as _acosh, asin as _asin, asinh as _asinh, atan as _atan,
+                 atanh as _atanh, cosh as _cosh, erf as _erf, fmod as _fmod, sinh as _sinh, tan as _tan)
 from ... import (abs as _abs, ceil as _ceil, clamp as _clamp, cos as _cos, eq as _eq, exp as _exp,
                  floor as _floor, floor_divide as _floor_divide, ge as _ge, gt as _gt, isinf as _isinf,
                  isnan as _isnan, le as _le, log as _log, log1p as _log1p, logical_and as _and,
@@ -17,7 +19,6 @@ from ... import (abs as _abs, ceil as _ceil, clamp as _clamp, cos as _cos, eq as
                  remainder as _remainder, round as _round, sigmoid as _sigmoid, sign as _sign, sin as _sin,
                  sqrt as _sqrt, tanh as _tanh, where as _where)
 from ...nn import functional as F
-from ...ops.elementwise import pointwise as _pointwise
 from .common import all_host, operand
 
 
@@ -59,8 +60,7 @@ def _mod(ctx, node, a, b):
         a, b = ctx.tensor(a), ctx.tensor(b)
         if a.dtype.kind in "iu":
             return a - _div(ctx, node, a, b) * b
-        q = a / b
-        return a - _sign(q) * _floor(_abs(q)) * b
+        return _fmod(a, operand(ctx, b, a))
     return _binary(np.mod, _remainder)(ctx, node, a, b)
 
 
@@ -170,23 +170,9 @@ def _mish(ctx, node, x):
     return x * _tanh(_softplus(ctx, node, x))
 
 
-def _erf(ctx, node, x):
-    """erf as one kernel (OpenCL C's erf); its gradient 2/sqrt(pi) exp(-x^2)."""
-    if all_host(x):
-        return np.vectorize(math.erf, otypes=[x.dtype])(x)
-    return _pointwise("erf", "erf(v0)", [x], {0: "v1 * 1.1283791670955126f * exp(-v0 * v0)"}, x.dtype)
-
-
 def _gelu(ctx, node, x):
-    """0.5 x (1 + erf(x / sqrt(2))), or the tanh approximation (opset 20's Gelu)."""
-    if node.attrs.get("approximate", "none") == "tanh":
-        inner = "(0.7978845608028654f * (v0 + 0.044715f * v0 * v0 * v0))"
-        return _pointwise("gelu", f"0.5f * v0 * (1 + tanh({inner}))",
-                          [x], {0: f"v1 * (0.5f * (1 + tanh({inner})) + 0.5f * v0 * (1 - tanh({inner}) * "
-                                f"tanh({inner})) * 0.7978845608028654f * (1 + 3 * 0.044715f * v0 * v0))"}, x.dtype)
-    return _pointwise("gelu", "0.5f * v0 * (1 + erf(v0 * 0.7071067811865476f))",
-                      [x], {0: "v1 * (0.5f * (1 + erf(v0 * 0.7071067811865476f)) + v0 * 0.3989422804014327f * "
-                               "exp(-0.5f * v0 * v0))"}, x.dtype)
+    """opset 20's Gelu: F.gelu, exact (erf) or with the tanh approximation."""
+    return F.gelu(ctx.tensor(x), approximate=node.attrs.get("approximate", "none"))
 
 
 OPS = {
@@ -239,6 +225,9 @@ OPS = {
     "PRelu": _prelu,
     "ThresholdedRelu": _thresholded_relu,
     "Mish": _mish,
-    "Erf": _erf,
+    "Erf": _unary(np.vectorize(math.erf), _erf),
     "Gelu": _gelu,
+    "Tan": _unary(np.tan, _tan), "Asin": _unary(np.arcsin, _asin), "Acos": _unary(np.arccos, _acos),
+    "Atan": _unary(np.arctan, _atan), "Sinh": _unary(np.sinh, _sinh), "Cosh": _unary(np.cosh, _cosh),
+    "Asinh": _unary(np.arcsinh, _asinh), "Acosh": _unary(np.arccosh, _acosh), "Atanh": _unary(np.arctanh, _atanh),
 }

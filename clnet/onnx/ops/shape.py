@@ -9,6 +9,8 @@ import math
 
 import numpy as np
 
+from ... import cumsum as _cumsum_op, einsum as _einsum, nonzero as _nonzero_op, topk as _topk_op, tril as _tril
+from ... import triu as _triu
 from ... import (concat as _concat, expand as _expand, flip as _flip, gather as _gather,
                  index_select as _index_select, permute as _permute, reshape as _reshape, split as _split,
                  squeeze as _squeeze, tile as _tile, unsqueeze as _unsqueeze, where as _where)
@@ -374,6 +376,42 @@ def _one_hot(ctx, node, indices, depth, values):
     return _where(hot, ctx.tensor(np.asarray(on, host(values).dtype)), ctx.tensor(np.asarray(off, host(values).dtype)))
 
 
+# --- scans, sorting, triangles, einsum -------------------------------------------------------------------------
+def _cumsum(ctx, node, x, axis_):
+    a = axis(int(host(axis_).reshape(-1)[0]), len(x.shape), node)
+    x = ctx.tensor(x)
+    if node.attrs.get("reverse", 0):
+        x = _flip(x, [a])
+    y = _cumsum_op(x, a)
+    if node.attrs.get("exclusive", 0):
+        y = y - x
+    return _flip(y, [a]) if node.attrs.get("reverse", 0) else y
+
+
+def _topk(ctx, node, x, k):
+    a = axis(node.attrs.get("axis", -1), len(x.shape), node)
+    values, indices = _topk_op(ctx.tensor(x), int(host(k).reshape(-1)[0]), a,
+                               largest=bool(node.attrs.get("largest", 1)), sorted=True)
+    return values, indices if indices.dtype == np.int64 else indices.to(np.int64)
+
+
+def _trilu(ctx, node, x, k=None):
+    d = 0 if k is None else int(host(k).reshape(-1)[0])
+    x = ctx.tensor(x)
+    return _triu(x, d) if node.attrs.get("upper", 1) else _tril(x, d)
+
+
+def _einsum_run(ctx, node, *xs):
+    return _einsum(node.attrs["equation"], *[ctx.tensor(x) for x in xs])
+
+
+def _nonzero(ctx, node, x):
+    """(rank, count) int64 indices of the non-zero entries (the count depends on the data: read back)."""
+    if all_host(x):
+        return np.array(np.nonzero(x), dtype=np.int64)
+    return _permute(_nonzero_op(ctx.tensor(x)), 1, 0)
+
+
 OPS = {
     "Shape": _shape,
     "Size": _size,
@@ -398,4 +436,9 @@ OPS = {
     "CastLike": _cast_like,
     "Resize": _resize,
     "OneHot": _one_hot,
+    "CumSum": _cumsum,
+    "TopK": _topk,
+    "Trilu": _trilu,
+    "Einsum": _einsum_run,
+    "NonZero": _nonzero,
 }
