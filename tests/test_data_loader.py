@@ -280,7 +280,14 @@ def test_big_arrays_travel_in_shared_memory_without_leaks(device, rng):
     np.testing.assert_array_equal(got, x)
     it = iter(DataLoader(TensorDataset(x), batch_size=16, num_workers=2))
     next(it)
-    it._shutdown()  # batches sent but never read: their segments are freed too
+    it._shutdown()  # batches sent but never read: their segments are freed too (each worker unlinks its own)
+    assert set(glob.glob("/dev/shm/psm_*")) <= before
+    persistent = DataLoader(TensorDataset(x), batch_size=8, num_workers=1, persistent_workers=True, prefetch_factor=2)
+    for _ in range(3):  # segments are reused epoch after epoch: a few per worker, not one per batch
+        got = np.concatenate([xb.numpy() for (xb,) in persistent])
+        np.testing.assert_array_equal(got, x)
+    assert len(set(glob.glob("/dev/shm/psm_*")) - before) <= 5
+    persistent._iterator._shutdown()
     assert set(glob.glob("/dev/shm/psm_*")) <= before
 
 

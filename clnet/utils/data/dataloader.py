@@ -23,6 +23,7 @@ from multiprocessing.reduction import ForkingPickler
 
 from ...backend.devices import get_device
 from ... import generator as _generator
+from . import shm as _shm
 from . import worker as _worker
 from .collate import collate_host, convert_host, default_collate, default_convert
 from .dataset import IterableDataset, _prepare, can_fetch_batches
@@ -204,10 +205,27 @@ class _SingleProcessIter(_BaseIter):
 
 
 class _Worker:
-    __slots__ = ("process", "index_queue", "conn", "active")
+    __slots__ = ("process", "index_queue", "conn", "active", "freed")
 
     def __init__(self, process, index_queue, conn):
         self.process, self.index_queue, self.conn, self.active = process, index_queue, conn, True
+        self.freed = []  # its shared-memory segments this process is done with (sent with the next task)
+
+    def send(self, task, keys):
+        freed, self.freed = self.freed, []
+        self.index_queue.put((task, keys, freed))
+
+
+class _SegmentBack:
+    """Gives a worker's segment back once the device copies from it have finished (DeviceFeeder calls it)."""
+
+    __slots__ = ("worker", "name")
+
+    def __init__(self, worker, name):
+        self.worker, self.name = worker, name
+
+    def release(self):
+        self.worker.freed.append(self.name)
 
 
 class _MultiProcessIter(_BaseIter):
@@ -217,6 +235,7 @@ class _MultiProcessIter(_BaseIter):
         super().__init__(loader)
         self._closed = False
         self._workers = []
+        self._maps = _shm.SegmentMaps()
         ctx = loader.multiprocessing_context or mp.get_context()
         spec = loader._fetch_spec()
         _prepare(loader.dataset)  # host copies of device tensors, before any worker starts
@@ -230,7 +249,7 @@ class _MultiProcessIter(_BaseIter):
                 reader, writer = ctx.Pipe(duplex=False)
                 proc = ctx.Process(target=_worker.worker_loop, daemon=True,
                                    args=(spec, index_queue, writer, wid, loader.num_workers, base_seed,
-                                         loader.worker_init_fn, True, forked))
+                                         loader.worker_init_fn, _shm.available(), forked))
                 proc.start()
                 writer.close()
                 self._workers.append(_Worker(proc, index_queue, reader))
@@ -244,6 +263,7 @@ class _MultiProcessIter(_BaseIter):
         self._sent = self._rcvd = 0
         self._results = {}  # task -> (kind, body) received out of order
         self._staged = {}  # task -> Staged batch whose copies are enqueued
+        self._segment = {}  # task -> the shared-memory segment its batch arrived in
         self._owner = {}  # task -> index of the worker it was sent to
         self._next_worker = itertools.cycle(range(len(self._workers)))
         for w in self._workers:
@@ -255,16 +275,23 @@ class _MultiProcessIter(_BaseIter):
         """persistent_workers: a new epoch on the same workers (results of the old one are dropped)."""
         self._keys = iter(self._loader._index_sampler)
         token = object().__hash__()
+        for task, name in self._segment.items():  # batches of the old epoch that arrived but were not used
+            self._owner_worker(task).freed.append(name)
         for w in self._workers:
-            w.index_queue.put(("resume", token))
+            w.send("resume", token)
+        self._results, self._staged, self._segment = {}, {}, {}  # the old epoch's batches are dropped
         waiting = len(self._workers)
         while waiting:
             task, kind, body = self._receive()
             if kind == "resumed" and task == token:
                 waiting -= 1
-            elif kind == "data":
-                _worker.discard(body)
+            elif kind == "data" and isinstance(body, _shm._Packed):
+                self._owner_worker(task).freed.append(body.name)
+        self._feeder.finish()
         self._start_epoch()
+
+    def _owner_worker(self, task):
+        return self._workers[self._owner[task]]
 
     def _put_task(self):
         active = [w for w in self._workers if w.active]
@@ -278,7 +305,7 @@ class _MultiProcessIter(_BaseIter):
             wid = next(self._next_worker)
             if self._workers[wid].active:
                 break
-        self._workers[wid].index_queue.put((self._sent, keys))
+        self._workers[wid].send(self._sent, keys)
         self._owner[self._sent] = wid
         self._sent += 1
 
@@ -320,8 +347,16 @@ class _MultiProcessIter(_BaseIter):
     def _store(self, message):
         task, kind, body = message
         if kind == "data":
-            body = _worker.unpack(body)
+            body, name = self._maps.unpack(body)
+            if name is not None:
+                self._segment[task] = name
         self._results[task] = (kind, body)
+
+    def _stage(self, task, body):
+        """Enqueue a batch's copies to the device; its segment goes back to the worker when they are done."""
+        name = self._segment.pop(task, None)
+        keep = _SegmentBack(self._workers[self._owner[task]], name) if name is not None else None
+        return self._feeder.stage(body, keep)
 
     def _poll(self):
         """Take every message that has already arrived (no waiting)."""
@@ -344,18 +379,18 @@ class _MultiProcessIter(_BaseIter):
                 self._store(self._receive())
                 continue
             self._rcvd += 1
-            wid = self._owner.pop(task)
             staged = self._staged.pop(task, None)
             if staged is None:
                 kind, body = self._results.pop(task)
                 if kind == "end":  # an iterable dataset's worker ran out: send no more tasks to it
-                    self._workers[wid].active = False
+                    self._workers[self._owner.pop(task)].active = False
                     self._put_task()
                     continue
                 if kind == "error":
                     self._shutdown()
                     body.reraise()
-                staged = self._feeder.stage(body)
+                staged = self._stage(task, body)
+            self._owner.pop(task)
             self._put_task()
             self._stage_next()
             return self._feeder.hand_over(staged)
@@ -367,7 +402,7 @@ class _MultiProcessIter(_BaseIter):
         result = self._results.get(task)
         if result is not None and result[0] == "data" and task not in self._staged:
             del self._results[task]
-            self._staged[task] = self._feeder.stage(result[1])
+            self._staged[task] = self._stage(task, result[1])
 
     def _end_epoch(self):
         self._feeder.finish()
@@ -391,21 +426,12 @@ class _MultiProcessIter(_BaseIter):
             if w.process.is_alive():
                 w.process.terminate()
                 w.process.join()
-        for w in self._workers:
-            while True:  # free the shared memory of batches that were sent but never read
-                try:
-                    if not w.conn.poll():
-                        break
-                    _task, kind, body = ForkingPickler.loads(w.conn.recv_bytes())
-                except (EOFError, OSError):
-                    break
-                if kind == "data":
-                    _worker.discard(body)
+        for w in self._workers:  # (each worker unlinked its own shared-memory segments as it exited)
             w.conn.close()
             w.index_queue.close()
-        self._results = {}  # mapped batches: their segments are unlinked and go with their arrays
-        self._staged = {}
+        self._results, self._staged, self._segment = {}, {}, {}
         self._feeder.finish()
+        self._maps.close()
 
     def __del__(self):
         try:

@@ -97,9 +97,9 @@ class DeviceFeeder:
         self._staging = _Staging(self.device, self.queue) if stage else None
         self._pending = []  # (event, host objects to keep until it completes)
 
-    def stage(self, host_batch, keep=()) -> Staged:
-        """Enqueue the copies of every HostArray in host_batch; the host arrays (and `keep`, e.g. the
-        shared memory they live in) are held until the copies have finished."""
+    def stage(self, host_batch, keep=None) -> Staged:
+        """Enqueue the copies of every HostArray in host_batch. The host arrays are held until the copies have
+        finished; then `keep.release()` is called (a worker's shared-memory segment going back to it)."""
         events, arrays, marker = [], [], []
 
         def upload(x):
@@ -118,9 +118,12 @@ class DeviceFeeder:
             return t
 
         batch = map_leaves(upload, host_batch)
+        del host_batch
         self._prune()
         if events:
-            self._pending.append((events, (arrays, keep)))
+            self._pending.append((events, arrays, keep))
+        elif keep is not None:
+            keep.release()
         return Staged(batch, events)
 
     def hand_over(self, staged: Staged):
@@ -130,15 +133,29 @@ class DeviceFeeder:
             cl.enqueue_barrier(self.device.queue, wait_for=staged.events)
         return staged.batch
 
-    def __call__(self, host_batch, keep=()):
+    def __call__(self, host_batch, keep=None):
         return self.hand_over(self.stage(host_batch, keep))
 
     def _prune(self):
         """Let go of host arrays whose copies have finished."""
-        self._pending = [(events, objs) for events, objs in self._pending if not all(_done(e) for e in events)]
+        kept = []
+        for entry in self._pending:
+            if all(_done(e) for e in entry[0]):
+                _let_go(entry)
+            else:
+                kept.append(entry)
+        self._pending = kept
 
     def finish(self):
         """Wait for every copy and let go of every host array."""
-        for events, _ in self._pending:
-            cl.wait_for_events(events)
+        for entry in self._pending:
+            cl.wait_for_events(entry[0])
+            _let_go(entry)
         self._pending = []
+
+
+def _let_go(entry):
+    events, arrays, keep = entry
+    arrays.clear()  # the views of a shared-memory segment go before the segment is given back
+    if keep is not None:
+        keep.release()

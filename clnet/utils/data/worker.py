@@ -1,45 +1,32 @@
 """DataLoader worker processes: the loop each worker runs, and how its batches travel back.
 
-Messages: the main process puts (task, keys) on a worker's index queue (None: exit; ("resume", token):
-start a new epoch). The worker answers on a pipe of its own with one pickled (task, kind, body):
-kind "data" (a batch), "error" (an ExceptionWrapper with the worker's traceback), "end" (its iterable
-dataset is exhausted) or "resumed". The answer is pickled in the worker, so a batch that cannot be
-pickled comes back as an error instead of being lost; the main process waits on all pipes and on the
-processes' sentinels at once, so a worker that dies is noticed at once instead of waited for.
-
-Arrays of a batch that become device tensors and are big enough (SHM_THRESHOLD bytes) travel in one
-POSIX shared-memory segment per batch instead of through the pipe: the worker writes them once, the
-main process maps the segment, unlinks its name at once and copies to the device straight from it.
+Messages: the main process puts (task, keys, freed) on a worker's index queue (None: exit;
+("resume", token, freed): start a new epoch); `freed` names the worker's shared-memory segments the main
+process is done with (shm.py). The worker answers on a pipe of its own with one pickled (task, kind,
+body): kind "data" (a batch, its big arrays in shared memory), "error" (an ExceptionWrapper with the
+worker's traceback), "end" (its iterable dataset is exhausted) or "resumed". The answer is pickled in the
+worker, so a batch that cannot be pickled comes back as an error instead of being lost; the main process
+waits on all pipes and on the processes' sentinels at once, so a worker that dies is noticed at once
+instead of waited for.
 """
 from __future__ import annotations
 
 import gc
 import itertools
-import mmap
 import multiprocessing as mp
-import os
 import queue
 import random
 import sys
 import traceback
-from multiprocessing import resource_tracker
 from multiprocessing.reduction import ForkingPickler
 
 import numpy as np
 
 from ...ops import random as _clnet_random
-from .collate import HostArray, map_leaves
+from .shm import SegmentRing
 from .worker_info import WorkerInfo, enter_worker
 
-try:  # POSIX shared memory (what multiprocessing.shared_memory uses); absent on Windows
-    import _posixshmem
-    from multiprocessing.shared_memory import SharedMemory
-except ImportError:  # pragma: no cover - Windows: batches go through the pipe
-    _posixshmem = None
-
-SHM_THRESHOLD = 64 * 1024  # bytes: smaller arrays are cheaper to pickle through the pipe
 POLL_INTERVAL = 1.0  # seconds between a worker's checks that its parent is still alive
-_ALIGN = 64
 
 
 # --- errors -----------------------------------------------------------------------------------------
@@ -67,84 +54,6 @@ class ExceptionWrapper:
         except Exception:  # an exception type that needs other arguments
             raise RuntimeError(msg) from None
         raise exc
-
-
-# --- shared memory ----------------------------------------------------------------------------------
-class _ShmRef:
-    __slots__ = ("offset", "shape", "dtype")
-
-    def __init__(self, offset, shape, dtype):
-        self.offset, self.shape, self.dtype = offset, shape, dtype
-
-
-class _Packed:
-    """A batch whose big HostArrays sit in shared-memory segment `name` as _ShmRefs."""
-
-    def __init__(self, name, size, data):
-        self.name, self.size, self.data = name, size, data
-
-
-def pack(data, threshold=SHM_THRESHOLD):
-    """Move big HostArrays of a batch into one new shared-memory segment (worker side)."""
-    if _posixshmem is None:
-        return data
-    big = []
-    map_leaves(lambda x: big.append(x) if isinstance(x, HostArray) and x.nbytes >= threshold else None, data)
-    if not big:
-        return data
-    offsets, total = {}, 0
-    for arr in big:
-        offsets[id(arr)] = total
-        total += -(-arr.nbytes // _ALIGN) * _ALIGN
-    shm = SharedMemory(create=True, size=total)
-    try:
-        def place(x):
-            if id(x) not in offsets:
-                return x
-            off = offsets[id(x)]
-            dst = np.ndarray(x.shape, x.dtype, buffer=shm.buf, offset=off)
-            dst[...] = x
-            del dst
-            return _ShmRef(off, x.shape, x.dtype.str)
-        packed = _Packed(shm.name, total, map_leaves(place, data))
-    finally:
-        shm.close()
-    return packed
-
-
-def unpack(obj):
-    """The batch with its shared-memory arrays mapped (main side). The segment's name is removed at once;
-    the mapping lives as long as the arrays that view it."""
-    if not isinstance(obj, _Packed):
-        return obj
-    name = obj.name if obj.name.startswith("/") else "/" + obj.name
-    fd = _posixshmem.shm_open(name, os.O_RDWR, mode=0o600)
-    try:
-        mem = mmap.mmap(fd, obj.size)
-    finally:
-        os.close(fd)
-        _forget_segment(name)
-
-    def view(x):
-        if isinstance(x, _ShmRef):
-            return np.ndarray(x.shape, np.dtype(x.dtype), buffer=mem, offset=x.offset).view(HostArray)
-        return x
-    return map_leaves(view, obj.data)
-
-
-def _forget_segment(name):
-    """Unlink a segment a worker made, and tell the resource tracker it is gone."""
-    try:
-        _posixshmem.shm_unlink(name)
-    except FileNotFoundError:
-        pass
-    resource_tracker.unregister(name, "shared_memory")
-
-
-def discard(obj):
-    """Free the segment of a batch that will never be used (shutdown)."""
-    if isinstance(obj, _Packed):
-        _forget_segment(obj.name if obj.name.startswith("/") else "/" + obj.name)
 
 
 # --- fetching -----------------------------------------------------------------------------------------
@@ -203,11 +112,12 @@ def _seed_worker(seed: int, worker_id: int, base_seed: int) -> None:
     _clnet_random.manual_seed(seed)
 
 
-def _send(conn, task, kind, body):
+def _send(conn, task, kind, body, ring=None):
     try:
         payload = ForkingPickler.dumps((task, kind, body))
     except Exception:
-        discard(body)
+        if ring is not None:
+            ring.give_back(body)
         err = ExceptionWrapper(sys.exc_info(), f"in DataLoader worker process {_worker_id} while sending a batch "
                                                "(it could not be pickled)")
         payload = ForkingPickler.dumps((task, "error", err))
@@ -237,15 +147,19 @@ def worker_loop(spec, index_queue, conn, worker_id, num_workers, base_seed, init
         init_error = ExceptionWrapper(sys.exc_info(), where)
     else:
         init_error = None
+    ring = SegmentRing() if use_shm else None
     try:
-        _serve(spec, index_queue, conn, parent, where, fetcher, init_error, use_shm)
+        _serve(spec, index_queue, conn, parent, where, fetcher, init_error, ring)
     except (BrokenPipeError, ConnectionResetError):  # the main process is gone: nobody to answer
         pass
+    finally:
+        if ring is not None:
+            ring.close()
     index_queue.cancel_join_thread()
     conn.close()
 
 
-def _serve(spec, index_queue, conn, parent, where, fetcher, init_error, use_shm):
+def _serve(spec, index_queue, conn, parent, where, fetcher, init_error, ring):
     """Answer tasks until told to exit (None) or the parent process is gone."""
     while True:
         try:
@@ -256,7 +170,9 @@ def _serve(spec, index_queue, conn, parent, where, fetcher, init_error, use_shm)
             continue
         if msg is None:
             return
-        task, keys = msg
+        task, keys, freed = msg
+        if ring is not None and freed:
+            ring.release(freed)
         if task == "resume":
             if init_error is None:
                 try:
@@ -276,5 +192,5 @@ def _serve(spec, index_queue, conn, parent, where, fetcher, init_error, use_shm)
         except Exception:
             _send(conn, task, "error", ExceptionWrapper(sys.exc_info(), where))
             continue
-        _send(conn, task, "data", pack(data) if use_shm else data)
+        _send(conn, task, "data", ring.pack(data) if ring is not None else data, ring)
         del data
