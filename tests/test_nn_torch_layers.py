@@ -376,3 +376,21 @@ def test_parameter_containers_and_module_paths(device, rng):
     want = torch.nn.utils.rnn.pad_sequence([torch.tensor(s.numpy()) for s in seqs], batch_first=True,
                                            padding_value=-1.0)
     assert_close(pad_sequence(seqs, batch_first=True, padding_value=-1.0), want.numpy())
+
+
+def test_init_extras(device):
+    from clnet.nn import init
+    t = init.trunc_normal_(clnet.empty(200, 50), 0.0, 1.0, -0.5, 1.0).numpy()
+    assert t.min() >= -0.5 and t.max() <= 1.0
+    assert abs(t.mean() - 0.2066) < 0.03  # (phi(-0.5) - phi(1)) / (Phi(1) - Phi(-0.5))
+    for shape in ((6, 10), (10, 3, 2)):
+        w = init.orthogonal_(clnet.empty(*shape), gain=2.0).numpy().astype(np.float64).reshape(shape[0], -1)
+        small = w @ w.T if shape[0] <= w.shape[1] else w.T @ w
+        assert_close(small, 4 * np.eye(min(w.shape)), atol=1e-5)
+    s = init.sparse_(clnet.empty(10, 4), 0.3).numpy()
+    assert ((s == 0).sum(0) == 3).all()
+    tw = torch.empty(4, 2, 3, 3)
+    torch.nn.init.dirac_(tw, 2)
+    assert_close(init.dirac_(clnet.empty(4, 2, 3, 3), 2), tw.numpy())
+    with pytest.raises(NotImplementedError, match="generator"):
+        init.normal_(clnet.empty(2), generator=object())

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numbers
 
 from .. import dtypes as _dt
-from ..autograd import needs_grad, no_grad, record
+from ..autograd import no_grad
 from ..ops import conv as _conv
 from ..ops import elementwise as _ew
 from ..ops import matmul as _mm

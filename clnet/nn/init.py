@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from .. import dtypes as _dt
 from ..autograd import no_grad
+from ..ops import elementwise as _ew
 from ..ops import random as _random
+from ..ops.creation import tensor as _tensor
 from ..tensor import Tensor
 
 
@@ -63,17 +67,24 @@ def _calculate_correct_fan(tensor, mode: str) -> int:
     return fan_in if mode == "fan_in" else fan_out
 
 
-def uniform_(tensor, a: float = 0.0, b: float = 1.0):
+def _no_generator(generator, name):
+    if generator is not None:
+        raise NotImplementedError(f"init.{name}: generator= is not supported; seed with clnet.manual_seed")
+
+
+def uniform_(tensor, a: float = 0.0, b: float = 1.0, generator=None):
     """Fill with U(a, b) (device Philox)."""
     _check(tensor, "uniform_")
+    _no_generator(generator, "uniform_")
     with no_grad():
         _random.uniform_(tensor, a, b)
     return tensor
 
 
-def normal_(tensor, mean: float = 0.0, std: float = 1.0):
+def normal_(tensor, mean: float = 0.0, std: float = 1.0, generator=None):
     """Fill with N(mean, std**2) (device Philox)."""
     _check(tensor, "normal_")
+    _no_generator(generator, "normal_")
     with no_grad():
         _random.normal_(tensor, mean, std)
     return tensor
@@ -105,36 +116,120 @@ def eye_(tensor):
     return tensor
 
 
-def xavier_uniform_(tensor, gain: float = 1.0):
+def xavier_uniform_(tensor, gain: float = 1.0, generator=None):
     """U(-a, a) with a = gain * sqrt(6 / (fan_in + fan_out)) (Glorot & Bengio, 2010)."""
     fan_in, fan_out = _calculate_fan_in_and_fan_out(tensor)
     bound = gain * math.sqrt(6.0 / float(fan_in + fan_out))
-    return uniform_(tensor, -bound, bound)
+    return uniform_(tensor, -bound, bound, generator)
 
 
-def xavier_normal_(tensor, gain: float = 1.0):
+def xavier_normal_(tensor, gain: float = 1.0, generator=None):
     """N(0, std**2) with std = gain * sqrt(2 / (fan_in + fan_out))."""
     fan_in, fan_out = _calculate_fan_in_and_fan_out(tensor)
-    return normal_(tensor, 0.0, gain * math.sqrt(2.0 / float(fan_in + fan_out)))
+    return normal_(tensor, 0.0, gain * math.sqrt(2.0 / float(fan_in + fan_out)), generator)
 
 
-def kaiming_uniform_(tensor, a: float = 0, mode: str = "fan_in", nonlinearity: str = "leaky_relu"):
+def kaiming_uniform_(tensor, a: float = 0, mode: str = "fan_in", nonlinearity: str = "leaky_relu", generator=None):
     """U(-bound, bound) with bound = gain * sqrt(3 / fan) (He et al., 2015); Linear and Conv2d use a=sqrt(5)."""
     _check(tensor, "kaiming_uniform_")
     if 0 in tensor.shape:
         return tensor
     fan = _calculate_correct_fan(tensor, mode)
     bound = calculate_gain(nonlinearity, a) * math.sqrt(3.0 / fan)
-    return uniform_(tensor, -bound, bound)
+    return uniform_(tensor, -bound, bound, generator)
 
 
-def kaiming_normal_(tensor, a: float = 0, mode: str = "fan_in", nonlinearity: str = "leaky_relu"):
+def kaiming_normal_(tensor, a: float = 0, mode: str = "fan_in", nonlinearity: str = "leaky_relu", generator=None):
     """N(0, std**2) with std = gain / sqrt(fan)."""
     _check(tensor, "kaiming_normal_")
     if 0 in tensor.shape:
         return tensor
     fan = _calculate_correct_fan(tensor, mode)
-    return normal_(tensor, 0.0, calculate_gain(nonlinearity, a) / math.sqrt(fan))
+    return normal_(tensor, 0.0, calculate_gain(nonlinearity, a) / math.sqrt(fan), generator)
+
+
+def trunc_normal_(tensor, mean: float = 0.0, std: float = 1.0, a: float = -2.0, b: float = 2.0, generator=None):
+    """N(mean, std**2) truncated to [a, b]: values outside are drawn again (on the device) until none is left,
+    which is exactly the truncated distribution."""
+    _check(tensor, "trunc_normal_")
+    _no_generator(generator, "trunc_normal_")
+    if not a < b:
+        raise ValueError(f"trunc_normal_: a ({a}) must be less than b ({b})")
+    with no_grad():
+        _random.normal_(tensor, mean, std)
+        for _ in range(1000):
+            outside = _ew.logical_or(_ew.lt(tensor, a), _ew.gt(tensor, b))
+            if not bool(outside.any().item()):
+                return tensor
+            fresh = _random.randn(*tensor.shape, dtype=tensor.dtype, device=tensor.device) * std + mean
+            tensor.copy_(_ew.where(outside, fresh, tensor))
+    raise RuntimeError(f"trunc_normal_: [a, b] = [{a}, {b}] holds almost none of N({mean}, {std}**2)")
+
+
+def _host_normal(shape, dtype, device):
+    """Standard normal values drawn on the device (seeded as everything else) and read back."""
+    return _random.randn(*shape, dtype=dtype, device=device).numpy().astype(np.float64)
+
+
+def orthogonal_(tensor, gain: float = 1.0, generator=None):
+    """A (semi-)orthogonal matrix (Saxe et al., 2013) from the QR decomposition of a normal matrix, signs
+    fixed by R's diagonal, scaled by gain; dims past the first are flattened. The decomposition runs on
+    the host (once, at initialisation)."""
+    _check(tensor, "orthogonal_")
+    _no_generator(generator, "orthogonal_")
+    if tensor.ndim < 2:
+        raise ValueError("Only tensors with 2 or more dimensions are supported")
+    if tensor.numel() == 0:
+        return tensor
+    rows = tensor.shape[0]
+    cols = tensor.numel() // rows
+    flat = _host_normal((rows, cols), tensor.dtype, tensor.device)
+    if rows < cols:
+        flat = flat.T
+    q, r = np.linalg.qr(flat)
+    q = q * np.sign(np.diag(r))
+    if rows < cols:
+        q = q.T
+    with no_grad():
+        tensor.copy_(_tensor((gain * q).reshape(tensor.shape).astype(tensor.dtype), device=tensor.device))
+    return tensor
+
+
+def sparse_(tensor, sparsity: float, std: float = 0.01, generator=None):
+    """A 2-D matrix of N(0, std**2) values with ceil(sparsity * rows) zeros in every column (Martens, 2010)."""
+    _check(tensor, "sparse_")
+    _no_generator(generator, "sparse_")
+    if tensor.ndim != 2:
+        raise ValueError("Only tensors with 2 dimensions are supported")
+    rows, cols = tensor.shape
+    zeros = int(math.ceil(sparsity * rows))
+    with no_grad():
+        _random.normal_(tensor, 0.0, std)
+        if zeros:
+            order = np.argsort(_random.rand(rows, cols, device=tensor.device).numpy(), axis=0)[:zeros]
+            keep = np.ones((rows, cols), bool)
+            keep[order, np.arange(cols)[None, :]] = False
+            tensor.copy_(_ew.where(_tensor(keep, device=tensor.device), tensor, 0.0))
+    return tensor
+
+
+def dirac_(tensor, groups: int = 1):
+    """The identity convolution kernel: a 1 at the centre of each (out, in) slice with out == in (per group),
+    for 3-, 4- and 5-D weights."""
+    _check(tensor, "dirac_")
+    if tensor.ndim not in (3, 4, 5):
+        raise ValueError("Only tensors with 3, 4, or 5 dimensions are supported")
+    out_per_group = tensor.shape[0] // groups
+    if tensor.shape[0] % groups:
+        raise ValueError("dim 0 must be divisible by groups")
+    w = np.zeros(tensor.shape, np.dtype(tensor.dtype))
+    centre = tuple(s // 2 for s in tensor.shape[2:])
+    for g in range(groups):
+        for d in range(min(out_per_group, tensor.shape[1])):
+            w[(g * out_per_group + d, d) + centre] = 1
+    with no_grad():
+        tensor.copy_(_tensor(w, device=tensor.device))
+    return tensor
 
 
 # PyTorch's deprecated spellings without the trailing underscore

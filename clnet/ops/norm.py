@@ -150,6 +150,7 @@ def _shape_arg(normalized_shape) -> tuple:
     return tuple(int(s) for s in normalized_shape)
 
 
+@op("layer_norm")
 def layer_norm(input: TensorBase, normalized_shape, weight=None, bias=None, eps: float = 1e-5) -> TensorBase:
     """Normalise over the trailing dimensions `normalized_shape` (mean 0, biased variance 1), then
     weight * x + bias elementwise over those dimensions (PyTorch's F.layer_norm)."""
@@ -163,6 +164,7 @@ def layer_norm(input: TensorBase, normalized_shape, weight=None, bias=None, eps:
     return row_norm(input, math.prod(shape), weight, bias, eps, "layer_norm")
 
 
+@op("group_norm")
 def group_norm(input: TensorBase, num_groups: int, weight=None, bias=None, eps: float = 1e-5) -> TensorBase:
     """Normalise (N, C, *) input over each group of C // num_groups channels (and all positions), then
     scale and shift each channel by weight[c], bias[c] (PyTorch's F.group_norm)."""

@@ -3,8 +3,9 @@ F.multi_head_attention_forward, the math of nn.MultiheadAttention (PyTorch's sig
 from __future__ import annotations
 
 from ... import dtypes as _dt
-from ...ops import elementwise as _ew
+from ...core.dispatch import op
 from ...ops import broadcast as _bc
+from ...ops import elementwise as _ew
 from ...ops import movement as _mv
 from ...ops import reduce as _red
 from ...ops.attention import attention_with_weights, scaled_dot_product_attention
@@ -43,6 +44,7 @@ def _project(query, key, value, E, in_proj_weight, in_proj_bias, separate, q_w, 
     return _linear(query, w[0], part(0)), _linear(key, w[1], part(1)), _linear(value, w[2], part(2))
 
 
+@op("multi_head_attention_forward")
 def multi_head_attention_forward(query, key, value, embed_dim_to_check, num_heads, in_proj_weight, in_proj_bias,
                                  bias_k, bias_v, add_zero_attn, dropout_p, out_proj_weight, out_proj_bias,
                                  training=True, key_padding_mask=None, need_weights=True, attn_mask=None,

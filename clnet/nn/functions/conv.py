@@ -15,8 +15,9 @@ import numbers
 
 from ... import dtypes as _dt
 from ...autograd import needs_grad, record
-from ...ops import conv as _conv
+from ...core.dispatch import op
 from ...ops import broadcast as _bc
+from ...ops import conv as _conv
 from ...ops import movement as _mv
 from ...ops.creation import zeros
 from ...ops.elementwise import copy_into
@@ -130,6 +131,7 @@ def _depthwise(x, weight, bias, stride, padding, dilation):
     return y
 
 
+@op("conv1d")
 def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups: int = 1) -> Tensor:
     """1-D convolution of (N, C_in, L) (or (C_in, L)) with weight (C_out, C_in / groups, k)."""
     _check(input, "conv1d")
@@ -163,6 +165,7 @@ def _dilate(x, s):
     return out
 
 
+@op("conv_transpose2d")
 def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups: int = 1,
                      dilation=1) -> Tensor:
     """Transposed 2-D convolution ("deconvolution") of (N, C_in, H, W) with weight
@@ -205,6 +208,7 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
     return _mv.squeeze(y, 0) if unbatched else y
 
 
+@op("conv_transpose1d")
 def conv_transpose1d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups: int = 1,
                      dilation=1) -> Tensor:
     """Transposed 1-D convolution of (N, C_in, L) with weight (C_in, C_out / groups, k)."""

@@ -6,15 +6,16 @@ import numbers
 
 import numpy as np
 
-from ... import dtypes as _dt
 from ...autograd import no_grad
-from ...ops import indexing as _ix
+from ...core.dispatch import op
 from ...ops import broadcast as _bc
+from ...ops import indexing as _ix
 from ...ops import movement as _mv
 from ...ops.elementwise import pointwise as _pointwise
 from ...tensor import Tensor
 
 
+@op("embedding")
 def embedding(input, weight, padding_idx=None, max_norm=None, norm_type: float = 2.0,
               scale_grad_by_freq: bool = False, sparse: bool = False) -> Tensor:
     """weight[input]: (*) integer indices -> (*, embedding_dim). padding_idx's row gets no gradient;

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ... import dtypes as _dt
 from ...autograd import no_grad
+from ...core.dispatch import op
 from ...ops import elementwise as _ew
 from ...ops import movement as _mv
 from ...ops import reduce as _red
@@ -11,6 +12,7 @@ from ...ops.norm import channel_affine, group_norm, layer_norm
 from ...tensor import Tensor
 
 
+@op("instance_norm")
 def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=None, use_input_stats=True,
                   momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
     """Normalise every (sample, channel) of (N, C, *) input over its positions (use_input_stats), updating
@@ -43,6 +45,7 @@ def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=
     return channel_affine(y, weight, bias)
 
 
+@op("normalize")
 def normalize(input, p: float = 2.0, dim: int = 1, eps: float = 1e-12, out=None) -> Tensor:
     """input / max(||input||_p along dim, eps)."""
     if out is not None:
@@ -75,6 +78,7 @@ def pairwise_distance(x1, x2, p: float = 2.0, eps: float = 1e-6, keepdim: bool =
     return _norm(x1 - x2 + eps, p, -1, keepdim)
 
 
+@op("local_response_norm")
 def local_response_norm(input, size: int, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0) -> Tensor:
     """x / (k + alpha / size * sum of x^2 over `size` neighbouring channels) ^ beta (AlexNet's LRN)."""
     if input.ndim < 3:

@@ -14,6 +14,7 @@ import numbers
 import numpy as np
 
 from ... import dtypes as _dt
+from ...core.dispatch import op
 from ...ops import conv as _conv
 from ...ops import movement as _mv
 from ...ops import reduce as _red
@@ -49,6 +50,7 @@ def _unsupported(fn, dilation=1, ceil_mode=False, **defaults):
             raise NotImplementedError(f"{fn}: {name}={value!r} is not supported (only {default!r})")
 
 
+@op("max_pool1d")
 def max_pool1d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
     """Max over windows of (N, C, L) or (C, L) input; stride defaults to kernel_size."""
     _check(input, "max_pool1d", (2, 3))
@@ -62,6 +64,7 @@ def max_pool1d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     return _mv.squeeze(out, -2)
 
 
+@op("avg_pool1d")
 def avg_pool1d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
     """Mean over windows of (N, C, L) or (C, L) input (padding counts as zeros)."""
     _check(input, "avg_pool1d", (2, 3))
@@ -96,6 +99,7 @@ def _avg_matrix(n, out, like):
     return tensor(m.astype(np.dtype(like.dtype)), device=like.device)
 
 
+@op("adaptive_avg_pool2d")
 def adaptive_avg_pool2d(input, output_size):
     """Mean over PyTorch's adaptive windows of (N, C, H, W) or (C, H, W) input; output_size int, pair,
     or None entries (keep that size)."""
@@ -118,6 +122,7 @@ def adaptive_avg_pool2d(input, output_size):
     return y
 
 
+@op("adaptive_avg_pool1d")
 def adaptive_avg_pool1d(input, output_size):
     _check(input, "adaptive_avg_pool1d", (2, 3))
     o = _one(output_size, "adaptive_avg_pool1d", "output_size")
@@ -130,6 +135,7 @@ def _adaptive_max_axis(x, axis, out):
     return _mv.concat(parts, axis)
 
 
+@op("adaptive_max_pool2d")
 def adaptive_max_pool2d(input, output_size, return_indices=False):
     """Max over PyTorch's adaptive windows of (N, C, H, W) or (C, H, W) input."""
     _check(input, "adaptive_max_pool2d", (3, 4))
@@ -152,6 +158,7 @@ def adaptive_max_pool2d(input, output_size, return_indices=False):
     return y
 
 
+@op("adaptive_max_pool1d")
 def adaptive_max_pool1d(input, output_size, return_indices=False):
     _check(input, "adaptive_max_pool1d", (2, 3))
     o = _one(output_size, "adaptive_max_pool1d", "output_size")
@@ -161,6 +168,7 @@ def adaptive_max_pool1d(input, output_size, return_indices=False):
     return _mv.squeeze(out, -2)
 
 
+@op("lp_pool2d")
 def lp_pool2d(input, norm_type, kernel_size, stride=None, ceil_mode=False):
     """(sum over the window of x^p)^(1/p), as PyTorch (sign(s) relu(|s|) ^ (1/p) of the window sum s)."""
     _check(input, "lp_pool2d", (3, 4))

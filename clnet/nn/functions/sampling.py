@@ -21,6 +21,7 @@ import numbers
 import numpy as np
 
 from ... import dtypes as _dt
+from ...core.dispatch import op
 from ...ops import indexing as _ix
 from ...ops import movement as _mv
 from ...ops.creation import tensor
@@ -121,6 +122,7 @@ def _cubic_axis(x, axis, out, given, align_corners):
                       {k: f"v8 * v{4 + k}" for k in range(4)}, x.dtype)
 
 
+@op("interpolate")
 def interpolate(input, size=None, scale_factor=None, mode: str = "nearest", align_corners=None,
                 recompute_scale_factor=None, antialias: bool = False) -> Tensor:
     """Resample the spatial dimensions of (N, C, ...) input to `size` or by `scale_factor`."""
@@ -220,6 +222,7 @@ def pad(input, pad, mode: str = "constant", value=None) -> Tensor:
     return y
 
 
+@op("pixel_shuffle")
 def pixel_shuffle(input, upscale_factor: int) -> Tensor:
     """(*, C r^2, H, W) -> (*, C, H r, W r)."""
     r = int(upscale_factor)
@@ -232,6 +235,7 @@ def pixel_shuffle(input, upscale_factor: int) -> Tensor:
     return _mv.reshape(x, (*lead, C // (r * r), H * r, W * r))
 
 
+@op("pixel_unshuffle")
 def pixel_unshuffle(input, downscale_factor: int) -> Tensor:
     """(*, C, H r, W r) -> (*, C r^2, H, W)."""
     r = int(downscale_factor)
