@@ -8,6 +8,11 @@
 ##             rnn_tanh | rnn_relu (G = 1) h' = act(gi + gh)
 ##   kernel    forward | backward
 ##   t, acc    storage and arithmetic C types
+##   packed    rows b >= active (sequences of a PackedSequence that have ended, or not yet begun when
+##             running in reverse) keep their state: forward copies h (and c) from the step before
+##             (h_prev is then an argument for every cell), backward passes the state's gradient
+##             through (zero gate gradients; lstm/rnn write it to `skip`, which the launcher adds to
+##             the recurrent gradient dG W_hh; gru through carry_out). Without it, active == B.
 ##
 ## forward:  gi (x W_ih^T + biases: b_ih + b_hh for lstm/rnn, b_ih for gru) and gh (h W_hh^T, + b_hh for
 ##           gru, whose reset gate multiplies it) -> h' (and c' for lstm) and a workspace the backward
@@ -16,7 +21,7 @@
 ##           layer output's); `carry` is the rest of the state's gradient: lstm dc', gru the direct path
 ##           z * dh' of the step after. Writes the gate gradients dg (lstm, rnn: of the summed gate
 ##           pre-activations; gru: of gi, with dgh next to it) and carry_out for the step before.
-<%page args="cell, kernel, t, acc"/>
+<%page args="cell, kernel, t, acc, packed=False"/>
 <%
 G = {"lstm": 4, "gru": 3, "rnn_tanh": 1, "rnn_relu": 1}[cell]
 
@@ -33,11 +38,14 @@ def st(ptr, at, val):
 inline ${acc} sigm(const ${acc} v) { return 1 / (1 + exp(-v)); }
 
 % if kernel == "forward":
-__kernel void ${cell}_forward(const int B, const int H,
+__kernel void ${cell}_forward(const int B, const int H, const int active,
                               __global const ${t} *gi, const int gi_off,
                               __global const ${t} *gh, const int gh_off,
 % if cell in ("lstm", "gru"):
                               __global const ${t} *prev, const int prev_off,
+% endif
+% if packed and cell != "gru":
+                              __global const ${t} *h_prev, const int h_prev_off,
 % endif
 % if cell == "lstm":
                               __global ${t} *c_out, const int c_off,
@@ -51,6 +59,22 @@ __kernel void ${cell}_forward(const int B, const int H,
     if (gid >= B * H) return;
     const int b = gid / H, j = gid - b * H;
     const int row = b * ${G} * H + j;
+% if packed:
+    if (b >= active) {   /* this sequence is not running at this step: its state stays */
+  % if cell == "gru":
+        ${st("h_out", "h_off + gid", ld("prev", "prev_off + gid"))};
+  % else:
+        ${st("h_out", "h_off + gid", ld("h_prev", "h_prev_off + gid"))};
+  % endif
+  % if cell == "lstm":
+        ${st("c_out", "c_off + gid", ld("prev", "prev_off + gid"))};
+  % endif
+  % if cell in ("lstm", "gru"):
+        for (int k = 0; k < 4; k++) ${st("ws", "ws_off + b * 4 * H + j + k * H", "0")};
+  % endif
+        return;
+    }
+% endif
 % if cell == "lstm":
     const ${acc} i = sigm(${ld("gi", "gi_off + row")} + ${ld("gh", "gh_off + row")});
     const ${acc} f = sigm(${ld("gi", "gi_off + row + H")} + ${ld("gh", "gh_off + row + H")});
@@ -86,7 +110,7 @@ __kernel void ${cell}_forward(const int B, const int H,
 }
 
 % else:
-__kernel void ${cell}_backward(const int B, const int H,
+__kernel void ${cell}_backward(const int B, const int H, const int active,
                                __global const ${t} *dh_mm, const int dh_mm_off,
                                __global const ${t} *dh_out, const int dh_out_off,
 % if cell in ("lstm", "gru"):
@@ -106,6 +130,9 @@ __kernel void ${cell}_backward(const int B, const int H,
 % if cell in ("lstm", "gru"):
                                __global ${t} *carry_out, const int carry_out_off,
 % endif
+% if packed and cell != "gru":
+                               __global ${t} *skip, const int skip_off,
+% endif
                                __global ${t} *dg, const int dg_off)
 {
     const int gid = get_global_id(0);
@@ -113,6 +140,24 @@ __kernel void ${cell}_backward(const int B, const int H,
     const int b = gid / H, j = gid - b * H;
     const ${acc} dh = ${ld("dh_mm", "dh_mm_off + gid")} + ${ld("dh_out", "dh_out_off + gid")};
     const int row = b * ${G} * H + j;
+% if packed:
+    if (b >= active) {   /* the state passed through unchanged: so does its gradient */
+        for (int k = 0; k < ${G}; k++) ${st("dg", "dg_off + row + k * H", "0")};
+  % if cell == "gru":
+        for (int k = 0; k < ${G}; k++) ${st("dgh", "dgh_off + row + k * H", "0")};
+        ${st("carry_out", "carry_out_off + gid", "dh + " + ld("carry", "carry_off + gid"))};
+  % else:
+        ${st("skip", "skip_off + gid", "dh")};
+  % endif
+  % if cell == "lstm":
+        ${st("carry_out", "carry_out_off + gid", ld("carry", "carry_off + gid"))};
+  % endif
+        return;
+    }
+  % if cell != "gru":
+    ${st("skip", "skip_off + gid", "0")};
+  % endif
+% endif
 % if cell == "lstm":
     const int wrow = b * 4 * H + j;
     const ${acc} i = ${ld("ws", "ws_off + wrow")}, f = ${ld("ws", "ws_off + wrow + H")};

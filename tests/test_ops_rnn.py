@@ -188,3 +188,59 @@ def test_rnn_layer_rejects_bad_input(device):
         rnn.rnn_layer("lstm", x, (clnet.zeros(2, 2), clnet.zeros(2, 2)), w_ih, clnet.randn(8, 3))
     with pytest.raises(ValueError, match="empty"):
         rnn.rnn_layer("gru", clnet.randn(0, 2, 3), clnet.zeros(2, 2), clnet.randn(6, 3), clnet.randn(6, 2))
+
+
+@pytest.mark.parametrize("cls,kwargs", simulator_subset([("LSTM", dict(num_layers=2, bidirectional=True)),
+                                                         ("GRU", dict(bidirectional=True, batch_first=True)),
+                                                         ("RNN", dict(num_layers=2))], {0}, unpack=True))
+def test_packed_sequences_like_torch(device, rng, cls, kwargs):
+    from clnet.nn.utils import rnn as crnn
+    tm, cm = getattr(torch.nn, cls)(3, 4, **kwargs), getattr(nn, cls)(3, 4, **kwargs)
+    _copy_params(tm, cm)
+    bf = kwargs.get("batch_first", False)
+    lengths = [3, 5, 2, 4]
+    x = rng.standard_normal((4, 5, 3) if bf else (5, 4, 3)).astype(np.float32)
+    tx, cx = torch.tensor(x, requires_grad=True), clnet.tensor(x, requires_grad=True)
+    tp = torch.nn.utils.rnn.pack_padded_sequence(tx, lengths, batch_first=bf, enforce_sorted=False)
+    cp = crnn.pack_padded_sequence(cx, lengths, batch_first=bf, enforce_sorted=False)
+    assert_close(cp.data, tp.data.detach().numpy())
+    assert cp.batch_sizes.numpy().tolist() == tp.batch_sizes.tolist()
+    to, th = tm(tp)
+    co, ch = cm(cp)
+    if cls == "LSTM":
+        assert_close(ch[1], th[1].detach().numpy(), rtol=1e-4, atol=1e-5)
+        th, ch = th[0], ch[0]
+    assert_close(co.data, to.data.detach().numpy(), rtol=1e-4, atol=1e-5)
+    assert_close(ch, th.detach().numpy(), rtol=1e-4, atol=1e-5)
+    tpad, tlen = torch.nn.utils.rnn.pad_packed_sequence(to, batch_first=True, total_length=6)
+    cpad, clen = crnn.pad_packed_sequence(co, batch_first=True, total_length=6)
+    assert clen.numpy().tolist() == tlen.tolist()
+    assert_close(cpad, tpad.detach().numpy(), rtol=1e-4, atol=1e-5)
+    g = rng.standard_normal(tuple(tpad.shape)).astype(np.float32)
+    ((tpad * torch.tensor(g)).sum() + th.sum()).backward()
+    ((cpad * clnet.tensor(g)).sum() + ch.sum()).backward()
+    assert_close(cx.grad, tx.grad.numpy(), rtol=1e-4, atol=1e-5)
+    for name, p in tm.named_parameters():
+        assert_close(dict(cm.named_parameters())[name].grad, p.grad.numpy(), rtol=1e-4, atol=1e-4, what=name)
+
+
+def test_packed_layer_gradcheck_and_helpers(device, rng):
+    from clnet.nn.utils import rnn as crnn
+    x, h0, c0 = rng.standard_normal((3, 3, 2)), rng.standard_normal((3, 2)), rng.standard_normal((3, 2))
+    w = _weights(rng, "lstm", 2, 2)
+
+    def fn(x, h0, c0, w_ih, w_hh):
+        out, h, c = rnn.rnn_layer("lstm", x, (h0, c0), w_ih, w_hh, reverse=True, batch_sizes=[3, 2, 1])
+        return out.sum(0) + h + c * 2
+    gradcheck(fn, x, h0, c0, w[0], w[1], device=device)
+    seqs = [clnet.tensor(rng.standard_normal((n, 2)).astype(np.float32)) for n in (2, 4, 1)]
+    packed = crnn.pack_sequence(seqs, enforce_sorted=False)
+    want = torch.nn.utils.rnn.pack_sequence([torch.tensor(s.numpy()) for s in seqs], enforce_sorted=False)
+    assert_close(packed.data, want.data.numpy())
+    for a, b in zip(crnn.unpack_sequence(packed), seqs):
+        assert_close(a, b.numpy())
+    with pytest.raises(RuntimeError, match="sorted in decreasing order"):
+        crnn.pack_sequence(seqs)
+    with pytest.raises(ValueError, match="batch_sizes"):
+        rnn.rnn_layer("gru", clnet.randn(2, 2, 2), clnet.zeros(2, 2), clnet.randn(6, 2), clnet.randn(6, 2),
+                      batch_sizes=[1, 2])

@@ -1096,6 +1096,13 @@ def test_rnn_cell_kernels(dev, mode):
     loss = res[0].sum() + res[1].sum() + (res[2].sum() if mode == "lstm" else 0)
     loss.backward()  # the cell-backward kernel (the gradients themselves: tests/test_ops_rnn.py)
     assert np.isfinite(xt.grad.numpy()).all() and xt.grad.shape == x.shape
+    # a packed batch: the second sequence stops after the first step, so its final state is its first one
+    xp = T(x, requires_grad=True)
+    res = rnn_ops.rnn_layer(mode, xp, hx, *wt, batch_sizes=[2, 1])
+    close(res[0][0], outs[0], rtol=1e-4, atol=1e-5)
+    close(res[1][1], outs[0][1], rtol=1e-4, atol=1e-5)
+    res[1].sum().backward()
+    assert np.isfinite(xp.grad.numpy()).all()
 
 
 # (L, S, E, EV, causal, mask): plain, causal, a bool mask with a fully masked row, a float mask broadcast
@@ -1265,7 +1272,8 @@ def _required():
             ("norm grad_params dw+db", "norm.cl.mako", dict(kernel="grad_params", has_weight=True, has_bias=True)),
             ("norm grad_params dw", "norm.cl.mako", dict(kernel="grad_params", has_weight=True, has_bias=False))]
     for cell in ("lstm", "gru", "rnn_tanh", "rnn_relu"):
-        req += [(f"rnn {cell} {k}", "rnn.cl.mako", dict(cell=cell, kernel=k)) for k in ("forward", "backward")]
+        req += [(f"rnn {cell} {k} packed={p}", "rnn.cl.mako", dict(cell=cell, kernel=k, packed=p))
+                for k in ("forward", "backward") for p in (False, True)]
     for kernel in ("forward", "backward_dq", "backward_dkv"):
         req += [(f"attention {kernel} causal", "attention.cl.mako", dict(kernel=kernel, causal=True)),
                 (f"attention {kernel} masked", "attention.cl.mako", dict(kernel=kernel, masked=True)),

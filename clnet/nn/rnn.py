@@ -8,14 +8,23 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
+from .. import dtypes as _dt
+from ..ops import indexing as _ix
 from ..ops import movement as _mv
-from ..ops.creation import empty, zeros
+from ..ops.creation import empty, tensor, zeros
 from ..ops.rnn import GATES, rnn_layer
 from ..tensor import Tensor
 from . import functional as F
 from . import init
 from .module import Module
 from .parameter import Parameter
+from .utils.rnn import PackedSequence
+
+
+def _index(host, device):
+    return tensor(np.ascontiguousarray(host, np.int64), dtype=_dt.int64, device=device)
 
 
 class RNNBase(Module):
@@ -108,26 +117,22 @@ class RNNBase(Module):
             raise ValueError(f"{type(self).__name__}: expected {what} size {shape}, got {tuple(hx.shape)}")
         return hx
 
-    def forward(self, input, hx=None):
-        if type(input).__name__ == "PackedSequence":
-            raise NotImplementedError(f"{type(self).__name__}: PackedSequence inputs are not supported yet; pass "
-                                      "the padded batch")
-        self._check_input(input)
-        unbatched = input.ndim == 2
-        x = _mv.unsqueeze(input, 1) if unbatched else (_mv.transpose(input, 0, 1) if self.batch_first else input)
-        batch = x.shape[1]
-        lstm = self.mode == "lstm"
-        if lstm:
-            if hx is None:
-                h0 = c0 = None
-            elif not isinstance(hx, (tuple, list)) or len(hx) != 2:
-                raise TypeError("LSTM: hx must be a tuple (h_0, c_0)")
-            else:
-                h0, c0 = hx
-            h0 = self._state(h0, batch, unbatched, x, "hidden state h_0")
-            c0 = self._state(c0, batch, unbatched, x, "cell state c_0")
+    def _hidden(self, hx, batch, unbatched, x):
+        """(h0, c0) of shape (layers * directions, batch, hidden) from what the caller passed (zeros if None)."""
+        if self.mode != "lstm":
+            return self._state(hx, batch, unbatched, x, "hidden state h_0"), None
+        if hx is None:
+            h0 = c0 = None
+        elif not isinstance(hx, (tuple, list)) or len(hx) != 2:
+            raise TypeError("LSTM: hx must be a tuple (h_0, c_0)")
         else:
-            h0 = self._state(hx, batch, unbatched, x, "hidden state h_0")
+            h0, c0 = hx
+        return (self._state(h0, batch, unbatched, x, "hidden state h_0"),
+                self._state(c0, batch, unbatched, x, "cell state c_0"))
+
+    def _run(self, x, h0, c0, batch_sizes=None):
+        """Every layer and direction over time-major x: (output, h_n, c_n or None)."""
+        lstm = self.mode == "lstm"
         dirs = 2 if self.bidirectional else 1
         h_n, c_n = [], []
         layer_in = x
@@ -137,7 +142,8 @@ class RNNBase(Module):
                 k = layer * dirs + d
                 suffix = f"_l{layer}" + ("_reverse" if d else "")
                 state = (h0[k], c0[k]) if lstm else h0[k]
-                res = rnn_layer(self.mode, layer_in, state, *self._weights(suffix), reverse=bool(d))
+                res = rnn_layer(self.mode, layer_in, state, *self._weights(suffix), reverse=bool(d),
+                                batch_sizes=batch_sizes)
                 outs.append(res[0])
                 h_n.append(res[1])
                 if lstm:
@@ -145,16 +151,58 @@ class RNNBase(Module):
             layer_in = outs[0] if dirs == 1 else _mv.concat(outs, 2)
             if self.dropout and self.training and layer < self.num_layers - 1:
                 layer_in = F.dropout(layer_in, self.dropout, True)
-        out = layer_in
-        h = _mv.stack(h_n, 0)
-        c = _mv.stack(c_n, 0) if lstm else None
+        return layer_in, _mv.stack(h_n, 0), (_mv.stack(c_n, 0) if lstm else None)
+
+    def forward(self, input, hx=None):
+        if isinstance(input, PackedSequence):
+            return self._forward_packed(input, hx)
+        self._check_input(input)
+        unbatched = input.ndim == 2
+        x = _mv.unsqueeze(input, 1) if unbatched else (_mv.transpose(input, 0, 1) if self.batch_first else input)
+        h0, c0 = self._hidden(hx, x.shape[1], unbatched, x)
+        out, h, c = self._run(x, h0, c0)
         if unbatched:
-            out = _mv.squeeze(out, 1)
-            h = _mv.squeeze(h, 1)
-            c = _mv.squeeze(c, 1) if lstm else None
+            out, h = _mv.squeeze(out, 1), _mv.squeeze(h, 1)
+            c = _mv.squeeze(c, 1) if c is not None else None
         elif self.batch_first:
             out = _mv.transpose(out, 0, 1)
-        return (out, (h, c)) if lstm else (out, h)
+        return (out, (h, c)) if self.mode == "lstm" else (out, h)
+
+    def _forward_packed(self, packed, hx):
+        """A PackedSequence runs as the padded batch in its sorted order, each step with its running batch
+        size (finished sequences keep their state); the output is packed the same way and the final states
+        are returned in the caller's batch order (initial states are read in it)."""
+        data, batch_sizes, sorted_indices, unsorted_indices = packed
+        sizes = batch_sizes.numpy().astype(np.int64) if isinstance(batch_sizes, Tensor) else np.asarray(batch_sizes)
+        if data.ndim != 2 or data.shape[-1] != self.input_size:
+            raise ValueError(f"{type(self).__name__}: packed data must be (total steps, {self.input_size}), got "
+                             f"{tuple(data.shape)}")
+        T, B = len(sizes), int(sizes[0])
+        starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+        where = np.full((T, B), data.shape[0], np.int64)  # positions past a sequence's end read a zero row
+        for t in range(T):
+            where[t, :sizes[t]] = starts[t] + np.arange(sizes[t])
+        source = _mv.concat([data, zeros((1, data.shape[1]), dtype=data.dtype, device=data.device)], 0)
+        x = _mv.reshape(_ix.index_select(source, 0, _index(where.reshape(-1), data.device)), (T, B, data.shape[1]))
+
+        def to_sorted(state):
+            if state is None or sorted_indices is None:
+                return state
+            return _ix.index_select(state, 1, sorted_indices)
+        if self.mode == "lstm" and hx is not None:
+            hx = tuple(to_sorted(h) for h in hx)
+        else:
+            hx = to_sorted(hx)
+        h0, c0 = self._hidden(hx, B, False, x)
+        out, h, c = self._run(x, h0, c0, batch_sizes=sizes.tolist())
+        valid = where.reshape(-1) < data.shape[0]
+        rows = np.nonzero(valid)[0][np.argsort(where.reshape(-1)[valid], kind="stable")]
+        out_data = _ix.index_select(_mv.reshape(out, (T * B, out.shape[2])), 0, _index(rows, data.device))
+        if unsorted_indices is not None:
+            h = _ix.index_select(h, 1, unsorted_indices)
+            c = _ix.index_select(c, 1, unsorted_indices) if c is not None else None
+        result = PackedSequence(out_data, batch_sizes, sorted_indices, unsorted_indices)
+        return (result, (h, c)) if self.mode == "lstm" else (result, h)
 
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}"

@@ -55,19 +55,36 @@ def _launch(dev, kern, n, *args):
     dispatch.launch(dev, kern, (max(1, -(-n // wg)) * wg,), (wg,), list(args))
 
 
-def _kernel(dev, cell, kernel, dtype, n_bufs):
-    return get_kernel(dev, "rnn.cl.mako", f"{cell}_{kernel}", arg_dtypes=[_i32, _i32] + [None, _i32] * n_bufs,
-                      cell=cell, kernel=kernel, t=ctype(dtype), acc=ctype(_acc_dtype(dtype)))
+# buffers (each with its offset) of each kernel's signature, without and with `packed`'s extra one
+_FORWARD_BUFS = {"lstm": 6, "gru": 5, "rnn_tanh": 3, "rnn_relu": 3}
+_BACKWARD_BUFS = {"lstm": 8, "gru": 8, "rnn_tanh": 4, "rnn_relu": 4}
+
+
+def _kernel(dev, cell, kernel, dtype, packed):
+    n_bufs = (_FORWARD_BUFS if kernel == "forward" else _BACKWARD_BUFS)[cell] + (packed and cell != "gru")
+    return get_kernel(dev, "rnn.cl.mako", f"{cell}_{kernel}", arg_dtypes=[_i32] * 3 + [None, _i32] * n_bufs,
+                      cell=cell, kernel=kernel, t=ctype(dtype), acc=ctype(_acc_dtype(dtype)), packed=packed)
+
+
+def _check_batch_sizes(batch_sizes, T, B, name):
+    """A PackedSequence's running batch size per step: non-increasing, between 1 and B."""
+    sizes = [int(b) for b in batch_sizes]
+    if len(sizes) != T or any(not 0 < b <= B for b in sizes) or any(a < b for a, b in zip(sizes, sizes[1:])):
+        raise ValueError(f"{name}: batch_sizes must hold {T} non-increasing sizes between 1 and {B}, got {sizes}")
+    return sizes
 
 
 @op("rnn_layer")
-def rnn_layer(mode: str, x: TensorBase, hx, w_ih: TensorBase, w_hh: TensorBase, b_ih=None, b_hh=None, reverse: bool = False):
+def rnn_layer(mode: str, x: TensorBase, hx, w_ih: TensorBase, w_hh: TensorBase, b_ih=None, b_hh=None,
+              reverse: bool = False, batch_sizes=None):
     """One recurrent layer over a time-major sequence.
 
     mode: "lstm", "gru", "rnn_tanh" or "rnn_relu"; x: (T, B, I); hx: h0 (B, H), or (h0, c0) for "lstm";
     w_ih: (G*H, I), w_hh: (G*H, H), b_ih, b_hh: (G*H,) or None (G = 4, 3, 1), PyTorch's gate order.
     reverse runs the sequence from its end (the backward direction of a bidirectional layer); the output
     stays in input order. Returns (output (T, B, H), h_T) or, for "lstm", (output, h_T, c_T).
+    batch_sizes (a PackedSequence's, host ints, non-increasing): only the first batch_sizes[t] sequences
+    run at step t, the others keep their state (so h_T holds every sequence's state at its own end).
     """
     name = mode if mode in GATES else "rnn_layer"
     if mode not in GATES:
@@ -100,6 +117,8 @@ def rnn_layer(mode: str, x: TensorBase, hx, w_ih: TensorBase, w_hh: TensorBase, 
                          "split the sequence")
     dev, dtype = x.device, x.dtype
     steps = range(T - 1, -1, -1) if reverse else range(T)
+    packed = batch_sizes is not None
+    active = _check_batch_sizes(batch_sizes, T, B, name) if packed else [B] * T
 
     with no_grad():
         xd = contiguous(x.detach())
@@ -117,17 +136,23 @@ def rnn_layer(mode: str, x: TensorBase, hx, w_ih: TensorBase, w_hh: TensorBase, 
         ws = TensorBase._empty((T, B, 4 * H), dtype, dev) if mode in ("lstm", "gru") else None
         h_prev = contiguous(h0.detach())
         c_prev = contiguous(c0.detach()) if c0 is not None else None
-        kern = _kernel(dev, mode, "forward", dtype, {"lstm": 6, "gru": 5}.get(mode, 3))
+        kern = _kernel(dev, mode, "forward", dtype, packed)
         BH = B * H
         for t in steps:
             gh = contiguous(matmul_ex(h_prev, w_hhd, trans_b=True, bias=bias_h))
             args = [gi._buf, gi.offset + t * B * G * H, gh._buf, gh.offset]
+            if mode == "gru":
+                args += [h_prev._buf, h_prev.offset]
+            elif mode == "lstm":
+                args += [c_prev._buf, c_prev.offset]
+            if packed and mode != "gru":
+                args += [h_prev._buf, h_prev.offset]
             if mode == "lstm":
-                args += [c_prev._buf, c_prev.offset, cs._buf, t * BH, ws._buf, t * B * 4 * H]
-            elif mode == "gru":
-                args += [h_prev._buf, h_prev.offset, ws._buf, t * B * 4 * H]
+                args += [cs._buf, t * BH]
+            if mode in ("lstm", "gru"):
+                args += [ws._buf, t * B * 4 * H]
             args += [out._buf, t * BH]
-            _launch(dev, kern, BH, B, H, *args)
+            _launch(dev, kern, BH, B, H, active[t], *args)
             h_prev = getitem(out, t)
             if mode == "lstm":
                 c_prev = getitem(cs, t)
@@ -142,7 +167,8 @@ def rnn_layer(mode: str, x: TensorBase, hx, w_ih: TensorBase, w_hh: TensorBase, 
         ctx = dict(mode=mode, T=T, B=B, H=H, I=I, G=G, reverse=reverse, steps=steps, x=xd,
                    h0=contiguous(h0.detach()), c0=contiguous(c0.detach()) if c0 is not None else None,
                    w_ih=w_ihd, w_hh=w_hhd, out=out.detach(), cs=cs, ws=ws,
-                   wants=[t.requires_grad for t in inputs], has_b=(b_ih is not None, b_hh is not None))
+                   wants=[t.requires_grad for t in inputs], has_b=(b_ih is not None, b_hh is not None),
+                   packed=packed, active=active)
         saved = (xd, out.detach()) + tuple(t for t in (cs, ws) if t is not None)
         record(mode, outputs, tuple(inputs), lambda *g: _rnn_backward(ctx, *g), saved=saved)
     return outputs
@@ -168,7 +194,8 @@ def _rnn_backward(ctx, g_out, g_h, g_c=None):
         carry = zeros((B, H), dtype=dtype, device=dev)
     else:
         carry = None
-    kern = _kernel(dev, mode, "backward", dtype, {"lstm": 8, "gru": 8}.get(mode, 4))
+    packed, active = ctx["packed"], ctx["active"]
+    kern = _kernel(dev, mode, "backward", dtype, packed)
     steps = list(ctx["steps"])
     for k in range(len(steps) - 1, -1, -1):
         t = steps[k]
@@ -190,10 +217,15 @@ def _rnn_backward(ctx, g_out, g_h, g_c=None):
             args += [new_carry._buf, 0]
         else:
             args += [out._buf, t * BH]
+        skip = TensorBase._empty((B, H), dtype, dev) if packed and mode != "gru" else None
+        if skip is not None:
+            args += [skip._buf, 0]
         args += [dG._buf, t * B * G * H]
-        _launch(dev, kern, BH, B, H, *args)
+        _launch(dev, kern, BH, B, H, active[t], *args)
         carry = new_carry
         dh_mm = mm(getitem(dGH, t), w_hh)  # (B, H): the gradient reaching the previous state through W_hh
+        if skip is not None:  # rows that did not run pass their state's gradient straight through
+            dh_mm = add(dh_mm, skip)
     wants = ctx["wants"]
     grads = []
     # x
