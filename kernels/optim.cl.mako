@@ -9,7 +9,7 @@
 ## Every hyper-parameter (lr, betas, bias corrections, ...) is a scalar argument: a new learning rate or
 ## step count never rebuilds. Template switches only pick the update's algebra (as PyTorch's branches do).
 ##
-##   rule:   sgd | adam | rmsprop | adagrad
+##   rule:   sgd | adam | rmsprop | adagrad | adadelta | adamax | nadam | radam
 ##   states: names of the per-parameter state buffers the rule reads and writes, in argument order
 ##   t/acc:  storage and arithmetic types;  flags: maximize, weight_decay, momentum, nesterov,
 ##           decoupled (AdamW), amsgrad, centered (booleans; unused ones are False)
@@ -36,6 +36,17 @@ __kernel void ${rule}_step(
     const ${acc} mom)
 % elif rule == "adagrad":
     const ${acc} clr, const ${acc} eps, const ${acc} wd)
+% elif rule == "adadelta":
+    const ${acc} lr, const ${acc} rho, const ${acc} one_minus_rho, const ${acc} eps, const ${acc} wd)
+% elif rule == "adamax":
+    const ${acc} one_minus_beta1, const ${acc} beta2, const ${acc} eps, const ${acc} wd, const ${acc} clr)
+% elif rule == "nadam":
+    const ${acc} one_minus_beta1, const ${acc} beta2, const ${acc} one_minus_beta2, const ${acc} eps,
+    const ${acc} wd, const ${acc} decay, const ${acc} bc2, const ${acc} c_grad, const ${acc} c_avg)
+% elif rule == "radam":
+    const ${acc} one_minus_beta1, const ${acc} beta2, const ${acc} one_minus_beta2, const ${acc} eps,
+    const ${acc} wd, const ${acc} decay, const ${acc} lr, const ${acc} bc1, const ${acc} bc2_sqrt,
+    const ${acc} rect, const int rectify)
 % endif
 {
     const int grp = get_group_id(0), lid = get_local_id(0), lsz = get_local_size(0);
@@ -127,6 +138,47 @@ def pick(fmt):
     const ${acc} s = (${acc})sum[i] + grad * grad;
     sum[i] = (${t})s;
     param = param + (-clr) * grad / (sqrt(s) + eps);
+
+% elif rule == "adadelta":
+  % if weight_decay:
+    grad = grad + wd * param;
+  % endif
+    const ${acc} sq = (${acc})square_avg[i] * rho + one_minus_rho * grad * grad;
+    square_avg[i] = (${t})sq;
+    const ${acc} delta = sqrt((${acc})acc_delta[i] + eps) / sqrt(sq + eps) * grad;
+    acc_delta[i] = (${t})((${acc})acc_delta[i] * rho + one_minus_rho * delta * delta);
+    param = param + (-lr) * delta;
+
+% elif rule == "adamax":
+  % if weight_decay:
+    grad = grad + wd * param;
+  % endif
+    ${acc} m = (${acc})exp_avg[i];
+    m = m + one_minus_beta1 * (grad - m);                      // exp_avg.lerp_(grad, 1 - beta1)
+    const ${acc} u = fmax((${acc})exp_inf[i] * beta2, fabs(grad) + eps);
+    exp_avg[i] = (${t})m;
+    exp_inf[i] = (${t})u;
+    param = param + (-clr) * m / u;
+
+% elif rule == "nadam" or rule == "radam":
+  % if weight_decay and decoupled:
+    param = param * decay;
+  % elif weight_decay:
+    grad = grad + wd * param;
+  % endif
+    ${acc} m = (${acc})exp_avg[i];
+    m = m + one_minus_beta1 * (grad - m);                      // exp_avg.lerp_(grad, 1 - beta1)
+    const ${acc} v = (${acc})exp_avg_sq[i] * beta2 + one_minus_beta2 * grad * grad;
+    exp_avg[i] = (${t})m;
+    exp_avg_sq[i] = (${t})v;
+  % if rule == "nadam":
+    const ${acc} denom = sqrt(v / bc2) + eps;
+    param = param + c_grad * grad / denom;
+    param = param + c_avg * m / denom;
+  % else:
+    const ${acc} corrected = m / bc1;
+    param = param - (rectify ? corrected * lr * (bc2_sqrt / (sqrt(v) + eps)) * rect : corrected * lr);
+  % endif
 % endif
     p[i] = (${t})param;
 }

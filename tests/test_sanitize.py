@@ -838,6 +838,78 @@ def test_optimizers(dev, name, opts):
     close(t64, _opt_ref(name, opts, p64, g64), rtol=1e-10, atol=1e-12, what="float64 param")
 
 
+# --- optimizers of issue 13 (torch-nn): numpy float64 references of torch.optim's algebra ---------------------
+def _opt2_ref(name, o, p, grads):
+    p = p.astype(np.float64).copy()
+    st = {}
+    lr, wd = o.get("lr"), o.get("weight_decay", 0.0)
+    b1, b2 = o.get("betas", (0.9, 0.999))
+    for t, g in enumerate(grads, 1):
+        g = np.asarray(g, np.float64)
+        g = -g if o.get("maximize") else g
+        if o.get("decoupled_weight_decay"):
+            p *= 1 - lr * wd
+        else:
+            g = g + wd * p
+        if name == "Adadelta":
+            rho, eps = o.get("rho", 0.9), o.get("eps", 1e-6)
+            st["s"] = rho * st.get("s", 0) + (1 - rho) * g * g
+            d = np.sqrt(st.get("a", 0) + eps) / np.sqrt(st["s"] + eps) * g
+            st["a"] = rho * st.get("a", 0) + (1 - rho) * d * d
+            p -= lr * d
+            continue
+        st["m"] = b1 * st.get("m", 0) + (1 - b1) * g
+        eps = o.get("eps", 1e-8)
+        if name == "Adamax":
+            st["u"] = np.maximum(b2 * st.get("u", 0), np.abs(g) + eps)
+            p -= lr / (1 - b1 ** t) * st["m"] / st["u"]
+            continue
+        st["v"] = b2 * st.get("v", 0) + (1 - b2) * g * g
+        if name == "NAdam":
+            mu = lambda k: b1 * (1 - 0.5 * 0.96 ** (k * o.get("momentum_decay", 4e-3)))  # noqa: E731
+            st["mp"] = st.get("mp", 1.0) * mu(t)
+            d = np.sqrt(st["v"] / (1 - b2 ** t)) + eps
+            p -= lr * (1 - mu(t)) / (1 - st["mp"]) * g / d + lr * mu(t + 1) / (1 - st["mp"] * mu(t + 1)) * st["m"] / d
+        else:  # RAdam
+            rho_inf = 2 / (1 - b2) - 1
+            rho = rho_inf - 2 * t * b2 ** t / (1 - b2 ** t)
+            step = st["m"] / (1 - b1 ** t) * lr
+            if rho > 5:
+                r = np.sqrt((rho - 4) * (rho - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho))
+                step = step * np.sqrt(1 - b2 ** t) / (np.sqrt(st["v"]) + eps) * r
+            p -= step
+    return p
+
+
+OPT2_CASES = [("Adadelta", dict(lr=0.5, weight_decay=0.1)), ("Adamax", dict(lr=0.02, maximize=True)),
+              ("NAdam", dict(lr=0.02, weight_decay=0.1)), ("NAdam", dict(lr=0.02, weight_decay=0.1,
+                                                                         decoupled_weight_decay=True)),
+              ("RAdam", dict(lr=0.02, betas=(0.9, 0.9), weight_decay=0.1)),
+              ("RAdam", dict(lr=0.02, weight_decay=0.1, decoupled_weight_decay=True))]
+
+
+@pytest.mark.parametrize("name,opts", OPT2_CASES, ids=[f"{n}{i}" for i, (n, _) in enumerate(OPT2_CASES)])
+def test_optimizers_issue13(dev, name, opts):
+    """Six steps (RAdam with beta2 = 0.9 rectifies from step 6) over five parameters and a float64 one."""
+    shapes = [(3, 4), (5,), (2, 3), (7,), (1,)]
+    params = [data(*s) for s in shapes]
+    steps = 6
+    grads = [[data(*s) for s in shapes] for _ in range(steps)]
+    ts = [T(p, requires_grad=True) for p in params]
+    p64 = data(3, 3, dtype=np.float64)
+    t64 = T(p64, requires_grad=True)
+    g64 = [data(3, 3, dtype=np.float64) for _ in range(steps)]
+    opt = getattr(clnet.optim, name)([{"params": ts}, {"params": [t64]}], **opts)
+    for step in range(steps):
+        for t, gs in zip(ts, grads[step]):
+            t.grad = T(gs)
+        t64.grad = T(g64[step])
+        opt.step()
+    for i, (t, p) in enumerate(zip(ts, params)):
+        close(t, _opt2_ref(name, opts, p, [g[i] for g in grads]), rtol=1e-4, atol=1e-5, what=f"param {i}")
+    close(t64, _opt2_ref(name, opts, p64, g64), rtol=1e-10, atol=1e-12, what="float64 param")
+
+
 # --- random -------------------------------------------------------------------------------------------------
 def test_random_kernels(dev):
     """Every distribution, float32 and float64, sizes that are not a multiple of the values per block."""
@@ -1247,7 +1319,9 @@ def _required():
             ("CE backward unscaled", "softmax.cl.mako", dict(kernel="cross_entropy_backward", scaled=False))]
     for rule, flags in (("sgd", ("momentum", "nesterov", "weight_decay", "maximize")),
                         ("adam", ("amsgrad", "weight_decay", "decoupled", "maximize")),
-                        ("rmsprop", ("momentum", "centered", "weight_decay")), ("adagrad", ("weight_decay",))):
+                        ("rmsprop", ("momentum", "centered", "weight_decay")), ("adagrad", ("weight_decay",)),
+                        ("adadelta", ("weight_decay",)), ("adamax", ("weight_decay", "maximize")),
+                        ("nadam", ("weight_decay", "decoupled")), ("radam", ("weight_decay", "decoupled"))):
         req.append((f"optim {rule}", "optim.cl.mako", dict(rule=rule)))
         req += [(f"optim {rule} {f}", "optim.cl.mako", dict(rule=rule, **{f: True})) for f in flags]
         req.append((f"optim {rule} double", "optim.cl.mako", dict(rule=rule, t="double")))

@@ -35,6 +35,6 @@ class Adagrad(Optimizer):
     def _flags(self, group):
         return dict(maximize=bool(group["maximize"]), weight_decay=group["weight_decay"] != 0)
 
-    def _scalars(self, group, step, first):
+    def _scalars(self, group, step, first, state=None):
         clr = group["lr"] / (1 + (step - 1) * group["lr_decay"])
         return [float(clr), float(group["eps"]), float(group["weight_decay"])]

@@ -35,7 +35,7 @@ class Adam(Optimizer):
         return dict(maximize=bool(group["maximize"]), weight_decay=group["weight_decay"] != 0,
                     decoupled=bool(group["decoupled_weight_decay"]), amsgrad=bool(group["amsgrad"]))
 
-    def _scalars(self, group, step, first):
+    def _scalars(self, group, step, first, state=None):
         lr, (b1, b2), wd = group["lr"], group["betas"], group["weight_decay"]
         bc1, bc2 = 1 - b1 ** step, 1 - b2 ** step
         return [1.0 - b1, float(b2), 1.0 - b2, float(group["eps"]), float(wd), 1.0 - lr * wd,

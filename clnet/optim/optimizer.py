@@ -138,9 +138,10 @@ class Optimizer:
             first = self._prepare(p, group, state)
             if self._count_steps:
                 state["step"] = state.get("step", 0) + 1
-            key = (id(p.device), p.dtype, state.get("step", 0), first)
+            self._advance(group, state)
+            key = (id(p.device), p.dtype, state.get("step", 0), first, self._batch_key(state))
             batches[key].append(p)
-        for (_, dtype, step, first), params in batches.items():
+        for (_, dtype, step, first, _), params in batches.items():
             small = [p for p in params if p.numel() < self.LARGE]
             for p in params:
                 if p.numel() >= self.LARGE:
@@ -186,7 +187,7 @@ class Optimizer:
             args += [gstarts[k] if used else groups, target.numel() if used else 0,
                      target._buf, target.offset, g._buf, g.offset]
             args += [s._buf for s in states]
-        scalars = self._scalars(group, step, first)
+        scalars = self._scalars(group, step, first, self.state[params[0]])
         scalar_dt = np.dtype(acc)
         first_scalar = len(args)
         for v in scalars:
@@ -227,8 +228,19 @@ class Optimizer:
     def _flags(self, group) -> dict:
         raise NotImplementedError
 
-    def _scalars(self, group, step, first) -> list:
+    def _scalars(self, group, step, first, state) -> list:
+        """The kernel's scalar arguments for parameters at `step` (`state`: one of theirs, for per-parameter
+        host values such as NAdam's mu_product, which _batch_key keeps equal within a launch)."""
         raise NotImplementedError
+
+    def _advance(self, group, state) -> None:
+        """Update host-side state after the step count grew (e.g. NAdam's running momentum product)."""
+
+    def _batch_key(self, state) -> tuple:
+        """Host-side state values that parameters sharing one launch must have in common."""
+        return ()
+
+    _host_state = ("step",)  # state entries that are numbers on the host (PyTorch keeps them as 0-d tensors)
 
     def _prepare(self, p, group, state) -> bool:
         """Make sure p's state buffers exist (zeros by default); True if the kernel must treat them as unset."""
@@ -273,8 +285,9 @@ class Optimizer:
                     continue
                 st = {}
                 for name, value in entry.items():
-                    if name == "step":
-                        st[name] = int(round(float(np.asarray(_host(value)).reshape(()))))
+                    if name in self._host_state:
+                        number = float(np.asarray(_host(value)).reshape(()))
+                        st[name] = int(round(number)) if name == "step" else number
                     elif _is_array(value):
                         arr = np.asarray(_host(value))
                         if arr.shape != tuple(p.shape):

@@ -31,7 +31,7 @@ class RMSprop(Optimizer):
         return dict(maximize=bool(group["maximize"]), weight_decay=group["weight_decay"] != 0,
                     momentum=group["momentum"] > 0, centered=bool(group["centered"]))
 
-    def _scalars(self, group, step, first):
+    def _scalars(self, group, step, first, state=None):
         a = group["alpha"]
         return [float(group["lr"]), float(a), 1.0 - a, float(group["eps"]), float(group["weight_decay"]),
                 float(group["momentum"])]

@@ -40,6 +40,6 @@ class SGD(Optimizer):
         return dict(maximize=bool(group["maximize"]), weight_decay=group["weight_decay"] != 0,
                     momentum=group["momentum"] != 0, nesterov=bool(group["nesterov"]))
 
-    def _scalars(self, group, step, first):
+    def _scalars(self, group, step, first, state=None):
         return [float(group["lr"]), float(group["momentum"]), 1.0 - group["dampening"],
                 float(group["weight_decay"]), bool(first)]
