@@ -47,3 +47,29 @@ def test_torchscript_slide_prints_the_traced_graph(device, tmp_path):
     assert lines[0] == "graph(%x : float32[3, 4], %h : float32[3, 4]):"
     assert "linear(%x, %self.linear.weight, %self.linear.bias)" in out and "tanh(" in out
     assert lines[-1] == "  return (%2, %2)"
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(reason="clnet.function under an outer GradientTape gives no gradients yet (reported to core; "
+                          "the slide runs but does not train)", strict=False)
+def test_tf_function_slides_train_and_time(device):
+    """The @tf.function slides run in this process (on the test device): the compiled function gives what the
+    eager model gives, and the slide's training step keeps lowering the loss."""
+    import runpy
+    np.random.seed(0)
+    clnet.manual_seed(0)
+    ns = runpy.run_path(str(ROOT / "examples" / "tf_function.py"), run_name="tf_function_slide")
+    x, y, model = ns["x"], ns["y"], ns["model"]
+    y_static, loss_static = ns["model_static"](x, y)
+    y_eager = model(x)
+    loss_eager = clnet.keras.losses.MeanSquaredError()(y_eager, y)
+    np.testing.assert_allclose(y_static.numpy(), y_eager.numpy(), rtol=1e-4, atol=1e-5)
+    assert float(loss_static) == pytest.approx(float(loss_eager), rel=1e-4)
+    losses = []
+    for _ in range(5):  # the slide's training step, continued: the loss keeps falling
+        with clnet.GradientTape() as tape:
+            _, loss = ns["model_func"](x, y)
+        grads = tape.gradient(loss, model.trainable_variables)
+        ns["optimizer"].apply_gradients(zip(grads, model.trainable_variables))
+        losses.append(float(loss))
+    assert losses[-1] < losses[0] <= float(ns["loss"]) + 1e-6, losses

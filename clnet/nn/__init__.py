@@ -35,6 +35,8 @@ from .upsampling import PixelShuffle, PixelUnshuffle, Upsample, UpsamplingBiline
 from . import utils  # noqa: E402,F401
 from . import parallel  # noqa: E402  (issue 15: DataParallel, DistributedDataParallel)
 from .parallel import DataParallel
+# tf.nn's spellings of the activations (the lecture's `activation=tf.nn.relu` with `import clnet as tf`)
+from .functional import relu, sigmoid, tanh  # noqa: E402
 
 __all__ = ["functional", "init", "utils", "parallel"] + sorted(
     name for name, value in globals().items() if isinstance(value, type) and not name.startswith("_"))
