@@ -205,6 +205,16 @@ def test_errors_say_what(device):
         clnet.onnx.export(nn.Linear(3, 2), x, io.BytesIO(), operator_export_typo=1)
 
 
+def test_constant_folding(device, rng):
+    """A weight transposed for MatMul (Linear on 3-D input) is stored transposed: no Transpose of an
+    initializer is left in the file, unless do_constant_folding=False."""
+    model = nn.Linear(4, 3)
+    x = clnet.tensor(rng.standard_normal((2, 5, 4)).astype(np.float32))
+    folded = check(model, x)
+    assert ops_of(folded) == ["MatMul", "Add"] and "weight.transpose" in {t.name for t in folded.graph.initializer}
+    assert "Transpose" in ops_of(check(model, x, do_constant_folding=False))
+
+
 def test_export_params_false_makes_weights_inputs(device):
     model = nn.Linear(3, 2)
     proto = clnet.onnx.export(model, clnet.randn(4, 3), None, export_params=False)

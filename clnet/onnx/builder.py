@@ -7,6 +7,8 @@
 """
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 
 from .proto import elem_type, require
@@ -22,6 +24,7 @@ class GraphBuilder:
         self._names = set()
         self._consts = {}
         self._count = 0
+        self.named = set()   # initializers named by the model (state_dict names), not made up
 
     def fresh(self, hint: str = "v") -> str:
         """A value name not used yet."""
@@ -51,6 +54,7 @@ class GraphBuilder:
         onnx = require()
         if not fresh:
             self.reserve(name)
+            self.named.add(name)
         self.initializers.append(onnx.numpy_helper.from_array(np.array(array, order="C"), name))
         return name
 
@@ -61,6 +65,21 @@ class GraphBuilder:
     def tensor_attr(array):
         """A tensor-valued attribute (ConstantOfShape's value)."""
         return require().numpy_helper.from_array(np.array(array, order="C"))
+
+    def _unique(self, name: str) -> str:
+        out, k = name, 1
+        while out in self._names:
+            k += 1
+            out = f"{name}_{k}"
+        self._names.add(out)
+        return out
+
+    def rename_uses(self, old: str, new: str, done) -> None:
+        """Rename `old` to `new` in the inputs of the nodes not yet in `done` (folding rewrites as it goes)."""
+        for n in self.nodes:
+            for i, name in enumerate(n.input):
+                if name == old:
+                    n.input[i] = new
 
     def rename(self, old: str, new: str) -> None:
         """Give the value `old` the name `new` everywhere (graph outputs get the names users asked for)."""
@@ -82,6 +101,36 @@ class GraphBuilder:
             self.nodes = alive
         used = set(keep) | {i for n in self.nodes for i in n.input}
         self.initializers = [t for t in self.initializers if t.name in used]
+
+    # nodes that only rearrange or convert data: folded into initializers when every input is one
+    FOLDABLE = {"Transpose", "Reshape", "Unsqueeze", "Squeeze", "Cast", "Concat", "Identity", "Slice", "Split",
+                "Gather", "Shape", "Expand", "Tile", "Neg", "Mul", "Add", "Sub", "Div", "Sqrt", "Reciprocal"}
+
+    def fold_constants(self, keep) -> None:
+        """Evaluate, with onnx's reference evaluator, the FOLDABLE nodes whose inputs are all initializers (a
+        Keras kernel transposed for Conv, a weight transposed for MatMul), replacing them by initializers
+        (torch.onnx.export's do_constant_folding). Graph outputs are left as nodes."""
+        onnx = require()
+        from_reference = importlib.import_module("onnx.reference")
+        values = {t.name: onnx.numpy_helper.to_array(t) for t in self.initializers}
+        kept = []
+        for n in self.nodes:
+            if n.op_type in self.FOLDABLE and n.input and all(i in values for i in n.input if i) \
+                    and not any(o in keep for o in n.output):
+                outs = from_reference.ReferenceEvaluator(n).run(None, {i: values[i] for i in n.input if i})
+                named = [i for i in n.input if i and i in self.named]
+                if len(n.output) == 1 and len(named) == 1:  # a weight transformed: keep its name in sight
+                    new = self._unique(f"{named[0]}.{n.op_type.lower()}")
+                    self.rename_uses(n.output[0], new, kept)
+                    n.output[0] = new
+                    self.named.add(new)
+                for name, arr in zip(n.output, outs):
+                    arr = np.asarray(arr)
+                    values[name] = arr
+                    self.initializers.append(onnx.numpy_helper.from_array(np.array(arr, order="C"), name))
+                continue
+            kept.append(n)
+        self.nodes = kept
 
     def const(self, value, dtype=None) -> str:
         """A constant as an initializer (the same value and dtype gives the same name)."""

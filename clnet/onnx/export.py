@@ -398,6 +398,8 @@ def export(model, args=(), f=None, *, export_params: bool = True, verbose: bool 
         else:
             b.node("Identity", [value], outputs=[b.reserve(name)])
         final.append(name)
+    if do_constant_folding and export_params and not keep_initializers_as_inputs:  # weights stay as they are
+        b.fold_constants(final)
     b.drop_unused(final)
     value_info_in = []
     for i, (n, spec) in enumerate(zip(in_names, graph.inputs)):
