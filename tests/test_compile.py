@@ -193,3 +193,49 @@ def test_captured_tensor_replaced_forces_a_retrace(device):
     w.data = clnet.full((3,), 5.0, device=device)  # a new buffer behind the same tensor
     assert f(x).numpy().tolist() == [10.0, 10.0, 10.0]
     assert f.stats.traces == 2
+
+
+def test_python_state_a_replay_cannot_redo_runs_eagerly(device):
+    class Counter:
+        def __init__(self):
+            self.calls = 0
+            self.last = None
+
+    c = Counter()
+
+    def counts(x):
+        c.calls += 1
+        return x + 1
+
+    def keeps(x):
+        c.last = x * 2          # a tensor made inside the step, kept in an attribute
+        return x + 1
+    x = clnet.ones(2, device=device)
+    for fn in (counts, keeps):
+        cf = clnet.compile(fn)
+        with pytest.warns(CompileWarning, match="state in Python"):
+            for _ in range(3):
+                cf(x)
+        assert cf.stats.replays == 0 and cf.stats.state_changes
+    assert c.calls == 3 and c.last is not None
+
+
+def test_keras_fit_jit_compile_matches_run_eagerly(device, rng):
+    from clnet import keras
+    x = rng.standard_normal((96, 6)).astype(np.float32)
+    y = rng.integers(0, 3, 96)
+
+    def fit(**compile_args):
+        keras.utils.set_random_seed(5)
+        model = keras.Sequential([keras.Input(shape=(6,)), keras.layers.Dense(8, activation="relu"),
+                                  keras.layers.Dense(3)])
+        model.compile(optimizer=keras.optimizers.Adam(0.01),
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), **compile_args)
+        hist = model.fit(x, y, batch_size=32, epochs=4, shuffle=False, verbose=0).history
+        return model, hist, model.predict(x, batch_size=32, verbose=0)
+    eager, he, pe = fit(run_eagerly=True)
+    comp, hc, pc = fit(jit_compile=True)
+    np.testing.assert_allclose(hc["loss"], he["loss"], rtol=1e-5)
+    np.testing.assert_allclose(pc, pe, rtol=1e-5, atol=1e-6)
+    assert "_compiled_steps" not in eager.__dict__
+    assert comp._compiled_steps["predict"].stats.traces == 1

@@ -27,6 +27,7 @@ from __future__ import annotations
 import functools
 import os
 import threading
+import types
 import warnings
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -52,6 +53,7 @@ class CompileStats:
     replays: int = 0
     eager_calls: int = 0
     graph_breaks: list = field(default_factory=list)   # Break rows of every trace that had some
+    state_changes: list = field(default_factory=list)  # Python state a trace changed that replay would not
     launches_traced: int = 0       # kernel launches of the last trace, before the passes
     launches_replayed: int = 0     # kernel launches of the last plan, after the passes
 
@@ -76,7 +78,8 @@ def _enabled() -> bool:
 
 # --- what the function touches: modules and optimizers ---------------------------------------------------
 def _referenced_objects(fn) -> list:
-    """Modules and optimizers the function can reach: itself, its bound self, closure cells, globals."""
+    """The objects the function can reach: itself, its bound self, closure cells, the globals it names
+    (not functions, classes or modules)."""
     found = []
     target = fn
     if isinstance(fn, functools.partial):
@@ -97,7 +100,7 @@ def _referenced_objects(fn) -> list:
                 pass
         glb = getattr(target, "__globals__", {})
         found += [glb[n] for n in code.co_names if n in glb]
-    return [o for o in found if isinstance(o, (Module, Optimizer))]
+    return [o for o in found if not isinstance(o, _CODE + _SCALARS + (TensorBase,))]
 
 
 def _modules_and_params(objects):
@@ -119,6 +122,65 @@ def _modules_and_params(objects):
                         seen.add(id(p))
                         params.append(p)
     return modules, params
+
+
+# --- Python state the function keeps: what a replay cannot redo ------------------------------------------------
+_SCALARS = (int, float, bool, str, bytes, type(None), complex)
+_CODE = (types.FunctionType, types.MethodType, types.BuiltinFunctionType, types.ModuleType, type, functools.partial)
+_WALK_DEPTH = 6
+
+
+def _state(roots, managed) -> dict:
+    """{path: value} of the scalars and tensors reachable from `roots` through attributes, dicts, lists and
+    tuples (objects in `managed`, whose state replays keep up to date, are skipped; tensors are leaves)."""
+    out, seen = {}, set()
+
+    def walk(obj, path, depth):
+        if isinstance(obj, _SCALARS):
+            out[path] = obj
+            return
+        if isinstance(obj, TensorBase):
+            out[path] = ("tensor", id(obj), id(obj._buf))
+            return
+        if depth > _WALK_DEPTH or id(obj) in seen or id(obj) in managed:
+            return
+        seen.add(id(obj))
+        if isinstance(obj, dict):
+            for k, v in list(obj.items()):
+                walk(v, path + (k if isinstance(k, _SCALARS) else id(k),), depth + 1)
+        elif isinstance(obj, (list, tuple)):
+            for i, v in enumerate(obj):
+                walk(v, path + (i,), depth + 1)
+        else:
+            d = getattr(obj, "__dict__", None)
+            if isinstance(d, dict) and not isinstance(obj, type) and type(obj).__module__ != "builtins":
+                for k, v in list(d.items()):
+                    if not isinstance(v, _CODE):
+                        walk(v, path + (k,), depth + 1)
+
+    for i, root in enumerate(roots):
+        walk(root, (i,), 0)
+    return out
+
+
+def _hidden_state_change(before: dict, after: dict, allocated) -> str | None:
+    """What the traced call changed in Python state that a replay would not redo, or None."""
+    for path, value in after.items():
+        old = before.get(path, _MISSING)
+        if isinstance(value, tuple) and value[:1] == ("tensor",):
+            if old != value and value[2] in allocated:
+                return f"{_path(path)} now holds a tensor made inside the function"
+            continue
+        if old is not _MISSING and old != value and not (old != old and value != value):
+            return f"{_path(path)} changed from {old!r} to {value!r}"
+    return None
+
+
+_MISSING = object()
+
+
+def _path(path) -> str:
+    return "obj" + "".join(f"[{p!r}]" if not isinstance(p, str) else f".{p}" for p in path[1:])
 
 
 # --- signatures ---------------------------------------------------------------------------------------------
@@ -178,8 +240,9 @@ def _rebuild(structure, outs):
 class CompiledFunction:
     """A function (or module call) that replays its traced graph per input signature."""
 
-    def __init__(self, fn, *, fullgraph=False, cache_size_limit=8, name=None, optimize=True):
+    def __init__(self, fn, *, fullgraph=False, cache_size_limit=8, name=None, optimize=True, warn=True):
         self.fn = fn
+        self.warn = warn
         self.fullgraph = fullgraph
         self.cache_size_limit = cache_size_limit
         self.optimize = optimize
@@ -210,7 +273,8 @@ class CompiledFunction:
     def _key(self, args, kwargs):
         if self._objects is None:
             self._objects = _referenced_objects(self.fn) + [a for a in args if isinstance(a, (Module, Optimizer))]
-            self._modules, self._params = _modules_and_params(self._objects)
+            self._modules, self._params = _modules_and_params(
+                [o for o in self._objects if isinstance(o, (Module, Optimizer))])
         tensors = flatten_tensors((args, kwargs))
         bufs = {}
         aliasing = tuple(bufs.setdefault(id(t._buf), i) for i, t in enumerate(tensors))
@@ -253,15 +317,33 @@ class CompiledFunction:
                           f"(cache_size_limit); new ones run eagerly ({_explain_change(self._last_key, key)}). "
                           "Pad inputs to a few shapes, or raise cache_size_limit", CompileWarning, stacklevel=3)
 
+    def _state_roots(self, args, kwargs):
+        target = self.fn.func if isinstance(self.fn, functools.partial) else self.fn
+        roots = [getattr(target, "__self__", None)] + list(self._objects) + list(args) + list(kwargs.values())
+        return [r for r in roots if r is not None and not isinstance(r, (TensorBase,) + _SCALARS)]
+
     def _trace(self, entry, args, kwargs, tensors):
         before = {id(p): p.grad for p in self._params}
         input_grads = [t.grad for t in tensors]
+        roots = self._state_roots(args, kwargs)
+        mine = {id(self), id(self.stats), id(self._entries)}  # this object's own bookkeeping changes anyway
+        state_before = _state(roots, mine)
         graph, result = trace(self.fn, *args, fullgraph=self.fullgraph, **kwargs)
         self.stats.traces += 1
+        hidden = None if graph.breaks else _hidden_state_change(state_before, _state(roots, graph.managed | mine),
+                                                                graph.allocated)
+        if hidden is not None:
+            entry.state = "eager"
+            self.stats.state_changes.append(hidden)
+            if self.warn:
+                warnings.warn(f"clnet.compile: {self.__name__} keeps state in Python that a replay would not "
+                              f"update ({hidden}); it runs eagerly. Keep such state in tensors changed in place "
+                              "(t.add_(...), variable.assign_add(...))", CompileWarning, stacklevel=3)
+            return result
         if graph.breaks:
             entry.state = "eager"
             self.stats.graph_breaks.extend(graph.breaks)
-            if not self._warned_break:
+            if self.warn and not self._warned_break:
                 self._warned_break = True
                 where = "; ".join(b.where for b in graph.breaks[:3])
                 warnings.warn(f"clnet.compile: {self.__name__} reads device values on the host ({where}): a graph "

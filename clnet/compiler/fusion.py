@@ -105,6 +105,8 @@ class _Row:
         elif isinstance(row, Launch):
             bufs = _buffers(row.args)
             self.reads, self.writes = bufs, bufs
+        elif not hasattr(row, "buf"):  # HostStep: no buffers (it stays in its place: see _may_move_before)
+            self.reads, self.writes = set(), set()
         else:  # Upload
             self.reads, self.writes = set(), {id(row.buf)}
 

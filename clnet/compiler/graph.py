@@ -97,6 +97,13 @@ class Launch:
 
 
 @dataclass(eq=False)
+class HostStep:
+    """Host bookkeeping (dispatch.host_step) that a replay runs again at this point."""
+    fn: object
+    op: OpNode | None = None
+
+
+@dataclass(eq=False)
 class Upload:
     """A host->device copy in the trace (a constant made inside the function)."""
     device: object
@@ -120,10 +127,11 @@ class Graph:
         self.inputs: list = []
         self.outputs: list = []
         self.ops: list = []
-        self.launches: list = []     # Launch and Upload rows, in order
+        self.launches: list = []     # Launch, Upload and HostStep rows, in order
         self.breaks: list = []
         self.output_structure = None  # the function's result with tensors replaced by Values
         self.allocated = {}          # id(buffer) -> buffer of every tensor made while tracing
+        self.managed = set()         # id() of Python objects whose state replay keeps up to date
 
     @property
     def captured(self) -> list:

@@ -20,7 +20,7 @@ import numpy as np
 import pyopencl as cl
 
 from ..core.storage import TensorBase
-from .graph import Launch, Upload
+from .graph import HostStep, Launch, Upload
 
 
 def _buffer_key(a):
@@ -41,12 +41,14 @@ class Plan:
     def __init__(self, graph, input_tensors, output_tensors):
         self.steps = []           # (enqueue function, its arguments) in order
         self.sites = {}           # id(buffer) -> [(cl kernel clone, argument position)]
-        self.refreshers = []      # (clone, refresh, arg_dtypes)
+        self.refreshers = []      # (clone, refresh, arg_dtypes), or (None, host step, None), in graph order
         self.buffers = {}         # id(buffer) -> buffer: keeps every traced buffer alive
         self.launch_count = 0
         for row in graph.launches:
             if isinstance(row, Launch):
                 self._add_launch(row)
+            elif isinstance(row, HostStep):
+                self.refreshers.append((None, row.fn, None))
             elif isinstance(row, Upload):
                 self.buffers[id(row.buf)] = row.buf
                 self.steps.append((_upload, (row.device.queue, row.buf, row.host)))
@@ -102,6 +104,9 @@ class Plan:
             self._rebind(id(old), buf)
             new_bufs[id(old)] = buf
         for clone, refresh, dtypes in self.refreshers:
+            if clone is None:  # host bookkeeping, in its place among the refreshes
+                refresh()
+                continue
             for pos, value in refresh().items():
                 dt = dtypes[pos] if dtypes is not None else None
                 clone.set_arg(pos, np.dtype(dt).type(value) if dt is not None else value)

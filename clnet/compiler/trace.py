@@ -20,7 +20,7 @@ import pyopencl as cl
 from ..core import dispatch
 from ..core.storage import TensorBase
 from ..errors import ClnetError
-from .graph import Break, Graph, Launch, OpNode, Upload, Value
+from .graph import Break, Graph, HostStep, Launch, OpNode, Upload, Value
 
 
 class GraphBreakError(ClnetError, RuntimeError):
@@ -129,7 +129,12 @@ class Recorder:
     def on_allocate(self, t):
         self.allocated[id(t._buf)] = t._buf
 
-    def on_launch(self, device, kernel, global_size, local_size, args, refresh, note=None):
+    def on_host_step(self, fn, manages=()):
+        self.graph.launches.append(HostStep(fn, self._stack[-1] if self._stack else None))
+        self.graph.managed.update(id(o) for o in manages)
+
+    def on_launch(self, device, kernel, global_size, local_size, args, refresh, note=None, manages=()):
+        self.graph.managed.update(id(o) for o in manages)
         op = self._stack[-1] if self._stack else None
         row = Launch(device, kernel, tuple(global_size), tuple(local_size), list(args), refresh, op,
                      dispatch.current_phase(), note)

@@ -1,6 +1,7 @@
 """Dispatch: the one path every kernel launch and every host<->device copy takes.
 
     launch(device, kernel, global_size, local_size, args)   enqueue a built kernel (from backend.programs)
+    host_step(fn)                                            host bookkeeping a replayed graph runs again
     upload(device, buf, host)                                copy host memory into a device buffer
     download(device, host, buf, byte_offset)                 copy device memory to the host (waits)
     @op("name")                                              marks a public op function (see below)
@@ -31,7 +32,7 @@ _recording = 0               # recorders active in any thread: eager code tests 
 
 
 # --- launches and copies -----------------------------------------------------------------------------
-def launch(device, kernel, global_size, local_size, args, refresh=None, note=None):
+def launch(device, kernel, global_size, local_size, args, refresh=None, note=None, manages=()):
     """Enqueue `kernel` (a backend.programs.Kernel) over `global_size` work-items in groups of
     `local_size` with `args`.
 
@@ -44,8 +45,19 @@ def launch(device, kernel, global_size, local_size, args, refresh=None, note=Non
     if _recording:
         rec = getattr(_local, "recorder", None)
         if rec is not None:
-            rec.on_launch(device, kernel, global_size, local_size, args, refresh, note)
+            rec.on_launch(device, kernel, global_size, local_size, args, refresh, note, manages)
     kernel(device.queue, global_size, local_size, *args)
+
+
+def host_step(fn, manages=()):
+    """Run fn() now; a graph replayed by clnet.compile runs it again at this point of every call. For the
+    host-side bookkeeping of a step that no kernel does (an optimizer's iteration count, per-step
+    hyper-parameters that the launches' refresh callables then read). `manages`: the objects fn changes."""
+    fn()
+    if _recording:
+        rec = getattr(_local, "recorder", None)
+        if rec is not None:
+            rec.on_host_step(fn, manages)
 
 
 def upload(device, buf, host, blocking=True):

@@ -16,6 +16,7 @@ import math
 import numpy as np
 
 import clnet
+from clnet.core import dispatch
 from clnet import optim as _optim
 
 from .utils import snake_case
@@ -211,9 +212,16 @@ class Optimizer:
             if self.weight_decay and not self._decay_in_kernel():
                 for v in variables:
                     v.mul_(1.0 - lr * self.weight_decay)
-            for group in self._inner.param_groups:
-                self._per_step(group)
+            # host bookkeeping that a step compiled by clnet.compile replays too (core.dispatch.host_step)
+            dispatch.host_step(self._set_step_hyper, manages=(self, *self._inner.param_groups))
         self._inner.step()
+        dispatch.host_step(self._count_iteration, manages=(self,))
+
+    def _set_step_hyper(self):
+        for group in self._inner.param_groups:
+            self._per_step(group)
+
+    def _count_iteration(self):
         self.iterations += 1
 
     def _decay_in_kernel(self):

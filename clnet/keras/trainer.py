@@ -18,6 +18,7 @@ import numpy as np
 
 import clnet
 from clnet import distribute
+from clnet.compiler import CompiledFunction
 from clnet.core import dispatch
 from clnet.tensor import Tensor
 
@@ -134,6 +135,7 @@ class Trainer:
         self._compile_config = {"optimizer": optimizer, "loss": loss, "loss_weights": loss_weights,
                                 "metrics": metrics, "weighted_metrics": weighted_metrics}
         self.run_eagerly, self.steps_per_execution, self.jit_compile = run_eagerly, steps_per_execution, jit_compile
+        self.__dict__.pop("_compiled_steps", None)
         self.compiled = True
 
     def _output_names(self):
@@ -230,6 +232,20 @@ class Trainer:
         if self._compile_metrics is not None and y is not None:
             self._compile_metrics.update_state(y, y_pred, sample_weight)
         return self.get_metrics_result
+
+    def _step_function(self, kind):
+        """train_step, test_step or predict_step as fit/evaluate/predict call it: compiled by clnet.compile
+        (traced once per batch signature, then replayed) unless run_eagerly=True or jit_compile=False. With
+        jit_compile="auto" a step that cannot be replayed (a graph break, state kept in Python) runs eagerly
+        without a warning; with jit_compile=True it warns."""
+        step = getattr(self, kind + "_step")
+        if self.run_eagerly or not self.jit_compile:
+            return step
+        cache = self.__dict__.setdefault("_compiled_steps", {})
+        fn = cache.get(kind)
+        if fn is None or fn.fn.__func__ is not step.__func__:
+            fn = cache[kind] = CompiledFunction(step, warn=self.jit_compile is True)
+        return fn
 
     def train_step(self, data):
         x, y, sample_weight = unpack_x_y_sample_weight(data)
@@ -345,7 +361,7 @@ class Trainer:
                 if self._train_vars is None:
                     self._train_vars = self.trainable_variables
                     self.distribute_strategy.sync_variables(self.weights)  # every worker starts from rank 0's
-                logs = _Logs(self.train_step(data))
+                logs = _Logs(self._step_function("train")(data))
                 cbs.on_train_batch_end(step, logs)
                 if self.stop_training:
                     break
@@ -377,7 +393,7 @@ class Trainer:
         logs = None
         for step, batch in batches.enumerate_epoch():
             cbs.on_test_batch_begin(step, {})
-            result = self.test_step(self._prepare_batch(batch))
+            result = self._step_function("test")(self._prepare_batch(batch))
             logs = _Logs(result)
             cbs.on_test_batch_end(step, logs)
         out = _read_logs(logs) if logs is not None else {}
@@ -411,7 +427,7 @@ class Trainer:
         cbs.on_predict_begin({})
         for step, batch in iterator.enumerate_epoch():
             cbs.on_predict_batch_begin(step, {})
-            outputs = self.predict_step(self._prepare_batch((batch[0], None, None)))
+            outputs = self._step_function("predict")(self._prepare_batch((batch[0], None, None)))
             host = tree.map_structure(lambda t: _read_async(t, reads), outputs)
             pieces.append(host)
             cbs.on_predict_batch_end(step, {"outputs": outputs})

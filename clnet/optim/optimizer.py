@@ -202,7 +202,7 @@ class Optimizer:
                           rule=self._rule, t=ctype(dtype), acc=ctype(acc), slots=slots,
                           states=list(names), **flags)
         dispatch.launch(device, kern, (groups * wg,), (wg,), args,
-                        refresh=lambda: self._replayed_step(group, params, first_scalar))
+                        refresh=lambda: self._replayed_step(group, params, first_scalar), manages=(self.state,))
         for p, target in writeback:
             copy_into(p, target)
         for p in params:
