@@ -29,11 +29,16 @@ import os
 import threading
 import types
 import warnings
+import weakref
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
+from .. import autograd
 from ..core.storage import TensorBase
-from ..core.tape import is_grad_enabled
+from ..core.tape import is_grad_enabled, no_grad, record
+from ..ops.creation import zeros_like
+from ..ops.elementwise import cast
+from ..ops.movement import contiguous
 from ..nn.module import Module
 from ..optim.optimizer import Optimizer
 from . import passes
@@ -56,6 +61,7 @@ class CompileStats:
     state_changes: list = field(default_factory=list)  # Python state a trace changed that replay would not
     launches_traced: int = 0       # kernel launches of the last trace, before the passes
     launches_replayed: int = 0     # kernel launches of the last plan, after the passes
+    launches_backward: int = 0     # launches of the traced backward of results that carry autograd history
 
 
 class _Entry:
@@ -69,6 +75,8 @@ class _Entry:
         self.grad_writes = ()
         self.input_grad_writes = ()
         self.graph = None
+        self.bw_plan = None      # results with autograd history: the traced backward (see _trace_backward)
+        self.outstanding = None  # weakref to the last call's tape node while its backward has not run
         self.lock = threading.Lock()
 
 
@@ -222,6 +230,11 @@ def _short(d) -> str:
     return repr(d[1]) if isinstance(d, tuple) and len(d) == 2 else repr(d)
 
 
+def _live_history(t) -> bool:
+    """t carries autograd history a later backward() can still walk (not already consumed)."""
+    return t.requires_grad and t._node is not None and t._node.backward is not None
+
+
 def _rebuild(structure, outs):
     from .graph import Value
     if isinstance(structure, Value):
@@ -302,6 +315,9 @@ class CompiledFunction:
             self._entries.move_to_end(key)
         with entry.lock:
             if entry.state == "ready":
+                if entry.bw_plan is not None and self._outstanding(entry):
+                    self.stats.eager_calls += 1  # an earlier call's backward still needs the activations
+                    return self.fn(*args, **kwargs)
                 if self._guards_hold(entry):
                     return self._replay(entry, tensors)
                 entry.state = "warm"
@@ -360,6 +376,14 @@ class CompiledFunction:
         grads_in = [g for g in input_grads if g is not None]
         visible = {id(t._buf) for t in tensors + outputs + candidates + grads_in}
         visible |= {id(t.grad._buf) for t in candidates + tensors if t.grad is not None}
+        if is_grad_enabled() and any(_live_history(o) for o in outputs):
+            # results that carry autograd history (a compiled forward whose backward runs later): the
+            # backward is traced now, from placeholder gradients, into a second plan run by one tape node
+            bw = self._trace_backward(entry, graph, tensors, outputs, captured)
+            if bw is None:
+                entry.state = "eager"
+                return result
+            visible |= bw
         if self.optimize:
             passes.optimize(graph, visible)
         entry.plan = Plan(graph, tensors + grads_in, outputs)
@@ -378,7 +402,75 @@ class CompiledFunction:
         graph.release()
         entry.graph = graph
         entry.state = "ready"
+        if entry.bw_plan is not None:
+            self._attach_backward(entry, tensors, outputs)
         return result
+
+    # --- results with autograd history -----------------------------------------------------------------
+    def _trace_backward(self, entry, graph, tensors, outputs, captured):
+        """Trace d(outputs)/d(everything that requires grad) into entry.bw_plan; returns the buffers of the
+        forward graph the backward reads (the forward must keep them), or None when it cannot be done."""
+        diff = []
+        for i, o in enumerate(outputs):
+            if _live_history(o) and all(o is not d for _, d in diff):
+                diff.append((i, o))
+        made = set(graph.allocated)  # ids of the buffers made inside the forward
+        if not diff or any(id(o._buf) not in made for _, o in diff):
+            return None   # a result that is an argument or a captured tensor itself: no node can hang on it
+        wrt, edges = [], []
+        for i, t in enumerate(tensors):
+            if t.requires_grad and all(t is not w for w in wrt):
+                wrt.append(t)
+                edges.append(("input", i))
+        for t in captured:
+            if t.requires_grad and all(t is not w for w in wrt):
+                wrt.append(t)
+                edges.append(("captured", t))
+        with no_grad():
+            seeds = [zeros_like(o) for _, o in diff]
+        diff_outs = [o for _, o in diff]
+
+        def backward(*gs):
+            return autograd.grad(diff_outs, wrt, grad_outputs=list(gs), allow_unused=True)
+        bw_graph, grads = trace(backward, *seeds, fullgraph=False)
+        if bw_graph.breaks:
+            self.stats.graph_breaks.extend(bw_graph.breaks)
+            return None
+        bw_inputs = seeds + list(tensors) + outputs
+        grad_tensors = [g for g in grads if g is not None]
+        bw_visible = {id(t._buf) for t in bw_inputs + grad_tensors + captured}
+        bw_visible |= {id(v.tensor._buf) for v in bw_graph.captured if v.tensor is not None}
+        if self.optimize:
+            passes.optimize(bw_graph, bw_visible)
+        entry.bw_plan = Plan(bw_graph, bw_inputs, grad_tensors)
+        entry.bw_present = [g is not None for g in grads]
+        entry.diff_index = [i for i, _ in diff]
+        entry.edges = edges
+        entry.bw_graph = bw_graph
+        self.stats.launches_backward = entry.bw_plan.launch_count
+        return {k for k in entry.bw_plan.buffers if k in made}  # activations the backward reads
+
+    def _attach_backward(self, entry, inputs, outputs):
+        """Hang one tape node on this call's differentiable results; its backward runs entry.bw_plan."""
+        diff_outs = [outputs[i] for i in entry.diff_index]
+        edges = [inputs[k] if kind == "input" else k for kind, k in entry.edges]
+        saved_inputs = [t.detach() for t in inputs]
+        saved_outputs = [o.detach() for o in outputs]
+
+        def backward(*gys):
+            gys = [g if g.is_contiguous() and g.dtype == o.dtype else cast(contiguous(g), o.dtype)
+                   for g, o in zip(gys, diff_outs)]
+            with entry.lock:
+                grads = iter(entry.bw_plan.run(list(gys) + saved_inputs + saved_outputs))
+                entry.outstanding = None
+            return tuple(next(grads) if present else None for present in entry.bw_present)
+        record("CompiledFunction", tuple(diff_outs), tuple(edges), backward)
+        entry.outstanding = weakref.ref(diff_outs[0]._node)
+
+    def _outstanding(self, entry) -> bool:
+        """A call whose backward has not run yet still needs the plan's buffers (activations)."""
+        ref = entry.outstanding
+        return ref is not None and ref() is not None and ref().backward is not None
 
     def _guards_hold(self, entry) -> bool:
         for t, buf in entry.guards:
@@ -395,6 +487,8 @@ class CompiledFunction:
             p.grad = g
         for i, g in entry.input_grad_writes:
             tensors[i].grad = g
+        if entry.bw_plan is not None:
+            self._attach_backward(entry, tensors, outs)
         self.stats.replays += 1
         return _rebuild(entry.structure, outs)
 
