@@ -273,3 +273,30 @@ def test_scans_sorting_triangles_einsum_attention(device, rng):
                 clnet.outer(x[0, 0], y[0, 0]), clnet.lerp(x, y[:, :3], 0.3), clnet.roll(x, 1, 2))
     t = lambda *s: clnet.tensor(rng.standard_normal(s).astype(np.float32))  # noqa: E731
     check(fn, (t(2, 3, 4), t(2, 5, 4), t(2, 2, 3, 4), t(2, 2, 5, 4), t(2, 2, 5, 6)), rtol=1e-4, atol=1e-5)
+
+
+class Norms(nn.Module):
+    """LayerNorm, GroupNorm, InstanceNorm, ConvTranspose and a Transformer encoder layer."""
+
+    def __init__(self):
+        super().__init__()
+        self.up = nn.ConvTranspose2d(3, 4, 3, stride=2, padding=1, output_padding=1)
+        self.gn, self.inorm = nn.GroupNorm(2, 4), nn.InstanceNorm2d(4, affine=True)
+        self.ln = nn.LayerNorm(8)
+        self.enc = nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, batch_first=True)
+
+    def forward(self, x, seq):
+        y = self.inorm(self.gn(self.up(x)))
+        return y, self.enc(self.ln(seq))
+
+
+@pytest.mark.parametrize("opset", [17, 21, 13])
+def test_norm_layers_conv_transpose_and_encoder(device, rng, opset):
+    clnet.manual_seed(0)
+    model = Norms().eval()
+    x = clnet.tensor(rng.standard_normal((2, 3, 4, 4)).astype(np.float32))
+    seq = clnet.tensor(rng.standard_normal((2, 5, 8)).astype(np.float32))
+    proto = check(model, (x, seq), rtol=1e-4, atol=1e-5, opset_version=opset)
+    ops = ops_of(proto)
+    assert "ConvTranspose" in ops and "InstanceNormalization" in ops
+    assert ("LayerNormalization" in ops) == (opset >= 17) and ("GroupNormalization" in ops) == (opset >= 21)

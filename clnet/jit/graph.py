@@ -72,6 +72,7 @@ class Node:
     kwargs: dict
     outputs: object
     children: list = field(default_factory=list)   # the rows this op ran inside it (ONNX export's fallback)
+    own_kernels: int = 0                           # kernels the op launched itself, besides its children's
 
 
 @dataclass

@@ -146,7 +146,8 @@ class _Converter:
                 self.by_tensor, self.refs, self.aliases = before, n_refs, n_alias
                 for k in [k for k in self.values if k >= n_values]:
                     del self.values[k]
-        return Node(op, args, kwargs, self.results(row.result, made), children)
+        own = sum(1 for x in row.launches if hasattr(x, "kernel"))
+        return Node(op, args, kwargs, self.results(row.result, made), children, own)
 
     def graph(self, names) -> Graph:
         nodes = []

@@ -222,6 +222,10 @@ def _emit(e: Emitter, node, ops) -> None:
         if not node.children:
             raise UnsupportedOperatorError(f"clnet.onnx.export: the op {node.op!r} has no ONNX rule yet (supported: "
                                            f"{', '.join(sorted(RULES))}, every pointwise op, and ops made of them)")
+        if node.own_kernels:
+            raise UnsupportedOperatorError(f"clnet.onnx.export: the op {node.op!r} has no ONNX rule yet, and it runs "
+                                           "kernels of its own besides the ops inside it, so those cannot stand for "
+                                           "it")
         if e.symbols is not None:
             e.symbols.check_children(e.index_of[id(node)])
         for child in node.children:

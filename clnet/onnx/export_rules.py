@@ -211,6 +211,19 @@ def _conv2d(e, a, out):
                     pads=_conv_pads(a["padding"], ws, dilation), group=1)
 
 
+def _conv_transpose(e, a, out):
+    x_shape, ws = e.shape_of(a["input"]), e.shape_of(a["weight"])
+    n = len(x_shape) - 2
+
+    def per_axis(v):
+        return [int(v)] * n if isinstance(v, (int, np.integer)) else [int(i) for i in v]
+    pads = per_axis(a["padding"])
+    inputs = [e.x(a["input"]), e.x(a["weight"])] + ([e.x(a["bias"])] if a["bias"] is not None else [])
+    return e.b.node("ConvTranspose", inputs, kernel_shape=list(ws[2:]), strides=per_axis(a["stride"]),
+                    pads=pads + pads, output_padding=per_axis(a["output_padding"]), group=int(a["groups"]),
+                    dilations=per_axis(a["dilation"]))
+
+
 def _pool(op_type):
     def rule(e, a, out):
         if a.get("return_indices"):
@@ -232,6 +245,68 @@ def _softmax(op_type):
         dim = a["dim"] if a["dim"] is not None else (0 if nd in (0, 1, 3) else 1)  # PyTorch's legacy default
         return e.b.node(op_type, [x], axis=_axis(dim, nd))
     return rule
+
+
+# --- normalisation ------------------------------------------------------------------------------------------------
+def _layer_norm(e, a, out):
+    """LayerNormalization (opset 17 on) over the trailing normalized_shape; before 17 as reductions."""
+    shape = e.shape_of(a["input"])
+    normalized = list(a["normalized_shape"]) if isinstance(a["normalized_shape"], (tuple, list)) \
+        else [a["normalized_shape"]]
+    dt = e.dtype_of(a["input"])
+    axis = len(shape) - len(normalized)
+    x = e.x(a["input"])
+    scale = e.x(a["weight"]) if a["weight"] is not None else e.b.const(np.ones([int(d) for d in normalized], dt))
+    if e.b.opset >= 17:
+        inputs = [x, scale] + ([e.x(a["bias"])] if a["bias"] is not None else [])
+        return e.b.node("LayerNormalization", inputs, axis=axis, epsilon=float(a["eps"]))
+    axes = list(range(axis, len(shape)))
+    centred = e.b.node("Sub", [x, e.reduce("ReduceMean", x, axes, True)])
+    var = e.reduce("ReduceMean", e.b.node("Mul", [centred, centred]), axes, True)
+    y = e.b.node("Div", [centred, e.b.node("Sqrt", [e.b.node("Add", [var, e.b.const(np.asarray(a["eps"], dt))])])])
+    y = e.b.node("Mul", [y, scale])
+    return e.b.node("Add", [y, e.x(a["bias"])]) if a["bias"] is not None else y
+
+
+def _channel_affine(e, y, weight, bias, ndim):
+    """y * weight + bias with per-channel (dim 1) weight and bias."""
+    shape = [1, -1] + [1] * (ndim - 2)
+    if weight is not None:
+        y = e.b.node("Mul", [y, e.b.node("Reshape", [e.x(weight), e.b.ints(shape)])])
+    if bias is not None:
+        y = e.b.node("Add", [y, e.b.node("Reshape", [e.x(bias), e.b.ints(shape)])])
+    return y
+
+
+def _group_norm(e, a, out):
+    """GroupNormalization (opset 21, per-channel scale); before 21 as PyTorch exports it: InstanceNormalization
+    over (N, G, -1), reshaped back, then the per-channel affine."""
+    shape = e.shape_of(a["input"])
+    dt = e.dtype_of(a["input"])
+    groups = int(a["num_groups"])
+    channels = int(shape[1])
+    x = e.x(a["input"])
+    if e.b.opset >= 21:
+        scale = e.x(a["weight"]) if a["weight"] is not None else e.b.const(np.ones(channels, dt))
+        bias = e.x(a["bias"]) if a["bias"] is not None else e.b.const(np.zeros(channels, dt))
+        return e.b.node("GroupNormalization", [x, scale, bias], num_groups=groups, epsilon=float(a["eps"]))
+    grouped = e.b.node("Reshape", [x, e.b.ints([0, groups, -1])])
+    y = e.b.node("InstanceNormalization", [grouped, e.b.const(np.ones(groups, dt)), e.b.const(np.zeros(groups, dt))],
+                 epsilon=float(a["eps"]))
+    y = e.b.node("Reshape", [y, e.b.node("Shape", [x])])
+    return _channel_affine(e, y, a["weight"], a["bias"], len(shape))
+
+
+def _instance_norm(e, a, out):
+    if not a["use_input_stats"]:
+        raise UnsupportedOperatorError("clnet.onnx.export: instance_norm with running statistics "
+                                       "(track_running_stats=True in eval mode)")
+    shape = e.shape_of(a["input"])
+    dt = e.dtype_of(a["input"])
+    channels = int(shape[1])
+    scale = e.x(a["weight"]) if a["weight"] is not None else e.b.const(np.ones(channels, dt))
+    bias = e.x(a["bias"]) if a["bias"] is not None else e.b.const(np.zeros(channels, dt))
+    return e.b.node("InstanceNormalization", [e.x(a["input"]), scale, bias], epsilon=float(a["eps"]))
 
 
 # --- reductions ----------------------------------------------------------------------------------------------------
@@ -765,7 +840,8 @@ RULES = {
     "clamp": _clamp, "where": _where, "cast": _cast, "clone": _identity, "contiguous": _identity,
     "to_device": _identity,
     "matmul": _matmul, "mm": _matmul, "bmm": _matmul, "linear": _linear, "matmul_ex": _matmul_ex,
-    "conv2d": _conv2d, "max_pool2d": _pool("MaxPool"), "avg_pool2d": _pool("AveragePool"),
+    "conv2d": _conv2d, "conv_transpose2d": _conv_transpose, "conv_transpose1d": _conv_transpose,
+    "layer_norm": _layer_norm, "group_norm": _group_norm, "instance_norm": _instance_norm, "max_pool2d": _pool("MaxPool"), "avg_pool2d": _pool("AveragePool"),
     "softmax": _softmax("Softmax"), "log_softmax": _softmax("LogSoftmax"),
     "sum": _reduce("ReduceSum"), "mean": _reduce("ReduceMean"), "amax": _reduce("ReduceMax"),
     "amin": _reduce("ReduceMin"), "prod": _reduce("ReduceProd"), "logsumexp": _reduce("ReduceLogSumExp"),
