@@ -50,8 +50,6 @@ def test_torchscript_slide_prints_the_traced_graph(device, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="clnet.function under an outer GradientTape gives no gradients yet (reported to core; "
-                          "the slide runs but does not train)", strict=False)
 def test_tf_function_slides_train_and_time(device):
     """The @tf.function slides run in this process (on the test device): the compiled function gives what the
     eager model gives, and the slide's training step keeps lowering the loss."""
