@@ -20,9 +20,15 @@ the same folder and renames it into place, so an interrupted save never leaves a
 
 The zip container itself (atomic writing, and ZipReader: member names, sizes, JSON and .npy members read
 with those checks) is shared with clnet.keras's `.keras` files, so both formats are checked the same way.
+
+clnet.load also reads what PyTorch programs hand it (torch.load's signature): PyTorch's own .pt / .pth files
+(clnet.torch_files: their pickles are interpreted, never executed, and only tensors and plain data are
+accepted, as torch.load(weights_only=True)) and safetensors files (clnet.safetensors). `path` may be a file
+object for saving and loading. torch.save(model) is refused: save model.state_dict().
 """
 from __future__ import annotations
 
+import collections
 import io
 import json
 import math
@@ -30,13 +36,19 @@ import numbers
 import os
 import re
 import tempfile
+import warnings
 import zipfile
 import zlib
 
 import numpy as np
 
-from .errors import FileFormatError
+from . import safetensors as _safetensors
+from . import torch_files
+from .backend.devices import Device, get_device
+from .errors import DeviceNotFoundError, DtypeNotSupportedError, FileFormatError
+from .ops.creation import tensor as _tensor
 from .tensor import Tensor
+from .torch_files import add_safe_globals, clear_safe_globals, get_safe_globals, safe_globals  # noqa: F401
 
 FORMAT = "clnet.save/1"
 _MANIFEST = "manifest.json"
@@ -58,7 +70,11 @@ def write_zip(path, members: dict, deflate: tuple = (), make_folder: bool = Fals
     """Write `members` (name -> bytes) as a zip at `path`, atomically: a temporary file in the same folder is
     written, fsynced and renamed into place, so an interrupted save leaves the previous file (or none).
     Members whose names end with one of `deflate` are compressed, the others stored; `make_folder` creates
-    the missing folders of `path`."""
+    the missing folders of `path`. `path` may also be a writable binary file object (written in place)."""
+    if hasattr(path, "write"):
+        with zipfile.ZipFile(path, "w") as zf:
+            _write_members(zf, members, deflate)
+        return
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     if make_folder:
@@ -67,9 +83,7 @@ def write_zip(path, members: dict, deflate: tuple = (), make_folder: bool = Fals
     try:
         with os.fdopen(fd, "wb") as f:
             with zipfile.ZipFile(f, "w") as zf:
-                for name, data in members.items():
-                    kind = zipfile.ZIP_DEFLATED if deflate and name.endswith(deflate) else zipfile.ZIP_STORED
-                    zf.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), data, compress_type=kind)
+                _write_members(zf, members, deflate)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -77,6 +91,12 @@ def write_zip(path, members: dict, deflate: tuple = (), make_folder: bool = Fals
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def _write_members(zf, members: dict, deflate: tuple) -> None:
+    for name, data in members.items():
+        kind = zipfile.ZIP_DEFLATED if deflate and name.endswith(deflate) else zipfile.ZIP_STORED
+        zf.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), data, compress_type=kind)
 
 
 class ZipReader:
@@ -88,12 +108,14 @@ class ZipReader:
     Use it as a context manager, or call close()."""
 
     def __init__(self, path, members, file_kind: str, error_class=FileFormatError):
-        self.path = os.fspath(path)
+        """`path`: a path, or a readable, seekable binary file object."""
+        is_file = hasattr(path, "read")
+        self.path = getattr(path, "name", "<file object>") if is_file else os.fspath(path)
         self.error_class = error_class
-        if not os.path.exists(self.path):
+        if not is_file and not os.path.exists(self.path):
             raise FileNotFoundError(f"no such file: {self.path}")
         try:
-            self.zf = zipfile.ZipFile(self.path)
+            self.zf = zipfile.ZipFile(path if is_file else self.path)
             infos = self.zf.infolist()
         except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError) as err:
             raise self.error(f"not a valid zip archive (corrupted or truncated?): {err}") from None
@@ -207,14 +229,21 @@ def _encode(obj, arrays: list, where: str, depth: int = 0):
     if isinstance(obj, (list, tuple)):
         kind = "list" if isinstance(obj, list) else "tuple"
         return {kind: [_encode(v, arrays, f"{where}[{i}]", depth + 1) for i, v in enumerate(obj)]}
-    hint = " (save module.state_dict(), not the module)" if hasattr(obj, "state_dict") else ""
-    raise TypeError(f"clnet.save: {where} is a {type(obj).__name__}{hint}; clnet.save stores tensors, numeric "
+    if hasattr(obj, "state_dict") and hasattr(obj, "load_state_dict"):
+        raise TypeError(
+            f"clnet.save: {where} is a {type(obj).__name__}. clnet saves data, not objects: a pickled module is "
+            "code that runs when the file is loaded, and breaks when the class changes. Save its weights "
+            "instead, torch.save(model.state_dict(), f), and load them into a model you build: "
+            "model.load_state_dict(torch.load(f)). Optimizers and schedulers have state_dict() too.")
+    raise TypeError(f"clnet.save: {where} is a {type(obj).__name__}; clnet.save stores tensors, numeric "
                     "arrays, None, bool, int, float, str and dicts/lists/tuples of them")
 
 
-def save(obj, path) -> None:
-    """Write `obj` (tensors, arrays, numbers, strings, None, and dicts/lists/tuples of them) to `path`."""
-    path = os.fspath(path)
+def save(obj, f, pickle_module=None, pickle_protocol=None, _use_new_zipfile_serialization=True) -> None:
+    """Write `obj` (tensors, arrays, numbers, strings, None, and dicts/lists/tuples of them) to `f`, a path or a
+    writable binary file object. torch.save's pickle arguments are accepted and ignored (nothing is pickled)."""
+    if not hasattr(f, "write"):
+        f = os.fspath(f)
     arrays: list = []
     tree = _encode(obj, arrays, "the object")
     manifest, members = [], {}
@@ -225,11 +254,11 @@ def save(obj, path) -> None:
     from . import __version__
     head = {"format": FORMAT, "clnet_version": __version__, "tree": tree, "arrays": manifest}
     members = {_MANIFEST: json.dumps(head, separators=(",", ":")).encode("utf-8"), **members}
-    write_zip(path, members)
+    write_zip(f, members)
 
 
 # --- loading --------------------------------------------------------------------------------------------
-def _open(path: str) -> ZipReader:
+def _open(path) -> ZipReader:
     return ZipReader(path, _MEMBER, "a file written by clnet.save")
 
 
@@ -281,28 +310,125 @@ def _decode(node, leaves: list, reader: ZipReader, depth: int = 0):
     raise reader.error(f"malformed node in the manifest: {str(node)[:200]}")
 
 
-def load(path, device=None, map_location=None):
-    """Read what clnet.save wrote: tensors come back on `device` (or `map_location`, PyTorch's name; default:
-    the default device), numpy arrays saved as arrays stay numpy arrays."""
-    from .backend.devices import get_device
-    from .ops.creation import tensor
-    path = os.fspath(path)
-    with _open(path) as reader:
-        head = _manifest(reader)
-        entries = head["arrays"]
-        listed = {f"arrays/{i:06d}.npy" for i in range(len(entries))}
-        present = reader.names - {_MANIFEST}
-        if present != listed:
-            extra, missing = sorted(present - listed), sorted(listed - present)
-            raise reader.error(f"the arrays present do not match the manifest (extra: {extra[:5]}, "
-                               f"missing: {missing[:5]})")
-        arrays = [reader.array(entry, "array", file=f"arrays/{i:06d}.npy") for i, entry in enumerate(entries)]
-        dev = get_device(device if device is not None else map_location)
-        leaves = []
-        for entry, arr in zip(entries, arrays):
-            if entry.get("tensor", False) is True:
-                grad = entry.get("requires_grad") is True and arr.dtype.kind == "f"
-                leaves.append(tensor(arr, device=dev, requires_grad=grad))
-            else:
-                leaves.append(arr)
-        return _decode(head["tree"], leaves, reader)
+def _read_clnet(reader: ZipReader, device_for):
+    head = _manifest(reader)
+    entries = head["arrays"]
+    listed = {f"arrays/{i:06d}.npy" for i in range(len(entries))}
+    present = reader.names - {_MANIFEST}
+    if present != listed:
+        extra, missing = sorted(present - listed), sorted(listed - present)
+        raise reader.error(f"the arrays present do not match the manifest (extra: {extra[:5]}, "
+                           f"missing: {missing[:5]})")
+    arrays = [reader.array(entry, "array", file=f"arrays/{i:06d}.npy") for i, entry in enumerate(entries)]
+    dev = device_for(None)
+    leaves = []
+    for entry, arr in zip(entries, arrays):
+        if entry.get("tensor", False) is True:
+            grad = entry.get("requires_grad") is True and arr.dtype.kind == "f"
+            leaves.append(_tensor(arr, device=dev, requires_grad=grad))
+        else:
+            leaves.append(arr)
+    return _decode(head["tree"], leaves, reader)
+
+
+def _placer(map_location):
+    """location saved in a PyTorch file ("cpu", "cuda:0") -> the clnet device its tensors go to.
+
+    map_location None keeps "cpu" on the CPU device when there is one and puts everything else (saved on a
+    GPU) on the default device; a device or name sends everything there; a dict maps saved locations; a
+    function (PyTorch's storage-mapping callables) is not called: its tensors go to the default device."""
+    cache = {}
+
+    def device_for(location):
+        if location in cache:
+            return cache[location]
+        target = map_location
+        if isinstance(target, dict):
+            target = target.get(location, location)
+        if callable(target) and not isinstance(target, (str, Device)):
+            target = None
+        if target is None and location is not None:
+            target = location if str(location).startswith("cpu") else None
+        try:
+            dev = get_device(target)
+        except DeviceNotFoundError:
+            if map_location is not None and not isinstance(map_location, dict):
+                raise
+            dev = get_device(None)  # a file saved on a GPU, read on a machine without one
+        cache[location] = dev
+        return dev
+    return device_for
+
+
+def _tensors_from_records(obj, device_for, depth=0):
+    if depth > _MAX_DEPTH * 4:
+        raise FileFormatError("the structure is nested too deeply")
+    if isinstance(obj, torch_files.TensorRecord):
+        arr = obj.array
+        if arr.dtype.kind not in _KINDS:
+            raise FileFormatError(f"a tensor of dtype {arr.dtype} cannot be loaded")
+        grad = obj.requires_grad and arr.dtype.kind == "f"
+        dev = device_for(obj.location)
+        try:
+            return _tensor(arr, device=dev, requires_grad=grad)
+        except DtypeNotSupportedError:  # float16 / float64 values on a device that computes neither
+            warnings.warn(f"{dev.name} has no {arr.dtype} arithmetic: a tensor of the file is loaded as float32",
+                          UserWarning, stacklevel=3)
+            return _tensor(arr.astype(np.float32), device=dev, requires_grad=grad)
+    if isinstance(obj, dict):
+        out = type(obj)() if type(obj) in (dict, collections.OrderedDict) else {}
+        for k, v in obj.items():
+            out[k] = _tensors_from_records(v, device_for, depth + 1)
+        if hasattr(obj, "_metadata"):
+            out._metadata = obj._metadata
+        return out
+    if isinstance(obj, list):
+        return [_tensors_from_records(v, device_for, depth + 1) for v in obj]
+    if isinstance(obj, tuple):
+        return tuple(_tensors_from_records(v, device_for, depth + 1) for v in obj)
+    return obj
+
+
+def load(f, map_location=None, pickle_module=None, *, weights_only=None, mmap=None, device=None,
+         **pickle_load_args):
+    """Read a file written by clnet.save, by PyTorch's torch.save (weights and data only, as
+    torch.load(weights_only=True)), or a safetensors file. `f` is a path or a readable binary file object.
+
+    Tensors come back as clnet tensors on `device` / `map_location` (a device or name, or for PyTorch files a
+    dict from saved locations such as "cuda:0" to devices; default: the default device, "cpu" tensors of
+    PyTorch files on the CPU device). numpy arrays saved by clnet.save stay numpy arrays.
+    """
+    if pickle_module is not None:
+        raise ValueError("clnet.load never unpickles objects: pickle_module is not supported")
+    if mmap:
+        raise NotImplementedError("clnet.load: mmap=True is not supported")
+    device_for = _placer(device if device is not None else map_location)
+    is_file = hasattr(f, "read")
+    where = getattr(f, "name", "<file object>") if is_file else os.fspath(f)
+    if is_file:
+        start = f.tell()
+        head = f.read(16)
+        f.seek(start)
+    else:
+        if not os.path.exists(where):
+            raise FileNotFoundError(f"no such file: {where}")
+        with open(where, "rb") as fh:
+            head = fh.read(16)
+    if head[:2] == b"PK":
+        with zipfile.ZipFile(f if is_file else where) as zf:
+            names = zf.namelist()
+            torch_layout = any(n.endswith("/data.pkl") and n.count("/") == 1 for n in names)
+            if torch_layout and _MANIFEST not in names:
+                return _tensors_from_records(torch_files.read_zip(zf, where), device_for)
+        if is_file:
+            f.seek(start)
+        with _open(f if is_file else where) as reader:
+            return _read_clnet(reader, device_for)
+    if torch_files.is_legacy(head):
+        data = f.read() if is_file else open(where, "rb").read()
+        return _tensors_from_records(torch_files.read_legacy(data, where), device_for)
+    if _safetensors.is_safetensors(head):
+        if is_file:
+            return _safetensors.load(f.read(), device=device_for(None))
+        return _safetensors.load_file(where, device=device_for(None))
+    raise FileFormatError(f"cannot load {where}: not a file written by clnet.save, torch.save or safetensors")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from .. import dtypes as _dt
 from ..autograd import no_grad
-from ..ops.creation import empty, ones, tensor, zeros
+from ..ops.creation import empty, ones, zeros
 from . import functional as F
 from . import init
 from .module import Module
@@ -39,7 +39,7 @@ class _BatchNorm(Module):
         if track_running_stats:
             self.register_buffer("running_mean", zeros(num_features, device=device, dtype=dtype))
             self.register_buffer("running_var", ones(num_features, device=device, dtype=dtype))
-            self.register_buffer("num_batches_tracked", tensor(0, dtype=_dt.int64, device=device))
+            self.register_buffer("num_batches_tracked", zeros((), dtype=_dt.int64, device=device))
         else:
             self.register_buffer("running_mean", None)
             self.register_buffer("running_var", None)

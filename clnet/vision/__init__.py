@@ -1,0 +1,2 @@
+"""clnet.vision: torchvision's model zoo layouts for clnet (clnet.vision.models)."""
+from . import models  # noqa: F401
