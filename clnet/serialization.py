@@ -233,7 +233,8 @@ def _encode(obj, arrays: list, where: str, depth: int = 0):
         raise TypeError(
             f"clnet.save: {where} is a {type(obj).__name__}. clnet saves data, not objects: a pickled module is "
             "code that runs when the file is loaded, and breaks when the class changes. Save its weights "
-            "instead, torch.save(model.state_dict(), f), and load them into a model you build: "
+            "instead (save module.state_dict(), not the module): torch.save(model.state_dict(), f), and load them "
+            "into a model you build: "
             "model.load_state_dict(torch.load(f)). Optimizers and schedulers have state_dict() too.")
     raise TypeError(f"clnet.save: {where} is a {type(obj).__name__}; clnet.save stores tensors, numeric "
                     "arrays, None, bool, int, float, str and dicts/lists/tuples of them")
@@ -415,11 +416,15 @@ def load(f, map_location=None, pickle_module=None, *, weights_only=None, mmap=No
         with open(where, "rb") as fh:
             head = fh.read(16)
     if head[:2] == b"PK":
-        with zipfile.ZipFile(f if is_file else where) as zf:
-            names = zf.namelist()
-            torch_layout = any(n.endswith("/data.pkl") and n.count("/") == 1 for n in names)
-            if torch_layout and _MANIFEST not in names:
-                return _tensors_from_records(torch_files.read_zip(zf, where), device_for)
+        try:
+            zf = zipfile.ZipFile(f if is_file else where)
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError):
+            zf = None  # damaged: the clnet reader below says so
+        if zf is not None:
+            with zf:
+                names = zf.namelist()
+                if _MANIFEST not in names and any(n.endswith("/data.pkl") and n.count("/") == 1 for n in names):
+                    return _tensors_from_records(torch_files.read_zip(zf, where), device_for)
         if is_file:
             f.seek(start)
         with _open(f if is_file else where) as reader:
@@ -431,4 +436,8 @@ def load(f, map_location=None, pickle_module=None, *, weights_only=None, mmap=No
         if is_file:
             return _safetensors.load(f.read(), device=device_for(None))
         return _safetensors.load_file(where, device=device_for(None))
-    raise FileFormatError(f"cannot load {where}: not a file written by clnet.save, torch.save or safetensors")
+    try:  # nothing recognised: the zip reader says what is wrong with it as a clnet file
+        with _open(f if is_file else where) as reader:
+            return _read_clnet(reader, device_for)
+    except FileFormatError as err:
+        raise FileFormatError(f"{err} (nor is it a PyTorch or safetensors file)") from None

@@ -105,7 +105,7 @@ def _rewritten(source, replacements: dict) -> io.BytesIO:
 
 
 def test_saving_a_module_is_refused_with_the_way_out(device, tmp_path):
-    with pytest.raises(TypeError, match=r"Save its weights instead, torch\.save\(model\.state_dict\(\), f\)"):
+    with pytest.raises(TypeError, match=r"Save its weights instead.*torch\.save\(model\.state_dict\(\), f\)"):
         clnet.save(clnet.nn.Linear(2, 3), tmp_path / "m.pt")
     with pytest.raises(TypeError, match="state_dict"):
         clnet.save({"model": clnet.nn.Linear(2, 3)}, io.BytesIO())
@@ -171,7 +171,7 @@ def test_damaged_files_are_refused(device, tmp_path):
     with pytest.raises(clnet.FileFormatError, match="reaches element"):
         clnet.load(stretched)
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint at all")
-    with pytest.raises(clnet.FileFormatError, match="not a file written by"):
+    with pytest.raises(clnet.FileFormatError, match="not a valid zip.*nor is it a PyTorch or safetensors file"):
         clnet.load(tmp_path / "junk.pt")
 
 
