@@ -23,6 +23,7 @@ from ..ops import nn as _nn
 from ..ops import reduce as _red
 from ..ops.nn import (softmax, log_softmax, cross_entropy, nll_loss, mse_loss, l1_loss,  # noqa: F401
                       binary_cross_entropy, binary_cross_entropy_with_logits)
+from ..core.dispatch import op
 from ..tensor import Tensor
 from .functions.activation import *  # noqa: F401,F403
 from .functions.activation import __all__ as _activation_all
@@ -34,6 +35,7 @@ from .functions.embedding import __all__ as _embedding_all
 from .functions.loss import *  # noqa: F401,F403
 from .functions.loss import __all__ as _loss_all
 from .functions.normalization import *  # noqa: F401,F403
+from .functions.normalization import running_average_
 from .functions.normalization import __all__ as _norm_all
 from .functions.pooling import *  # noqa: F401,F403
 from .functions.pooling import __all__ as _pool_all
@@ -197,18 +199,11 @@ def batch_norm(input: Tensor, running_mean, running_var, weight=None, bias=None,
         sq = _nn._pointwise("sq_dev", "(v0 - v1) * (v0 - v1)", [input, mean],
                             {0: "2 * (v0 - v1) * v2", 1: "-2 * (v0 - v1) * v2"}, input.dtype)
         var = _red.mean(sq, axes, keepdim=True)
-        if running_mean is not None or running_var is not None:
-            with no_grad():
-                m = float(momentum)
-                if running_mean is not None:
-                    _ew.launch("v0 * v2 + v1 * v3", [running_mean, _mv.reshape(mean.detach(), (C,)), 1 - m, m],
-                               running_mean.dtype, running_mean.dtype, out=running_mean)
-                    running_mean._bump_version()
-                if running_var is not None:
-                    _ew.launch("v0 * v2 + v1 * v3", [running_var, _mv.reshape(var.detach(), (C,)), 1 - m,
-                                                     m * count / (count - 1)],
-                               running_var.dtype, running_var.dtype, out=running_var)
-                    running_var._bump_version()
+        with no_grad():
+            if running_mean is not None:
+                running_average_(running_mean, mean, momentum)
+            if running_var is not None:  # the unbiased variance, as PyTorch
+                running_average_(running_var, var, momentum, count / (count - 1))
     else:
         if running_mean is None or running_var is None:
             raise ValueError("batch_norm: running_mean and running_var are needed when training=False")
@@ -225,6 +220,7 @@ def batch_norm(input: Tensor, running_mean, running_var, weight=None, bias=None,
 
 
 # --- misc -----------------------------------------------------------------------------------------------
+@op("one_hot")
 def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
     """int64 one-hot encoding along a new last dimension (num_classes=-1 reads max + 1 from the data)."""
     _check_tensor(tensor, "one_hot")

@@ -37,7 +37,7 @@ def generate_square_subsequent_mask(sz: int, device=None, dtype=None):
     i = arange(sz, device=device).reshape(sz, 1)
     j = arange(sz, device=device)
     dt = _dt.as_dtype(dtype) if dtype is not None else _dt.float32
-    return _ew.launch("(v1 > v0 ? -INFINITY : 0)", [i, j], dt, dt)
+    return _ew.pointwise("square_subsequent_mask", "(v1 > v0 ? -INFINITY : 0)", [i, j], {}, dt)
 
 
 class TransformerEncoderLayer(Module):

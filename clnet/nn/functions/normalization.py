@@ -12,6 +12,17 @@ from ...ops.norm import channel_affine, group_norm, layer_norm
 from ...tensor import Tensor
 
 
+@op("running_average_")
+def running_average_(running, value, momentum: float, scale: float = 1.0) -> None:
+    """running = (1 - momentum) * running + momentum * scale * value, in place (BatchNorm's and InstanceNorm's
+    running statistics; `value` is reshaped to running's shape). One kernel, an op row of its own so traced
+    graphs replay it."""
+    m = float(momentum)
+    value = _mv.reshape(value.detach(), running.shape)
+    _ew.launch("v0 * v2 + v1 * v3", [running, value, 1 - m, m * scale], running.dtype, running.dtype, out=running)
+    running._bump_version()
+
+
 @op("instance_norm")
 def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=None, use_input_stats=True,
                   momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
@@ -35,12 +46,9 @@ def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=
             x = input.detach()
             m = _red.mean(x, axes)                           # (N, C)
             v = _red.var(x, axes, unbiased=count > 1)        # (N, C), unbiased as PyTorch's running_var
-            mom = float(momentum)
             for run, stat in ((running_mean, m), (running_var, v)):
                 if run is not None:
-                    _ew.launch("v0 * v2 + v1 * v3", [run, _red.mean(stat, 0), 1 - mom, mom], run.dtype, run.dtype,
-                               out=run)
-                    run._bump_version()
+                    running_average_(run, _red.mean(stat, 0), momentum)
     y = group_norm(input, C, None, None, eps)
     return channel_affine(y, weight, bias)
 
@@ -94,5 +102,5 @@ def local_response_norm(input, size: int, alpha: float = 1e-4, beta: float = 0.7
     return input / (acc * (alpha / size) + k) ** beta
 
 
-__all__ = ["layer_norm", "group_norm", "instance_norm", "normalize", "cosine_similarity", "pairwise_distance",
+__all__ = ["layer_norm", "group_norm", "instance_norm", "running_average_", "normalize", "cosine_similarity", "pairwise_distance",
            "local_response_norm"]
