@@ -300,3 +300,19 @@ def test_norm_layers_conv_transpose_and_encoder(device, rng, opset):
     ops = ops_of(proto)
     assert "ConvTranspose" in ops and "InstanceNormalization" in ops
     assert ("LayerNormalization" in ops) == (opset >= 17) and ("GroupNormalization" in ops) == (opset >= 21)
+
+
+def test_training_mode_export_keeps_dropout(device, rng):
+    """training=TrainingMode.TRAINING exports dropout as a random mask: about p of the outputs are zero and the
+    rest scaled by 1/(1-p), different on each run; the model's own mode is restored."""
+    model = nn.Sequential(nn.Linear(64, 64), nn.Dropout(0.5)).eval()
+    with clnet.no_grad():
+        model[0].weight.copy_(clnet.tensor(np.eye(64, dtype=np.float32)))
+        model[0].bias.zero_()
+    x = np.ones((8, 64), np.float32)
+    proto = clnet.onnx.export(model, clnet.tensor(x), None, training=clnet.onnx.TrainingMode.TRAINING)
+    assert not model.training
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    a, b = (session.run(None, {"input": x})[0] for _ in range(2))
+    assert set(np.unique(a)) <= {0.0, 2.0} and 0.35 < (a == 0).mean() < 0.65
+    assert not np.array_equal(a, b)

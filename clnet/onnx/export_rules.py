@@ -795,6 +795,28 @@ def _fmod(e, a, out):
     return e.b.node("Mod", [e.x(a["a"], dt), e.x(a["b"], dt)], fmod=1)
 
 
+def _uniform_like_shape(e, shape):
+    """U[0, 1) float32 values of `shape` (which may hold dynamic sizes)."""
+    zeros = e.b.node("ConstantOfShape", [e.shape_input(shape)], value=e.b.tensor_attr(np.zeros(1, np.float32)))
+    return e.b.node("RandomUniformLike", [zeros], dtype=e.elem(np.float32), low=0.0, high=1.0)
+
+
+def _dropout_mask(e, a, out):
+    """The inverted-dropout multiplier (a model exported in train mode): 1/(1-p) where U >= p, else 0."""
+    dt = e.dtype_of(out)
+    p = float(a["p"])
+    shape = list(a["shape"]) if isinstance(a["shape"], (tuple, list)) else [a["shape"]]
+    keep = e.cast(e.b.node("GreaterOrEqual", [_uniform_like_shape(e, shape), e.b.const(np.asarray(p, np.float32))]),
+                  dt)
+    return e.b.node("Mul", [keep, e.b.const(np.asarray(1.0 / (1.0 - p) if p < 1 else 0.0, dt))])
+
+
+def _bernoulli_mask(e, a, out):
+    shape = list(a["shape"]) if isinstance(a["shape"], (tuple, list)) else [a["shape"]]
+    hit = e.b.node("Less", [_uniform_like_shape(e, shape), e.b.const(np.asarray(float(a["p"]), np.float32))])
+    return e.cast(hit, e.dtype_of(out))
+
+
 # --- losses ------------------------------------------------------------------------------------------------------
 def _reduction(e, y, reduction):
     if reduction == "none":
@@ -855,7 +877,8 @@ RULES = {
     "basic_getitem": _getitem, "index_select": _index_select, "gather": _gather, "take": _take,
     "masked_fill": _masked_fill, "scatter_add": _scatter_add,
     "full": _full, "arange": _arange, "eye": _eye, "linspace": _linspace,
-    "rand": _random("RandomUniform"), "randn": _random("RandomNormal"),
+    "rand": _random("RandomUniform"), "randn": _random("RandomNormal"), "dropout_mask": _dropout_mask,
+    "bernoulli_mask": _bernoulli_mask,
     "rnn_layer": _rnn_layer,
     "erf": _unary("Erf"), "erfc": _erfc, "tan": _unary("Tan"), "asin": _unary("Asin"), "acos": _unary("Acos"),
     "atan": _unary("Atan"), "sinh": _unary("Sinh"), "cosh": _unary("Cosh"), "asinh": _unary("Asinh"),
