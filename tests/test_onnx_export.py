@@ -316,3 +316,18 @@ def test_training_mode_export_keeps_dropout(device, rng):
     a, b = (session.run(None, {"input": x})[0] for _ in range(2))
     assert set(np.unique(a)) <= {0.0, 2.0} and 0.35 < (a == 0).mean() < 0.65
     assert not np.array_equal(a, b)
+
+
+def test_repeated_and_passed_through_outputs(device, rng):
+    """The lecture's MyCell returns new_h twice; an input returned as it is also becomes an output."""
+    class Cell(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = nn.Linear(4, 4)
+
+        def forward(self, x, h):
+            new_h = clnet.tanh(self.linear(x) + h)
+            return new_h, new_h, x
+    x, h = (clnet.tensor(rng.standard_normal((3, 4)).astype(np.float32)) for _ in range(2))
+    proto = check(Cell(), (x, h), output_names=["h1", "h2", "x_again"])
+    assert [o.name for o in proto.graph.output] == ["h1", "h2", "x_again"]

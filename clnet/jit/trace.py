@@ -87,8 +87,8 @@ class _Converter:
         r = self.refs.get(id(v))
         if r is not None:
             return r
-        if v.kind == "input":
-            r = Ref("input", v.index)
+        if v.kind == "input":  # by position in the inputs (Value.index also numbers outputs: an input returned as is)
+            r = Ref("input", next(i for i, iv in enumerate(self.ir.inputs) if iv is v))
         elif v.kind in ("param", "constant"):
             t = v.tensor
             if id(t) in self.param_names:

@@ -268,6 +268,21 @@ def _bind_results(e, tree, result, op):
         _bind_results(e, t, r, op)
 
 
+def _name_outputs(e: Emitter, outs, names) -> list:
+    """Give the graph's outputs the names asked for: a value made by a node is renamed; an input, an
+    initializer or a value already given out under another name goes through an Identity."""
+    renamed = {}
+    for ref, name in zip(outs, names):
+        value = e.names[ref] if ref.kind == "value" else e.name(ref)
+        if ref.kind == "value" and value not in renamed and value not in e.input_names \
+                and value not in e.b.initializer_names():
+            e.b.rename(value, name)
+            renamed[value] = name
+        else:
+            e.b.node("Identity", [renamed.get(value, value)], outputs=[e.b.reserve(name)])
+    return list(names)
+
+
 def _flat_outputs(tree) -> list:
     if isinstance(tree, Ref):
         return [tree]
@@ -394,14 +409,7 @@ def export(model, args=(), f=None, *, export_params: bool = True, verbose: bool 
     for i, n in enumerate(in_names):
         e.names[Ref("input", i)] = n
     _emit_nodes(e, graph, dispatch.OPS)
-    out_values = [e.names[r] if r.kind == "value" else e.name(r) for r in outs]
-    final = []
-    for value, name, ref in zip(out_values, out_names, outs):
-        if ref.kind == "value" and value not in final and value not in in_names and value not in b.initializer_names():
-            b.rename(value, name)
-        else:
-            b.node("Identity", [value], outputs=[b.reserve(name)])
-        final.append(name)
+    final = _name_outputs(e, outs, out_names)
     if do_constant_folding and export_params and not keep_initializers_as_inputs:  # weights stay as they are
         b.fold_constants(final)
     b.drop_unused(final)
