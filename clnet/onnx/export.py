@@ -369,6 +369,45 @@ def _write(model, f):
         raise
 
 
+class _Traced:
+    """What export needs from the traced model: graph, weights, input/output names, dynamic sizes."""
+
+    def __init__(self, model, inputs, training, input_names, output_names, dynamic_axes):
+        was_training = model.training if isinstance(model, Module) else None
+        if was_training is not None:
+            model.train(_training_mode(model, training))
+        try:
+            with no_grad():
+                self.graph, params, buffers, _ = capture(model, inputs, children=True)
+                graph = self.graph
+                self.in_names = _names(input_names, len(graph.inputs), lambda i: graph.inputs[i].name, "input")
+                self.outs = _flat_outputs(graph.outputs)
+                n_out = len(self.outs)
+                self.out_names = _names(output_names, n_out, lambda i: "output" if n_out == 1 else f"output{i}",
+                                        "output")
+                self.axes = _dynamic_axes_map(dynamic_axes, self.in_names, self.out_names)
+                by_input = {i: self.axes[n] for i, n in enumerate(self.in_names) if n in self.axes}
+                self.symbols = dynamic.analyse(model, inputs, graph, by_input) if by_input else None
+        finally:
+            if was_training is not None:
+                model.train(was_training)
+        self.state = {n: p.detach().numpy() for n, p in params.items()}
+        self.state.update({n: b.detach().numpy() for n, b in buffers.items()})
+
+    def value_infos(self, e: Emitter):
+        """The typed graph inputs and outputs, dynamic axes as symbols (outputs' also where a size follows one)."""
+        b, axes = e.b, self.axes
+        inputs = [b.value_info(n, spec.dtype, [axes.get(n, {}).get(d, s) for d, s in enumerate(spec.shape)])
+                  for n, spec in zip(self.in_names, self.graph.inputs)]
+        outputs = []
+        for n, ref in zip(self.out_names, self.outs):
+            shape = list(e.shape_of(ref)) if ref.kind in ("value", "input") else list(e._spec(ref)[1])
+            dims = [axes.get(n, {}).get(d, s.symbol if isinstance(s, dynamic.SymInt) else int(s))
+                    for d, s in enumerate(shape)]
+            outputs.append(b.value_info(n, e.dtype_of(ref), dims))
+        return inputs, outputs
+
+
 def export(model, args=(), f=None, *, export_params: bool = True, verbose: bool = False, training=None,
            input_names=None, output_names=None, opset_version=None, dynamic_axes=None,
            keep_initializers_as_inputs: bool = False, do_constant_folding: bool = True, dynamo=None,
@@ -382,54 +421,27 @@ def export(model, args=(), f=None, *, export_params: bool = True, verbose: bool 
     opset = _DEFAULT_OPSET if opset_version is None else int(opset_version)
     if opset not in _OPSETS:
         raise ValueError(f"clnet.onnx.export: opset_version {opset} is not supported (13 to {_OPSETS[-1]})")
-    inputs = _as_inputs(args)
-    train = _training_mode(model, training)
-    was_training = model.training if isinstance(model, Module) else None
-    if isinstance(model, Module):
-        model.train(train)
-    try:
-        with no_grad():
-            graph, params, buffers, _ = capture(model, inputs, children=True)
-            in_names = _names(input_names, len(graph.inputs), lambda i: graph.inputs[i].name, "input")
-            outs = _flat_outputs(graph.outputs)
-            out_names = _names(output_names, len(outs), lambda i: "output" if len(outs) == 1 else f"output{i}",
-                               "output")
-            axes = _dynamic_axes_map(dynamic_axes, in_names, out_names)
-            symbols = dynamic.analyse(model, inputs, graph, {i: axes[n] for i, n in enumerate(in_names) if n in axes}) \
-                if any(n in axes for n in in_names) else None
-    finally:
-        if was_training is not None:
-            model.train(was_training)
-    state = {n: p.detach().numpy() for n, p in params.items()}
-    state.update({n: b.detach().numpy() for n, b in buffers.items()})
+    traced = _Traced(model, _as_inputs(args), training, input_names, output_names, dynamic_axes)
     b = GraphBuilder(opset)
-    for n in in_names:
+    for n in traced.in_names:
         b.reserve(n)
-    e = Emitter(graph, b, state, in_names, symbols)
-    for i, n in enumerate(in_names):
+    e = Emitter(traced.graph, b, traced.state, traced.in_names, traced.symbols)
+    for i, n in enumerate(traced.in_names):
         e.names[Ref("input", i)] = n
-    _emit_nodes(e, graph, dispatch.OPS)
-    final = _name_outputs(e, outs, out_names)
-    if do_constant_folding and export_params and not keep_initializers_as_inputs:  # weights stay as they are
+    _emit_nodes(e, traced.graph, dispatch.OPS)
+    final = _name_outputs(e, traced.outs, traced.out_names)
+    weights_are_inputs = not export_params or keep_initializers_as_inputs
+    if do_constant_folding and not weights_are_inputs:  # (folding would put weights into new initializers)
         b.fold_constants(final)
     b.drop_unused(final)
-    value_info_in = []
-    for i, (n, spec) in enumerate(zip(in_names, graph.inputs)):
-        dims = [axes.get(n, {}).get(d, s) for d, s in enumerate(spec.shape)]
-        value_info_in.append(b.value_info(n, spec.dtype, dims))
-    value_info_out = []
-    for n, ref in zip(out_names, outs):
-        shape = list(e.shape_of(ref)) if ref.kind in ("value", "input") else list(e._spec(ref)[1])
-        dims = [axes.get(n, {}).get(d, s.symbol if isinstance(s, dynamic.SymInt) else int(s))
-                for d, s in enumerate(shape)]
-        value_info_out.append(b.value_info(n, e.dtype_of(ref), dims))
-    if not export_params or keep_initializers_as_inputs:
-        value_info_in += [b.value_info(t.name, np.dtype(onnx.helper.tensor_dtype_to_np_dtype(t.data_type)),
-                                       list(t.dims)) for t in b.initializers if t.name in state]
+    inputs, outputs = traced.value_infos(e)
+    if weights_are_inputs:
+        inputs += [b.value_info(t.name, np.dtype(onnx.helper.tensor_dtype_to_np_dtype(t.data_type)), list(t.dims))
+                   for t in b.initializers if t.name in traced.state]
         if not export_params:
-            b.initializers = [t for t in b.initializers if t.name not in state]
+            b.initializers = [t for t in b.initializers if t.name not in traced.state]
     name = type(model).__name__ if isinstance(model, Module) else getattr(model, "__name__", "function")
-    proto = b.model(value_info_in, value_info_out, producer=__version__, graph_name=f"main_graph_{name}")
+    proto = b.model(inputs, outputs, producer=__version__, graph_name=f"main_graph_{name}")
     try:
         onnx.checker.check_model(proto, full_check=True)
     except Exception as err:  # an exporter bug: say which model and what
