@@ -331,3 +331,56 @@ def test_repeated_and_passed_through_outputs(device, rng):
     x, h = (clnet.tensor(rng.standard_normal((3, 4)).astype(np.float32)) for _ in range(2))
     proto = check(Cell(), (x, h), output_names=["h1", "h2", "x_again"])
     assert [o.name for o in proto.graph.output] == ["h1", "h2", "x_again"]
+
+
+def _layer_groups():
+    """Every clnet.nn layer that computes (containers and losses aside), grouped by input shape; each group
+    is one model returning every layer's output."""
+    X4, X3, X2 = (2, 3, 6, 6), (2, 3, 8), (4, 6)
+    return {
+        "images": (X4, [nn.AdaptiveAvgPool2d((3, 2)), nn.AdaptiveMaxPool2d(3), nn.AvgPool2d(3, 2, 1), nn.BatchNorm2d(3),
+                        nn.CircularPad2d(1), nn.ConstantPad2d(1, 0.3), nn.Conv2d(3, 6, 3, groups=3, padding="same"),
+                        nn.ConvTranspose2d(3, 2, 3, stride=2, padding=1, output_padding=1), nn.Dropout2d(0.5),
+                        nn.Flatten(), nn.LPPool2d(2, 2), nn.LocalResponseNorm(2), nn.MaxPool2d(3, 2, 1),
+                        nn.PixelUnshuffle(2), nn.ReplicationPad2d(1), nn.Softmax2d(), nn.UpsamplingNearest2d(scale_factor=2),
+                        nn.UpsamplingBilinear2d(scale_factor=2), nn.ZeroPad2d((1, 0, 2, 1)), nn.GroupNorm(3, 3),
+                        nn.InstanceNorm2d(3, affine=True)]),
+        "sequences": (X3, [nn.AdaptiveAvgPool1d(4), nn.AdaptiveMaxPool1d(4), nn.AvgPool1d(3, 2, 1), nn.BatchNorm1d(3),
+                           nn.CircularPad1d(2), nn.ConstantPad1d((1, 2), 0.5), nn.Conv1d(3, 4, 3, stride=2, padding=1),
+                           nn.ConvTranspose1d(3, 2, 3, stride=2), nn.InstanceNorm1d(3), nn.MaxPool1d(3, 2, 1),
+                           nn.ReflectionPad1d(2)]),
+        "vectors": (X2, [nn.CELU(0.5), nn.ELU(), nn.GELU("tanh"), nn.GLU(), nn.GRUCell(6, 5), nn.Hardshrink(),
+                         nn.Hardsigmoid(), nn.Hardswish(), nn.Hardtanh(), nn.Identity(), nn.LSTMCell(6, 5),
+                         nn.LayerNorm([6]), nn.LeakyReLU(0.2), nn.Linear(6, 3), nn.LogSigmoid(), nn.LogSoftmax(1),
+                         nn.Mish(), nn.PReLU(), nn.RNNCell(6, 5), nn.ReLU(), nn.ReLU6(), nn.SELU(), nn.SiLU(),
+                         nn.Sigmoid(), nn.Softmax(1), nn.Softmin(1), nn.Softplus(2.0), nn.Softshrink(), nn.Softsign(),
+                         nn.Tanh(), nn.Tanhshrink(), nn.Threshold(0.1, 20.0), nn.Unflatten(1, (2, 3))]),
+    }
+
+
+class _Parallel(nn.Module):
+    def __init__(self, layers):
+        super().__init__()
+        self.layers = nn.ModuleList(layers)
+
+    def forward(self, x):
+        outs = []
+        for layer in self.layers:
+            y = layer(x)
+            outs.extend(y if isinstance(y, tuple) else (y,))
+        return tuple(outs)
+
+
+@pytest.mark.parametrize("group", ["images", "sequences", "vectors"])
+def test_every_layer_exports(device, rng, group):
+    shape, layers = _layer_groups()[group]
+    clnet.manual_seed(0)
+    model = _Parallel(layers).eval()
+    check(model, clnet.tensor(rng.standard_normal(shape).astype(np.float32)), rtol=1e-4, atol=1e-5)
+
+
+def test_transformer(device, rng):
+    clnet.manual_seed(0)
+    model = nn.Transformer(8, 2, 1, 1, 16, dropout=0.0, batch_first=True).eval()
+    src, tgt = (clnet.tensor(rng.standard_normal(s).astype(np.float32)) for s in ((2, 4, 8), (2, 3, 8)))
+    check(model, (src, tgt), rtol=1e-4, atol=1e-5)
