@@ -1,0 +1,213 @@
+"""Winograd F(m x m, 3 x 3) convolution (m = 2 or 4): the transforms in kernels/conv_winograd.cl.mako, the
+a^2 = (m+2)^2 independent GEMMs in the tuned GEMM of kernels/matmul.cl.mako.
+
+    forward      V = B^T d B (input tiles), U = G g G^T (weights), M[xi] = U[xi] @ V[xi], y = A^T M A
+    grad input   the same with gy as the input (padding 2 - P) and the weights flipped with their channel
+                 axes swapped (strides, not copies)
+    grad weight  Z = A dY A^T (output-gradient tiles), dU^T[xi] = V[xi] @ Z[xi]^T, dw = G^T dU G
+
+On CPU devices V and Z are written straight into the CPU GEMM's packed-panel layout (no packing pass) and
+the transforms work on vectors of tiles or channels; on GPUs everything is plain rows, one tile per
+work-item, and the GEMM is the tiled one. Stride 1, 3x3 kernels, dilation 1, padding 0..2.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import numpy as np
+
+from ..backend.programs import ctype, get_kernel
+from ..tensor import Tensor
+from . import matmul as _mm
+from .conv_gemm import cpu_block, pad_pitched
+from .creation import tensor as _tensor
+
+_i32 = np.int32
+_EPI_BIAS, _EPI_RELU = 2, 4
+_INT_MAX = 2**31 - 1
+
+
+def _types(dtype):
+    c = ctype(dtype)
+    return dict(t=c, acc="float" if c == "half" else c)
+
+
+def _acc_np(dtype):
+    return np.dtype(np.float32) if dtype.itemsize == 2 else np.dtype(dtype)
+
+
+class _Plan:
+    """Tiling of one pass: sizes, GEMM panel width, vector lanes, and the tile tables on the device."""
+
+    def __init__(self, dev, dtype, m, N, OH, OW, OC):
+        self.m, self.a2 = m, (m + 2) ** 2
+        self.cpu = dev.profile.matmul_variant == "cpu"
+        self.TH, self.TW = -(-OH // m), -(-OW // m)
+        self.T = N * self.TH * self.TW
+        if self.cpu:
+            self.nr = cpu_block(dev.profile, dtype, OC, max(self.T, 64))[1]
+            self.vw = max(1, min(8, dev.profile.vector_width, self.nr))
+        else:
+            self.nr, self.vw = 1, 1
+        step = max(self.nr, self.vw)
+        self.TP = -(-self.T // step) * step
+
+
+_TABLES: OrderedDict = OrderedDict()
+
+
+def _tables(dev, m, N, TH, TW, TP, OH, OW, base):
+    """(offsets, lim) int32 tensors over the TP tiles: offsets[t] = n*sn + ty*m*sh + tx*m*sw for the strides
+    `base` = (sn, sh, sw) of the tensor the tiles are cut from; lim[t] = 16 * valid rows + valid columns of
+    the tile's m x m output block (0 for tiles past the batch, whose offset is 0). Cached per geometry."""
+    key = (id(dev), m, N, TH, TW, TP, OH, OW, base)
+    hit = _TABLES.get(key)
+    if hit is not None:
+        _TABLES.move_to_end(key)
+        return hit
+    t = np.arange(TP)
+    n, rest = np.divmod(t, TH * TW)
+    ty, tx = np.divmod(rest, TW)
+    live = t < N * TH * TW
+    sn, sh, sw = base
+    off = np.where(live, n * sn + ty * m * sh + tx * m * sw, 0)
+    lim = np.where(live, np.minimum(m, OH - ty * m) * 16 + np.minimum(m, OW - tx * m), 0)
+    if off.max(initial=0) > _INT_MAX:
+        raise ValueError("conv2d (winograd): offsets exceed 32-bit indexing; split the batch")
+    hit = (_tensor(off.astype(np.int32), device=dev), _tensor(lim.astype(np.int32), device=dev))
+    _TABLES[key] = hit
+    if len(_TABLES) > 64:
+        _TABLES.popitem(last=False)
+    return hit
+
+
+def _input_transform(dev, dtype, plan, x, C, H, W, PH, PW, rows_layout):
+    """V for the tiles of x (N, C, H, W) padded by (PH, PW): plain rows [xi][C][TP] (rows_layout or a GPU)
+    or the CPU GEMM's B panels [xi][TP/nr][C][nr]."""
+    m, TH, TW, TP = plan.m, plan.TH, plan.TW, plan.TP
+    N = x.shape[0]
+    Hp, Wp = TH * m + 2, TW * m + 2
+    xp = pad_pitched(x, PH, PW, Hp, Wp, 0)
+    plane = Hp * Wp
+    toff, _ = _tables(dev, m, N, TH, TW, TP, TH * m, TW * m, (C * plane, Wp, 1))
+    size = plan.a2 * C * TP
+    if size > _INT_MAX:
+        raise ValueError("conv2d (winograd): the transformed tiles exceed 2**31 - 1 elements; split the batch")
+    v = Tensor._empty((size,), dtype, dev)
+    panels = plan.cpu and not rows_layout
+    nt = plan.nr if panels else 1
+    s_c, s_tb = (nt, C * nt) if panels else (TP, 1)
+    vw = plan.vw
+    kern = get_kernel(dev, "conv_winograd.cl.mako", "wino_input", arg_dtypes=[_i32, _i32, None, _i32, None, None]
+                      + [_i32] * 4, kernel="wino_input", m=m, NT=nt, VW=vw, **_types(dtype))
+    kern(dev.queue, (TP // vw, C), None, plane, Wp, xp._buf, xp.offset, toff._buf, v._buf, v.offset,
+         C * TP, s_c, s_tb)
+    return v
+
+
+def _filter_transform(dev, dtype, m, w, ws, OC, C):
+    """U plain [xi][OC][C] from w[o, c, 3, 3] (buffer, offset; strides ws)."""
+    a2 = (m + 2) ** 2
+    u = Tensor._empty((a2 * OC * C,), dtype, dev)
+    kern = get_kernel(dev, "conv_winograd.cl.mako", "wino_filter", arg_dtypes=[_i32, _i32, None] + [_i32] * 5
+                      + [None, _i32], kernel="wino_filter", m=m, **_types(dtype))
+    wg = dev.profile.elementwise_wg
+    kern(dev.queue, (-(-(OC * C) // wg) * wg,), (wg,), OC, C, w[0], w[1], *ws, u._buf, u.offset)
+    return u
+
+
+def _batched_gemm(dev, dtype, a2, M, N, K, a, a_sb, a_sm, b, b_panels, out):
+    """out[xi] (M x N, plain rows N apart) = A[xi] (M x K: rows a_sm apart, unit k stride) @ B[xi] (K x N).
+
+    b_panels: b holds the CPU GEMM's panels [xi][N/nr][K][nr]; else b is plain [xi][K][N]."""
+    if b_panels:
+        prof = dev.profile
+        mr, nr, vw = cpu_block(prof, dtype, M, N)
+        acc = _acc_np(dtype)
+        kern = _mm._kernel(dev, "gemm_cpu", _mm._GEMM_ARGS + [acc, acc, _i32], t=ctype(dtype),
+                           acc=_types(dtype)["acc"], MR=mr, NR=nr, VW=vw, a_mode="rows", b_mode="panels",
+                           b_nc=False)
+        lm = max(1, min(prof.matmul_tile_m // max(1, prof.matmul_wpt_m), dev.max_work_item_sizes[0]))
+        gm = -(-(-(-M // mr)) // lm) * lm
+        np_panels = -(-N // nr)
+        kern(dev.queue, (gm, np_panels, a2), (lm, 1, 1), M, N, K,
+             a._buf, a.offset, a_sb, a_sm, 1,
+             b._buf, 0, np_panels * K * nr, nr, 1,
+             out._buf, out.offset, M * N, N,
+             _mm._dummy(dev), 0, 1.0, 0.0, 0)
+        return out
+    _mm._gemm(a._view((a2, M, K), (a_sb, a_sm, 1)), b._view((a2, K, N), (K * N, N, 1)),
+              out=out._view((a2, M, N), (M * N, N, 1)))
+    return out
+
+
+def _conv(dev, dtype, m, x, C, H, W, PH, PW, w, ws, OC, OH, OW, bias, relu):
+    """y (N, OC, OH, OW) = conv3x3(x, w) with padding (PH, PW): the forward and the grad-input pass."""
+    N = x.shape[0]
+    plan = _Plan(dev, dtype, m, N, OH, OW, OC)
+    a2, TP = plan.a2, plan.TP
+    v = _input_transform(dev, dtype, plan, x, C, H, W, PH, PW, rows_layout=False)
+    u = _filter_transform(dev, dtype, m, w, ws, OC, C)
+    mm = Tensor._empty((a2 * OC * TP,), dtype, dev)
+    _batched_gemm(dev, dtype, a2, OC, TP, C, u, OC * C, C, v, plan.cpu, mm)
+    y = Tensor._empty((N, OC, OH, OW), dtype, dev)
+    ytab, lim = _tables(dev, m, N, plan.TH, plan.TW, TP, OH, OW, (y.strides[0], y.strides[2], y.strides[3]))
+    kern = get_kernel(dev, "conv_winograd.cl.mako", "wino_output", arg_dtypes=[_i32, _i32, None, _i32, None, None,
+                      None] + [_i32] * 4 + [None, _i32, _i32], kernel="wino_output", m=m, VW=plan.vw,
+                      **_types(dtype))
+    bias_buf, bias_off = (bias._buf, bias.offset) if bias is not None else (_mm._dummy(dev), 0)
+    epi = (_EPI_BIAS if bias is not None else 0) | (_EPI_RELU if relu else 0)
+    kern(dev.queue, (TP // plan.vw, OC), None, OC, TP, mm._buf, mm.offset, ytab._buf, lim._buf,
+         y._buf, y.offset, y.strides[1], y.strides[2], y.strides[3], bias_buf, bias_off, epi)
+    return y
+
+
+def forward(x: Tensor, w: Tensor, bias, g, m=2, relu=False) -> Tensor:
+    """conv2d forward for 3x3, stride 1, dilation 1: x (N, C, H, W), w (OC, C, 3, 3) -> (N, OC, OH, OW)."""
+    return _conv(x.device, x.dtype, m, x, g.C, g.H, g.W, g.PH, g.PW, (w._buf, w.offset), w.strides,
+                 g.OC, g.OH, g.OW, bias, relu)
+
+
+def grad_input(gy: Tensor, w: Tensor, g, m=2) -> Tensor:
+    """Input gradient: gy padded by 2 - P, convolved with w flipped in space and with its channel axes
+    swapped (wf[c, o, ky, kx] = w[o, c, 2 - ky, 2 - kx])."""
+    ws = w.strides
+    w_flip = (w._buf, w.offset + 2 * ws[2] + 2 * ws[3])
+    wfs = (ws[1], ws[0], -ws[2], -ws[3])
+    return _conv(gy.device, gy.dtype, m, gy, g.OC, g.OH, g.OW, 2 - g.PH, 2 - g.PW, w_flip, wfs,
+                 g.C, g.H, g.W, None, False)
+
+
+def grad_weight(x: Tensor, gy: Tensor, g, m=2) -> Tensor:
+    """Weight gradient (OC, C, 3, 3): dU^T[xi] (C x OC) = V[xi] (C x T) @ Z[xi]^T (T x OC), dw = G^T dU G."""
+    dev, dtype = x.device, x.dtype
+    plan = _Plan(dev, dtype, m, g.N, g.OH, g.OW, g.OC)
+    a2, TP, vw = plan.a2, plan.TP, plan.vw
+    v = _input_transform(dev, dtype, plan, x, g.C, g.H, g.W, g.PH, g.PW, rows_layout=True)
+    gtab, lim = _tables(dev, m, g.N, plan.TH, plan.TW, TP, g.OH, g.OW,
+                        (gy.strides[0], gy.strides[2], gy.strides[3]))
+    if plan.cpu:   # channel panels [xi][OCP/nr][TP][nr]: the GEMM's B operand (N = OC)
+        nc = cpu_block(dev.profile, dtype, g.C, g.OC)[1]
+        vw = min(vw, nc)
+        ocp = -(-g.OC // nc) * nc
+        s_cb, s_t = TP * nc, nc
+    else:          # plain rows [xi][OC][TP]
+        nc, ocp, s_cb, s_t = 1, g.OC, TP, 1
+    z = Tensor._empty((a2 * ocp * TP,), dtype, dev)
+    kern = get_kernel(dev, "conv_winograd.cl.mako", "wino_grad_out", arg_dtypes=[_i32] * 4 + [None, _i32, None, None,
+                      None] + [_i32] * 4, kernel="wino_grad_out", m=m, NC=nc, VW=vw, **_types(dtype))
+    kern(dev.queue, (TP, ocp // vw), None, g.OC, gy.strides[1], gy.strides[2], gy.strides[3],
+         gy._buf, gy.offset, gtab._buf, lim._buf, z._buf, z.offset, ocp * TP, s_cb, s_t)
+    du = Tensor._empty((a2 * g.C * g.OC,), dtype, dev)   # dU^T plain [xi][C][OC]
+    if plan.cpu:
+        _batched_gemm(dev, dtype, a2, g.C, g.OC, TP, v, g.C * TP, TP, z, True, du)
+    else:
+        _mm._gemm(v._view((a2, g.C, TP), (g.C * TP, TP, 1)), z._view((a2, TP, g.OC), (g.OC * TP, 1, TP)),
+                  out=du._view((a2, g.C, g.OC), (g.C * g.OC, g.OC, 1)))
+    dw = Tensor._empty((g.OC, g.C, 3, 3), dtype, dev)
+    kern = get_kernel(dev, "conv_winograd.cl.mako", "wino_wgrad", arg_dtypes=[_i32, _i32, None, _i32, None]
+                      + [_i32] * 3, kernel="wino_wgrad", m=m, **_types(dtype))
+    wg = dev.profile.elementwise_wg
+    kern(dev.queue, (-(-(g.OC * g.C) // wg) * wg,), (wg,), g.C, g.OC, du._buf, du.offset, dw._buf, dw.offset,
+         9, g.C * 9)
+    return dw

@@ -1,0 +1,257 @@
+## Convolutions as GEMMs without a column matrix ("implicit GEMM") for CPU-style devices.
+##
+## The input is first copied into *pitched planes*: every (n, c) plane zero-padded to Hp x Wp (the
+## convolution's padding around it) and a few zero elements of slack after the last plane. In that layout
+## a stride-1 convolution is a plain GEMM whose B operand is a shifted view of the planes:
+##     y[n, o, q] = sum_{c, ky, kx} w[o, c, ky, kx] * xp[n, c, q + ky*DH*Wp + kx*DW]
+## for the flat output position q = oh*Wp + ow (ow < OW; the Wp - OW positions at the end of each row are
+## computed and never stored). So the GEMM's inner loop is the same vector-register micro-kernel as
+## gemm_cpu in matmul.cl.mako: MR output channels x NR consecutive positions per work-item, each k step
+## one broadcast weight per row and NR/VW unaligned vector loads of the input, no masks.
+##
+## Kernels (t: storage type, acc: accumulation type; sizes and strides are arguments):
+##   pad_pitched     xp[n, c, r, j] = x[n, c, r - top, j - left] (0 outside x), planes of Hp x Wp, + zero rows
+##   conv_gemm       the forward above; also the input gradient of stride-1 convolutions (a convolution of
+##                   the output gradient, padded by K-1-P, with the weights flipped and channels swapped)
+##   conv_wgrad      weight gradient: dw[o, c, ky, kx] = sum_{n, q} gyp[n, o, q] * xp[n, c, q + shift(ky, kx)]
+##                   with gyp the output gradient in pitched planes of the input's pitch (zero columns past
+##                   OW): dot products along q in vector accumulators, MR output channels x KW taps per item,
+##                   the batch cut into splits that a second launch (conv.cl.mako sum_splits) adds.
+<%page args="kernel, t, acc, MR=8, NR=16, VW=8, KWU=0"/>
+<%!
+def vld(t, w, i, p):
+    return f"vload_half{w}({i}, {p})" if t == "half" else f"vload{w}({i}, {p})"
+
+def vst(t, w, v, i, p):
+    return f"vstore_half{w}({v}, {i}, {p})" if t == "half" else f"vstore{w}({v}, {i}, {p})"
+
+def ld(t, p):
+    return f"vload_half(0, {p})" if t == "half" else f"(*({p}))"
+
+def st(t, p, v):
+    return f"vstore_half({v}, 0, {p})" if t == "half" else f"*({p}) = ({t})({v})"
+%>
+#define EPI_BIAS 2
+#define EPI_RELU 4
+#define EPI_ACCUM 8
+#define DIVMOD(q, r, a, b) const int q = (a) / (b); const int r = (a) - q * (b)
+
+% if kernel == "pad_pitched":
+// xp[p, r, j] = x[p / C, p % C, r - top, j - left] for planes p = n*C + c (x read through strides), 0 outside
+// x; planes of Hp x Wp follow each other, then `slack_rows` rows of zeros. A 2-D range (j, plane row): the
+// one division per item depends on the row only, so it is shared by the row's vector of work-items.
+__kernel void pad_pitched(const int NP, const int C, const int H, const int W, const int top, const int left,
+    const int Hp, const int Wp,
+    __global const ${t} *x, const int x_off, const int xs_n, const int xs_c, const int xs_h, const int xs_w,
+    __global ${t} *xp, const int xp_off)
+{
+    const int j = get_global_id(0), row = get_global_id(1);   // the range is exactly (Wp, rows)
+    const int p = row / Hp, r = row - p * Hp;
+    const int n = p / C, c = p - n * C;
+    const int h = r - top, w = j - left;
+    const int hc = clamp(h, 0, H - 1), wc = clamp(w, 0, W - 1), nc = min(n, NP / C - 1);
+    const int inside = p < NP && h == hc && w == wc;
+    const ${t} v = x[x_off + nc * xs_n + c * xs_c + hc * xs_h + wc * xs_w];
+    // branch-free (clamped load, select) so that PoCL vectorises the row of work-items
+    xp[xp_off + row * Wp + j] = inside ? v : (${t})0;
+}
+% endif
+
+% if kernel == "pack_panels":
+// wt[ob][(c*KH + ky)*KW + kx][r] = w[ob*MR + r, c, ky, kx] (read through strides; 0 for rows >= OC): the
+// ${MR}-row panels conv_gemm reads with contiguous broadcasts
+__kernel void pack_panels(const int OC, const int C, const int KH, const int KW, const int OB,
+    __global const ${t} *w, const int w_off, const int ws_o, const int ws_c, const int ws_h, const int ws_w,
+    __global ${t} *wt, const int wt_off)
+{
+    const int gid = get_global_id(0);
+    const int K = C * KH * KW;
+    if (gid >= OB * K * ${MR}) return;
+    DIVMOD(r1, r, gid, ${MR});
+    DIVMOD(ob, k, r1, K);
+    DIVMOD(k1, kx, k, KW);
+    DIVMOD(c, ky, k1, KH);
+    const int o = ob * ${MR} + r;
+    ${t} v = 0;
+    if (o < OC) v = w[w_off + o * ws_o + c * ws_c + ky * ws_h + kx * ws_w];
+    wt[wt_off + gid] = v;
+}
+% endif
+
+% if kernel == "conv_gemm":
+<%
+    nv = NR // VW
+    vt = f"{acc}{VW}"
+%>
+// y[n, o, oh, ow] = epilogue(sum_{c, ky, kx} wt[(c*KH + ky)*KW + kx][o] * xp[n, c, oh*Wp + ow + ky*DH*Wp + kx*DW])
+// One work-item: ${MR} output channels x ${NR} consecutive flat positions q0 .. q0+${NR - 1} (${nv} vectors of
+// ${VW}). Tiles: with tpr > 0, tile t covers row t / tpr from column (t % tpr) * ${NR} (rows of OW >= ${NR});
+// with tpr == 0, tile t starts at q0 = t * ${NR} and may cross rows (narrow images). wt is packed by
+// conv.cl.mako's pack_weights as [C*KH*KW][OCP] (OCP a multiple of ${MR}, zero past OC).
+// Epilogue bits: EPI_BIAS adds bias[o], EPI_RELU clamps at 0, EPI_ACCUM adds the old y (y += result).
+__kernel void conv_gemm(const int OC, const int C, const int KH, const int KW, const int plane, const int Wp,
+    const int DHW, const int DW, const int OH, const int OW, const int tpr, const int ntiles,
+    __global const ${t} *restrict xp, const int xp_off, const int xs_n,
+    __global const ${t} *restrict wt, const int wt_off, const int OCP,
+    __global ${t} *restrict y, const int y_off, const int ys_n, const int ys_o, const int ys_h,
+    __global const ${t} *restrict bias, const int bias_off, const int epi)
+{
+    const int tile = get_global_id(0), ob = get_global_id(1), n = get_global_id(2);
+    if (tile >= ntiles) return;
+    int oh0, ow0, q0;
+    if (tpr > 0) {
+        oh0 = tile / tpr;
+        ow0 = (tile - oh0 * tpr) * ${NR};
+        q0 = oh0 * Wp + ow0;
+    } else {
+        q0 = tile * ${NR};
+        oh0 = q0 / Wp;
+        ow0 = q0 - oh0 * Wp;
+    }
+% for r in range(MR):
+  % for v in range(nv):
+    ${vt} c${r}_${v} = (${vt})(0);
+  % endfor
+% endfor
+    __global const ${t} *xc = xp + xp_off + n * xs_n + q0;
+    __global const ${t} *w = wt + wt_off + ob * C * KH * KW * ${MR};
+    for (int c = 0; c < C; ++c, xc += plane) {
+        __global const ${t} *xr = xc;
+        for (int ky = 0; ky < KH; ++ky, xr += DHW) {
+% if KWU:
+  % for kx in range(KWU):
+            {
+                __global const ${t} *b = xr + ${kx} * DW;
+    % for v in range(nv):
+                const ${vt} b${v} = ${vld(t, VW, v, "b")};
+    % endfor
+    % for r in range(MR):
+                const ${vt} a${r} = (${vt})(${ld(t, "w + %d" % r)});
+      % for v in range(nv):
+                c${r}_${v} = fma(a${r}, b${v}, c${r}_${v});
+      % endfor
+    % endfor
+                w += ${MR};
+            }
+  % endfor
+% else:
+            for (int kx = 0; kx < KW; ++kx, w += ${MR}) {
+                __global const ${t} *b = xr + kx * DW;
+  % for v in range(nv):
+                const ${vt} b${v} = ${vld(t, VW, v, "b")};
+  % endfor
+  % for r in range(MR):
+                const ${vt} a${r} = (${vt})(${ld(t, "w + %d" % r)});
+    % for v in range(nv):
+                c${r}_${v} = fma(a${r}, b${v}, c${r}_${v});
+    % endfor
+  % endfor
+            }
+% endif
+        }
+    }
+    const int o0 = ob * ${MR};
+    __global ${t} *yn = y + y_off + n * ys_n;
+    if (ow0 + ${NR} <= OW && o0 + ${MR} <= OC) {
+        // the whole tile lies inside one output row: vector stores
+        __global ${t} *yo = yn + o0 * ys_o + oh0 * ys_h + ow0;
+% for r in range(MR):
+        {
+            const ${vt} bv = (epi & EPI_BIAS) ? (${vt})(${ld(t, "bias + bias_off + o0 + %d" % r)}) : (${vt})(0);
+  % for v in range(nv):
+            {
+                ${vt} r_ = c${r}_${v} + bv;
+                if (epi & EPI_ACCUM) r_ += ${vld(t, VW, v, "yo + %d * ys_o" % r)};
+                if (epi & EPI_RELU) r_ = fmax(r_, (${vt})(0));
+                ${vst(t, VW, "r_", v, "yo + %d * ys_o" % r)};
+            }
+  % endfor
+        }
+% endfor
+    } else {
+        // edge tile (crosses a row end, the last row or the last channels): element by element
+        ${acc} tl[${MR}][${NR}];
+% for r in range(MR):
+  % for v in range(nv):
+        vstore${VW}(c${r}_${v}, ${v}, tl[${r}]);
+  % endfor
+% endfor
+        const int rows = min(${MR}, OC - o0);
+        int oh = oh0, ow = ow0;
+        for (int j = 0; j < ${NR}; ++j, ++ow) {
+            if (ow == Wp) { ow = 0; ++oh; }
+            if (ow >= OW || oh >= OH) continue;
+            __global ${t} *yp = yn + oh * ys_h + ow;
+            for (int r = 0; r < rows; ++r) {
+                ${acc} v = tl[r][j];
+                if (epi & EPI_BIAS) v += ${ld(t, "bias + bias_off + o0 + r")};
+                if (epi & EPI_ACCUM) v += ${ld(t, "yp + (o0 + r) * ys_o")};
+                if (epi & EPI_RELU) v = fmax(v, (${acc})0);
+                ${st(t, "yp + (o0 + r) * ys_o", "v")};
+            }
+        }
+    }
+}
+% endif
+
+% if kernel == "conv_wgrad":
+<%
+    vt = f"{acc}{VW}"
+    comps = "0123456789abcdef"
+%>
+// part[s, o, c, ky, kx] = sum over images n of split s and flat positions q < L (rounded up to ${VW}) of
+//     gyp[n, o, q] * xp[n, c, q + ky*DH*Wp + kx*DW]
+// gyp: the output gradient in planes of pitch Wp (zero at columns OW..Wp-1 and past the last row) with
+// plane stride gplane; xp: the padded input (plane stride plane). One work-item: ${MR} output channels x
+// ${KWU} taps (one ky row of the kernel) of one input channel; ${VW}-lane accumulators summed at the end.
+__kernel void conv_wgrad(const int N, const int OC, const int C, const int KH, const int L,
+    const int plane, const int gplane, const int DHW, const int DW, const int nper, const int nsplit,
+    __global const ${t} *restrict xp, const int xp_off,
+    __global const ${t} *restrict gyp, const int gyp_off,
+    __global ${t} *restrict part, const int part_off)
+{
+    const int ob = get_global_id(0), ck = get_global_id(1), s = get_global_id(2);
+    const int OB = (OC + ${MR - 1}) / ${MR};
+    if (ob >= OB || ck >= C * KH || s >= nsplit) return;
+    DIVMOD(c, ky, ck, KH);
+    const int o0 = ob * ${MR};
+    const int n0 = s * nper, n1 = min(N, n0 + nper);
+% for r in range(MR):
+  % for k in range(KWU):
+    ${vt} a${r}_${k} = (${vt})(0);
+  % endfor
+% endfor
+    for (int n = n0; n < n1; ++n) {
+        __global const ${t} *xq = xp + xp_off + (n * C + c) * plane + ky * DHW;
+% for r in range(MR):
+        __global const ${t} *g${r} = gyp + gyp_off + (n * OC + min(o0 + ${r}, OC - 1)) * gplane;
+% endfor
+        for (int q = 0; q < L; q += ${VW}) {
+% for k in range(KWU):
+            const ${vt} x${k} = ${vld(t, VW, 0, "xq + q + %d * DW" % k)};
+% endfor
+% for r in range(MR):
+            {
+                const ${vt} gv = ${vld(t, VW, 0, "g%d + q" % r)};
+  % for k in range(KWU):
+                a${r}_${k} = fma(gv, x${k}, a${r}_${k});
+  % endfor
+            }
+% endfor
+        }
+    }
+    const int KW = ${KWU};
+    __global ${t} *out = part + part_off + s * OC * C * KH * KW + ((o0 * C + c) * KH + ky) * KW;
+% for r in range(MR):
+    if (o0 + ${r} < OC) {
+  % for k in range(KWU):
+        {
+            const ${vt} a = a${r}_${k};
+            ${acc} sum = ${" + ".join(f"a.s{comps[j]}" for j in range(VW))};
+            ${st(t, "out + %d * C * KH * KW + %d" % (r, k), "sum")};
+        }
+  % endfor
+    }
+% endfor
+}
+% endif
