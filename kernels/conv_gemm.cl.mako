@@ -93,7 +93,7 @@ __kernel void conv_gemm(const int OC, const int C, const int KH, const int KW, c
     const int DHW, const int DW, const int OH, const int OW, const int tpr, const int ntiles,
     __global const ${t} *restrict xp, const int xp_off, const int xs_n,
     __global const ${t} *restrict wt, const int wt_off, const int OCP,
-    __global ${t} *restrict y, const int y_off, const int ys_n, const int ys_o, const int ys_h,
+    __global ${t} *restrict y, const int y_off, const int ys_n, const int ys_o, const int ys_h, const int ys_w,
     __global const ${t} *restrict bias, const int bias_off, const int epi)
 {
     const int tile = get_global_id(0), ob = get_global_id(1), n = get_global_id(2);
@@ -152,7 +152,7 @@ __kernel void conv_gemm(const int OC, const int C, const int KH, const int KW, c
     }
     const int o0 = ob * ${MR};
     __global ${t} *yn = y + y_off + n * ys_n;
-    if (ow0 + ${NR} <= OW && o0 + ${MR} <= OC) {
+    if (ow0 + ${NR} <= OW && o0 + ${MR} <= OC && ys_w == 1) {
         // the whole tile lies inside one output row: vector stores
         __global ${t} *yo = yn + o0 * ys_o + oh0 * ys_h + ow0;
 % for r in range(MR):
@@ -181,7 +181,7 @@ __kernel void conv_gemm(const int OC, const int C, const int KH, const int KW, c
         for (int j = 0; j < ${NR}; ++j, ++ow) {
             if (ow == Wp) { ow = 0; ++oh; }
             if (ow >= OW || oh >= OH) continue;
-            __global ${t} *yp = yn + oh * ys_h + ow;
+            __global ${t} *yp = yn + oh * ys_h + ow * ys_w;
             for (int r = 0; r < rows; ++r) {
                 ${acc} v = tl[r][j];
                 if (epi & EPI_BIAS) v += ${ld(t, "bias + bias_off + o0 + r")};

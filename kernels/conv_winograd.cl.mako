@@ -194,14 +194,13 @@ __kernel void wino_grad_out(const int OC, const int gs_c, const int gs_h, const 
 % endif
 
 % if kernel == "wino_filter":
-// U[xi, o, c] = (G g G^T)[xi] for g = w[o, c, :, :] (read through strides), U plain [xi][OC][C]
+// U[xi, o, c] = (G g G^T)[xi] for g = w[o, c, :, :] (read through strides), U plain [xi][OC][C] (planes s_x apart)
 __kernel void wino_filter(const int OC, const int C,
     __global const ${t} *w, const int w_off, const int ws_o, const int ws_c, const int ws_h, const int ws_w,
-    __global ${t} *u, const int u_off)
+    __global ${t} *u, const int u_off, const int s_x)
 {
-    const int gid = get_global_id(0);
-    if (gid >= OC * C) return;
-    DIVMOD(o, c, gid, C);
+    const int c = get_global_id(0), o = get_global_id(1);   // the range is exactly (C, OC)
+    const int gid = o * C + c;
     __global const ${t} *wp = w + w_off + o * ws_o + c * ws_c;
 % for i in range(3):
   % for j in range(3):
@@ -214,7 +213,7 @@ __kernel void wino_filter(const int OC, const int C,
     __global ${t} *out = u + u_off + gid;
 % for i in range(a):
   % for j in range(a):
-    out[${i * a + j} * OC * C] = (${t})e${i}_${j};
+    out[${i * a + j} * s_x] = (${t})e${i}_${j};
   % endfor
 % endfor
 }
@@ -228,7 +227,7 @@ __kernel void wino_filter(const int OC, const int C,
 // y[tile t, o] = epilogue(A^T M A) with M plain [xi][OC][TP]: one work-item per (${VW} consecutive tiles, o),
 // M read as vectors; each lane stores its ${m}x${m} block at y + ytab[t] + o*ys_o (lim[t] = 16 * valid rows +
 // valid columns, 0 past the batch). Epilogue bits: EPI_BIAS adds bias[o], EPI_RELU clamps at 0.
-__kernel void wino_output(const int OC, const int TP,
+__kernel void wino_output(const int TP, const int s_x,
     __global const ${t} *mm, const int m_off,
     __global const int *ytab, __global const int *lim,
     __global ${t} *y, const int y_off, const int ys_o, const int ys_h, const int ys_w,
@@ -239,9 +238,9 @@ __kernel void wino_output(const int OC, const int TP,
 % for i in range(a):
   % for j in range(a):
     % if VW > 1:
-    const ${vt} s${i}_${j} = ${vld(t, VW, 0, "src + %d * OC * TP" % (i * a + j))};
+    const ${vt} s${i}_${j} = ${vld(t, VW, 0, "src + %d * s_x" % (i * a + j))};
     % else:
-    const ${vt} s${i}_${j} = (${acc})src[${i * a + j} * OC * TP];
+    const ${vt} s${i}_${j} = (${acc})src[${i * a + j} * s_x];
     % endif
   % endfor
 % endfor
@@ -286,17 +285,16 @@ __kernel void wino_output(const int OC, const int TP,
 
 % if kernel == "wino_wgrad":
 // dw[s, r, :, :] = G^T dU[:, r, s] G with dU plain [xi][R][S]; dw element (s, r, i, j) at s*s_s + r*s_r + 3i + j
-__kernel void wino_wgrad(const int R, const int S,
+__kernel void wino_wgrad(const int R, const int S, const int s_x,
     __global const ${t} *du, const int du_off,
     __global ${t} *dw, const int dw_off, const int s_r, const int s_s)
 {
-    const int gid = get_global_id(0);
-    if (gid >= R * S) return;
-    DIVMOD(r, s, gid, S);
+    const int s = get_global_id(0), r = get_global_id(1);   // the range is exactly (S, R)
+    const int gid = r * S + s;
     __global const ${t} *src = du + du_off + gid;
 % for i in range(a):
   % for j in range(a):
-    const ${acc} s${i}_${j} = (${acc})src[${i * a + j} * R * S];
+    const ${acc} s${i}_${j} = (${acc})src[${i * a + j} * s_x];
   % endfor
 % endfor
 % for line in sandwich(GT, GT, "s", "e", acc, acc):

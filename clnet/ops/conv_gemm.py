@@ -91,92 +91,163 @@ def _pack(dev, dtype, w, ws, oc, c, kh, kw, ocp):
     return wt
 
 
-def _gemm(dev, dtype, xp, xs_n, C, plane, Wp, wt, OC, ocp, KH, KW, DH, DW, y, OH, OW, bias, epi, N):
-    """Launch conv_gemm: y[n, o, oh, ow] over pitched planes xp (plane stride `plane`, image stride xs_n)."""
+_CONV_ARGS = [_i32] * 12 + [None, _i32, _i32] + [None, _i32, _i32] + [None] + [_i32] * 5 + [None, _i32, _i32]
+
+
+def conv_s1(x: Tensor, w, ws, OC, KH, KW, DH, DW, top, left, OH, OW, y=None, bias=None, relu=False,
+            accum=False) -> Tensor:
+    """y[n, o, oh, ow] (+)= bias[o] + sum_{c, ky, kx} w[o, c, ky, kx] * x[n, c, oh - top + ky*DH, ow - left + kx*DW]
+    (zero outside x): a stride-1 correlation with any padding (negative = cropping), as one conv_gemm launch.
+
+    x: Tensor (N, C, H, W), any strides (a view); w: (buffer, offset) with element strides ws of [o, c, ky, kx]
+    (flips and channel swaps are strides); y: an (N, OC, OH, OW) view to write (any strides), new when None;
+    accum adds to y instead of overwriting it; relu clamps the final value."""
+    dev, dtype = x.device, x.dtype
+    N, C = x.shape[:2]
     mr, nr, vw = block(dev, dtype, OC)
+    Hp, Wp = OH + (KH - 1) * DH, OW + (KW - 1) * DW
+    xp = pad_pitched(x, top, left, Hp, Wp, (KH - 1) * DH * Wp + (KW - 1) * DW + 2 * nr + 16)
+    ocp = -(-OC // mr) * mr
+    wt = _pack(dev, dtype, w, ws, OC, C, KH, KW, ocp)
+    if y is None:
+        y = Tensor._empty((N, OC, OH, OW), dtype, dev)
     if OW >= nr and (OW % nr == 0 or OW >= 4 * nr):
         tpr = -(-OW // nr)
         ntiles = OH * tpr
     else:
         tpr = 0
         ntiles = -(-((OH - 1) * Wp + OW) // nr)
-    kwu = KW if KW <= 3 else 0
-    args = [_i32] * 12 + [None, _i32, _i32] + [None, _i32, _i32] + [None, _i32, _i32, _i32, _i32] + [None, _i32, _i32]
-    kern = get_kernel(dev, "conv_gemm.cl.mako", "conv_gemm", arg_dtypes=args, kernel="conv_gemm",
-                      MR=mr, NR=nr, VW=vw, KWU=kwu, **_types(dtype))
+    kern = get_kernel(dev, "conv_gemm.cl.mako", "conv_gemm", arg_dtypes=_CONV_ARGS, kernel="conv_gemm",
+                      MR=mr, NR=nr, VW=vw, KWU=KW if KW <= 3 else 0, **_types(dtype))
     lx = 16
+    epi = (_EPI_BIAS if bias is not None else 0) | (_EPI_RELU if relu else 0) | (_EPI_ACCUM if accum else 0)
     bias_buf, bias_off = (bias._buf, bias.offset) if bias is not None else (_dummy(dev), 0)
+    plane = Hp * Wp
     kern(dev.queue, (-(-ntiles // lx) * lx, ocp // mr, N), (lx, 1, 1),
          OC, C, KH, KW, plane, Wp, DH * Wp, DW, OH, OW, tpr, ntiles,
-         xp._buf, xp.offset, xs_n, wt._buf, wt.offset, ocp,
-         y._buf, y.offset, y.strides[0], y.strides[1], y.strides[2], bias_buf, bias_off, epi)
+         xp._buf, xp.offset, C * plane, wt._buf, wt.offset, ocp,
+         y._buf, y.offset, *y.strides, bias_buf, bias_off, epi)
     return y
 
 
-def _slack(KH, KW, DH, DW, Wp, nr):
-    return (KH - 1) * DH * Wp + (KW - 1) * DW + 2 * nr + 16
+def wgrad_s1(x: Tensor, gy: Tensor, KH, KW, DH, DW, top, left) -> Tensor:
+    """dw[o, c, ky, kx] = sum_{n, oh, ow} gy[n, o, oh, ow] * x[n, c, oh - top + ky*DH, ow - left + kx*DW]: the weight
+    gradient of conv_s1, a new (OC, C, KH, KW) tensor. x, gy: any strides. KW <= 4 (one kernel row per item)."""
+    from .conv import _sum_splits
+    dev, dtype = x.device, x.dtype
+    N, C = x.shape[:2]
+    OC, OH, OW = gy.shape[1:]
+    vw = block(dev, dtype)[2]
+    Hp, Wp = OH + (KH - 1) * DH, OW + (KW - 1) * DW
+    L = -(-((OH - 1) * Wp + OW) // vw) * vw
+    xp = pad_pitched(x, top, left, Hp, Wp, (KH - 1) * DH * Wp + (KW - 1) * DW + L + vw)
+    Hg = -(-L // Wp)   # rows of the gradient's planes: every q < L reads its own plane (zeros past OH)
+    gp = pad_pitched(gy, 0, 0, Hg, Wp, vw)
+    wmr = 4
+    OB = -(-OC // wmr)
+    nsplit = N   # one image per work-item: the image's planes stay in cache while a group sweeps them
+    part = Tensor._empty((nsplit, OC, C, KH, KW), dtype, dev)
+    kern = get_kernel(dev, "conv_gemm.cl.mako", "conv_wgrad", arg_dtypes=[_i32] * 11 + [None, _i32] * 3,
+                      kernel="conv_wgrad", MR=wmr, VW=vw, KWU=KW, **_types(dtype))
+    kern(dev.queue, (OB, C * KH, nsplit), None,
+         N, OC, C, KH, L, Hp * Wp, Hg * Wp, DH * Wp, DW, 1, nsplit,
+         xp._buf, xp.offset, gp._buf, gp.offset, part._buf, part.offset)
+    return _sum_splits(part, nsplit, (OC, C, KH, KW))
+
+
+# --- the three passes of a conv2d (geometry g: clnet.ops.conv._Geom) -----------------------------------
+def _phases(K, P, s):
+    """Polyphase split of one axis of a stride-s convolution (dilation 1): for each input phase a (rows a,
+    a+s, ...) the kernel taps that read it, as (first tap, tap count, top padding of the stride-1 sub-problem)."""
+    out = []
+    for a in range(s):
+        k0 = (a + P) % s
+        count = len(range(k0, K, s))
+        out.append((a, k0, count, -((k0 - P - a) // s)))
+    return out
+
+
+def _phase_view(x, a, b, s):
+    """Rows a, a+s, ... and columns b, b+s, ... of x (N, C, H, W) as a view."""
+    N, C, H, W = x.shape
+    sn, sc, sh, sw = x.strides
+    return x._view((N, C, -(-(H - a) // s), -(-(W - b) // s)), (sn, sc, s * sh, s * sw), x.offset + a * sh + b * sw)
+
+
+def applies(g, pass_) -> bool:
+    """conv2d geometries these kernels run: stride 1 (any dilation), or equal strides with dilation 1 and
+    every phase non-empty; KW <= 4 for the weight gradient; the input gradient needs P <= (K-1)*D at stride 1."""
+    if (g.SH, g.SW) == (1, 1):
+        if pass_ == "grad_weight":
+            return g.KW <= 4
+        if pass_ == "grad_input":
+            return g.PH <= g.DH * (g.KH - 1) and g.PW <= g.DW * (g.KW - 1)
+        return True
+    if (g.DH, g.DW) != (1, 1) or g.SH != g.SW or g.H < g.SH or g.W < g.SW:
+        return False
+    return pass_ != "grad_weight" or -(-g.KW // g.SW) <= 4
 
 
 def forward(x: Tensor, w: Tensor, bias, g, relu=False) -> Tensor:
-    """conv2d forward (stride 1) of contiguous x (N, C, H, W) and w (OC, C, KH, KW): (N, OC, OH, OW)."""
-    dev, dtype = x.device, x.dtype
-    mr, nr, vw = block(dev, dtype, g.OC)
-    Hp, Wp = g.H + 2 * g.PH, g.W + 2 * g.PW
-    xp = pad_pitched(x, g.PH, g.PW, Hp, Wp, _slack(g.KH, g.KW, g.DH, g.DW, Wp, nr))
-    ocp = -(-g.OC // mr) * mr
-    wt = _pack(dev, dtype, (w._buf, w.offset), w.strides, g.OC, g.C, g.KH, g.KW, ocp)
-    y = Tensor._empty((g.N, g.OC, g.OH, g.OW), dtype, dev)
-    epi = (_EPI_BIAS if bias is not None else 0) | (_EPI_RELU if relu else 0)
-    return _gemm(dev, dtype, xp, g.C * Hp * Wp, g.C, Hp * Wp, Wp, wt, g.OC, ocp, g.KH, g.KW, g.DH, g.DW,
-                 y, g.OH, g.OW, bias, epi, g.N)
+    """conv2d forward: (N, OC, OH, OW). Strided convolutions are the sum of the s*s phase convolutions
+    (each phase of x with the taps that read it), accumulated into y."""
+    ws = w.strides
+    if (g.SH, g.SW) == (1, 1):
+        return conv_s1(x, (w._buf, w.offset), ws, g.OC, g.KH, g.KW, g.DH, g.DW, g.PH, g.PW, g.OH, g.OW,
+                       bias=bias, relu=relu)
+    s = g.SH
+    parts = [(ph, pw) for ph in _phases(g.KH, g.PH, s) for pw in _phases(g.KW, g.PW, s) if ph[2] and pw[2]]
+    y = None
+    for i, ((a, ky0, kh, top), (b, kx0, kw, left)) in enumerate(parts):
+        wsub = (w._buf, w.offset + ky0 * ws[2] + kx0 * ws[3])
+        y = conv_s1(_phase_view(x, a, b, s), wsub, (ws[0], ws[1], s * ws[2], s * ws[3]), g.OC, kh, kw, 1, 1,
+                    top, left, g.OH, g.OW, y=y, bias=bias if i == 0 else None,
+                    relu=relu and i == len(parts) - 1, accum=i > 0)
+    return y
 
 
 def grad_input(gy: Tensor, w: Tensor, g) -> Tensor:
-    """Input gradient of a stride-1 convolution: gy padded by (K-1)*D - P, convolved with w flipped in space
-    and with its channel axes swapped (the flip and swap are strides of the packing, not copies)."""
-    dev, dtype = gy.device, gy.dtype
-    mr, nr, vw = block(dev, dtype, g.C)
-    th, tw = g.DH * (g.KH - 1) - g.PH, g.DW * (g.KW - 1) - g.PW
-    if th < 0 or tw < 0:
-        raise ValueError("grad_input: padding larger than the kernel extent is not supported here")
-    Hp, Wp = g.OH + 2 * th, g.OW + 2 * tw
-    gp = pad_pitched(gy, th, tw, Hp, Wp, _slack(g.KH, g.KW, g.DH, g.DW, Wp, nr))
-    ocp = -(-g.C // mr) * mr
-    # wf[c, o, ky, kx] = w[o, c, KH-1-ky, KW-1-kx]
-    w_flip = (w._buf, w.offset + (g.KH - 1) * g.KW + g.KW - 1)
-    ws = (g.KH * g.KW, g.C * g.KH * g.KW, -g.KW, -1)
-    wt = _pack(dev, dtype, w_flip, ws, g.C, g.OC, g.KH, g.KW, ocp)
-    gx = Tensor._empty((g.N, g.C, g.H, g.W), dtype, dev)
-    return _gemm(dev, dtype, gp, g.OC * Hp * Wp, g.OC, Hp * Wp, Wp, wt, g.C, ocp, g.KH, g.KW, g.DH, g.DW,
-                 gx, g.H, g.W, None, 0, g.N)
-
-
-def _nsplit(dev, items, n):
-    target = dev.compute_units * 64
-    return max(1, min(n, -(-target // max(items, 1))))
+    """Input gradient: per phase of x, gy convolved with that phase's taps flipped in space and with the
+    channel axes swapped (strides, not copies), written into the phase's rows and columns of gx."""
+    ws = w.strides
+    wf = (ws[1], ws[0], -ws[2], -ws[3])
+    if (g.SH, g.SW) == (1, 1):
+        w_flip = (w._buf, w.offset + (g.KH - 1) * ws[2] + (g.KW - 1) * ws[3])
+        return conv_s1(gy, w_flip, wf, g.C, g.KH, g.KW, g.DH, g.DW, g.DH * (g.KH - 1) - g.PH,
+                       g.DW * (g.KW - 1) - g.PW, g.H, g.W)
+    s = g.SH
+    phases_h, phases_w = _phases(g.KH, g.PH, s), _phases(g.KW, g.PW, s)
+    empty = any(p[2] == 0 for p in phases_h + phases_w)
+    if empty:   # phases no tap reads get a zero gradient
+        from .creation import zeros
+        gx = zeros((g.N, g.C, g.H, g.W), dtype=gy.dtype, device=gy.device)
+    else:
+        gx = Tensor._empty((g.N, g.C, g.H, g.W), gy.dtype, gy.device)
+    for a, ky0, kh, top in phases_h:
+        for b, kx0, kw, left in phases_w:
+            if not kh or not kw:
+                continue
+            # the phase's taps ky0, ky0+s, ..., flipped: start at the last one, step -s
+            w_flip = (w._buf, w.offset + (ky0 + s * (kh - 1)) * ws[2] + (kx0 + s * (kw - 1)) * ws[3])
+            out = _phase_view(gx, a, b, s)
+            conv_s1(gy, w_flip, (ws[1], ws[0], -s * ws[2], -s * ws[3]), g.C, kh, kw, 1, 1, kh - 1 - top,
+                    kw - 1 - left, out.shape[2], out.shape[3], y=out)
+    return gx
 
 
 def grad_weight(x: Tensor, gy: Tensor, g) -> Tensor:
-    """Weight gradient of a stride-1 convolution (KW <= 4): (OC, C, KH, KW)."""
-    from .conv import _sum_splits
-    dev, dtype = x.device, x.dtype
-    vw = block(dev, dtype)[2]
-    Hp, Wp = g.H + 2 * g.PH, g.W + 2 * g.PW
-    L = -(-((g.OH - 1) * Wp + g.OW) // vw) * vw
-    xp = pad_pitched(x, g.PH, g.PW, Hp, Wp, (g.KH - 1) * g.DH * Wp + (g.KW - 1) * g.DW + L + vw)
-    Hg = -(-L // Wp)   # rows of the gradient's planes: every q < L reads its own plane (zeros past OH)
-    gplane = Hg * Wp
-    gp = pad_pitched(gy, 0, 0, Hg, Wp, vw)
-    wmr = 4
-    OB = -(-g.OC // wmr)
-    items = OB * g.C * g.KH
-    import os
-    nper = int(os.environ.get("CG_NPER", "1"))
-    nsplit = -(-g.N // nper)
-    part = Tensor._empty((nsplit, g.OC, g.C, g.KH, g.KW), dtype, dev)
-    kern = get_kernel(dev, "conv_gemm.cl.mako", "conv_wgrad", arg_dtypes=[_i32] * 11 + [None, _i32] * 3,
-                      kernel="conv_wgrad", MR=wmr, VW=vw, KWU=g.KW, **_types(dtype))
-    kern(dev.queue, (OB, g.C * g.KH, nsplit), None,
-         g.N, g.OC, g.C, g.KH, L, Hp * Wp, gplane, g.DH * Wp, g.DW, nper, nsplit,
-         xp._buf, xp.offset, gp._buf, gp.offset, part._buf, part.offset)
-    return _sum_splits(part, nsplit, (g.OC, g.C, g.KH, g.KW))
+    """Weight gradient (OC, C, KH, KW): per phase, the stride-1 weight gradient of that phase's taps."""
+    if (g.SH, g.SW) == (1, 1):
+        return wgrad_s1(x, gy, g.KH, g.KW, g.DH, g.DW, g.PH, g.PW)
+    from .elementwise import copy_into
+    s = g.SH
+    dw = Tensor._empty((g.OC, g.C, g.KH, g.KW), x.dtype, x.device)
+    for a, ky0, kh, top in _phases(g.KH, g.PH, s):
+        for b, kx0, kw, left in _phases(g.KW, g.PW, s):
+            if not kh or not kw:
+                continue
+            part = wgrad_s1(_phase_view(x, a, b, s), gy, kh, kw, 1, 1, top, left)
+            dst = dw._view((g.OC, g.C, kh, kw), (dw.strides[0], dw.strides[1], s * dw.strides[2], s * dw.strides[3]),
+                           dw.offset + ky0 * dw.strides[2] + kx0 * dw.strides[3])
+            copy_into(dst, part)
+    return dw

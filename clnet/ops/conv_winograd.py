@@ -36,6 +36,15 @@ def _acc_np(dtype):
     return np.dtype(np.float32) if dtype.itemsize == 2 else np.dtype(dtype)
 
 
+def plane_stride(n: int) -> int:
+    """Elements between the a^2 planes of U, V, M, Z, dU: n rounded up to 16 (aligned vectors), plus 16
+    when that is a multiple of 1024. A transform touches all a^2 planes at once: at power-of-two distances
+    they fall into the same cache sets, and the 36 streams of F(4x4) evict each other (the weight transform
+    of a 512x512 layer took 78 ms instead of ~6 on PoCL before this)."""
+    n = -(-n // 16) * 16
+    return n + 16 if n % 1024 == 0 else n
+
+
 class _Plan:
     """Tiling of one pass: sizes, GEMM panel width, vector lanes, and the tile tables on the device."""
 
@@ -90,7 +99,8 @@ def _input_transform(dev, dtype, plan, x, C, H, W, PH, PW, rows_layout):
     xp = pad_pitched(x, PH, PW, Hp, Wp, 0)
     plane = Hp * Wp
     toff, _ = _tables(dev, m, N, TH, TW, TP, TH * m, TW * m, (C * plane, Wp, 1))
-    size = plan.a2 * C * TP
+    s_x = plane_stride(C * TP)
+    size = plan.a2 * s_x
     if size > _INT_MAX:
         raise ValueError("conv2d (winograd): the transformed tiles exceed 2**31 - 1 elements; split the batch")
     v = Tensor._empty((size,), dtype, dev)
@@ -101,23 +111,24 @@ def _input_transform(dev, dtype, plan, x, C, H, W, PH, PW, rows_layout):
     kern = get_kernel(dev, "conv_winograd.cl.mako", "wino_input", arg_dtypes=[_i32, _i32, None, _i32, None, None]
                       + [_i32] * 4, kernel="wino_input", m=m, NT=nt, VW=vw, **_types(dtype))
     kern(dev.queue, (TP // vw, C), None, plane, Wp, xp._buf, xp.offset, toff._buf, v._buf, v.offset,
-         C * TP, s_c, s_tb)
-    return v
+         s_x, s_c, s_tb)
+    return v, s_x
 
 
 def _filter_transform(dev, dtype, m, w, ws, OC, C):
-    """U plain [xi][OC][C] from w[o, c, 3, 3] (buffer, offset; strides ws)."""
+    """(U plain [xi][OC][C], its plane stride) from w[o, c, 3, 3] (buffer, offset; strides ws)."""
     a2 = (m + 2) ** 2
-    u = Tensor._empty((a2 * OC * C,), dtype, dev)
+    s_x = plane_stride(OC * C)
+    u = Tensor._empty((a2 * s_x,), dtype, dev)
     kern = get_kernel(dev, "conv_winograd.cl.mako", "wino_filter", arg_dtypes=[_i32, _i32, None] + [_i32] * 5
-                      + [None, _i32], kernel="wino_filter", m=m, **_types(dtype))
-    wg = dev.profile.elementwise_wg
-    kern(dev.queue, (-(-(OC * C) // wg) * wg,), (wg,), OC, C, w[0], w[1], *ws, u._buf, u.offset)
-    return u
+                      + [None, _i32, _i32], kernel="wino_filter", m=m, **_types(dtype))
+    kern(dev.queue, (C, OC), None, OC, C, w[0], w[1], *ws, u._buf, u.offset, s_x)
+    return u, s_x
 
 
-def _batched_gemm(dev, dtype, a2, M, N, K, a, a_sb, a_sm, b, b_panels, out):
-    """out[xi] (M x N, plain rows N apart) = A[xi] (M x K: rows a_sm apart, unit k stride) @ B[xi] (K x N).
+def _batched_gemm(dev, dtype, a2, M, N, K, a, a_sb, a_sm, b, b_sb, b_panels, out, c_sb):
+    """out[xi] (M x N, rows N apart, planes c_sb apart) = A[xi] (M x K: rows a_sm apart, unit k stride, planes
+    a_sb apart) @ B[xi] (K x N, planes b_sb apart).
 
     b_panels: b holds the CPU GEMM's panels [xi][N/nr][K][nr]; else b is plain [xi][K][N]."""
     if b_panels:
@@ -129,15 +140,14 @@ def _batched_gemm(dev, dtype, a2, M, N, K, a, a_sb, a_sm, b, b_panels, out):
                            b_nc=False)
         lm = max(1, min(prof.matmul_tile_m // max(1, prof.matmul_wpt_m), dev.max_work_item_sizes[0]))
         gm = -(-(-(-M // mr)) // lm) * lm
-        np_panels = -(-N // nr)
-        kern(dev.queue, (gm, np_panels, a2), (lm, 1, 1), M, N, K,
+        kern(dev.queue, (gm, -(-N // nr), a2), (lm, 1, 1), M, N, K,
              a._buf, a.offset, a_sb, a_sm, 1,
-             b._buf, 0, np_panels * K * nr, nr, 1,
-             out._buf, out.offset, M * N, N,
+             b._buf, 0, b_sb, nr, 1,
+             out._buf, out.offset, c_sb, N,
              _mm._dummy(dev), 0, 1.0, 0.0, 0)
         return out
-    _mm._gemm(a._view((a2, M, K), (a_sb, a_sm, 1)), b._view((a2, K, N), (K * N, N, 1)),
-              out=out._view((a2, M, N), (M * N, N, 1)))
+    _mm._gemm(a._view((a2, M, K), (a_sb, a_sm, 1)), b._view((a2, K, N), (b_sb, N, 1)),
+              out=out._view((a2, M, N), (c_sb, N, 1)))
     return out
 
 
@@ -146,10 +156,11 @@ def _conv(dev, dtype, m, x, C, H, W, PH, PW, w, ws, OC, OH, OW, bias, relu):
     N = x.shape[0]
     plan = _Plan(dev, dtype, m, N, OH, OW, OC)
     a2, TP = plan.a2, plan.TP
-    v = _input_transform(dev, dtype, plan, x, C, H, W, PH, PW, rows_layout=False)
-    u = _filter_transform(dev, dtype, m, w, ws, OC, C)
-    mm = Tensor._empty((a2 * OC * TP,), dtype, dev)
-    _batched_gemm(dev, dtype, a2, OC, TP, C, u, OC * C, C, v, plan.cpu, mm)
+    v, v_sx = _input_transform(dev, dtype, plan, x, C, H, W, PH, PW, rows_layout=False)
+    u, u_sx = _filter_transform(dev, dtype, m, w, ws, OC, C)
+    m_sx = plane_stride(OC * TP)
+    mm = Tensor._empty((a2 * m_sx,), dtype, dev)
+    _batched_gemm(dev, dtype, a2, OC, TP, C, u, u_sx, C, v, v_sx, plan.cpu, mm, m_sx)
     y = Tensor._empty((N, OC, OH, OW), dtype, dev)
     ytab, lim = _tables(dev, m, N, plan.TH, plan.TW, TP, OH, OW, (y.strides[0], y.strides[2], y.strides[3]))
     kern = get_kernel(dev, "conv_winograd.cl.mako", "wino_output", arg_dtypes=[_i32, _i32, None, _i32, None, None,
@@ -157,7 +168,7 @@ def _conv(dev, dtype, m, x, C, H, W, PH, PW, w, ws, OC, OH, OW, bias, relu):
                       **_types(dtype))
     bias_buf, bias_off = (bias._buf, bias.offset) if bias is not None else (_mm._dummy(dev), 0)
     epi = (_EPI_BIAS if bias is not None else 0) | (_EPI_RELU if relu else 0)
-    kern(dev.queue, (TP // plan.vw, OC), None, OC, TP, mm._buf, mm.offset, ytab._buf, lim._buf,
+    kern(dev.queue, (TP // plan.vw, OC), None, TP, m_sx, mm._buf, mm.offset, ytab._buf, lim._buf,
          y._buf, y.offset, y.strides[1], y.strides[2], y.strides[3], bias_buf, bias_off, epi)
     return y
 
@@ -183,7 +194,7 @@ def grad_weight(x: Tensor, gy: Tensor, g, m=2) -> Tensor:
     dev, dtype = x.device, x.dtype
     plan = _Plan(dev, dtype, m, g.N, g.OH, g.OW, g.OC)
     a2, TP, vw = plan.a2, plan.TP, plan.vw
-    v = _input_transform(dev, dtype, plan, x, g.C, g.H, g.W, g.PH, g.PW, rows_layout=True)
+    v, v_sx = _input_transform(dev, dtype, plan, x, g.C, g.H, g.W, g.PH, g.PW, rows_layout=True)
     gtab, lim = _tables(dev, m, g.N, plan.TH, plan.TW, TP, g.OH, g.OW,
                         (gy.strides[0], gy.strides[2], gy.strides[3]))
     if plan.cpu:   # channel panels [xi][OCP/nr][TP][nr]: the GEMM's B operand (N = OC)
@@ -193,21 +204,21 @@ def grad_weight(x: Tensor, gy: Tensor, g, m=2) -> Tensor:
         s_cb, s_t = TP * nc, nc
     else:          # plain rows [xi][OC][TP]
         nc, ocp, s_cb, s_t = 1, g.OC, TP, 1
-    z = Tensor._empty((a2 * ocp * TP,), dtype, dev)
+    z_sx = plane_stride(ocp * TP)
+    z = Tensor._empty((a2 * z_sx,), dtype, dev)
     kern = get_kernel(dev, "conv_winograd.cl.mako", "wino_grad_out", arg_dtypes=[_i32] * 4 + [None, _i32, None, None,
                       None] + [_i32] * 4, kernel="wino_grad_out", m=m, NC=nc, VW=vw, **_types(dtype))
     kern(dev.queue, (TP, ocp // vw), None, g.OC, gy.strides[1], gy.strides[2], gy.strides[3],
-         gy._buf, gy.offset, gtab._buf, lim._buf, z._buf, z.offset, ocp * TP, s_cb, s_t)
-    du = Tensor._empty((a2 * g.C * g.OC,), dtype, dev)   # dU^T plain [xi][C][OC]
+         gy._buf, gy.offset, gtab._buf, lim._buf, z._buf, z.offset, z_sx, s_cb, s_t)
+    du_sx = plane_stride(g.C * g.OC)
+    du = Tensor._empty((a2 * du_sx,), dtype, dev)   # dU^T plain [xi][C][OC]
     if plan.cpu:
-        _batched_gemm(dev, dtype, a2, g.C, g.OC, TP, v, g.C * TP, TP, z, True, du)
+        _batched_gemm(dev, dtype, a2, g.C, g.OC, TP, v, v_sx, TP, z, z_sx, True, du, du_sx)
     else:
-        _mm._gemm(v._view((a2, g.C, TP), (g.C * TP, TP, 1)), z._view((a2, TP, g.OC), (g.OC * TP, 1, TP)),
-                  out=du._view((a2, g.C, g.OC), (g.C * g.OC, g.OC, 1)))
+        _mm._gemm(v._view((a2, g.C, TP), (v_sx, TP, 1)), z._view((a2, TP, g.OC), (z_sx, 1, TP)),
+                  out=du._view((a2, g.C, g.OC), (du_sx, g.OC, 1)))
     dw = Tensor._empty((g.OC, g.C, 3, 3), dtype, dev)
-    kern = get_kernel(dev, "conv_winograd.cl.mako", "wino_wgrad", arg_dtypes=[_i32, _i32, None, _i32, None]
+    kern = get_kernel(dev, "conv_winograd.cl.mako", "wino_wgrad", arg_dtypes=[_i32, _i32, _i32, None, _i32, None]
                       + [_i32] * 3, kernel="wino_wgrad", m=m, **_types(dtype))
-    wg = dev.profile.elementwise_wg
-    kern(dev.queue, (-(-(g.OC * g.C) // wg) * wg,), (wg,), g.C, g.OC, du._buf, du.offset, dw._buf, dw.offset,
-         9, g.C * 9)
+    kern(dev.queue, (g.OC, g.C), None, g.C, g.OC, du_sx, du._buf, du.offset, dw._buf, dw.offset, 9, g.C * 9)
     return dw

@@ -1,0 +1,67 @@
+"""Which convolution algorithm runs each pass (forward, input gradient, weight gradient) of a conv2d.
+
+The passes are chosen separately, by shape and device, because their best algorithms differ (the input
+gradient of a 3-channel first layer is a convolution producing 3 channels; the weight gradient reduces
+over the whole batch). The algorithms:
+
+    direct     clnet.ops.conv's direct kernel (kernels/conv.cl.mako): vectors of output channels per pixel
+               block; best for tiny problems (the digits model) and the fallback for everything
+    im2col     column matrix + the tuned GEMM (kernels/conv.cl.mako im2col/col2im)
+    gemm       implicit GEMM over zero-padded pitched planes (clnet.ops.conv_gemm): the GEMM's register
+               micro-kernel without a column matrix; stride 1, any kernel size and dilation
+    winograd2  Winograd F(2x2, 3x3) (clnet.ops.conv_winograd): 2.25x fewer multiplications
+    winograd4  Winograd F(4x4, 3x3): 4x fewer multiplications, transforms with larger constants
+               (relative error ~1e-6 in float32 on random data, against ~1e-7 for the others)
+
+`choose(device, geom, pass_)` applies the rules below (measured on PoCL CPUs, see BENCHMARKS.md "Convolution");
+CLNET_CONV_ALGO=<name> (or conv2d(..., algo=<name>)) forces one algorithm wherever it applies, falling back
+to `direct` where it does not (e.g. winograd for a 5x5 kernel).
+"""
+from __future__ import annotations
+
+import os
+
+from . import conv_gemm
+
+ALGOS = ("direct", "im2col", "gemm", "winograd2", "winograd4")
+PASSES = ("forward", "grad_input", "grad_weight")
+
+
+def applies(algo: str, g, pass_: str) -> bool:
+    """Whether `algo` can run `pass_` of the convolution with geometry g (clnet.ops.conv._Geom)."""
+    stride1 = (g.SH, g.SW) == (1, 1)
+    if algo in ("direct", "im2col"):
+        return True
+    if algo == "gemm":
+        return conv_gemm.applies(g, pass_)
+    if algo in ("winograd2", "winograd4"):
+        return (stride1 and (g.KH, g.KW) == (3, 3) and (g.DH, g.DW) == (1, 1)
+                and 0 <= g.PH <= 2 and 0 <= g.PW <= 2)
+    raise ValueError(f"conv2d: unknown algorithm {algo!r}; choose from {ALGOS}")
+
+
+def _rule(device, g, pass_: str) -> str:
+    """The measured defaults (PoCL CPUs; GPUs take the same shapes-based rules for now)."""
+    # channels summed over by this pass and channels it produces
+    k_in, k_out = {"forward": (g.C, g.OC), "grad_input": (g.OC, g.C), "grad_weight": (g.N, g.OC)}[pass_]
+    pixels = g.OH * g.OW
+    small = g.N * g.C * g.OC * pixels * g.KH * g.KW < 2_000_000   # the digits model's layers are below
+    if small:
+        return "direct"
+    wino = applies("winograd4", g, pass_)
+    if wino and min(g.C, g.OC) >= 16:
+        return "winograd4"
+    if applies("gemm", g, pass_) and (pass_ != "grad_weight" or k_out >= 4):
+        return "gemm"
+    return "direct"
+
+
+def choose(device, g, pass_: str, algo: str | None = None) -> str:
+    """The algorithm for `pass_` of the convolution g on `device`: `algo` or CLNET_CONV_ALGO when given and
+    applicable, else the measured rule."""
+    forced = algo or os.environ.get("CLNET_CONV_ALGO") or None
+    if forced is not None:
+        if forced not in ALGOS:
+            raise ValueError(f"conv2d: algo must be one of {ALGOS}, got {forced!r}")
+        return forced if applies(forced, g, pass_) else "direct"
+    return _rule(device, g, pass_)
