@@ -1,8 +1,8 @@
 ## Batch normalisation over (N, C, L) data (L = H*W for BatchNorm2d, 1 for BatchNorm1d on (N, C)): two passes
 ## forward (statistics, then normalise), two passes backward (sums, then the input gradient).
 ##
-## x (and gy, y) are read through strides (n, c, l); the plane of one (n, c) must be contiguous only for the
-## vector loads of the statistics (unit_l). Per-channel values live in a small "params" array of PARAMS
+## x (and gy, y) are read through strides (n, c, l); the plane of one (n, c) is contiguous (l stride 1: the
+## statistics load it as vectors). Per-channel values live in a small "params" array of PARAMS
 ## floats per channel (acc type):
 ##     0 mean   1 invstd   2 scale = weight * invstd   3 shift = bias - mean * scale
 ##     4 k1     5 k2       6 k3        (the input gradient is gx = k1 * gy + k2 * x + k3)
@@ -19,7 +19,7 @@
 ##   bn_grad_params per channel: sums -> grad weight, grad bias and k1, k2, k3
 ##   bn_apply      y = x * scale + shift (ReLU)                    3-D range (l, c, n): no index division
 ##   bn_grad_input gx = k1 * g + k2 * x + k3                       3-D range (l, c, n)
-<%page args="kernel, t, acc, VW=8, relu=False, unit_l=True, has_running=False, has_weight=True, has_bias=True"/>
+<%page args="kernel, t, acc, VW=8, relu=False, has_running=False, has_weight=True, has_bias=True"/>
 <%!
 def ld(t, p):
     return f"vload_half(0, {p})" if t == "half" else f"(*({p}))"
@@ -27,7 +27,11 @@ def ld(t, p):
 #define PARAMS 8
 
 % if kernel == "bn_stats":
-<% vt = f"{acc}{VW}" %>
+<%
+    vt = f"{acc}{VW}"
+    vec = t != "half" and VW > 1   # vector loads along the (contiguous) planes, a scalar tail
+    comps = "0123456789abcdef"
+%>
 // grid (nsplit, C): split s sums images n0 = s * nper .. min(N, n0 + nper)
 __kernel void bn_stats(const int N, const int L, const int nper, const int backward,
     __global const ${t} *x, const int x_off, const int xs_n, const int xs_c, const int xs_l,
@@ -39,14 +43,16 @@ __kernel void bn_stats(const int N, const int L, const int nper, const int backw
     const int s = get_global_id(0), c = get_global_id(1), C = get_global_size(1);
     const int n0 = s * nper, n1 = min(N, n0 + nper);
     const ${acc} k = backward ? params[c * PARAMS] : (${acc})x[x_off + c * xs_c];
+% if vec:
     ${vt} a1 = (${vt})(0), a2 = (${vt})(0);
+% endif
     ${acc} b1 = 0, b2 = 0;
     for (int n = n0; n < n1; ++n) {
         __global const ${t} *xp = x + x_off + n * xs_n + c * xs_c;
         __global const ${t} *gp = gy + gy_off + n * gs_n + c * gs_c;
         __global const ${t} *yp = y + y_off + n * ys_n + c * ys_c;
         int l = 0;
-% if unit_l and t != "half":
+% if vec:
         for (; l + ${VW} <= L; l += ${VW}) {
             const ${vt} d = vload${VW}(0, xp + l) - (${vt})(k);
             if (backward) {
@@ -79,9 +85,12 @@ __kernel void bn_stats(const int N, const int L, const int nper, const int backw
             }
         }
     }
-<% comps = "0123456789abcdef" %>
-    part[(s * C + c) * 2] = b1 + ${" + ".join(f"a1.s{comps[j]}" for j in range(VW))};
-    part[(s * C + c) * 2 + 1] = b2 + ${" + ".join(f"a2.s{comps[j]}" for j in range(VW))};
+% if vec:
+    b1 += ${" + ".join(f"a1.s{comps[j]}" for j in range(VW))};
+    b2 += ${" + ".join(f"a2.s{comps[j]}" for j in range(VW))};
+% endif
+    part[(s * C + c) * 2] = b1;
+    part[(s * C + c) * 2 + 1] = b2;
 }
 % endif
 

@@ -26,6 +26,7 @@ import pytest
 import clnet
 import clnet.nn.functional as F
 from clnet.backend import programs
+from clnet.ops import batchnorm as bn_ops
 from clnet.ops import conv as conv_ops
 from clnet.ops import elementwise as ew
 from clnet.ops import indexing, matmul as mm_ops, nn as nn_ops, random as rnd_ops, reduce as red
@@ -595,6 +596,67 @@ def _conv_case(case, algo):
     close(wt.grad, gw, rtol=1e-4, atol=1e-4, what="grad weight")
     if with_bias:
         close(bt.grad, gb, rtol=1e-4, atol=1e-4, what="grad bias")
+
+
+
+# the GEMM-speed algorithms (clnet.ops.conv_select) on the cases above: stride 1, stride 2 (phase split of
+# the implicit GEMM), dilation, a 5x5 kernel, 3 input channels (vectors of 4), an unbatched input; passes an
+# algorithm does not apply to run `direct`
+FAST_RUNS = [(i, a) for a in ("gemm", "winograd2", "winograd4") for i in (0, 1, 4)] + [(2, "gemm"), (3, "gemm")]
+
+
+@pytest.mark.parametrize("index,algo", FAST_RUNS, ids=[f"conv{i}-{a}" for i, a in FAST_RUNS])
+def test_conv2d_fast_algorithms(dev, index, algo):
+    _conv_case(CONV_CASES[index], algo)
+
+
+@pytest.mark.parametrize("algo", ["gemm", "winograd2", "winograd4"])
+def test_conv2d_fast_algorithms_cpu_layouts(dev, algo):
+    """What CPUs run: vectors of 4 (tiles or channels per work-item), the transforms writing the CPU GEMM's
+    packed panels straight away, row-tiled and flat-tiled implicit GEMM, the weight gradient's vector dots."""
+    with device_as(OCL, type="cpu", preferred_vector_width_float=4), \
+            profile_as(OCL, vector_width=4, **_profile_fields(("cpu", 64, 32, 256, 8, 32))):
+        for case in (((2, 3, 5, 9), (6, 3, 3, 3), (1, 1), (1, 1), (1, 1), True),   # OW >= 8: row tiles
+                     ((1, 2, 6, 5), (5, 2, 3, 3), (2, 2), (1, 1), (1, 1), False)):  # strided, flat tiles
+            _conv_case(case, algo)
+
+
+@pytest.mark.parametrize("relu", [False, True])
+@pytest.mark.parametrize("training,affine,shape", [(True, True, (3, 4, 5, 3)), (False, True, (4, 3, 7)),
+                                                   (True, False, (6, 5)), (False, False, (2, 3, 2, 3))])
+def test_batch_norm(dev, training, affine, shape, relu):
+    """Every batchnorm kernel: statistics (vectors and the scalar tail), finalize with running statistics,
+    eval params, apply and both backward kernels, with and without the fused ReLU and the affine."""
+    C = shape[1]
+    x, gy = data(*shape), data(*shape)
+    w, b, rm, rv = data(C), data(C), data(C), data(C, positive=True)
+    xt, wt, bt = T(x, requires_grad=True), T(w, requires_grad=True), T(b, requires_grad=True)
+    rmt, rvt = T(rm), T(rv)
+    y = bn_ops.batch_norm(xt, rmt, rvt, wt if affine else None, bt if affine else None, training, 0.1, 1e-5, relu)
+    axes = (0,) + tuple(range(2, x.ndim))
+    cs = (1, C) + (1,) * (x.ndim - 2)
+    xd = x.astype(np.float64)
+    mean, var = (xd.mean(axes), xd.var(axes)) if training else (rm.astype(np.float64), rv.astype(np.float64))
+    xh = (xd - mean.reshape(cs)) / np.sqrt(var.reshape(cs) + 1e-5)
+    z = xh * w.reshape(cs) + b.reshape(cs) if affine else xh
+    close(y, np.maximum(z, 0) if relu else z, rtol=1e-4, atol=1e-4, what="forward")
+    (y * T(gy)).sum().backward()
+    g = gy.astype(np.float64) * ((z > 0) if relu else 1)
+    scale = (w if affine else np.ones(C)).reshape(cs) / np.sqrt(var.reshape(cs) + 1e-5)
+    if training:
+        gx = scale * (g - g.mean(axes, keepdims=True) - xh * (g * xh).mean(axes, keepdims=True))
+    else:
+        gx = scale * g
+    close(xt.grad, gx, rtol=1e-4, atol=1e-4, what="grad input")
+    if affine:
+        close(wt.grad, (g * xh).sum(axes), rtol=1e-4, atol=1e-4, what="grad weight")
+        close(bt.grad, g.sum(axes), rtol=1e-4, atol=1e-4, what="grad bias")
+
+
+def test_batch_norm_vectors(dev):
+    """The statistics' vector accumulators (CPUs: vectors of 4 here) with a scalar tail (planes of 15)."""
+    with profile_as(OCL, vector_width=4):
+        test_batch_norm(dev, True, True, (3, 4, 5, 3), True)
 
 
 def _pool_ref(x, k, s, p, op):
@@ -1353,6 +1415,25 @@ def _required():
                 (f"attention {kernel} masked", "attention.cl.mako", dict(kernel=kernel, masked=True)),
                 (f"attention {kernel} plain", "attention.cl.mako", dict(kernel=kernel, causal=False, masked=False))]
     req += [(f"{t} half storage", t, dict(t="half")) for t in ("norm.cl.mako", "rnn.cl.mako", "attention.cl.mako")]
+    for kernel in ("pad_pitched", "pack_panels", "conv_gemm", "conv_wgrad"):
+        req.append((f"conv_gemm {kernel}", "conv_gemm.cl.mako", dict(kernel=kernel)))
+    req += [(f"conv_gemm KWU={k}", "conv_gemm.cl.mako", dict(kernel="conv_gemm", KWU=k)) for k in (0, 1, 3)]
+    req += [("conv_gemm vectors of 4", "conv_gemm.cl.mako", dict(kernel="conv_gemm", VW=4))]
+    for m in (2, 4):
+        for kernel in ("wino_input", "wino_grad_out", "wino_filter", "wino_output", "wino_wgrad"):
+            req.append((f"winograd m={m} {kernel}", "conv_winograd.cl.mako", dict(kernel=kernel, m=m)))
+        req += [(f"winograd m={m} input panels", "conv_winograd.cl.mako", dict(kernel="wino_input", m=m, NT=8, VW=4)),
+                (f"winograd m={m} grad_out panels", "conv_winograd.cl.mako",
+                 dict(kernel="wino_grad_out", m=m, NC=lambda v: v > 1, VW=4)),
+                (f"winograd m={m} output vectors", "conv_winograd.cl.mako", dict(kernel="wino_output", m=m, VW=4))]
+    for kernel in ("bn_stats", "bn_finalize", "bn_eval", "bn_grad_params", "bn_apply", "bn_grad_input"):
+        req.append((f"batchnorm {kernel}", "batchnorm.cl.mako", dict(kernel=kernel)))
+    req += [("batchnorm stats relu", "batchnorm.cl.mako", dict(kernel="bn_stats", relu=True)),
+            ("batchnorm stats vectors", "batchnorm.cl.mako", dict(kernel="bn_stats", VW=4)),
+            ("batchnorm apply relu", "batchnorm.cl.mako", dict(kernel="bn_apply", relu=True)),
+            ("batchnorm grad_input relu", "batchnorm.cl.mako", dict(kernel="bn_grad_input", relu=True)),
+            ("batchnorm finalize running", "batchnorm.cl.mako", dict(kernel="bn_finalize", has_running=True)),
+            ("batchnorm finalize no affine", "batchnorm.cl.mako", dict(kernel="bn_finalize", has_weight=False))]
     return req
 
 

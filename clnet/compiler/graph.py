@@ -83,7 +83,7 @@ class Launch:
     device: object
     kernel: object                  # backend.programs.Kernel (shared with eager calls; .kernel_name, .params)
     global_size: tuple
-    local_size: tuple
+    local_size: tuple | None   # None: the driver picks the work-group size
     args: list                      # buffers, offsets, sizes, scalars, cl.LocalMemory, as passed
     refresh: object = None          # callable -> {position: value}, for host-state arguments (RNG, steps)
     op: OpNode | None = None        # the innermost op that issued it (None: outside any op)

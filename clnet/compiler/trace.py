@@ -136,7 +136,8 @@ class Recorder:
     def on_launch(self, device, kernel, global_size, local_size, args, refresh, note=None, manages=()):
         self.graph.managed.update(id(o) for o in manages)
         op = self._stack[-1] if self._stack else None
-        row = Launch(device, kernel, tuple(global_size), tuple(local_size), list(args), refresh, op,
+        local = None if local_size is None else tuple(local_size)   # None: the driver picks the group size
+        row = Launch(device, kernel, tuple(global_size), local, list(args), refresh, op,
                      dispatch.current_phase(), note)
         self.graph.launches.append(row)
         self._touched.update(id(a) for a in args if isinstance(a, cl.MemoryObjectHolder))

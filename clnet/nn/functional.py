@@ -15,6 +15,7 @@ import numbers
 
 from .. import dtypes as _dt
 from ..autograd import no_grad
+from ..ops import batchnorm as _bn
 from ..ops import conv as _conv
 from ..ops import elementwise as _ew
 from ..ops import matmul as _mm
@@ -35,7 +36,6 @@ from .functions.embedding import __all__ as _embedding_all
 from .functions.loss import *  # noqa: F401,F403
 from .functions.loss import __all__ as _loss_all
 from .functions.normalization import *  # noqa: F401,F403
-from .functions.normalization import running_average_
 from .functions.normalization import __all__ as _norm_all
 from .functions.pooling import *  # noqa: F401,F403
 from .functions.pooling import __all__ as _pool_all
@@ -160,10 +160,6 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool 
 
 
 # --- normalisation ----------------------------------------------------------------------------------------
-def _channel_shape(x: Tensor):
-    return (1, x.shape[1]) + (1,) * (x.ndim - 2)
-
-
 def batch_norm(input: Tensor, running_mean, running_var, weight=None, bias=None, training: bool = False,
                momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
     """Normalise each channel (dim 1) of (N, C, ...) input by batch statistics (training) or the running
@@ -171,52 +167,11 @@ def batch_norm(input: Tensor, running_mean, running_var, weight=None, bias=None,
 
     In training the running statistics, when given, are updated in place:
     running = (1 - momentum) * running + momentum * batch (the variance unbiased), as in PyTorch.
-    The normalisation itself is one fused kernel; its gradient flows through the batch statistics.
+    Two passes over the activations each way (clnet.ops.batchnorm); the gradient flows through the batch
+    statistics.
     """
     _check_tensor(input, "batch_norm")
-    if not _dt.is_floating(input.dtype):
-        raise TypeError(f"batch_norm: input must be floating point, got {input.dtype.name}")
-    if input.ndim < 2:
-        raise ValueError(f"batch_norm: input must be (N, C, ...), got shape {tuple(input.shape)}")
-    C = input.shape[1]
-    for name, t in (("running_mean", running_mean), ("running_var", running_var), ("weight", weight),
-                    ("bias", bias)):
-        if t is not None:
-            _check_tensor(t, "batch_norm", name)
-            if tuple(t.shape) != (C,):
-                raise ValueError(f"batch_norm: {name} must have shape ({C},) for input {tuple(input.shape)}, "
-                                 f"got {tuple(t.shape)}")
-            if t.device is not input.device:
-                raise ValueError(f"batch_norm: {name} is on {t.device}, the input on {input.device}")
-    cshape = _channel_shape(input)
-    axes = (0,) + tuple(range(2, input.ndim))
-    if training:
-        count = input.numel() // max(C, 1)
-        if count <= 1:
-            raise ValueError(f"batch_norm: expected more than 1 value per channel when training, got input "
-                             f"size {tuple(input.shape)}")
-        mean = _red.mean(input, axes, keepdim=True)
-        sq = _nn._pointwise("sq_dev", "(v0 - v1) * (v0 - v1)", [input, mean],
-                            {0: "2 * (v0 - v1) * v2", 1: "-2 * (v0 - v1) * v2"}, input.dtype)
-        var = _red.mean(sq, axes, keepdim=True)
-        with no_grad():
-            if running_mean is not None:
-                running_average_(running_mean, mean, momentum)
-            if running_var is not None:  # the unbiased variance, as PyTorch
-                running_average_(running_var, var, momentum, count / (count - 1))
-    else:
-        if running_mean is None or running_var is None:
-            raise ValueError("batch_norm: running_mean and running_var are needed when training=False")
-        mean = _mv.reshape(running_mean, cshape)
-        var = _mv.reshape(running_var, cshape)
-    w = _mv.reshape(weight, cshape) if weight is not None else 1.0
-    b = _mv.reshape(bias, cshape) if bias is not None else 0.0
-    # v0 = x, v1 = mean, v2 = var, v3 = weight, v4 = bias, v5 = eps, v6 = incoming gradient
-    inv = "rsqrt(v2 + v5)"
-    return _nn._pointwise("batch_norm", f"(v0 - v1) * {inv} * v3 + v4", [input, mean, var, w, b, float(eps)],
-                          {0: f"v6 * v3 * {inv}", 1: f"-v6 * v3 * {inv}",
-                           2: f"-(v6 * v3 * (v0 - v1) * {inv} / (v2 + v5)) / 2",
-                           3: f"v6 * (v0 - v1) * {inv}", 4: "v6"}, input.dtype)
+    return _bn.batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps)
 
 
 # --- misc -----------------------------------------------------------------------------------------------

@@ -224,6 +224,29 @@ def _conv_transpose(e, a, out):
                     dilations=per_axis(a["dilation"]))
 
 
+def _batch_norm(e, a, out):
+    """clnet.ops.batchnorm.batch_norm: BatchNormalization with the running statistics (eval), the batch's
+    statistics spelled out (training: what the graph computed), then Relu when fused."""
+    x = a["x"]
+    shape, dt = e.shape_of(x), e.dtype_of(x)
+    C = shape[1]
+    scale = e.x(a["weight"]) if a["weight"] is not None else e.b.const(np.ones(C, dt))
+    bias = e.x(a["bias"]) if a["bias"] is not None else e.b.const(np.zeros(C, dt))
+    if not a["training"]:
+        y = e.b.node("BatchNormalization", [e.x(x), scale, bias, e.x(a["running_mean"]), e.x(a["running_var"])],
+                     epsilon=float(a["eps"]))
+    else:
+        axes = [0] + list(range(2, len(shape)))
+        cshape = e.b.const(np.asarray([1, C] + [1] * (len(shape) - 2), np.int64))
+        xv = e.x(x)
+        centred = e.b.node("Sub", [xv, e.reduce("ReduceMean", xv, axes, True)])
+        var = e.reduce("ReduceMean", e.b.node("Mul", [centred, centred]), axes, True)
+        inv = e.b.node("Reciprocal", [e.b.node("Sqrt", [e.b.node("Add", [var, e.b.const(np.asarray(a["eps"], dt))])])])
+        y = e.b.node("Add", [e.b.node("Mul", [e.b.node("Mul", [centred, inv]), e.b.node("Reshape", [scale, cshape])]),
+                             e.b.node("Reshape", [bias, cshape])])
+    return e.b.node("Relu", [y]) if a.get("relu") else y
+
+
 def _pool(op_type):
     def rule(e, a, out):
         if a.get("return_indices"):
@@ -862,7 +885,7 @@ RULES = {
     "clamp": _clamp, "where": _where, "cast": _cast, "clone": _identity, "contiguous": _identity,
     "to_device": _identity,
     "matmul": _matmul, "mm": _matmul, "bmm": _matmul, "linear": _linear, "matmul_ex": _matmul_ex,
-    "conv2d": _conv2d, "conv_transpose2d": _conv_transpose, "conv_transpose1d": _conv_transpose,
+    "conv2d": _conv2d, "batch_norm": _batch_norm, "conv_transpose2d": _conv_transpose, "conv_transpose1d": _conv_transpose,
     "layer_norm": _layer_norm, "group_norm": _group_norm, "instance_norm": _instance_norm, "max_pool2d": _pool("MaxPool"), "avg_pool2d": _pool("AveragePool"),
     "softmax": _softmax("Softmax"), "log_softmax": _softmax("LogSoftmax"),
     "sum": _reduce("ReduceSum"), "mean": _reduce("ReduceMean"), "amax": _reduce("ReduceMax"),

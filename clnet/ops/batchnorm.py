@@ -17,9 +17,14 @@ import numbers
 import numpy as np
 
 from .. import dtypes as _dt
-from ..autograd import needs_grad, record
 from ..backend.programs import ctype, get_kernel
-from ..tensor import Tensor
+from ..core import dispatch
+from ..core.dispatch import op
+from ..core.storage import TensorBase
+from ..core.tape import needs_grad, record
+from . import matmul as _mm
+from .creation import zeros
+from .movement import contiguous
 
 _i32 = np.int32
 PARAMS = 8   # per-channel floats in the params array (see the template)
@@ -34,7 +39,7 @@ def _acc_dtype(dtype):
     return _dt.float32 if dtype == _dt.float16 else dtype
 
 
-def _view3(x: Tensor):
+def _view3(x: TensorBase):
     """x (N, C, *spatial) as (N, C, L) strides (sn, sc, sl) when the spatial dims merge into one axis."""
     N, C = x.shape[:2]
     L = 1
@@ -52,21 +57,16 @@ def _view3(x: Tensor):
     return (N, C, L), (sn, sc, 1)
 
 
-def _dummy(dev):
-    buf = getattr(dev, "_bn_dummy", None)
-    if buf is None:
-        buf = dev._bn_dummy = dev.pool.allocate(64)
-    return buf
-
-
 def _nsplit(dev, N, C):
     """Batch splits of the statistics: enough work-items to fill the device, deterministic per shape."""
     target = dev.compute_units * (4 if dev.type == "cpu" else dev.profile.elementwise_wg)
     return max(1, min(N, -(-target // max(C, 1))))
 
 
-def _vw(dev):
-    return max(1, min(8, dev.profile.vector_width))
+def _vw(dev, dtype):
+    """Lanes of the statistics' vector accumulators: the device's float vector, halved for float64."""
+    width = max(1, min(8, dev.profile.vector_width))
+    return max(1, width // 2) if dtype.itemsize == 8 else width
 
 
 def _stats(dev, dtype, x, shape3, xs, g3=None, gs=None, y3=None, ys=None, params=None, relu=False):
@@ -76,22 +76,22 @@ def _stats(dev, dtype, x, shape3, xs, g3=None, gs=None, y3=None, ys=None, params
     nper = -(-N // nsplit)
     nsplit = -(-N // nper)
     acc = _acc_dtype(dtype)
-    part = Tensor._empty((nsplit, C, 2), acc, dev)
+    part = TensorBase._empty((nsplit, C, 2), acc, dev)
     backward = g3 is not None
     g, gs_ = (g3, gs) if backward else (x, xs)
     y, ys_ = (y3, ys) if (backward and relu) else (x, xs)
     kern = get_kernel(dev, "batchnorm.cl.mako", "bn_stats", arg_dtypes=[_i32] * 4 + ([None] + [_i32] * 4) * 3
-                      + [None, None], kernel="bn_stats", VW=_vw(dev), relu=relu and backward,
+                      + [None, None], kernel="bn_stats", VW=_vw(dev, dtype), relu=relu and backward,
                       unit_l=xs[2] == 1 and gs_[2] == 1 and ys_[2] == 1, **_types(dtype))
-    kern(dev.queue, (nsplit, C), None, N, L, nper, int(backward),
+    dispatch.launch(dev, kern, (nsplit, C), None, [N, L, nper, int(backward),
          x._buf, x.offset, *xs, g._buf, g.offset, *gs_, y._buf, y.offset, *ys_,
-         params._buf if params is not None else _dummy(dev), part._buf)
+         params._buf if params is not None else _mm._dummy(dev), part._buf])
     return part, nsplit
 
 
 def _check(x, running_mean, running_var, weight, bias):
-    if not isinstance(x, Tensor):
-        raise TypeError(f"batch_norm: input must be a clnet Tensor, got {type(x).__name__}")
+    if not isinstance(x, TensorBase):
+        raise TypeError(f"batch_norm: input must be a clnet TensorBase, got {type(x).__name__}")
     if not _dt.is_floating(x.dtype):
         raise TypeError(f"batch_norm: input must be floating point, got {x.dtype.name}")
     if x.ndim < 2:
@@ -101,8 +101,8 @@ def _check(x, running_mean, running_var, weight, bias):
                     ("bias", bias)):
         if t is None:
             continue
-        if not isinstance(t, Tensor):
-            raise TypeError(f"batch_norm: {name} must be a clnet Tensor or None, got {type(t).__name__}")
+        if not isinstance(t, TensorBase):
+            raise TypeError(f"batch_norm: {name} must be a clnet TensorBase or None, got {type(t).__name__}")
         if tuple(t.shape) != (C,):
             raise ValueError(f"batch_norm: {name} must have shape ({C},) for input {tuple(x.shape)}, "
                              f"got {tuple(t.shape)}")
@@ -112,8 +112,9 @@ def _check(x, running_mean, running_var, weight, bias):
             raise TypeError(f"batch_norm: {name} has dtype {t.dtype.name}, the input {x.dtype.name}")
 
 
-def batch_norm(x: Tensor, running_mean=None, running_var=None, weight=None, bias=None, training=False,
-               momentum=0.1, eps=1e-5, relu=False) -> Tensor:
+@op("batch_norm")
+def batch_norm(x: TensorBase, running_mean=None, running_var=None, weight=None, bias=None, training=False,
+               momentum=0.1, eps=1e-5, relu=False) -> TensorBase:
     """PyTorch's F.batch_norm over (N, C, ...) input, optionally followed by a ReLU in the same kernels.
 
     training: normalise by the batch's mean and biased variance and update running_mean / running_var in place
@@ -133,43 +134,42 @@ def batch_norm(x: Tensor, running_mean=None, running_var=None, weight=None, bias
     xv = x.detach()
     v3 = _view3(xv)
     if v3 is None:
-        from .movement import contiguous
         xv = contiguous(xv)
         v3 = _view3(xv)
     shape3, xs = v3
     L = shape3[2]
     acc = _acc_dtype(dtype)
-    params = Tensor._empty((C, PARAMS), acc, dev)
+    params = TensorBase._empty((C, PARAMS), acc, dev)
     flags = dict(has_weight=weight is not None, has_bias=bias is not None, **_types(dtype))
-    wb = [(weight._buf, weight.offset) if weight is not None else (_dummy(dev), 0),
-          (bias._buf, bias.offset) if bias is not None else (_dummy(dev), 0)]
+    wb = [(weight._buf, weight.offset) if weight is not None else (_mm._dummy(dev), 0),
+          (bias._buf, bias.offset) if bias is not None else (_mm._dummy(dev), 0)]
     acc_np = np.dtype(acc)
     if count == 0 or C == 0:
-        y = Tensor._empty(x.shape, dtype, dev)
+        y = TensorBase._empty(x.shape, dtype, dev)
     else:
         if training:
             part, nsplit = _stats(dev, dtype, xv, shape3, xs)
             has_running = running_mean is not None and running_var is not None
-            rm = (running_mean._buf, running_mean.offset) if has_running else (_dummy(dev), 0)
-            rv = (running_var._buf, running_var.offset) if has_running else (_dummy(dev), 0)
+            rm = (running_mean._buf, running_mean.offset) if has_running else (_mm._dummy(dev), 0)
+            rv = (running_var._buf, running_var.offset) if has_running else (_mm._dummy(dev), 0)
             kern = get_kernel(dev, "batchnorm.cl.mako", "bn_finalize", arg_dtypes=[_i32, _i32, acc_np, acc_np, None,
                               _i32, _i32, None] + [None, _i32] * 4 + [None], kernel="bn_finalize",
                               has_running=has_running, **flags)
-            kern(dev.queue, (C,), None, nsplit, count, float(eps), float(momentum), xv._buf, xv.offset, xs[1],
-                 part._buf, *wb[0], *wb[1], *rm, *rv, params._buf)
+            dispatch.launch(dev, kern, (C,), None, [nsplit, count, float(eps), float(momentum), xv._buf, xv.offset, xs[1],
+                 part._buf, *wb[0], *wb[1], *rm, *rv, params._buf])
             if has_running:
                 running_mean._bump_version()
                 running_var._bump_version()
         else:
             kern = get_kernel(dev, "batchnorm.cl.mako", "bn_eval", arg_dtypes=[acc_np] + [None, _i32] * 4 + [None],
                               kernel="bn_eval", **flags)
-            kern(dev.queue, (C,), None, float(eps), *wb[0], *wb[1], running_mean._buf, running_mean.offset,
-                 running_var._buf, running_var.offset, params._buf)
-        y = Tensor._empty(x.shape, dtype, dev)
+            dispatch.launch(dev, kern, (C,), None, [float(eps), *wb[0], *wb[1], running_mean._buf, running_mean.offset,
+                 running_var._buf, running_var.offset, params._buf])
+        y = TensorBase._empty(x.shape, dtype, dev)
         ys = _view3(y)[1]
         kern = get_kernel(dev, "batchnorm.cl.mako", "bn_apply", arg_dtypes=[None] + [_i32] * 4 + [None, None]
                           + [_i32] * 4, kernel="bn_apply", relu=relu, **_types(dtype))
-        kern(dev.queue, (L, C, N), None, xv._buf, xv.offset, *xs, params._buf, y._buf, y.offset, *ys)
+        dispatch.launch(dev, kern, (L, C, N), None, [xv._buf, xv.offset, *xs, params._buf, y._buf, y.offset, *ys])
 
     inputs = (x,) + tuple(t for t in (weight, bias) if t is not None)
     if needs_grad(*inputs):
@@ -187,27 +187,25 @@ def _backward(gy, xv, shape3, xs, y, params, weight, bias, training, count, relu
     gyv = gy.detach()
     g3 = _view3(gyv)
     if g3 is None:
-        from .movement import contiguous
         gyv = contiguous(gyv)
         g3 = _view3(gyv)
     gs = g3[1]
     ys = _view3(y)[1]
-    gw = Tensor._empty((C,), dtype, dev)
-    gb = Tensor._empty((C,), dtype, dev)
-    gx = Tensor._empty(xv.shape, dtype, dev)
+    gw = TensorBase._empty((C,), dtype, dev)
+    gb = TensorBase._empty((C,), dtype, dev)
+    gx = TensorBase._empty(xv.shape, dtype, dev)
     if count and C:
         part, nsplit = _stats(dev, dtype, xv, shape3, xs, gyv, gs, y, ys, params, relu)
         kern = get_kernel(dev, "batchnorm.cl.mako", "bn_grad_params", arg_dtypes=[_i32] * 3 + [None] + [None, _i32] * 3
                           + [None], kernel="bn_grad_params", **_types(dtype))
-        kern(dev.queue, (C,), None, nsplit, count, int(training), part._buf, *wb[0], gw._buf, gw.offset,
-             gb._buf, gb.offset, params._buf)
+        dispatch.launch(dev, kern, (C,), None, [nsplit, count, int(training), part._buf, *wb[0], gw._buf, gw.offset,
+             gb._buf, gb.offset, params._buf])
         gxs = _view3(gx)[1]
         kern = get_kernel(dev, "batchnorm.cl.mako", "bn_grad_input", arg_dtypes=([None] + [_i32] * 4) * 3
                           + [None] + [None] + [_i32] * 4, kernel="bn_grad_input", relu=relu, **_types(dtype))
-        kern(dev.queue, (L, C, N), None, xv._buf, xv.offset, *xs, gyv._buf, gyv.offset, *gs, y._buf, y.offset, *ys,
-             params._buf, gx._buf, gx.offset, *gxs)
+        dispatch.launch(dev, kern, (L, C, N), None, [xv._buf, xv.offset, *xs, gyv._buf, gyv.offset, *gs, y._buf, y.offset, *ys,
+             params._buf, gx._buf, gx.offset, *gxs])
     else:
-        from .creation import zeros
         gw = zeros((C,), dtype=dtype, device=dev)
         gb = zeros((C,), dtype=dtype, device=dev)
     grads = [gx]

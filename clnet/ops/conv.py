@@ -1,23 +1,23 @@
 """2-D convolution and pooling over NCHW tensors, with PyTorch's semantics and gradients.
 
-Algorithm, chosen by measurement on PoCL (2-core AVX-512 CPU, shared machine; best of many runs): a
-*direct* convolution kernel (kernels/conv.cl.mako, conv2d_forward), not im2col + matmul. Forward / forward
-+ backward in ms, direct vs im2col followed by the tiled matmul of clnet.ops.matmul:
+Each pass of a convolution (forward, input gradient, weight gradient) runs the algorithm that
+clnet.ops.conv_select picks for its shape and device (or the one `algo=` / CLNET_CONV_ALGO forces):
+    direct     the direct kernel below (kernels/conv.cl.mako): best on tiny problems (the digits model)
+    im2col     column matrix + the tuned GEMM (kernels/conv.cl.mako im2col/col2im)
+    gemm       implicit GEMM over zero-padded pitched planes (clnet.ops.conv_gemm); strided convolutions
+               as sums of their stride-1 phase convolutions
+    winograd2  Winograd F(2x2, 3x3), winograd4 F(4x4, 3x3) (clnet.ops.conv_winograd): 3x3, stride 1
+Measurements behind the choice are in BENCHMARKS.md ("Convolution").
+
+The direct kernel (measured against im2col on the digits model, PoCL, forward / forward + backward ms):
     digits layer 1 (64x1x8x8 -> 16, 3x3, pad 1)    0.32 / 2.7    vs  1.13 / 4.3
     digits layer 2 (64x16x4x4 -> 32, 3x3, pad 1)   0.68 / 4.7    vs  2.30 / 5.8
-    batch 256 of layer 2                           2.5  / 9.0    vs  20.0 / 77
-    8x32x28x28 -> 64, 3x3, pad 1                   8.6  / 101    vs  102  / 256
-At these sizes writing and re-reading the column matrix costs more than the arithmetic.
-
-The one direct kernel serves all three passes through strided operands: forward; grad weight (a
-convolution of the input, n and c swapped, with the output gradient as the kernel); grad input of stride-1
-convolutions (the output gradient convolved with the flipped, transposed weights). It keeps one vector of
-8-16 output channels per pixel of a small pixel block per work-item (explicit vectors: PoCL does not
-vectorize across work-items whose code has loops), reads a zero-padded copy of the input so the inner loop
-has no masks, and cuts long channel sums into splits added by a second launch when the grid is small.
-Strided convolutions get their input gradient from a gather kernel (each input pixel sums its taps).
-The im2col path (im2col -> bmm -> bias; col2im gather; bmm with the columns for grad weight) is kept and
-tested: algo="im2col" (or CLNET_CONV_ALGO=im2col) selects it, for devices where a fast GEMM may win.
+serves all three passes through strided operands: forward; grad weight (a convolution of the input, n and
+c swapped, with the output gradient as the kernel); grad input of stride-1 convolutions (the output
+gradient convolved with the flipped, transposed weights). It keeps one vector of 8-16 output channels per
+pixel of a small pixel block per work-item, reads a zero-padded copy of the input so the inner loop has no
+masks, and cuts long channel sums into splits added by a second launch when the grid is small. Strided
+convolutions get their input gradient from a gather kernel (each input pixel sums its taps).
 
 Every output element is written by exactly one work-item: deterministic, no float atomics.
 Sizes, strides, paddings and dilations are kernel arguments, so a new batch size never rebuilds.
@@ -26,7 +26,6 @@ Gradients are first order (the backward kernels are not themselves recorded).
 from __future__ import annotations
 
 import math
-import os
 
 import numpy as np
 
@@ -36,6 +35,7 @@ from ..core import dispatch
 from ..core.dispatch import op
 from ..core.storage import TensorBase
 from ..core.tape import needs_grad, record
+from . import conv_gemm, conv_select, conv_winograd
 from .creation import zeros
 from .matmul import bmm
 from .reduce import sum as _sum
@@ -150,18 +150,31 @@ def _padding(padding, weight_shape, stride, dilation):
     return _pair(padding, "padding", "conv2d", allow_zero=True)
 
 
-def _choose_algo(algo):
-    algo = algo or os.environ.get("CLNET_CONV_ALGO", "direct")
-    if algo not in ("direct", "im2col"):
-        raise ValueError(f"conv2d: algo must be 'direct' or 'im2col', got {algo!r}")
-    return algo
+# the algorithms of each pass (clnet.ops.conv_select chooses by shape and device); every function takes
+# contiguous operands and the geometry
+_FORWARD = {"direct": lambda x, w, b, g: _forward_direct(x, w, b, g),
+            "im2col": lambda x, w, b, g: _forward_im2col(x, w, b, g),
+            "gemm": conv_gemm.forward,
+            "winograd2": lambda x, w, b, g: conv_winograd.forward(x, w, b, g, m=2),
+            "winograd4": lambda x, w, b, g: conv_winograd.forward(x, w, b, g, m=4)}
+_GRAD_INPUT = {"direct": lambda gy, w, g: _grad_input_direct(gy, w, g),
+               "im2col": lambda gy, w, g: _grad_input_im2col(gy, w, g),
+               "gemm": conv_gemm.grad_input,
+               "winograd2": lambda gy, w, g: conv_winograd.grad_input(gy, w, g, m=2),
+               "winograd4": lambda gy, w, g: conv_winograd.grad_input(gy, w, g, m=4)}
+_GRAD_WEIGHT = {"direct": lambda x, gy, g: _grad_weight_direct(x, gy, g),
+                "im2col": lambda x, gy, g: _grad_weight_im2col(x, gy, g),
+                "gemm": conv_gemm.grad_weight,
+                "winograd2": lambda x, gy, g: conv_winograd.grad_weight(x, gy, g, m=2),
+                "winograd4": lambda x, gy, g: conv_winograd.grad_weight(x, gy, g, m=4)}
 
 
 @op("conv2d")
 def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, algo=None):
     """y = x (*) weight + bias for x (N, C_in, H, W) and weight (C_out, C_in, kh, kw) -> (N, C_out, OH, OW).
 
-    stride, padding and dilation are ints or pairs (padding may also be 'valid' or 'same').
+    stride, padding and dilation are ints or pairs (padding may also be 'valid' or 'same'). `algo` forces
+    one algorithm (clnet.ops.conv_select.ALGOS) where it applies; by default each pass gets its own.
     """
     _check_tensor(x, "input", "conv2d")
     _check_tensor(weight, "weight", "conv2d")
@@ -187,19 +200,20 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, algo=None):
     padding = _padding(padding, weight.shape, stride, dilation)
     g = _Geom(x4.shape, weight.shape, stride, padding, dilation)
     _check_int_range("conv2d", x4.numel(), g.N * g.OC * g.OH * g.OW, g.N * g.K * g.OH * g.OW)
-    algo = _choose_algo(algo)
+    dev = x.device
+    algo_fwd = conv_select.choose(dev, g, "forward", algo)
 
     xc, wc = _contig(x4), _contig(weight)
     bc = _contig(bias) if bias is not None else None
-    y = (_forward_direct if algo == "direct" else _forward_im2col)(xc, wc, bc, g)
+    y = _FORWARD[algo_fwd](xc, wc, bc, g)
 
     inputs = (x4, weight) + ((bias,) if bias is not None else ())
     if needs_grad(*inputs):
         def backward(gy):
             gyc = _contig(gy)
-            gx = (_grad_input_direct if algo == "direct" else _grad_input_im2col)(gyc, wc, g) \
+            gx = _GRAD_INPUT[conv_select.choose(dev, g, "grad_input", algo)](gyc, wc, g) \
                 if x4.requires_grad else None
-            gw = (_grad_weight_direct if algo == "direct" else _grad_weight_im2col)(xc, gyc, g) \
+            gw = _GRAD_WEIGHT[conv_select.choose(dev, g, "grad_weight", algo)](xc, gyc, g) \
                 if weight.requires_grad else None
             if bias is None:
                 return gx, gw

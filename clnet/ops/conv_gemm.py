@@ -13,14 +13,15 @@ Only stride 1 (any padding and dilation) goes through here; clnet.ops.conv choos
 """
 from __future__ import annotations
 
-import math
-import os
-
 import numpy as np
 
 from ..backend.programs import ctype, get_kernel
-from ..tensor import Tensor
+from ..core import dispatch
+from ..core.storage import TensorBase
 from . import matmul as _mm
+from .creation import zeros
+from .elementwise import copy_into
+from .reduce import sum as _sum
 
 _i32 = np.int32
 _EPI_BIAS, _EPI_RELU, _EPI_ACCUM = 2, 4, 8
@@ -37,9 +38,6 @@ def cpu_block(prof, dtype, M, N):
     accumulators, because the profile's 8 x 16 spills there (measured on an AMD EPYC (Zen 1) with PoCL
     3.1, one thread, SGEMM n=1024: 8x16 11-17 GFLOP/s per core, 6x16 25-30, 4x16 28, 4x24 28)."""
     mr, nr, vw = _mm._cpu_block(prof, dtype, M, N)
-    if os.environ.get("CG_BLOCK"):
-        mr, nr = (int(v) for v in os.environ["CG_BLOCK"].split("x"))
-        return mr, nr, vw
     if vw <= 8 and mr * (nr // vw) > 12:
         mr = max(1, 12 // (nr // vw))
     return mr, nr, vw
@@ -54,14 +52,7 @@ def block(dev, dtype, M=64):
     return mr, nr, vw
 
 
-def _dummy(dev):
-    buf = getattr(dev, "_conv_gemm_dummy", None)
-    if buf is None:
-        buf = dev._conv_gemm_dummy = dev.pool.allocate(64)
-    return buf
-
-
-def pad_pitched(x: Tensor, top: int, left: int, Hp: int, Wp: int, slack: int) -> Tensor:
+def pad_pitched(x: TensorBase, top: int, left: int, Hp: int, Wp: int, slack: int) -> TensorBase:
     """x (N, C, H, W), any strides -> a flat tensor of N*C planes of Hp x Wp (x at row top, column left,
     zeros elsewhere) followed by at least `slack` zeros (whole rows)."""
     N, C, H, W = x.shape
@@ -69,37 +60,37 @@ def pad_pitched(x: Tensor, top: int, left: int, Hp: int, Wp: int, slack: int) ->
     if rows * Wp > _INT_MAX:
         raise ValueError("conv2d: the padded input exceeds 2**31 - 1 elements; split the batch")
     dev = x.device
-    xp = Tensor._empty((rows * Wp,), x.dtype, dev)
+    xp = TensorBase._empty((rows * Wp,), x.dtype, dev)
     kern = get_kernel(dev, "conv_gemm.cl.mako", "pad_pitched", arg_dtypes=[_i32] * 8 + [None] + [_i32] * 5
                       + [None, _i32], kernel="pad_pitched", **_types(x.dtype))
-    import os
-    lx = int(os.environ.get("PADLX", "0"))
-    kern(dev.queue, (Wp, rows), (lx, 1) if lx else None, N * C, C, H, W, top, left, Hp, Wp,
-         x._buf, x.offset, *x.strides, xp._buf, xp.offset)
+    # one work-group per row of the planes (PoCL vectorises the group's straight-line items)
+    local = (Wp, 1) if Wp <= dev.profile.max_wg else None
+    dispatch.launch(dev, kern, (Wp, rows), local, [N * C, C, H, W, top, left, Hp, Wp, x._buf, x.offset,
+                                                   *x.strides, xp._buf, xp.offset])
     return xp
 
 
 def _pack(dev, dtype, w, ws, oc, c, kh, kw, ocp):
     """Weights w[o, c, ky, kx] (buffer, offset; strides ws) as MR-row panels [ocp/MR][c*kh*kw][MR]."""
     mr = block(dev, dtype, oc)[0]
-    wt = Tensor._empty((c * kh * kw * ocp,), dtype, dev)
+    wt = TensorBase._empty((c * kh * kw * ocp,), dtype, dev)
     kern = get_kernel(dev, "conv_gemm.cl.mako", "pack_panels", arg_dtypes=[_i32] * 5 + [None] + [_i32] * 5
                       + [None, _i32], kernel="pack_panels", MR=mr, **_types(dtype))
     wg = dev.profile.elementwise_wg
     n = wt.numel()
-    kern(dev.queue, (-(-n // wg) * wg,), (wg,), oc, c, kh, kw, ocp // mr, w[0], w[1], *ws, wt._buf, wt.offset)
+    dispatch.launch(dev, kern, (-(-n // wg) * wg,), (wg,), [oc, c, kh, kw, ocp // mr, w[0], w[1], *ws, wt._buf, wt.offset])
     return wt
 
 
 _CONV_ARGS = [_i32] * 12 + [None, _i32, _i32] + [None, _i32, _i32] + [None] + [_i32] * 5 + [None, _i32, _i32]
 
 
-def conv_s1(x: Tensor, w, ws, OC, KH, KW, DH, DW, top, left, OH, OW, y=None, bias=None, relu=False,
-            accum=False) -> Tensor:
+def conv_s1(x: TensorBase, w, ws, OC, KH, KW, DH, DW, top, left, OH, OW, y=None, bias=None, relu=False,
+            accum=False) -> TensorBase:
     """y[n, o, oh, ow] (+)= bias[o] + sum_{c, ky, kx} w[o, c, ky, kx] * x[n, c, oh - top + ky*DH, ow - left + kx*DW]
     (zero outside x): a stride-1 correlation with any padding (negative = cropping), as one conv_gemm launch.
 
-    x: Tensor (N, C, H, W), any strides (a view); w: (buffer, offset) with element strides ws of [o, c, ky, kx]
+    x: TensorBase (N, C, H, W), any strides (a view); w: (buffer, offset) with element strides ws of [o, c, ky, kx]
     (flips and channel swaps are strides); y: an (N, OC, OH, OW) view to write (any strides), new when None;
     accum adds to y instead of overwriting it; relu clamps the final value."""
     dev, dtype = x.device, x.dtype
@@ -110,7 +101,7 @@ def conv_s1(x: Tensor, w, ws, OC, KH, KW, DH, DW, top, left, OH, OW, y=None, bia
     ocp = -(-OC // mr) * mr
     wt = _pack(dev, dtype, w, ws, OC, C, KH, KW, ocp)
     if y is None:
-        y = Tensor._empty((N, OC, OH, OW), dtype, dev)
+        y = TensorBase._empty((N, OC, OH, OW), dtype, dev)
     if OW >= nr and (OW % nr == 0 or OW >= 4 * nr):
         tpr = -(-OW // nr)
         ntiles = OH * tpr
@@ -121,19 +112,17 @@ def conv_s1(x: Tensor, w, ws, OC, KH, KW, DH, DW, top, left, OH, OW, y=None, bia
                       MR=mr, NR=nr, VW=vw, KWU=KW if KW <= 3 else 0, **_types(dtype))
     lx = 16
     epi = (_EPI_BIAS if bias is not None else 0) | (_EPI_RELU if relu else 0) | (_EPI_ACCUM if accum else 0)
-    bias_buf, bias_off = (bias._buf, bias.offset) if bias is not None else (_dummy(dev), 0)
+    bias_buf, bias_off = (bias._buf, bias.offset) if bias is not None else (_mm._dummy(dev), 0)
     plane = Hp * Wp
-    kern(dev.queue, (-(-ntiles // lx) * lx, ocp // mr, N), (lx, 1, 1),
-         OC, C, KH, KW, plane, Wp, DH * Wp, DW, OH, OW, tpr, ntiles,
+    dispatch.launch(dev, kern, (-(-ntiles // lx) * lx, ocp // mr, N), (lx, 1, 1), [OC, C, KH, KW, plane, Wp, DH * Wp, DW, OH, OW, tpr, ntiles,
          xp._buf, xp.offset, C * plane, wt._buf, wt.offset, ocp,
-         y._buf, y.offset, *y.strides, bias_buf, bias_off, epi)
+         y._buf, y.offset, *y.strides, bias_buf, bias_off, epi])
     return y
 
 
-def wgrad_s1(x: Tensor, gy: Tensor, KH, KW, DH, DW, top, left) -> Tensor:
+def wgrad_s1(x: TensorBase, gy: TensorBase, KH, KW, DH, DW, top, left) -> TensorBase:
     """dw[o, c, ky, kx] = sum_{n, oh, ow} gy[n, o, oh, ow] * x[n, c, oh - top + ky*DH, ow - left + kx*DW]: the weight
     gradient of conv_s1, a new (OC, C, KH, KW) tensor. x, gy: any strides. KW <= 4 (one kernel row per item)."""
-    from .conv import _sum_splits
     dev, dtype = x.device, x.dtype
     N, C = x.shape[:2]
     OC, OH, OW = gy.shape[1:]
@@ -145,14 +134,17 @@ def wgrad_s1(x: Tensor, gy: Tensor, KH, KW, DH, DW, top, left) -> Tensor:
     gp = pad_pitched(gy, 0, 0, Hg, Wp, vw)
     wmr = 4
     OB = -(-OC // wmr)
-    nsplit = N   # one image per work-item: the image's planes stay in cache while a group sweeps them
-    part = Tensor._empty((nsplit, OC, C, KH, KW), dtype, dev)
+    # the batch is cut into splits summed afterwards: one image per split keeps an image's planes in cache
+    # while a work-group sweeps them, but costs a partial weight gradient per split: at most ~4M values
+    nsplit = max(1, min(N, (4 << 20) // max(1, OC * C * KH * KW)))
+    nper = -(-N // nsplit)
+    nsplit = -(-N // nper)
+    part = TensorBase._empty((nsplit, OC, C, KH, KW), dtype, dev)
     kern = get_kernel(dev, "conv_gemm.cl.mako", "conv_wgrad", arg_dtypes=[_i32] * 11 + [None, _i32] * 3,
                       kernel="conv_wgrad", MR=wmr, VW=vw, KWU=KW, **_types(dtype))
-    kern(dev.queue, (OB, C * KH, nsplit), None,
-         N, OC, C, KH, L, Hp * Wp, Hg * Wp, DH * Wp, DW, 1, nsplit,
-         xp._buf, xp.offset, gp._buf, gp.offset, part._buf, part.offset)
-    return _sum_splits(part, nsplit, (OC, C, KH, KW))
+    dispatch.launch(dev, kern, (OB, C * KH, nsplit), None, [N, OC, C, KH, L, Hp * Wp, Hg * Wp, DH * Wp, DW, nper, nsplit,
+         xp._buf, xp.offset, gp._buf, gp.offset, part._buf, part.offset])
+    return _sum(part, 0) if nsplit > 1 else part.reshape((OC, C, KH, KW))
 
 
 # --- the three passes of a conv2d (geometry g: clnet.ops.conv._Geom) -----------------------------------
@@ -188,7 +180,7 @@ def applies(g, pass_) -> bool:
     return pass_ != "grad_weight" or -(-g.KW // g.SW) <= 4
 
 
-def forward(x: Tensor, w: Tensor, bias, g, relu=False) -> Tensor:
+def forward(x: TensorBase, w: TensorBase, bias, g, relu=False) -> TensorBase:
     """conv2d forward: (N, OC, OH, OW). Strided convolutions are the sum of the s*s phase convolutions
     (each phase of x with the taps that read it), accumulated into y."""
     ws = w.strides
@@ -206,7 +198,7 @@ def forward(x: Tensor, w: Tensor, bias, g, relu=False) -> Tensor:
     return y
 
 
-def grad_input(gy: Tensor, w: Tensor, g) -> Tensor:
+def grad_input(gy: TensorBase, w: TensorBase, g) -> TensorBase:
     """Input gradient: per phase of x, gy convolved with that phase's taps flipped in space and with the
     channel axes swapped (strides, not copies), written into the phase's rows and columns of gx."""
     ws = w.strides
@@ -219,10 +211,9 @@ def grad_input(gy: Tensor, w: Tensor, g) -> Tensor:
     phases_h, phases_w = _phases(g.KH, g.PH, s), _phases(g.KW, g.PW, s)
     empty = any(p[2] == 0 for p in phases_h + phases_w)
     if empty:   # phases no tap reads get a zero gradient
-        from .creation import zeros
         gx = zeros((g.N, g.C, g.H, g.W), dtype=gy.dtype, device=gy.device)
     else:
-        gx = Tensor._empty((g.N, g.C, g.H, g.W), gy.dtype, gy.device)
+        gx = TensorBase._empty((g.N, g.C, g.H, g.W), gy.dtype, gy.device)
     for a, ky0, kh, top in phases_h:
         for b, kx0, kw, left in phases_w:
             if not kh or not kw:
@@ -235,13 +226,12 @@ def grad_input(gy: Tensor, w: Tensor, g) -> Tensor:
     return gx
 
 
-def grad_weight(x: Tensor, gy: Tensor, g) -> Tensor:
+def grad_weight(x: TensorBase, gy: TensorBase, g) -> TensorBase:
     """Weight gradient (OC, C, KH, KW): per phase, the stride-1 weight gradient of that phase's taps."""
     if (g.SH, g.SW) == (1, 1):
         return wgrad_s1(x, gy, g.KH, g.KW, g.DH, g.DW, g.PH, g.PW)
-    from .elementwise import copy_into
     s = g.SH
-    dw = Tensor._empty((g.OC, g.C, g.KH, g.KW), x.dtype, x.device)
+    dw = TensorBase._empty((g.OC, g.C, g.KH, g.KW), x.dtype, x.device)
     for a, ky0, kh, top in _phases(g.KH, g.PH, s):
         for b, kx0, kw, left in _phases(g.KW, g.PW, s):
             if not kh or not kw:

@@ -12,15 +12,14 @@ work-item, and the GEMM is the tiled one. Stride 1, 3x3 kernels, dilation 1, pad
 """
 from __future__ import annotations
 
-from collections import OrderedDict
-
 import numpy as np
 
+from ..backend import caches
 from ..backend.programs import ctype, get_kernel
-from ..tensor import Tensor
+from ..core import dispatch
+from ..core.storage import TensorBase
 from . import matmul as _mm
 from .conv_gemm import cpu_block, pad_pitched
-from .creation import tensor as _tensor
 
 _i32 = np.int32
 _EPI_BIAS, _EPI_RELU = 2, 4
@@ -54,15 +53,15 @@ class _Plan:
         self.TH, self.TW = -(-OH // m), -(-OW // m)
         self.T = N * self.TH * self.TW
         if self.cpu:
-            self.nr = cpu_block(dev.profile, dtype, OC, max(self.T, 64))[1]
-            self.vw = max(1, min(8, dev.profile.vector_width, self.nr))
+            _, self.nr, vw = cpu_block(dev.profile, dtype, OC, max(self.T, 64))
+            self.vw = max(1, min(8, vw, self.nr))
         else:
             self.nr, self.vw = 1, 1
         step = max(self.nr, self.vw)
         self.TP = -(-self.T // step) * step
 
 
-_TABLES: OrderedDict = OrderedDict()
+_TABLES = caches.new_cache("winograd tile tables", limit=64)
 
 
 def _tables(dev, m, N, TH, TW, TP, OH, OW, base):
@@ -72,7 +71,6 @@ def _tables(dev, m, N, TH, TW, TP, OH, OW, base):
     key = (id(dev), m, N, TH, TW, TP, OH, OW, base)
     hit = _TABLES.get(key)
     if hit is not None:
-        _TABLES.move_to_end(key)
         return hit
     t = np.arange(TP)
     n, rest = np.divmod(t, TH * TW)
@@ -83,10 +81,9 @@ def _tables(dev, m, N, TH, TW, TP, OH, OW, base):
     lim = np.where(live, np.minimum(m, OH - ty * m) * 16 + np.minimum(m, OW - tx * m), 0)
     if off.max(initial=0) > _INT_MAX:
         raise ValueError("conv2d (winograd): offsets exceed 32-bit indexing; split the batch")
-    hit = (_tensor(off.astype(np.int32), device=dev), _tensor(lim.astype(np.int32), device=dev))
+    hit = (dispatch.upload_array(off.astype(np.int32), np.dtype(np.int32), dev),
+           dispatch.upload_array(lim.astype(np.int32), np.dtype(np.int32), dev))
     _TABLES[key] = hit
-    if len(_TABLES) > 64:
-        _TABLES.popitem(last=False)
     return hit
 
 
@@ -103,15 +100,15 @@ def _input_transform(dev, dtype, plan, x, C, H, W, PH, PW, rows_layout):
     size = plan.a2 * s_x
     if size > _INT_MAX:
         raise ValueError("conv2d (winograd): the transformed tiles exceed 2**31 - 1 elements; split the batch")
-    v = Tensor._empty((size,), dtype, dev)
+    v = TensorBase._empty((size,), dtype, dev)
     panels = plan.cpu and not rows_layout
     nt = plan.nr if panels else 1
     s_c, s_tb = (nt, C * nt) if panels else (TP, 1)
     vw = plan.vw
     kern = get_kernel(dev, "conv_winograd.cl.mako", "wino_input", arg_dtypes=[_i32, _i32, None, _i32, None, None]
                       + [_i32] * 4, kernel="wino_input", m=m, NT=nt, VW=vw, **_types(dtype))
-    kern(dev.queue, (TP // vw, C), None, plane, Wp, xp._buf, xp.offset, toff._buf, v._buf, v.offset,
-         s_x, s_c, s_tb)
+    dispatch.launch(dev, kern, (TP // vw, C), None, [plane, Wp, xp._buf, xp.offset, toff._buf, v._buf, v.offset,
+         s_x, s_c, s_tb])
     return v, s_x
 
 
@@ -119,10 +116,10 @@ def _filter_transform(dev, dtype, m, w, ws, OC, C):
     """(U plain [xi][OC][C], its plane stride) from w[o, c, 3, 3] (buffer, offset; strides ws)."""
     a2 = (m + 2) ** 2
     s_x = plane_stride(OC * C)
-    u = Tensor._empty((a2 * s_x,), dtype, dev)
+    u = TensorBase._empty((a2 * s_x,), dtype, dev)
     kern = get_kernel(dev, "conv_winograd.cl.mako", "wino_filter", arg_dtypes=[_i32, _i32, None] + [_i32] * 5
                       + [None, _i32, _i32], kernel="wino_filter", m=m, **_types(dtype))
-    kern(dev.queue, (C, OC), None, OC, C, w[0], w[1], *ws, u._buf, u.offset, s_x)
+    dispatch.launch(dev, kern, (C, OC), None, [OC, C, w[0], w[1], *ws, u._buf, u.offset, s_x])
     return u, s_x
 
 
@@ -140,11 +137,11 @@ def _batched_gemm(dev, dtype, a2, M, N, K, a, a_sb, a_sm, b, b_sb, b_panels, out
                            b_nc=False)
         lm = max(1, min(prof.matmul_tile_m // max(1, prof.matmul_wpt_m), dev.max_work_item_sizes[0]))
         gm = -(-(-(-M // mr)) // lm) * lm
-        kern(dev.queue, (gm, -(-N // nr), a2), (lm, 1, 1), M, N, K,
+        dispatch.launch(dev, kern, (gm, -(-N // nr), a2), (lm, 1, 1), [M, N, K,
              a._buf, a.offset, a_sb, a_sm, 1,
              b._buf, 0, b_sb, nr, 1,
              out._buf, out.offset, c_sb, N,
-             _mm._dummy(dev), 0, 1.0, 0.0, 0)
+             _mm._dummy(dev), 0, 1.0, 0.0, 0])
         return out
     _mm._gemm(a._view((a2, M, K), (a_sb, a_sm, 1)), b._view((a2, K, N), (b_sb, N, 1)),
               out=out._view((a2, M, N), (c_sb, N, 1)))
@@ -159,27 +156,27 @@ def _conv(dev, dtype, m, x, C, H, W, PH, PW, w, ws, OC, OH, OW, bias, relu):
     v, v_sx = _input_transform(dev, dtype, plan, x, C, H, W, PH, PW, rows_layout=False)
     u, u_sx = _filter_transform(dev, dtype, m, w, ws, OC, C)
     m_sx = plane_stride(OC * TP)
-    mm = Tensor._empty((a2 * m_sx,), dtype, dev)
+    mm = TensorBase._empty((a2 * m_sx,), dtype, dev)
     _batched_gemm(dev, dtype, a2, OC, TP, C, u, u_sx, C, v, v_sx, plan.cpu, mm, m_sx)
-    y = Tensor._empty((N, OC, OH, OW), dtype, dev)
+    y = TensorBase._empty((N, OC, OH, OW), dtype, dev)
     ytab, lim = _tables(dev, m, N, plan.TH, plan.TW, TP, OH, OW, (y.strides[0], y.strides[2], y.strides[3]))
     kern = get_kernel(dev, "conv_winograd.cl.mako", "wino_output", arg_dtypes=[_i32, _i32, None, _i32, None, None,
                       None] + [_i32] * 4 + [None, _i32, _i32], kernel="wino_output", m=m, VW=plan.vw,
                       **_types(dtype))
     bias_buf, bias_off = (bias._buf, bias.offset) if bias is not None else (_mm._dummy(dev), 0)
     epi = (_EPI_BIAS if bias is not None else 0) | (_EPI_RELU if relu else 0)
-    kern(dev.queue, (TP // plan.vw, OC), None, TP, m_sx, mm._buf, mm.offset, ytab._buf, lim._buf,
-         y._buf, y.offset, y.strides[1], y.strides[2], y.strides[3], bias_buf, bias_off, epi)
+    dispatch.launch(dev, kern, (TP // plan.vw, OC), None, [TP, m_sx, mm._buf, mm.offset, ytab._buf, lim._buf,
+         y._buf, y.offset, y.strides[1], y.strides[2], y.strides[3], bias_buf, bias_off, epi])
     return y
 
 
-def forward(x: Tensor, w: Tensor, bias, g, m=2, relu=False) -> Tensor:
+def forward(x: TensorBase, w: TensorBase, bias, g, m=2, relu=False) -> TensorBase:
     """conv2d forward for 3x3, stride 1, dilation 1: x (N, C, H, W), w (OC, C, 3, 3) -> (N, OC, OH, OW)."""
     return _conv(x.device, x.dtype, m, x, g.C, g.H, g.W, g.PH, g.PW, (w._buf, w.offset), w.strides,
                  g.OC, g.OH, g.OW, bias, relu)
 
 
-def grad_input(gy: Tensor, w: Tensor, g, m=2) -> Tensor:
+def grad_input(gy: TensorBase, w: TensorBase, g, m=2) -> TensorBase:
     """Input gradient: gy padded by 2 - P, convolved with w flipped in space and with its channel axes
     swapped (wf[c, o, ky, kx] = w[o, c, 2 - ky, 2 - kx])."""
     ws = w.strides
@@ -189,7 +186,7 @@ def grad_input(gy: Tensor, w: Tensor, g, m=2) -> Tensor:
                  g.C, g.H, g.W, None, False)
 
 
-def grad_weight(x: Tensor, gy: Tensor, g, m=2) -> Tensor:
+def grad_weight(x: TensorBase, gy: TensorBase, g, m=2) -> TensorBase:
     """Weight gradient (OC, C, 3, 3): dU^T[xi] (C x OC) = V[xi] (C x T) @ Z[xi]^T (T x OC), dw = G^T dU G."""
     dev, dtype = x.device, x.dtype
     plan = _Plan(dev, dtype, m, g.N, g.OH, g.OW, g.OC)
@@ -205,20 +202,20 @@ def grad_weight(x: Tensor, gy: Tensor, g, m=2) -> Tensor:
     else:          # plain rows [xi][OC][TP]
         nc, ocp, s_cb, s_t = 1, g.OC, TP, 1
     z_sx = plane_stride(ocp * TP)
-    z = Tensor._empty((a2 * z_sx,), dtype, dev)
+    z = TensorBase._empty((a2 * z_sx,), dtype, dev)
     kern = get_kernel(dev, "conv_winograd.cl.mako", "wino_grad_out", arg_dtypes=[_i32] * 4 + [None, _i32, None, None,
                       None] + [_i32] * 4, kernel="wino_grad_out", m=m, NC=nc, VW=vw, **_types(dtype))
-    kern(dev.queue, (TP, ocp // vw), None, g.OC, gy.strides[1], gy.strides[2], gy.strides[3],
-         gy._buf, gy.offset, gtab._buf, lim._buf, z._buf, z.offset, z_sx, s_cb, s_t)
+    dispatch.launch(dev, kern, (TP, ocp // vw), None, [g.OC, gy.strides[1], gy.strides[2], gy.strides[3],
+         gy._buf, gy.offset, gtab._buf, lim._buf, z._buf, z.offset, z_sx, s_cb, s_t])
     du_sx = plane_stride(g.C * g.OC)
-    du = Tensor._empty((a2 * du_sx,), dtype, dev)   # dU^T plain [xi][C][OC]
+    du = TensorBase._empty((a2 * du_sx,), dtype, dev)   # dU^T plain [xi][C][OC]
     if plan.cpu:
         _batched_gemm(dev, dtype, a2, g.C, g.OC, TP, v, v_sx, TP, z, z_sx, True, du, du_sx)
     else:
         _mm._gemm(v._view((a2, g.C, TP), (v_sx, TP, 1)), z._view((a2, TP, g.OC), (z_sx, 1, TP)),
                   out=du._view((a2, g.C, g.OC), (du_sx, g.OC, 1)))
-    dw = Tensor._empty((g.OC, g.C, 3, 3), dtype, dev)
+    dw = TensorBase._empty((g.OC, g.C, 3, 3), dtype, dev)
     kern = get_kernel(dev, "conv_winograd.cl.mako", "wino_wgrad", arg_dtypes=[_i32, _i32, _i32, None, _i32, None]
                       + [_i32] * 3, kernel="wino_wgrad", m=m, **_types(dtype))
-    kern(dev.queue, (g.OC, g.C), None, g.C, g.OC, du_sx, du._buf, du.offset, dw._buf, dw.offset, 9, g.C * 9)
+    dispatch.launch(dev, kern, (g.OC, g.C), None, [g.C, g.OC, du_sx, du._buf, du.offset, dw._buf, dw.offset, 9, g.C * 9])
     return dw
