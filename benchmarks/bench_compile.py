@@ -20,7 +20,7 @@ import os
 import numpy as np
 
 from common import alternate, header, load_torch, median, open_device, repeated, table, with_torch1
-from bench_training_steps import (build, check_first_losses, host_ms)
+from bench_training_steps import build, check_first_losses, cpu_ms, host_ms
 
 
 def compiled_contender(step, to_float, sync):
@@ -120,15 +120,29 @@ def main(argv=None):
                "compiled host ms": host_ms(cstep, sync)}
         row.update({f"{k} ms": v for k, v in ms.items()})
         row["compiled/eager"] = ms["clnet-compiled"] / ms["clnet"]
+        # CPU seconds per step (every thread): what a step costs, which the load stretches less than wall time
+        row["eager cpu ms"] = cpu_ms(step, sync, steps[workload])
+        row["compiled cpu ms"] = cpu_ms(cstep, sync, steps[workload])
         if torch is not None:
             best = min(v for k, v in ms.items() if k.startswith("torch"))
             row["compiled/torch"] = ms["clnet-compiled"] / best
             row["target"] = TARGETS[workload]
+            if args.torch_device == "cpu":
+                torch.set_num_threads(1)
+                row["torch1 cpu ms"] = cpu_ms(contenders["torch"][0], contenders["torch"][2], steps[workload])
+                torch.set_num_threads(os.cpu_count() or 1)
+                row["cpu compiled/torch1"] = row["compiled cpu ms"] / row["torch1 cpu ms"]
         rows.append(row)
     cols = ["workload", "launches eager", "launches compiled", "clnet ms", "clnet-compiled ms", "compiled host ms"]
     cols += [c for c in ("torch ms", "torch1 ms") if any(c in r for r in rows)]
     cols += ["compiled/eager"] + (["compiled/torch", "target"] if torch is not None else [])
-    table(rows, cols)
+    cols += ["eager cpu ms", "compiled cpu ms"] + (["torch1 cpu ms", "cpu compiled/torch1"]
+                                                   if torch is not None and args.torch_device == "cpu" else [])
+    fmt = {c: "{:.3f}" for c in cols if c.endswith("ms")}
+    fmt.update({c: "{:.2f}" for c in ("compiled/eager", "compiled/torch", "cpu compiled/torch1")})
+    table(rows, cols, fmt)
+    print(f"load average at the end {os.getloadavg()[0]:.1f} (2 cores): on a loaded machine wall-time ratios "
+          "favour single-threaded PyTorch; the CPU columns show the work per step")
 
 
 if __name__ == "__main__":

@@ -4,13 +4,18 @@ keeps results equal to eager execution (to float32 rounding).
     optimize(graph, visible)   runs them in order; `visible` holds the id() of every buffer something
                                outside the graph can see (inputs, outputs, captured tensors, .grad)
 
-fusion.py: constant folding of fills, dead-code elimination, elementwise fusion (one kernel per group).
+fusion.py    constant folding of fills, dead-code elimination, elementwise fusion (one kernel per group), GEMM
+             epilogues
+planning.py  buffer planning: internal buffers whose lifetimes do not overlap share memory
 """
 from __future__ import annotations
 
-from . import fusion
+from . import fusion, planning
 
 
 def optimize(graph, visible) -> dict:
-    """Rewrite the graph's launches in place; returns what changed (launch counts)."""
-    return fusion.run(graph, visible)
+    """Rewrite the graph's launches in place; returns what changed (launch counts, planned bytes)."""
+    report = fusion.run(graph, visible)
+    report.update(planning.plan(graph, visible))
+    graph.pass_report = report
+    return report
