@@ -238,7 +238,7 @@ def _live_history(t) -> bool:
 def _rebuild(structure, outs):
     from .graph import Value
     if isinstance(structure, Value):
-        return outs[structure.index]
+        return outs[structure.output_index]
     if isinstance(structure, list):
         return [_rebuild(x, outs) for x in structure]
     if isinstance(structure, tuple):

@@ -33,7 +33,8 @@ class Value:
     kind: str                      # "input", "param", "constant", "intermediate"
     tensor: TensorBase | None = None  # the tensor object (dropped for intermediates by Graph.release)
     producer: "OpNode | None" = None  # the op that made it (None for inputs and captured tensors)
-    index: int = 0                 # which input / output position, for inputs and outputs
+    index: int = 0                 # its position among the graph's inputs (inputs only)
+    output_index: int = -1         # its position among the graph's outputs (-1: not an output)
     grad_at_capture: object = None  # a captured tensor's .grad when the trace first saw it
 
     def __repr__(self):

@@ -189,6 +189,6 @@ def trace(fn, *args, fullgraph: bool = False, **kwargs):
     rec.graph.output_structure = rec._abstract(result, found)
     rec.graph.outputs = found
     for i, v in enumerate(found):
-        v.index = i
+        v.output_index = i
     rec.graph.allocated = rec.allocated
     return rec.graph, result
