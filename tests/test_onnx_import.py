@@ -221,6 +221,17 @@ CASES = {
          const("r", R.standard_normal((1, 9, 3)).astype(np.float32)),
          const("b", R.standard_normal((1, 18)).astype(np.float32))]),
         [R.standard_normal((4, 2, 5)).astype(np.float32), R.standard_normal((1, 2, 3)).astype(np.float32)]),
+    "gru_bidirectional_reset_after_fused": (graph_model(
+        [helper.make_node("GRU", ["x", "w", "r", "b", "", "h0"], ["y", "h"], hidden_size=3, direction="bidirectional",
+                          linear_before_reset=1),
+         helper.make_node("RNN", ["x", "wr", "rr"], ["ry"], hidden_size=3, activations=["Relu"])],
+        [("x", F32, [4, 2, 5]), ("h0", F32, [2, 2, 3])], [("y", F32, None), ("h", F32, None), ("ry", F32, None)], 14,
+        [const("w", R.standard_normal((2, 9, 5)).astype(np.float32)),
+         const("r", R.standard_normal((2, 9, 3)).astype(np.float32)),
+         const("b", R.standard_normal((2, 18)).astype(np.float32)),
+         const("wr", R.standard_normal((1, 3, 5)).astype(np.float32)),
+         const("rr", R.standard_normal((1, 3, 3)).astype(np.float32))]),
+        [R.standard_normal((4, 2, 5)).astype(np.float32), R.standard_normal((2, 2, 3)).astype(np.float32)]),
     "constants_and_shape_ops": (graph_model(
         [helper.make_node("Shape", ["x"], ["s"], start=1),
          helper.make_node("ConstantOfShape", ["s"], ["z"], value=helper.make_tensor("v", F32, [1], [0.25])),

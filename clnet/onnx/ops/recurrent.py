@@ -1,15 +1,21 @@
 """ONNX's recurrent operators (LSTM, GRU, RNN) as clnet ops unrolled over the sequence.
 
-The input projection of every time step is one matmul up front; each step then adds the recurrent
-projection and applies the gate math of the ONNX definition (gate order i, o, f, c for LSTM and z, r, h
-for GRU; PyTorch's exporter writes linear_before_reset=1 for its GRU). Autograd records the unrolled ops,
-so an imported recurrent model fine-tunes like any other.
+What PyTorch's layers compute (default activations, no clip or peepholes, GRU with linear_before_reset=1,
+which PyTorch's exporter writes) runs on clnet's fused recurrent layer (clnet.ops.rnn.rnn_layer), the
+weights' gate blocks put in PyTorch's order. Anything else is unrolled: the input projection of every time
+step is one matmul up front; each step then adds the recurrent projection and applies the gate math of the
+ONNX definition (gate order i, o, f, c for LSTM and z, r, h for GRU). Either way autograd records it, so an
+imported recurrent model fine-tunes like any other.
 """
 from __future__ import annotations
 
-from ... import clamp as _clamp, matmul as _matmul, relu as _relu, sigmoid as _sigmoid, split as _split
-from ... import stack as _stack, tanh as _tanh, zeros as _zeros
+from ... import clamp as _clamp, concat as _concat, matmul as _matmul, relu as _relu, sigmoid as _sigmoid
+from ... import split as _split, stack as _stack, tanh as _tanh, zeros as _zeros
+from ...ops.rnn import rnn_layer as _rnn_layer
 from .common import ints
+
+# ONNX's gate blocks in PyTorch's order (clnet's fused rnn_layer): LSTM i,o,f,c -> i,f,c,o; GRU z,r,h -> r,z,h
+_TORCH_ORDER = {"LSTM": [0, 2, 3, 1], "GRU": [1, 0, 2], "RNN": [0]}
 
 _ACTIVATIONS = {"Sigmoid": _sigmoid, "Tanh": _tanh, "Relu": _relu}
 
@@ -74,10 +80,62 @@ def _projected(ctx, x, w, b, d, n_gates, hidden):
     return xw
 
 
+def _fusable(node, defaults, n_dir):
+    """Whether clnet's fused layer computes this node: default activations (RNN: Tanh or Relu), no clip, and
+    for GRU PyTorch's linear_before_reset=1."""
+    names = node.attrs.get("activations") or defaults * n_dir
+    if node.op_type == "RNN":
+        ok = len(set(names)) == 1 and names[0] in ("Tanh", "Relu")
+    else:
+        ok = list(names) == defaults * n_dir
+    return ok and node.attrs.get("clip") is None and not node.attrs.get("activation_alpha") and \
+        not node.attrs.get("activation_beta") and (node.op_type != "GRU" or node.attrs.get("linear_before_reset", 0))
+
+
+def _torch_blocks(t, gates, order):
+    """A (G*H, ...) tensor with its ONNX gate blocks put in PyTorch's order."""
+    blocks = _split(t, t.shape[0] // gates, 0)
+    return _concat([blocks[k] for k in order], 0) if gates > 1 else t
+
+
+def _fused(ctx, node, x, w, r, b, h0, c0, n_dir, reverse, layout):
+    """The node as clnet's fused recurrent layer, one call per direction."""
+    gates = {"LSTM": 4, "GRU": 3, "RNN": 1}[node.op_type]
+    order = _TORCH_ORDER[node.op_type]
+    mode = node.op_type.lower() if node.op_type != "RNN" else \
+        ("rnn_relu" if (node.attrs.get("activations") or ["Tanh"])[0] == "Relu" else "rnn_tanh")
+    hidden = r.shape[-1]
+    batch = x.shape[1]
+    ys, hs, cs = [], [], []
+    for d in range(n_dir):
+        w_d = _torch_blocks(ctx.tensor(w)[d], gates, order)
+        r_d = _torch_blocks(ctx.tensor(r)[d], gates, order)
+        b_ih = b_hh = None
+        if b is not None:
+            b_d = ctx.tensor(b)[d]
+            b_ih = _torch_blocks(b_d[:gates * hidden], gates, order)
+            b_hh = _torch_blocks(b_d[gates * hidden:], gates, order)
+        h = _initial(ctx, h0, d, batch, hidden, x)
+        hx = (h, _initial(ctx, c0, d, batch, hidden, x)) if mode == "lstm" else h
+        out = _rnn_layer(mode, x, hx, w_d, r_d, b_ih, b_hh, reverse[d])
+        ys.append(out[0])
+        hs.append(out[1])
+        if mode == "lstm":
+            cs.append(out[2])
+    y = _stack(ys, 1)                                   # (seq, dirs, batch, hidden)
+    states = [_stack(hs, 0)] + ([_stack(cs, 0)] if mode == "lstm" else [])
+    if layout:
+        y = y.permute(2, 0, 1, 3)
+        states = [s.transpose(0, 1) for s in states]
+    return tuple([y] + states)[:max(1, len(node.outputs))]
+
+
 def _lstm(ctx, node, x, w, r, b=None, seq_lens=None, h0=None, c0=None, peep=None):
     if node.attrs.get("input_forget", 0):
         raise node.unsupported("input_forget=1")
     x, seq, n_dir, reverse, layout, acts = _setup(ctx, node, x, w, seq_lens, ["Sigmoid", "Tanh", "Tanh"])
+    if peep is None and _fusable(node, ["Sigmoid", "Tanh", "Tanh"], n_dir):
+        return _fused(ctx, node, x, w, r, b, h0, c0, n_dir, reverse, layout)
     hidden = node.attrs.get("hidden_size") or r.shape[-1]
     batch = x.shape[1]
     ys, hs, cs = [], [], []
@@ -110,6 +168,8 @@ def _lstm(ctx, node, x, w, r, b=None, seq_lens=None, h0=None, c0=None, peep=None
 
 def _gru(ctx, node, x, w, r, b=None, seq_lens=None, h0=None):
     x, seq, n_dir, reverse, layout, acts = _setup(ctx, node, x, w, seq_lens, ["Sigmoid", "Tanh"])
+    if _fusable(node, ["Sigmoid", "Tanh"], n_dir):
+        return _fused(ctx, node, x, w, r, b, h0, None, n_dir, reverse, layout)
     hidden = node.attrs.get("hidden_size") or r.shape[-1]
     before_reset = node.attrs.get("linear_before_reset", 0)
     batch = x.shape[1]
@@ -146,6 +206,8 @@ def _gru(ctx, node, x, w, r, b=None, seq_lens=None, h0=None):
 
 def _rnn(ctx, node, x, w, r, b=None, seq_lens=None, h0=None):
     x, seq, n_dir, reverse, layout, acts = _setup(ctx, node, x, w, seq_lens, ["Tanh"])
+    if _fusable(node, ["Tanh"], n_dir):
+        return _fused(ctx, node, x, w, r, b, h0, None, n_dir, reverse, layout)
     hidden = node.attrs.get("hidden_size") or r.shape[-1]
     batch = x.shape[1]
     ys, hs = [], []
