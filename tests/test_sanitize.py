@@ -1317,7 +1317,11 @@ def _required():
         for idx in ("int", "long"):
             req.append(("elementwise", "elementwise.cl.mako", dict(idx=idx, **({"rank": 0} if rank_zero else {}))))
     req += [(f"elementwise {ct} compute", "elementwise.cl.mako", dict(ct=ct)) for ct in ("int", "long", "double")]
-    req.append(("elementwise bool output", "elementwise.cl.mako", dict(out_bool=True)))
+    req.append(("elementwise bool output", "elementwise.cl.mako", dict(outs=lambda o: bool(o) and any(b for _, b in o))))
+    req.append(("elementwise fused group (clnet.compile)", "elementwise.cl.mako",
+                dict(native=True, outs=lambda o: bool(o) and len(o) > 1)))
+    for kern in ("gemm_cpu", "gemm_gpu"):
+        req.append((f"{kern} with a fused epilogue (clnet.compile)", "matmul.cl.mako", dict(kernel=kern, ext=bool)))
     if any("grid2" in p for p in BUILT.get("elementwise.cl.mako", [])):  # the CPU 2-D range layout
         req += [(f"elementwise grid2 idx={i}", "elementwise.cl.mako", dict(grid2=True, idx=i)) for i in ("int", "long")]
     for layout in ("inner", "outer"):
@@ -1435,6 +1439,39 @@ def _required():
             ("batchnorm finalize running", "batchnorm.cl.mako", dict(kernel="bn_finalize", has_running=True)),
             ("batchnorm finalize no affine", "batchnorm.cl.mako", dict(kernel="bn_finalize", has_weight=False))]
     return req
+
+
+# --- compiled graphs (clnet.compile): fused elementwise groups and GEMM epilogues -----------------------------
+@pytest.mark.parametrize("variant", ["cpu", "gpu"])
+def test_compiled_fusion_kernels(dev, variant):
+    """A traced step replayed through fused kernels: a multi-output elementwise group (scalars, a bool
+    intermediate, broadcasting) and GEMMs with ReLU and gradient-mask epilogues, equal to eager."""
+    rng = np.random.default_rng(3)
+    data = [rng.standard_normal(s).astype(np.float32) for s in ((5, 7), (7, 6), (6, 3), (3,))]
+
+    def make():
+        x, w1, w2, b = (T(a, requires_grad=i in (1, 2)) for i, a in enumerate(data))
+
+        def step():
+            h = x.mm(w1).clamp(min=0)
+            d = h.mm(w2) + b - 0.5
+            loss = clnet.where(d > 0, d * d, -d).sum()
+            loss.backward()
+            with clnet.no_grad():
+                w1.sub_(0.01 * w1.grad)
+                w2.sub_(0.01 * w2.grad)
+                w1.grad.zero_()
+                w2.grad.zero_()
+            return loss
+        return step
+    with profile_as(dev, matmul_variant=variant):
+        eager_step = make()
+        eager = [eager_step().numpy() for _ in range(3)]
+        compiled = clnet.compile(make())
+        got = [compiled().numpy() for _ in range(3)]
+    assert compiled.stats.replays == 1 and compiled.stats.launches_replayed < compiled.stats.launches_traced
+    for a, e in zip(got, eager):
+        close(a, e, rtol=1e-4, what="compiled step")
 
 
 def test_zz_every_template_and_variant_ran(dev, request):
