@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 import pyopencl as cl
 
+from ..backend import cl_private
 from ..core.storage import TensorBase
 from .graph import HostStep, Launch, Upload
 
@@ -73,7 +74,8 @@ class Plan:
     def _add_launch(self, row: Launch):
         kern = row.kernel
         raw = kern.built()  # a variant made by a pass may not be built yet
-        clone = cl.Kernel(raw.program, raw.function_name)
+        # from the raw program: pyopencl's Program wrapper would look up a kernel named "_source" first
+        clone = cl.Kernel(cl_private.raw_program(raw.program), raw.function_name)
         if kern.arg_dtypes is not None:
             clone.set_scalar_arg_dtypes(kern.arg_dtypes)
         clone.set_args(*row.args)
