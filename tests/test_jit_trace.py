@@ -116,6 +116,16 @@ def test_script_traces_on_first_call(device, tmp_path):
     assert_close(clnet.jit.load(tmp_path / "cell.pt")(x, h)[0], cell(x, h)[0].numpy())
 
 
+def test_save_and_load_through_file_objects(device):
+    import io
+    cell = MyCell()
+    x, h = clnet.rand(3, 4), clnet.rand(3, 4)
+    buf = io.BytesIO()
+    clnet.jit.save(clnet.jit.trace(cell, (x, h)), buf)
+    buf.seek(0)
+    assert_close(clnet.jit.load(buf)(x, h)[0], cell(x, h)[0].numpy())
+
+
 def test_input_checks_and_save_type(device, tmp_path):
     traced = clnet.jit.trace(MyCell(), (clnet.rand(3, 4), clnet.rand(3, 4)))
     with pytest.raises(TypeError, match="traced with 2 input"):

@@ -30,8 +30,10 @@ def save(m: TracedModule, f) -> None:
 
 
 def load(f, map_location=None, *, device=None) -> TracedModule:
-    """The TracedModule saved in file `f`, its tensors on `device` (or `map_location`, PyTorch's name)."""
-    return load_module(os.fspath(f), dispatch.OPS, device=device if device is not None else map_location)
+    """The TracedModule saved in `f` (a path or a readable binary file object), its tensors on `device` (or
+    `map_location`, PyTorch's name)."""
+    return load_module(f if hasattr(f, "read") else os.fspath(f), dispatch.OPS,
+                       device=device if device is not None else map_location)
 
 
 class _ScriptedModule(Module):

@@ -113,7 +113,8 @@ class TracedModule(Module):
         return get_device(None)
 
     def save(self, path) -> None:
-        """Write the graph, parameters and buffers to `path` (zip + JSON + .npy; see clnet/jit/format.py)."""
+        """Write the graph, parameters and buffers to `path`, a path or a writable binary file object (zip +
+        JSON + .npy; see clnet/jit/format.py)."""
         params, buffers = {}, {}
         for (kind, name), ref in self._refs.items():
             t = lookup(*ref)
@@ -129,7 +130,7 @@ class TracedModule(Module):
 
 def load_module(path, ops, device=None) -> TracedModule:
     """A TracedModule from a file TracedModule.save wrote, its tensors on `device`."""
-    path = os.fspath(path)
+    path = path if hasattr(path, "read") else os.fspath(path)
     graph, params, buffers, meta = load_graph(path, ops)
     name = meta.get("name") if isinstance(meta.get("name"), str) else "TracedModule"
     try:
