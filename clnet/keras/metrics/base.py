@@ -79,15 +79,21 @@ class Metric:
 
 
 class Mean(Metric):
-    """Weighted mean of every value passed to update_state since the last reset."""
+    """Weighted mean of every value passed to update_state since the last reset.
+
+    The running total and count are device scalars made on the first update and changed in place
+    afterwards (reset zeroes them), so a train step compiled by clnet.compile keeps updating them."""
 
     def __init__(self, name="mean", dtype=None):
         super().__init__(dtype=dtype, name=name)
-        self.reset_state()
+        self._total = None
+        self._count = None
 
     def reset_state(self):
-        self._total = None
-        self._count = 0.0
+        if self._total is not None:
+            with clnet.no_grad():
+                self._total.zero_()
+                self._count.zero_()
 
     def update_state(self, values, sample_weight=None):
         with clnet.no_grad():
@@ -96,7 +102,7 @@ class Mean(Metric):
             values = values.detach()
             if values.dtype != self.dtype:
                 values = values.to(dtype=self.dtype)
-            if isinstance(sample_weight, (int, float, np.number)):  # one weight for all: counted on the host
+            if isinstance(sample_weight, (int, float, np.number)):  # one weight for all
                 part = clnet.sum(values) * float(sample_weight)
                 count = float(sample_weight) * values.numel()
             elif sample_weight is not None:
@@ -110,14 +116,17 @@ class Mean(Metric):
             else:
                 part = clnet.sum(values)
                 count = float(values.numel())
-            self._total = part if self._total is None else self._total + part
-            self._count = self._count + count
+            if self._total is None:
+                self._total = clnet.zeros((), dtype=self.dtype, device=values.device)
+                self._count = clnet.zeros((), dtype=self.dtype, device=values.device)
+            self._total.add_(part)
+            self._count.add_(count)
 
     def result(self):
         if self._total is None:
             return clnet.tensor(0.0, dtype=self.dtype)
-        with clnet.no_grad():
-            return self._total / self._count
+        with clnet.no_grad():  # 0 over nothing (Keras's divide_no_nan), e.g. read right after a reset
+            return clnet.where(self._count != 0, self._total / self._count, 0.0)
 
 
 class Sum(Mean):
