@@ -144,6 +144,9 @@ class _Facts:
         self.preferred_vector_width_float = vector_width
         self.fp16 = self.fp64 = True
         self.is_simulator = vendor == "oclgrind"
+        # what names a device and its driver (build verdicts and the binary cache key on it)
+        self.name = f"fake {vendor} {type_}"
+        self.platform_name = self.platform_version = self.driver_version = "fake"
 
 
 def matmul_configs(device) -> list:
