@@ -168,14 +168,21 @@ _UNARY_REF = {
     "sigmoid": lambda x: 1 / (1 + np.exp(-x)), "relu": lambda x: np.maximum(x, 0), "reciprocal": np.reciprocal,
     "square": np.square, "log1p": np.log1p, "expm1": np.expm1, "floor": np.floor, "ceil": np.ceil,
     "round": np.rint, "logical_not": np.logical_not, "isnan": np.isnan, "isinf": np.isinf,
+    "tan": np.tan, "asin": np.arcsin, "acos": np.arccos, "atan": np.arctan, "sinh": np.sinh, "cosh": np.cosh,
+    "asinh": np.arcsinh, "acosh": np.arccosh, "atanh": np.arctanh, "log2": np.log2, "log10": np.log10,
+    "exp2": np.exp2, "erf": np.vectorize(math.erf), "erfc": np.vectorize(math.erfc), "trunc": np.trunc,
+    "frac": lambda x: x - np.trunc(x), "isfinite": np.isfinite,
 }
-_POSITIVE = {"log", "sqrt", "rsqrt", "log1p"}
+_POSITIVE = {"log", "sqrt", "rsqrt", "log1p", "log2", "log10"}
+_DOMAIN = {"asin": lambda x: x / 2.5, "acos": lambda x: x / 2.5, "atanh": lambda x: x / 2.5,
+           "acosh": lambda x: np.abs(x) + 1, "floor": lambda x: x * 2.5, "ceil": lambda x: x * 2.5,
+           "round": lambda x: x * 2.5, "trunc": lambda x: x * 2.5, "frac": lambda x: x * 2.5}
 
 
 @pytest.mark.parametrize("name", sorted(ew.UNARY))
 def test_elementwise_unary(dev, name):
     """Every unary expression, contiguous (rank 0) over a size that is not a multiple of the group."""
-    x = data(3, 37, positive=name in _POSITIVE) * (2.5 if name in ("floor", "ceil", "round") else 1)
+    x = _DOMAIN.get(name, lambda v: v)(data(3, 37, positive=name in _POSITIVE)).astype(np.float32)
     close(ew.unary(name, T(x)), _UNARY_REF[name](x.astype(np.float64)), what=name)
 
 
@@ -184,7 +191,7 @@ _BINARY_REF = {
     "maximum": np.maximum, "minimum": np.minimum, "eq": np.equal, "ne": np.not_equal, "lt": np.less,
     "le": np.less_equal, "gt": np.greater, "ge": np.greater_equal, "logical_and": np.logical_and,
     "logical_or": np.logical_or, "logical_xor": np.logical_xor, "floor_divide": lambda a, b: np.floor(a / b),
-    "remainder": np.remainder,
+    "remainder": np.remainder, "atan2": np.arctan2, "hypot": np.hypot, "fmod": np.fmod,
 }
 
 
@@ -1302,6 +1309,84 @@ def test_float16_storage_nn(dev, family):
             assert np.isfinite(qt.grad.numpy().astype(np.float32)).all()
 
 
+# --- scans, sorts, scatter (torch-api's kernels) -------------------------------------------------------------
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32])
+def test_scan_kernels(dev, dtype):
+    """cumsum/cumprod along the first, middle and last dim of a (3, 5, 4) tensor, their gradients (the
+    reversed scan, the cumprod_grad kernel, exact with a zero), and a view with an offset."""
+    from clnet.ops import scan
+    x = (ints(3, 5, 4, hi=4) if dtype == np.int32 else data(3, 5, 4)).astype(dtype)
+    for d in (0, 1, 2):
+        close(scan.cumsum(T(x), d), np.cumsum(x.astype(np.float64), d), what=f"cumsum dim {d}")
+        close(scan.cumprod(T(x), d), np.cumprod(x.astype(np.float64), d), rtol=1e-4, what=f"cumprod dim {d}")
+    if dtype == np.int32:
+        return
+    x[1, 2, 3] = 0
+    w = data(3, 5, 4).astype(np.float64)
+    for d in (0, 1):
+        t = T(x, requires_grad=True)
+        (scan.cumsum(t, d) * T(w.astype(dtype))).sum().backward()
+        close(t.grad, np.flip(np.cumsum(np.flip(w, d), d), d), rtol=1e-4, what=f"cumsum grad {d}")
+        t = T(x, requires_grad=True)
+        (scan.cumprod(t, d) * T(w.astype(dtype))).sum().backward()
+        xd = x.astype(np.float64)
+        expect = np.zeros_like(xd)
+        for idx in np.ndindex(*xd.shape):
+            for k in range(idx[d], xd.shape[d]):
+                sl = list(idx)
+                prod = 1.0
+                for j in range(k + 1):
+                    if j != idx[d]:
+                        sl[d] = j
+                        prod *= xd[tuple(sl)]
+                sl[d] = k
+                expect[idx] += w[tuple(sl)] * prod
+        close(t.grad, expect, rtol=1e-4, atol=1e-5, what=f"cumprod grad {d}")
+    close(scan.cumsum(T(x)[1:, 1:], 1), np.cumsum(x[1:, 1:].astype(np.float64), 1), what="offset view")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64])
+def test_sort_kernels(dev, dtype, monkeypatch):
+    """Both sort kernels (rank counting and the per-line merge sort, forced on a short line), ascending and
+    descending, with ties and NaN, along the first and last dim; topk's gradient (a scatter)."""
+    from clnet.ops import sort as sort_ops
+    x = (ints(4, 9, hi=5) if dtype == np.int64 else np.round(data(4, 9) * 2) / 2).astype(dtype)
+    if dtype != np.int64:
+        x[1, 3] = np.nan
+    for merge in (False, True):
+        monkeypatch.setattr(sort_ops, "RANK_SORT_MAX", 2 if merge else 256)
+        for d in (0, 1):
+            for desc in (False, True):
+                v, i = sort_ops.sort(T(x), d, desc)
+                key = -x.astype(np.float64) if desc else x.astype(np.float64)
+                if dtype != np.int64:
+                    key = np.where(np.isnan(x), -np.inf if desc else np.inf, key)
+                order = np.argsort(key, axis=d, kind="stable")
+                np.testing.assert_array_equal(i.numpy(), order, err_msg=f"merge={merge} dim={d} desc={desc}")
+                np.testing.assert_array_equal(v.numpy(), np.take_along_axis(x, order, d))
+    if dtype == np.int64:
+        return
+    y = data(3, 6).astype(dtype)
+    t = T(y, requires_grad=True)
+    vals, idx = sort_ops.topk(t, 2, 1)
+    vals.sum().backward()
+    expect = np.zeros_like(y)
+    np.put_along_axis(expect, idx.numpy(), 1.0, 1)
+    close(t.grad, expect, what="topk gradient")
+
+
+def test_dim_scatter_put(dev):
+    """scatter (reduce none): the last duplicate wins, untouched elements keep x's values."""
+    x = data(3, 5)
+    idx = np.array([[0, 1, 2, 0, 0], [2, 0, 0, 1, 0]])
+    src = data(2, 5)
+    expect = x.astype(np.float64).copy()
+    for j in range(2):
+        for c in range(5):
+            expect[idx[j, c], c] = src[j, c]
+    close(indexing.scatter(T(x), 0, T(idx), T(src)), expect, what="scatter")
+
+
 # --- the run's own coverage ---------------------------------------------------------------------------------
 def _any(template, **want):
     """Whether some build of `template` had every wanted parameter (a value, or a predicate on it)."""
@@ -1438,6 +1523,14 @@ def _required():
             ("batchnorm grad_input relu", "batchnorm.cl.mako", dict(kernel="bn_grad_input", relu=True)),
             ("batchnorm finalize running", "batchnorm.cl.mako", dict(kernel="bn_finalize", has_running=True)),
             ("batchnorm finalize no affine", "batchnorm.cl.mako", dict(kernel="bn_finalize", has_weight=False))]
+    for op in ("sum", "prod"):
+        req += [(f"scan {op} {t}", "scan.cl.mako", dict(kind="scan", op=op, t=t)) for t in ("float", "double", "int")]
+    req += [("scan reversed", "scan.cl.mako", dict(kind="scan", reverse=True)),
+            ("cumprod_grad", "scan.cl.mako", dict(kind="cumprod_grad"))]
+    for kind in ("rank_sort", "merge_sort"):
+        req += [(f"{kind} {t} descending={d}", "sort.cl.mako", dict(kind=kind, t=t, descending=d))
+                for t in ("float", "double", "long") for d in (False, True)]
+    req.append(("index dim_scatter put", "index.cl.mako", dict(kind="dim_scatter", reduce="none")))
     return req
 
 

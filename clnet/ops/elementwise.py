@@ -784,40 +784,40 @@ def copy_(dst: TensorBase, src) -> TensorBase:
 
 
 # --- public names --------------------------------------------------------------------------------
+def _named(fn, name):
+    """fn reporting itself (in tracebacks and argument errors: `exp() got an unexpected keyword argument`)
+    under its public name instead of the factory's `_unary_fn.<locals>.fn`."""
+    fn.__name__ = fn.__qualname__ = name
+    fn.__code__ = fn.__code__.replace(co_name=name, co_qualname=name)
+    return fn
+
+
 def _unary_fn(name):
-    @op(name)
     def fn(x):
         return unary(name, x)
-    fn.__name__ = fn.__qualname__ = name
     fn.__doc__ = f"Elementwise {name} (C: {UNARY[name].expr})."
-    return fn
+    return op(name)(_named(fn, name))
 
 
 def _unary_inplace_fn(name):
-    @op(name + "_")
     def fn(x):
         return unary(name, x, out=x)
-    fn.__name__ = fn.__qualname__ = name + "_"
     fn.__doc__ = f"Elementwise {name} in place."
-    return fn
+    return op(name + "_")(_named(fn, name + "_"))
 
 
 def _binary_fn(name):
-    @op(name)
     def fn(a, b):
         return binary(name, a, b)
-    fn.__name__ = fn.__qualname__ = name
     fn.__doc__ = f"Elementwise {name} with broadcasting (C: {BINARY[name].expr})."
-    return fn
+    return op(name)(_named(fn, name))
 
 
 def _binary_inplace_fn(name):
-    @op(name + "_")
     def fn(a, b):
         return binary(name, a, b, out=a)
-    fn.__name__ = fn.__qualname__ = name + "_"
     fn.__doc__ = f"a = {name}(a, b) in place (b broadcasts to a's shape)."
-    return fn
+    return op(name + "_")(_named(fn, name + "_"))
 
 
 neg, abs, sign, exp, log, sqrt, rsqrt, sin, cos, tanh, sigmoid, relu, reciprocal, square, log1p, expm1, \

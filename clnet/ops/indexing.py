@@ -552,8 +552,18 @@ def _check_inplace(x: TensorBase):
 def getitem(x: TensorBase, key) -> TensorBase:
     """x[key]: a view for ints/slices/None/...; a copy for negative steps and index arrays/masks."""
     if is_basic(key):
-        return basic_getitem(x, key)
+        y = basic_getitem(x, key)
+        if y._node is not None and y._node.op == "getitem":  # for create_graph: the rule as a recorded setitem
+            y._node.backward.graph_rule = lambda g: _graph_basic_getitem(g, x, key)
+        return y
     return advanced_getitem(x, key)
+
+
+def _graph_basic_getitem(g: TensorBase, x: TensorBase, key) -> TensorBase:
+    """The gradient of x[key] written with recorded ops: g placed at key in zeros (a setitem)."""
+    full = zeros(x.shape, dtype=g.dtype, device=g.device)
+    setitem(full, key, g)
+    return full
 
 
 # --- x[key] = value ---------------------------------------------------------------------------------
