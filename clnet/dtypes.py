@@ -28,7 +28,7 @@ uint8 = np.dtype(np.uint8)
 dtype = np.dtype  # the type of every clnet dtype (isinstance(x.dtype, clnet.dtype))
 finfo, iinfo = np.finfo, np.iinfo  # .eps .max .min .tiny .bits, as torch.finfo / torch.iinfo
 
-SUPPORTED = (float16, float32, float64, int32, int64, bool_, uint8)
+SUPPORTED = (float16, float32, float64, int8, int16, int32, int64, bool_, uint8)
 DEFAULT_FLOAT = float32
 DEFAULT_INT = int64
 

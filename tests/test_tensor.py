@@ -61,7 +61,8 @@ def test_tensor_from_data(device):
     assert clnet.tensor([[1.0, 2.0]], device=device).shape == (1, 2)
     assert clnet.tensor([], device=device).shape == (0,)
     assert clnet.tensor(np.arange(4, dtype=np.int32), device=device).dtype == clnet.int32
-    assert clnet.tensor(np.arange(4, dtype=np.int16), device=device).dtype == clnet.int32
+    assert clnet.tensor(np.arange(4, dtype=np.int16), device=device).dtype == clnet.int16  # as torch.tensor
+    assert clnet.tensor(np.arange(4, dtype=np.uint16), device=device).dtype == clnet.int32
     assert clnet.tensor(np.arange(4, dtype=np.uint8), device=device).dtype == clnet.uint8
     f64 = clnet.tensor(np.array([1.0, 2.0]), device=device)
     assert f64.dtype == (clnet.float64 if device.fp64 else clnet.float32)

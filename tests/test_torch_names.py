@@ -195,6 +195,23 @@ def test_dtype_aliases(alias, expected):
     assert dt == np.dtype(expected) and isinstance(dt, torch.dtype)
 
 
+@pytest.mark.parametrize("dtype", [np.int8, np.int16])
+def test_small_integer_tensors(device, dtype):
+    """int8/int16 tensors compute as PyTorch's: wrap-around in their own width, sums in int64."""
+    a = np.array([[100, -7, 3], [120, 5, -128 if dtype == np.int8 else -30000]], dtype=dtype)
+    x = clnet.tensor(a, device=device)
+    assert x.dtype == np.dtype(dtype) and clnet.from_numpy(a).dtype == np.dtype(dtype)
+    np.testing.assert_array_equal((x + x).numpy(), (a + a).astype(dtype))  # wraps, as int8 + int8 does
+    np.testing.assert_array_equal(x.sum(1).numpy(), a.astype(np.int64).sum(1))
+    assert x.sum().dtype == clnet.int64
+    np.testing.assert_array_equal(x.max(1).values.numpy(), a.max(1))
+    np.testing.assert_array_equal(x.argmin(1).numpy(), a.argmin(1))
+    np.testing.assert_array_equal(clnet.sort(x, 1).values.numpy(), np.sort(a, 1))
+    np.testing.assert_array_equal((x * 0.5).numpy(), a * np.float32(0.5))
+    assert (x + clnet.tensor([1], dtype=clnet.int32, device=device)).dtype == clnet.int32
+    assert clnet.ShortTensor([1, 2]).dtype == clnet.int16 and clnet.CharTensor([1]).dtype == clnet.int8
+
+
 def test_float_is_float32_not_float16():
     assert torch.float is torch.float32  # Python's float is 64-bit; torch.float is not
     assert torch.finfo(torch.float).eps == np.finfo(np.float32).eps

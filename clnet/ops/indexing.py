@@ -197,6 +197,8 @@ def _classify(entry, device):
         if entry.dtype in (_dt.int32, _dt.int64):
             return "index", entry
         raise IndexError(f"tensors used as indices must be int64, int32 or bool tensors, got {entry.dtype.name}")
+    if isinstance(entry, range):  # x[range(n), target], as PyTorch takes it: an integer index
+        return "index", np.arange(entry.start, entry.stop, entry.step, dtype=np.int64)
     if isinstance(entry, (list, tuple, np.ndarray)):
         arr = np.asarray(entry)
         if arr.dtype == np.bool_:

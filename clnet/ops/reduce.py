@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import builtins
 import math
+from collections import namedtuple
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,7 +33,7 @@ from ..core.dispatch import op
 from ..core.storage import TensorBase, contiguous_strides
 from ..core.tape import needs_grad, record
 from .creation import arange, full
-from .elementwise import cast, div, eq, exp, isinf, launch, log, mul, ne, sqrt, sub, add, where
+from .elementwise import add, cast, div, eq, exp, isinf, launch, log, maximum, minimum, mul, ne, sqrt, sub, where
 from .movement import contiguous, permute, reshape
 from .shapes import axis as _axis, broadcast_view, kept_shape
 
@@ -457,7 +458,7 @@ def _sum_dtypes(x: TensorBase, dtype):
 def _minmax_acc(dt):
     if dt == _dt.float16:
         return _dt.float32
-    if dt in (_dt.bool_, _dt.uint8):
+    if dt in (_dt.bool_, _dt.uint8, _dt.int8, _dt.int16):  # the kernel's extreme values are int's and long's
         return _dt.int32
     return dt
 
@@ -608,12 +609,20 @@ def _values_at(op, x: TensorBase, dim, keepdim):
             pos = reshape(arange(x.shape[axis], dtype=_dt.int64, device=x.device), shape)
             return where(eq(pos, idx_k), _grad_to_kept(g, x, d), 0.0)
         record(op, y, (x,), backward)
-    return y, idx
+    return (MaxResult if op == "max" else MinResult)(y, idx)
+
+
+# what max/min along a dim return: a tuple with PyTorch's field names (`x.max(1).values`, `v, i = x.max(1)`)
+MaxResult = namedtuple("max", ["values", "indices"])
+MinResult = namedtuple("min", ["values", "indices"])
 
 
 @op("max")
 def max(x, dim=None, keepdim=False, *, axis=None, keepdims=None):
-    """max over all elements, or (values, indices) along `dim` as in PyTorch."""
+    """max over all elements, (values, indices) along `dim` as in PyTorch, or the elementwise maximum
+    when the second argument is a tensor (torch.max(a, b))."""
+    if isinstance(dim, TensorBase):
+        return maximum(x, dim)
     dim, keepdim = _dim_arg(dim, axis), _keep_arg(keepdim, keepdims)
     if dim is None:
         return amax(x)
@@ -624,6 +633,9 @@ def max(x, dim=None, keepdim=False, *, axis=None, keepdims=None):
 
 @op("min")
 def min(x, dim=None, keepdim=False, *, axis=None, keepdims=None):
+    """min over all elements, (values, indices) along `dim`, or the elementwise minimum of two tensors."""
+    if isinstance(dim, TensorBase):
+        return minimum(x, dim)
     dim, keepdim = _dim_arg(dim, axis), _keep_arg(keepdim, keepdims)
     if dim is None:
         return amin(x)

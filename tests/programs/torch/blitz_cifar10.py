@@ -53,7 +53,7 @@ torch.manual_seed(0)
 net = Net()
 
 criterion = nn.CrossEntropyLoss()
-optimizer = optim.SGD(net.parameters(), lr=0.001, momentum=0.9)
+optimizer = optim.SGD(net.parameters(), lr=0.005, momentum=0.9)  # 0.001 in the tutorial, for 25x more steps
 
 for epoch in range(2):
     running_loss = 0.0

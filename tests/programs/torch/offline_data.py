@@ -7,8 +7,8 @@ Each stand-in has the shape, dtype and layout of what it replaces, at a size tha
   scikit-learn's bundled handwritten digits (real 8x8 scans, upsampled and shifted by a pixel or two);
   FashionMNIST's are the same digits placed with other shifts (its classes are only names here);
 - `datasets.CIFAR10`: 32x32x3 uint8 images, ten classes told apart by colour and stripe direction, with noise;
-- `transforms.ToTensor / Normalize / Compose`: torchvision's arithmetic on numpy arrays (the DataLoader's
-  collate turns them into tensors, as it does torchvision's);
+- `transforms.ToTensor / Normalize / Resize / CenterCrop / Compose`: torchvision's arithmetic on numpy arrays
+  (the DataLoader's collate turns them into tensors, as it does torchvision's);
 - `mnist_pickle()`: the (x_train, y_train), (x_valid, y_valid) float32 rows of deeplearning.net's mnist.pkl.gz;
 - `sine_waves()`: pytorch/examples' time_sequence_prediction/generate_sine_wave.py data;
 - `Corpus`: a tokenised text corpus (train/valid/test word ids) like word_language_model's data.py reads
@@ -125,7 +125,7 @@ class datasets:  # noqa: N801  (the `from torchvision import datasets` spelling)
 
 
 class transforms:  # noqa: N801  (the `from torchvision import transforms` spelling)
-    """torchvision.transforms' ToTensor, Normalize and Compose on numpy arrays (float32, channels first)."""
+    """torchvision.transforms' ToTensor, Normalize, Resize, CenterCrop and Compose on numpy arrays."""
 
     class ToTensor:
         def __call__(self, img):
@@ -139,6 +139,27 @@ class transforms:  # noqa: N801  (the `from torchvision import transforms` spell
 
         def __call__(self, a):
             return (a - self.mean) / self.std
+
+    class Resize:
+        """Square images to size x size (nearest sampling; torchvision's default interpolates)."""
+
+        def __init__(self, size):
+            self.size = size
+
+        def __call__(self, img):
+            a = np.asarray(img)
+            rows = (np.arange(self.size) + 0.5) * a.shape[0] / self.size
+            cols = (np.arange(self.size) + 0.5) * a.shape[1] / self.size
+            return a[rows.astype(int)][:, cols.astype(int)]
+
+    class CenterCrop:
+        def __init__(self, size):
+            self.size = size
+
+        def __call__(self, img):
+            a = np.asarray(img)
+            top, left = (a.shape[0] - self.size) // 2, (a.shape[1] - self.size) // 2
+            return a[top:top + self.size, left:left + self.size]
 
     class Compose:
         def __init__(self, steps):
