@@ -46,11 +46,11 @@ from .functions import (  # noqa: E402,F811
     logical_or, logical_xor, lt, matmul, maximum, minimum, mm, mul, multiply, mv, nan_to_num, ne, neg, negative,
     not_equal, numel, outer, pow, reciprocal, relu, remainder, round, rsqrt, scalar_tensor, sgn, sigmoid, sign,
     sin, sinh, softmax, sort, sqrt, square, stack, std_mean, sub, subtract, tan, tanh, topk, true_divide, trunc,
-    var_mean, vdot, vstack, where)
+    var_mean, vdot, vstack, where, rand, randn, randint, randperm, normal, bernoulli, multinomial)
 from .ops.sort import msort, unique  # noqa: E402
 from .ops.structure import diag, diag_embed, diagonal, meshgrid, roll, take_along_dim, tril, triu  # noqa: E402
 from .ops.linalg import cross, dist, einsum, norm, tensordot, trace  # noqa: E402
-from .ops.sampling import bernoulli, logspace, multinomial, normal, randint_like  # noqa: E402
+from .ops.sampling import logspace, randint_like  # noqa: E402
 from .ops.indexing import scatter  # noqa: E402
 from .tensor_types import (BoolTensor, ByteTensor, CharTensor, DoubleTensor, FloatTensor, HalfTensor,  # noqa: E402
                            IntTensor, LongTensor, ShortTensor)

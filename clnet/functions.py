@@ -14,6 +14,7 @@ import numpy as np
 
 from . import dtypes as _dt
 from .backend.devices import get_device
+from .generator import Generator
 from .core.storage import TensorBase
 from .core.tape import is_grad_enabled, no_grad
 from .ops import arith as _ar
@@ -24,7 +25,9 @@ from .ops import linalg as _la
 from .ops import matmul as _mm
 from .ops import movement as _mv
 from .ops import nn as _nn
+from .ops import random as _rnd
 from .ops import reduce as _red
+from .ops import sampling as _smp
 from .ops import scan as _scan
 from .ops import sort as _sort
 
@@ -376,3 +379,71 @@ def as_tensor(data, dtype=None, device=None):
 def scalar_tensor(s, *, dtype=None, device=None):
     return _cr.tensor(s, dtype=dtype if dtype is not None else _dt.DEFAULT_FLOAT, device=device)
 
+
+
+# --- random draws that take generator= -------------------------------------------------------------
+class _drawing_from:
+    """Inside the block the device's random stream is keyed by `generator` (a clnet.Generator: the next
+    seed it hands out), so a program passing generator=g gets draws reproducible from g; the global
+    stream is restored afterwards. Without a generator nothing changes."""
+
+    def __init__(self, generator):
+        if generator is not None and not isinstance(generator, Generator):
+            raise TypeError(f"generator must be a clnet.Generator, got {type(generator).__name__}")
+        self.generator = generator
+
+    def __enter__(self):
+        if self.generator is not None:
+            self._saved = _rnd.get_rng_state()
+            _rnd.set_rng_state((self.generator.random64(), 0))
+
+    def __exit__(self, *exc):
+        if self.generator is not None:
+            _rnd.set_rng_state(self._saved)
+
+
+def rand(*size, generator=None, dtype=None, device=None, requires_grad=False, out=None):
+    """Uniform values in [0, 1)."""
+    with _drawing_from(generator):
+        return _out(_rnd.rand(*size, dtype=dtype, device=device, requires_grad=requires_grad), out, "rand")
+
+
+def randn(*size, generator=None, dtype=None, device=None, requires_grad=False, out=None):
+    """Standard normal values."""
+    with _drawing_from(generator):
+        return _out(_rnd.randn(*size, dtype=dtype, device=device, requires_grad=requires_grad), out, "randn")
+
+
+def randint(low, high=None, size=None, *, generator=None, dtype=None, device=None, requires_grad=False):
+    """Integers uniform in [low, high): randint(high, size) or randint(low, high, size)."""
+    with _drawing_from(generator):
+        return _rnd.randint(low, high, size, dtype=dtype, device=device, requires_grad=requires_grad)
+
+
+def randperm(n, *, generator=None, dtype=None, device=None):
+    """A random permutation of 0..n-1 (drawn from `generator` on the host when one is given)."""
+    if generator is None:
+        return _rnd.randperm(n, dtype=dtype, device=device)
+    if not isinstance(generator, Generator):
+        raise TypeError(f"generator must be a clnet.Generator, got {type(generator).__name__}")
+    perm = generator.permutation(n).astype(_dt.as_dtype(dtype) if dtype is not None else _dt.int64)
+    return _cr.tensor(perm, device=device)
+
+
+def normal(mean, std=1.0, size=None, *, generator=None, dtype=None, device=None, requires_grad=False, out=None):
+    """N(mean, std**2) samples; mean/std tensors (broadcast) or numbers with size."""
+    with _drawing_from(generator):
+        return _out(_smp.normal(mean, std, size, dtype=dtype, device=device, requires_grad=requires_grad),
+                    out, "normal")
+
+
+def bernoulli(input, p=None, *, generator=None, out=None):
+    """0/1 with probability input (elementwise) or p."""
+    with _drawing_from(generator):
+        return _out(_smp.bernoulli(input, p), out, "bernoulli")
+
+
+def multinomial(input, num_samples, replacement=False, *, generator=None, out=None):
+    """Category indices drawn from the rows of non-negative weights."""
+    with _drawing_from(generator):
+        return _out(_smp.multinomial(input, num_samples, replacement), out, "multinomial")
