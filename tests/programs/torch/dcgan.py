@@ -3,7 +3,7 @@
 # with Module.apply by class name, BCELoss on torch.full labels refilled with fill_, fake.detach() for the
 # discriminator step, two Adam optimizers with betas (0.5, 0.999), D(x) and D(G(z)) logged.
 # Stand-in: offline_data's MNIST digits resized to 16x16 (the original reads LSUN/CIFAR/ImageNet at 64x64),
-# a three-layer generator and discriminator of widths 8-32, one epoch of 640 images; no PNG files are
+# a three-layer generator and discriminator of widths 8-32, one epoch of 384 images; no PNG files are
 # written. Only the import differs between clnet and PyTorch.
 import argparse
 import random

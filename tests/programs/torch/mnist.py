@@ -1,7 +1,7 @@
 # After pytorch/examples mnist/main.py: the two-convolution MNIST classifier with dropout, log_softmax +
 # nll_loss, Adadelta and StepLR, DataLoaders over torchvision-style datasets, argparse settings, the
 # accelerator picked with torch.accelerator, test loss and accuracy each epoch, save_model.
-# Stand-in: offline_data's MNIST (640 + 256 digit images instead of 60,000 + 10,000 downloaded); defaults
+# Stand-in: offline_data's MNIST (384 + 256 digit images instead of 60,000 + 10,000 downloaded); defaults
 # cut to 2 epochs and a test batch of 256. Only the import differs between clnet and PyTorch.
 import argparse
 

@@ -94,6 +94,7 @@ class _ImageDataset:
 
 
 class MNIST(_ImageDataset):
+    size_train, size_test = 384, 256
     classes = [f"{d} - {w}" for d, w in enumerate(
         ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"])]
 

@@ -1,8 +1,8 @@
 # After pytorch/examples time_sequence_prediction/train.py (with generate_sine_wave.py): two stacked
 # nn.LSTMCell of 51 units and a Linear head, in double precision (.double(), dtype=torch.double), trained
 # on sine waves by optim.LBFGS with a closure; predicts 1,000 future steps under no_grad.
-# Stand-in: offline_data.sine_waves() replaces torch.load('traindata.pt') (8 waves of 60 samples instead
-# of 100 of 1,000); 2 LBFGS steps instead of 15, 50 future steps; the PDF plots are not drawn.
+# Stand-in: offline_data.sine_waves() replaces torch.load('traindata.pt') (6 waves of 40 samples instead
+# of 100 of 1,000); 2 LBFGS steps (of up to 20 evaluations each) instead of 15, 30 future steps; no PDF plots.
 # Only the import differs between clnet and PyTorch.
 import argparse
 
@@ -48,7 +48,7 @@ if __name__ == '__main__':
     opt = parser.parse_args()
     np.random.seed(0)
     torch.manual_seed(0)
-    data = sine_waves(n=8, length=60)
+    data = sine_waves(n=6, length=40)
     input = torch.from_numpy(data[3:, :-1])
     target = torch.from_numpy(data[3:, 1:])
     test_input = torch.from_numpy(data[:3, :-1])
@@ -70,7 +70,7 @@ if __name__ == '__main__':
             return loss
         optimizer.step(closure)
         with torch.no_grad():
-            future = 50
+            future = 30
             pred = seq(test_input, future=future)
             loss = criterion(pred[:, :-future], test_target)
             print('test loss:', loss.item())

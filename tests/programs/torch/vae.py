@@ -1,7 +1,7 @@
 # After pytorch/examples vae/main.py: a variational auto-encoder on MNIST (784-400-20 encoder with mean and
 # log-variance heads, reparameterisation with randn_like, sigmoid decoder), loss = binary_cross_entropy
 # (reduction='sum') + KL divergence, Adam, train and test loops over DataLoaders, samples decoded from
-# randn. Stand-in: offline_data's MNIST (640 + 256 images); 2 epochs instead of 10; the PNG files the
+# randn. Stand-in: offline_data's MNIST (384 + 256 images); 2 epochs instead of 10; the PNG files the
 # original writes with torchvision's save_image are not written. Only the import differs.
 import argparse
 
