@@ -13,6 +13,7 @@ import clnet
 from clnet.utils.data import (BatchSampler, DataLoader, Dataset, IterableDataset, SequentialSampler, TensorDataset,
                               get_worker_info)
 from clnet.utils.data import transfer
+from conftest import small
 
 
 class Rows(Dataset):
@@ -311,7 +312,8 @@ def test_pinned_staging_path(device, rng, monkeypatch):
 def test_feeder_orders_copies_before_compute(device, rng):
     """Batches staged ahead while the device still works must be complete when a step reads them."""
     feeder = transfer.DeviceFeeder(device)
-    big = clnet.randn(256, 256)
+    n = small(device, 256, 32)
+    big = clnet.randn(n, n)
     expected = []
     outs = []
     for i in range(6):

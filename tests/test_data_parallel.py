@@ -20,6 +20,7 @@ def _model(device):
 
 
 @needs_two
+@pytest.mark.slow  # builds every kernel of a small MLP on a second PoCL (about 50 s cold)
 def test_data_parallel_matches_one_device():
     first, second = REAL[0], REAL[1]
     rng = np.random.default_rng(0)

@@ -110,6 +110,7 @@ class DeviceFeeder:
             if arr.size:
                 if not marker:
                     marker.append(cl.enqueue_marker(self.device.queue))
+                    self.device.queue.flush()  # another queue may wait on an event only once it is submitted
                 if self._staging is not None:
                     events.append(self._staging.copy(arr, t._buf, marker))
                 else:
