@@ -178,7 +178,7 @@ def test_fallback_ladder():
 def test_wheel_pocl_on_an_unknown_cpu_gets_narrower_vectors():
     """Issue 11: PoCL 3.0 (LLVM 14) from the pip wheel names a Zen 4 'pthread-AMD EPYC' and aborted on
     16-wide mad/fma; Debian's PoCL 3.1 names the same CPU 'pthread-skylake-avx512-AMD EPYC' and is fine."""
-    from tests.test_devices import fake_device
+    from test_devices import fake_device
     wheel = fake_device(name="pthread-AMD EPYC", platform="Portable Computing Language", type="cpu",
                         vendor="pocl", vec=16, platform_version="OpenCL 3.0 PoCL 3.0-rc2  Linux, Release, "
                         "RELOC, LLVM 14.0.6, SLEEF, DISTRO, POCL_DEBUG")
