@@ -950,7 +950,7 @@ def _opt2_ref(name, o, p, grads):
     return p
 
 
-OPT2_CASES = [("Adadelta", dict(lr=0.5, weight_decay=0.1)), ("Adamax", dict(lr=0.02, maximize=True)),
+OPT2_CASES = [("Adadelta", dict(lr=0.5, weight_decay=0.1)), ("Adamax", dict(lr=0.02, maximize=True, weight_decay=0.1)),
               ("NAdam", dict(lr=0.02, weight_decay=0.1)), ("NAdam", dict(lr=0.02, weight_decay=0.1,
                                                                          decoupled_weight_decay=True)),
               ("RAdam", dict(lr=0.02, betas=(0.9, 0.9), weight_decay=0.1)),
@@ -1487,7 +1487,7 @@ def _required():
     req.append(("creation iota", "creation.cl.mako", {}))
     for template in ("elementwise.cl.mako", "reduce.cl.mako", "matmul.cl.mako", "softmax.cl.mako"):
         req.append((f"{template} half storage", template, dict(t="half") if template != "elementwise.cl.mako"
-                    else dict(out_t="half")))
+                    else dict(outs=lambda outs: any(t == "half" for t, _ in outs))))
     req.append(("random.cl.mako half output", "random.cl.mako", dict(out_t="half")))
     for kernel in ("forward", "backward"):
         req.append((f"norm {kernel} one item per row", "norm.cl.mako", dict(kernel=kernel, wg=1)))
@@ -1511,7 +1511,8 @@ def _required():
     for m in (2, 4):
         for kernel in ("wino_input", "wino_grad_out", "wino_filter", "wino_output", "wino_wgrad"):
             req.append((f"winograd m={m} {kernel}", "conv_winograd.cl.mako", dict(kernel=kernel, m=m)))
-        req += [(f"winograd m={m} input panels", "conv_winograd.cl.mako", dict(kernel="wino_input", m=m, NT=8, VW=4)),
+        req += [(f"winograd m={m} input panels", "conv_winograd.cl.mako",
+                 dict(kernel="wino_input", m=m, NT=lambda v: v > 1, VW=4)),
                 (f"winograd m={m} grad_out panels", "conv_winograd.cl.mako",
                  dict(kernel="wino_grad_out", m=m, NC=lambda v: v > 1, VW=4)),
                 (f"winograd m={m} output vectors", "conv_winograd.cl.mako", dict(kernel="wino_output", m=m, VW=4))]
@@ -1523,8 +1524,8 @@ def _required():
             ("batchnorm grad_input relu", "batchnorm.cl.mako", dict(kernel="bn_grad_input", relu=True)),
             ("batchnorm finalize running", "batchnorm.cl.mako", dict(kernel="bn_finalize", has_running=True)),
             ("batchnorm finalize no affine", "batchnorm.cl.mako", dict(kernel="bn_finalize", has_weight=False))]
-    for op in ("sum", "prod"):
-        req += [(f"scan {op} {t}", "scan.cl.mako", dict(kind="scan", op=op, t=t)) for t in ("float", "double", "int")]
+    for op in ("sum", "prod"):  # integers scan in int64
+        req += [(f"scan {op} {t}", "scan.cl.mako", dict(kind="scan", op=op, t=t)) for t in ("float", "double", "long")]
     req += [("scan reversed", "scan.cl.mako", dict(kind="scan", reverse=True)),
             ("cumprod_grad", "scan.cl.mako", dict(kind="cumprod_grad"))]
     for kind in ("rank_sort", "merge_sort"):
