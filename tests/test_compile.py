@@ -284,3 +284,83 @@ def test_second_forward_before_backward_runs_eagerly(device, rng):
     for p, q in zip(model.parameters(), model2.parameters()):
         np.testing.assert_allclose(p.grad.numpy(), q.grad.numpy(), rtol=1e-5, atol=1e-6)
     assert len(grads) == 4
+
+
+def _lecture_loops(device, rng):
+    """The lecture's training loop bodies (examples/custom_function.py, examples/tf_gradient_tape.py,
+    examples/nn_module.py): each a make() giving a fresh (step, state) with the same starting values."""
+    x0 = rng.standard_normal((8, 12)).astype(np.float32)
+    y0 = rng.standard_normal((8, 4)).astype(np.float32)
+    w1_0 = rng.standard_normal((12, 6)).astype(np.float32) * 0.5
+    w2_0 = rng.standard_normal((6, 4)).astype(np.float32) * 0.5
+
+    class MyReLU(clnet.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(x)
+            return x.clamp(min=0)
+
+        @staticmethod
+        def backward(ctx, grad_y):
+            x, = ctx.saved_tensors
+            grad_input = grad_y.clone()
+            grad_input[x < 0] = 0
+            return grad_input
+
+    def custom_function():
+        x, y = clnet.tensor(x0, device=device), clnet.tensor(y0, device=device)
+        w1 = clnet.tensor(w1_0, device=device, requires_grad=True)
+        w2 = clnet.tensor(w2_0, device=device, requires_grad=True)
+
+        def step():
+            loss = (MyReLU.apply(x.mm(w1)).mm(w2) - y).pow(2).sum()
+            loss.backward()
+            with clnet.no_grad():
+                w1.sub_(1e-3 * w1.grad)
+                w2.sub_(1e-3 * w2.grad)
+                w1.grad.zero_()
+                w2.grad.zero_()
+            return loss
+        return step, [w1, w2]
+
+    def gradient_tape():
+        x, y = clnet.tensor(x0, device=device), clnet.tensor(y0, device=device)
+        w1, w2 = clnet.Variable(w1_0, device=device), clnet.Variable(w2_0, device=device)
+
+        def step():
+            with clnet.GradientTape() as tape:
+                h = clnet.maximum(clnet.matmul(x, w1), 0)
+                loss = clnet.reduce_mean(clnet.reduce_sum((clnet.matmul(h, w2) - y) ** 2, axis=1))
+            g1, g2 = tape.gradient(loss, [w1, w2])
+            w1.assign(w1 - 1e-2 * g1)
+            w2.assign(w2 - 1e-2 * g2)
+            return loss
+        return step, [w1, w2]
+
+    def nn_module():
+        clnet.manual_seed(9)
+        model = nn.Sequential(nn.Linear(12, 6), nn.ReLU(), nn.Linear(6, 4)).to(device)
+        opt = clnet.optim.SGD(model.parameters(), lr=1e-2)
+        x, y = clnet.tensor(x0, device=device), clnet.tensor(y0, device=device)
+
+        def step():
+            loss = nn.functional.mse_loss(model(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            return loss
+        return step, list(model.parameters())
+    return {"custom_function": custom_function, "gradient_tape": gradient_tape, "nn_module": nn_module}
+
+
+@pytest.mark.parametrize("loop", ["custom_function", "gradient_tape", "nn_module"])
+def test_lecture_loops_compiled_equal_eager(device, rng, loop):
+    make = _lecture_loops(device, rng)[loop]
+    eager_step, eager_w = make()
+    comp_step, comp_w = make()
+    comp = clnet.compile(comp_step)
+    for _ in range(5):
+        np.testing.assert_allclose(comp().numpy(), eager_step().numpy(), rtol=1e-5, atol=1e-6)
+    for a, b in zip(comp_w, eager_w):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
+    assert comp.stats.replays == 3, comp.stats
