@@ -59,7 +59,7 @@ def test_attention_like_numpy_and_torch(device, rng, case, path):
     cq, ck, cv = (clnet.tensor(a, requires_grad=True) for a in (q, k, v))
     cm = clnet.tensor(mask) if mask is not None else None
     if path == "fused":
-        out = att.scaled_dot_product_attention(cq, ck, cv, attn_mask=cm, is_causal=causal)
+        out = att.fused_attention(cq, ck, cv, attn_mask=cm, is_causal=causal)
     else:
         out = att.attention_with_weights(cq, ck, cv, cm, 0.0, causal)[0]
     assert_close(out, np_attention(q.astype(np.float64), k, v, mask, causal), rtol=1e-4, atol=1e-5)
@@ -76,8 +76,7 @@ def test_attention_like_numpy_and_torch(device, rng, case, path):
 @pytest.mark.parametrize("causal", [False, True])
 def test_fused_attention_gradcheck(device, rng, causal):
     q, k, v = rng.standard_normal((1, 3, 2)), rng.standard_normal((1, 4, 2)), rng.standard_normal((1, 4, 3))
-    gradcheck(lambda q, k, v: att.scaled_dot_product_attention(q, k, v, is_causal=causal, scale=0.7), q, k, v,
-              device=device)
+    gradcheck(lambda q, k, v: att.fused_attention(q, k, v, is_causal=causal, scale=0.7), q, k, v, device=device)
 
 
 def test_attention_with_float_mask_gradient_and_dropout(device, rng):
@@ -92,6 +91,17 @@ def test_attention_with_float_mask_gradient_and_dropout(device, rng):
     b = F.scaled_dot_product_attention(x, x, x, dropout_p=0.5)
     assert_close(a, b.numpy())
     assert not np.allclose(a.numpy(), F.scaled_dot_product_attention(x, x, x).numpy())
+
+
+def test_path_choice(device, rng):
+    """CPUs take the explicit path for scores that fit CPU_EXPLICIT_BYTES; both paths agree."""
+    q = clnet.tensor(rng.standard_normal((2, 3, 4)).astype(np.float32))
+    chosen = att._fused_pays(device, q.dtype, None, 0.0, 2, 3, 3, 4, 4)
+    assert chosen == (device.type != "cpu")
+    assert not att._fused_pays(device, q.dtype, None, 0.1, 2, 3, 3, 4, 4)
+    assert not att._fused_pays(device, q.dtype, None, 0.0, 2, 3, 3, att.MAX_HEAD + 1, 4)
+    assert_close(F.scaled_dot_product_attention(q, q, q, is_causal=True),
+                 att.fused_attention(q, q, q, is_causal=True).numpy(), rtol=1e-5, atol=1e-6)
 
 
 def test_attention_gqa_and_errors(device, rng):

@@ -9,7 +9,7 @@ import pytest
 import clnet
 import clnet.nn as nn
 from clnet.ops import rnn
-from conftest import assert_close, gradcheck, simulator_subset
+from conftest import assert_close, gradcheck, simulator_subset, small
 
 torch = pytest.importorskip("torch")
 
@@ -98,7 +98,7 @@ def _copy_params(tmod, cmod):
     ("RNN", dict(num_layers=3)),
 ], {0, 1}, unpack=True))
 def test_rnn_modules_like_torch(device, rng, cls, kwargs):
-    I, H, T, B = 4, 5, 6, 3
+    I, H, T, B = 4, 5, small(device, 6, 3), 3
     torch.manual_seed(0)
     tm = getattr(torch.nn, cls)(I, H, **kwargs)
     cm = getattr(nn, cls)(I, H, **kwargs)

@@ -10,7 +10,7 @@ import pytest
 
 import clnet
 from clnet.vision import models
-from conftest import assert_close
+from conftest import assert_close, small
 
 torch = pytest.importorskip("torch")
 tnn = torch.nn
@@ -113,7 +113,7 @@ def _randomize_bn(model):
 def test_torchvision_format_weights_load_and_match(device, tmp_path, arch):
     torch.manual_seed(0)
     if arch == "resnet18":
-        tm, kwargs, size = TResNet18(num_classes=10), dict(num_classes=10), 64
+        tm, kwargs, size = TResNet18(num_classes=10), dict(num_classes=10), small(device, 64, 32)
     else:
         tm, kwargs, size = TMobileNetV2(10, 0.35), dict(num_classes=10, width_mult=0.35), 32
     _randomize_bn(tm)
@@ -177,6 +177,7 @@ def test_state_dict_layout_matches_torchvision(device, arch):
         assert got["layer3.0.downsample.0.weight"] == (1024, 512, 1, 1)
 
 
+@pytest.mark.slow  # three ResNet-18s: minutes on llvmpipe
 def test_weights_arguments(device, tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     with pytest.raises(FileNotFoundError, match="does not download"):
