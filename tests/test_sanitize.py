@@ -1180,8 +1180,8 @@ def _ln_ref(x, w=None, b=None, eps=1e-5):
 NORM_CASES = [((4, 10), "both"), ((2, 300), "both"), ((3, 7), "none"), ((2, 130), "weight")]
 
 
-@pytest.mark.parametrize("shape,affine", NORM_CASES, ids=[f"{s}-{a}" for s, a in NORM_CASES])
-def test_layer_norm_forward_backward(dev, shape, affine):
+def _check_layer_norm(shape, affine):
+    """F.layer_norm forward and all three gradients against the float64 formulas."""
     n = shape[-1]
     x, g = data(*shape) * 3 + 1, data(*shape)
     w = data(n) if affine != "none" else None
@@ -1203,6 +1203,19 @@ def test_layer_norm_forward_backward(dev, shape, affine):
         close(wt.grad, (g * xhat).sum(0), rtol=1e-4, atol=1e-4)
     if bt is not None:
         close(bt.grad, g.sum(0), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("shape,affine", NORM_CASES, ids=[f"{s}-{a}" for s, a in NORM_CASES])
+def test_layer_norm_forward_backward(dev, shape, affine):
+    _check_layer_norm(shape, affine)
+
+
+def test_layer_norm_cpu_vector_rows(dev):
+    """The CPU variant: one work-item streams its row in vectors (vw = 4 here), the tail one by one; the
+    parameter gradients take 4 neighbouring columns per work-item when the row length allows it."""
+    with device_as(OCL, type="cpu"), profile_as(OCL, vector_width=4):
+        for n in (13, 8):
+            _check_layer_norm((3, n), "both")
 
 
 def _sig(v):
@@ -1492,10 +1505,12 @@ def _required():
     for kernel in ("forward", "backward"):
         req.append((f"norm {kernel} one item per row", "norm.cl.mako", dict(kernel=kernel, wg=1)))
         req.append((f"norm {kernel} one group per row", "norm.cl.mako", dict(kernel=kernel, wg=lambda w: w > 1)))
+    req += [(f"norm {k} vw=4", "norm.cl.mako", dict(kernel=k, vw=4)) for k in ("forward", "backward")]
     req += [("norm forward no affine", "norm.cl.mako", dict(kernel="forward", has_weight=False, has_bias=False)),
             ("norm forward weight only", "norm.cl.mako", dict(kernel="forward", has_weight=True, has_bias=False)),
             ("norm grad_params dw+db", "norm.cl.mako", dict(kernel="grad_params", has_weight=True, has_bias=True)),
             ("norm grad_params dw", "norm.cl.mako", dict(kernel="grad_params", has_weight=True, has_bias=False))]
+    req.append(("norm grad_params vw=4", "norm.cl.mako", dict(kernel="grad_params", vw=4)))
     for cell in ("lstm", "gru", "rnn_tanh", "rnn_relu"):
         req += [(f"rnn {cell} {k} packed={p}", "rnn.cl.mako", dict(cell=cell, kernel=k, packed=p))
                 for k in ("forward", "backward") for p in (False, True)]

@@ -45,9 +45,16 @@ def _check_param(p, like: TensorBase, shape: tuple, name: str, what: str) -> Non
         raise TypeError(f"{name}: {what} is {p.dtype.name}, the input {like.dtype.name}")
 
 
-def _params(kernel, dtype, idx, wg=1, has_weight=False, has_bias=False):
-    return dict(kernel=kernel, t=ctype(dtype), acc=ctype(_acc_dtype(dtype)), idx=idx, wg=wg,
+def _params(kernel, dtype, idx, wg=1, has_weight=False, has_bias=False, vw=1):
+    return dict(kernel=kernel, t=ctype(dtype), acc=ctype(_acc_dtype(dtype)), idx=idx, wg=wg, vw=vw,
                 has_weight=has_weight, has_bias=has_bias)
+
+
+def _row_vector_width(device, wg: int, n: int) -> int:
+    """Values per vector when one work-item streams a row (wg == 1): the profile's width, for rows of at
+    least two vectors (shorter rows gain nothing over scalar loads)."""
+    vw = device.profile.vector_width if wg == 1 else 1
+    return vw if vw > 1 and n >= 2 * vw else 1
 
 
 def row_norm(x: TensorBase, n: int, weight=None, bias=None, eps: float = 1e-5, name: str = "layer_norm") -> TensorBase:
@@ -73,7 +80,8 @@ def row_norm(x: TensorBase, n: int, weight=None, bias=None, eps: float = 1e-5, n
             extra_types += [None, idt]
     kern = get_kernel(dev, "norm.cl.mako", "norm_forward",
                       arg_dtypes=[idt, idt, None, idt] + extra_types + [np.dtype(acc), None, idt, None, None],
-                      **_params("forward", x.dtype, idx, wg, wc is not None, bc is not None))
+                      **_params("forward", x.dtype, idx, wg, wc is not None, bc is not None,
+                                _row_vector_width(dev, wg, n)))
     _launch_rows(dev, kern, rows, wg, rows, n, xc._buf, xc.offset, *extra_args, float(eps), y._buf, y.offset,
                  mean._buf, rstd._buf)
     inputs = tuple(t for t in (x, weight, bias) if t is not None)
@@ -99,7 +107,7 @@ def _row_norm_backward(g, xc, wc, bshape, mean, rstd, n, rows, want_x, want_w, w
         w_args, w_types = ([wc._buf, wc.offset], [None, idt]) if wc is not None else ([], [])
         kern = get_kernel(dev, "norm.cl.mako", "norm_backward",
                           arg_dtypes=[idt, idt, None, idt, None, idt] + w_types + [None, None, None, idt],
-                          **_params("backward", xc.dtype, idx, wg, wc is not None))
+                          **_params("backward", xc.dtype, idx, wg, wc is not None, vw=_row_vector_width(dev, wg, n)))
         _launch_rows(dev, kern, rows, wg, rows, n, gc._buf, gc.offset, xc._buf, xc.offset, *w_args,
                      mean._buf, rstd._buf, dx._buf, dx.offset)
     if want_w or want_b:
@@ -118,8 +126,14 @@ def _param_grads(gc, xc, mean, rstd, n, rows, want_w, want_b):
     """(sum over rows of g * xhat, sum over rows of g), each of n values, or None where not wanted."""
     dev = xc.device
     acc = _acc_dtype(xc.dtype)
-    target = dev.compute_units * dev.profile.elementwise_wg * 4
-    nsplit = max(1, min(rows, -(-target // n)))
+    vw = dev.profile.vector_width if dev.type == "cpu" else 1
+    while vw > 1 and n % vw:
+        vw //= 2
+    cols = n // vw
+    # splits of the rows: enough work-items for the device (GPUs), and on CPUs about four per core, each
+    # streaming a contiguous block of rows
+    target = dev.compute_units * (4 if dev.type == "cpu" else dev.profile.elementwise_wg * 4)
+    nsplit = max(1, min(rows, -(-target // cols)))
     per = -(-rows // nsplit)
     nsplit = -(-rows // per)
     idx, idt = _idx(xc, gc)
@@ -128,9 +142,10 @@ def _param_grads(gc, xc, mean, rstd, n, rows, want_w, want_b):
     parts = [TensorBase._empty((nsplit, n), acc, dev) if want else None for want in (want_w, want_b)]
     kern = get_kernel(dev, "norm.cl.mako", "norm_grad_params",
                       arg_dtypes=[idt] * 4 + [None, idt, None, idt, None, None] + [None] * (want_w + want_b),
-                      **_params("grad_params", xc.dtype, idx, 1, want_w, want_b))
+                      **_params("grad_params", xc.dtype, idx, 1, want_w, want_b, vw=vw))
     wg = dev.profile.elementwise_wg
-    dispatch.launch(dev, kern, (-(-(nsplit * n) // wg) * wg,), (wg,),
+    items = nsplit * cols
+    dispatch.launch(dev, kern, (-(-items // wg) * wg,), (wg,),
                     [rows, n, per, nsplit, gc._buf, gc.offset, xc._buf, xc.offset, mean._buf, rstd._buf]
                     + [p._buf for p in parts if p is not None])
     out = []
