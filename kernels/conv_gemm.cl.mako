@@ -13,10 +13,10 @@
 ##   pad_pitched     xp[n, c, r, j] = x[n, c, r - top, j - left] (0 outside x), planes of Hp x Wp, + zero rows
 ##   conv_gemm       the forward above; also the input gradient of stride-1 convolutions (a convolution of
 ##                   the output gradient, padded by K-1-P, with the weights flipped and channels swapped)
-##   conv_wgrad      weight gradient: dw[o, c, ky, kx] = sum_{n, q} gyp[n, o, q] * xp[n, c, q + shift(ky, kx)]
-##                   with gyp the output gradient in pitched planes of the input's pitch (zero columns past
-##                   OW): dot products along q in vector accumulators, MR output channels x KW taps per item,
-##                   the batch cut into splits that a second launch (conv.cl.mako sum_splits) adds.
+##   grad_panels     the output gradient transposed into NR-channel panels over the input's flat positions
+##   conv_wgrad      weight gradient as a GEMM over (n, q): dw[o, c, ky, kx] = sum xp[n, c, q + shift] * gy[n, o, q]
+##                   with the taps broadcast from the input's planes and the output channels as vectors (the
+##                   same register block as the forward); the batch cut into splits summed afterwards
 <%page args="kernel, t, acc, MR=8, NR=16, VW=8, KWU=0"/>
 <%!
 def vld(t, w, i, p):
@@ -59,22 +59,18 @@ __kernel void pad_pitched(const int NP, const int C, const int H, const int W, c
 
 % if kernel == "pack_panels":
 // wt[ob][(c*KH + ky)*KW + kx][r] = w[ob*MR + r, c, ky, kx] (read through strides; 0 for rows >= OC): the
-// ${MR}-row panels conv_gemm reads with contiguous broadcasts
-__kernel void pack_panels(const int OC, const int C, const int KH, const int KW, const int OB,
+// ${MR}-row panels conv_gemm reads with contiguous broadcasts. The range is exactly (${MR}, KH*KW, OB*C):
+// the divisions depend on the slower dimensions only, and the store is branch-free.
+__kernel void pack_panels(const int OC, const int C, const int KH, const int KW,
     __global const ${t} *w, const int w_off, const int ws_o, const int ws_c, const int ws_h, const int ws_w,
     __global ${t} *wt, const int wt_off)
 {
-    const int gid = get_global_id(0);
-    const int K = C * KH * KW;
-    if (gid >= OB * K * ${MR}) return;
-    DIVMOD(r1, r, gid, ${MR});
-    DIVMOD(ob, k, r1, K);
-    DIVMOD(k1, kx, k, KW);
-    DIVMOD(c, ky, k1, KH);
+    const int r = get_global_id(0), tap = get_global_id(1), obc = get_global_id(2);
+    const int ky = tap / KW, kx = tap - ky * KW;
+    const int ob = obc / C, c = obc - ob * C;
     const int o = ob * ${MR} + r;
-    ${t} v = 0;
-    if (o < OC) v = w[w_off + o * ws_o + c * ws_c + ky * ws_h + kx * ws_w];
-    wt[wt_off + gid] = v;
+    const ${t} v = w[w_off + min(o, OC - 1) * ws_o + c * ws_c + ky * ws_h + kx * ws_w];
+    wt[wt_off + ((obc * KH + ky) * KW + kx) * ${MR} + r] = o < OC ? v : (${t})0;
 }
 % endif
 
@@ -194,62 +190,85 @@ __kernel void conv_gemm(const int OC, const int C, const int KH, const int KW, c
 }
 % endif
 
+% if kernel == "grad_panels":
+// gyt[n][ob][q][j] = gy[n, ob*${NR} + j, q / Wp, q % Wp] for q < OH*Wp: the output gradient transposed into
+// ${NR}-channel panels over the flat positions q = oh*Wp + ow of the input's pitch, 0 at the columns
+// ow >= OW and the channels past OC (the B operand of conv_wgrad). The range is exactly (${NR}, Wp, N*OB*OH).
+__kernel void grad_panels(const int OC, const int OH, const int OW, const int Wp, const int OB,
+    __global const ${t} *gy, const int gy_off, const int gs_n, const int gs_c, const int gs_h, const int gs_w,
+    __global ${t} *gyt)
+{
+    const int j = get_global_id(0), ow = get_global_id(1), row = get_global_id(2);
+    const int nb = row / OH, oh = row - nb * OH;      // row = (n*OB + ob)*OH + oh
+    const int n = nb / OB, ob = nb - n * OB;
+    const int oc = ob * ${NR} + j;
+    const int ok = oc < OC && ow < OW;
+    const ${t} v = gy[gy_off + n * gs_n + min(oc, OC - 1) * gs_c + oh * gs_h + min(ow, OW - 1) * gs_w];
+    gyt[((size_t)row * Wp + ow) * ${NR} + j] = ok ? v : (${t})0;
+}
+% endif
+
 % if kernel == "conv_wgrad":
 <%
+    nv = NR // VW
     vt = f"{acc}{VW}"
-    comps = "0123456789abcdef"
+    lanes = "0123456789abcdef"
 %>
-// part[s, o, c, ky, kx] = sum over images n of split s and flat positions q < L (rounded up to ${VW}) of
-//     gyp[n, o, q] * xp[n, c, q + ky*DH*Wp + kx*DW]
-// gyp: the output gradient in planes of pitch Wp (zero at columns OW..Wp-1 and past the last row) with
-// plane stride gplane; xp: the padded input (plane stride plane). One work-item: ${MR} output channels x
-// ${KWU} taps (one ky row of the kernel) of one input channel; ${VW}-lane accumulators summed at the end.
-__kernel void conv_wgrad(const int N, const int OC, const int C, const int KH, const int L,
-    const int plane, const int gplane, const int DHW, const int DW, const int nper, const int nsplit,
+// part[s, o, c, ky, kx] (strides s_split, so, sc, sh, sw) = sum over the images n of split s and the flat
+// positions q < Q = (OH-1)*Wp + OW of
+//     xp[n, c, q + ky*DH*Wp + kx*DW] * gyt[n][o / ${NR}][q][o % ${NR}]        (k = (c*KH + ky)*KW + kx)
+// the weight gradient as a GEMM over (n, q): A = the input's planes at each tap's shift (broadcast),
+// B = the output gradient in ${NR}-channel panels (grad_panels, zero at junk columns). One work-item: ${MR}
+// taps x ${NR} output channels (${nv} vectors of ${VW}), the same register block as the GEMM.
+__kernel void conv_wgrad(const int N, const int C, const int KH, const int KW, const int OC, const int OB,
+    const int Q, const int Qp, const int plane, const int DHW, const int DW, const int nper,
     __global const ${t} *restrict xp, const int xp_off,
-    __global const ${t} *restrict gyp, const int gyp_off,
-    __global ${t} *restrict part, const int part_off)
+    __global const ${t} *restrict gyt,
+    __global ${t} *restrict part, const int part_off, const int s_split, const int so, const int sc,
+    const int sh, const int sw)
 {
-    const int ob = get_global_id(0), ck = get_global_id(1), s = get_global_id(2);
-    const int OB = (OC + ${MR - 1}) / ${MR};
-    if (ob >= OB || ck >= C * KH || s >= nsplit) return;
-    DIVMOD(c, ky, ck, KH);
-    const int o0 = ob * ${MR};
+    const int kb = get_global_id(0), ob = get_global_id(1), s = get_global_id(2);
+    const int K = C * KH * KW;
+    if (kb * ${MR} >= K) return;
     const int n0 = s * nper, n1 = min(N, n0 + nper);
 % for r in range(MR):
-  % for k in range(KWU):
-    ${vt} a${r}_${k} = (${vt})(0);
+    int off${r}, dst${r};
+    {
+        const int k = min(kb * ${MR} + ${r}, K - 1);
+        DIVMOD(ck, kx, k, KW);
+        DIVMOD(c, ky, ck, KH);
+        off${r} = c * plane + ky * DHW + kx * DW;
+        dst${r} = c * sc + ky * sh + kx * sw;
+    }
+% endfor
+% for r in range(MR):
+  % for v in range(nv):
+    ${vt} a${r}_${v} = (${vt})(0);
   % endfor
 % endfor
     for (int n = n0; n < n1; ++n) {
-        __global const ${t} *xq = xp + xp_off + (n * C + c) * plane + ky * DHW;
-% for r in range(MR):
-        __global const ${t} *g${r} = gyp + gyp_off + (n * OC + min(o0 + ${r}, OC - 1)) * gplane;
-% endfor
-        for (int q = 0; q < L; q += ${VW}) {
-% for k in range(KWU):
-            const ${vt} x${k} = ${vld(t, VW, 0, "xq + q + %d * DW" % k)};
+        __global const ${t} *xn = xp + xp_off + n * C * plane;
+        __global const ${t} *b = gyt + ((size_t)(n * OB + ob) * Qp) * ${NR};   // panels of Qp rows
+        for (int q = 0; q < Q; ++q, b += ${NR}) {
+% for v in range(nv):
+            const ${vt} b${v} = ${vld(t, VW, v, "b")};
 % endfor
 % for r in range(MR):
-            {
-                const ${vt} gv = ${vld(t, VW, 0, "g%d + q" % r)};
-  % for k in range(KWU):
-                a${r}_${k} = fma(gv, x${k}, a${r}_${k});
+            const ${vt} x${r} = (${vt})(${ld(t, "xn + off%d + q" % r)});
+  % for v in range(nv):
+            a${r}_${v} = fma(x${r}, b${v}, a${r}_${v});
   % endfor
-            }
 % endfor
         }
     }
-    const int KW = ${KWU};
-    __global ${t} *out = part + part_off + s * OC * C * KH * KW + ((o0 * C + c) * KH + ky) * KW;
+    __global ${t} *out = part + part_off + (size_t)s * s_split + ob * ${NR} * so;
 % for r in range(MR):
-    if (o0 + ${r} < OC) {
-  % for k in range(KWU):
-        {
-            const ${vt} a = a${r}_${k};
-            ${acc} sum = ${" + ".join(f"a.s{comps[j]}" for j in range(VW))};
-            ${st(t, "out + %d * C * KH * KW + %d" % (r, k), "sum")};
-        }
+    if (kb * ${MR} + ${r} < K) {
+  % for v in range(nv):
+    % for j in range(VW):
+        if (ob * ${NR} + ${v * VW + j} < OC)
+            ${st(t, "out + %d * so + dst%d" % (v * VW + j, r), "a%d_%d.s%s" % (r, v, lanes[j]))};
+    % endfor
   % endfor
     }
 % endfor

@@ -33,14 +33,8 @@ def _types(dtype):
 
 
 def cpu_block(prof, dtype, M, N):
-    """(MR, NR, VW) of a CPU GEMM micro-kernel for an M x N product: the matmul profile's register block,
-    except that with 8-lane vectors (AVX2 and older: 16 vector registers) the block keeps at most 12
-    accumulators, because the profile's 8 x 16 spills there (measured on an AMD EPYC (Zen 1) with PoCL
-    3.1, one thread, SGEMM n=1024: 8x16 11-17 GFLOP/s per core, 6x16 25-30, 4x16 28, 4x24 28)."""
-    mr, nr, vw = _mm._cpu_block(prof, dtype, M, N)
-    if vw <= 8 and mr * (nr // vw) > 12:
-        mr = max(1, 12 // (nr // vw))
-    return mr, nr, vw
+    """(MR, NR, VW) of a CPU GEMM micro-kernel for an M x N product: the matmul's register block."""
+    return _mm._cpu_block(prof, dtype, M, N)
 
 
 def block(dev, dtype, M=64):
@@ -74,30 +68,36 @@ def _pack(dev, dtype, w, ws, oc, c, kh, kw, ocp):
     """Weights w[o, c, ky, kx] (buffer, offset; strides ws) as MR-row panels [ocp/MR][c*kh*kw][MR]."""
     mr = block(dev, dtype, oc)[0]
     wt = TensorBase._empty((c * kh * kw * ocp,), dtype, dev)
-    kern = get_kernel(dev, "conv_gemm.cl.mako", "pack_panels", arg_dtypes=[_i32] * 5 + [None] + [_i32] * 5
+    kern = get_kernel(dev, "conv_gemm.cl.mako", "pack_panels", arg_dtypes=[_i32] * 4 + [None] + [_i32] * 5
                       + [None, _i32], kernel="pack_panels", MR=mr, **_types(dtype))
-    wg = dev.profile.elementwise_wg
-    n = wt.numel()
-    dispatch.launch(dev, kern, (-(-n // wg) * wg,), (wg,), [oc, c, kh, kw, ocp // mr, w[0], w[1], *ws, wt._buf, wt.offset])
+    dispatch.launch(dev, kern, (mr, kh * kw, (ocp // mr) * c), None,
+                    [oc, c, kh, kw, w[0], w[1], *ws, wt._buf, wt.offset])
     return wt
+
+
+def pitch(x: TensorBase, top, left, Hp, Wp, KH, KW, DH, DW, nr):
+    """(xp, Hp, Wp): x padded into pitched planes for conv_s1, with the slack its last tiles read past."""
+    return pad_pitched(x, top, left, Hp, Wp, (KH - 1) * DH * Wp + (KW - 1) * DW + 2 * nr + 16), Hp, Wp
 
 
 _CONV_ARGS = [_i32] * 12 + [None, _i32, _i32] + [None, _i32, _i32] + [None] + [_i32] * 5 + [None, _i32, _i32]
 
 
 def conv_s1(x: TensorBase, w, ws, OC, KH, KW, DH, DW, top, left, OH, OW, y=None, bias=None, relu=False,
-            accum=False) -> TensorBase:
+            accum=False, pitched=None) -> TensorBase:
     """y[n, o, oh, ow] (+)= bias[o] + sum_{c, ky, kx} w[o, c, ky, kx] * x[n, c, oh - top + ky*DH, ow - left + kx*DW]
     (zero outside x): a stride-1 correlation with any padding (negative = cropping), as one conv_gemm launch.
 
     x: TensorBase (N, C, H, W), any strides (a view); w: (buffer, offset) with element strides ws of [o, c, ky, kx]
     (flips and channel swaps are strides); y: an (N, OC, OH, OW) view to write (any strides), new when None;
-    accum adds to y instead of overwriting it; relu clamps the final value."""
+    accum adds to y instead of overwriting it; relu clamps the final value. pitched: (xp, Hp, Wp), x already
+    padded by (top, left) into planes at least this problem's size (shared by calls), made here otherwise."""
     dev, dtype = x.device, x.dtype
     N, C = x.shape[:2]
     mr, nr, vw = block(dev, dtype, OC)
-    Hp, Wp = OH + (KH - 1) * DH, OW + (KW - 1) * DW
-    xp = pad_pitched(x, top, left, Hp, Wp, (KH - 1) * DH * Wp + (KW - 1) * DW + 2 * nr + 16)
+    if pitched is None:
+        pitched = pitch(x, top, left, OH + (KH - 1) * DH, OW + (KW - 1) * DW, KH, KW, DH, DW, nr)
+    xp, Hp, Wp = pitched
     ocp = -(-OC // mr) * mr
     wt = _pack(dev, dtype, w, ws, OC, C, KH, KW, ocp)
     if y is None:
@@ -120,31 +120,60 @@ def conv_s1(x: TensorBase, w, ws, OC, KH, KW, DH, DW, top, left, OH, OW, y=None,
     return y
 
 
-def wgrad_s1(x: TensorBase, gy: TensorBase, KH, KW, DH, DW, top, left) -> TensorBase:
+def grad_panels(gy: TensorBase, Wp: int, nr: int) -> TensorBase:
+    """gy (N, OC, OH, OW), any strides -> [n][OC/nr][OH*Wp][nr] panels over the flat positions of pitch Wp
+    (zeros at columns >= OW and channels >= OC): conv_wgrad's B operand."""
+    dev, dtype = gy.device, gy.dtype
+    N, OC, OH, OW = gy.shape
+    OB = -(-OC // nr)
+    size = N * OB * OH * Wp * nr
+    if size > _INT_MAX:
+        raise ValueError("conv2d: the output gradient's panels exceed 2**31 - 1 elements; split the batch")
+    gyt = TensorBase._empty((size,), dtype, dev)
+    kern = get_kernel(dev, "conv_gemm.cl.mako", "grad_panels", arg_dtypes=[_i32] * 5 + [None] + [_i32] * 5 + [None],
+                      kernel="grad_panels", NR=nr, **_types(dtype))
+    dispatch.launch(dev, kern, (nr, Wp, N * OB * OH), None, [OC, OH, OW, Wp, OB, gy._buf, gy.offset, *gy.strides,
+                                                             gyt._buf])
+    return gyt
+
+
+def wgrad_s1(x: TensorBase, gy: TensorBase, KH, KW, DH, DW, top, left, gyt=None, Wp=None, out=None) -> TensorBase:
     """dw[o, c, ky, kx] = sum_{n, oh, ow} gy[n, o, oh, ow] * x[n, c, oh - top + ky*DH, ow - left + kx*DW]: the weight
-    gradient of conv_s1, a new (OC, C, KH, KW) tensor. x, gy: any strides. KW <= 4 (one kernel row per item)."""
+    gradient of conv_s1, written into `out` (an (OC, C, KH, KW) view, any strides) or a new tensor. x, gy: any
+    strides. gyt: gy's panels of pitch Wp when the caller shares them between calls (a strided
+    convolution's phases), made here otherwise."""
     dev, dtype = x.device, x.dtype
     N, C = x.shape[:2]
     OC, OH, OW = gy.shape[1:]
-    vw = block(dev, dtype)[2]
-    Hp, Wp = OH + (KH - 1) * DH, OW + (KW - 1) * DW
-    L = -(-((OH - 1) * Wp + OW) // vw) * vw
-    xp = pad_pitched(x, top, left, Hp, Wp, (KH - 1) * DH * Wp + (KW - 1) * DW + L + vw)
-    Hg = -(-L // Wp)   # rows of the gradient's planes: every q < L reads its own plane (zeros past OH)
-    gp = pad_pitched(gy, 0, 0, Hg, Wp, vw)
-    wmr = 4
-    OB = -(-OC // wmr)
-    # the batch is cut into splits summed afterwards: one image per split keeps an image's planes in cache
-    # while a work-group sweeps them, but costs a partial weight gradient per split: at most ~4M values
-    nsplit = max(1, min(N, (4 << 20) // max(1, OC * C * KH * KW)))
+    mr, nr, vw = cpu_block(dev.profile, dtype, 64, OC)
+    Wp = Wp or OW + (KW - 1) * DW
+    Hp = OH + (KH - 1) * DH
+    xp = pad_pitched(x, top, left, Hp, Wp, 0)
+    if gyt is None:
+        gyt = grad_panels(gy, Wp, nr)
+    OB = -(-OC // nr)
+    K = C * KH * KW
+    KB = -(-K // mr)
+    # the batch is cut into splits summed afterwards when the taps and channels alone give the device too
+    # few work-items; a partial gradient per split, at most ~4M values in all
+    items = KB * OB
+    want = max(1, -(-dev.compute_units * 32 // items))
+    nsplit = max(1, min(N, want, (4 << 20) // max(1, OC * K)))
     nper = -(-N // nsplit)
     nsplit = -(-N // nper)
-    part = TensorBase._empty((nsplit, OC, C, KH, KW), dtype, dev)
-    kern = get_kernel(dev, "conv_gemm.cl.mako", "conv_wgrad", arg_dtypes=[_i32] * 11 + [None, _i32] * 3,
-                      kernel="conv_wgrad", MR=wmr, VW=vw, KWU=KW, **_types(dtype))
-    dispatch.launch(dev, kern, (OB, C * KH, nsplit), None, [N, OC, C, KH, L, Hp * Wp, Hg * Wp, DH * Wp, DW, nper, nsplit,
-         xp._buf, xp.offset, gp._buf, gp.offset, part._buf, part.offset])
-    return _sum(part, 0) if nsplit > 1 else part.reshape((OC, C, KH, KW))
+    if out is None:
+        out = TensorBase._empty((OC, C, KH, KW), dtype, dev)
+    target = out if nsplit == 1 else TensorBase._empty((nsplit, OC, C, KH, KW), dtype, dev)
+    strides = ((0,) + tuple(out.strides)) if nsplit == 1 else target.strides
+    kern = get_kernel(dev, "conv_gemm.cl.mako", "conv_wgrad", arg_dtypes=[_i32] * 12 + [None, _i32, None, None]
+                      + [_i32] * 6, kernel="conv_wgrad", MR=mr, NR=nr, VW=vw, **_types(dtype))
+    lx = 8
+    dispatch.launch(dev, kern, (-(-KB // lx) * lx, OB, nsplit), (lx, 1, 1),
+                    [N, C, KH, KW, OC, OB, (OH - 1) * Wp + OW, OH * Wp, Hp * Wp, DH * Wp, DW, nper,
+                     xp._buf, xp.offset, gyt._buf, target._buf, target.offset, *strides])
+    if nsplit > 1:
+        copy_into(out, _sum(target, 0))
+    return out
 
 
 # --- the three passes of a conv2d (geometry g: clnet.ops.conv._Geom) -----------------------------------
@@ -168,16 +197,12 @@ def _phase_view(x, a, b, s):
 
 def applies(g, pass_) -> bool:
     """conv2d geometries these kernels run: stride 1 (any dilation), or equal strides with dilation 1 and
-    every phase non-empty; KW <= 4 for the weight gradient; the input gradient needs P <= (K-1)*D at stride 1."""
+    every phase non-empty; the input gradient needs P <= (K-1)*D at stride 1."""
     if (g.SH, g.SW) == (1, 1):
-        if pass_ == "grad_weight":
-            return g.KW <= 4
         if pass_ == "grad_input":
             return g.PH <= g.DH * (g.KH - 1) and g.PW <= g.DW * (g.KW - 1)
         return True
-    if (g.DH, g.DW) != (1, 1) or g.SH != g.SW or g.H < g.SH or g.W < g.SW:
-        return False
-    return pass_ != "grad_weight" or -(-g.KW // g.SW) <= 4
+    return (g.DH, g.DW) == (1, 1) and g.SH == g.SW and g.H >= g.SH and g.W >= g.SW
 
 
 def forward(x: TensorBase, w: TensorBase, bias, g, relu=False) -> TensorBase:
@@ -214,30 +239,40 @@ def grad_input(gy: TensorBase, w: TensorBase, g) -> TensorBase:
         gx = zeros((g.N, g.C, g.H, g.W), dtype=gy.dtype, device=gy.device)
     else:
         gx = TensorBase._empty((g.N, g.C, g.H, g.W), gy.dtype, gy.device)
-    for a, ky0, kh, top in phases_h:
-        for b, kx0, kw, left in phases_w:
-            if not kh or not kw:
-                continue
-            # the phase's taps ky0, ky0+s, ..., flipped: start at the last one, step -s
-            w_flip = (w._buf, w.offset + (ky0 + s * (kh - 1)) * ws[2] + (kx0 + s * (kw - 1)) * ws[3])
-            out = _phase_view(gx, a, b, s)
-            conv_s1(gy, w_flip, (ws[1], ws[0], -s * ws[2], -s * ws[3]), g.C, kh, kw, 1, 1, kh - 1 - top,
-                    kw - 1 - left, out.shape[2], out.shape[3], y=out)
+    # the phases read gy padded by (k-1-top, k-1-left): one padded copy per distinct padding, shared
+    todo = [(ph, pw) for ph in phases_h for pw in phases_w if ph[2] and pw[2]]
+    nr = block(gy.device, gy.dtype, g.C)[1]
+    shared = {}
+    for (a, ky0, kh, top), (b, kx0, kw, left) in todo:
+        key = (kh - 1 - top, kw - 1 - left)
+        Hp, Wp = shared.get(key, (0, 0))
+        shared[key] = (max(Hp, -(-(g.H - a) // s) + kh - 1), max(Wp, -(-(g.W - b) // s) + kw - 1))
+    pitched = {key: pitch(gy, key[0], key[1], Hp, Wp, max(p[2] for p in phases_h), max(p[2] for p in phases_w),
+                          1, 1, nr) for key, (Hp, Wp) in shared.items()}
+    for (a, ky0, kh, top), (b, kx0, kw, left) in todo:
+        # the phase's taps ky0, ky0+s, ..., flipped: start at the last one, step -s
+        w_flip = (w._buf, w.offset + (ky0 + s * (kh - 1)) * ws[2] + (kx0 + s * (kw - 1)) * ws[3])
+        out = _phase_view(gx, a, b, s)
+        conv_s1(gy, w_flip, (ws[1], ws[0], -s * ws[2], -s * ws[3]), g.C, kh, kw, 1, 1, kh - 1 - top,
+                kw - 1 - left, out.shape[2], out.shape[3], y=out, pitched=pitched[(kh - 1 - top, kw - 1 - left)])
     return gx
 
 
 def grad_weight(x: TensorBase, gy: TensorBase, g) -> TensorBase:
-    """Weight gradient (OC, C, KH, KW): per phase, the stride-1 weight gradient of that phase's taps."""
+    """Weight gradient (OC, C, KH, KW): per phase, the stride-1 weight gradient of that phase's taps; the
+    phases share one copy of the output gradient's panels (at the pitch of the widest phase)."""
     if (g.SH, g.SW) == (1, 1):
         return wgrad_s1(x, gy, g.KH, g.KW, g.DH, g.DW, g.PH, g.PW)
     s = g.SH
+    phases_h, phases_w = _phases(g.KH, g.PH, s), _phases(g.KW, g.PW, s)
+    Wp = g.OW + max(p[2] for p in phases_w) - 1
+    gyt = grad_panels(gy, Wp, cpu_block(x.device.profile, x.dtype, 64, g.OC)[1])
     dw = TensorBase._empty((g.OC, g.C, g.KH, g.KW), x.dtype, x.device)
-    for a, ky0, kh, top in _phases(g.KH, g.PH, s):
-        for b, kx0, kw, left in _phases(g.KW, g.PW, s):
+    for a, ky0, kh, top in phases_h:
+        for b, kx0, kw, left in phases_w:
             if not kh or not kw:
                 continue
-            part = wgrad_s1(_phase_view(x, a, b, s), gy, kh, kw, 1, 1, top, left)
             dst = dw._view((g.OC, g.C, kh, kw), (dw.strides[0], dw.strides[1], s * dw.strides[2], s * dw.strides[3]),
                            dw.offset + ky0 * dw.strides[2] + kx0 * dw.strides[3])
-            copy_into(dst, part)
+            wgrad_s1(_phase_view(x, a, b, s), gy, kh, kw, 1, 1, top, left, gyt=gyt, Wp=Wp, out=dst)
     return dw
