@@ -6,12 +6,19 @@ Why private at all:
     clnet keeps its own cache (binary_cache.py), so it builds through the raw `_cl._Program`.
   - mako's `TemplateLookup` has no public way to forget one compiled template; a damaged compiled module
     in clnet's template cache must be dropped and recompiled (render.py).
+  - pyopencl asks every device for NVIDIA's compute capability (CL_DEVICE_COMPUTE_CAPABILITY_MAJOR_NV)
+    each time it makes a kernel or sets its argument types, without checking that the device has the
+    cl_nv_device_attribute_query extension that defines the query; other devices answer CL_INVALID_VALUE,
+    which Oclgrind's API checker prints as an error on every kernel. `_nv_compute_capability` asks only
+    devices that have the extension (the answer is the same: None elsewhere); it replaces pyopencl's
+    when this module is imported.
 When pyopencl or mako change these, this module is the one to mend; tests/test_programs.py exercises
 every function here.
 """
 from __future__ import annotations
 
 import pyopencl as cl
+import pyopencl.characterize as _characterize
 
 
 def program_from_source(context, source: str):
@@ -43,3 +50,19 @@ def forget_template(lookup, template: str) -> None:
     """Make mako's lookup forget a compiled template, so the next get_template recompiles it."""
     lookup._collection.pop(template, None)
     lookup._collection.pop("/" + template.lstrip("/"), None)
+
+
+_PYOPENCL_NV_COMPUTE_CAPABILITY = _characterize.nv_compute_capability
+
+
+def _nv_compute_capability(dev):
+    """pyopencl's characterize.nv_compute_capability, asked only of devices that define the query."""
+    try:
+        if "cl_nv_device_attribute_query" not in dev.extensions:
+            return None
+    except cl.Error:
+        return None
+    return _PYOPENCL_NV_COMPUTE_CAPABILITY(dev)
+
+
+_characterize.nv_compute_capability = _nv_compute_capability

@@ -59,11 +59,17 @@ def _device_type(cl_type: int) -> str:
     return "other"
 
 
-def _has_double(dev: cl.Device) -> bool:
+def _double_fp_config(dev: cl.Device) -> int:
     try:
-        return dev.double_fp_config != 0
-    except cl.Error:  # OpenCL 1.1 devices without fp64 reject the query
-        return False
+        return dev.double_fp_config
+    except cl.Error:  # a driver that rejects it anyway has no usable fp64
+        return 0
+
+
+def _cl_version(text: str) -> tuple:
+    """'OpenCL 1.2 (Oclgrind 21.10)' -> (1, 2); (1, 0) when unreadable."""
+    m = re.match(r"\s*OpenCL (\d+)\.(\d+)", text)
+    return (int(m.group(1)), int(m.group(2))) if m else (1, 0)
 
 
 @dataclass(eq=False)
@@ -99,16 +105,14 @@ class Device:
 
     @classmethod
     def from_cl(cls, dev: cl.Device, p_index: int, d_index: int) -> "Device":
+        """Read a device's facts, asking only what its OpenCL version defines (a query a device does not
+        define answers CL_INVALID_VALUE, which API checkers such as Oclgrind's report as errors)."""
         plat = dev.platform
         exts = dev.extensions.split()
-        try:
-            c_version = dev.opencl_c_version
-        except cl.Error:
-            c_version = dev.version
-        try:
-            unified = bool(dev.host_unified_memory)
-        except cl.Error:
-            unified = False
+        version = _cl_version(dev.version)
+        c_version = dev.opencl_c_version if version >= (1, 1) else dev.version  # CL_DEVICE_OPENCL_C_VERSION: 1.1
+        unified = bool(dev.host_unified_memory) if version >= (1, 1) else False  # 1.1, deprecated (not gone) in 2.0
+        fp64 = "cl_khr_fp64" in exts or (version >= (1, 2) and _double_fp_config(dev) != 0)  # core in 1.2
         return cls(
             cl_device=dev, platform_index=p_index, device_index=d_index,
             name=dev.name.strip(), platform_name=plat.name.strip(), platform_version=plat.version.strip(),
@@ -118,7 +122,7 @@ class Device:
             local_mem_is_local=dev.local_mem_type == cl.device_local_mem_type.LOCAL,
             max_work_group_size=dev.max_work_group_size,
             max_work_item_sizes=tuple(dev.max_work_item_sizes),
-            fp16="cl_khr_fp16" in exts, fp64="cl_khr_fp64" in exts or _has_double(dev),
+            fp16="cl_khr_fp16" in exts, fp64=fp64,
             opencl_c_version=c_version.strip(), driver_version=dev.driver_version.strip(),
             host_unified_memory=unified,
             preferred_vector_width_float=max(1, dev.preferred_vector_width_float),
