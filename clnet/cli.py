@@ -91,11 +91,22 @@ def _platforms(devs, skipped) -> list[dict]:
 
 
 def cmd_devices(args) -> int:
+    from .backend import calibration, devices as D
+    if args.calibrate:
+        devs, _, _ = _discover()
+        contenders = D.calibration_candidates([d for d in devs if not d.is_simulator])
+        if not contenders:
+            print("clnet devices --calibrate: fewer than two CPU implementations (or a GPU is present): "
+                  "nothing to choose between by speed")
+        else:
+            calibration.measure(contenders)
+            D.set_default_device(None)
     devs, skipped, default = _discover()
     plats = _platforms(devs, skipped)
     if args.json:
         out = {
             "default": default.spec if default else None,
+            "default_reason": D.default_reason(default, devs) if default else None,
             "platforms": [{
                 "index": p["index"], "name": p["name"], "version": p["version"], "skipped": p["skipped"],
                 "devices": [dict(d.facts(), default=d is default, profile=d.profile.as_dict())
@@ -125,8 +136,9 @@ def cmd_devices(args) -> int:
     elif default is None:
         print("No default device: only a simulator is present. Select it with CLNET_DEVICE=oclgrind.")
     else:
-        print(f"Default: {default.describe()}. Choose another with CLNET_DEVICE=... or device=\"...\" "
-              "('gpu', 'cpu', 'gpu:1', 'opencl:P:D', or a word such as pocl, rusticl, oclgrind, nvidia).")
+        print(f"Default: {default.describe()}: {D.default_reason(default, devs)}.\nChoose another with CLNET_DEVICE=... "
+              "or device=\"...\" ('gpu', 'cpu', 'gpu:1', 'opencl:P:D', or a word such as pocl, intel, rusticl, "
+              "oclgrind, nvidia).")
     return 0
 
 
@@ -423,6 +435,8 @@ class Command:
 
 def _devices_args(p):
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--calibrate", action="store_true",
+                   help="time clnet on each CPU implementation again (the default is the fastest; kept per machine)")
 
 
 def _selftest_args(p):

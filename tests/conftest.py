@@ -19,6 +19,8 @@ os.environ.setdefault("CLNET_TUNING", "0")
 # Kernels build in this process, as they do once a machine's compilers are vetted: tests behave the same on
 # the first run and later ones (tests/test_build_worker.py and the thread tests run the build child).
 os.environ.setdefault("CLNET_BUILD_WORKER", "0")
+# The default device by the fixed rule, never by timing the implementations (tests/test_calibration.py does).
+os.environ.setdefault("CLNET_CALIBRATE", "0")
 
 
 def _selected():

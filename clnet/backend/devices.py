@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import pyopencl as cl
 
 from ..errors import DeviceNotFoundError
+from . import calibration, icd
 from .memory import MemoryPool
 from .profiles import profile_for
 
@@ -302,6 +303,7 @@ def _discover() -> list[Device]:
     global _DEVICES
     found: list[Device] = []
     skipped: list[SkippedPlatform] = []
+    icd.arrange()  # runtimes pip installed into this environment (Intel's CPU runtime), before the first listing
     try:
         platforms = cl.get_platforms()
     except cl.Error:  # no ICD registered at all: there is simply no device (the error says how to get one)
@@ -342,7 +344,27 @@ def skipped_platforms() -> list[SkippedPlatform]:
 # --- ranking --------------------------------------------------------------------------------------
 # CPU implementations, fastest first: Intel's CPU runtime vectorises across work-items, PoCL is the
 # portable default, AMD's old APP CPU runtime is unmaintained, Mesa's llvmpipe is 100-1000x slower.
-_CPU_IMPLEMENTATION_RANK = {"intel": 5, "pocl": 4, "amd": 3, "rusticl": 0, "clover": 0}
+# CPU implementations when nothing was measured (CLNET_CALIBRATE=0, or a single candidate): PoCL from 3.1
+# first (Debian's 3.1 ran clnet's SGEMM at 216 GFLOP/s on our EPYC, Intel's CPU runtime at 95, issue 11),
+# then Intel's runtime, then older PoCL (the pip wheel's 3.0: about 10x slower than 3.1 here), AMD's
+# unmaintained APP CPU runtime, and Mesa's llvmpipe (100-1000x slower) last.
+_CPU_IMPLEMENTATION_RANK = {"pocl": 5, "intel": 4, "pocl-old": 3, "amd": 2, "rusticl": 0, "clover": 0}
+
+
+def _cpu_rule(dev: "Device") -> int:
+    impl = dev.implementation
+    if impl == "pocl" and _version_key(dev.driver_version) < (3, 1, 0, 0, 0):
+        impl = "pocl-old"
+    return _CPU_IMPLEMENTATION_RANK.get(impl, 1)
+
+
+def calibration_candidates(devs: list["Device"]) -> list["Device"]:
+    """The devices whose speed decides the default by measurement: two or more CPU implementations (not
+    Mesa's llvmpipe, never a contender) on a machine without a GPU."""
+    if any(d.type == "gpu" and not d.is_simulator for d in devs):
+        return []
+    cpus = [d for d in devs if d.type == "cpu" and not d.is_simulator and d.implementation not in ("rusticl", "clover")]
+    return cpus if len(cpus) >= 2 else []
 
 
 def _version_key(text: str) -> tuple:
@@ -360,9 +382,9 @@ def _rank(dev: Device) -> tuple:
     """Sort key, higher is better: discrete GPU > integrated GPU > CPU > other, simulators last.
 
     GPUs: a vendor driver before Mesa's, then more memory, then more compute units.
-    CPUs: by implementation (_CPU_IMPLEMENTATION_RANK), then by the implementation's own version, so
-    Debian's PoCL 3.1 (about 10x faster here) wins over the PoCL 3.0-rc2 inside the
-    pocl-binary-distribution wheel when both are installed, then by compute units.
+    CPUs: by the speed measured on this machine (calibration.py) where it was, then by implementation
+    (_CPU_IMPLEMENTATION_RANK), then by the implementation's own version (Debian's PoCL 3.1 before the
+    wheel's 3.0-rc2), then by compute units.
     """
     if dev.is_simulator:
         return (-1, dev.compute_units)
@@ -370,8 +392,9 @@ def _rank(dev: Device) -> tuple:
         vendor_driver = 0 if dev.implementation in ("rusticl", "clover") else 1
         return (4 if dev.is_discrete_gpu else 3, vendor_driver, dev.global_mem, dev.compute_units)
     if dev.type == "cpu":
-        impl = _CPU_IMPLEMENTATION_RANK.get(dev.implementation, 1)
-        return (2, impl, _version_key(dev.driver_version), dev.compute_units)
+        measured = calibration.score(dev) if calibration.enabled() else None
+        return (2, -1.0 if measured is None else measured, _cpu_rule(dev), _version_key(dev.driver_version),
+                dev.compute_units)
     return (1, dev.compute_units, dev.global_mem)
 
 
@@ -563,8 +586,33 @@ def _choose_default() -> Device:
         hint = (" (only a simulator is present; ask for it with CLNET_DEVICE=oclgrind or device='oclgrind')"
                 if devs else "")
         raise DeviceNotFoundError(f"no default OpenCL device{hint}; {_describe(devs)}")
+    calibration.ensure(calibration_candidates(real))  # once per machine: time clnet on each CPU implementation
     _DEFAULT = ranked(real)[0]
     return _DEFAULT
+
+
+def default_reason(dev: Device, devs: list[Device] | None = None) -> str:
+    """Why `dev` is (or would be) the default, for `clnet devices`."""
+    devs = all_devices() if devs is None else devs
+    if os.environ.get("CLNET_DEVICE", "").strip():
+        return f"CLNET_DEVICE={os.environ['CLNET_DEVICE'].strip()}"
+    real = [d for d in devs if not d.is_simulator]
+    if len(real) == 1:
+        return "the only device (simulators are never the default)"
+    if dev.type == "gpu":
+        return ("a discrete GPU" if dev.is_discrete_gpu else "an integrated GPU") + \
+            " (GPUs before CPUs; then a vendor driver, more memory, more compute units)"
+    contenders = calibration_candidates(real)
+    measured = {d: calibration.cached(d) for d in contenders} if calibration.enabled() else {}
+    if dev in contenders and measured.get(dev) and all(measured.values()):
+        def fig(d):
+            m = measured[d]
+            return (f"{d.spec} {d.implementation} {d.driver_version}: " +
+                    (f"SGEMM {m.get('gemm_gflops')} GFLOP/s, c=a+b {m.get('add_gbps')} GB/s" if "error" not in m
+                     else f"failed ({m['error'][:80]})"))
+        return ("the fastest CPU implementation measured on this machine (" + "; ".join(fig(d) for d in ranked(contenders))
+                + f"; kept in {calibration.path()})")
+    return "ranked by rule: CPU implementations in the order PoCL >= 3.1, Intel, older PoCL, AMD, Mesa"
 
 
 def would_be_default() -> Device | None:

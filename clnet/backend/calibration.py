@@ -1,0 +1,137 @@
+"""Measured speed of the CPU implementations on this machine, kept for choosing the default device.
+
+Several OpenCL implementations can drive the one CPU (Debian's PoCL, the pip wheel's PoCL, Intel's CPU
+runtime). Which is fastest for clnet depends on the machine, so instead of a fixed vendor rule, the first
+time clnet must choose among two or more of them it times clnet's own kernels on each (clnet/calibrate.py,
+in a child process: a driver that crashes or hangs costs that child only, and the build child's
+protection is not needed there) and keeps the scores in cache_dir()/calibration.json, keyed like the
+tuning file (device, driver, platform). Later runs read the file. `clnet tune` on a device drops that
+device's score (its kernels changed); `clnet devices --calibrate` measures again.
+
+CLNET_CALIBRATE=0 never measures (the fixed rule of devices._rank decides; the test suite runs so).
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from . import tuning_file
+from .cache_files import cache_dir, write_atomically
+
+FORMAT, SCHEMA = "clnet-calibration", 1
+TIMEOUT_S = 600  # a child that takes longer is stopped; what it measured so far is kept
+_LOCK = threading.Lock()
+
+
+def enabled() -> bool:
+    return os.environ.get("CLNET_CALIBRATE", "1").strip().lower() not in ("0", "no", "off", "false")
+
+
+def path() -> Path:
+    return cache_dir() / "calibration.json"
+
+
+_READ: dict = {}  # path -> (modification time, contents): ranking asks often, the file rarely changes
+
+
+def _read() -> dict:
+    file = path()
+    try:
+        stamp = file.stat().st_mtime_ns
+    except OSError:
+        return {"format": FORMAT, "schema": SCHEMA, "devices": {}}
+    hit = _READ.get(str(file))
+    if hit is not None and hit[0] == stamp:
+        return json.loads(json.dumps(hit[1]))  # a copy: callers may change it
+    data = {"format": FORMAT, "schema": SCHEMA, "devices": {}}
+    try:
+        loaded = json.loads(file.read_text(encoding="utf-8"))
+        if loaded.get("format") == FORMAT and loaded.get("schema") == SCHEMA and isinstance(loaded.get("devices"), dict):
+            data = loaded
+    except (OSError, ValueError, AttributeError):
+        pass
+    _READ[str(file)] = (stamp, data)
+    return json.loads(json.dumps(data))
+
+
+def cached(device) -> dict | None:
+    """The stored measurement of `device` ({"score", "gemm_gflops", "add_gbps"} or {"error"}), or None."""
+    entry = _read()["devices"].get(tuning_file.device_key(device))
+    return entry if isinstance(entry, dict) else None
+
+
+def score(device) -> float | None:
+    """The stored score (higher is faster; 0 for a device that failed to run clnet), or None."""
+    entry = cached(device)
+    if entry is None:
+        return None
+    return float(entry.get("score", 0.0)) if "error" not in entry else 0.0
+
+
+def measure(devices, quick: bool = False, announce: bool = True) -> dict:
+    """Time `devices` in a child process and store the results; {device: entry}."""
+    if not devices:
+        return {}
+    if announce:
+        print(f"clnet: timing {len(devices)} OpenCL implementations of this CPU once, to choose the fastest as "
+              f"the default device (kept in {path()}; CLNET_DEVICE chooses one yourself)", file=sys.stderr)
+    env = dict(os.environ, CLNET_CALIBRATE="0", CLNET_TUNING=os.environ.get("CLNET_TUNING", "1"))
+    root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join([root] + [p for p in [os.environ.get("PYTHONPATH")] if p])
+    cmd = [sys.executable, "-W", "ignore", "-m", "clnet.calibrate"] + [d.spec for d in devices]
+    cmd += ["--quick"] if quick else []
+    try:
+        out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=TIMEOUT_S).stdout
+    except subprocess.TimeoutExpired as err:
+        out = err.stdout.decode() if isinstance(err.stdout, bytes) else (err.stdout or "")
+    by_spec = {}
+    for line in out.splitlines():
+        try:
+            entry = json.loads(line)
+            by_spec[entry.pop("spec")] = entry
+        except (ValueError, KeyError, AttributeError):
+            continue
+    results = {d: by_spec.get(d.spec, {"error": "no measurement (the child died or ran out of time)"})
+               for d in devices}
+    with _LOCK:
+        data = _read()
+        for dev, entry in results.items():
+            data["devices"][tuning_file.device_key(dev)] = dict(entry, device=dev.name, platform=dev.platform_name,
+                                                                driver=dev.driver_version, load=_load())
+        try:
+            path().parent.mkdir(parents=True, exist_ok=True)
+            write_atomically(path(), (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
+        except OSError:
+            pass  # an unwritable cache only means measuring again next time
+    return results
+
+
+def _load() -> float | None:
+    """The machine's load per core while measuring (kept beside the figures, to judge them by)."""
+    try:
+        return round(os.getloadavg()[0] / (os.cpu_count() or 1), 2)
+    except (AttributeError, OSError):
+        return None
+
+
+def ensure(devices) -> None:
+    """Measure the devices among `devices` that have no stored score (when measuring is enabled)."""
+    if enabled():
+        missing = [d for d in devices if score(d) is None]
+        if missing:
+            measure(missing)
+
+
+def forget(device) -> None:
+    """Drop `device`'s score (its kernels changed: `clnet tune` stored new parameters)."""
+    with _LOCK:
+        data = _read()
+        if data["devices"].pop(tuning_file.device_key(device), None) is not None:
+            try:
+                write_atomically(path(), (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
+            except OSError:
+                pass

@@ -1,0 +1,63 @@
+"""How fast clnet runs on a device: the measurement behind the default device's choice (issue 11 item 3).
+
+When several OpenCL implementations drive the same CPU (Debian's PoCL, the PoCL inside the pip wheel,
+Intel's CPU runtime), the fastest for clnet is not the same on every machine (on our AMD EPYC Debian's
+PoCL 3.1 ran SGEMM at 216 GFLOP/s, Intel's runtime at 95 and the wheel's PoCL 3.0 about 10x slower), so
+clnet times its own kernels on each once and keeps the result (backend/calibration.py). The workload is
+clnet's SGEMM (n=384) and c = a + b over 4M floats, each checked against numpy first (clnet.bench);
+the score is the geometric mean of the two rates, so compute and memory count alike. The devices take
+turns repetition by repetition, so a busy machine slows them all alike.
+
+    python -m clnet.calibrate SPEC [SPEC...]      (run by backend/calibration.py in a child process)
+
+prints one JSON line per device: {"spec", "gemm_gflops", "add_gbps", "score"} or {"spec", "error"}.
+"""
+from __future__ import annotations
+
+import json
+import math
+import sys
+
+import numpy as np
+
+from . import bench
+from .backend.devices import get_device
+
+GEMM_N = 384
+ADD_N = 1 << 22
+
+
+def measure(devices, quick: bool = False, reps: int = 9) -> dict:
+    """{device: {"gemm_gflops", "add_gbps", "score"} or {"error"}}. The devices take turns repetition by
+    repetition (bench.alternate), so all of them see the same machine load (ours is shared)."""
+    n, m = (64, 1 << 14) if quick else (GEMM_N, ADD_N)
+    cases, results = {}, {}
+    for dev in devices:
+        rng = np.random.default_rng(0)
+        try:
+            gemm, _ = bench.gemm_case(dev, n, rng)
+            add, _ = bench.add_case(dev, m, rng)
+            cases[(dev, "gemm")], cases[(dev, "add")] = gemm["clnet"], add["clnet"]
+        except Exception as err:  # noqa: BLE001  (a device that fails to run clnet scores nothing)
+            results[dev] = {"error": f"{type(err).__name__}: {err}"[:500]}
+    times = bench.alternate(cases, reps=reps, warmup=2) if cases else {}
+    for dev in devices:
+        if dev in results:
+            continue
+        gflops = 2 * n ** 3 / bench.median(times[(dev, "gemm")]) / 1e9
+        gbps = 12 * m / bench.median(times[(dev, "add")]) / 1e9
+        results[dev] = {"gemm_gflops": round(gflops, 2), "add_gbps": round(gbps, 2),
+                        "score": round(math.sqrt(gflops * gbps), 3)}
+    return results
+
+
+def main(argv) -> int:
+    quick = "--quick" in argv
+    devices = [get_device(spec) for spec in argv if not spec.startswith("--")]
+    for dev, result in measure(devices, quick=quick).items():
+        print(json.dumps(dict(spec=dev.spec, **result)), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
