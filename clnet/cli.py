@@ -46,6 +46,9 @@ def _discover():
 def _profile_text(prof) -> str:
     mm = (f"matmul {prof.matmul_variant} tile {prof.matmul_tile_m}x{prof.matmul_tile_n}x{prof.matmul_tile_k} "
           f"per item {prof.matmul_wpt_m}x{prof.matmul_wpt_n}")
+    for name, cp in prof.matmul_classes:
+        mm += (f"; {name} products: {cp.matmul_variant} tile {cp.matmul_tile_m}x{cp.matmul_tile_n}x{cp.matmul_tile_k} "
+               f"per item {cp.matmul_wpt_m}x{cp.matmul_wpt_n}")
     return (f"work-groups: elementwise {prof.elementwise_wg}, reduce {prof.reduce_wg} (max {prof.max_wg}); "
             f"vector width {prof.vector_width}; {mm}")
 

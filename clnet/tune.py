@@ -27,8 +27,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .backend import tuning_file
-from .backend.profiles import clamp, profile_for
+from .backend import calibration, tuning_file
+from .backend.profiles import MATMUL_SHAPE_CLASSES, clamp, matmul_shape_class, profile_for
 
 EPS32 = 2.0 ** -24
 
@@ -100,6 +100,31 @@ class Result:
     trials: list
     stored: object = None      # path of the tuning file, once written
     elapsed: float = 0.0
+    classes: dict = None       # {shape class: Trial} where another candidate beat the winner on that class
+
+
+def _geomean(values) -> float:
+    values = [max(v, 1e-9) for v in values]
+    return math.exp(sum(math.log(v) for v in values) / len(values)) if values else 0.0
+
+
+def class_winners(shapes, winner: Trial, trials, margin: float = None) -> dict:
+    """{shape class: Trial} for each class of the timed shapes (profiles.matmul_shape_class) where some
+    candidate's geomean over that class's shapes beats the overall winner's by `margin`: big square
+    products and thin ones want different tiles on GPUs (on the H200, 128x128 tiles won n=4096 and lost
+    64x100x1000), and the profile then picks per product (Profile.for_matmul)."""
+    margin = MARGIN if margin is None else margin
+    out = {}
+    for cls in MATMUL_SHAPE_CLASSES:
+        idx = [i for i, s in enumerate(shapes) if matmul_shape_class(s.m, s.n, s.k) == cls]
+        if not idx or len(idx) == len(shapes) or winner.rejected:
+            continue
+        best = max((t for t in trials if not t.rejected and t.gflops),
+                   key=lambda t: _geomean([t.gflops[i] for i in idx]), default=None)
+        if best is not None and best.params != winner.params and \
+                _geomean([best.gflops[i] for i in idx]) > margin * _geomean([winner.gflops[i] for i in idx]):
+            out[cls] = best
+    return out
 
 
 # --- parameters -------------------------------------------------------------------------------------
@@ -133,18 +158,26 @@ def _blocks(prof, quick: bool) -> list:
     return out[:3] if quick else out
 
 
+# CPU implementations whose compiler vectorizes across work-items, where the tiled kernel may win too.
+BOTH_VARIANTS = ("intel",)
+
+
 def stage1(prof, device, quick: bool) -> list:
-    """Register blocks / tiles, at the default launch shape."""
-    base = _params(prof)
-    if prof.matmul_variant == "cpu":
-        rows = max(1, prof.matmul_tile_m // max(1, prof.matmul_wpt_m))
-        return [_cpu(mr, nv, rows) for mr, nv in _blocks(prof, quick)]
-    tk = prof.matmul_tile_k
+    """Register blocks / tiles, at the default launch shape. On a CPU whose compiler vectorizes across
+    work-items (Intel's CPU runtime; not PoCL, whose work-group loops suit the vector CPU kernel), both
+    kernels compete: the vector CPU one and the tiled one the compiler may vectorize itself."""
     out = []
-    for t in ((16, 32) if quick else (16, 32, 64, 128)):
-        for w in (1, 2, 4, 8):
-            out.append(dict(base, matmul_tile_m=t, matmul_tile_n=t, matmul_wpt_m=w, matmul_wpt_n=w, matmul_tile_k=tk))
-    return [p for p in out if _gpu_fits(p, prof, device)]
+    both = device.type == "cpu" and device.implementation in BOTH_VARIANTS
+    if prof.matmul_variant == "cpu" or both:
+        rows = max(1, prof.matmul_tile_m // max(1, prof.matmul_wpt_m)) if prof.matmul_variant == "cpu" else 8
+        out += [_cpu(mr, nv, rows) for mr, nv in _blocks(prof, quick)]
+    if prof.matmul_variant == "gpu" or both:
+        tk = prof.matmul_tile_k if prof.matmul_variant == "gpu" else 8
+        for t in ((16, 32) if quick else (16, 32, 64, 128)):
+            for w in (1, 2, 4, 8):
+                out.append(dict(matmul_variant="gpu", matmul_tile_m=t, matmul_tile_n=t, matmul_wpt_m=w,
+                                matmul_wpt_n=w, matmul_tile_k=tk))
+    return [p for p in out if p["matmul_variant"] == "cpu" or _gpu_fits(p, prof, device)]
 
 
 def stage2(best: dict, prof, device, quick: bool) -> list:
@@ -335,6 +368,12 @@ def tune(device, shapes=None, quick: bool = False, budget: float | None = None, 
         raise RuntimeError(f"clnet tune: no candidate gave correct results on {device.describe()}; "
                            f"the default failed with: {default.rejected}")
     result = Result(device, shapes, default, winner, list(trials.values()))
+    result.classes = class_winners(shapes, winner, result.trials)
+    for cls, trial in result.classes.items():
+        idx = [i for i, s in enumerate(shapes) if matmul_shape_class(s.m, s.n, s.k) == cls]
+        log(f"{cls} products (" + ", ".join(str(shapes[i]) for i in idx) + f"): {describe(trial.params)} "
+            f"{_geomean([trial.gflops[i] for i in idx]):.1f} GFLOP/s beats the winner's "
+            f"{_geomean([winner.gflops[i] for i in idx]):.1f}: stored for that class")
     log(f"winner: {describe(winner.params)}  {w_score:.1f} GFLOP/s (geomean) vs the default "
         f"{describe(default.params)} {d_score:.1f}" + (f": {w_score / d_score:.2f}x" if d_score else ""))
     if default.gflops and winner.gflops:
@@ -345,11 +384,13 @@ def tune(device, shapes=None, quick: bool = False, budget: float | None = None, 
             result.stored = tuning_file.store(device, winner.params, extra=dict(
                 date=time.strftime("%Y-%m-%d %H:%M"), quick=quick, shapes=[str(s) for s in shapes],
                 gflops=[round(g, 1) for g in winner.gflops],
-                default=dict(params=default.params, gflops=[round(g, 1) for g in default.gflops])))
+                default=dict(params=default.params, gflops=[round(g, 1) for g in default.gflops])),
+                classes={cls: t.params for cls, t in result.classes.items()})
         except OSError as err:
             raise RuntimeError(f"could not write {tuning_file.path()}: {err} (set CLNET_CACHE_DIR to a "
                                "writable directory)") from None
-        device._profile = None   # the next use rebuilds the profile, now with the tuned values
+        device.forget_profile()  # the next use rebuilds the profile, now with the tuned values
+        calibration.forget(device)  # its speed changed: the default device is chosen again on measurement
         log(f"stored in {result.stored}" + ("" if tuning_file.enabled() else
                                             "  (CLNET_TUNING=0 is set: profiles ignore it here)"))
     _say_load(device, log)
@@ -398,6 +439,11 @@ def show(log=print) -> int:
                    if entry.get("quick") else ""))
         except ValueError as err:
             log(f"    unusable parameters: {err}")
+        for cls, cp in sorted((entry.get("classes") or {}).items()):
+            try:
+                log(f"    for {cls} products: {describe(tuning_file.check_params(cp))}")
+            except (ValueError, KeyError):
+                log(f"    for {cls} products: unusable parameters")
         if entry.get("shapes"):
             default = entry.get("default") or {}
             for what, figures in (("tuned:  ", entry.get("gflops", [])), ("default:", default.get("gflops", []))):

@@ -233,3 +233,33 @@ def test_cli_tune_quick_end_to_end(device, capsys):
 def test_cli_tune_rejects_bad_shapes(capsys):
     assert cli.main(["tune", "--shapes", "12x0x3"]) == 2
     assert "MxNxK" in capsys.readouterr().err
+
+
+def test_shape_class_parameters_round_trip_and_are_used_per_product(device, rng):
+    """`clnet tune` may store parameters for one class of products (thin ones) beside the device's; the
+    profile then gives them to exactly that class, and the products stay numpy's."""
+    import clnet
+    tuning_file.store(device, default_params(device), classes={"thin": other_params(device)})
+    assert tuning_file.tuned_classes(device) == {"thin": other_params(device)}
+    device._profile = None
+    prof = device.profile
+    assert tune._params(prof.for_matmul(512, 512, 512)) == default_params(device)
+    assert tune._params(prof.for_matmul(64, 100, 1000)) == other_params(device)
+    assert prof.as_dict()["matmul_classes"] == {"thin": other_params(device)}
+    for m, n, k in small(device, [(64, 100, 300), (300, 260, 40)], [(9, 13, 11)]):
+        a = rng.standard_normal((m, k)).astype(np.float32)
+        b = rng.standard_normal((k, n)).astype(np.float32)
+        got = (clnet.tensor(a, device=device) @ clnet.tensor(b, device=device)).numpy()
+        scale = np.abs(a).astype(np.float64) @ np.abs(b)
+        assert np.max(np.abs(got - a.astype(np.float64) @ b) / scale) <= tune.bound(k), (m, n, k)
+
+
+def test_class_winners_only_where_another_candidate_wins_that_class():
+    shapes = (tune.Shape(1024, 1024, 1024), tune.Shape(2048, 2048, 2048), tune.Shape(64, 100, 1000),
+              tune.Shape(4096, 64, 256))
+    big_tiles = tune.Trial(dict(matmul_tile_m=128), [900.0, 1000.0, 10.0, 20.0])
+    small_tiles = tune.Trial(dict(matmul_tile_m=32), [500.0, 520.0, 60.0, 80.0])
+    assert set(tune.class_winners(shapes, big_tiles, [big_tiles, small_tiles])) == {"thin"}
+    assert tune.class_winners(shapes, big_tiles, [big_tiles, small_tiles])["thin"] is small_tiles
+    assert tune.class_winners(shapes, small_tiles, [big_tiles, small_tiles])["large"] is big_tiles
+    assert tune.class_winners(shapes[:2], big_tiles, [big_tiles, small_tiles]) == {}  # one class timed only

@@ -112,9 +112,35 @@ class Profile:
     local_mem: int = 0           # bytes of local memory a work-group may use
     build_options: tuple = field(default_factory=tuple)
     quirks: tuple = field(default_factory=tuple)
+    # ((shape class, Profile), ...): matmul parameters `clnet tune` found best for a class of products
+    # (matmul_shape_class) where they beat the ones above; for_matmul picks them
+    matmul_classes: tuple = field(default_factory=tuple)
 
     def as_dict(self) -> dict:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "matmul_classes"}
+        out["matmul_classes"] = {name: {k: getattr(p, k) for k in tuning_file.TUNABLE}
+                                 for name, p in self.matmul_classes}
+        return out
+
+    def for_matmul(self, m: int, n: int, k: int) -> "Profile":
+        """The profile a [m, k] @ [k, n] product runs with: this one, or its shape class's tuned one."""
+        if self.matmul_classes:
+            cls = matmul_shape_class(m, n, k)
+            for name, prof in self.matmul_classes:
+                if name == cls:
+                    return prof
+        return self
+
+
+MATMUL_SHAPE_CLASSES = ("large", "thin")
+
+
+def matmul_shape_class(m: int, n: int, k: int) -> str:
+    """'large' when both output sides are at least 256 (big tiles fill the device), else 'thin' (a
+    two-layer net's 64x100x1000, a tall-skinny 4096x64x256: small tiles keep every compute unit busy).
+    On NVIDIA's H200 128x128 tiles ran n=4096 at 29 TFLOP/s but lost the thin product, so one set of
+    parameters could not serve both (the GPU probe, 2026-12-04)."""
+    return "large" if min(m, n) >= 256 else "thin"
 
 
 # Bytes of local memory per reduction work-item: one accumulator (up to 8 bytes) and one index.
@@ -166,11 +192,11 @@ def profile_for(device, tuned: bool = True) -> Profile:
         params.update(TABLE.get(key, {}))
     params["vector_width"] = device.preferred_vector_width_float if kind == "cpu" else 1
     reasons = [f"CLNET_PROFILE_VENDOR={emulate}: parameters as for a {emulate} GPU"] if emulate else []
-    tuned = tuning_file.tuned_params(device) if tuned and not emulate else {}
-    if tuned:  # measured on this very device by `clnet tune` (CLNET_TUNING=0 ignores them)
-        params.update(tuned)
+    tuned_params = tuning_file.tuned_params(device) if tuned and not emulate else {}
+    if tuned_params:  # measured on this very device by `clnet tune` (CLNET_TUNING=0 ignores them)
+        params.update(tuned_params)
         reasons.append("matmul parameters tuned by `clnet tune`: " + ", ".join(
-            f"{k[len('matmul_'):]}={v}" for k, v in sorted(tuned.items())))
+            f"{k[len('matmul_'):]}={v}" for k, v in sorted(tuned_params.items())))
     cap = device.max_work_group_size
     for predicate, overrides, reason in QUIRKS:
         if predicate(seen):
@@ -187,8 +213,12 @@ def profile_for(device, tuned: bool = True) -> Profile:
         reasons.append(f"the compiler crashed on {len(crashed)} kernel variant(s) with this driver (first "
                        f"{first}: {said}): fallback level {min(len(crashed), 2)}; `clnet cache clear --verdicts` "
                        "forgets it")
-    prof = Profile(**params, max_wg=cap, local_mem=device.local_mem, quirks=tuple(reasons))
-    return clamp(prof, device)
+    prof = clamp(Profile(**params, max_wg=cap, local_mem=device.local_mem, quirks=tuple(reasons)), device)
+    classes = tuning_file.tuned_classes(device) if tuned and not emulate and len(crashed) < 2 else {}
+    if classes:
+        prof = replace(prof, matmul_classes=tuple((name, clamp(replace(prof, **cp), device))
+                                                  for name, cp in sorted(classes.items())))
+    return prof
 
 
 def _crash_fallback(crashes: int, widest: int, params: dict) -> dict:

@@ -117,15 +117,34 @@ def tuned_params(device) -> dict:
         return {}
 
 
-def store(device, params: dict, extra: dict | None = None) -> Path:
-    """Write `params` (plus measurements in `extra`) as `device`'s entry; other devices' entries stay.
+def tuned_classes(device) -> dict:
+    """{shape class: parameters} stored beside the device's parameters, for the classes of matmul shapes
+    where others won (profiles.matmul_shape_class); {} if none, stale, disabled or unusable."""
+    if not enabled():
+        return {}
+    try:
+        entry = read(path())["devices"].get(device_key(device))
+        if not isinstance(entry, dict) or entry.get("template") != template_hash():
+            return {}
+        classes = entry.get("classes") or {}
+        if not isinstance(classes, dict):
+            raise ValueError("'classes' is not an object")
+        return {str(name): check_params(p) for name, p in classes.items()}
+    except ValueError as err:
+        _warn(f"ignoring the tuning file {path()}: {err}; shipped defaults apply "
+              "(run `clnet tune` again, or delete the file)")
+        return {}
 
-    A file that is not ours is replaced (with a warning) rather than merged into."""
+
+def store(device, params: dict, extra: dict | None = None, classes: dict | None = None) -> Path:
+    """Write `params` (plus measurements in `extra`, and per-shape-class parameters) as `device`'s entry;
+    other devices' entries stay. A file that is not ours is replaced (with a warning) rather than merged
+    into."""
     with _WRITE_LOCK:
-        return _store(device, params, extra)
+        return _store(device, params, extra, classes or {})
 
 
-def _store(device, params: dict, extra: dict | None) -> Path:
+def _store(device, params: dict, extra: dict | None, classes: dict) -> Path:
     file = path()
     try:
         data = read(file)
@@ -134,7 +153,8 @@ def _store(device, params: dict, extra: dict | None) -> Path:
         data = {"format": FORMAT, "schema": SCHEMA, "devices": {}}
     data["devices"][device_key(device)] = dict(
         extra or {}, device=device.name, driver=device.driver_version, platform=device.platform_name,
-        template=template_hash(), params=check_params(params))
+        template=template_hash(), params=check_params(params),
+        **({"classes": {name: check_params(p) for name, p in classes.items()}} if classes else {}))
     file.parent.mkdir(parents=True, exist_ok=True)
     _write(file, data)
     return file

@@ -194,7 +194,7 @@ def _gemm(a: TensorBase, b: TensorBase, *, alpha=1.0, beta=0.0, bias: TensorBase
             raise ValueError(f"matmul: a tensor of {t._storage_size} elements exceeds 32-bit indexing")
     has_beta = beta != 0
     bias_buf, bias_off = (bias._buf, bias.offset) if bias is not None else (_dummy(device), 0)
-    prof = device.profile
+    prof = device.profile.for_matmul(M, N, K)  # the shape class's tuned parameters, where `clnet tune` found some
     t, acc = ctype(dtype), _acc_ctype(dtype)
     acc_np = np.dtype(np.float32) if dtype == _dt.float16 else dtype
     epi = (_EPI_BETA if has_beta else 0) | (_EPI_BIAS if bias is not None else 0) | (_EPI_RELU if act == "relu" else 0)
