@@ -25,6 +25,8 @@ import clnet
 from clnet.backend import caches, programs
 from clnet.backend import devices as D
 
+from conftest import is_slow_device
+
 ROOT = Path(__file__).resolve().parents[1]
 STRESS = ROOT / "scripts" / "stress_threads.py"
 
@@ -202,3 +204,56 @@ def test_grad_mode_is_per_thread():
         t.join()
         assert not clnet.autograd.is_grad_enabled()
     assert inside == [True]
+
+
+# --- Keras: one model from several threads; fit beside predict on a copy (issue 16 item 3) ---------------
+def _keras_reference(model, x):
+    w = model.get_weights()
+    return np.maximum(x @ w[0] + w[1], 0) @ w[2] + w[3]
+
+
+def test_keras_predict_and_call_from_threads_on_one_unbuilt_model(device, fast_switching):
+    """Four threads call one model that was never built (no Input: its weights are made at the first call),
+    two through predict() and two as model(x): it is built once and every answer is the model's."""
+    if device.is_simulator:
+        pytest.skip(ONE_KERNEL_AT_A_TIME)
+    from clnet import keras
+    rng = np.random.default_rng(5)
+    for trial in range(3):
+        model = keras.Sequential([keras.layers.Dense(8, activation="relu"), keras.layers.Dense(3)])
+        x = rng.standard_normal((5, 6)).astype(np.float32)
+        outs = _in_threads(4, lambda i: np.asarray(model(x) if i % 2 else model.predict(x, verbose=0)))
+        assert len(model.weights) == 4, f"trial {trial}: the model was built more than once"
+        ref = _keras_reference(model, x.astype(np.float64))
+        for out in outs:
+            np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-5)
+
+
+def test_keras_fit_in_one_thread_while_another_predicts_on_a_copy(device, fast_switching):
+    """Training one model while another thread serves predictions from a copy (clone_model + set_weights):
+    the copy's answers never change and stay its own; the trained model moves."""
+    if device.is_simulator:
+        pytest.skip(ONE_KERNEL_AT_A_TIME)
+    from clnet import keras
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((64, 6)).astype(np.float32)
+    y = rng.standard_normal((64, 3)).astype(np.float32)
+    model = keras.Sequential([keras.Input(shape=(6,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(3)])
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.05), loss="mse")
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    before = [w.copy() for w in model.get_weights()]
+    ref = _keras_reference(copy, x.astype(np.float64))
+    rounds = 3 if is_slow_device(device) else 10
+
+    def work(i):
+        if i == 0:
+            model.fit(x, y, batch_size=16, epochs=3, verbose=0)
+            return None
+        return [copy.predict(x, verbose=0) for _ in range(rounds)]
+    _, predictions = _in_threads(2, work)
+    for p in predictions:
+        np.testing.assert_allclose(p, ref, rtol=1e-4, atol=1e-5)
+    assert any(not np.allclose(a, b) for a, b in zip(model.get_weights(), before)), "fit did not train"
+    for a, b in zip(copy.get_weights(), before):
+        np.testing.assert_array_equal(a, b)

@@ -13,6 +13,7 @@ add_loss() during a call replace those of the previous call, and masks travel on
 from __future__ import annotations
 
 import inspect
+import threading
 import warnings
 
 import numpy as np
@@ -48,6 +49,12 @@ def _dtype_name(dtype):
     if name in ("mixed_float16", "mixed_bfloat16"):
         raise ValueError(f"dtype policy {name!r} (mixed precision) is not supported by clnet yet; use 'float32'")
     return name
+
+
+
+# Lazy builds (a layer's weights made at its first call) happen once, under this lock, even when several
+# threads call an unbuilt model at the same moment; re-entrant, as a model builds its layers inside its own.
+BUILD_LOCK = threading.RLock()
 
 
 class InputSpec:
@@ -301,6 +308,11 @@ class Layer(Operation):
     def _maybe_build(self, input_shape, *other_shapes):
         if self.built:
             return
+        with BUILD_LOCK:  # threads calling an unbuilt layer at once build it once (docs/threads.md)
+            if not self.built:
+                self._build_once(input_shape, *other_shapes)
+
+    def _build_once(self, input_shape, *other_shapes):
         input_shape = tree.map_structure(lambda s: s, input_shape)
         self._build_input_shape = input_shape
         params = [p for p in inspect.signature(self.build).parameters.values()

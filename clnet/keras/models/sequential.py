@@ -7,7 +7,7 @@ on the device until there is data. Calling the model runs the layers one after a
 """
 from __future__ import annotations
 
-from ..layers.base import InputLayer, Layer, format_shape
+from ..layers.base import BUILD_LOCK, InputLayer, Layer, format_shape
 from ..ops.symbolic import KerasTensor
 from ..saving.serialization_lib import deserialize_layer, serialize_layer
 from .functional import FunctionalGraph
@@ -123,7 +123,9 @@ class Sequential(Model):
 
     def _maybe_build(self, input_shape, *others):
         if not self.built:
-            self.build(input_shape)
+            with BUILD_LOCK:  # once, even when threads call the unbuilt model at the same moment
+                if not self.built:
+                    self.build(input_shape)
 
     @property
     def inputs(self):
