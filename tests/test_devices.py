@@ -182,10 +182,47 @@ def test_distribution_pocl_beats_the_wheel_pocl():
     assert D._version_key("1.10") > D._version_key("1.9")
 
 
-def test_cpu_implementations_rank_intel_then_pocl_then_mesa():
-    intel_cpu = fake_device(9, 0, "Intel(R) Core(TM) i7", "Intel(R) OpenCL", "cpu", "intel", unified=True,
-                            driver="2023.16")
-    assert D.ranked([LLVMPIPE, POCL, intel_cpu]) == [intel_cpu, POCL, LLVMPIPE]
+INTEL_CPU = fake_device(9, 0, "Intel(R) Core(TM) i7", "Intel(R) OpenCL", "cpu", "intel", unified=True, driver="2023.16")
+
+
+def test_cpu_rule_without_measurements_pocl31_intel_older_pocl_mesa(monkeypatch):
+    """CLNET_CALIBRATE=0: the fixed rule from our measurements (Debian's PoCL 3.1 216 GFLOP/s SGEMM, Intel's
+    runtime 95, the wheel's PoCL 3.0 about 10x slower than 3.1; issue 11)."""
+    monkeypatch.setenv("CLNET_CALIBRATE", "0")
+    assert D.ranked([LLVMPIPE, POCL_WHEEL, POCL, INTEL_CPU]) == [POCL, INTEL_CPU, POCL_WHEEL, LLVMPIPE]
+
+
+def test_measured_speed_ranks_cpu_implementations(monkeypatch, tmp_path):
+    """With calibration on, stored scores decide among CPU implementations (the faster first), whatever
+    the rule says; devices never measured come after measured ones."""
+    from clnet.backend import calibration
+    monkeypatch.setenv("CLNET_CALIBRATE", "1")
+    monkeypatch.setenv("CLNET_CACHE_DIR", str(tmp_path))
+    scores = {POCL: 10.0, INTEL_CPU: 30.0, POCL_WHEEL: 5.0}
+    monkeypatch.setattr(calibration, "score", lambda d: scores.get(d))
+    assert D.ranked([POCL, POCL_WHEEL, INTEL_CPU, LLVMPIPE]) == [INTEL_CPU, POCL, POCL_WHEEL, LLVMPIPE]
+    assert D.calibration_candidates([POCL, POCL_WHEEL, INTEL_CPU, LLVMPIPE, OCLGRIND]) == [POCL, POCL_WHEEL, INTEL_CPU]
+    assert D.calibration_candidates([POCL, INTEL_CPU, DGPU_BIG]) == []  # a GPU is the default anyway
+    assert D.calibration_candidates([POCL, LLVMPIPE]) == []             # one contender: nothing to measure
+
+
+def test_default_is_measured_once_and_explained(fake_machine, monkeypatch, tmp_path):
+    from clnet.backend import calibration
+    monkeypatch.setenv("CLNET_CALIBRATE", "1")
+    monkeypatch.setenv("CLNET_CACHE_DIR", str(tmp_path))
+    measured = []
+
+    def fake_measure(devs, quick=False, announce=True):
+        measured.append(list(devs))
+        for d, s in zip(devs, (3.0, 20.0)):
+            calibration._store(d, {"score": s, "gemm_gflops": s * 2, "add_gbps": s / 2})
+    monkeypatch.setattr(calibration, "measure", fake_measure)
+    fake_machine([POCL, INTEL_CPU, LLVMPIPE])
+    assert D.default_device() is INTEL_CPU and measured == [[POCL, INTEL_CPU]]
+    why = D.default_reason(INTEL_CPU)
+    assert "fastest CPU implementation measured" in why and "GFLOP/s" in why
+    monkeypatch.setattr(D, "_DEFAULT", None)
+    assert D.default_device() is INTEL_CPU and len(measured) == 1  # kept: not measured again
 
 
 def test_default_prefers_a_discrete_gpu(fake_machine):

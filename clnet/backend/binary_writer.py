@@ -14,7 +14,6 @@ from __future__ import annotations
 import atexit
 import json
 import os
-import subprocess
 import sys
 import threading
 import uuid
@@ -81,13 +80,15 @@ def _spawn_writer() -> None:
         return
     root = str(Path(__file__).resolve().parents[2])  # the folder that holds this clnet package
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([root] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
-    try:
-        subprocess.Popen([sys.executable, "-W", "ignore", "-m", "clnet.backend.binary_writer", *manifests], env=env,
-                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                         start_new_session=True, close_fds=True)
-    except OSError:
+    devnull = os.open(os.devnull, os.O_RDWR)
+    try:  # posix_spawn, not Popen: nothing is left to wait for it (a Popen would warn at exit that it runs on)
+        os.posix_spawn(sys.executable, [sys.executable, "-W", "ignore", "-m", "clnet.backend.binary_writer", *manifests],
+                       env, setsid=True, file_actions=[(os.POSIX_SPAWN_DUP2, devnull, fd) for fd in (0, 1, 2)])
+    except (OSError, AttributeError, TypeError):  # no posix_spawn (Windows): the next run rebuilds instead
         for m in manifests:
             Path(m).unlink(missing_ok=True)
+    finally:
+        os.close(devnull)
 
 
 def _find_cl_device(ident: list):

@@ -26,6 +26,7 @@ for vetted variants), default: for variants without a verdict, on every implemen
 """
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import subprocess
@@ -109,10 +110,13 @@ class _Child:
             self.proc.wait(timeout=5)
         except (OSError, subprocess.TimeoutExpired):
             self.proc.kill()
+            self.proc.wait()
+        self.proc.stdout.close()
         self.stderr.close()
 
 
 _CHILD: list = []              # the running child, if any
+_STARTED: list = []            # whether a child was ever started (the exit handler is registered once)
 _CHILD_LOCK = threading.Lock()  # one request at a time; also guards starting and replacing the child
 
 
@@ -131,13 +135,20 @@ def build_in_child(device, source: str, options: str, variant: str, launch=None)
     child died (its exit status and last words are the message; a new child serves the next request)."""
     with _CHILD_LOCK:
         if not _CHILD:
+            if not _STARTED:
+                atexit.register(stop)  # at exit, the child is told to finish (its input closes) and waited for
+                _STARTED.append(True)
             _CHILD.append(_Child())
         child = _CHILD[0]
         answer, payload = child.ask(device, source, options, variant, launch is None and wants_binary(device),
                                     launch)
         if answer is None:
             _CHILD.clear()
-            child.stderr.close()
+            for stream in (child.proc.stdin, child.proc.stdout, child.stderr):
+                try:
+                    stream.close()
+                except OSError:  # the pipe to a dead child
+                    pass
             raise CompilerCrashed(payload)  # payload holds the child's last words here
     if not answer["ok"]:
         raise BuildRefused(answer["log"])

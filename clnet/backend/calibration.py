@@ -97,17 +97,22 @@ def measure(devices, quick: bool = False, announce: bool = True) -> dict:
             continue
     results = {d: by_spec.get(d.spec, {"error": "no measurement (the child died or ran out of time)"})
                for d in devices}
+    for dev, entry in results.items():
+        _store(dev, entry)
+    return results
+
+
+def _store(device, entry: dict) -> None:
+    """Keep one device's measurement in the file (an unwritable cache only means measuring again)."""
     with _LOCK:
         data = _read()
-        for dev, entry in results.items():
-            data["devices"][tuning_file.device_key(dev)] = dict(entry, device=dev.name, platform=dev.platform_name,
-                                                                driver=dev.driver_version, load=_load())
+        data["devices"][tuning_file.device_key(device)] = dict(entry, device=device.name, platform=device.platform_name,
+                                                               driver=device.driver_version, load=_load())
         try:
             path().parent.mkdir(parents=True, exist_ok=True)
             write_atomically(path(), (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
         except OSError:
-            pass  # an unwritable cache only means measuring again next time
-    return results
+            pass
 
 
 def _load() -> float | None:

@@ -12,13 +12,23 @@ Why private at all:
     which Oclgrind's API checker prints as an error on every kernel. `_nv_compute_capability` asks only
     devices that have the extension (the answer is the same: None elsewhere); it replaces pyopencl's
     when this module is imported.
+  - pyopencl warns (CompilerWarning) whenever a build log is not empty, which PoCL's compiler makes
+    for notes about clnet's own kernels ("4 warnings generated."): a user's first tensor would print
+    it. Warnings attributed to this module (clnet's builds) are ignored unless PYOPENCL_COMPILER_OUTPUT
+    asks for them; the log of a failed build is in the KernelBuildError all the same.
 When pyopencl or mako change these, this module is the one to mend; tests/test_programs.py exercises
 every function here.
 """
 from __future__ import annotations
 
+import os
+import warnings
+
 import pyopencl as cl
 import pyopencl.characterize as _characterize
+
+if not os.environ.get("PYOPENCL_COMPILER_OUTPUT"):
+    warnings.filterwarnings("ignore", category=cl.CompilerWarning, module=__name__)
 
 
 def program_from_source(context, source: str):

@@ -211,10 +211,9 @@ def profile_for(device, tuned: bool = True) -> Profile:
         first, detail = crashed[0]
         said = detail.strip().splitlines()[-1][:160] if detail.strip() else "no message"
         reasons.append(f"the compiler crashed on {len(crashed)} kernel variant(s) with this driver (first "
-                       f"{first}: {said}): fallback level {min(len(crashed), 2)}; `clnet cache clear --verdicts` "
-                       "forgets it")
+                       f"{first}: {said}): fallback level {len(crashed)}; `clnet cache clear --verdicts` forgets it")
     prof = clamp(Profile(**params, max_wg=cap, local_mem=device.local_mem, quirks=tuple(reasons)), device)
-    classes = tuning_file.tuned_classes(device) if tuned and not emulate and len(crashed) < 2 else {}
+    classes = tuning_file.tuned_classes(device) if tuned and not emulate and not crashed else {}
     if classes:
         prof = replace(prof, matmul_classes=tuple((name, clamp(replace(prof, **cp), device))
                                                   for name, cp in sorted(classes.items())))
@@ -222,13 +221,17 @@ def profile_for(device, tuned: bool = True) -> Profile:
 
 
 def _crash_fallback(crashes: int, widest: int, params: dict) -> dict:
-    """Parameters after `crashes` compiler crashes on a device whose kernels use vectors up to `widest`:
-    level 1 halves the vectors (down to 4, the narrowest the vector kernels take), level 2 also replaces
-    the vector CPU matmul with the scalar tiled one."""
-    out = dict(max_vector_width=min(params.get("max_vector_width", 16), max(4, widest >> crashes)))
-    if crashes >= 2:
-        out.update(matmul_variant="gpu", matmul_tile_m=32, matmul_tile_n=32, matmul_tile_k=8,
-                   matmul_wpt_m=4, matmul_wpt_n=4)
+    """Parameters after `crashes` compiler crashes on a device whose kernels use vectors up to `widest`: each
+    level halves the vectors, down to 4 (the narrowest the vector kernels take); the last level also
+    replaces the vector CPU matmul with the scalar tiled one. 16 -> 8 -> 4 -> 4 + scalar matmul."""
+    ladder, width = [], widest
+    while width > 4:
+        width //= 2
+        ladder.append(dict(max_vector_width=width))
+    ladder.append(dict(max_vector_width=4, matmul_variant="gpu", matmul_tile_m=32, matmul_tile_n=32,
+                       matmul_tile_k=8, matmul_wpt_m=4, matmul_wpt_n=4))
+    out = dict(ladder[min(crashes, len(ladder)) - 1])
+    out["max_vector_width"] = min(params.get("max_vector_width", 16), out["max_vector_width"])
     return out
 
 
