@@ -608,7 +608,8 @@ def default_reason(dev: Device, devs: list[Device] | None = None) -> str:
         def fig(d):
             m = measured[d]
             return (f"{d.spec} {d.implementation} {d.driver_version}: " +
-                    (f"SGEMM {m.get('gemm_gflops')} GFLOP/s, c=a+b {m.get('add_gbps')} GB/s" if "error" not in m
+                    (f"SGEMM {m.get('gemm_gflops')} GFLOP/s, c=a+b {m.get('add_gbps')} GB/s, "
+                     f"MLP step {m.get('mlp_steps_s')}/s" if "error" not in m
                      else f"failed ({m['error'][:80]})"))
         return ("the fastest CPU implementation measured on this machine (" + "; ".join(fig(d) for d in ranked(contenders))
                 + f"; kept in {calibration.path()})")
