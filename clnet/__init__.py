@@ -89,6 +89,18 @@ _ON_FIRST_USE = ("keras", "onnx", "jit", "utils", "data", "distributed", "distri
 _TF_ALIASES = {"optimizers": ".keras.optimizers", "losses": ".keras.losses"}
 
 
+def _did_you_mean(name):
+    """PyTorch-style hint for a misspelt name: the closest public names (`clnet.flot` -> float, float16, ...)."""
+    import difflib
+    public = [n for n in globals() if not n.startswith("_")] + list(_ON_FIRST_USE)
+    close = difflib.get_close_matches(name, public, n=3, cutoff=0.75)
+    if not close:
+        return ""
+    first = globals().get(close[0])
+    what = f" ({first})" if isinstance(first, dtype) else ""
+    return "did you mean " + ", ".join(f"clnet.{c}" for c in close) + what + "?"
+
+
 def __getattr__(name):
     """`clnet.keras` is imported on first use (`from clnet import keras` or `clnet.keras.X`): it adds about
     0.15-0.3 s to `import clnet` that PyTorch-style programs never need. So are `clnet.onnx` and `clnet.jit`
@@ -99,5 +111,5 @@ def __getattr__(name):
     if name in _TF_ALIASES:  # tf.optimizers / tf.losses: TensorFlow's short names of the Keras modules
         import importlib
         return importlib.import_module(_TF_ALIASES[name], __name__)
-    hint = _NOT_IN_CLNET.get(name)
+    hint = _NOT_IN_CLNET.get(name) or _did_you_mean(name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}" + (f" ({hint})" if hint else ""))

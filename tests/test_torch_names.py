@@ -225,6 +225,16 @@ def test_missing_torch_dtypes_say_what_to_use(name, says):
         getattr(torch, name)
 
 
+@pytest.mark.parametrize("name, says", [("flot", r"did you mean clnet\.float \(float32\)"),
+                                        ("FloatTensr", r"did you mean clnet\.FloatTensor"),
+                                        ("no_gard", r"did you mean clnet\.no_grad")])
+def test_misspelt_names_suggest_the_right_one(name, says):
+    with pytest.raises(AttributeError, match=says):
+        getattr(torch, name)
+    with pytest.raises(AttributeError, match=r"no attribute 'xyzzy'$"):
+        torch.xyzzy
+
+
 def test_default_dtype(device):
     assert torch.get_default_dtype() == torch.float32
     if not device.fp64:
