@@ -286,6 +286,33 @@ def test_random_layers_are_identity_at_inference_seeded_and_active_in_training(d
     assert one.shape == x[0].shape
 
 
+@pytest.mark.parametrize("functional", [False, True])
+@pytest.mark.parametrize("make", [lambda: layers.RandomFlip(seed=1), lambda: layers.RandomZoom(0.2, seed=2)],
+                         ids=["flip", "zoom"])
+def test_fit_draws_new_augmentations_every_batch(device, rng, monkeypatch, functional, make):
+    """fit's train step is compiled (traced once, then replayed); a replay would repeat the traced draws, so
+    an augmentation layer keeps that step eager: each batch of each epoch is augmented anew."""
+    aug = make()
+    seen = []
+
+    def spy(self, x, original=type(aug)._augment):
+        y = original(self, x)
+        seen.append(y)  # read after fit: a host read here would itself keep the step eager
+        return y
+    monkeypatch.setattr(type(aug), "_augment", spy)
+    head = [layers.Flatten(), layers.Dense(1)]
+    if functional:
+        inp = keras.Input(shape=(4, 4, 1))
+        model = keras.Model(inp, head[1](head[0](aug(inp))))
+    else:
+        model = keras.Sequential([keras.Input(shape=(4, 4, 1)), aug] + head)
+    model.compile(optimizer="sgd", loss="mse")
+    x = np.repeat(rng.standard_normal((1, 4, 4, 1)).astype(np.float32), 32, axis=0)  # one image, 32 times
+    model.fit(x, rng.standard_normal((32, 1)).astype(np.float32), batch_size=8, epochs=2, verbose=0)
+    assert len(seen) == 8  # 4 batches x 2 epochs, each drawn in Python
+    assert len({y.numpy().tobytes() for y in seen}) == 8  # and each batch differently
+
+
 def test_bad_arguments_raise_clear_errors(device):
     with pytest.raises(ValueError, match="negative_slope"):
         layers.LeakyReLU(negative_slope=-1)

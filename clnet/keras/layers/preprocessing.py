@@ -3,7 +3,9 @@
 As in Keras 3 their call defaults to training=True: calling one alone augments, inside a model they augment
 in fit() and pass images through unchanged in predict()/evaluate() (training=False). Each layer draws its
 per-image parameters on the host from its own numpy generator, seeded by `seed` (or, for seed=None, from the
-stream keras.utils.set_random_seed seeds), so a seeded layer repeats its sequence of draws.
+stream keras.utils.set_random_seed seeds), so a seeded layer repeats its sequence of draws. Each augmenting
+call counts itself in a Python attribute: clnet.compile sees that state change, so a compiled train step
+holding one of these layers runs eagerly (a replay would repeat the traced draws) and every batch is new.
 
 Rotation and zoom are Keras's affine transform: output pixel (x, y) reads the input at
 (a0 x + a1 y + a2, b0 x + b1 y + b2), bilinear or nearest, with fill_mode reflect / wrap / nearest /
@@ -37,6 +39,7 @@ class _RandomImageLayer(Layer):
             raise ValueError(f"{type(self).__name__}: `seed` must be an integer or None, got {seed!r}")
         self.seed = None if seed is None else int(seed)
         self._rng = None
+        self._draws = 0  # augmenting calls so far (Python state: keeps compiled steps eager, see above)
         self.supports_masking = False
 
     def _generator(self):
@@ -54,6 +57,7 @@ class _RandomImageLayer(Layer):
     def call(self, inputs, training=True):
         if not training:
             return inputs
+        self._draws += 1
         single = inputs.ndim == 3
         x = inputs.unsqueeze(0) if single else inputs
         y = self._augment(x)
