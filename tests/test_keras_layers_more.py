@@ -362,6 +362,10 @@ def test_lambda_layer_shapes_saving_and_refusal(device, rng, tmp_path):
     anonymous = keras.Sequential([keras.Input(shape=(6,)), layers.Lambda(lambda t: t + 1)])
     with pytest.raises(ValueError, match="register_keras_serializable"):
         anonymous.save(tmp_path / "anonymous.keras")
+    keras_entry = {"module": __name__, "class_name": "function", "config": "doubled",
+                   "registered_name": "test_layers_more>doubled"}  # how Keras 3 writes a registered function
+    rebuilt = layers.Lambda.from_config({"name": "l", "function": keras_entry})
+    assert_close(rebuilt(x), x * 2.0)
     with pytest.raises(ValueError, match="never loads code"):
         layers.Lambda.from_config({"name": "l", "function": {"class_name": "__lambda__", "config": {"code": "..."}}})
 

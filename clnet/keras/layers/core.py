@@ -274,6 +274,8 @@ class Lambda(Layer):
         config = dict(config)
         for key in ("function", "output_shape", "mask"):
             value = config.get(key)
+            if isinstance(value, dict) and value.get("class_name") == "function":  # Keras's entry for a named one
+                value = value.get("registered_name") or value.get("config")
             if isinstance(value, dict):
                 raise ValueError(f"Lambda: the saved {key} is Python code ({value.get('class_name')!r}); clnet never "
                                  "loads code from a model file. Register the function with "
