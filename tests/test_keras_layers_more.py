@@ -32,7 +32,8 @@ def real_keras():
         os.environ["KERAS_BACKEND"] = "torch"
     k = pytest.importorskip("keras")
     if k.backend.backend() != "torch":
-        pytest.skip(f"keras was imported with the {k.backend.backend()!r} backend; these tests need KERAS_BACKEND=torch")
+        pytest.skip(f"keras was imported with the {k.backend.backend()!r} backend; these tests need "
+                    "KERAS_BACKEND=torch")
     return k
 
 

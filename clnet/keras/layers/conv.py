@@ -302,8 +302,7 @@ class Conv2DTranspose(Layer):
     def call(self, inputs):
         x = _ops.to_nchw(inputs)
         y = F.conv_transpose2d(x, self.kernel.permute(3, 2, 0, 1), None, self.strides, 0, 0, 1, self.dilation_rate)
-        for axis, want, k, s, d in zip((2, 3), self._out_sizes(x.shape[2:]), self.kernel_size, self.strides,
-                                       self.dilation_rate):
+        for axis, want in zip((2, 3), self._out_sizes(x.shape[2:])):
             full = y.shape[axis]
             start = max(full - want, 0) // 2 if self.padding == "same" else 0
             if start or want != full:  # crop `start` at the top/left, keep `want`, zeros past the end

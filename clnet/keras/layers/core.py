@@ -208,8 +208,7 @@ class Lambda(Layer):
         self._output_shape, self.mask = output_shape, mask
         params = inspect.signature(function).parameters if _has_signature(function) else {}
         self._fn_takes = {name for name in ("mask", "training") if name in params}
-        if mask is not None:
-            self.supports_masking = True
+        self.supports_masking = mask is not None  # as Keras: only a given mask (or mask function) makes one
 
     def call(self, inputs, mask=None, training=None):
         kwargs = dict(self.arguments)

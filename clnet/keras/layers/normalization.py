@@ -108,8 +108,8 @@ class LayerNormalization(Layer):
             raise ValueError(f"LayerNormalization {self.name!r}: axis {self.axis} names an axis twice")
         shape = tuple(input_shape[a] for a in self._norm_axes)
         if any(s is None for s in shape):
-            raise ValueError(f"LayerNormalization {self.name!r}: the normalized axes {self.axis} of the input must have "
-                             f"known sizes, got input shape {tuple(input_shape)}")
+            raise ValueError(f"LayerNormalization {self.name!r}: the normalized axes {self.axis} of the input must "
+                             f"have known sizes, got input shape {tuple(input_shape)}")
         self._param_shape = shape
         self.gamma = self.add_weight(shape, self.gamma_initializer, regularizer=self.gamma_regularizer, name="gamma",
                                      autocast=False) if self.scale else None

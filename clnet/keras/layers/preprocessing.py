@@ -154,7 +154,8 @@ def _affine_taps(matrices, height, width, interpolation, fill_mode):
                 w = np.where(valid, w, 0.0)
             index.append(base + _fix_index(iy, height, fill_mode) * width + _fix_index(ix, width, fill_mode))
             weight.append(w)
-    return (np.stack(index, -1).reshape(-1, len(index)), np.stack(weight, -1).reshape(-1, len(index)).astype(np.float32),
+    taps = len(index)
+    return (np.stack(index, -1).reshape(-1, taps), np.stack(weight, -1).reshape(-1, taps).astype(np.float32),
             fill.reshape(-1))
 
 

@@ -250,8 +250,8 @@ class Permute(Layer):
         super().__init__(**kwargs)
         self.dims = tuple(dims)
         if sorted(self.dims) != list(range(1, len(self.dims) + 1)):
-            raise ValueError(f"Invalid permutation argument `dims` for Permute Layer. The set of indices in `dims` must "
-                             f"be consecutive and start from 1 (the batch axis 0 is not permuted). "
+            raise ValueError(f"Invalid permutation argument `dims` for Permute Layer. The set of indices in `dims` "
+                             f"must be consecutive and start from 1 (the batch axis 0 is not permuted). "
                              f"Received dims={dims!r}")
 
     def build(self, input_shape):
