@@ -42,10 +42,11 @@ class Conv2D(Layer):
     def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", data_format=None,
                  dilation_rate=(1, 1), groups=1, activation=None, use_bias=True,
                  kernel_initializer="glorot_uniform", bias_initializer="zeros", kernel_regularizer=None,
-                 bias_regularizer=None, **kwargs):
+                 bias_regularizer=None, kernel_constraint=None, bias_constraint=None, **kwargs):
         super().__init__(**kwargs)
         if isinstance(filters, bool) or not isinstance(filters, int) or filters <= 0:
             raise ValueError(f"Conv2D: filters must be a positive integer, got {filters!r}")
+        _check_constraints("Conv2D", kernel_constraint=kernel_constraint, bias_constraint=bias_constraint)
         if groups != 1:
             raise NotImplementedError("Conv2D: groups > 1 is not supported yet")
         check_data_format(data_format, "Conv2D")
