@@ -13,6 +13,8 @@ from .conv import _check_constraints
 class LeakyReLU(Layer):
     """x for x >= 0, negative_slope * x below (Keras 3's name; the deprecated `alpha` is still accepted)."""
 
+    _cast_integer_inputs = True
+
     def __init__(self, negative_slope=0.3, **kwargs):
         if "alpha" in kwargs:
             negative_slope = kwargs.pop("alpha")
@@ -37,6 +39,8 @@ class LeakyReLU(Layer):
 class ELU(Layer):
     """x for x > 0, alpha * (exp(x) - 1) below."""
 
+    _cast_integer_inputs = True
+
     def __init__(self, alpha=1.0, **kwargs):
         super().__init__(**kwargs)
         self.alpha = float(alpha)
@@ -55,6 +59,8 @@ class ELU(Layer):
 class PReLU(Layer):
     """x for x >= 0, alpha * x below, with alpha a weight of shape input_shape[1:] (size 1 on shared_axes,
     e.g. shared_axes=[1, 2] for one slope per channel of an image)."""
+
+    _cast_integer_inputs = True
 
     def __init__(self, alpha_initializer="Zeros", alpha_regularizer=None, alpha_constraint=None, shared_axes=None,
                  **kwargs):

@@ -75,6 +75,8 @@ class LayerNormalization(Layer):
     with gamma, beta of the shape of those axes: F.layer_norm (one fused kernel) on a view with the normalized
     axes last, in Keras's sorted(axis) order."""
 
+    _cast_integer_inputs = True
+
     def __init__(self, axis=-1, epsilon=1e-3, center=True, scale=True, beta_initializer="zeros",
                  gamma_initializer="ones", beta_regularizer=None, gamma_regularizer=None, beta_constraint=None,
                  gamma_constraint=None, **kwargs):
