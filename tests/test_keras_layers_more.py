@@ -282,6 +282,16 @@ def test_normalization_adapt_matches_keras_and_batches_merge(device, rng, real_k
         batched = layers.Normalization(axis=axis)
         batched.adapt([x[:7], clnet.tensor(x[7:15]), x[15:]])  # arrays and tensors, unequal batches
         assert_close(batched(x), theirs(x).numpy(), rtol=1e-4, atol=1e-5)
+    class Batches(keras.utils.PyDataset):
+        def __len__(self):
+            return 3
+
+        def __getitem__(self, i):
+            return x[i * 7:(i + 1) * 7], None  # (x, y) batches: adapt reads x
+    from_dataset = layers.Normalization()
+    from_dataset.adapt(Batches())
+    assert_close(from_dataset.get_weights()[0], x.mean((0, 1)), rtol=1e-5, atol=1e-5)
+    assert_close(from_dataset.get_weights()[1], x.var((0, 1)), rtol=1e-5, atol=1e-5)
     ours = layers.Normalization()
     ours.adapt(x.astype(np.int32))  # integer data is normalized as floats
     assert ours(x.astype(np.int32)).dtype == clnet.float32

@@ -15,6 +15,7 @@ import clnet
 from clnet.nn import functional as F
 
 from .. import _ops, initializers, regularizers
+from ..py_dataset import PyDataset
 from .base import InputSpec, Layer
 from .conv import _check_constraints
 
@@ -209,6 +210,11 @@ class Normalization(Layer):
     def adapt(self, data):
         """Learn the mean and variance of `data`: an array, a tensor, or an iterable of batches (arrays, or (x, y)
         tuples whose x is used)."""
+        if isinstance(data, PyDataset):
+            if data.num_batches is None:
+                raise ValueError("adapt() received an endless PyDataset (no __len__); pass a finite one, or a list of "
+                                 "batches")
+            data = [data[i] for i in range(data.num_batches)]
         if isinstance(data, (np.ndarray, clnet.Tensor)):
             batches, shape = [data], tuple(data.shape)
         elif hasattr(data, "__iter__"):
