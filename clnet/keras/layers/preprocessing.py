@@ -10,8 +10,8 @@ holding one of these layers runs eagerly (a replay would repeat the traced draws
 Rotation and zoom are Keras's affine transform: output pixel (x, y) reads the input at
 (a0 x + a1 y + a2, b0 x + b1 y + b2), bilinear or nearest, with fill_mode reflect / wrap / nearest /
 constant for points outside. The source indices and weights depend only on the shape and the draws, so they
-are computed on the host; the device does one gather (index_select, whose gradient is a scatter-add) and a
-weighted sum.
+are computed on the host; the device does one gather (advanced indexing with the host array, whose gradient
+is a scatter-add) and a weighted sum.
 """
 from __future__ import annotations
 
@@ -175,7 +175,7 @@ class _RandomAffine(_RandomImageLayer):
         taps = index.shape[1]
         dev = x.device
         pixels = x.reshape(n * h * w, c)
-        gathered = pixels.index_select(0, clnet.tensor(index.reshape(-1), device=dev)).reshape(n * h * w, taps, c)
+        gathered = pixels[index.reshape(-1)].reshape(n * h * w, taps, c)  # host indices: checked without a read
         wt = clnet.tensor(weight.reshape(n * h * w, taps, 1).astype(self.dtype), device=dev)
         y = clnet.sum(gathered * wt, 1)
         if self.fill_mode == "constant" and self.fill_value != 0.0 and fill.any():
