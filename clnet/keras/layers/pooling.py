@@ -1,4 +1,8 @@
-"""Pooling on channels-last images: shells over clnet.ops.conv's max_pool2d / avg_pool2d and reductions."""
+"""Pooling on channels-last data: shells over clnet.ops.conv's max_pool2d / avg_pool2d and reductions.
+
+1-D pooling of (batch, steps, channels) is 2-D pooling of the (batch, channels, 1, steps) view, so both
+share Keras's "same" rule (the extra step at the end; averages over the real elements of each window).
+"""
 from __future__ import annotations
 
 import clnet
@@ -79,5 +83,91 @@ class GlobalMaxPooling2D(_GlobalPooling2D):
         return clnet.amax(inputs, (1, 2), keepdim=self.keepdims)
 
 
+class _Pooling1D(Layer):
+    _op = None
+
+    def __init__(self, pool_size=2, strides=None, padding="valid", data_format=None, **kwargs):
+        super().__init__(**kwargs)
+        name = type(self).__name__
+        check_data_format(data_format, name)
+        self.pool_size = normalize_tuple(pool_size, 1, "pool_size", name)
+        self.strides = self.pool_size if strides is None else normalize_tuple(strides, 1, "strides", name)
+        self.padding = normalize_padding(padding, name)
+
+    def build(self, input_shape):
+        if len(input_shape) != 3:
+            raise ValueError(f"{type(self).__name__} layer {self.name!r} expects 3-D input (batch, steps, channels), "
+                             f"got shape {tuple(input_shape)}")
+        self.input_spec = InputSpec(ndim=3)
+        self.built = True
+
+    def call(self, inputs):
+        x = inputs.permute(0, 2, 1).unsqueeze(2)  # (batch, channels, 1, steps)
+        y = type(self)._op(x, (1,) + self.pool_size, (1,) + self.strides, self.padding)
+        return y.squeeze(2).permute(0, 2, 1)
+
+    def compute_output_shape(self, input_shape):
+        n, steps, c = input_shape
+        out = None if steps is None else _ops.out_size(steps, self.pool_size[0], self.strides[0], self.padding)
+        if out is not None and out <= 0:
+            raise ValueError(f"{type(self).__name__} layer {self.name!r}: input {tuple(input_shape)} is shorter than "
+                             f"the pool size {self.pool_size}")
+        return (n, out, c)
+
+    def get_config(self):
+        return {**super().get_config(), "pool_size": list(self.pool_size), "strides": list(self.strides),
+                "padding": self.padding, "data_format": "channels_last"}
+
+
+class MaxPooling1D(_Pooling1D):
+    _op = staticmethod(_ops.max_pool2d_nchw)
+
+
+class AveragePooling1D(_Pooling1D):
+    _op = staticmethod(_ops.avg_pool2d_nchw)
+
+
+class _GlobalPooling1D(Layer):
+    def __init__(self, data_format=None, keepdims=False, **kwargs):
+        super().__init__(**kwargs)
+        check_data_format(data_format, type(self).__name__)
+        self.keepdims = bool(keepdims)
+
+    def build(self, input_shape):
+        self.input_spec = InputSpec(ndim=3)
+        self.built = True
+
+    def compute_output_shape(self, input_shape):
+        n, _, c = input_shape
+        return (n, 1, c) if self.keepdims else (n, c)
+
+    def get_config(self):
+        return {**super().get_config(), "data_format": "channels_last", "keepdims": self.keepdims}
+
+
+class GlobalAveragePooling1D(_GlobalPooling1D):
+    """Mean over the steps; with a mask (from Embedding(mask_zero=True) or Masking), over the unmasked steps."""
+
+    def __init__(self, data_format=None, keepdims=False, **kwargs):
+        super().__init__(data_format, keepdims, **kwargs)
+        self.supports_masking = True
+
+    def call(self, inputs, mask=None):
+        if mask is None:
+            return clnet.mean(inputs, 1, keepdim=self.keepdims)
+        w = mask.to(dtype=inputs.dtype).unsqueeze(-1)
+        return clnet.sum(inputs * w, 1, keepdim=self.keepdims) / clnet.sum(w, 1, keepdim=self.keepdims)
+
+    def compute_mask(self, inputs, previous_mask=None):
+        return None  # the steps axis is gone
+
+
+class GlobalMaxPooling1D(_GlobalPooling1D):
+    def call(self, inputs):
+        return clnet.amax(inputs, 1, keepdim=self.keepdims)
+
+
 MaxPool2D, AvgPool2D, GlobalAvgPool2D, GlobalMaxPool2D = MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D, \
     GlobalMaxPooling2D
+MaxPool1D, AvgPool1D, GlobalAvgPool1D, GlobalMaxPool1D = MaxPooling1D, AveragePooling1D, GlobalAveragePooling1D, \
+    GlobalMaxPooling1D
