@@ -7,6 +7,9 @@ from .pooling import (AveragePooling2D, AvgPool2D, GlobalAveragePooling2D, Globa
 from .normalization import BatchNormalization
 from .merging import (Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply, Subtract, add, average,  # noqa: F401
                       concatenate, dot, maximum, minimum, multiply, subtract)
+from .embedding import Embedding, Masking
+from .rnn import GRU, LSTM, Bidirectional, SimpleRNN, TimeDistributed
+from .attention import Attention, MultiHeadAttention
 from ..saving.object_registration import register_builtins
 
 Convolution2D = Conv2D
@@ -15,7 +18,8 @@ Convolution2D = Conv2D
 LAYER_CLASSES = {cls.__name__: cls for cls in (
     InputLayer, Dense, Activation, Dropout, Flatten, ReLU, Reshape, Softmax, Conv2D, MaxPooling2D,
     AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D, BatchNormalization, Add, Average, Concatenate,
-    Dot, Maximum, Minimum, Multiply, Subtract)}
+    Dot, Maximum, Minimum, Multiply, Subtract, Embedding, Masking, SimpleRNN, LSTM, GRU, Bidirectional,
+    TimeDistributed, MultiHeadAttention, Attention)}
 register_builtins("layers", LAYER_CLASSES.values())
 
 __all__ = ["Input", "InputLayer", "InputSpec", "KerasTensor", "Layer"] + sorted(LAYER_CLASSES)
