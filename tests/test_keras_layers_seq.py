@@ -162,6 +162,27 @@ def test_recurrent_masks_match_keras(rk, device, rng, name, kind, go_backwards, 
     compare(rk, klayer, clayer, [x], {"mask": mask}, device=device)
 
 
+def test_padding_masks_run_fused_and_holes_stepwise(device, rng, monkeypatch):
+    """Which way the masked sequences go (both are checked against Keras above): a padding mask runs the fused
+    layer as a packed batch (its running batch sizes), a mask with holes the stepwise cell."""
+    from clnet.keras.layers import rnn as rnn_module
+    calls = []
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs.get("batch_sizes"))
+        return real(*args, **kwargs)
+    real = rnn_module.rnn_layer
+    monkeypatch.setattr(rnn_module, "rnn_layer", spy)
+    x = rng.standard_normal((3, 5, 2)).astype(np.float32)
+    layer = layers.LSTM(3)
+    layer(x, mask=np.arange(5)[None, :] < np.array([[5], [2], [0]]))
+    assert calls == [[2, 2, 1, 1, 1]]
+    layer(x, mask=np.array([[True, False, True, True, True]] * 3))
+    assert len(calls) == 1
+    layer(x, mask=np.ones((3, 5), bool))
+    assert calls[1] is None
+
+
 @pytest.mark.parametrize("name", ["LSTM", "GRU"])
 def test_zero_output_for_mask_and_short_batches_match_keras(rk, device, rng, name):
     """zero_output_for_mask=True zeroes masked outputs; no row reaching the last steps trims the fused run."""
