@@ -200,10 +200,13 @@ def test_initial_state_matches_keras(rk, device, rng, name):
     x = rng.standard_normal((2, 4, 3)).astype(np.float32)
     n_states = 2 if name == "LSTM" else 1
     states = [rng.standard_normal((2, 5)).astype(np.float32) for _ in range(n_states)]
-    mask = np.array([[True, True, False, False], [False, True, True, True]])
     klayer, clayer = _pair(rk, name, 5, return_sequences=True, return_state=True)
     compare(rk, klayer, clayer, [x, states], device=device)
-    compare(rk, klayer, clayer, [x, states], {"mask": mask}, device=device)
+    for mask in ([[True, True, False, False], [False, False, False, False]],  # padding: fused, packed
+                 [[True, True, False, False], [False, True, True, True]]):  # a hole: stepwise
+        for go_backwards in (False, True):
+            klayer.go_backwards = clayer.go_backwards = go_backwards
+            compare(rk, klayer, clayer, [x, states], {"mask": np.array(mask)}, device=device)
 
 
 def test_embedding_mask_into_lstm_matches_keras(rk, device, rng):
@@ -247,6 +250,38 @@ def test_recurrent_dropout_is_training_only(device, rng):
         trained = layer(x, training=True)
         assert np.isfinite(trained.numpy()).all()
         assert np.abs(trained.numpy() - ref.numpy()).max() > 1e-3, f"{name}: dropout changed nothing in training"
+
+
+@pytest.mark.parametrize("name", ["SimpleRNN", "LSTM", "GRU"])
+@pytest.mark.parametrize("recurrent", [False, True])
+def test_dropout_drops_inputs_and_states(device, rng, name, recurrent):
+    """With rates next to 1 every input (and, with recurrent_dropout, every state entry) is dropped in training:
+    the layer then computes what it computes on zero inputs (with a zero recurrent kernel). recurrent=False runs
+    the fused layer on the dropped inputs, recurrent=True the stepwise cell with one mask per gate (Keras)."""
+    x = rng.standard_normal((3, 4, 2)).astype(np.float32)
+    rates = {"dropout": 0.9999999, "recurrent_dropout": 0.9999999 if recurrent else 0.0}
+    layer = getattr(layers, name)(3, return_sequences=True, bias_initializer="random_normal", **rates)
+    plain = getattr(layers, name)(3, return_sequences=True)
+    layer(x)
+    plain(x)
+    weights = layer.get_weights()
+    if recurrent:
+        weights[1] = np.zeros_like(weights[1])
+    plain.set_weights(weights)
+    assert_close(layer(x, training=True), plain(np.zeros_like(x)).numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_orthogonal_initializer():
+    init = keras.initializers.get("orthogonal")
+    for shape in ((4, 12), (12, 4), (3, 2, 6)):
+        w = init(shape).reshape(-1, shape[-1])
+        small = w @ w.T if w.shape[0] < w.shape[1] else w.T @ w
+        assert_close(small, np.eye(min(w.shape)), atol=1e-5)
+    w = keras.initializers.Orthogonal(gain=2.0, seed=3)((5, 5))
+    assert_close(w @ w.T, 4 * np.eye(5), atol=1e-4)
+    np.testing.assert_array_equal(w, keras.initializers.Orthogonal(gain=2.0, seed=3)((5, 5)))
+    with pytest.raises(ValueError, match="two-dimensional"):
+        init((4,))
 
 
 def test_stateful_lstm_matches_keras(rk, device, rng):
@@ -347,6 +382,7 @@ MHA_CASES = [
     ({"num_heads": 2, "key_dim": 3}, {}),
     ({"num_heads": 3, "key_dim": 2, "value_dim": 4, "output_shape": 5}, {"key": True}),
     ({"num_heads": 2, "key_dim": 4, "use_bias": False}, {"use_causal_mask": True}),
+    ({"num_heads": 2, "key_dim": 3}, {"attention_mask": True}),
     ({"num_heads": 2, "key_dim": 3}, {"attention_mask": True, "return_attention_scores": True}),
     ({"num_heads": 1, "key_dim": 3, "dropout": 0.3}, {"use_causal_mask": True, "return_attention_scores": True}),
 ]
@@ -484,6 +520,8 @@ def test_model_with_sequence_layers_saves_and_loads(device, rng, tmp_path):
 def test_bad_inputs_raise_keras_errors(device, rng):
     with pytest.raises(ValueError, match="units"):
         layers.LSTM(0)
+    with pytest.raises(ValueError, match="passed to GRU: {'foo': 1}"):
+        layers.GRU(2, foo=1)
     with pytest.raises(ValueError, match="merge mode"):
         layers.Bidirectional(layers.LSTM(2), merge_mode="max")
     with pytest.raises(ValueError, match="expected ndim=3"):

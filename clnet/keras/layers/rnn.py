@@ -310,8 +310,11 @@ class _RNN(Layer):
         base_keys = ("name", "trainable", "dtype", "autocast") + Layer._valid_kwargs
         base = {k: kwargs.pop(k) for k in list(kwargs) if k in base_keys}
         super().__init__(activity_regularizer=activity_regularizer, **base)
-        self.cell = self._cell_class(units, name=self._cell_name, dtype=self._dtype_name,
-                                     trainable=base.get("trainable", True), **kwargs)
+        try:
+            self.cell = self._cell_class(units, name=self._cell_name, dtype=self._dtype_name,
+                                         trainable=base.get("trainable", True), **kwargs)
+        except ValueError as err:  # name the layer the user made, not its cell
+            raise ValueError(str(err).replace(self._cell_class.__name__, type(self).__name__)) from None
         self.return_sequences, self.return_state = bool(return_sequences), bool(return_state)
         self.go_backwards, self.stateful, self.unroll = bool(go_backwards), bool(stateful), bool(unroll)
         self.zero_output_for_mask = bool(zero_output_for_mask)
