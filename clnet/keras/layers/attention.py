@@ -328,7 +328,7 @@ class Attention(Layer):
         if q_mask is not None:
             out = clnet.where(q_mask.unsqueeze(-1), out, 0.0)
         if return_attention_scores:
-            return out, weights
+            return out, applied  # Keras returns the weights after dropout here (MultiHeadAttention: before)
         return out
 
     def compute_mask(self, inputs, mask=None):
