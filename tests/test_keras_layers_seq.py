@@ -453,6 +453,25 @@ def test_attention_matches_keras(rk, device, rng, init, call):
     compare(rk, klayer, clayer, [inputs], call, device=device)
 
 
+def test_attention_dropout_is_training_only(device, rng):
+    """Dropout acts on the attention weights in training only; MultiHeadAttention returns the weights before
+    dropout (they sum to 1), Attention the ones after it (as Keras)."""
+    q = rng.standard_normal((2, 4, 6)).astype(np.float32)
+    v = rng.standard_normal((2, 5, 6)).astype(np.float32)
+    mha = layers.MultiHeadAttention(2, 3, dropout=0.5)
+    ref = mha(q, v).numpy()
+    out, scores = mha(q, v, training=True, return_attention_scores=True)
+    assert np.abs(out.numpy() - ref).max() > 1e-4
+    assert_close(scores.numpy().sum(-1), np.ones((2, 2, 4)), atol=1e-5)
+    assert np.abs(mha(q, v, training=True).numpy() - ref).max() > 1e-4  # the fused path's dropout
+    att = layers.Attention(dropout=0.5)
+    ref = att([q, v]).numpy()
+    out, weights = att([q, v], training=True, return_attention_scores=True)
+    assert np.abs(out.numpy() - ref).max() > 1e-4
+    w = weights.numpy()
+    assert (w == 0).any() and np.abs(w.sum(-1) - 1).max() > 1e-3
+
+
 # --- configs and symbolic shapes ---------------------------------------------------------------------
 def _layers_to_check(lib):
     L = lib.layers
