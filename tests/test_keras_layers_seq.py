@@ -238,6 +238,29 @@ def test_embedding_mask_into_lstm_matches_keras(rk, device, rng):
     assert_close(emb.compute_mask(clnet.tensor(ids)), ids != 0)
 
 
+def test_masked_sequence_loss_matches_keras(rk, device, rng):
+    """A tagger (Embedding(mask_zero=True) -> LSTM -> TimeDistributed(Dense)): the mask reaches the outputs and
+    the loss leaves the padded steps out, as in Keras."""
+    ids = rng.integers(1, 15, size=(6, 5))
+    ids[0, 3:] = 0
+    ids[4, 1:] = 0
+    tags = rng.integers(0, 3, size=(6, 5))
+
+    def model(lib):
+        m = lib.Sequential([lib.Input((5,), dtype="int32"), lib.layers.Embedding(15, 4, mask_zero=True),
+                            lib.layers.LSTM(4, return_sequences=True),
+                            lib.layers.TimeDistributed(lib.layers.Dense(3, activation="softmax"))])
+        m.compile(loss="sparse_categorical_crossentropy")
+        return m
+    kmodel, cmodel = model(rk), model(keras)
+    cmodel.set_weights(kmodel.get_weights())
+    kloss = kmodel.evaluate(ids.astype(np.int32), tags, verbose=0)
+    closs = cmodel.evaluate(ids.astype(np.int32), tags, verbose=0)
+    out = cmodel(ids.astype(np.int32))
+    assert_close(out._keras_mask, ids != 0)
+    assert abs(closs - kloss) < 1e-5 * max(1.0, abs(kloss))
+
+
 def test_recurrent_dropout_is_training_only(device, rng):
     x = rng.standard_normal((4, 5, 3)).astype(np.float32)
     for name in ("SimpleRNN", "LSTM", "GRU"):
