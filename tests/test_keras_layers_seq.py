@@ -502,7 +502,8 @@ def _layers_to_check(lib):
             L.LSTM(3, return_state=True, go_backwards=True), L.GRU(3, reset_after=False, return_sequences=True,
                                                                    return_state=True),
             L.Bidirectional(L.LSTM(3, return_sequences=True), merge_mode="ave"),
-            L.Bidirectional(L.GRU(2), merge_mode=None), L.TimeDistributed(L.Dense(2)),
+            L.Bidirectional(L.GRU(2), merge_mode=None), L.Bidirectional(L.LSTM(2, return_state=True)),
+            L.TimeDistributed(L.Dense(2)),
             L.MultiHeadAttention(2, 3, value_dim=4, output_shape=(5,)), L.Attention(use_scale=True)]
 
 
