@@ -169,12 +169,37 @@ HeNormal = _variance("HeNormal", 2.0, "fan_in", "truncated_normal")
 LecunUniform = _variance("LecunUniform", 1.0, "fan_in", "uniform")
 LecunNormal = _variance("LecunNormal", 1.0, "fan_in", "truncated_normal")
 
+class Orthogonal(Initializer):
+    """A (semi-)orthogonal matrix times `gain`, over the flattened shape (prod(shape[:-1]), shape[-1]): the
+    recurrent kernels' default, which keeps the norm of the state through the steps at first."""
+
+    def __init__(self, gain=1.0, seed=None):
+        super().__init__(seed)
+        self.gain = float(gain)
+
+    def __call__(self, shape, dtype="float32"):
+        shape = tuple(shape)
+        if len(shape) < 2:
+            raise ValueError(f"The tensor to initialize must be at least two-dimensional. Received: shape={shape} "
+                             f"of rank {len(shape)}.")
+        rows, cols = math.prod(shape[:-1]), shape[-1]
+        a = self._rng().normal(0.0, 1.0, size=(max(rows, cols), min(rows, cols)))
+        q, r = np.linalg.qr(a)
+        q = q * np.sign(np.diag(r))
+        if rows < cols:
+            q = q.T
+        return (self.gain * q).reshape(shape).astype(dtype)
+
+    def get_config(self):
+        return {"gain": self.gain, **super().get_config()}
+
+
 _CLASSES = {c.__name__: c for c in (Zeros, Ones, Constant, RandomUniform, RandomNormal, TruncatedNormal,
                                     VarianceScaling, GlorotUniform, GlorotNormal, HeUniform, HeNormal,
-                                    LecunUniform, LecunNormal)}
+                                    LecunUniform, LecunNormal, Orthogonal)}
 _NAMES = {utils.snake_case(n): c for n, c in _CLASSES.items()}
 _NAMES.update({"zeros": Zeros, "ones": Ones, "constant": Constant, "uniform": RandomUniform,
-               "normal": RandomNormal})
+               "normal": RandomNormal, "orthogonal": Orthogonal})
 
 
 def get(identifier):
@@ -208,3 +233,4 @@ def deserialize(config):
 # lower-case function-style aliases, as keras.initializers.glorot_uniform
 zeros, ones, glorot_uniform, glorot_normal, he_uniform, he_normal = Zeros, Ones, GlorotUniform, GlorotNormal, \
     HeUniform, HeNormal
+orthogonal = Orthogonal

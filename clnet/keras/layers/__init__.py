@@ -13,6 +13,9 @@ from .activations import ELU, LeakyReLU, PReLU
 from .preprocessing import RandomFlip, RandomRotation, RandomZoom
 from .merging import (Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply, Subtract, add, average,  # noqa: F401
                       concatenate, dot, maximum, minimum, multiply, subtract)
+from .embedding import Embedding, Masking
+from .rnn import GRU, LSTM, Bidirectional, SimpleRNN, TimeDistributed
+from .attention import Attention, MultiHeadAttention
 from ..saving.object_registration import register_builtins
 
 Convolution2D = Conv2D
@@ -25,7 +28,9 @@ LAYER_CLASSES = {cls.__name__: cls for cls in (
     Conv1D, Conv2DTranspose, DepthwiseConv2D, SeparableConv2D, MaxPooling1D, AveragePooling1D,
     GlobalAveragePooling1D, GlobalMaxPooling1D, UpSampling1D, UpSampling2D, ZeroPadding1D, ZeroPadding2D,
     Cropping1D, Cropping2D, Permute, RepeatVector, LeakyReLU, PReLU, ELU, Lambda, Rescaling, Normalization,
-    LayerNormalization, RandomFlip, RandomRotation, RandomZoom)}
+    LayerNormalization, RandomFlip, RandomRotation, RandomZoom,
+    Embedding, Masking, SimpleRNN, LSTM, GRU, Bidirectional,
+    TimeDistributed, MultiHeadAttention, Attention)}
 register_builtins("layers", LAYER_CLASSES.values())
 
 __all__ = ["Input", "InputLayer", "InputSpec", "KerasTensor", "Layer"] + sorted(LAYER_CLASSES)
