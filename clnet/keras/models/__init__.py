@@ -19,16 +19,17 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):  # 
 
 
 def model_from_json(json_string, custom_objects=None):
-    """Rebuild an architecture from model.to_json() (only known layer classes; nothing is executed)."""
+    """Rebuild an architecture from model.to_json() or a Keras config.json (built-in or registered classes only;
+    nothing is executed). The weights are fresh."""
     try:
         spec = json.loads(json_string)
     except (json.JSONDecodeError, RecursionError) as err:
         raise FileFormatError(f"model_from_json: not valid JSON: {err}") from None
-    classes = model_classes()
-    if not isinstance(spec, dict) or spec.get("class_name") not in classes or not isinstance(spec.get("config"), dict):
-        raise FileFormatError(f"model_from_json: expected a Sequential or Functional model description, got "
-                              f"{str(spec)[:100]!r}")
-    return classes[spec["class_name"]].from_config(spec["config"], custom_objects=custom_objects)
+    if not isinstance(spec, dict) or not isinstance(spec.get("class_name"), str) or \
+            not isinstance(spec.get("config"), dict):
+        raise FileFormatError(f"model_from_json: expected a model description, got {str(spec)[:100]!r}")
+    return saving_lib.rebuild_model({k: v for k, v in spec.items() if k != "compile_config"}, custom_objects, True,
+                                    where="the JSON string")
 
 
 def clone_model(model, input_tensors=None, clone_function=None, call_function=None, recursive=False, **kwargs):
