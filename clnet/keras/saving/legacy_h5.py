@@ -26,8 +26,11 @@ _BACKEND = "clnet"
 def is_legacy(path) -> bool:
     """Whether an HDF5 file is a legacy model/weights file (it has `model_weights` or `layer_names`)."""
     h5py = h5_store._h5py()
-    with h5py.File(path, "r") as f:
-        return "model_weights" in f or "layer_names" in f.attrs
+    try:
+        with h5py.File(path, "r") as f:
+            return "model_weights" in f or "layer_names" in f.attrs
+    except (OSError, ValueError):
+        return False  # not readable: the weights reader names the problem
 
 
 def _legacy_weights(layer):

@@ -109,8 +109,8 @@ def load_keras_variables(opt, variables, values):
                     raise ValueError(f"the saved optimizer's {slot} for variable {i} has shape {tuple(value.shape)}, "
                                      f"but the variable {getattr(v, 'path', '')} has shape {tuple(v.shape)}")
                 pending[f"{i}/{state_name}"] = (value, how)
-    if lr is not None:
-        opt.learning_rate = lr
+    if lr is not None and np.float32(lr) != np.float32(float(opt.learning_rate)):
+        opt.learning_rate = lr  # changed since compile (a callback): Keras keeps it as a float32 variable
     arrays = {}
     for key, (value, how) in pending.items():
         scale = _scale(opt, how)

@@ -184,7 +184,13 @@ class _Archive(ZipReader):
 
 
 def _is_clnet_format(archive):
-    return "weights.json" in archive.names
+    """clnet's earlier format has weights.json; a Keras file holds exactly Keras's three members."""
+    if "weights.json" in archive.names:
+        return True
+    extra = sorted(archive.names - {_CONFIG, _METADATA, _WEIGHTS})
+    if extra:
+        raise archive.error(f"unexpected member {extra[0]!r} (the file was tampered with, or is not a Keras file)")
+    return False
 
 
 def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):  # noqa: A002
