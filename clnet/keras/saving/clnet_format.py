@@ -25,8 +25,6 @@ import json
 import os
 import re
 
-import warnings
-
 import numpy as np
 
 import clnet
@@ -81,17 +79,6 @@ def _optimizer_members(model):
                                        "iterations": meta["iterations"],
                                        "steps": meta["steps"], "arrays": manifest})
     return members
-
-
-def _compile_config(model):
-    if not getattr(model, "compiled", False):
-        return None
-    try:
-        return model.get_compile_config()
-    except ValueError as err:
-        warnings.warn(f"the model's compile settings are not saved ({err}); compile() again after loading",
-                      stacklevel=3)
-        return None
 
 
 # --- reading ----------------------------------------------------------------------------------------

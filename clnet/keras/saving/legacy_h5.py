@@ -17,6 +17,7 @@ import numpy as np
 import clnet
 
 from . import h5_store, optimizer_state
+from .object_registration import builtin_objects
 from .serialization_lib import FileFormatError, SafeModeScope, compile_from_keras, find_class, instantiate, \
     serialize_keras_object
 
@@ -50,6 +51,11 @@ def _names(variables):
 
 def save_model(model, path, include_optimizer=True):
     h5py = h5_store._h5py()
+    models = builtin_objects("models")
+    if not isinstance(model, (models["Sequential"], models["Functional"])):
+        raise NotImplementedError("Saving the model to HDF5 format requires the model to be a Functional model or a "
+                                  "Sequential model. It does not work for subclassed models. Save it in the `.keras` "
+                                  "format instead: model.save('model.keras')")
     config = serialize_keras_object(model)
     config.pop("build_config", None)
     compile_config = None

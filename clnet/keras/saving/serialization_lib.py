@@ -18,7 +18,7 @@ import numpy as np
 
 from clnet import errors
 
-from .. import activations, constraints, initializers, losses, optimizers, regularizers
+from .. import activations, initializers, losses, optimizers, regularizers
 from ..ops.symbolic import KerasTensor
 from . import config_compat
 from .object_registration import CustomObjectScope, builtin_name, builtin_objects, get_registered_name, \
@@ -329,6 +329,13 @@ def find_class(config, custom_objects=None, module_objects=None):
     if found is None:
         if class_name == "Lambda":
             raise ValueError(_LAMBDA_REFUSED if in_safe_mode() else _LAMBDA_NOT_RUN)
+        category = _category(module)
+        if category is not None:
+            known = ", ".join(sorted(n for n, c in _builtin_table(category).items() if isinstance(c, type)))
+            raise UnknownObjectError(
+                f"Could not locate class '{class_name}': Keras's {module}.{class_name} is not available in clnet "
+                f"(its keras.{category} has: {known}). To load the file anyway, pass a class of your own as "
+                f"`custom_objects={{'{class_name}': ...}}`.")
         raise _unknown("class", class_name, config)
     return found
 
