@@ -4,6 +4,7 @@ models, with equal weights, equal predictions and the optimizer's state; custom 
 scopes, custom_objects=, serialize/deserialize) and the errors for unknown classes and lambdas.
 
 Real Keras runs in the test (KERAS_BACKEND=torch); the tests skip when it is not installed."""
+import io
 import json
 import os
 import warnings
@@ -14,6 +15,7 @@ import pytest
 
 from clnet import keras
 from clnet.keras import layers
+from clnet.keras.saving import optimizer_state
 
 from keras_test_support import only_small_models_on_simulators  # noqa: F401  (autouse: small models on Oclgrind)
 
@@ -105,7 +107,6 @@ def keras_optimizer_state(opt):
 
 
 def clnet_optimizer_state(model):
-    from clnet.keras.saving import optimizer_state
     return optimizer_state.keras_variables(model.optimizer, model.trainable_variables)
 
 
@@ -289,6 +290,42 @@ def test_subclassed_models_both_ways(device, rng, tmp_path):
     assert_same_optimizer_state(theirs2.optimizer, ours2)
     again = keras.models.load_model(tmp_path / "c.keras")
     np.testing.assert_array_equal(again.predict(x, verbose=0), ours2.predict(x, verbose=0))
+    # both libraries lay the twin models' variables out under the same paths
+    assert h5_paths(tmp_path / "c.keras") == h5_paths(tmp_path / "k.keras")
+    assert {"blocks/dense/vars", "blocks/dense_1/vars", "block/inner/vars", "block/norm/vars", "layers/dense_2/vars",
+            "layers/dense_3/vars", "vars"} <= h5_paths(tmp_path / "c.keras")
+
+
+def h5_paths(path):
+    """The `vars` groups of a .keras file's weights."""
+    h5py = pytest.importorskip("h5py")
+    with zipfile.ZipFile(path) as zf:
+        data = zf.read("model.weights.h5")
+    found = set()
+    with h5py.File(io.BytesIO(data), "r") as f:
+        f.visit(lambda name: found.add(name) if name.endswith("vars") else None)
+    return found
+
+
+@needs_keras
+def test_compile_settings_cross_both_ways(device, rng, tmp_path):
+    x = rng.standard_normal((8, 4)).astype(np.float32)
+    y = rng.integers(0, 3, 8)
+    results = {}
+    for k in (REAL, keras):
+        model = k.Sequential([k.Input((4,)), k.layers.Dense(3)])
+        model.compile(k.optimizers.Adam(k.optimizers.schedules.ExponentialDecay(0.01, 10, 0.9)),
+                      loss=k.losses.SparseCategoricalCrossentropy(from_logits=True),
+                      metrics=[k.metrics.SparseCategoricalAccuracy(), "accuracy"])
+        model.fit(x, y, batch_size=4, verbose=0)
+        model.save(tmp_path / f"{k.__name__}.keras")
+        results[k.__name__] = model.evaluate(x, y, verbose=0)
+    for source, expected in results.items():
+        ours = keras.models.load_model(tmp_path / f"{source}.keras")
+        theirs = _quiet(REAL.models.load_model, tmp_path / f"{source}.keras")
+        assert isinstance(ours.optimizer.learning_rate, float) and ours.optimizer.iterations == 2
+        np.testing.assert_allclose(ours.evaluate(x, y, verbose=0), expected, rtol=1e-5)
+        np.testing.assert_allclose(theirs.evaluate(x, y, verbose=0), expected, rtol=1e-5)
 
 
 # --- legacy .h5 ---------------------------------------------------------------------------------------------
@@ -349,6 +386,17 @@ class Shift(keras.layers.Layer):
 @keras.saving.register_keras_serializable(package="interop_test")
 def cube(x):
     return x * x * x
+
+
+def test_custom_layer_without_super_config_in_a_functional_model(device, rng, tmp_path):
+    inputs = keras.Input((3,))
+    scaled = Scale(2.0)(inputs)
+    model = keras.Model(inputs, layers.Add()([scaled, Scale(0.5)(scaled)]))
+    model.save(tmp_path / "f.keras")
+    loaded = keras.models.load_model(tmp_path / "f.keras")
+    x = rng.standard_normal((4, 3)).astype(np.float32)
+    assert [type(layer).__name__ for layer in loaded.layers] == ["InputLayer", "Scale", "Scale", "Add"]
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
 
 
 def test_custom_layers_and_functions_round_trip(device, rng, tmp_path):
