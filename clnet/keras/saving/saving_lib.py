@@ -28,8 +28,8 @@ from clnet.serialization import ZipReader, write_zip
 
 from . import clnet_format, h5_store, legacy_h5, optimizer_state, state_layout
 from .clnet_format import load_training_state, save_training_state  # noqa: F401  (BackupAndRestore's files)
-from .serialization_lib import FileFormatError, SafeModeScope, compile_from_keras, find_class, instantiate, \
-    serialize_keras_object
+from .serialization_lib import DeserializationError, FileFormatError, SafeModeScope, compile_from_keras, \
+    find_class, instantiate, serialize_keras_object
 
 KERAS_API_VERSION = "3.0.0"
 _CONFIG, _METADATA, _WEIGHTS = "config.json", "metadata.json", "model.weights.h5"
@@ -246,9 +246,10 @@ def rebuild_model(config, custom_objects, safe_mode, where):
     except FileFormatError as err:
         raise type(err)(_prefixed(err, where)) from None
     except (TypeError, ValueError, KeyError) as err:
-        if isinstance(err, (TypeError, ValueError)) and "safe_mode" in str(err):
-            raise
-        raise FileFormatError(f"cannot load {where}: the model config cannot be rebuilt: {err}") from None
+        if "safe_mode" in str(err):
+            raise  # a lambda: Keras's ValueError, as it is
+        error = DeserializationError if isinstance(err, TypeError) else FileFormatError
+        raise error(f"cannot load {where}: the model config cannot be rebuilt: {err}") from None
     if not hasattr(model, "compile_from_config"):
         raise FileFormatError(f"cannot load {where}: config.json describes a {type(model).__name__}, not a model")
     return model

@@ -35,6 +35,11 @@ class UnknownObjectError(FileFormatError, TypeError):
     raises, and a FileFormatError, as clnet's loaders raise."""
 
 
+class DeserializationError(FileFormatError, TypeError):
+    """A class found for a config could not be rebuilt from it (its from_config() raised TypeError): a
+    TypeError, as Keras raises, and a FileFormatError, as clnet's loaders raise."""
+
+
 _LAMBDA_REFUSED = ("Requested the deserialization of a Python lambda (a Lambda layer or a lambda in a config). "
                    "Loading it would run code stored in the file, which is refused by default. If you trust the "
                    "file, pass `safe_mode=False` to the loading function.")
@@ -140,8 +145,6 @@ def _public_module_of(obj):
     models = builtin_objects("models")
     for name, module in _MODEL_MODULES.items():
         if models.get(name) is cls:
-            if name == "Model":
-                return "keras.src.models.functional", "Functional", "Functional"
             return module, name, ("Functional" if name == "Functional" else None)
     tables = (("initializers", "keras.initializers"), ("regularizers", "keras.regularizers"),
               ("constraints", "keras.constraints"), ("optimizers", "keras.optimizers"),
@@ -361,7 +364,7 @@ def instantiate(cls, config, custom_objects=None):
     if from_config is None:
         raise TypeError(f"Unable to reconstruct an instance of '{class_name}' because the class is missing a "
                         "from_config() method")
-    with _custom_scope(custom_objects):
+    with CustomObjectScope(custom_objects or {}):
         try:
             if builtin == "models" or _takes_custom_objects(from_config):
                 obj = from_config(inner, custom_objects=custom_objects)
@@ -477,20 +480,6 @@ def _learning_rate(value, custom_objects):
             return _deserialize(config_compat.schedule_config(value), custom_objects or {})
         return config_compat.schedule_config(value)
     return value
-
-
-class _custom_scope:  # noqa: N801  (a context manager used like Keras's CustomObjectScope)
-    def __init__(self, custom_objects):
-        self.custom_objects = custom_objects
-
-    def __enter__(self):
-        self._scope = None
-        if self.custom_objects:
-            self._scope = CustomObjectScope(self.custom_objects).__enter__()
-
-    def __exit__(self, *exc):
-        if self._scope is not None:
-            self._scope.__exit__(*exc)
 
 
 def compile_from_keras(cc, custom_objects=None):
