@@ -495,3 +495,66 @@ def test_unsupported_settings_in_a_keras_config_are_named(device):
         keras.layers.deserialize(entry)
     del entry["config"]["lora_rank"]
     assert keras.layers.deserialize(entry).units == 2
+
+
+# --- files from tf.keras 2 ------------------------------------------------------------------------------
+def _tf_keras_2_file(path, config, weights, training_config=None):
+    """An HDF5 model file laid out as tf.keras 2 wrote them (`weights`: {layer: {weight name: array}})."""
+    h5py = pytest.importorskip("h5py")
+    with h5py.File(path, "w") as f:
+        f.attrs["keras_version"] = b"2.15.0"
+        f.attrs["backend"] = b"tensorflow"
+        f.attrs["model_config"] = json.dumps(config).encode()
+        if training_config is not None:
+            f.attrs["training_config"] = json.dumps(training_config).encode()
+        group = f.create_group("model_weights")
+        group.attrs["layer_names"] = [name.encode() for name in config["config"]["layers_order"]]
+        for name in config["config"]["layers_order"]:
+            layer_group = group.create_group(name)
+            names = list(weights.get(name, {}))
+            layer_group.attrs["weight_names"] = [n.encode() for n in names]
+            for n in names:
+                layer_group.create_dataset(n, data=weights[name][n])
+
+
+def _tf2_dense(name, units, activation):
+    return {"class_name": "Dense", "config": {
+        "name": name, "trainable": True, "dtype": "float32", "units": units, "activation": activation,
+        "use_bias": True, "kernel_initializer": {"class_name": "GlorotUniform", "config": {"seed": None}},
+        "bias_initializer": {"class_name": "Zeros", "config": {}}, "kernel_regularizer": None,
+        "bias_regularizer": None, "activity_regularizer": None, "kernel_constraint": None, "bias_constraint": None}}
+
+
+@pytest.mark.parametrize("kind", ["Sequential", "Functional"])
+def test_tf_keras_2_h5_files_load(device, rng, tmp_path, kind):
+    w1, b1 = rng.standard_normal((4, 3)).astype(np.float32), rng.standard_normal(3).astype(np.float32)
+    w2, b2 = rng.standard_normal((3, 2)).astype(np.float32), rng.standard_normal(2).astype(np.float32)
+    first, second = _tf2_dense("dense", 3, "relu"), _tf2_dense("dense_1", 2, "linear")
+    if kind == "Sequential":
+        first["config"]["batch_input_shape"] = [None, 4]
+        config = {"class_name": "Sequential", "config": {"name": "sequential", "layers": [first, second]}}
+        order = ["dense", "dense_1"]
+    else:
+        inputs = {"class_name": "InputLayer", "name": "input_1", "inbound_nodes": [],
+                  "config": {"batch_input_shape": [None, 4], "dtype": "float32", "sparse": False, "ragged": False,
+                             "name": "input_1"}}
+        first.update(name="dense", inbound_nodes=[[["input_1", 0, 0, {}]]])
+        second.update(name="dense_1", inbound_nodes=[[["dense", 0, 0, {}]]])
+        config = {"class_name": "Functional", "config": {"name": "model", "layers": [inputs, first, second],
+                                                        "input_layers": [["input_1", 0, 0]],
+                                                        "output_layers": [["dense_1", 0, 0]]}}
+        order = ["input_1", "dense", "dense_1"]
+    config["config"]["layers_order"] = order
+    weights = {"dense": {"dense/kernel:0": w1, "dense/bias:0": b1}, "dense_1": {"dense_1/kernel:0": w2,
+                                                                                "dense_1/bias:0": b2}}
+    training = {"loss": "mse", "metrics": ["mae"], "optimizer_config": {"class_name": "Adam", "config": {
+        "name": "Adam", "learning_rate": 0.002, "decay": 0.0, "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-07,
+        "amsgrad": False}}}
+    _tf_keras_2_file(tmp_path / "tf2.h5", config, weights, training)
+    del config["config"]["layers_order"]
+    model = keras.models.load_model(tmp_path / "tf2.h5")
+    x = rng.standard_normal((5, 4)).astype(np.float32)
+    expected = np.maximum(x @ w1 + b1, 0) @ w2 + b2
+    np.testing.assert_allclose(model.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-5)
+    assert isinstance(model.optimizer, keras.optimizers.Adam) and model.optimizer.learning_rate == 0.002
+    model.fit(x, expected, verbose=0)  # compiled from the training config

@@ -283,7 +283,10 @@ def graph_from_config(config, custom_objects=None):
             raise FileFormatError(f"the functional config refers to {ref!r}, which is not defined before use")
         return created[name]._inbound_nodes[node_map[(name, node_index)]].outputs[tensor_index]
 
-    return _map_refs(config.get("input_layers"), tensor), _map_refs(config.get("output_layers"), tensor)
+    outputs = _map_refs(config.get("output_layers"), tensor)
+    if isinstance(outputs, list) and len(outputs) == 1:
+        outputs = outputs[0]  # tf.keras 2 lists even a single output; Keras 3 returns one tensor from it
+    return _map_refs(config.get("input_layers"), tensor), outputs
 
 
 def _call_kwargs(op, kwargs):

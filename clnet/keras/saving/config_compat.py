@@ -14,7 +14,12 @@ import inspect
 # Keras's default values of arguments that clnet's classes do not take (dropping them changes nothing)
 _KERAS_DEFAULTS = {"renorm_momentum": 0.99, "groups": 1, "data_format": "channels_last", "ragged": False,
                    "lora_rank": None, "lora_alpha": None, "input_axes": None, "output_axes": None,
-                   "seed": None, "mode": "fan_avg"}
+                   "seed": None, "mode": "fan_avg", "decay": 0.0}
+# settings that only steer how Keras compiles its step (nothing to do with the numbers)
+_IGNORED = {"jit_compile", "is_legacy_optimizer"}
+# what every clnet.keras optimizer takes through **kwargs (and checks itself)
+_OPTIMIZER_KWARGS = {"use_ema", "ema_momentum", "ema_overwrite_frequency", "loss_scale_factor",
+                     "gradient_accumulation_steps"}
 # where Keras's nested objects live, by the suffix of the argument holding them
 _NESTED_MODULES = (("_initializer", "keras.initializers"), ("_regularizer", "keras.regularizers"),
                    ("_constraint", "keras.constraints"))
@@ -50,6 +55,19 @@ def fit_config(cls, class_name, config):
     allowed = accepted_arguments(cls)
     if allowed is None:
         return dict(config)
+    return fit_config_with(allowed, class_name, config)
+
+
+def fit_optimizer_config(cls, class_name, config):
+    """An optimizer config from Keras 3 or tf.keras 2 as clnet's optimizer class takes it."""
+    allowed = accepted_arguments(cls)
+    if allowed is None:
+        return dict(config)
+    return fit_config_with(allowed | _OPTIMIZER_KWARGS, class_name, {k: v for k, v in config.items()
+                                                                       if k not in _IGNORED})
+
+
+def fit_config_with(allowed, class_name, config):
     out = {}
     for key, value in config.items():
         if key in allowed:

@@ -355,8 +355,10 @@ def instantiate(cls, config, custom_objects=None):
     if builtin == "layers":
         inner = config_compat.fit_nested(config_compat.fit_config(cls, class_name, inner), _nested_lookup)
         inner = _registered_functions_in(inner, custom_objects or {})
-    elif builtin == "optimizers" and "learning_rate" in inner:
-        inner = {**inner, "learning_rate": _learning_rate(inner["learning_rate"], custom_objects)}
+    elif builtin == "optimizers":
+        inner = config_compat.fit_optimizer_config(cls, class_name, inner)
+        if "learning_rate" in inner:
+            inner = {**inner, "learning_rate": _learning_rate(inner["learning_rate"], custom_objects)}
     elif builtin in ("initializers", "regularizers", "constraints", "schedules"):
         inner = config_compat.fit_config(cls, class_name, inner if builtin != "schedules" else
                                          {k: v for k, v in inner.items() if k != "name"})
@@ -495,6 +497,9 @@ def compile_from_keras(cc, custom_objects=None):
         if isinstance(lr, dict):
             inner["learning_rate"] = {"class_name": lr.get("class_name"),
                                       "config": config_compat.schedule_config(lr).get("config", {})}
+        cls = optimizers.OPTIMIZER_CLASSES.get(opt.get("class_name"))
+        if cls is not None:
+            inner = config_compat.fit_optimizer_config(cls, opt["class_name"], inner)
         cc["optimizer"] = {"class_name": opt.get("class_name"), "config": inner}
     for key in ("loss", "metrics", "weighted_metrics"):
         cc[key] = _strip_modules(cc.get(key))
