@@ -8,7 +8,6 @@ from .normalization import BatchNormalization
 from .merging import (Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply, Subtract, add, average,  # noqa: F401
                       concatenate, dot, maximum, minimum, multiply, subtract)
 from ..saving.object_registration import register_builtins
-from ..saving.serialization_lib import deserialize_layer as _deserialize_layer, serialize_keras_object as serialize
 
 Convolution2D = Conv2D
 
@@ -19,11 +18,16 @@ LAYER_CLASSES = {cls.__name__: cls for cls in (
     Dot, Maximum, Minimum, Multiply, Subtract)}
 register_builtins("layers", LAYER_CLASSES.values())
 
+__all__ = ["Input", "InputLayer", "InputSpec", "KerasTensor", "Layer"] + sorted(LAYER_CLASSES)
+
+# keras.layers.serialize / deserialize: Keras's config dicts (clnet/keras/saving/serialization_lib.py)
+from ..saving.serialization_lib import deserialize_layer as _deserialize_layer  # noqa: E402
+from ..saving.serialization_lib import serialize_keras_object as serialize  # noqa: E402,F401
+
 
 def deserialize(config, custom_objects=None):
-    """keras.layers.deserialize: a layer from serialize()'s dict (only built-in or registered/custom classes)."""
+    """A layer from serialize()'s dict (only built-in classes and registered or passed custom ones)."""
     return _deserialize_layer(config, custom_objects)
 
 
-__all__ = ["Input", "InputLayer", "InputSpec", "KerasTensor", "Layer", "deserialize", "serialize"] + \
-    sorted(LAYER_CLASSES)
+__all__ += ["deserialize", "serialize"]

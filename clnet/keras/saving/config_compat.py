@@ -3,8 +3,8 @@
 Keras's configs carry every argument its classes take, including ones clnet's classes do not have
 (`kernel_constraint`, `quantization_config`, BatchNormalization's `renorm`...). A built-in clnet class
 gets such a key dropped when its value is Keras's "off" value (None, False, or the default listed
-below), so a file saved by Keras loads; a key that asks for something clnet cannot do raises a
-ValueError naming it. Going the other way, clnet's configs are given Keras's module names and its
+below), so a file saved by Keras loads; a key that asks for something clnet cannot do is left for the
+class to refuse (Keras's "Unrecognized keyword arguments passed to ..." ValueError names it). Going the other way, clnet's configs are given Keras's module names and its
 Sequential layout (an InputLayer entry instead of `batch_input_shape` on the first layer).
 """
 from __future__ import annotations
@@ -50,8 +50,7 @@ def _is_off(key, value):
 
 
 def fit_config(cls, class_name, config):
-    """`config` (from a Keras file) without the keys `cls` does not take, when those keys are off; raises
-    ValueError naming a key that asks for something clnet's class does not do."""
+    """`config` (from a Keras file) without the keys `cls` does not take, when those keys are off."""
     allowed = accepted_arguments(cls)
     if allowed is None:
         return dict(config)
@@ -68,14 +67,10 @@ def fit_optimizer_config(cls, class_name, config):
 
 
 def fit_config_with(allowed, class_name, config):
-    out = {}
-    for key, value in config.items():
-        if key in allowed:
-            out[key] = value
-        elif not _is_off(key, value):
-            raise ValueError(f"{class_name}: the saved config sets {key}={value!r}, which clnet's {class_name} does "
-                             f"not support (it supports: {', '.join(sorted(allowed))})")
-    return out
+    """`config` without the keys outside `allowed` that are off; a key that is on stays, so the class itself
+    refuses it in Keras's words ("Unrecognized keyword arguments passed to Dense: ...") or takes it through
+    **kwargs it handles."""
+    return {key: value for key, value in config.items() if key in allowed or not _is_off(key, value)}
 
 
 def fit_nested(config, lookup):
