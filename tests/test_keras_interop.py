@@ -558,3 +558,23 @@ def test_tf_keras_2_h5_files_load(device, rng, tmp_path, kind):
     np.testing.assert_allclose(model.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-5)
     assert isinstance(model.optimizer, keras.optimizers.Adam) and model.optimizer.learning_rate == 0.002
     model.fit(x, expected, verbose=0)  # compiled from the training config
+
+
+class Counter(keras.layers.Layer):
+    """A layer with a 0-d integer variable (as Normalization's count): its shape must survive the file."""
+
+    def build(self, input_shape):
+        self.total = self.add_weight((), "zeros", dtype="int64", trainable=False, name="total")
+        self.scale = self.add_weight((input_shape[-1],), "ones", name="scale")
+
+    def call(self, x):
+        return x * self.scale
+
+
+def test_scalar_and_integer_variables_round_trip(device, rng, tmp_path):
+    model = keras.Sequential([keras.Input((3,)), Counter()])
+    model.layers[0].total.assign(np.array(7, np.int64))
+    model.save_weights(tmp_path / "c.weights.h5")
+    other = keras.Sequential([keras.Input((3,)), Counter()])
+    other.load_weights(tmp_path / "c.weights.h5")
+    assert other.layers[0].total.shape == () and int(other.layers[0].total.numpy()) == 7

@@ -587,7 +587,7 @@ class Layer(Operation):
                 raise ValueError(f"Layer '{self.name}': variable {w.path} has shape {tuple(w.shape)}, but the saved "
                                  f"value has shape {tuple(value.shape)}")
         for w, value in zip(own, values):
-            w.assign(clnet.tensor(np.ascontiguousarray(value, dtype=w.dtype), device=w.device))
+            w.assign(clnet.tensor(np.array(value, dtype=w.dtype, order="C"), device=w.device))
 
     @classmethod
     def from_config(cls, config):

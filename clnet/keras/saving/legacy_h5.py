@@ -172,7 +172,7 @@ def _assign_layers(model, saved, where):
                                       f"file holds {tuple(arr.shape)} for {v.path}, which has shape {tuple(v.shape)}")
             plan.append((v, arr))
     for v, arr in plan:
-        v.assign(clnet.tensor(np.ascontiguousarray(arr, dtype=np.dtype(v.dtype)), device=v.device))
+        v.assign(clnet.tensor(np.array(arr, dtype=np.dtype(v.dtype), order="C"), device=v.device))
 
 
 def _open(path):

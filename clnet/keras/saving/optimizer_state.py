@@ -118,7 +118,7 @@ def load_keras_variables(opt, variables, values):
             value = np.zeros_like(value)
         elif how is not None:
             value = value / scale
-        arrays[key] = np.ascontiguousarray(value, dtype=value.dtype)
+        arrays[key] = np.array(value, dtype=value.dtype, order="C")
     steps = {}
     if iterations > 0 and type(opt).__name__ != "SGD":
         steps = {f"{i}/step": iterations for i in range(len(variables))}

@@ -297,7 +297,7 @@ def assign_weights(model, weights, where, optimizer=True):
         raise FileFormatError(f"cannot load {where}: the file holds variables for {extra}, which this model does not "
                               "have (it was saved from a different architecture)")
     for v, arr in plan:
-        v.assign(clnet.tensor(np.ascontiguousarray(arr, dtype=np.dtype(v.dtype)), device=v.device))
+        v.assign(clnet.tensor(np.array(arr, dtype=np.dtype(v.dtype), order="C"), device=v.device))
     for obj, store in custom:
         obj.load_own_variables(store)
     if optimizer and opt_entry is not None:
