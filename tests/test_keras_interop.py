@@ -578,3 +578,42 @@ def test_scalar_and_integer_variables_round_trip(device, rng, tmp_path):
     other = keras.Sequential([keras.Input((3,)), Counter()])
     other.load_weights(tmp_path / "c.weights.h5")
     assert other.layers[0].total.shape == () and int(other.layers[0].total.numpy()) == 7
+
+
+def make_gated(k, package):
+    """A layer keeping its sublayer in a private attribute behind a public property (as Keras's
+    MultiHeadAttention does): Keras files name its variables by the property."""
+    L = k.layers
+
+    @k.saving.register_keras_serializable(package=package, name="Gated")
+    class Gated(L.Layer):
+        def __init__(self, units=2, **kwargs):
+            super().__init__(**kwargs)
+            self.units = units
+            self._proj = L.Dense(units)
+
+        @property
+        def proj(self):
+            return self._proj
+
+        def call(self, x):
+            return self._proj(x) * 0.5
+
+        def get_config(self):
+            return {**super().get_config(), "units": self.units}
+
+    return Gated
+
+
+@needs_keras
+def test_sublayers_behind_properties_use_keras_paths(device, rng, tmp_path):
+    GatedK, GatedC = make_gated(REAL, "interop_gated"), make_gated(keras, "interop_gated")
+    x = rng.standard_normal((4, 3)).astype(np.float32)
+    theirs = REAL.Sequential([REAL.Input((3,)), GatedK(2)])
+    theirs.save(tmp_path / "k.keras")
+    assert "layers/gated/proj/vars" in h5_paths(tmp_path / "k.keras")
+    ours = keras.models.load_model(tmp_path / "k.keras")
+    assert isinstance(ours.layers[0], GatedC)
+    np.testing.assert_allclose(ours.predict(x, verbose=0), theirs.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+    ours.save(tmp_path / "c.keras")
+    assert h5_paths(tmp_path / "c.keras") == h5_paths(tmp_path / "k.keras")

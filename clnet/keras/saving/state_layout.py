@@ -6,7 +6,8 @@ that holds a layer, the optimizer, or a list/tuple/dict of them. Inside a list, 
 its class in snake_case, numbered from the second on (`dense`, `dense_1`, `conv2d`...), not by its
 layer name, so files do not depend on the names a session happened to generate. An object reached
 twice is saved once, at the first path. clnet follows the same walk over the attributes its layers
-track (`_tracked`), so a file written by either side names the same variables the same way.
+track (`_tracked`) and the public properties their classes add, so a file written by either side names
+the same variables the same way.
 """
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ def _children(obj):
     out = []
     if graph_model:
         out.append(("layers", list(obj.layers)))
-    names = {name for name, _ in obj.__dict__.get("_tracked", [])}
+    names = {name for name, _ in obj.__dict__.get("_tracked", [])} | _own_properties(obj)
     if is_model:
         names.add("layers")
         if getattr(obj, "optimizer", None) is not None:
@@ -47,9 +48,31 @@ def _children(obj):
         if name == "layers" and is_model:
             value = list(obj.layers)
         else:
-            value = getattr(obj, name, None)
+            try:
+                value = getattr(obj, name, None)
+            except Exception:  # noqa: BLE001  (a property that cannot be read now holds nothing to save)
+                continue
         out.append((name, value))
     return out
+
+
+_BASE_NAMES = {}
+
+
+def _base_names():
+    """Attribute names every clnet model has (what Keras's walk skips: its reference Layer's names)."""
+    if not _BASE_NAMES:
+        for cls in builtin_objects("models").values():
+            _BASE_NAMES.update(dict.fromkeys(dir(cls)))
+    return _BASE_NAMES
+
+
+def _own_properties(obj):
+    """Public properties a layer class adds (MultiHeadAttention's `query_dense` returning its `_query_dense`):
+    Keras's walk meets them in dir() before the private attribute, so the variables sit under their name."""
+    base = _base_names()
+    return {name for name in dir(type(obj)) if not name.startswith("_") and name not in base and
+            isinstance(getattr(type(obj), name, None), property)}
 
 
 def saveables(model):
