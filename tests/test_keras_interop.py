@@ -617,3 +617,18 @@ def test_sublayers_behind_properties_use_keras_paths(device, rng, tmp_path):
     np.testing.assert_allclose(ours.predict(x, verbose=0), theirs.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
     ours.save(tmp_path / "c.keras")
     assert h5_paths(tmp_path / "c.keras") == h5_paths(tmp_path / "k.keras")
+
+
+def test_load_weights_skip_mismatch(device, rng, tmp_path):
+    model = keras.Sequential([keras.Input((5,)), layers.Dense(4), layers.Dense(2)])
+    keras.models.save_model(model, tmp_path / "m.keras")
+    model.save_weights(tmp_path / "a.weights.h5")
+    other = keras.Sequential([keras.Input((5,)), layers.Dense(4), layers.Dense(3)])
+    kept = other.layers[1].get_weights()
+    with pytest.warns(UserWarning, match="Skipping variable loading for layer"):
+        other.load_weights(tmp_path / "a.weights.h5", skip_mismatch=True)
+    for a, b in zip(other.layers[0].get_weights(), model.layers[0].get_weights()):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(other.layers[1].get_weights(), kept):
+        np.testing.assert_array_equal(a, b)
+    assert keras.models.load_model(tmp_path / "m.keras").count_params() == model.count_params()

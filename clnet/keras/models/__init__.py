@@ -18,6 +18,12 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):  # 
     return saving_lib.load_model(filepath, custom_objects=custom_objects, compile=compile, safe_mode=safe_mode)
 
 
+def save_model(model, filepath, overwrite=True, **kwargs):
+    """keras.models.save_model: model.save(filepath) (a `.keras` file, or a legacy `.h5`)."""
+    saving_lib.save_model(model, filepath, overwrite=overwrite,
+                          include_optimizer=kwargs.get("include_optimizer", True))
+
+
 def model_from_json(json_string, custom_objects=None):
     """Rebuild an architecture from model.to_json() or a Keras config.json (built-in or registered classes only;
     nothing is executed). The weights are fresh."""
@@ -40,4 +46,4 @@ def clone_model(model, input_tensors=None, clone_function=None, call_function=No
     return cls.from_config(model.get_config())
 
 
-__all__ = ["Functional", "Model", "Sequential", "clone_model", "load_model", "model_from_json"]
+__all__ = ["Functional", "Model", "Sequential", "clone_model", "load_model", "model_from_json", "save_model"]

@@ -260,9 +260,10 @@ def _prefixed(err, where):
     return text if text.startswith(f"cannot load {where}") else f"cannot load {where}: {text}"
 
 
-def assign_weights(model, weights, where, optimizer=True):
+def assign_weights(model, weights, where, optimizer=True, skip_mismatch=False):
     """Give the model (and its optimizer, when `optimizer`) the variables of a Keras weights tree
-    {path: {"0": array, ...}}: everything is checked first, then assigned."""
+    {path: {"0": array, ...}}: everything is checked first, then assigned. With `skip_mismatch`, a layer
+    whose variables do not fit is left as it is (with a warning), as Keras does."""
     plan, custom, opt_entry, used = [], [], None, set()
     for path, obj in state_layout.saveables(model):
         store = weights.get(path, {})
@@ -277,23 +278,14 @@ def assign_weights(model, weights, where, optimizer=True):
             custom.append((obj, store))
             continue
         own = state_layout.own_variables(obj)
-        if len(store) != len(own):
-            raise FileFormatError(
-                f"cannot load {where}: Layer '{obj.name}' (at '{path or 'the top'}' in the file) expected {len(own)} "
-                f"variables, but received {len(store)} variables during loading. Expected: "
-                f"{[_short(v) for v in own]}")
-        for i, v in enumerate(own):
-            if str(i) not in store:
-                raise FileFormatError(f"cannot load {where}: variable '{i}' of layer '{obj.name}' is missing")
-            arr = store[str(i)]
-            if tuple(arr.shape) != tuple(v.shape):
-                raise FileFormatError(
-                    f"cannot load {where}: the variable {i} of layer '{obj.name}' ({_short(v)}) has shape "
-                    f"{tuple(arr.shape)} in the file, but the model's {getattr(v, 'path', '')} has shape "
-                    f"{tuple(v.shape)}")
-            plan.append((v, arr))
+        try:
+            plan += _layer_plan(obj, path, own, store, where)
+        except FileFormatError as err:
+            if not skip_mismatch:
+                raise
+            warnings.warn(f"Skipping variable loading for layer '{obj.name}': {err}", stacklevel=3)
     extra = sorted(p for p in weights if p not in used and weights[p])
-    if extra:
+    if extra and not skip_mismatch:
         raise FileFormatError(f"cannot load {where}: the file holds variables for {extra}, which this model does not "
                               "have (it was saved from a different architecture)")
     for v, arr in plan:
@@ -302,6 +294,27 @@ def assign_weights(model, weights, where, optimizer=True):
         obj.load_own_variables(store)
     if optimizer and opt_entry is not None:
         _load_optimizer(model, *opt_entry)
+
+
+def _layer_plan(obj, path, own, store, where):
+    """[(variable, array)] for one layer, or FileFormatError naming what does not fit."""
+    if len(store) != len(own):
+        raise FileFormatError(
+            f"cannot load {where}: Layer '{obj.name}' (at '{path or 'the top'}' in the file) expected {len(own)} "
+            f"variables, but received {len(store)} variables during loading. Expected: "
+            f"{[_short(v) for v in own]}")
+    plan = []
+    for i, v in enumerate(own):
+        if str(i) not in store:
+            raise FileFormatError(f"cannot load {where}: variable '{i}' of layer '{obj.name}' is missing")
+        arr = store[str(i)]
+        if tuple(arr.shape) != tuple(v.shape):
+            raise FileFormatError(
+                f"cannot load {where}: the variable {i} of layer '{obj.name}' ({_short(v)}) has shape "
+                f"{tuple(arr.shape)} in the file, but the model's {getattr(v, 'path', '')} has shape "
+                f"{tuple(v.shape)}")
+        plan.append((v, arr))
+    return plan
 
 
 def _short(v):
@@ -321,8 +334,8 @@ def _load_optimizer(model, opt, store):
 
 
 def load_weights(model, filepath, skip_mismatch=False):
-    if skip_mismatch:
-        raise NotImplementedError("load_weights(skip_mismatch=True) is not supported yet")
+    """Assign a model's weights from a `.weights.h5`, a `.keras` file, a legacy `.h5` or clnet's earlier zip;
+    `skip_mismatch` leaves layers whose saved variables do not fit as they are (Keras format only)."""
     path = os.fspath(filepath)
     if not os.path.exists(path):
         raise FileNotFoundError(f"no such file: {path}")
@@ -331,7 +344,7 @@ def load_weights(model, filepath, skip_mismatch=False):
                          "weights exist")
     if _sniff(path) == "hdf5":
         if path.endswith(".weights.h5") or not legacy_h5.is_legacy(path):
-            assign_weights(model, h5_store.read(path, path), path)
+            assign_weights(model, h5_store.read(path, path), path, skip_mismatch=skip_mismatch)
         else:
             legacy_h5.load_weights(model, path)
         return
@@ -343,4 +356,4 @@ def load_weights(model, filepath, skip_mismatch=False):
         if _WEIGHTS not in archive.names:
             raise archive.error(f"the member {_WEIGHTS!r} is missing")
         weights = h5_store.read(archive.read(_WEIGHTS, limit=_MAX_WEIGHTS), f"{archive.path} ({_WEIGHTS})")
-    assign_weights(model, weights, path)
+    assign_weights(model, weights, path, skip_mismatch=skip_mismatch)
