@@ -49,7 +49,8 @@ def _names(variables):
     return names
 
 
-def save_model(model, path, include_optimizer=True):
+def save_model(model, target, include_optimizer=True):
+    """Write the model as a legacy HDF5 file into `target` (a path or a writable binary file object)."""
     h5py = h5_store._h5py()
     models = builtin_objects("models")
     if not isinstance(model, (models["Sequential"], models["Functional"])):
@@ -64,7 +65,7 @@ def save_model(model, path, include_optimizer=True):
             compile_config = model.get_compile_config()
         except ValueError as err:
             warnings.warn(f"the model's compile settings are not saved ({err})", stacklevel=4)
-    with h5py.File(path, "w") as f:
+    with h5py.File(target, "w") as f:
         f.attrs["backend"] = _BACKEND
         f.attrs["keras_version"] = "3.0.0"
         f.attrs["model_config"] = json.dumps({"class_name": config["class_name"], "config": config["config"]})

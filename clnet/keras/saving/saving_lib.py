@@ -16,6 +16,7 @@ into place, so an interrupted save never leaves a half-written file under the re
 from __future__ import annotations
 
 import datetime
+import io
 import json
 import os
 import re
@@ -44,7 +45,9 @@ def save_model(model, filepath, overwrite=True, include_optimizer=True):
     path = os.fspath(filepath)
     if path.endswith((".h5", ".hdf5")):
         _check_overwrite(path, overwrite)
-        legacy_h5.save_model(model, path, include_optimizer=include_optimizer)
+        buf = io.BytesIO()
+        legacy_h5.save_model(model, buf, include_optimizer=include_optimizer)
+        _write_atomically(path, buf.getvalue())
         return
     if not path.endswith(".keras"):
         raise ValueError(f"Invalid filepath extension for saving. Please add either a `.keras` extension for the "

@@ -398,7 +398,12 @@ def build_from_config(obj, build):
     plain_model = model_cls is not None and isinstance(obj, model_cls) and not isinstance(obj, (seq, fun)) and \
         "build" not in _own_methods(type(obj), model_cls)
     if plain_model and shape is not None:
-        obj(_symbolic(shape))
+        try:
+            obj(_symbolic(shape))
+        except Exception as err:  # noqa: BLE001  (the user's call() on symbolic inputs: say what was tried)
+            raise ValueError(f"cannot build the loaded model {type(obj).__name__} for its saved input shape {shape}: "
+                             f"calling it on symbolic inputs failed ({type(err).__name__}: {err}). Give the model a "
+                             "build(input_shape) that creates its layers' weights.") from err
         return
     obj.build_from_config(build)
 
