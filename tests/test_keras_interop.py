@@ -179,6 +179,13 @@ def test_functional_saved_by_clnet_loads_in_keras(device, rng, tmp_path):
     assert_same_weights(ours, theirs)
     np.testing.assert_allclose(theirs.predict(x, verbose=0), ours.predict(x, verbose=0), rtol=1e-5, atol=1e-5)
     assert_same_optimizer_state(theirs.optimizer, ours)
+    # to_json / model_from_json cross too (architecture only)
+    rebuilt = _quiet(REAL.models.model_from_json, ours.to_json())
+    rebuilt.set_weights(ours.get_weights())
+    np.testing.assert_allclose(rebuilt.predict(x, verbose=0), ours.predict(x, verbose=0), rtol=1e-5, atol=1e-5)
+    back = keras.models.model_from_json(theirs.to_json())
+    back.set_weights(theirs.get_weights())
+    np.testing.assert_allclose(back.predict(x, verbose=0), theirs.predict(x, verbose=0), rtol=1e-5, atol=1e-5)
 
 
 @needs_keras
