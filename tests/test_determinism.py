@@ -81,7 +81,14 @@ def _run(script, device, seed, path):
 
 
 def _arrays(path):
-    """{member: array} of the .npy members of a saved zip."""
+    """{member: array} of the .npy members of a saved zip, or of the layers' datasets of a Keras .weights.h5."""
+    if str(path).endswith(".weights.h5"):
+        h5py = pytest.importorskip("h5py")
+        found = {}
+        with h5py.File(path, "r") as f:
+            f.visititems(lambda name, obj: found.update({name: obj[()]}) if isinstance(obj, h5py.Dataset) and
+                         name.startswith("layers/") else None)
+        return found
     with zipfile.ZipFile(path) as zf:
         return {n: np.load(io.BytesIO(zf.read(n)), allow_pickle=False) for n in zf.namelist() if n.endswith(".npy")}
 

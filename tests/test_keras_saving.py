@@ -1,5 +1,7 @@
 """model.save / keras.models.load_model / save_weights: exact round trips, no pickle, and clear errors for
-files that are truncated, corrupted or tampered with (nothing is executed, the model is left untouched)."""
+files that are truncated, corrupted or tampered with (nothing is executed, the model is left untouched).
+The files are Keras 3's (tests/test_keras_interop.py checks them against real Keras); files in clnet's
+earlier format (JSON + .npy members) still load."""
 import io
 import json
 import shutil
@@ -92,19 +94,33 @@ def test_round_trip_gives_identical_predictions_and_continues_training(trained):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
 
 
-def test_the_file_is_json_and_npy_only(saved_file):
+def test_the_file_is_json_and_a_numeric_hdf5_tree(saved_file):
+    h5py = pytest.importorskip("h5py")
     path = saved_file
     with zipfile.ZipFile(path) as zf:
-        names = zf.namelist()
-        assert {"metadata.json", "config.json", "weights.json", "optimizer.json"} <= set(names)
-        assert all(n.endswith(".json") or n.endswith(".npy") for n in names)
-        for n in names:
-            data = zf.read(n)
-            assert b"pickle" not in data.lower()
-            if n.endswith(".npy"):
-                np.load(io.BytesIO(data), allow_pickle=False)
-            else:
-                json.loads(data)
+        assert sorted(zf.namelist()) == ["config.json", "metadata.json", "model.weights.h5"]
+        json.loads(zf.read("config.json"))
+        json.loads(zf.read("metadata.json"))
+        weights = zf.read("model.weights.h5")
+    assert b"pickle" not in weights.lower()
+    found = []
+    with h5py.File(io.BytesIO(weights), "r") as f:
+        f.visititems(lambda name, obj: found.append((name, obj.dtype.kind)) if isinstance(obj, h5py.Dataset) else None)
+    assert found and all(kind in "fiu" for _, kind in found)
+    assert ("layers/conv2d/vars/0", "f") in found and ("optimizer/vars/0", "i") in found
+
+
+def test_files_in_clnets_earlier_format_still_load(device, rng, tmp_path):
+    from clnet.keras.saving import clnet_format
+    model = keras.Sequential([keras.Input(shape=(3,)), layers.Dense(2)])
+    x = rng.standard_normal((4, 3)).astype(np.float32)
+    manifest, members = clnet_format._weight_members(model.weights)
+    config = {"class_name": "Sequential", "config": model.get_config(), "compile_config": None}
+    members.update({"metadata.json": clnet_format._json(clnet_format._metadata("model")),
+                    "config.json": clnet_format._json(config), "weights.json": clnet_format._json({"weights": manifest})})
+    clnet_format._write(tmp_path / "old.keras", members)
+    np.testing.assert_array_equal(keras.models.load_model(tmp_path / "old.keras").predict(x, verbose=0),
+                                  model.predict(x, verbose=0))
 
 
 def test_functional_model_and_weights_only_round_trip(device, rng, tmp_path):
@@ -162,28 +178,48 @@ def test_registered_custom_layer_round_trip(device, rng, tmp_path):
 
     class Unregistered(Scale):
         pass
-    with pytest.raises(ValueError, match="register_keras_serializable"):
-        keras.Sequential([keras.Input(shape=(3,)), Unregistered()]).save(tmp_path / "u.keras")
+    keras.Sequential([keras.Input(shape=(3,)), Unregistered()]).save(tmp_path / "u.keras")  # saves, as Keras
+    with pytest.raises(TypeError, match="Could not locate class 'Unregistered'.*register_keras_serializable"):
+        keras.models.load_model(tmp_path / "u.keras")
+    assert isinstance(keras.models.load_model(tmp_path / "u.keras", custom_objects={"Unregistered": Unregistered})
+                      .layers[0], Unregistered)
 
 
 def test_subclassed_models_and_bad_file_names(device, tmp_path):
     class Net(keras.Model):
-        def __init__(self):
-            super().__init__()
-            self.d = layers.Dense(2)
+        def __init__(self, units=2, **kwargs):
+            super().__init__(**kwargs)
+            self.d = layers.Dense(units)
 
         def call(self, x):
             return self.d(x)
-    net = Net()
-    net(np.zeros((1, 3), np.float32))
-    with pytest.raises(NotImplementedError, match="subclassed model.*save_weights"):
-        net.save(tmp_path / "n.keras")
-    net.save_weights(tmp_path / "n.weights.h5")
+    net = Net(3)
+    x = np.ones((1, 3), np.float32)
+    net(x)
+    assert net.get_config()["units"] == 3  # Keras's automatic config from the __init__ arguments
+    net.save(tmp_path / "n.keras")
+    with pytest.raises(TypeError, match="Could not locate class 'Net'"):
+        keras.models.load_model(tmp_path / "n.keras")
+    loaded = keras.models.load_model(tmp_path / "n.keras", custom_objects={"Net": Net})
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), net.predict(x, verbose=0))
+
+    class Opaque(keras.Model):
+        def __init__(self, layer):
+            super().__init__()
+            self.d = layer
+
+        def call(self, x):
+            return self.d(x)
+    opaque = Opaque(layers.Dense(2))
+    opaque(x)
+    with pytest.raises(NotImplementedError, match="get_config.*save_weights"):
+        opaque.save(tmp_path / "o.keras")
+    opaque.save_weights(tmp_path / "o.weights.h5")
     model = keras.Sequential([layers.Dense(1, input_shape=(2,))])
     with pytest.raises(ValueError, match=r"\.keras"):
-        model.save(tmp_path / "model.h5")
-    with pytest.raises(ValueError, match=r"\.keras"):
         model.save(tmp_path / "model")
+    with pytest.raises(ValueError, match=r"\.weights\.h5"):
+        model.save_weights(tmp_path / "model.keras")
     with pytest.raises(FileNotFoundError):
         keras.models.load_model(tmp_path / "missing.keras")
 
@@ -202,8 +238,43 @@ def _edit_json(name, fn):
     return change
 
 
-def _first_weight(members):
-    return sorted(n for n in members if n.startswith("weights/"))[0]
+def _h5(arrays):
+    """An HDF5 weights tree {path: [arrays]} as bytes."""
+    h5py = pytest.importorskip("h5py")
+    buf = io.BytesIO()
+    with h5py.File(buf, "w") as f:
+        for path, values in arrays.items():
+            group = f.create_group(f"{path}/vars")
+            for i, v in enumerate(values):
+                group.create_dataset(str(i), data=v)
+    return buf.getvalue()
+
+
+def _reshaped_kernel(members):
+    h5py = pytest.importorskip("h5py")
+    buf = io.BytesIO(members["model.weights.h5"])
+    with h5py.File(buf, "a") as f:
+        del f["layers/conv2d/vars/0"]
+        f["layers/conv2d/vars"].create_dataset("0", data=np.ones((5, 5, 1, 4), np.float32))
+    members["model.weights.h5"] = buf.getvalue()
+
+
+def _linked_weight(members):
+    h5py = pytest.importorskip("h5py")
+    buf = io.BytesIO(members["model.weights.h5"])
+    with h5py.File(buf, "a") as f:
+        del f["layers/conv2d/vars/1"]
+        f["layers/conv2d/vars/1"] = h5py.ExternalLink("/etc/passwd", "/x")
+    members["model.weights.h5"] = buf.getvalue()
+
+
+def _string_weight(members):
+    h5py = pytest.importorskip("h5py")
+    buf = io.BytesIO(members["model.weights.h5"])
+    with h5py.File(buf, "a") as f:
+        del f["layers/conv2d/vars/1"]
+        f["layers/conv2d/vars"].create_dataset("1", data=np.array([b"__import__('os')"]))
+    members["model.weights.h5"] = buf.getvalue()
 
 
 TAMPERING = {
@@ -212,24 +283,27 @@ TAMPERING = {
     "not_a_zip": (lambda p: p.write_bytes(b"PK\x03\x04" + bytes(range(256)) * 4), "not a valid zip"),
     "path_traversal": (lambda p: rewrite(p, lambda m: m.update({"../../evil.py": b"import os"})), "unexpected member"),
     "absolute_path": (lambda p: rewrite(p, lambda m: m.update({"/tmp/evil": b"x"})), "unexpected member"),
-    "extra_member": (lambda p: rewrite(p, lambda m: m.update({"weights/000000.pkl": b"x"})), "unexpected member"),
-    "pickled_array": (lambda p: rewrite(p, lambda m: m.update({_first_weight(m): _pickled_npy()})),
-                      "not a valid .npy array"),
-    "garbled_array": (lambda p: rewrite(p, lambda m: m.update({_first_weight(m): m[_first_weight(m)][:60]})),
-                      "weight weights/000000.npy"),
-    "wrong_shape_in_manifest": (lambda p: rewrite(p, _edit_json("weights.json", lambda v: v["weights"][0].update(
-        shape=[5, 5, 1, 4]))), "holds float32 \\(3, 3, 1, 4\\), but the manifest says float32 \\(5, 5, 1, 4\\)"),
-    "missing_weight": (lambda p: rewrite(p, lambda m: m.pop(_first_weight(m))), "is missing"),
+    "extra_member": (lambda p: rewrite(p, lambda m: m.update({"assets/evil.pkl": b"x"})), "unexpected member"),
+    "pickled_weights": (lambda p: rewrite(p, lambda m: m.update({"model.weights.h5": _pickled_npy()})),
+                        "not a valid HDF5"),
+    "garbled_weights": (lambda p: rewrite(p, lambda m: m.update({"model.weights.h5": m["model.weights.h5"][:600]})),
+                        "(not a valid HDF5|damaged)"),
+    "wrong_shape": (lambda p: rewrite(p, _reshaped_kernel), r"has shape \(5, 5, 1, 4\) in the file"),
+    "linked_weight": (lambda p: rewrite(p, _linked_weight), "link"),
+    "string_weight": (lambda p: rewrite(p, _string_weight), "only numbers are accepted"),
+    "missing_weights": (lambda p: rewrite(p, lambda m: m.pop("model.weights.h5")), "is missing"),
+    "missing_layer": (lambda p: rewrite(p, lambda m: m.update({"model.weights.h5": _h5({"layers/conv2d": []})})),
+                      "expected 2 variables, but received 0"),
     "unknown_layer_class": (lambda p: rewrite(p, _edit_json("config.json", lambda v: v["config"]["layers"][1].update(
-        class_name="os.system"))), "unknown layer class 'os.system'"),
+        class_name="os.system"))), "Could not locate class 'os.system'"),
     "unexpected_layer_argument": (lambda p: rewrite(p, _edit_json("config.json", lambda v: v["config"]["layers"][1][
         "config"].update(__reduce__="os.system"))), "cannot rebuild layer Conv2D"),
     "bad_activation": (lambda p: rewrite(p, _edit_json("config.json", lambda v: v["config"]["layers"][1][
         "config"].update(activation="__import__('os')"))), "Unknown activation"),
     "unknown_model_class": (lambda p: rewrite(p, _edit_json("config.json", lambda v: v.update(class_name="Evil"))),
-                            "unknown model class 'Evil'"),
-    "wrong_format": (lambda p: rewrite(p, _edit_json("metadata.json", lambda v: v.update(format="other/9"))),
-                     "unknown format"),
+                            "Could not locate class 'Evil'"),
+    "not_a_model": (lambda p: rewrite(p, _edit_json("config.json", lambda v: v.update(v["config"]["layers"][1]))),
+                    "not a model"),
     "bad_json": (lambda p: rewrite(p, lambda m: m.update({"config.json": b"{not json"})), "not valid JSON"),
 }
 
@@ -248,8 +322,8 @@ def test_corrupted_bytes_inside_a_member_are_caught(saved_file):
     path = saved_file
     data = bytearray(path.read_bytes())
     with zipfile.ZipFile(path) as zf:
-        info = zf.getinfo(sorted(n for n in zf.namelist() if n.startswith("weights/"))[-1])
-    start = info.header_offset + 30 + len(info.filename) + 100  # inside the stored array data
+        info = zf.getinfo("model.weights.h5")
+    start = info.header_offset + 30 + len(info.filename) + info.file_size // 2  # inside the stored HDF5 data
     data[start:start + 8] = b"\xff" * 8
     path.write_bytes(bytes(data))
     with pytest.raises(FileFormatError, match="damaged"):

@@ -2,7 +2,8 @@
 
 Every file clnet writes for a model or checkpoint (clnet.save, keras model.save / save_weights,
 ModelCheckpoint, BackupAndRestore) is a zip of JSON and .npy members that numpy reads with
-allow_pickle=False; none holds a pickle. Loading a tampered file (changed shapes, truncated, extra
+allow_pickle=False, or (Keras 3's formats: a `.keras` zip's model.weights.h5, `.weights.h5` files) an
+HDF5 tree of numeric datasets without links; none holds a pickle. Loading a tampered file (changed shapes, truncated, extra
 members, path-traversal names, a pickled member whose unpickling would write a file) raises a clear
 error, leaves the model untouched, and writes nothing anywhere: the folders around the file are
 compared before and after, and the pickle's marker file never appears.
@@ -58,12 +59,33 @@ def rewrite(path, change):
             zf.writestr(zipfile.ZipInfo(name), data)
 
 
+def assert_numeric_hdf5(data, where):
+    """An HDF5 file (bytes) holding only groups and numeric datasets, reached by hard links."""
+    h5py = pytest.importorskip("h5py")
+    with h5py.File(io.BytesIO(data), "r") as f:
+        def check(group):
+            for key in group:
+                assert isinstance(group.get(key, getlink=True), h5py.HardLink), f"{where}: {key} is a link"
+                child = group[key]
+                if isinstance(child, h5py.Dataset):
+                    assert child.dtype.kind in "biuf", f"{where}: {child.name} holds {child.dtype}"
+                else:
+                    check(child)
+        check(f)
+
+
 def assert_no_pickle(path):
-    """Every member is JSON or an .npy that numpy reads with allow_pickle=False; no pickle stream anywhere."""
+    """Every member is JSON, an .npy that numpy reads with allow_pickle=False or a numeric HDF5 tree; no pickle
+    stream anywhere."""
+    if open(path, "rb").read(8) == b"\x89HDF\r\n\x1a\n":
+        assert_numeric_hdf5(open(path, "rb").read(), path)
+        return
     for name, data in members_of(path).items():
         assert not name.startswith("/") and ".." not in name.split("/"), name
         if name.endswith(".json"):
             json.loads(data.decode("utf-8"))
+        elif name == "model.weights.h5":
+            assert_numeric_hdf5(data, f"{path}:{name}")
         else:
             assert name.endswith(".npy"), f"{path}: unexpected member {name}"
             version = np.lib.format.read_magic(io.BytesIO(data))
@@ -334,18 +356,67 @@ def test_keras_files_hold_no_pickle(keras_files):
         assert_no_pickle(path)
 
 
-KERAS_TAMPERING = {
+def _h5_edit(data, change):
+    """The bytes of an HDF5 file after change(h5py.File) edited it."""
+    h5py = pytest.importorskip("h5py")
+    buf = io.BytesIO(data)
+    with h5py.File(buf, "a") as f:
+        change(f)
+    return buf.getvalue()
+
+
+def _reshape_first_kernel(f):
+    del f["layers/dense/vars/0"]
+    f["layers/dense/vars"].create_dataset("0", data=np.ones((7, 8), np.float32))
+
+
+def _extra_dataset(f):
+    f.create_dataset("layers/evil", data=np.ones(3, np.float32))
+
+
+def _link_out(outside):
+    def change(f):
+        del f["layers/dense/vars/1"]
+        f["layers/dense/vars/1"] = pytest.importorskip("h5py").ExternalLink(outside, "/x")
+    return change
+
+
+def _string_dataset(f):
+    del f["layers/dense/vars/1"]
+    f["layers/dense/vars"].create_dataset("1", data=np.array([b"cos\nsystem\n"]))
+
+
+def _in_model(change):
+    """Apply an HDF5 edit to a .keras zip's model.weights.h5 member."""
+    return lambda p, m, o: rewrite(p, lambda z: z.update({"model.weights.h5": _h5_edit(z["model.weights.h5"],
+                                                                                       change(o))}))
+
+
+def _in_weights(change):
+    return lambda p, m, o: p.write_bytes(_h5_edit(p.read_bytes(), change(o)))
+
+
+KERAS_TAMPERING = {"model": {
     "truncated": (lambda p, m, o: p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 3]), "not a valid zip"),
     "extra_member": (lambda p, m, o: rewrite(p, lambda z: z.update({"weights/000099.npy": b"x"})),
                      "unexpected member"),
     "path_traversal": (lambda p, m, o: rewrite(p, lambda z: z.update({"../../evil.py": b"import os"})),
                        "unexpected member '../../evil.py'"),
     "absolute_path": (lambda p, m, o: rewrite(p, lambda z: z.update({o: b"x"})), "unexpected member"),
-    "pickled_weight": (lambda p, m, o: rewrite(p, lambda z: z.update({"weights/000000.npy": pickled_npy(m)})),
-                       "not a valid .npy array"),
-    "changed_shape": (lambda p, m, o: rewrite(p, lambda z: z.update({"weights/000000.npy": _npy(np.ones((7, 8)))})),
-                      "but the manifest says"),
-}
+    "pickled_weight": (lambda p, m, o: rewrite(p, lambda z: z.update({"model.weights.h5": pickled_npy(m)})),
+                       "not a valid HDF5"),
+    "changed_shape": (_in_model(lambda o: _reshape_first_kernel), "in the file"),
+    "linked_weight": (_in_model(_link_out), "link"),
+    "string_weight": (_in_model(lambda o: _string_dataset), "only numbers"),
+}, "weights": {
+    "truncated": (lambda p, m, o: p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 3]), "not a valid HDF5"),
+    "extra_member": (_in_weights(lambda o: _extra_dataset), "unexpected dataset"),
+    "pickled_weight": (lambda p, m, o: p.write_bytes(pickled_npy(m)), "not a valid zip"),
+    "changed_shape": (_in_weights(lambda o: _reshape_first_kernel), "in the file"),
+    "linked_weight": (_in_weights(_link_out), "link"),
+    "string_weight": (_in_weights(lambda o: _string_dataset), "only numbers"),
+}}
+KERAS_CASES = [(kind, case) for kind in KERAS_TAMPERING for case in sorted(KERAS_TAMPERING[kind])]
 
 
 def _npy(arr):
@@ -354,15 +425,14 @@ def _npy(arr):
     return buf.getvalue()
 
 
-@pytest.mark.parametrize("case", sorted(KERAS_TAMPERING))
-@pytest.mark.parametrize("kind", ["model", "weights"])
+@pytest.mark.parametrize("kind,case", KERAS_CASES)
 def test_keras_load_of_a_tampered_file_raises_and_writes_nothing(keras_files, sandbox, kind, case):
     model, files, x = keras_files
-    path = sandbox / "work" / "deep" / f"tampered-{kind}.keras"
+    path = sandbox / "work" / "deep" / (f"tampered-{kind}.keras" if kind == "model" else "tampered.weights.h5")
     path.write_bytes(files[kind].read_bytes())
     marker = sandbox / f"pickle-ran-{uuid.uuid4().hex}"
     outside = f"/tmp/clnet-evil-{uuid.uuid4().hex}"
-    damage, words = KERAS_TAMPERING[case]
+    damage, words = KERAS_TAMPERING[kind][case]
     damage(path, marker, outside)
     weights = [w.numpy() for w in model.weights]
     before = snapshot(sandbox)

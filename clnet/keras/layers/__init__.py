@@ -34,3 +34,15 @@ LAYER_CLASSES = {cls.__name__: cls for cls in (
 register_builtins("layers", LAYER_CLASSES.values())
 
 __all__ = ["Input", "InputLayer", "InputSpec", "KerasTensor", "Layer"] + sorted(LAYER_CLASSES)
+
+# keras.layers.serialize / deserialize: Keras's config dicts (clnet/keras/saving/serialization_lib.py)
+from ..saving.serialization_lib import deserialize_layer as _deserialize_layer  # noqa: E402
+from ..saving.serialization_lib import serialize_keras_object as serialize  # noqa: E402,F401
+
+
+def deserialize(config, custom_objects=None):
+    """A layer from serialize()'s dict (only built-in classes and registered or passed custom ones)."""
+    return _deserialize_layer(config, custom_objects)
+
+
+__all__ += ["deserialize", "serialize"]

@@ -85,6 +85,11 @@ class Layer(Operation):
     def supports_masking(self, value):
         self.__dict__["_supports_masking"] = bool(value)
 
+    def __new__(cls, *args, **kwargs):
+        obj = super().__new__(cls)
+        obj.__dict__["_auto_config"] = _auto_config(cls, args, kwargs)
+        return obj
+
     def __init__(self, *, activity_regularizer=None, trainable=True, dtype=None, autocast=True, name=None,
                  **kwargs):
         unknown = [k for k in kwargs if k not in self._valid_kwargs]
@@ -550,10 +555,39 @@ class Layer(Operation):
 
     # --- config -----------------------------------------------------------------------------------
     def get_config(self):
+        """name, trainable, dtype; a subclass that does not define get_config() also gets the arguments its
+        __init__ was called with, when they are plain values (Keras's automatic config)."""
         config = {"name": self.name, "trainable": self._trainable, "dtype": self._dtype_name}
         if self._declared_input_shape is not None:
             config["batch_input_shape"] = list(self._declared_input_shape)
+        auto = self.__dict__.get("_auto_config")
+        if auto is not None and type(self).get_config is Layer.get_config:
+            config.update(auto)
         return config
+
+    # --- saving (Keras's weights-file hooks; clnet.keras.saving.state_layout gives each layer its path) ------
+    def save_own_variables(self, store):
+        """Put this layer's own variables into `store` as "0", "1", ... (created-trainable ones first, as
+        Keras orders them). Override with load_own_variables to save other state."""
+        own = list(self._own_weights)
+        for i, v in enumerate([w for w in own if w._keras_trainable] + [w for w in own if not w._keras_trainable]):
+            store[str(i)] = v.numpy()
+
+    def load_own_variables(self, store):
+        """Assign this layer's own variables from `store` (what save_own_variables wrote); counts and shapes are
+        checked before anything is assigned."""
+        own = list(self._own_weights)
+        own = [w for w in own if w._keras_trainable] + [w for w in own if not w._keras_trainable]
+        if len(store) != len(own):
+            raise ValueError(f"Layer '{self.name}' expected {len(own)} variables, but received {len(store)} "
+                             f"variables during loading. Expected: {[w.path.rpartition('/')[2] for w in own]}")
+        values = [np.asarray(store[str(i)]) for i in range(len(own))]
+        for w, value in zip(own, values):
+            if tuple(value.shape) != tuple(w.shape):
+                raise ValueError(f"Layer '{self.name}': variable {w.path} has shape {tuple(w.shape)}, but the saved "
+                                 f"value has shape {tuple(value.shape)}")
+        for w, value in zip(own, values):
+            w.assign(clnet.tensor(np.array(value, dtype=w.dtype, order="C"), device=w.device))
 
     @classmethod
     def from_config(cls, config):
@@ -566,6 +600,40 @@ class Layer(Operation):
 
     def __repr__(self):
         return f"<{type(self).__name__} name={self.__dict__.get('name')}, built={self.__dict__.get('built')}>"
+
+
+_PLAIN = (str, int, float, bool, type(None))
+
+
+def _plain(value):
+    if isinstance(value, (list, tuple)):
+        return all(_plain(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _plain(v) for k, v in value.items())
+    return isinstance(value, _PLAIN)
+
+
+def _auto_config(cls, args, kwargs):
+    """The arguments of cls(*args, **kwargs) by name (defaults filled in, `name` left to get_config), or None
+    when they cannot be saved as plain values (Keras's automatic config, used when get_config is not defined)."""
+    init = cls.__init__
+    if init is Layer.__init__:
+        return None
+    try:
+        sig = inspect.signature(init)
+        bound = sig.bind(None, *args, **kwargs)
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind in (p.POSITIONAL_ONLY, p.VAR_POSITIONAL) for p in list(sig.parameters.values())[1:]):
+        return None
+    bound.apply_defaults()
+    values = dict(bound.arguments)
+    values.pop(next(iter(sig.parameters)), None)
+    for p in sig.parameters.values():
+        if p.kind == p.VAR_KEYWORD:
+            values.update(values.pop(p.name, {}))
+    values.pop("name", None)
+    return values if _plain(values) else None
 
 
 def _masks_of(x):

@@ -18,17 +18,24 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):  # 
     return saving_lib.load_model(filepath, custom_objects=custom_objects, compile=compile, safe_mode=safe_mode)
 
 
+def save_model(model, filepath, overwrite=True, **kwargs):
+    """keras.models.save_model: model.save(filepath) (a `.keras` file, or a legacy `.h5`)."""
+    saving_lib.save_model(model, filepath, overwrite=overwrite,
+                          include_optimizer=kwargs.get("include_optimizer", True))
+
+
 def model_from_json(json_string, custom_objects=None):
-    """Rebuild an architecture from model.to_json() (only known layer classes; nothing is executed)."""
+    """Rebuild an architecture from model.to_json() or a Keras config.json (built-in or registered classes only;
+    nothing is executed). The weights are fresh."""
     try:
         spec = json.loads(json_string)
     except (json.JSONDecodeError, RecursionError) as err:
         raise FileFormatError(f"model_from_json: not valid JSON: {err}") from None
-    classes = model_classes()
-    if not isinstance(spec, dict) or spec.get("class_name") not in classes or not isinstance(spec.get("config"), dict):
-        raise FileFormatError(f"model_from_json: expected a Sequential or Functional model description, got "
-                              f"{str(spec)[:100]!r}")
-    return classes[spec["class_name"]].from_config(spec["config"], custom_objects=custom_objects)
+    if not isinstance(spec, dict) or not isinstance(spec.get("class_name"), str) or \
+            not isinstance(spec.get("config"), dict):
+        raise FileFormatError(f"model_from_json: expected a model description, got {str(spec)[:100]!r}")
+    return saving_lib.rebuild_model({k: v for k, v in spec.items() if k != "compile_config"}, custom_objects, True,
+                                    where="the JSON string")
 
 
 def clone_model(model, input_tensors=None, clone_function=None, call_function=None, recursive=False, **kwargs):
@@ -39,4 +46,4 @@ def clone_model(model, input_tensors=None, clone_function=None, call_function=No
     return cls.from_config(model.get_config())
 
 
-__all__ = ["Functional", "Model", "Sequential", "clone_model", "load_model", "model_from_json"]
+__all__ = ["Functional", "Model", "Sequential", "clone_model", "load_model", "model_from_json", "save_model"]

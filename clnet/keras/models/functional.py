@@ -7,6 +7,8 @@ operations are listed by decreasing depth, ties in the order the walk first met 
 """
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 
 import clnet
@@ -263,7 +265,7 @@ def graph_from_config(config, custom_objects=None):
                         isinstance(args[1], list):
                     args = (args[0], tuple(args[1]))  # an index tuple is saved as a list
                 before = len(op._inbound_nodes)
-                op(*args, **kwargs)
+                op(*args, **_call_kwargs(op, kwargs))
                 node_map[(name, done[name])] = before
                 done[name] += 1
                 queue.pop(0)
@@ -281,7 +283,21 @@ def graph_from_config(config, custom_objects=None):
             raise FileFormatError(f"the functional config refers to {ref!r}, which is not defined before use")
         return created[name]._inbound_nodes[node_map[(name, node_index)]].outputs[tensor_index]
 
-    return _map_refs(config.get("input_layers"), tensor), _map_refs(config.get("output_layers"), tensor)
+    outputs = _map_refs(config.get("output_layers"), tensor)
+    if isinstance(outputs, list) and len(outputs) == 1:
+        outputs = outputs[0]  # tf.keras 2 lists even a single output; Keras 3 returns one tensor from it
+    return _map_refs(config.get("input_layers"), tensor), outputs
+
+
+def _call_kwargs(op, kwargs):
+    """A saved call's keyword arguments without the unset ones this layer's call() does not take (Keras
+    records `mask=None` for every layer that accepts a mask; clnet's BatchNormalization does not)."""
+    if not kwargs or not isinstance(op, Layer):
+        return kwargs
+    params = inspect.signature(op.call).parameters
+    if any(p.kind == p.VAR_KEYWORD for p in params.values()):
+        return kwargs
+    return {k: v for k, v in kwargs.items() if k in params or v is not None}
 
 
 def _map_refs(struct, fn):

@@ -38,8 +38,8 @@ class Model(Trainer, Layer):
                 sub = type(cls.__name__, (cls, Functional), {"__module__": cls.__module__,
                                                              "__qualname__": cls.__qualname__})
                 _FUNCTIONAL_SUBCLASSES[cls] = sub
-            return object.__new__(sub)
-        return object.__new__(cls)
+            return Layer.__new__(sub, *args, **kwargs)
+        return Layer.__new__(cls, *args, **kwargs)
 
     def __init__(self, *args, **kwargs):
         if _functional_arguments(args, kwargs) and isinstance(self, Functional):
@@ -98,10 +98,19 @@ class Model(Trainer, Layer):
         print_summary(self, self.layers, None, print_fn, show_trainable)
 
     def get_config(self):
-        raise NotImplementedError(f"Model {type(self).__name__} is a subclassed model: it cannot be rebuilt from "
-                                  "a config unless it defines get_config() (and from_config() if its __init__ takes "
-                                  "arguments that are not in the config). Save its weights with save_weights() and "
-                                  "rebuild it in code, or give it get_config().")
+        """A subclassed model's config: name, trainable, dtype and, when get_config() is not overridden, the
+        plain arguments its __init__ was called with (Keras's automatic config)."""
+        auto = self.__dict__.get("_auto_config")
+        base = {"name": self.name, "trainable": self.trainable, "dtype": self._dtype_name}
+        if type(self).get_config is not Model.get_config:  # super().get_config() from the user's own
+            return base
+        if auto is not None:
+            return {**base, **auto}
+        raise NotImplementedError(f"Model {type(self).__name__} is a subclassed model whose __init__ was called with "
+                                  "values that cannot be saved as plain data (or positional-only / *args "
+                                  "arguments): it cannot be rebuilt from a config. Define get_config() (and "
+                                  "from_config() if its __init__ takes objects such as layers), or save its weights "
+                                  "with save_weights() and rebuild it in code.")
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
@@ -114,7 +123,7 @@ class Model(Trainer, Layer):
 
     def to_json(self, **kwargs):
         """The architecture as JSON (keras.models.model_from_json rebuilds it, with fresh weights)."""
-        return json.dumps({"class_name": type(self).__name__, "config": self.get_config()}, **kwargs)
+        return json.dumps(saving_lib.model_config(self, compile_config=False), **kwargs)
 
     @property
     def output_shape(self):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from ..layers.base import BUILD_LOCK, InputLayer, Layer, format_shape
 from ..ops.symbolic import KerasTensor
+from ..saving.config_compat import keras_sequential_layers
 from ..saving.serialization_lib import deserialize_layer, serialize_layer
 from .functional import FunctionalGraph
 from .model import Model
@@ -191,7 +192,7 @@ class Sequential(Model):
 
     def get_config(self):
         return {"name": self.name, "trainable": self.trainable, "dtype": self._dtype_name,
-                "layers": [serialize_layer(layer) for layer in self._stack],
+                "layers": keras_sequential_layers([serialize_layer(layer) for layer in self._stack]),
                 "build_input_shape": list(self._build_input_shape) if self._build_input_shape else None}
 
     @classmethod
