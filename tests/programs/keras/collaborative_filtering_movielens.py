@@ -10,7 +10,7 @@ from clnet.keras import layers, ops
 
 from offline_data import movielens
 
-user_col, movie_col, rating_col = movielens(n_users=120, n_movies=80, n_ratings=4000)
+user_col, movie_col, rating_col = movielens(n_users=600, n_movies=300, n_ratings=6000)
 user_ids = sorted(set(user_col.tolist()))
 user2user_encoded = {x: i for i, x in enumerate(user_ids)}
 movie_ids = sorted(set(movie_col.tolist()))

@@ -41,7 +41,7 @@ model = keras.Sequential(
 model.summary()
 
 batch_size = 32
-epochs = 3
+epochs = 5
 model.compile(loss="categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
 model.fit(x_train, y_train, batch_size=batch_size, epochs=epochs, validation_split=0.1, verbose=2)
 

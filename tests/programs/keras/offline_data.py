@@ -177,14 +177,16 @@ def jena_climate(n=3000, seed=0):
 
 def movielens(n_users=120, n_movies=80, n_ratings=4000, seed=0):
     """(user_ids, movie_ids, ratings) int64, int64, float32 arrays like ratings.csv's columns: ratings 0.5..5
-    in half steps from a rank-3 taste model plus per-movie quality and noise."""
+    in half steps from a rank-3 taste model plus per-movie quality, per-user generosity and noise."""
     rng = np.random.default_rng(seed)
     users = rng.normal(size=(n_users, 3))
     movies = rng.normal(size=(n_movies, 3))
-    quality = rng.normal(0, 0.5, size=n_movies)
+    quality = rng.normal(0, 0.9, size=n_movies)
+    generosity = rng.normal(0, 0.6, size=n_users)
     u = rng.integers(0, n_users, size=n_ratings)
     m = rng.integers(0, n_movies, size=n_ratings)
-    score = 3.2 + 0.6 * np.sum(users[u] * movies[m], axis=1) + quality[m] + rng.normal(0, 0.4, n_ratings)
+    score = (3.0 + 0.4 * np.sum(users[u] * movies[m], axis=1) + quality[m] + generosity[u]
+             + rng.normal(0, 0.3, n_ratings))
     ratings = np.clip(np.round(score * 2) / 2, 0.5, 5.0).astype(np.float32)
     return u.astype(np.int64), m.astype(np.int64), ratings
 

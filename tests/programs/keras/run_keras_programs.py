@@ -55,6 +55,7 @@ class Check:
     high: float = math.inf
     needs: tuple = ()         # (path below clnet.keras, owner): "layers.Conv1D", "Model.fit(class_weight=)"
     why: str = ""             # how the bound was chosen from the Keras figures
+    bug: str = ""             # a known clnet bug that stops the program: an error there is an expected failure
     extra_argv: list = field(default_factory=list)
 
 
@@ -89,66 +90,69 @@ MHA, LAYERNORM = layer("MultiHeadAttention"), layer("LayerNormalization")
 # distribution, not a copy of a Keras run).
 MODEL_AS_MODULE = ("Model.parameters", "keras models as clnet.nn Modules")
 CHECKS = {
-    "mnist_convnet": Check("test accuracy", var("test_accuracy"), low=0.5, why="chance is 0.1"),
+    "mnist_convnet": Check("test accuracy", var("test_accuracy"), low=0.5, why="0.72-0.75 on Keras; chance is 0.1"),
     "intro_to_keras_for_engineers": Check("accuracy of the reloaded model's predictions", var("test_accuracy"),
-                                          low=0.5, why="chance is 0.1"),
-    "sequential_model": Check("test accuracy after fine-tuning the head", var("test_accuracy"), low=0.2,
-                              why="chance is 0.1"),
-    "functional_api": Check("test accuracy", var("test_accuracy"), low=0.5, why="chance is 0.1"),
-    "functional_api_toy_resnet": Check("test accuracy", var("test_accuracy"), low=0.2, why="chance is 0.1"),
-    "training_with_built_in_methods": Check("test accuracy of the first model", var("test_accuracy"), low=0.5,
-                                            why="chance is 0.1"),
-    "custom_training_loop_torch": Check("validation accuracy after 3 epochs", var("val_accuracy"), low=0.5,
-                                        why="chance is 0.1"),
-    "custom_training_loop_torch_optim": Check("test accuracy", var("test_accuracy"), low=0.5, why="chance is 0.1",
+                                          low=0.6, why="0.80-0.89 on Keras; chance is 0.1"),
+    "sequential_model": Check("test accuracy after fine-tuning the head", var("test_accuracy"), low=0.35,
+                              why="0.58-0.73 on Keras; chance is 0.1"),
+    "functional_api": Check("test accuracy", var("test_accuracy"), low=0.55, why="0.72-0.78 on Keras; chance is 0.1"),
+    "functional_api_toy_resnet": Check("test accuracy", var("test_accuracy"), low=0.4, why="0.92-1.0 on Keras (clnet 0.8); chance is 0.1"),
+    "training_with_built_in_methods": Check("test accuracy of the first model", var("test_accuracy"), low=0.45,
+                                            why="0.60-0.63 on Keras (4 epochs of RMSprop); chance is 0.1"),
+    "custom_training_loop_torch": Check("validation accuracy after 3 epochs", var("val_accuracy"), low=0.55,
+                                        why="0.73-0.82 on Keras; chance is 0.1"),
+    "custom_training_loop_torch_optim": Check("test accuracy", var("test_accuracy"), low=0.5, why="0.68-0.70 on Keras; chance is 0.1",
                                               needs=(MODEL_AS_MODULE,)),
-    "custom_train_step_torch": Check("MAE of the low-level model's last epoch", var("final_mae"), high=0.6,
-                                     why="targets uniform in [0, 1): predicting their mean gives 0.25"),
-    "writing_your_own_callbacks": Check("test MAE of the digit-value regression", var("test_mae"), high=3.0,
-                                        why="an untrained Dense(1) predicts about 0: MAE about 4.5"),
+    "custom_train_step_torch": Check("MAE of the low-level model's last epoch", var("final_mae"), high=0.5,
+                                     why="0.38-0.40 on Keras; targets uniform in [0, 1): their mean scores 0.25, the untrained model about 1"),
+    "writing_your_own_callbacks": Check("test MAE of the digit-value regression", var("test_mae"), high=2.45,
+                                        why="2.05-2.15 on Keras; the mean digit value scores about 2.5, an untrained Dense(1) about 4.5"),
     "making_new_layers_and_models_via_subclassing": Check("VAE loss (MSE + KL) of the last epoch", var("vae_loss"),
-                                                          high=0.12, why="MSE of a zero image is about 0.1"),
+                                                          high=0.09, why="0.0731-0.0733 on Keras; the untrained VAE's MSE is about 0.11"),
     "serialization_and_saving": Check("largest prediction difference over the save/load round trips",
-                                      var("largest_gap"), high=1e-5, why="exact on Keras: same weights, same math"),
-    "imbalanced_classification": Check("validation recall (frauds caught)", var("val_recall"), low=0.4,
-                                       why="class_weight pushes recall up; without it the few frauds are missed"),
-    "demo_custom_layer_backend_agnostic": Check("validation MSE", var("val_mse"), high=0.6,
-                                                why="predicting 0 gives the targets' variance, about 1"),
-    "timeseries_classification_from_scratch": Check("test accuracy", var("test_accuracy"), low=0.6,
-                                                    why="two balanced classes: chance is 0.5",
+                                      var("largest_gap"), high=1e-5, why="0 on every Keras run: same weights, same math",
+                                      bug="Dense(activation='my_package>custom_fn') from a saved config: "
+                                          "keras.activations.get() does not look up registered functions"),
+    "imbalanced_classification": Check("validation recall (frauds caught)", var("val_recall"), low=0.5,
+                                       why="1.0 on every Keras run (class_weight favours the frauds); without it most frauds are missed"),
+    "demo_custom_layer_backend_agnostic": Check("validation MSE", var("val_mse"), high=0.3,
+                                                why="0.12-0.15 on Keras; predicting 0 gives the targets' variance, about 1"),
+    "timeseries_classification_from_scratch": Check("test accuracy", var("test_accuracy"), low=0.75,
+                                                    why="0.955-0.98 on Keras; two balanced classes: chance is 0.5",
                                                     needs=(CONV1D, GAP1D)),
-    "text_classification_from_scratch": Check("test accuracy", var("test_accuracy"), low=0.6,
-                                              why="two balanced classes: chance is 0.5",
+    "text_classification_from_scratch": Check("test accuracy", var("test_accuracy"), low=0.75,
+                                              why="0.91-0.935 on Keras; two balanced classes: chance is 0.5",
                                               needs=(EMBEDDING, CONV1D, GMP1D)),
-    "bidirectional_lstm_imdb": Check("validation accuracy", var("val_accuracy"), low=0.6,
-                                     why="two balanced classes: chance is 0.5",
+    "bidirectional_lstm_imdb": Check("validation accuracy", var("val_accuracy"), low=0.7,
+                                     why="0.89-0.95 on Keras; two balanced classes: chance is 0.5",
                                      needs=(EMBEDDING, LSTM, BIDIRECTIONAL)),
-    "autoencoder": Check("binary cross-entropy of the denoised test images", var("denoising_loss"), high=0.3,
-                         why="an untrained decoder (outputs near 0.5) gives 0.69", needs=(CONV2DT,)),
+    "autoencoder": Check("binary cross-entropy of the denoised test images", var("denoising_loss"), high=0.32,
+                         why="0.273-0.277 on Keras; an untrained decoder (outputs near 0.5) gives 0.69", needs=(CONV2DT,)),
     "vae": Check("reconstruction loss per image (summed BCE)", var("reconstruction_loss"), high=400,
-                 why="outputs of 0.5 everywhere give 784 * ln 2 = 543", needs=(CONV2DT,)),
-    "timeseries_weather_forecasting": Check("validation MSE of the best checkpoint", var("val_mse"), high=0.5,
-                                            why="predicting the mean gives about 1 (normalised)", needs=(LSTM,)),
-    "timeseries_classification_transformer": Check("test accuracy", var("test_accuracy"), low=0.6,
-                                                   why="two balanced classes: chance is 0.5",
+                 why="316-326 on Keras; outputs of 0.5 everywhere give 784 ln 2 = 543", needs=(CONV2DT,)),
+    "timeseries_weather_forecasting": Check("validation MSE of the best checkpoint", var("val_mse"), high=0.4,
+                                            why="0.210-0.224 on Keras; predicting the mean gives about 1 (normalised)", needs=(LSTM,)),
+    "timeseries_classification_transformer": Check("test accuracy", var("test_accuracy"), low=0.55,
+                                                   why="0.61-0.71 on Keras (a small model, 8 epochs); chance is 0.5",
                                                    needs=(MHA, LAYERNORM, CONV1D, GAP1D)),
-    "collaborative_filtering_movielens": Check("validation loss (BCE on ratings scaled to [0, 1])", var("val_loss"),
-                                               high=0.69, why="a constant 0.5 gives ln 2 = 0.693",
-                                               needs=(EMBEDDING,)),
-    "addition_rnn": Check("validation accuracy per answer character", var("val_char_accuracy"), low=0.4,
-                          why="most common character alone gives about 0.3", needs=(LSTM, layer("RepeatVector"))),
+    "collaborative_filtering_movielens": Check("validation loss / that of predicting the mean rating",
+                                               var("loss_vs_mean"), high=0.99,
+                                               why="0.954-0.963 on Keras; 1 for a model that learned only the mean", needs=(EMBEDDING,)),
+    "addition_rnn": Check("validation accuracy per answer character", var("val_char_accuracy"), low=0.6,
+                          why="0.755-0.795 on Keras; each position's most common character scores about 0.5",
+                          needs=(LSTM, layer("RepeatVector"))),
     "lstm_character_level_text_generation": Check("loss of the last epoch (nats per character)", var("final_loss"),
-                                                  high=2.2, why="uniform over the characters: ln 27 = 3.3",
+                                                  high=2.3, why="1.85-1.90 on Keras; uniform over the 22 characters: 3.1",
                                                   needs=(LSTM,)),
-    "functional_api_multi_io": Check("weighted total loss of the last epoch", var("final_loss"), high=0.6,
-                                     why="untrained: about 0.69 + 0.2 * 1.39 = 0.97", needs=(EMBEDDING, LSTM)),
-    "understanding_masking_and_padding": Check("test accuracy of the masked LSTM", var("test_accuracy"), low=0.65,
-                                               why="the majority class alone gives about 0.5",
+    "functional_api_multi_io": Check("weighted total loss of the last epoch", var("final_loss"), high=0.5,
+                                     why="0.25-0.32 on Keras; untrained: about 0.69 + 0.2 * 1.39 = 0.97", needs=(EMBEDDING, LSTM)),
+    "understanding_masking_and_padding": Check("test accuracy of the masked LSTM", var("test_accuracy"), low=0.75,
+                                               why="0.945-0.98 on Keras; the majority class alone gives about 0.5",
                                                needs=((EMBEDDING[0] + "(mask_zero=)", EMBEDDING[1]), layer("Masking"),
                                                       LSTM)),
     "timeseries_anomaly_detection": Check("share of flagged windows that overlap the anomaly",
                                           var("flagged_on_anomaly"), low=0.5,
-                                          why="windows away from the anomaly are reconstructed within the threshold",
+                                          why="0.82-0.93 on Keras; windows away from the anomaly stay under the threshold",
                                           needs=(CONV1D, layer("Conv1DTranspose"))),
 }
 
@@ -311,7 +315,12 @@ def test_program(name, program_device):
     missing = missing_pieces(CHECKS[name])
     if missing:
         pytest.xfail("needs " + ", ".join(missing))
-    value, out, seconds = measure(name, "clnet", seed=0)
+    try:
+        value, out, seconds = measure(name, "clnet", seed=0)
+    except Exception as err:
+        if CHECKS[name].bug:
+            pytest.xfail(f"known clnet bug: {CHECKS[name].bug} ({type(err).__name__}: {err})")
+        raise
     print(f"{name}: {CHECKS[name].what} = {value:.6g} on clnet ({seconds:.1f} s)")
     assert_within(name, value, "clnet", out)
 
