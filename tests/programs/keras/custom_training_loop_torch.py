@@ -90,8 +90,9 @@ for step, (inputs, targets) in enumerate(train_dataloader):
     logits = model(inputs)
     loss = loss_fn(targets, logits)
     if model.losses:
-        penalties.append(float(sum(model.losses)))
-        loss = loss + sum(model.losses)
+        penalty = sum(model.losses)
+        penalties.append(float(penalty.detach()))
+        loss = loss + penalty
     model.zero_grad()
     trainable_weights = [v for v in model.trainable_weights]
     loss.backward()

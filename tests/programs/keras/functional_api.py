@@ -56,7 +56,7 @@ y1, y2, y3 = model1(inputs), model2(inputs), model3(inputs)
 outputs = layers.average([y1, y2, y3])
 ensemble_model = keras.Model(inputs=inputs, outputs=outputs)
 sample = np.random.rand(4, 128).astype("float32")
-by_hand = (model1.predict(sample, verbose=0) + model2.predict(sample, verbose=0) + model3.predict(sample, verbose=0)) / 3
+by_hand = sum(m.predict(sample, verbose=0) for m in (model1, model2, model3)) / 3
 ensemble_gap = float(np.max(np.abs(ensemble_model.predict(sample, verbose=0) - by_hand)))
 print("ensemble vs. the average by hand:", ensemble_gap)
 

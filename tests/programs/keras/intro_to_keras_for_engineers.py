@@ -1,7 +1,7 @@
 """Follows keras-io guides/intro_to_keras_for_engineers.py: a Sequential convnet with GlobalAveragePooling2D
 compiled with a loss object, an optimizer object and a metric object, trained with ModelCheckpoint and
-EarlyStopping callbacks, reloaded from its best .keras checkpoint and used for predict(). The guide's MNIST
-download is replaced by offline_data's digits; sizes are cut to run in seconds."""
+EarlyStopping callbacks, saved with model.save() and reloaded with keras.saving.load_model() for predict().
+The guide's MNIST download is replaced by offline_data's digits; sizes are cut to run in seconds."""
 import numpy as np
 from clnet import keras
 from clnet.keras import layers
