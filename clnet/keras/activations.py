@@ -103,6 +103,8 @@ def get(identifier):
         return linear
     if isinstance(identifier, str):
         fn = _ACTIVATIONS.get(identifier.lower())
+        if fn is None:  # a registered function ("my_package>custom_fn") or one in a custom_object_scope
+            fn = get_registered_object(identifier)
         if fn is None:
             raise ValueError(f"Unknown activation {identifier!r}. Valid names: {', '.join(sorted(_ACTIVATIONS))}")
         return fn

@@ -117,9 +117,7 @@ CHECKS = {
                                                               "the untrained VAE's MSE is about 0.11"),
     "serialization_and_saving": Check("largest prediction difference over the save/load round trips",
                                       var("largest_gap"), high=1e-5,
-                                      why="0 on every Keras run: same weights, same math",
-                                      bug="Dense(activation='my_package>custom_fn') from a saved config: "
-                                          "keras.activations.get() does not look up registered functions"),
+                                      why="0 on every Keras run: same weights, same math"),
     "imbalanced_classification": Check("validation recall (frauds caught)", var("val_recall"), low=0.5,
                                        why="1.0 on every Keras run (class_weight favours the frauds); "
                                            "without it most frauds are missed"),
@@ -305,6 +303,10 @@ def assert_within(name: str, value: float, framework: str, out: str) -> None:
 
 # --- pytest -----------------------------------------------------------------------------------------------
 def _keras_available() -> bool:
+    """Real Keras runs each program first when it is installed, unless CLNET_PROGRAMS_KERAS=0 (CI sets it:
+    REFERENCE.md holds Keras's figures, and running them again doubled the stage's time)."""
+    if os.environ.get("CLNET_PROGRAMS_KERAS", "1") == "0":
+        return False
     try:
         import keras  # noqa: F401
         import torch  # noqa: F401
