@@ -471,3 +471,19 @@ def test_sequence_model_of_new_layers_trains(device, rng, tmp_path):
     loaded = keras.models.load_model(path)
     assert_close(loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
     assert [w.shape for w in loaded.get_layer(norm.name).get_weights()] == [(4,), (4,), ()]
+
+
+@pytest.mark.parametrize("cls", ["GlobalAveragePooling1D", "GlobalMaxPooling1D"])
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+@pytest.mark.parametrize("keepdims", [False, True])
+def test_global_pooling_1d_data_formats_match_keras(device, cls, data_format, keepdims):
+    real = pytest.importorskip("keras")
+    x = np.random.default_rng(3).standard_normal((2, 5, 3)).astype(np.float32)
+    want = real.ops.convert_to_numpy(getattr(real.layers, cls)(data_format=data_format, keepdims=keepdims)(x))
+    layer = getattr(keras.layers, cls)(data_format=data_format, keepdims=keepdims)
+    got = layer(x).numpy()
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+    symbolic = getattr(keras.layers, cls)(data_format=data_format, keepdims=keepdims)(keras.Input((5, 3)))
+    assert tuple(symbolic.shape)[1:] == want.shape[1:]
+    assert layer.get_config()["data_format"] == data_format

@@ -529,8 +529,13 @@ class Layer(Operation):
         first = [t for t in tree.flatten(args[0] if args else kwargs) if isinstance(t, KerasTensor)]
         if first:
             self._check_input(first[0].shape)
+        spec_kwargs = kwargs
+        if args and kwargs.get("mask") is None and "mask" in self._call_params()[0]:
+            mask = _masks_of(args[0])  # call(inputs, mask=None) sees the symbolic mask too, as in eager calls
+            if mask is not None:  # (not recorded in the node: a replay takes the mask its inputs carry then)
+                spec_kwargs = {**kwargs, "mask": mask}
         try:
-            outputs = self.compute_output_spec(*args, **kwargs)
+            outputs = self.compute_output_spec(*args, **spec_kwargs)
         except TypeError as err:
             raise TypeError(f"Error calling layer {self.name!r} ({type(self).__name__}) on symbolic inputs: {err}. "
                             f"Check the arguments passed to the layer against its call() signature "

@@ -91,6 +91,8 @@ class Masking(Layer):
         self.supports_masking = True
 
     def _keep(self, inputs):
+        if not isinstance(inputs, clnet.Tensor):  # compute_mask(numpy_array), as Keras accepts
+            inputs = clnet.tensor(np.asarray(inputs))
         return clnet.any(inputs != self.mask_value, -1)
 
     def call(self, inputs):

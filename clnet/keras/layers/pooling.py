@@ -128,21 +128,32 @@ class AveragePooling1D(_Pooling1D):
 
 
 class _GlobalPooling1D(Layer):
+    """Over the steps axis: 1 for channels_last (batch, steps, features), 2 for channels_first (batch, features,
+    steps; Keras's timeseries transformer pools that way)."""
+
     def __init__(self, data_format=None, keepdims=False, **kwargs):
         super().__init__(**kwargs)
-        check_data_format(data_format, type(self).__name__)
+        if data_format not in (None, "channels_last", "channels_first"):
+            raise ValueError(f"{type(self).__name__}: data_format must be 'channels_last' or 'channels_first', got "
+                             f"{data_format!r}")
+        self.data_format = data_format or "channels_last"
         self.keepdims = bool(keepdims)
+        self._axis = 1 if self.data_format == "channels_last" else 2
 
     def build(self, input_shape):
         self.input_spec = InputSpec(ndim=3)
         self.built = True
 
     def compute_output_shape(self, input_shape):
-        n, _, c = input_shape
-        return (n, 1, c) if self.keepdims else (n, c)
+        shape = list(input_shape)
+        if self.keepdims:
+            shape[self._axis] = 1
+        else:
+            del shape[self._axis]
+        return tuple(shape)
 
     def get_config(self):
-        return {**super().get_config(), "data_format": "channels_last", "keepdims": self.keepdims}
+        return {**super().get_config(), "data_format": self.data_format, "keepdims": self.keepdims}
 
 
 class GlobalAveragePooling1D(_GlobalPooling1D):
@@ -153,10 +164,11 @@ class GlobalAveragePooling1D(_GlobalPooling1D):
         self.supports_masking = True
 
     def call(self, inputs, mask=None):
+        a = self._axis
         if mask is None:
-            return clnet.mean(inputs, 1, keepdim=self.keepdims)
-        w = mask.to(dtype=inputs.dtype).unsqueeze(-1)
-        return clnet.sum(inputs * w, 1, keepdim=self.keepdims) / clnet.sum(w, 1, keepdim=self.keepdims)
+            return clnet.mean(inputs, a, keepdim=self.keepdims)
+        w = mask.to(dtype=inputs.dtype).unsqueeze(-1 if a == 1 else 1)
+        return clnet.sum(inputs * w, a, keepdim=self.keepdims) / clnet.sum(w, a, keepdim=self.keepdims)
 
     def compute_mask(self, inputs, previous_mask=None):
         return None  # the steps axis is gone
@@ -164,7 +176,7 @@ class GlobalAveragePooling1D(_GlobalPooling1D):
 
 class GlobalMaxPooling1D(_GlobalPooling1D):
     def call(self, inputs):
-        return clnet.amax(inputs, 1, keepdim=self.keepdims)
+        return clnet.amax(inputs, self._axis, keepdim=self.keepdims)
 
 
 MaxPool2D, AvgPool2D, GlobalAvgPool2D, GlobalMaxPool2D = MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D, \

@@ -140,6 +140,8 @@ class _RNN(Layer):
         if not isinstance(x, clnet.Tensor) or x.ndim != 3:
             raise ValueError(f"Layer {self.name!r} expects inputs of shape (batch_size, timesteps, features), got "
                              f"{getattr(x, 'shape', type(x).__name__)}")
+        if not clnet.is_floating_point(x):  # one-hot bool or int sequences: Keras's ops promote them to floatx
+            x = x.to(clnet.float32)
         batch, steps = x.shape[0], x.shape[1]
         states = self._initial_states(initial_state, batch, x)
         if isinstance(mask, (list, tuple)):

@@ -26,23 +26,33 @@ def _functional_arguments(args, kwargs):
 _FUNCTIONAL_SUBCLASSES = {}
 
 
+def _functional_subclass(cls):
+    """CustomModel(inputs, outputs): a functional model that keeps the subclass's methods (made once per class)."""
+    sub = _FUNCTIONAL_SUBCLASSES.get(cls)
+    if sub is None:
+        sub = type(cls.__name__, (cls, Functional), {"__module__": cls.__module__, "__qualname__": cls.__qualname__})
+        _FUNCTIONAL_SUBCLASSES[cls] = sub
+    return sub
+
+
 class Model(Trainer, Layer):
     """Base of every Keras model; `keras.Model(inputs, outputs)` makes a functional model."""
 
     def __new__(cls, *args, **kwargs):
-        if _functional_arguments(args, kwargs) and not issubclass(cls, Functional):
+        # Model(inputs, outputs) is a functional model; so is CustomModel(inputs, outputs) when CustomModel keeps
+        # Model's __init__. A subclass with its own __init__ (VAE(encoder, decoder)) decides in Model.__init__,
+        # by what it passes to super().__init__ (as Keras does).
+        if (_functional_arguments(args, kwargs) and not issubclass(cls, Functional)
+                and (cls is Model or cls.__init__ is Model.__init__)):
             if cls is Model:
                 return object.__new__(Functional)
-            sub = _FUNCTIONAL_SUBCLASSES.get(cls)
-            if sub is None:  # CustomModel(inputs, outputs): a functional model that keeps the subclass's methods
-                sub = type(cls.__name__, (cls, Functional), {"__module__": cls.__module__,
-                                                             "__qualname__": cls.__qualname__})
-                _FUNCTIONAL_SUBCLASSES[cls] = sub
-            return Layer.__new__(sub, *args, **kwargs)
+            return Layer.__new__(_functional_subclass(cls), *args, **kwargs)
         return Layer.__new__(cls, *args, **kwargs)
 
     def __init__(self, *args, **kwargs):
-        if _functional_arguments(args, kwargs) and isinstance(self, Functional):
+        if _functional_arguments(args, kwargs):
+            if not isinstance(self, Functional):  # super().__init__(inputs, outputs) from a subclass's __init__
+                self.__class__ = _functional_subclass(type(self))
             Functional.__init__(self, *args, **kwargs)
             return
         if args:
