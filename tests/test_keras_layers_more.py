@@ -476,8 +476,8 @@ def test_sequence_model_of_new_layers_trains(device, rng, tmp_path):
 @pytest.mark.parametrize("cls", ["GlobalAveragePooling1D", "GlobalMaxPooling1D"])
 @pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
 @pytest.mark.parametrize("keepdims", [False, True])
-def test_global_pooling_1d_data_formats_match_keras(device, cls, data_format, keepdims):
-    real = pytest.importorskip("keras")
+def test_global_pooling_1d_data_formats_match_keras(device, real_keras, cls, data_format, keepdims):
+    real = real_keras
     x = np.random.default_rng(3).standard_normal((2, 5, 3)).astype(np.float32)
     want = real.ops.convert_to_numpy(getattr(real.layers, cls)(data_format=data_format, keepdims=keepdims)(x))
     layer = getattr(keras.layers, cls)(data_format=data_format, keepdims=keepdims)
