@@ -194,3 +194,26 @@ def test_functional_api_and_subclassed_model(device, rng):
     assert y.shape == (3, 2) and len(sub.trainable_variables) == 4
     sub.set_weights(model.get_weights())
     assert_close(sub(x), model(x).numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_torch_style_loop_over_model_parameters(device):
+    """Keras 3 on torch makes a model a Module: optim over model.parameters(), zero_grad(), loss.backward()."""
+    import clnet
+    inputs = keras.Input((5,))
+    outputs = keras.layers.Dense(3)(keras.layers.Dense(4, activation="relu")(inputs))
+    model = keras.Model(inputs, outputs)
+    params = list(model.parameters())
+    assert [id(p) for p in params] == [id(w) for w in model.weights] and len(params) == 4
+    assert [n for n, _ in model.named_parameters()][0].endswith("kernel")
+    opt = clnet.optim.SGD(model.parameters(), lr=0.1)
+    x = np.random.default_rng(0).standard_normal((8, 5)).astype(np.float32)
+    before = [w.numpy().copy() for w in model.weights]
+    loss = (model(x) ** 2).mean()
+    model.zero_grad()
+    loss.backward()
+    assert all(p.grad is not None for p in params)
+    opt.step()
+    for w, b, p in zip(model.weights, before, params):
+        np.testing.assert_allclose(w.numpy(), b - 0.1 * p.grad.numpy(), rtol=1e-5, atol=1e-6)
+    model.zero_grad()
+    assert all(p.grad is None for p in params)

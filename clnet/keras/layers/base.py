@@ -237,6 +237,23 @@ class Layer(Operation):
     trainable_variables = trainable_weights
     non_trainable_variables = non_trainable_weights
 
+    # --- the PyTorch face (Keras 3 on its torch backend makes every layer a torch.nn.Module) -----------
+    def parameters(self, recurse=True):
+        """Every variable (trainable ones require grad), for a clnet.optim optimizer: torch-style training
+        loops over Keras models (`optim.Adam(model.parameters())`, `model.zero_grad()`, `loss.backward()`)."""
+        return iter(self.weights if recurse else self._own_weights)
+
+    def named_parameters(self, prefix="", recurse=True):
+        for w in (self.weights if recurse else self._own_weights):
+            yield (f"{prefix}." if prefix else "") + w.path.replace("/", "."), w
+
+    def zero_grad(self, set_to_none=True):
+        for w in self.weights:
+            if set_to_none:
+                w.grad = None
+            elif w.grad is not None:
+                w.grad = clnet.zeros_like(w.grad)
+
     @property
     def trainable(self):
         return self._trainable
