@@ -487,3 +487,29 @@ def test_global_pooling_1d_data_formats_match_keras(device, real_keras, cls, dat
     symbolic = getattr(keras.layers, cls)(data_format=data_format, keepdims=keepdims)(keras.Input((5, 3)))
     assert tuple(symbolic.shape)[1:] == want.shape[1:]
     assert layer.get_config()["data_format"] == data_format
+
+
+@pytest.mark.parametrize("kwargs", [dict(filters=4, kernel_size=3),
+                                    dict(filters=2, kernel_size=3, strides=2, padding="same"),
+                                    dict(filters=2, kernel_size=4, strides=2, output_padding=1, activation="relu")],
+                         ids=["valid", "same_strided", "output_padding"])
+def test_conv1d_transpose_matches_keras(device, real_keras, kwargs):
+    """Keras's Conv1DTranspose (kernel (k, filters, in)): outputs, input and weight gradients, shapes, config."""
+    import torch
+    x = np.random.default_rng(5).standard_normal((2, 7, 3)).astype(np.float32)
+    ref = real_keras.layers.Conv1DTranspose(**kwargs)
+    xt = torch.tensor(x, requires_grad=True)
+    want = ref(xt)
+    want.sum().backward()
+    ours = layers.Conv1DTranspose(**kwargs)
+    ours(x)
+    ours.set_weights([w.detach().cpu().numpy() if hasattr(w, "detach") else np.asarray(w) for w in ref.get_weights()])
+    xc = clnet.tensor(x, requires_grad=True)
+    got = ours(xc)
+    got.sum().backward()
+    np.testing.assert_allclose(got.numpy(), want.detach().numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(xc.grad.numpy(), xt.grad.numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(ours.kernel.grad.numpy(), ref.kernel.value.grad.numpy(), rtol=1e-4, atol=1e-5)
+    assert tuple(layers.Conv1DTranspose(**kwargs)(keras.Input((7, 3))).shape) == (None,) + tuple(want.shape[1:])
+    again = layers.Conv1DTranspose.from_config(ours.get_config())
+    assert again.get_config() == ours.get_config()

@@ -1,8 +1,8 @@
 """keras.layers: the building blocks of Keras models, as thin shells over clnet ops."""
 from .base import Input, InputLayer, InputSpec, KerasTensor, Layer
 from .core import Activation, Dense, Dropout, Flatten, Lambda, ReLU, Rescaling, Reshape, Softmax
-from .conv import (Conv1D, Conv2D, Conv2DTranspose, Convolution1D, Convolution2DTranspose, DepthwiseConv2D,
-                   SeparableConv2D, SeparableConvolution2D)
+from .conv import (Conv1D, Conv1DTranspose, Conv2D, Conv2DTranspose, Convolution1D, Convolution2DTranspose,
+                   DepthwiseConv2D, SeparableConv2D, SeparableConvolution2D)
 from .pooling import (AveragePooling1D, AveragePooling2D, AvgPool1D, AvgPool2D, GlobalAveragePooling1D,
                       GlobalAveragePooling2D, GlobalAvgPool1D, GlobalAvgPool2D, GlobalMaxPool1D, GlobalMaxPool2D,
                       GlobalMaxPooling1D, GlobalMaxPooling2D, MaxPool1D, MaxPool2D, MaxPooling1D, MaxPooling2D)
@@ -25,7 +25,7 @@ LAYER_CLASSES = {cls.__name__: cls for cls in (
     InputLayer, Dense, Activation, Dropout, Flatten, ReLU, Reshape, Softmax, Conv2D, MaxPooling2D,
     AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D, BatchNormalization, Add, Average, Concatenate,
     Dot, Maximum, Minimum, Multiply, Subtract,
-    Conv1D, Conv2DTranspose, DepthwiseConv2D, SeparableConv2D, MaxPooling1D, AveragePooling1D,
+    Conv1D, Conv1DTranspose, Conv2DTranspose, DepthwiseConv2D, SeparableConv2D, MaxPooling1D, AveragePooling1D,
     GlobalAveragePooling1D, GlobalMaxPooling1D, UpSampling1D, UpSampling2D, ZeroPadding1D, ZeroPadding2D,
     Cropping1D, Cropping2D, Permute, RepeatVector, LeakyReLU, PReLU, ELU, Lambda, Rescaling, Normalization,
     LayerNormalization, RandomFlip, RandomRotation, RandomZoom,

@@ -301,8 +301,11 @@ class Conv2DTranspose(Layer):
                      for size, k, s, op, d in zip(hw, self.kernel_size, self.strides, ops, self.dilation_rate))
 
     def call(self, inputs):
+        return self._transpose_nhwc(inputs, self.kernel)
+
+    def _transpose_nhwc(self, inputs, kernel):
         x = _ops.to_nchw(inputs)
-        y = F.conv_transpose2d(x, self.kernel.permute(3, 2, 0, 1), None, self.strides, 0, 0, 1, self.dilation_rate)
+        y = F.conv_transpose2d(x, kernel.permute(3, 2, 0, 1), None, self.strides, 0, 0, 1, self.dilation_rate)
         for axis, want in zip((2, 3), self._out_sizes(x.shape[2:])):
             full = y.shape[axis]
             start = max(full - want, 0) // 2 if self.padding == "same" else 0
@@ -326,6 +329,48 @@ class Conv2DTranspose(Layer):
                 "data_format": "channels_last", "dilation_rate": list(self.dilation_rate),
                 "activation": activations.serialize(self.activation), "use_bias": self.use_bias,
                 **_weights_config(self, "kernel", "bias")}
+
+
+class Conv1DTranspose(Conv2DTranspose):
+    """Conv2DTranspose over (batch, steps, channels) with kernel (kernel_size, filters, in_channels), as Keras's:
+    run as the 2-D layer on a height of 1 (kernel height 1, stride 1), so both share one implementation."""
+
+    def __init__(self, filters, kernel_size, strides=1, padding="valid", output_padding=None, data_format=None,
+                 dilation_rate=1, **kwargs):
+        name = "Conv1DTranspose"
+        k = normalize_tuple(kernel_size, 1, "kernel_size", name)
+        st = normalize_tuple(strides, 1, "strides", name)
+        d = normalize_tuple(dilation_rate, 1, "dilation_rate", name)
+        if output_padding is not None:
+            output_padding = normalize_tuple(output_padding, 1, "output_padding", name)
+            if output_padding[0] >= st[0]:
+                raise ValueError(f"{name}: strides {st} must be greater than output_padding {output_padding}")
+            output_padding = (0,) + output_padding
+        super().__init__(filters, (1,) + k, (1,) + st, padding, output_padding, data_format, (1,) + d, **kwargs)
+
+    def build(self, input_shape):
+        channels = _check_rank(self, input_shape, 3, "batch, steps, channels")
+        self.kernel = self.add_weight(self.kernel_size[1:] + (self.filters, channels), self.kernel_initializer,
+                                      regularizer=self.kernel_regularizer, name="kernel")
+        self.bias = self.add_weight((self.filters,), self.bias_initializer, regularizer=self.bias_regularizer,
+                                    name="bias") if self.use_bias else None
+        self.input_spec = InputSpec(ndim=3, axes={-1: channels})
+        self.built = True
+
+    def call(self, inputs):
+        return self._transpose_nhwc(inputs.unsqueeze(1), self.kernel.unsqueeze(0)).squeeze(1)
+
+    def compute_output_shape(self, input_shape):
+        n, steps, _ = input_shape
+        return (n, self._out_sizes((1, steps))[1], self.filters)
+
+    def get_config(self):
+        config = super().get_config()
+        for key in ("kernel_size", "strides", "dilation_rate"):
+            config[key] = config[key][1:]
+        if config["output_padding"] is not None:
+            config["output_padding"] = config["output_padding"][1:]
+        return config
 
 
 def _depthwise_nchw(x, kernel, bias, strides, padding, dilation):
