@@ -11,7 +11,8 @@ whole steps, and the kernel rates alone mislead (issue 11: Intel's runtime moved
 faster than PoCL but ran the MLP step 2x slower); GEMM and c = a + b are kept beside it to explain it. The devices take
 turns repetition by repetition, so a busy machine slows them all alike.
 
-    python -m clnet.calibrate SPEC [SPEC...]      (run by backend/calibration.py in a child process)
+    python -m clnet.calibrate SPEC [SPEC...]            (run by backend/calibration.py in a child process)
+    python -m clnet.calibrate --store SPEC [SPEC...]    (the same, detached at first use: stores the scores)
 
 prints one JSON line per device: {"spec", "gemm_gflops", "add_gbps", "mlp_steps_s", "score"} or {"spec", "error"}.
 """
@@ -57,9 +58,22 @@ def measure(devices, quick: bool = False, reps: int = 9) -> dict:
 
 
 def main(argv) -> int:
-    quick = "--quick" in argv
-    devices = [get_device(spec) for spec in argv if not spec.startswith("--")]
-    for dev, result in measure(devices, quick=quick).items():
+    """Print one JSON line per device; with --store (the background measurement at first use), store the
+    results in the calibration file instead and remove its pending marker, even when measuring failed."""
+    quick, store = "--quick" in argv, "--store" in argv
+    try:
+        devices = [get_device(spec) for spec in argv if not spec.startswith("--")]
+        results = measure(devices, quick=quick)
+    except BaseException:
+        if store:
+            from .backend import calibration
+            calibration.pending_path().unlink(missing_ok=True)
+        raise
+    if store:
+        from .backend import calibration
+        calibration.store_results(results)
+        return 0
+    for dev, result in results.items():
         print(json.dumps(dict(spec=dev.spec, **result)), flush=True)
     return 0
 

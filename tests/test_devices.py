@@ -206,23 +206,37 @@ def test_measured_speed_ranks_cpu_implementations(monkeypatch, tmp_path):
     assert D.calibration_candidates([POCL, LLVMPIPE]) == []             # one contender: nothing to measure
 
 
-def test_default_is_measured_once_and_explained(fake_machine, monkeypatch, tmp_path):
+def test_default_is_measured_once_in_the_background_and_explained(fake_machine, monkeypatch, tmp_path):
+    """The first process does not wait for the measurement: it takes the fixed rule and starts a detached
+    child; once the scores are stored, the next choice follows them and nothing is measured again."""
     from clnet.backend import calibration
     monkeypatch.setenv("CLNET_CALIBRATE", "1")
     monkeypatch.setenv("CLNET_CACHE_DIR", str(tmp_path))
-    measured = []
-
-    def fake_measure(devs, quick=False, announce=True):
-        measured.append(list(devs))
-        for d, s in zip(devs, (3.0, 20.0)):
-            calibration._store(d, {"score": s, "gemm_gflops": s * 2, "add_gbps": s / 2})
-    monkeypatch.setattr(calibration, "measure", fake_measure)
+    started = []
+    monkeypatch.setattr(calibration, "start_in_background", lambda devs: started.append(list(devs)) or True)
     fake_machine([POCL, INTEL_CPU, LLVMPIPE])
-    assert D.default_device() is INTEL_CPU and measured == [[POCL, INTEL_CPU]]
+    assert D.default_device() is POCL and started == [[POCL, INTEL_CPU]]  # the fixed rule meanwhile
+    for d, s in zip((POCL, INTEL_CPU), (3.0, 20.0)):  # what the background child stores
+        calibration._store(d, {"score": s, "gemm_gflops": s * 2, "add_gbps": s / 2})
+    monkeypatch.setattr(D, "_DEFAULT", None)
+    assert D.default_device() is INTEL_CPU and len(started) == 1  # measured: the faster one, not measured again
     why = D.default_reason(INTEL_CPU)
     assert "fastest CPU implementation measured" in why and "GFLOP/s" in why
-    monkeypatch.setattr(D, "_DEFAULT", None)
-    assert D.default_device() is INTEL_CPU and len(measured) == 1  # kept: not measured again
+
+
+def test_background_measurement_starts_once_and_clears_its_marker(fake_machine, monkeypatch, tmp_path, capsys):
+    from clnet.backend import calibration
+    monkeypatch.setenv("CLNET_CACHE_DIR", str(tmp_path))
+    spawned = []
+    monkeypatch.setattr(os, "posix_spawn", lambda path, argv, env, **kw: spawned.append((argv, env, kw)) or 4242)
+    assert calibration.start_in_background([POCL, INTEL_CPU]) is True
+    argv, env, kw = spawned[0]
+    assert argv[-3:] == ["--store", POCL.spec, INTEL_CPU.spec] and env["CLNET_CALIBRATE"] == "0" and kw["setsid"]
+    assert calibration.pending_path().exists() and "in the background" in capsys.readouterr().err
+    assert calibration.start_in_background([POCL, INTEL_CPU]) is False and len(spawned) == 1  # one at a time
+    calibration.store_results({POCL: {"score": 2.0}, INTEL_CPU: {"error": "built nothing"}})
+    assert not calibration.pending_path().exists()
+    assert calibration.score(POCL) == 2.0 and calibration.score(INTEL_CPU) == 0.0
 
 
 def test_default_prefers_a_discrete_gpu(fake_machine):

@@ -4,7 +4,8 @@ Several OpenCL implementations can drive the one CPU (Debian's PoCL, the pip whe
 runtime). Which is fastest for clnet depends on the machine, so instead of a fixed vendor rule, the first
 time clnet must choose among two or more of them it times clnet's own kernels on each (clnet/calibrate.py,
 in a child process: a driver that crashes or hangs costs that child only, and the build child's
-protection is not needed there) and keeps the scores in cache_dir()/calibration.json, keyed like the
+protection is not needed there; at first use the child runs detached, in the background, and the first
+process takes the fixed rule) and keeps the scores in cache_dir()/calibration.json, keyed like the
 tuning file (device, driver, platform). Later runs read the file. `clnet tune` on a device drops that
 device's score (its kernels changed); `clnet devices --calibrate` measures again.
 
@@ -17,6 +18,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 from . import tuning_file
@@ -123,12 +125,59 @@ def _load() -> float | None:
         return None
 
 
+def pending_path() -> Path:
+    return cache_dir() / "calibration.pending"
+
+
+def start_in_background(devices) -> bool:
+    """Measure `devices` in a detached child process that stores the scores itself, so the first process on a
+    machine does not wait for it (timing three implementations builds clnet's kernels on each: 20-40 s). This
+    process goes on with the fixed rule; the next ones read the measured ranking. A marker file keeps other
+    processes from starting a second measurement while one runs (for TIMEOUT_S at most)."""
+    marker = pending_path()
+    try:
+        if time.time() - marker.stat().st_mtime < TIMEOUT_S:
+            return False
+    except OSError:
+        pass
+    try:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(str(os.getpid()))
+    except OSError:
+        return False  # an unwritable cache: measuring would be repeated by every process, so never measure
+    env = dict(os.environ, CLNET_CALIBRATE="0", CLNET_TUNING=os.environ.get("CLNET_TUNING", "1"))
+    root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join([root] + [p for p in [os.environ.get("PYTHONPATH")] if p])
+    cmd = [sys.executable, "-W", "ignore", "-m", "clnet.calibrate", "--store"] + [d.spec for d in devices]
+    devnull = os.open(os.devnull, os.O_RDWR)
+    try:  # posix_spawn, not Popen: nothing is left to wait for it (a Popen would warn at exit that it runs on)
+        os.posix_spawn(sys.executable, cmd, env, setsid=True,
+                       file_actions=[(os.POSIX_SPAWN_DUP2, devnull, fd) for fd in (0, 1, 2)])
+    except (OSError, AttributeError, TypeError):  # no posix_spawn (Windows): measure here, once
+        marker.unlink(missing_ok=True)
+        measure(devices)
+        return True
+    finally:
+        os.close(devnull)
+    print(f"clnet: timing {len(devices)} OpenCL implementations of this CPU in the background, to choose the "
+          f"fastest as the default device from the next run on (kept in {path()}; CLNET_DEVICE chooses one "
+          "yourself)", file=sys.stderr)
+    return True
+
+
+def store_results(results: dict) -> None:
+    """What a background measurement found ({device: entry}), stored; its marker removed."""
+    for dev, entry in results.items():
+        _store(dev, entry)
+    pending_path().unlink(missing_ok=True)
+
+
 def ensure(devices) -> None:
-    """Measure the devices among `devices` that have no stored score (when measuring is enabled)."""
+    """Start measuring the devices among `devices` that have no stored score (when measuring is enabled)."""
     if enabled():
         missing = [d for d in devices if score(d) is None]
         if missing:
-            measure(missing)
+            start_in_background(missing)
 
 
 def forget(device) -> None:

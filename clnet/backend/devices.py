@@ -613,7 +613,10 @@ def default_reason(dev: Device, devs: list[Device] | None = None) -> str:
                      else f"failed ({m['error'][:80]})"))
         return ("the fastest CPU implementation measured on this machine (" + "; ".join(fig(d) for d in ranked(contenders))
                 + f"; kept in {calibration.path()})")
-    return "ranked by rule: CPU implementations in the order PoCL >= 3.1, Intel, older PoCL, AMD, Mesa"
+    why = "ranked by rule: CPU implementations in the order PoCL >= 3.1, Intel, older PoCL, AMD, Mesa"
+    if dev in contenders and calibration.enabled() and calibration.pending_path().exists():
+        why += " (their speed is being measured in the background: the next runs choose by it)"
+    return why
 
 
 def would_be_default() -> Device | None:
