@@ -639,3 +639,18 @@ def test_load_weights_skip_mismatch(device, rng, tmp_path):
     for a, b in zip(other.layers[1].get_weights(), kept):
         np.testing.assert_array_equal(a, b)
     assert keras.models.load_model(tmp_path / "m.keras").count_params() == model.count_params()
+
+
+@needs_keras
+def test_multi_head_attention_files_cross_both_ways(device, rng, tmp_path):
+    """MultiHeadAttention is built from three shapes: its build config is Keras's {"shapes_dict": ...}."""
+    q, v = keras.Input((5, 8)), keras.Input((7, 6))
+    ours = keras.Model([q, v], keras.layers.MultiHeadAttention(num_heads=2, key_dim=4)(q, v))
+    x = [rng.standard_normal((2, 5, 8)).astype(np.float32), rng.standard_normal((2, 7, 6)).astype(np.float32)]
+    want = ours.predict(x, verbose=0)
+    ours.save(tmp_path / "ours.keras")
+    theirs = _quiet(REAL.models.load_model, tmp_path / "ours.keras")
+    np.testing.assert_allclose(np.asarray(theirs.predict(x, verbose=0)), want, rtol=1e-5, atol=1e-5)
+    theirs.save(tmp_path / "theirs.keras")
+    back = keras.models.load_model(tmp_path / "theirs.keras")
+    np.testing.assert_allclose(back.predict(x, verbose=0), want, rtol=1e-5, atol=1e-5)

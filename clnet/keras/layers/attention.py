@@ -146,10 +146,28 @@ class MultiHeadAttention(Layer):
             raise ValueError(f"All dimensions of `value` and `key`, except the last one, must be equal. Received: "
                              f"value_shape={tuple(value_shape)} and key_shape={tuple(key_shape)}")
 
+    def get_build_config(self):
+        """Keras's form for this layer ({"query_shape", "value_shape", "key_shape"}), so Keras 3 rebuilds it."""
+        shapes = self.__dict__.get("_built_shapes")
+        if shapes is None:
+            return super().get_build_config()
+        return {"shapes_dict": {name: list(shape) for name, shape in
+                                zip(("query_shape", "value_shape", "key_shape"), shapes)}}
+
+    def build_from_config(self, config):
+        shapes = (config or {}).get("shapes_dict") or config  # Keras writes {"shapes_dict": {...}}
+        if shapes and shapes.get("query_shape") is not None:
+            value = shapes.get("value_shape") or shapes["query_shape"]
+            self._maybe_build(_shape_tuple(shapes["query_shape"]), _shape_tuple(value),
+                              _shape_tuple(shapes.get("key_shape") or value))
+        else:
+            super().build_from_config(config)
+
     def build(self, query_shape, value_shape=None, key_shape=None):
         query_shape = _shape_tuple(query_shape)
         value_shape = query_shape if value_shape is None else _shape_tuple(value_shape)
         key_shape = value_shape if key_shape is None else _shape_tuple(key_shape)
+        self._built_shapes = (query_shape, value_shape, key_shape)
         self._check_shapes(query_shape, value_shape, key_shape)
         for what, shape in (("query", query_shape), ("value", value_shape), ("key", key_shape)):
             if shape[-1] is None:
