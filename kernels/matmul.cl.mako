@@ -24,6 +24,13 @@
 ##   by clnet.compiler (e.g. a ReLU's gradient mask): `r` is the value, e0.. are matrices read at the same
 ##   (m, n) (offset, row stride, unit column stride; extra arguments after `epi`), s0.. scalars.
 ##
+## ext: ("multi", body, nt, ns, c_store, outs): a fused elementwise group run after that epilogue (clnet.compiler's
+##   fuse_gemm_groups: e.g. an optimizer update of the weight whose gradient this GEMM makes, the gradient never
+##   reaching memory). body: expressions u0, u1, ... in r, e<i>, s<i> and earlier u<j>; c_store: the u<j> (or "r")
+##   stored into C, or None (C not stored); outs: the u<j> stored into o0, o1, ... (pointer, offset, row stride;
+##   unit column stride; extra arguments after the e's and s's). e/o pointers may alias (a value read then
+##   rewritten at the same element), so they are not restrict.
+##
 ## t: storage type, acc: accumulation type (float for half storage).
 #define EPI_BETA 1
 #define EPI_BIAS 2
@@ -34,13 +41,35 @@ ${acc} r_ = alpha * (${v});
             if (epi & EPI_BETA) r_ += beta * (${acc})${ld(t, c_ptr)};
             if (epi & EPI_BIAS) r_ += (${acc})${ld(t, "bias + bias_off + (" + n_expr + ")")};
             if (epi & EPI_RELU) r_ = r_ < (${acc})0 ? (${acc})0 : r_;
-% if ext:
-            r_ = ${ext_expr(ext, lambda i: "((%s)%s)" % (acc, ld(t, "e%d + e%d_off + (%s) * e%d_sm + (%s)" % (i, i, m_expr, i, n_expr))))};
-% endif
+% if ext and ext[0] == "multi":
+  % for j, body in enumerate(ext[1]):
+            const ${acc} u${j} = (${acc})(${ext_expr(body, lambda i: "((%s)%s)" % (acc, ld(t, "e%d + e%d_off + (%s) * e%d_sm + (%s)" % (i, i, m_expr, i, n_expr))))});
+  % endfor
+  % if ext[4] is not None:
+            ${st(t, c_ptr, ext_expr(ext[4], None))};
+  % endif
+  % for i, u in enumerate(ext[5]):
+            ${st(t, "o%d + o%d_off + (%s) * o%d_sm + (%s)" % (i, i, m_expr, i, n_expr), u)};
+  % endfor
+% else:
+  % if ext:
+            r_ = ${ext_expr(ext[0], lambda i: "((%s)%s)" % (acc, ld(t, "e%d + e%d_off + (%s) * e%d_sm + (%s)" % (i, i, m_expr, i, n_expr))))};
+  % endif
             ${st(t, c_ptr, "r_")};
+% endif
 </%def>\
 <%def name="ext_args()">\
-% if ext:
+% if ext and ext[0] == "multi":
+  % for i in range(ext[2]):
+    , __global const ${t} *e${i}, const int e${i}_off, const int e${i}_sm
+  % endfor
+  % for i in range(ext[3]):
+    , const ${acc} s${i}
+  % endfor
+  % for i in range(len(ext[5])):
+    , __global ${t} *o${i}, const int o${i}_off, const int o${i}_sm
+  % endfor
+% elif ext:
   % for i in range(ext[1]):
     , __global const ${t} *restrict e${i}, const int e${i}_off, const int e${i}_sm
   % endfor
@@ -53,10 +82,10 @@ ${acc} r_ = alpha * (${v});
 import re as _re
 
 
-def ext_expr(ext, load):
-    """ext's expression with r -> r_, e<i> -> load(i), s<i> kept (scalar arguments)"""
-    expr = _re.sub(r"\br\b", "r_", ext[0])
-    return _re.sub(r"\be(\d+)\b", lambda m: load(int(m.group(1))), expr)
+def ext_expr(expr, load):
+    """an ext expression with r -> r_, e<i> -> load(i), s<i> and u<j> kept (scalar arguments, temporaries)"""
+    expr = _re.sub(r"\br\b", "r_", expr)
+    return expr if load is None else _re.sub(r"\be(\d+)\b", lambda m: load(int(m.group(1))), expr)
 %>\
 <%!
 def vld(t, w, i, p):
@@ -141,7 +170,7 @@ __kernel void pack(const int rows, const int K,
 __kernel void gemm_cpu(const int M, const int N, const int K,
                        __global const ${t} *restrict A, const int a_off, const int a_sb, const int a_sm, const int a_sk,
                        __global const ${t} *restrict B, const int b_off, const int b_sb, const int b_sk, const int b_sn,
-                       __global ${t} *restrict C, const int c_off, const int c_sb, const int c_sm,
+                       __global ${t} *${"" if ext and ext[0] == "multi" else "restrict "}C, const int c_off, const int c_sb, const int c_sm,
                        __global const ${t} *restrict bias, const int bias_off,
                        const ${acc} alpha, const ${acc} beta, const int epi
 ${ext_args()}\
@@ -197,10 +226,22 @@ ${cpu_k_step(lambda v: gather(v, lambda j: "min(%d, last)" % j))}\
             if (epi & EPI_BETA) r_ = fma(be, ${vld(t, VW, v, "c + %d * c_sm" % r)}, r_);
             r_ += bi${v};
             if (epi & EPI_RELU) r_ = select(r_, (${vt})(0), r_ < (${vt})(0));
-  % if ext:
-            r_ = ${ext_expr(ext, lambda i: vld(t, VW, v, "e%d + e%d_off + (m0 + %d) * e%d_sm + n0" % (i, i, r, i)))};
-  % endif
+  % if ext and ext[0] == "multi":
+    % for j, body in enumerate(ext[1]):
+            const ${vt} u${j} = ${ext_expr(body, lambda i: vld(t, VW, v, "e%d + e%d_off + (m0 + %d) * e%d_sm + n0" % (i, i, r, i)))};
+    % endfor
+    % if ext[4] is not None:
+            ${vst(t, VW, ext_expr(ext[4], None), v, "c + %d * c_sm" % r)};
+    % endif
+    % for i, u in enumerate(ext[5]):
+            ${vst(t, VW, u, v, "o%d + o%d_off + (m0 + %d) * o%d_sm + n0" % (i, i, r, i))};
+    % endfor
+  % else:
+    % if ext:
+            r_ = ${ext_expr(ext[0], lambda i: vld(t, VW, v, "e%d + e%d_off + (m0 + %d) * e%d_sm + n0" % (i, i, r, i)))};
+    % endif
             ${vst(t, VW, "r_", v, "c + %d * c_sm" % r)};
+  % endif
         }
   % endfor
 % endfor
@@ -232,7 +273,7 @@ __kernel __attribute__((reqd_work_group_size(${RN}, ${RM}, 1)))
 void gemm_gpu(const int M, const int N, const int K,
               __global const ${t} *restrict A, const int a_off, const int a_sb, const int a_sm, const int a_sk,
               __global const ${t} *restrict B, const int b_off, const int b_sb, const int b_sk, const int b_sn,
-              __global ${t} *restrict C, const int c_off, const int c_sb, const int c_sm,
+              __global ${t} *${"" if ext and ext[0] == "multi" else "restrict "}C, const int c_off, const int c_sb, const int c_sm,
               __global const ${t} *restrict bias, const int bias_off,
               const ${acc} alpha, const ${acc} beta, const int epi
 ${ext_args()}\

@@ -26,6 +26,7 @@ from ..ops.matmul import GemmNote
 from .graph import Launch
 
 _INT_MAX = 2**31 - 1
+_I32 = np.dtype(np.int32)
 _VAR = re.compile(r"\bv(\d+)\b")
 _FUSABLE = {np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.int32), np.dtype(np.int64),
             np.dtype(np.bool_), np.dtype(np.uint8)}
@@ -233,6 +234,158 @@ def _with_epilogue(g, e, c_uses):
     return _Row(row)
 
 
+# --- GEMM groups: elementwise launches of a GEMM's result run in its epilogue, several stores --------------
+_F32 = np.dtype(np.float32)
+_LOGIC = re.compile(r"&&|\|\||![^=]|[<>]=?|==|!=")
+
+
+def _vector_safe(expr) -> bool:
+    """True when the expression computes the same in the CPU GEMM's vector lanes as in scalars: OpenCL C's
+    vector comparisons and logic give -1 for true (scalars 1), so only comparisons that are the condition of
+    a ternary (`c ? a : b`, a select either way) are taken."""
+    return len(_LOGIC.findall(expr)) <= expr.count("?")
+
+
+def _pattern2(a):
+    """(offset, (row stride, 1)) of a 2-D operand with unit column stride, or None."""
+    return a.pattern if len(a.strides) == 2 and a.strides[1] == 1 else None
+
+
+def _member_ok(ew, shape) -> bool:
+    return (ew.shape == shape and ew.ct == _F32 and ew.out_dtype == _F32 and ew.row.refresh is None
+            and all(a.dtype == _F32 for a in ew.ins if isinstance(a, _Access)) and _vector_safe(ew.expr)
+            and _pattern2(ew.out) is not None
+            and all(_pattern2(a) is not None for a in ew.ins if isinstance(a, _Access)))
+
+
+def fuse_gemm_groups(rows, internal) -> list:
+    """A float32 GEMM (batch 1) and the elementwise launches after it that use its result (or values made
+    from it) over the same [M, N] elements: one launch, the GEMM computing each element's group in its
+    epilogue and storing only what is visible or read elsewhere. E.g. a weight gradient, the SGD update
+    of the weight from it and the gradient's zeroing: the weight is updated where the gradient is made,
+    the gradient reaching memory only as the zeros `.grad` must hold; or a forward GEMM with its ReLU
+    when the backward needs both. Each member must be movable to the GEMM's place (_may_move_before),
+    read and write every buffer at one layout shared with the GEMM's output, and not write what the
+    GEMM reads (another work-item may still read it). Returns the rows left."""
+    i = 0
+    while i < len(rows):
+        g = rows[i]
+        i += 1
+        if g.gemm is None or g.gemm.Bt != 1 or np.dtype(g.gemm.dtype) != _F32:
+            continue
+        ext = (g.row.kernel.params or {}).get("ext") or ()
+        if ext and ext[0] == "multi":
+            continue
+        args = g.row.args
+        C = GemmNote.ARG_C
+        shape = (int(g.gemm.M), int(g.gemm.N))
+        c_key = id(args[C])
+        patterns = {c_key: (args[C + 1], (args[C + 3], 1))}
+        nt = ext[1] if ext else 0
+        for k in range(nt):
+            e_buf, e_off, e_sm = args[C + 9 + 3 * k:C + 12 + 3 * k]
+            if patterns.setdefault(id(e_buf), (e_off, (e_sm, 1))) != (e_off, (e_sm, 1)):
+                break
+        else:
+            gemm_reads = {id(args[GemmNote.ARG_A]), id(args[GemmNote.ARG_B]), id(args[GemmNote.ARG_BIAS])}
+            members, produced = [], {c_key}
+            for j in range(i, len(rows)):
+                e = rows[j]
+                if e.ew is None or not ((e.reads | e.writes) & produced) or not _member_ok(e.ew, shape):
+                    continue
+                accs = [a for a in e.ew.ins if isinstance(a, _Access)] + [e.ew.out]
+                if any(patterns.get(id(a.buf), a.pattern) != a.pattern for a in accs) or e.writes & gemm_reads:
+                    continue
+                if not _may_move_before(e, [x for x in rows[i:j] if x not in members]):
+                    continue
+                members.append(e)
+                produced |= e.writes
+                for a in accs:
+                    patterns.setdefault(id(a.buf), a.pattern)
+            if members:
+                new = _gemm_group(g, members, rows, internal, patterns)
+                if new is not None:
+                    rows[i - 1] = new
+                    rows = [r for r in rows if not any(r is m for m in members)]
+    return rows
+
+
+def _gemm_group(g, members, rows, internal, patterns):
+    """The GEMM row g computing its members in its epilogue (see fuse_gemm_groups), or None when it does
+    not build."""
+    args = list(g.row.args)
+    C = GemmNote.ARG_C
+    kern = g.row.kernel
+    ext = kern.params.get("ext") or ()
+    c_key = id(args[C])
+    e_args, e_index, scalars, body = [], {}, [], []
+    temps = {}
+
+    def load(buf, pattern):
+        key = (id(buf), pattern)
+        if key not in e_index:
+            e_index[key] = len(e_index)
+            e_args.extend([buf, pattern[0], pattern[1][0]])
+        return f"e{e_index[key]}"
+
+    if ext:   # the single expression fuse_epilogues gave it becomes the first member
+        nt, ns = ext[1], ext[2]
+        names_e = [load(args[C + 9 + 3 * k], (args[C + 10 + 3 * k], (args[C + 11 + 3 * k], 1))) for k in range(nt)]
+        names_s = []
+        for k in range(ns):
+            names_s.append(f"s{len(scalars)}")
+            scalars.append(args[C + 9 + 3 * nt + k])
+        expr = re.sub(r"\be(\d+)\b", lambda mo: names_e[int(mo.group(1))], ext[0])
+        body.append(re.sub(r"\bs(\d+)\b", lambda mo: names_s[int(mo.group(1))], expr))
+        temps[c_key] = "u0"
+    else:
+        temps[c_key] = "r"
+    for m in members:
+        ew = m.ew
+        names = []
+        for a in ew.ins:
+            if isinstance(a, _Access):
+                names.append(temps.get(id(a.buf)) or load(a.buf, a.pattern))
+            else:
+                names.append(f"s{len(scalars)}")
+                scalars.append(a)
+        body.append(_VAR.sub(lambda mo: names[int(mo.group(1))], ew.expr))
+        temps[id(ew.out.buf)] = f"u{len(body) - 1}"
+    outside = [r for r in rows if r is not g and not any(r is m for m in members)]
+    bufs = {c_key: args[C]}
+    for m in members:
+        bufs[id(m.ew.out.buf)] = m.ew.out.buf
+    c_store, outs, o_args = None, [], []
+    for key, name in temps.items():
+        if key in internal and not any(key in r.reads for r in outside):
+            continue
+        if key == c_key:
+            c_store = name
+        else:
+            pat = patterns[key]
+            outs.append(name)
+            o_args += [bufs[key], pat[0], pat[1][0]]
+    acc = np.dtype(args[C + 6].dtype)
+    n_e = len(e_index)
+    multi = ("multi", tuple(body), n_e, len(scalars), c_store, tuple(outs))
+    base = list(kern.arg_dtypes)[:C + 9]
+    arg_dtypes = base + [None, _I32, _I32] * n_e + [acc] * len(scalars) + [None, _I32, _I32] * len(outs)
+    params = dict(kern.params, ext=multi)
+    try:
+        new_kern = get_kernel(g.row.device, "matmul.cl.mako", kern.kernel_name, arg_dtypes=arg_dtypes, **params)
+        new_kern.built()
+    except KernelBuildError:
+        return None
+    new_args = args[:C + 9] + e_args + [acc.type(v) for v in scalars] + o_args
+    row = Launch(g.row.device, new_kern, g.row.global_size, g.row.local_size, new_args, None, g.row.op,
+                 g.row.phase, GemmNote(g.gemm.M, g.gemm.N, 1, g.gemm.dtype, None))
+    out = _Row(row)
+    out.gemm = None    # its epilogue is taken: no later pass fuses into it
+    out.reads = g.reads | set().union(*(m.reads for m in members))
+    out.writes = g.writes | set().union(*(m.writes for m in members))
+    return out
+
+
 # --- grouping -------------------------------------------------------------------------------------------
 class _Group:
     def __init__(self, index, row):
@@ -398,6 +551,7 @@ def run(graph, visible) -> dict:
     fold_constants(rows, internal)
     rows = eliminate_dead(rows, internal)
     rows = fuse_epilogues(rows, internal)
+    rows = fuse_gemm_groups(rows, internal)
     items = group(rows)
     new = []
     for it in items:
@@ -420,4 +574,4 @@ def _rewrite_single(r) -> Launch:
     return emit(g, [r], set(), set())
 
 
-__all__ = ["run", "fold_constants", "eliminate_dead", "group", "emit"]
+__all__ = ["run", "fold_constants", "eliminate_dead", "fuse_epilogues", "fuse_gemm_groups", "group", "emit"]
