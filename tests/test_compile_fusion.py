@@ -181,3 +181,107 @@ def test_buffer_planning_shares_dead_intermediates(device, rng):
     cf = clnet.compile(f)
     for _ in range(3):
         np.testing.assert_allclose(cf(x).numpy(), want, rtol=1e-5)
+
+
+# --- GEMM groups (fuse_gemm_groups): the elementwise launches using a GEMM's result run in its epilogue ------
+def _two_layer(device, rng, n=13, d_in=37, h=21, d_out=10, lr=1e-3):
+    """The lecture's step at small odd sizes (edge blocks in every GEMM), with numpy float64 twins."""
+    x, y = rng.standard_normal((n, d_in)), rng.standard_normal((n, d_out))
+    w1, w2 = rng.standard_normal((d_in, h)) * 0.3, rng.standard_normal((h, d_out)) * 0.3
+    t = {k: clnet.tensor(v.astype(np.float32), device=device, requires_grad=k in ("w1", "w2"))
+         for k, v in (("x", x), ("y", y), ("w1", w1), ("w2", w2))}
+
+    def step():
+        loss = (t["x"].mm(t["w1"]).clamp(min=0).mm(t["w2"]) - t["y"]).pow(2).sum()
+        loss.backward()
+        with clnet.no_grad():
+            t["w1"].sub_(lr * t["w1"].grad)
+            t["w2"].sub_(lr * t["w2"].grad)
+            t["w1"].grad.zero_()
+            t["w2"].grad.zero_()
+        return loss
+
+    ref = {"w1": w1.copy(), "w2": w2.copy()}
+
+    def numpy_step():
+        hh = x @ ref["w1"]
+        hr = np.maximum(hh, 0)
+        d = hr @ ref["w2"] - y
+        gy = 2 * d
+        g2 = hr.T @ gy
+        gh = (gy @ ref["w2"].T) * (hh >= 0)
+        g1 = x.T @ gh
+        ref["w1"] -= lr * g1
+        ref["w2"] -= lr * g2
+        return (d * d).sum()
+    return t, step, ref, numpy_step
+
+
+def test_gemm_groups_sgd_update_in_the_gradient_gemm(device, rng):
+    """Each weight's SGD update and .grad zeroing run in the epilogue of the GEMM making its gradient, the
+    forward ReLU beside its input, the loss's difference, square and gradient in the second GEMM: 6 launches
+    (20 eager); weights, .grad and losses equal numpy float64's and eager clnet's."""
+    t, step, ref, numpy_step = _two_layer(device, rng)
+    te, estep, _, _ = _two_layer(device, np.random.default_rng(int(rng.integers(1 << 30))))
+    for k in t:   # the eager twin from the same values
+        te[k] = clnet.tensor(t[k].numpy(), device=device, requires_grad=k in ("w1", "w2"))
+    report = explain(step)
+    kernels = [r.name for r in report["graph"].kernel_launches]
+    assert report["launches"] >= 18 and report["launches_after_passes"] <= 6, (report["launches"], kernels)
+    multi = [r for r in report["graph"].kernel_launches if (r.kernel.params or {}).get("ext", ())[:1] == ("multi",)]
+    assert len(multi) >= 3, kernels
+    cstep = clnet.compile(step)
+    # explain ran the step once more: numpy's and the eager twin's weights start from its result
+    ref["w1"], ref["w2"] = t["w1"].numpy().astype(np.float64), t["w2"].numpy().astype(np.float64)
+    for k in ("w1", "w2"):
+        with clnet.no_grad():
+            te[k].copy_(t[k])
+    for i in range(5):
+        got, want, eager = cstep().numpy(), numpy_step(), estep().numpy()
+        np.testing.assert_allclose(got, want, rtol=1e-4)
+        np.testing.assert_allclose(got, eager, rtol=1e-5)
+        for k in ("w1", "w2"):
+            np.testing.assert_allclose(t[k].numpy(), ref[k], rtol=1e-4, atol=1e-5)
+            np.testing.assert_allclose(t[k].numpy(), te[k].numpy(), rtol=1e-5, atol=1e-6)
+            np.testing.assert_array_equal(t[k].grad.numpy(), np.zeros(t[k].shape, np.float32))
+    assert cstep.stats.replays >= 3
+
+
+def test_gemm_groups_keep_what_outside_reads(device, rng):
+    """A GEMM's result read by fused members and by a later reduction is still stored, so is a member's
+    value read by a launch that stays outside (its other operand is written in between)."""
+    a = clnet.tensor(rng.standard_normal((9, 11)).astype(np.float32), device=device)
+    w = clnet.tensor(rng.standard_normal((11, 19)).astype(np.float32), device=device)
+    acc = clnet.tensor(rng.standard_normal((9, 19)).astype(np.float32), device=device)
+
+    def f():
+        h = a.mm(w)
+        acc.mul_(0.5)
+        u = h.tanh() * 2.0
+        acc.add_(h * h)
+        return h.sum(dim=0), u
+    a64, w64 = a.numpy().astype(np.float64), w.numpy().astype(np.float64)
+    acc64 = acc.numpy().astype(np.float64)
+    graph = explain(f)["graph"]
+    exts = [(r.kernel.params or {}).get("ext", ()) for r in graph.kernel_launches if r.name.startswith("gemm")]
+    assert exts and exts[0][:1] == ("multi",) and exts[0][4] == "r" and len(exts[0][5]) == 2, exts
+    acc64 = 0.5 * acc64 + (a64 @ w64) ** 2   # explain ran f once
+    cf = clnet.compile(f)
+    for _ in range(4):
+        s, u = cf()
+        h = a64 @ w64
+        acc64 = 0.5 * acc64 + h * h
+        np.testing.assert_allclose(s.numpy(), h.sum(0), rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(u.numpy(), np.tanh(h) * 2, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(acc.numpy(), acc64, rtol=1e-4, atol=1e-4)
+    assert cf.stats.replays >= 2 and cf.stats.launches_replayed <= 3, cf.stats
+
+
+def test_gemm_groups_vector_comparisons_left_out():
+    """OpenCL C's vector comparisons give -1 for true (scalars 1): a member using one as a value stays out
+    of the GEMM (whose CPU variant runs members on vectors); a ternary's condition is a select either way."""
+    from clnet.compiler.fusion import _vector_safe
+    assert _vector_safe("(v0 < v1 ? v1 : v0)") and _vector_safe("v0 * v1 + tanh(v0)")
+    assert _vector_safe("(v1 >= v2 ? v0 : 0)") and _vector_safe("(v0 != v1 ? v0 : v1)")
+    assert not _vector_safe("(v0 > v1) * v2") and not _vector_safe("v0 == v1")
+    assert not _vector_safe("(v0 > 0 ? v1 : 0) + (v0 < v1)") and not _vector_safe("!v0") and not _vector_safe("v0 && v1")

@@ -1420,6 +1420,8 @@ def _required():
                 dict(native=True, outs=lambda o: bool(o) and len(o) > 1)))
     for kern in ("gemm_cpu", "gemm_gpu"):
         req.append((f"{kern} with a fused epilogue (clnet.compile)", "matmul.cl.mako", dict(kernel=kern, ext=bool)))
+        req.append((f"{kern} with a fused elementwise group (clnet.compile)", "matmul.cl.mako",
+                    dict(kernel=kern, ext=lambda e: bool(e) and e[0] == "multi")))
     if any("grid2" in p for p in BUILT.get("elementwise.cl.mako", [])):  # the CPU 2-D range layout
         req += [(f"elementwise grid2 idx={i}", "elementwise.cl.mako", dict(grid2=True, idx=i)) for i in ("int", "long")]
     for layout in ("inner", "outer"):
@@ -1581,6 +1583,44 @@ def test_compiled_fusion_kernels(dev, variant):
     assert compiled.stats.replays == 1 and compiled.stats.launches_replayed < compiled.stats.launches_traced
     for a, e in zip(got, eager):
         close(a, e, rtol=1e-4, what="compiled step")
+
+
+# --- GEMM groups (clnet.compile's fuse_gemm_groups, the "multi" epilogue): fusedopt's section ---------------
+@pytest.mark.parametrize("variant", ["cpu", "gpu"])
+def test_compiled_gemm_group_epilogues(dev, variant):
+    """The lecture's step at odd sizes (edge blocks): SGD updates and .grad zeroing in the gradient GEMMs'
+    epilogues (e and o pointers on the same buffers), the forward ReLU stored beside its input, the loss
+    gradient with C not stored; weights equal numpy float64's."""
+    rng = np.random.default_rng(5)
+    x, y = rng.standard_normal((5, 9)), rng.standard_normal((5, 3))
+    w1, w2 = rng.standard_normal((9, 7)) * 0.3, rng.standard_normal((7, 3)) * 0.3
+    lr = 0.01
+    with profile_as(dev, matmul_variant=variant):
+        tx, ty = T(x.astype(np.float32)), T(y.astype(np.float32))
+        t1, t2 = T(w1.astype(np.float32), requires_grad=True), T(w2.astype(np.float32), requires_grad=True)
+
+        def step():
+            loss = (tx.mm(t1).clamp(min=0).mm(t2) - ty).pow(2).sum()
+            loss.backward()
+            with clnet.no_grad():
+                t1.sub_(lr * t1.grad)
+                t2.sub_(lr * t2.grad)
+                t1.grad.zero_()
+                t2.grad.zero_()
+            return loss
+        compiled = clnet.compile(step)
+        losses = [compiled().numpy() for _ in range(3)]
+        got1, got2 = t1.numpy(), t2.numpy()
+    assert compiled.stats.replays == 1 and compiled.stats.launches_replayed <= 6
+    for i in range(3):
+        h = x @ w1
+        d = np.maximum(h, 0) @ w2 - y
+        close(losses[i], (d * d).sum(), rtol=1e-4, what=f"loss {i}")
+        g2 = np.maximum(h, 0).T @ (2 * d)
+        g1 = x.T @ ((2 * d) @ w2.T * (h >= 0))
+        w1, w2 = w1 - lr * g1, w2 - lr * g2
+    close(got1, w1, rtol=1e-4, atol=1e-5, what="w1")
+    close(got2, w2, rtol=1e-4, atol=1e-5, what="w2")
 
 
 def test_zz_every_template_and_variant_ran(dev, request):
