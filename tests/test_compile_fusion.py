@@ -285,3 +285,91 @@ def test_gemm_groups_vector_comparisons_left_out():
     assert _vector_safe("(v1 >= v2 ? v0 : 0)") and _vector_safe("(v0 != v1 ? v0 : v1)")
     assert not _vector_safe("(v0 > v1) * v2") and not _vector_safe("v0 == v1")
     assert not _vector_safe("(v0 > 0 ? v1 : 0) + (v0 < v1)") and not _vector_safe("!v0") and not _vector_safe("v0 && v1")
+
+
+ADAM_FLAGS = [dict(), dict(weight_decay=0.1), dict(weight_decay=0.1, decoupled_weight_decay=True),
+              dict(maximize=True)]
+
+
+def _adam_numpy(w, g, m, v, t, lr, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.0, decoupled_weight_decay=False,
+                maximize=False):
+    """torch.optim.Adam's update in float64; returns (w, m, v)."""
+    g = -g if maximize else g
+    if weight_decay and decoupled_weight_decay:
+        w = w * (1 - lr * weight_decay)
+    elif weight_decay:
+        g = g + weight_decay * w
+    m = b1 * m + (1 - b1) * g
+    v = b2 * v + (1 - b2) * g * g
+    denom = np.sqrt(v) / np.sqrt(1 - b2 ** t) + eps
+    return w - lr / (1 - b1 ** t) * m / denom, m, v
+
+
+@pytest.mark.parametrize("flags", ADAM_FLAGS, ids=["plain", "l2", "adamw", "maximize"])
+def test_gemm_groups_adam_update_in_the_gradient_gemm(device, rng, monkeypatch, flags):
+    """Adam's update of a weight runs in the epilogue of the GEMM making its gradient (the step count and
+    bias corrections refreshed per replay): weight, .grad and state equal numpy float64's over 4 steps."""
+    monkeypatch.setattr(clnet.optim.Adam, "LARGE", 16)   # these small weights get launches of their own
+    x = rng.standard_normal((11, 13))
+    y = rng.standard_normal((11, 9))
+    w0 = rng.standard_normal((9, 13)) * 0.3
+    lin = clnet.nn.Linear(13, 9, bias=False).to(device)
+    with clnet.no_grad():
+        lin.weight.copy_(clnet.tensor(w0.astype(np.float32), device=device))
+    opt = clnet.optim.Adam(lin.parameters(), lr=1e-2, **flags)
+    tx, ty = (clnet.tensor(a.astype(np.float32), device=device) for a in (x, y))
+
+    def step():
+        opt.zero_grad()
+        loss = ((lin(tx) - ty) ** 2).sum()
+        loss.backward()
+        opt.step()
+        return loss
+    cstep = clnet.compile(step)
+    w, m, v = w0, np.zeros_like(w0), np.zeros_like(w0)
+    for t in range(1, 6):
+        got = cstep().numpy()
+        d = x @ w.T - y
+        g = 2 * d.T @ x
+        np.testing.assert_allclose(got, (d * d).sum(), rtol=1e-4)
+        w, m, v = _adam_numpy(w, g, m, v, t, 1e-2, **flags)
+        np.testing.assert_allclose(lin.weight.grad.numpy(), g, rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(lin.weight.numpy(), w, rtol=1e-4, atol=1e-5)
+        state = opt.state[lin.weight]
+        np.testing.assert_allclose(state["exp_avg"].numpy(), m, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(state["exp_avg_sq"].numpy(), v, rtol=1e-4, atol=1e-6)
+        assert state["step"] == t
+    assert cstep.stats.replays >= 2
+    report = explain(step)
+    fused = [r for r in report["graph"].kernel_launches if (r.kernel.params or {}).get("ext", ())[:1] == ("multi",)]
+    assert fused and not any(r.name == "adam_step" for r in report["graph"].kernel_launches), \
+        [r.name for r in report["graph"].kernel_launches]
+
+
+def test_gemm_groups_adam_mlp_equals_eager(device, rng, monkeypatch):
+    """A ReLU MLP with biases under Adam, compiled (weight updates in the gradient GEMMs, the small
+    parameters' update launch as traced) and eager from the same start: equal losses and parameters."""
+    monkeypatch.setattr(clnet.optim.Adam, "LARGE", 64)
+    x = clnet.tensor(rng.standard_normal((16, 12)).astype(np.float32), device=device)
+    y = clnet.tensor(rng.integers(0, 5, 16).astype(np.int64), device=device)
+
+    def make():
+        clnet.manual_seed(7)
+        model = clnet.nn.Sequential(clnet.nn.Linear(12, 24), clnet.nn.ReLU(), clnet.nn.Linear(24, 5)).to(device)
+        opt = clnet.optim.Adam(model.parameters(), lr=1e-2)
+
+        def step():
+            opt.zero_grad()
+            loss = clnet.nn.functional.cross_entropy(model(x), y)
+            loss.backward()
+            opt.step()
+            return loss
+        return model, step
+    em, estep = make()
+    cm, cstep = make()
+    cstep = clnet.compile(cstep)
+    for _ in range(5):
+        np.testing.assert_allclose(cstep().numpy(), estep().numpy(), rtol=1e-5, atol=1e-6)
+    for pe, pc in zip(em.parameters(), cm.parameters()):
+        np.testing.assert_allclose(pc.numpy(), pe.numpy(), rtol=1e-5, atol=1e-6)
+    assert cstep.stats.replays >= 2 and cstep.stats.launches_replayed < cstep.stats.launches_traced

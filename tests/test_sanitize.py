@@ -1623,6 +1623,42 @@ def test_compiled_gemm_group_epilogues(dev, variant):
     close(got2, w2, rtol=1e-4, atol=1e-5, what="w2")
 
 
+@pytest.mark.parametrize("variant", ["cpu", "gpu"])
+def test_compiled_gemm_adam_epilogue(dev, variant, monkeypatch):
+    """Adam (AdamW flags) in the epilogue of the GEMM making the weight's gradient, odd sizes: weight,
+    gradient and both moments stored from the epilogue; equal to numpy float64's over 3 steps."""
+    monkeypatch.setattr(clnet.optim.Adam, "LARGE", 16)
+    rng = np.random.default_rng(6)
+    x, y, w = rng.standard_normal((5, 9)), rng.standard_normal((5, 3)), rng.standard_normal((3, 9)) * 0.3
+    lr, wd = 0.01, 0.1
+    with profile_as(dev, matmul_variant=variant):
+        lin = clnet.nn.Linear(9, 3, bias=False).to(dev)
+        with clnet.no_grad():
+            lin.weight.copy_(T(w.astype(np.float32)))
+        opt = clnet.optim.AdamW(lin.parameters(), lr=lr, weight_decay=wd)
+        tx, ty = T(x.astype(np.float32)), T(y.astype(np.float32))
+
+        def step():
+            opt.zero_grad()
+            loss = ((lin(tx) - ty) ** 2).sum()
+            loss.backward()
+            opt.step()
+            return loss
+        compiled = clnet.compile(step)
+        for _ in range(3):
+            compiled()
+        got = lin.weight.numpy()
+    assert compiled.stats.replays == 1 and compiled.stats.launches_replayed < compiled.stats.launches_traced
+    m, v = np.zeros_like(w), np.zeros_like(w)
+    for t in range(1, 4):
+        g = 2 * (x @ w.T - y).T @ x
+        w = w * (1 - lr * wd)
+        m = 0.9 * m + 0.1 * g
+        v = 0.999 * v + 0.001 * g * g
+        w = w - lr / (1 - 0.9 ** t) * m / (np.sqrt(v) / np.sqrt(1 - 0.999 ** t) + 1e-8)
+    close(got, w, rtol=1e-4, atol=1e-5, what="AdamW weight")
+
+
 def test_zz_every_template_and_variant_ran(dev, request):
     """Every template in kernels/ was built, and each variant listed in _required() at least once."""
     _record_built()

@@ -23,6 +23,7 @@ from ..core.storage import TensorBase
 from ..errors import KernelBuildError
 from ..ops.elementwise import EwNote, _collapse, _use_grid2
 from ..ops.matmul import GemmNote
+from ..optim.optimizer import UpdateNote
 from .graph import Launch
 
 _INT_MAX = 2**31 - 1
@@ -99,6 +100,7 @@ class _Row:
         self.row = row
         self.ew = _Ew(row) if isinstance(row, Launch) and isinstance(row.note, EwNote) else None
         self.gemm = row.note if isinstance(row, Launch) and isinstance(row.note, GemmNote) else None
+        self.update = row.note if isinstance(row, Launch) and isinstance(row.note, UpdateNote) else None
         if self.ew is not None:
             self.reads, self.writes = self.ew.reads, self.ew.writes
         elif self.gemm is not None:
@@ -258,6 +260,44 @@ def _member_ok(ew, shape) -> bool:
             and all(_pattern2(a) is not None for a in ew.ins if isinstance(a, _Access)))
 
 
+def _update_accesses(u, shape, produced):
+    """The accesses of an optimizer update the GEMM epilogue can run (Adam without amsgrad, float32,
+    contiguous tensors of M*N elements, its gradient made by the GEMM group), or None."""
+    tensors = [u.param, u.grad] + u.states
+    if u.rule != "adam" or u.flags.get("amsgrad") or id(u.grad._buf) not in produced:
+        return None
+    if any(t.dtype != _F32 or not t.is_contiguous() or t.numel() != shape[0] * shape[1] for t in tensors):
+        return None
+    if len({id(t._buf) for t in tensors}) != len(tensors):
+        return None
+    return [_Access(t._buf, t.offset, (shape[1], 1), t.dtype) for t in tensors]
+
+
+def _update_body(u, temps, load, scalar, body):
+    """kernels/optim.cl.mako's Adam, operation by operation, as epilogue expressions; sets temps for the
+    parameter and state buffers."""
+    def new(expr):
+        body.append(expr)
+        return f"u{len(body) - 1}"
+    one_minus_b1, b2, one_minus_b2, eps, wd, decay, step_size, bc2_sqrt = (scalar(k) for k in range(8))
+    grad = temps[id(u.grad._buf)]
+    if u.flags.get("maximize"):
+        grad = new(f"-{grad}")
+    param = load(u.param)
+    if u.flags.get("weight_decay") and u.flags.get("decoupled"):
+        param = new(f"{param} * {decay}")
+    elif u.flags.get("weight_decay"):
+        grad = new(f"{grad} + {wd} * {param}")
+    ma, va = (load(t) for t in u.states)
+    m = new(f"{ma} + {one_minus_b1} * ({grad} - {ma})")
+    v = new(f"{va} * {b2} + {one_minus_b2} * {grad} * {grad}")
+    denom = new(f"sqrt({v}) / {bc2_sqrt} + {eps}")
+    p_new = new(f"{param} + (-{step_size}) * {m} / {denom}")
+    temps[id(u.param._buf)] = p_new
+    temps[id(u.states[0]._buf)] = m
+    temps[id(u.states[1]._buf)] = v
+
+
 def fuse_gemm_groups(rows, internal) -> list:
     """A float32 GEMM (batch 1) and the elementwise launches after it that use its result (or values made
     from it) over the same [M, N] elements: one launch, the GEMM computing each element's group in its
@@ -291,9 +331,14 @@ def fuse_gemm_groups(rows, internal) -> list:
             members, produced = [], {c_key}
             for j in range(i, len(rows)):
                 e = rows[j]
-                if e.ew is None or not ((e.reads | e.writes) & produced) or not _member_ok(e.ew, shape):
+                if e.update is not None:
+                    accs = _update_accesses(e.update, shape, produced)
+                    if accs is None:
+                        continue
+                elif e.ew is None or not ((e.reads | e.writes) & produced) or not _member_ok(e.ew, shape):
                     continue
-                accs = [a for a in e.ew.ins if isinstance(a, _Access)] + [e.ew.out]
+                else:
+                    accs = [a for a in e.ew.ins if isinstance(a, _Access)] + [e.ew.out]
                 if any(patterns.get(id(a.buf), a.pattern) != a.pattern for a in accs) or e.writes & gemm_reads:
                     continue
                 if not _may_move_before(e, [x for x in rows[i:j] if x not in members]):
@@ -320,6 +365,8 @@ def _gemm_group(g, members, rows, internal, patterns):
     c_key = id(args[C])
     e_args, e_index, scalars, body = [], {}, [], []
     temps = {}
+    bufs = {c_key: args[C]}
+    shape_n = g.gemm.N
 
     def load(buf, pattern):
         key = (id(buf), pattern)
@@ -340,7 +387,18 @@ def _gemm_group(g, members, rows, internal, patterns):
         temps[c_key] = "u0"
     else:
         temps[c_key] = "r"
+    refreshers = []   # (refresh, {its argument position: index among the fused kernel's scalars})
     for m in members:
+        if m.update is not None:
+            u = m.update
+            first = len(scalars)
+            scalars.extend(u.scalars)
+            _update_body(u, temps, lambda t: temps.get(id(t._buf)) or load(t._buf, (t.offset, (int(shape_n), 1))),
+                         lambda k: f"s{first + k}", body)
+            for t in [u.param] + u.states:
+                bufs[id(t._buf)] = t._buf
+            refreshers.append((m.row.refresh, {u.first_scalar + k: first + k for k in range(len(u.scalars))}))
+            continue
         ew = m.ew
         names = []
         for a in ew.ins:
@@ -352,9 +410,9 @@ def _gemm_group(g, members, rows, internal, patterns):
         body.append(_VAR.sub(lambda mo: names[int(mo.group(1))], ew.expr))
         temps[id(ew.out.buf)] = f"u{len(body) - 1}"
     outside = [r for r in rows if r is not g and not any(r is m for m in members)]
-    bufs = {c_key: args[C]}
     for m in members:
-        bufs[id(m.ew.out.buf)] = m.ew.out.buf
+        if m.ew is not None:
+            bufs[id(m.ew.out.buf)] = m.ew.out.buf
     c_store, outs, o_args = None, [], []
     for key, name in temps.items():
         if key in internal and not any(key in r.reads for r in outside):
@@ -377,7 +435,17 @@ def _gemm_group(g, members, rows, internal, patterns):
     except KernelBuildError:
         return None
     new_args = args[:C + 9] + e_args + [acc.type(v) for v in scalars] + o_args
-    row = Launch(g.row.device, new_kern, g.row.global_size, g.row.local_size, new_args, None, g.row.op,
+    first_scalar = C + 9 + 3 * n_e
+    refresh = None
+    if refreshers:
+        moved = [(fn, {old: first_scalar + k for old, k in where.items()}) for fn, where in refreshers]
+
+        def refresh():
+            out = {}
+            for fn, where in moved:   # each update's host step (its step count) runs once per replay
+                out.update({where[pos]: v for pos, v in fn().items() if pos in where})
+            return out
+    row = Launch(g.row.device, new_kern, g.row.global_size, g.row.local_size, new_args, refresh, g.row.op,
                  g.row.phase, GemmNote(g.gemm.M, g.gemm.N, 1, g.gemm.dtype, None))
     out = _Row(row)
     out.gemm = None    # its epilogue is taken: no later pass fuses into it

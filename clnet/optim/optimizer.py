@@ -34,6 +34,19 @@ class _Required:
 required = _Required()
 
 
+class UpdateNote:
+    """What a one-parameter update launch computes, for graph passes (given only while a trace records):
+    kernels/optim.cl.mako's `rule` with `flags` on param, grad and the state tensors (contiguous), its
+    scalar arguments (their values at trace time) from argument `first_scalar` on, refreshed per replay.
+    clnet.compiler can then run the update in the epilogue of the GEMM that makes the gradient."""
+
+    __slots__ = ("rule", "flags", "param", "grad", "states", "first_scalar", "scalars")
+
+    def __init__(self, rule, flags, param, grad, states, first_scalar, scalars):
+        self.rule, self.flags, self.param, self.grad = rule, dict(flags), param, grad
+        self.states, self.first_scalar, self.scalars = list(states), first_scalar, list(scalars)
+
+
 class Optimizer:
     """Base class: holds `param_groups` (dicts of params + options) and `state` (per parameter)."""
 
@@ -201,8 +214,12 @@ class Optimizer:
         kern = get_kernel(device, "optim.cl.mako", f"{self._rule}_step", arg_dtypes=arg_dtypes,
                           rule=self._rule, t=ctype(dtype), acc=ctype(acc), slots=slots,
                           states=list(names), **flags)
+        note = None
+        if dispatch.recording_active() and len(work) == 1 and not writeback and work[0][1] is params[0].grad:
+            note = UpdateNote(self._rule, flags, work[0][0], work[0][1], work[0][2], first_scalar, scalars)
         dispatch.launch(device, kern, (groups * wg,), (wg,), args,
-                        refresh=lambda: self._replayed_step(group, params, first_scalar), manages=(self.state,))
+                        refresh=lambda: self._replayed_step(group, params, first_scalar), manages=(self.state,),
+                        note=note)
         for p, target in writeback:
             copy_into(p, target)
         for p in params:
