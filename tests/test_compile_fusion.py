@@ -373,3 +373,40 @@ def test_gemm_groups_adam_mlp_equals_eager(device, rng, monkeypatch):
     for pe, pc in zip(em.parameters(), cm.parameters()):
         np.testing.assert_allclose(pc.numpy(), pe.numpy(), rtol=1e-5, atol=1e-6)
     assert cstep.stats.replays >= 2 and cstep.stats.launches_replayed < cstep.stats.launches_traced
+
+
+@pytest.mark.parametrize("flags", [dict(), dict(weight_decay=0.1), dict(maximize=True), dict(momentum=0.9)],
+                         ids=["plain", "l2", "maximize", "momentum"])
+def test_gemm_groups_sgd_optimizer_update(device, rng, monkeypatch, flags):
+    """clnet.optim.SGD without momentum runs in the gradient GEMM's epilogue (with momentum it stays a
+    launch of its own); weights equal numpy float64's either way."""
+    monkeypatch.setattr(clnet.optim.SGD, "LARGE", 16)
+    x, y = rng.standard_normal((11, 13)), rng.standard_normal((11, 9))
+    w = rng.standard_normal((9, 13)) * 0.3
+    lin = clnet.nn.Linear(13, 9, bias=False).to(device)
+    with clnet.no_grad():
+        lin.weight.copy_(clnet.tensor(w.astype(np.float32), device=device))
+    lr = 1e-2
+    opt = clnet.optim.SGD(lin.parameters(), lr=lr, **flags)
+    tx, ty = (clnet.tensor(a.astype(np.float32), device=device) for a in (x, y))
+
+    def step():
+        opt.zero_grad()
+        loss = ((lin(tx) - ty) ** 2).sum()
+        loss.backward()
+        opt.step()
+        return loss
+    cstep = clnet.compile(step)
+    buf = None
+    for _ in range(5):
+        cstep()
+        g = 2 * (x @ w.T - y).T @ x
+        g = -g if flags.get("maximize") else g
+        g = g + flags.get("weight_decay", 0.0) * w
+        if flags.get("momentum"):
+            buf = g if buf is None else 0.9 * buf + g
+            g = buf
+        w = w - lr * g
+        np.testing.assert_allclose(lin.weight.numpy(), w, rtol=1e-4, atol=1e-5)
+    names = [r.name for r in explain(step)["graph"].kernel_launches]
+    assert ("sgd_step" in names) == bool(flags.get("momentum")), names

@@ -264,7 +264,9 @@ def _update_accesses(u, shape, produced):
     """The accesses of an optimizer update the GEMM epilogue can run (Adam without amsgrad, float32,
     contiguous tensors of M*N elements, its gradient made by the GEMM group), or None."""
     tensors = [u.param, u.grad] + u.states
-    if u.rule != "adam" or u.flags.get("amsgrad") or id(u.grad._buf) not in produced:
+    if id(u.grad._buf) not in produced:
+        return None
+    if not ((u.rule == "adam" and not u.flags.get("amsgrad")) or (u.rule == "sgd" and not u.flags.get("momentum"))):
         return None
     if any(t.dtype != _F32 or not t.is_contiguous() or t.numel() != shape[0] * shape[1] for t in tensors):
         return None
@@ -274,11 +276,21 @@ def _update_accesses(u, shape, produced):
 
 
 def _update_body(u, temps, load, scalar, body):
-    """kernels/optim.cl.mako's Adam, operation by operation, as epilogue expressions; sets temps for the
-    parameter and state buffers."""
+    """kernels/optim.cl.mako's Adam or SGD (no momentum), operation by operation, as epilogue expressions;
+    sets temps for the parameter and state buffers."""
     def new(expr):
         body.append(expr)
         return f"u{len(body) - 1}"
+    if u.rule == "sgd":     # scalars: lr, momentum, 1 - dampening, weight_decay, first
+        lr, wd = scalar(0), scalar(3)
+        grad = temps[id(u.grad._buf)]
+        if u.flags.get("maximize"):
+            grad = new(f"-{grad}")
+        param = load(u.param)
+        if u.flags.get("weight_decay"):
+            grad = new(f"{grad} + {wd} * {param}")
+        temps[id(u.param._buf)] = new(f"{param} + (-{lr}) * {grad}")
+        return
     one_minus_b1, b2, one_minus_b2, eps, wd, decay, step_size, bc2_sqrt = (scalar(k) for k in range(8))
     grad = temps[id(u.grad._buf)]
     if u.flags.get("maximize"):
