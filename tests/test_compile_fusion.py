@@ -410,3 +410,35 @@ def test_gemm_groups_sgd_optimizer_update(device, rng, monkeypatch, flags):
         np.testing.assert_allclose(lin.weight.numpy(), w, rtol=1e-4, atol=1e-5)
     names = [r.name for r in explain(step)["graph"].kernel_launches]
     assert ("sgd_step" in names) == bool(flags.get("momentum")), names
+
+
+def test_powers_one_and_two_become_products(device, rng):
+    """pow(x, 1) and pow(x, 2) with a scalar exponent (the backward of t.pow(2) and t.pow(3)) are rewritten
+    (x, x * x): the gradient equals numpy float64's, negative and zero values included."""
+    a = rng.standard_normal((6, 8)).astype(np.float32)
+    a[0, :2] = [0.0, -0.0]
+    w = rng.standard_normal((8, 9)).astype(np.float32)
+    ta = clnet.tensor(a, device=device)
+    tw = clnet.tensor(w, device=device, requires_grad=True)
+
+    def f():
+        h = ta.mm(tw)
+        loss = h.pow(2).sum() + h.pow(3).sum() * 0.1
+        loss.backward()
+        with clnet.no_grad():
+            g = tw.grad * 1.0
+            tw.grad.zero_()
+        return loss, g
+    f()
+    traced = [getattr(r.note, "expr", "") or "" for r in clnet.compiler.trace(f)[0].launches]
+    assert sum(e.count("pow(") for e in traced) == 3, traced    # h ** 3; the backward's pow(h, 1), pow(h, 2)
+    graph = explain(f)["graph"]
+    src = " ".join(str((r.kernel.params or {}).get("ext", ())) + str((r.kernel.params or {}).get("body", ()))
+                   for r in graph.kernel_launches)
+    assert src.count("pow(") == 1, src                              # h ** 3 only
+    cf = clnet.compile(f)
+    h = a.astype(np.float64) @ w.astype(np.float64)
+    for _ in range(3):
+        loss, g = cf()
+        np.testing.assert_allclose(loss.numpy(), (h ** 2).sum() + 0.1 * (h ** 3).sum(), rtol=1e-4)
+        np.testing.assert_allclose(g.numpy(), a.T.astype(np.float64) @ (2 * h + 0.3 * h * h), rtol=1e-4, atol=1e-4)
