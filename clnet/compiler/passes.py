@@ -4,8 +4,9 @@ keeps results equal to eager execution (to float32 rounding).
     optimize(graph, visible)   runs them in order; `visible` holds the id() of every buffer something
                                outside the graph can see (inputs, outputs, captured tensors, .grad)
 
-fusion.py    constant folding of fills, dead-code elimination, elementwise fusion (one kernel per group), GEMM
-             epilogues
+fusion.py    constant folding of fills, pow(x, 1|2) as products, dead-code elimination, GEMM epilogues, GEMM
+             groups (the elementwise launches and Adam/SGD updates using a GEMM's result run in its epilogue:
+             a weight is updated where its gradient is made), elementwise fusion (one kernel per group)
 planning.py  buffer planning: internal buffers whose lifetimes do not overlap share memory
 """
 from __future__ import annotations
