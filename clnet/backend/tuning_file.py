@@ -52,6 +52,111 @@ def template_hash() -> str:
     return h.hexdigest()[:16]
 
 
+# Convolution entries (`clnet tune --conv`): per shape class (clnet.ops.conv_select.shape_class) and pass,
+# the algorithm and its register block; stamped with a hash of the conv kernels and modules.
+CONV_PASSES = ("forward", "grad_input", "grad_weight")
+CONV_ALGOS = ("direct", "im2col", "gemm", "winograd2", "winograd4")
+CONV_FIELDS = {"MR": 32, "NV": 8, "MO": 8, "MK": 8, "panels": 1}   # field: largest value
+
+
+def conv_template_hash() -> str:
+    """What conv entries mean depends on the conv kernels and on how the conv modules launch them."""
+    h = hashlib.sha256(f"{FORMAT}/{SCHEMA}/conv".encode())
+    for name in ("conv.cl.mako", "conv_gemm.cl.mako", "conv_winograd.cl.mako"):
+        h.update((kernel_dir() / name).read_bytes())
+    ops = Path(__file__).resolve().parents[1] / "ops"
+    for name in ("conv.py", "conv_gemm.py", "conv_select.py", "conv_winograd.py"):
+        if (ops / name).exists():
+            h.update((ops / name).read_bytes())
+    return h.hexdigest()[:16]
+
+
+def check_conv(entries) -> dict:
+    """{shape class: {pass: {"algo": name, block fields}}} type-checked; ValueError names what is wrong."""
+    if not isinstance(entries, dict):
+        raise ValueError(f"'conv' must be an object, got {type(entries).__name__}")
+    out = {}
+    for cls, passes in entries.items():
+        if not isinstance(passes, dict):
+            raise ValueError(f"conv entry {cls!r} is not an object")
+        out[str(cls)] = {}
+        for pass_, params in passes.items():
+            if pass_ not in CONV_PASSES:
+                raise ValueError(f"conv entry {cls!r}: unknown pass {pass_!r}")
+            if not isinstance(params, dict) or params.get("algo") not in CONV_ALGOS:
+                raise ValueError(f"conv entry {cls!r} {pass_}: 'algo' must be one of {CONV_ALGOS}")
+            for key, value in params.items():
+                if key == "algo":
+                    continue
+                top = CONV_FIELDS.get(key)
+                if top is None:
+                    raise ValueError(f"conv entry {cls!r} {pass_}: unknown parameter {key!r}")
+                if not (isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= top
+                        and (value >= 1 or key == "panels")):
+                    raise ValueError(f"conv entry {cls!r} {pass_}: {key} must be an integer in "
+                                     f"{0 if key == 'panels' else 1}..{top}, got {value!r}")
+            out[str(cls)][pass_] = dict(params)
+    return out
+
+
+_CONV_CACHE: dict = {}   # (file, mtime, size, device key) -> entries: conv2d looks up on every call
+
+
+def tuned_conv(device) -> dict:
+    """The device's conv entries ({} if none, stale, disabled or unusable; warns on damage). Cached until the
+    file changes."""
+    if not enabled():
+        return {}
+    file = path()
+    try:
+        st = file.stat()
+    except OSError:
+        return {}
+    key = (str(file), st.st_mtime_ns, st.st_size, device_key(device))
+    hit = _CONV_CACHE.get(key)
+    if hit is not None:
+        return hit
+    out = {}
+    try:
+        entry = read(file)["devices"].get(device_key(device))
+        if isinstance(entry, dict) and entry.get("conv_template") == conv_template_hash():
+            out = check_conv(entry.get("conv") or {})
+    except ValueError as err:
+        _warn(f"ignoring the tuning file {file}: {err}; shipped defaults apply "
+              "(run `clnet tune` again, or delete the file)")
+    _CONV_CACHE.clear()
+    _CONV_CACHE[key] = out
+    return out
+
+
+def store_conv(device, entries: dict, extra: dict | None = None) -> Path:
+    """Merge conv `entries` ({shape class: {pass: params}}) into `device`'s entry (other classes, the matmul
+    parameters and other devices stay); `extra`: measurements per class, kept beside them."""
+    with _WRITE_LOCK:
+        file = path()
+        try:
+            data = read(file)
+        except ValueError as err:
+            _warn(f"replacing the unusable tuning file {file}: {err}")
+            data = {"format": FORMAT, "schema": SCHEMA, "devices": {}}
+        entry = data["devices"].get(device_key(device))
+        if not isinstance(entry, dict):
+            entry = dict(device=device.name, driver=device.driver_version, platform=device.platform_name,
+                         template=template_hash(), params={})
+        conv = entry.get("conv") if entry.get("conv_template") == conv_template_hash() else None
+        conv = dict(conv) if isinstance(conv, dict) else {}
+        conv.update(check_conv(entries))
+        entry["conv"] = conv
+        entry["conv_template"] = conv_template_hash()
+        measured = entry.get("conv_measured") if isinstance(entry.get("conv_measured"), dict) else {}
+        measured.update(extra or {})
+        entry["conv_measured"] = {k: v for k, v in measured.items() if k in conv}
+        data["devices"][device_key(device)] = entry
+        file.parent.mkdir(parents=True, exist_ok=True)
+        _write(file, data)
+        return file
+
+
 def check_params(params) -> dict:
     """The tunable fields of `params`, type-checked; ValueError names what is wrong."""
     if not isinstance(params, dict):
@@ -151,8 +256,11 @@ def _store(device, params: dict, extra: dict | None, classes: dict) -> Path:
     except ValueError as err:
         _warn(f"replacing the unusable tuning file {file}: {err}")
         data = {"format": FORMAT, "schema": SCHEMA, "devices": {}}
+    old = data["devices"].get(device_key(device))
+    keep = {k: old[k] for k in ("conv", "conv_template", "conv_measured")
+            if isinstance(old, dict) and k in old}   # the conv entries outlive a matmul re-tune
     data["devices"][device_key(device)] = dict(
-        extra or {}, device=device.name, driver=device.driver_version, platform=device.platform_name,
+        extra or {}, **keep, device=device.name, driver=device.driver_version, platform=device.platform_name,
         template=template_hash(), params=check_params(params),
         **({"classes": {name: check_params(p) for name, p in classes.items()}} if classes else {}))
     file.parent.mkdir(parents=True, exist_ok=True)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 
+from ..backend import tuning_file
 from . import conv_gemm
 
 ALGOS = ("direct", "im2col", "gemm", "winograd2", "winograd4")
@@ -56,12 +57,45 @@ def _rule(device, g, pass_: str) -> str:
     return "direct"
 
 
-def choose(device, g, pass_: str, algo: str | None = None) -> str:
+def shape_class(g) -> str:
+    """The tuning file's key for g's convolution: kernel, stride, dilation, padding kind and, rounded up to
+    powers of two, the batch, channels in and out and output pixels (what decides between the algorithms and
+    their blocks). `clnet tune --conv` measures classes; conv2d looks its shape's class up."""
+    def up(v):
+        return 1 << max(0, int(v) - 1).bit_length()
+    same = "same" if (2 * g.PH, 2 * g.PW) == (g.DH * (g.KH - 1), g.DW * (g.KW - 1)) else f"p{g.PH}x{g.PW}"
+    return (f"k{g.KH}x{g.KW} s{g.SH}x{g.SW} d{g.DH}x{g.DW} {same} n{up(g.N)} c{up(g.C)} oc{up(g.OC)} "
+            f"px{up(g.OH * g.OW)}")
+
+
+def lookup(device, g, pass_: str, dtype=None):
+    """(algorithm, parameters) stored by `clnet tune` for g's shape class and this pass, or None (no entry,
+    a stale one, or CLNET_TUNING=0)."""
+    entry = tuning_file.tuned_conv(device).get(shape_class(g), {}).get(pass_)
+    if not entry:
+        return None
+    params = {k: v for k, v in entry.items() if k != "algo"}
+    return entry["algo"], (params or None)
+
+
+def choose(device, g, pass_: str, algo: str | None = None, dtype=None) -> str:
     """The algorithm for `pass_` of the convolution g on `device`: `algo` or CLNET_CONV_ALGO when given and
-    applicable, else the measured rule."""
+    applicable, else a tuned entry for g's shape class (`clnet tune`), else the measured rule."""
+    return plan(device, g, pass_, algo, dtype)[0]
+
+
+def plan(device, g, pass_: str, algo: str | None = None, dtype=None):
+    """(algorithm, kernel parameters or None) for `pass_`: as choose, plus the tuned register block of the
+    algorithm when the tuning file has one for g's shape class (None: the kernels' own defaults)."""
     forced = algo or os.environ.get("CLNET_CONV_ALGO") or None
     if forced is not None:
         if forced not in ALGOS:
             raise ValueError(f"conv2d: algo must be one of {ALGOS}, got {forced!r}")
-        return forced if applies(forced, g, pass_) else "direct"
-    return _rule(device, g, pass_)
+        if not applies(forced, g, pass_):
+            return "direct", None
+        tuned = lookup(device, g, pass_, dtype)
+        return forced, (tuned[1] if tuned and tuned[0] == forced else None)
+    tuned = lookup(device, g, pass_, dtype)
+    if tuned is not None and applies(tuned[0], g, pass_):
+        return tuned
+    return _rule(device, g, pass_), None
