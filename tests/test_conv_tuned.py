@@ -108,11 +108,31 @@ def test_wgrad_reads_strided_gradient(device, rng):
     small_gy = dev(gy[:1, :, :1])
     view = small_gy.expand(g.N, g.OC, g.OH, g.OW)
     rx, rw = ref_grads(x, wt, np.array(gy), 1, 1, 1)
-    share = {}
-    gx = conv_gemm.grad_input(view, dev(wt), g, share=share)
-    gw = conv_gemm.grad_weight(dev(x), view, g, share=share)
-    assert_close(gx, rx, rtol=1e-4, atol=1e-4 * np.abs(rx).max(), what="grad input, expanded gy")
-    assert_close(gw, rw, rtol=1e-4, atol=1e-4 * np.abs(rw).max(), what="grad weight, expanded gy")
+    for blk in (None, dict(MO=2, MK=3)):     # gradient panels (a small image's default), conv_wgrad_q
+        share = {}
+        gx = conv_gemm.grad_input(view, dev(wt), g, share=share)
+        gw = conv_gemm.grad_weight(dev(x), view, g, blk=blk, share=share)
+        assert_close(gx, rx, rtol=1e-4, atol=1e-4 * np.abs(rx).max(), what="grad input, expanded gy")
+        assert_close(gw, rw, rtol=1e-4, atol=1e-4 * np.abs(rw).max(), what=f"grad weight {blk}, expanded gy")
+
+
+def test_default_weight_gradient_kernel_by_image_size(device, rng, monkeypatch):
+    """Images above 128 pixels take conv_wgrad_q (sharing the input-gradient pass's pitched gy), smaller ones
+    the gradient panels; both give numpy's gradient."""
+    calls = []
+    monkeypatch.setattr(conv_gemm, "wgrad_q", lambda *a, **k: calls.append("q") or real_q(*a, **k))
+    monkeypatch.setattr(conv_gemm, "wgrad_s1", lambda *a, **k: calls.append("panels") or real_s1(*a, **k))
+    for hw, kind in ((8, "panels"), (12, "q")):
+        x, wt, gy, g = _setup(rng, (1, 2, hw, hw, 3, 3, 3, 1, 1, 1))
+        calls.clear()
+        gw = conv_gemm.grad_weight(clnet.tensor(x.astype(np.float32), device=device).detach(),
+                                   clnet.tensor(gy.astype(np.float32), device=device).detach(), g)
+        assert calls == [kind]
+        rw = ref_grads(x, wt, gy, 1, 1, 1)[1]
+        assert_close(gw, rw, rtol=1e-4, atol=1e-4 * np.abs(rw).max(), what=f"{hw}x{hw} grad weight")
+
+
+real_q, real_s1 = conv_gemm.wgrad_q, conv_gemm.wgrad_s1
 
 
 def test_blocks_float64(device, rng):

@@ -355,11 +355,15 @@ def grad_input(gy: TensorBase, w: TensorBase, g, blk=None, share=None) -> Tensor
 
 def grad_weight(x: TensorBase, gy: TensorBase, g, blk=None, share=None) -> TensorBase:
     """Weight gradient (OC, C, KH, KW). Stride 1: conv_wgrad_q (blk {"MO", "MK"}), reusing the input-gradient
-    pass's pitched gy from `share` when it has the right pitch, or conv_wgrad over gy's panels when a tuned
-    blk says {"panels": 1}. Strided: per phase, the stride-1 weight gradient of that phase's taps; the
+    pass's pitched gy from `share` when it has the right pitch, or conv_wgrad over gy's panels for images of
+    at most 128 pixels or when a tuned blk says {"panels": 1}. Strided: per phase, the stride-1 weight gradient of that phase's taps; the
     phases share one copy of the output gradient's panels (at the pitch of the widest phase)."""
     if (g.SH, g.SW) == (1, 1):
-        if blk and blk.get("panels"):
+        # small images: the flat positions of a plane are few vectors (8x8: 10 of 8 lanes, 64 useful) and
+        # the panels won (32x256x8x8 -> 256: 93 vs 121 ms); from 16x16 up conv_wgrad_q did (21 vs 24 ms,
+        # 64x3x32x32 -> 32: 6.3 vs 9.2 ms)
+        panels = blk.get("panels") if blk else g.OH * g.OW <= 128
+        if panels:
             return wgrad_s1(x, gy, g.KH, g.KW, g.DH, g.DW, g.PH, g.PW)
         return wgrad_q(x, gy, g.KH, g.KW, g.DH, g.DW, g.PH, g.PW, blk=blk, shared=(share or {}).get("gy"))
     s = g.SH
