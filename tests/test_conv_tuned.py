@@ -300,3 +300,19 @@ def test_conv_transpose_and_conv1d_use_the_selection(device, tuning_dir, rng):
     y1 = F.conv1d(clnet.tensor(x1, device=device), clnet.tensor(w1, device=device), padding=1)
     ref1 = torch.nn.functional.conv1d(torch.tensor(x1), torch.tensor(w1), padding=1).numpy()
     assert_close(y1, ref1, rtol=1e-4, atol=1e-4 * np.abs(ref1).max(), what="conv1d, tuned")
+
+
+def test_lookups_are_cached_and_see_other_processes_writes(device, tuning_dir, monkeypatch):
+    """conv2d looks up on every pass: the answer is kept, and a write by another process (the file changed
+    behind this one's back) is seen once RECHECK_S has passed."""
+    g = conv._Geom((2, 3, 6, 6), (4, 3, 3, 3), (1, 1), (1, 1), (1, 1))
+    cls = conv_select.shape_class(g)
+    tuning_file.store_conv(device, {cls: TUNED})
+    assert conv_select.plan(device, g, "forward") == ("gemm", dict(MR=3, NV=1))
+    data = json.loads(tuning_file.path().read_text())
+    data["devices"][tuning_file.device_key(device)]["conv"][cls]["forward"] = dict(algo="im2col")
+    tuning_file.path().write_text(json.dumps(data) + "\n\n")      # another process's write
+    monkeypatch.setattr(tuning_file, "RECHECK_S", 3600.0)
+    assert conv_select.plan(device, g, "forward") == ("gemm", dict(MR=3, NV=1))   # kept
+    monkeypatch.setattr(tuning_file, "RECHECK_S", 0.0)
+    assert conv_select.plan(device, g, "forward") == ("im2col", None)

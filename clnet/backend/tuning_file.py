@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import threading
+import time
 import warnings
 from pathlib import Path
 
@@ -99,33 +100,40 @@ def check_conv(entries) -> dict:
     return out
 
 
-_CONV_CACHE: dict = {}   # (file, mtime, size, device key) -> entries: conv2d looks up on every call
+_CONV_CACHE: dict = {}   # (device, CLNET_CACHE_DIR) -> (checked at, file signature, entries)
+RECHECK_S = 1.0          # how often conv2d's lookups look at the file again (stat) for another process's writes
 
 
 def tuned_conv(device) -> dict:
-    """The device's conv entries ({} if none, stale, disabled or unusable; warns on damage). Cached until the
-    file changes."""
+    """The device's conv entries ({} if none, stale, disabled or unusable; warns on damage). conv2d asks on
+    every pass, so the answer is kept and the file looked at again (stat) at most every RECHECK_S seconds;
+    this process's own writes (store_conv, forget) drop it at once."""
     if not enabled():
         return {}
+    now = time.monotonic()
+    key = (id(device), os.environ.get("CLNET_CACHE_DIR"))
+    hit = _CONV_CACHE.get(key)
+    if hit is not None and now - hit[0] < RECHECK_S:
+        return hit[2]
     file = path()
     try:
         st = file.stat()
+        sig = (str(file), st.st_mtime_ns, st.st_size)
     except OSError:
-        return {}
-    key = (str(file), st.st_mtime_ns, st.st_size, device_key(device))
-    hit = _CONV_CACHE.get(key)
-    if hit is not None:
-        return hit
+        sig = None
+    if hit is not None and hit[1] == sig:
+        _CONV_CACHE[key] = (now, sig, hit[2])
+        return hit[2]
     out = {}
-    try:
-        entry = read(file)["devices"].get(device_key(device))
-        if isinstance(entry, dict) and entry.get("conv_template") == conv_template_hash():
-            out = check_conv(entry.get("conv") or {})
-    except ValueError as err:
-        _warn(f"ignoring the tuning file {file}: {err}; shipped defaults apply "
-              "(run `clnet tune` again, or delete the file)")
-    _CONV_CACHE.clear()
-    _CONV_CACHE[key] = out
+    if sig is not None:
+        try:
+            entry = read(file)["devices"].get(device_key(device))
+            if isinstance(entry, dict) and entry.get("conv_template") == conv_template_hash():
+                out = check_conv(entry.get("conv") or {})
+        except ValueError as err:
+            _warn(f"ignoring the tuning file {file}: {err}; shipped defaults apply "
+                  "(run `clnet tune` again, or delete the file)")
+    _CONV_CACHE[key] = (now, sig, out)
     return out
 
 
@@ -154,6 +162,7 @@ def store_conv(device, entries: dict, extra: dict | None = None) -> Path:
         data["devices"][device_key(device)] = entry
         file.parent.mkdir(parents=True, exist_ok=True)
         _write(file, data)
+        _CONV_CACHE.clear()
         return file
 
 
@@ -275,6 +284,7 @@ def forget(device=None) -> bool:
 
 
 def _forget(device) -> bool:
+    _CONV_CACHE.clear()
     file = path()
     if device is None:
         try:
@@ -293,4 +303,5 @@ def _forget(device) -> bool:
 
 
 def _write(file: Path, data: dict) -> None:
+    _CONV_CACHE.clear()
     write_atomically(file, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode("utf-8"))

@@ -19,6 +19,7 @@ to `direct` where it does not (e.g. winograd for a 5x5 kernel).
 """
 from __future__ import annotations
 
+import functools
 import os
 
 from ..backend import tuning_file
@@ -58,20 +59,27 @@ def _rule(device, g, pass_: str) -> str:
 
 
 def shape_class(g) -> str:
+    return _shape_class(g.N, g.C, g.OC, g.OH * g.OW, g.KH, g.KW, g.SH, g.SW, g.PH, g.PW, g.DH, g.DW)
+
+
+@functools.lru_cache(maxsize=1024)
+def _shape_class(N, C, OC, pixels, KH, KW, SH, SW, PH, PW, DH, DW) -> str:
     """The tuning file's key for g's convolution: kernel, stride, dilation, padding kind and, rounded up to
     powers of two, the batch, channels in and out and output pixels (what decides between the algorithms and
     their blocks). `clnet tune --conv` measures classes; conv2d looks its shape's class up."""
     def up(v):
         return 1 << max(0, int(v) - 1).bit_length()
-    same = "same" if (2 * g.PH, 2 * g.PW) == (g.DH * (g.KH - 1), g.DW * (g.KW - 1)) else f"p{g.PH}x{g.PW}"
-    return (f"k{g.KH}x{g.KW} s{g.SH}x{g.SW} d{g.DH}x{g.DW} {same} n{up(g.N)} c{up(g.C)} oc{up(g.OC)} "
-            f"px{up(g.OH * g.OW)}")
+    same = "same" if (2 * PH, 2 * PW) == (DH * (KH - 1), DW * (KW - 1)) else f"p{PH}x{PW}"
+    return f"k{KH}x{KW} s{SH}x{SW} d{DH}x{DW} {same} n{up(N)} c{up(C)} oc{up(OC)} px{up(pixels)}"
 
 
 def lookup(device, g, pass_: str, dtype=None):
     """(algorithm, parameters) stored by `clnet tune` for g's shape class and this pass, or None (no entry,
     a stale one, or CLNET_TUNING=0)."""
-    entry = tuning_file.tuned_conv(device).get(shape_class(g), {}).get(pass_)
+    tuned = tuning_file.tuned_conv(device)
+    if not tuned:
+        return None
+    entry = tuned.get(shape_class(g), {}).get(pass_)
     if not entry:
         return None
     params = {k: v for k, v in entry.items() if k != "algo"}
