@@ -1,4 +1,5 @@
-"""Matmul autotuning: search the kernel parameters for one device, verify each candidate, keep the winner.
+"""Matmul and conv2d autotuning: search the kernel parameters for one device, verify each candidate, keep the
+winner (the conv part, tune_conv, is at the end: per shape class and pass, algorithm and register block).
 
 Why: the shipped defaults (profiles.TABLE) are one guess per vendor class; the fastest register block,
 work-group shape or tile differs between CPUs and GPUs of one class. `clnet tune` times candidates on a
@@ -411,6 +412,10 @@ def _say_load(device, log) -> None:
         "tune again on a quiet machine for a reliable winner" if busy else ""))
 
 
+class _NoMatmul(Exception):
+    pass
+
+
 def show(log=print) -> int:
     """Print the stored entries; returns how many there are."""
     file = tuning_file.path()
@@ -433,10 +438,14 @@ def show(log=print) -> int:
         params = entry.get("params") or {}
         try:
             checked = tuning_file.check_params(params)
+            if not checked:     # an entry `clnet tune --conv` made: conv choices only
+                raise _NoMatmul
             text = describe(checked) if set(checked) == set(tuning_file.TUNABLE) else str(checked)
             log(f"    {text}  measured {entry.get('date', '?')}"
                 + ("  (--quick: tiny shapes, a smoke test; run `clnet tune` for real figures)"
                    if entry.get("quick") else ""))
+        except _NoMatmul:
+            log("    matmul: not tuned (shipped defaults)")
         except ValueError as err:
             log(f"    unusable parameters: {err}")
         conv = entry.get("conv") or {}

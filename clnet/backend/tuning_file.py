@@ -1,4 +1,5 @@
-"""The user's tuned matmul parameters: one JSON file, cache_dir()/tuning.json, written by `clnet tune`.
+"""The user's tuned matmul parameters and conv2d choices: one JSON file, cache_dir()/tuning.json, written by
+`clnet tune` (conv entries per shape class and pass: store_conv / tuned_conv, with their own template hash).
 
 Why a file of its own: tuning costs minutes of measurement, so `clnet cache clear` (which drops rebuildable
 binaries) keeps it. Entries are keyed by device name + driver version + platform, and stamped with a hash

@@ -1,7 +1,10 @@
 """2-D convolution and pooling over NCHW tensors, with PyTorch's semantics and gradients.
 
 Each pass of a convolution (forward, input gradient, weight gradient) runs the algorithm that
-clnet.ops.conv_select picks for its shape and device (or the one `algo=` / CLNET_CONV_ALGO forces):
+clnet.ops.conv_select picks for its shape and device (or the one `algo=` / CLNET_CONV_ALGO forces, or the one
+`clnet tune` stored for its shape class). The input gradient is skipped when the input needs none (a first
+layer's images), as in PyTorch; the GEMM passes read the output gradient through its strides and share its
+padded copy between them:
     direct     the direct kernel below (kernels/conv.cl.mako): best on tiny problems (the digits model)
     im2col     column matrix + the tuned GEMM (kernels/conv.cl.mako im2col/col2im)
     gemm       implicit GEMM over zero-padded pitched planes (clnet.ops.conv_gemm); strided convolutions

@@ -6,10 +6,17 @@ of the register-blocked CPU GEMM without writing a column matrix. The three pass
 
     forward        conv_gemm over the padded input, bias and ReLU in the store
     grad input     conv_gemm over the output gradient padded by (K-1-P), weights flipped, channels swapped
-    grad weight    conv_wgrad: dot products of output-gradient planes (pitched like the input) with
-                   shifted input planes, the batch cut into splits added by a second launch
+    grad weight    conv_wgrad_q (stride 1, images above 128 pixels): a GEMM with the batch's flat positions
+                   as the long reduction, vectors along the positions, both operands read in place from
+                   pitched planes; the output gradient's planes are the copy the input-gradient pass made
+                   (clnet.ops.conv hands it over) when the pitches agree ("same" padding), so a training
+                   step pads the output gradient once. Otherwise conv_wgrad: the output gradient transposed
+                   into channel panels, dot products with shifted input planes. Either way the batch is cut
+                   into splits added afterwards when the taps and channels give too few work-items.
 
-Only stride 1 (any padding and dilation) goes through here; clnet.ops.conv chooses when.
+Strided convolutions run as sums of their stride-1 phase convolutions. The output gradient is read through
+its strides (y.sum().backward()'s stride-0 gradient is never copied into a contiguous tensor). Register
+blocks: the defaults below, or the ones `clnet tune` stored for the shape class (`blk`, conv_select.plan).
 """
 from __future__ import annotations
 
@@ -41,9 +48,10 @@ def block(dev, dtype, M=64, OW=0, blk=None):
     """(MR, NR, VW) of conv_gemm for M output channels and rows of OW outputs.
 
     blk: a tuned {"MR", "NV"} (NR = NV vectors), used as given. Otherwise cpu_block, with MR cut to M for
-    fewer channels (3-channel input gradient, 64x3x32x32 -> 32: MR 3 10.6 ms, 4 12.1 ms), and NR narrowed to a multiple of VW that divides OW when the default
-    would make tiles cross rows (OW=32 with NR=24: three of four tiles took the element-wise edge store;
-    NR=16 with MR raised to keep the accumulators)."""
+    fewer channels (3-channel input gradient, 64x3x32x32 -> 32: MR 3 10.6 ms, 4 12.1 ms), and NR narrowed
+    to a multiple of VW that divides OW when the default would make tiles cross rows (OW=32 with NR=24:
+    three of four tiles took the element-wise edge store; NR=16 instead, MR raised to keep the accumulators
+    where that wastes no rows)."""
     mr, nr, vw = cpu_block(dev.profile, dtype, 64, 64)
     if blk:
         return int(blk["MR"]), int(blk["NV"]) * vw, vw
@@ -360,8 +368,9 @@ def grad_input(gy: TensorBase, w: TensorBase, g, blk=None, share=None) -> Tensor
 def grad_weight(x: TensorBase, gy: TensorBase, g, blk=None, share=None) -> TensorBase:
     """Weight gradient (OC, C, KH, KW). Stride 1: conv_wgrad_q (blk {"MO", "MK"}), reusing the input-gradient
     pass's pitched gy from `share` when it has the right pitch, or conv_wgrad over gy's panels for images of
-    at most 128 pixels or when a tuned blk says {"panels": 1}. Strided: per phase, the stride-1 weight gradient of that phase's taps; the
-    phases share one copy of the output gradient's panels (at the pitch of the widest phase)."""
+    at most 128 pixels or when a tuned blk says {"panels": 1}. Strided: per phase, the stride-1 weight
+    gradient of that phase's taps; the phases share one copy of the output gradient's panels (at the pitch
+    of the widest phase)."""
     if (g.SH, g.SW) == (1, 1):
         # small images: the flat positions of a plane are few vectors (8x8: 10 of 8 lanes, 64 useful) and
         # the panels won (32x256x8x8 -> 256: 93 vs 121 ms); from 16x16 up conv_wgrad_q did (21 vs 24 ms,

@@ -13,9 +13,13 @@ over the whole batch). The algorithms:
     winograd4  Winograd F(4x4, 3x3): 4x fewer multiplications, transforms with larger constants
                (relative error ~1e-6 in float32 on random data, against ~1e-7 for the others)
 
-`choose(device, geom, pass_)` applies the rules below (measured on PoCL CPUs, see BENCHMARKS.md "Convolution");
-CLNET_CONV_ALGO=<name> (or conv2d(..., algo=<name>)) forces one algorithm wherever it applies, falling back
-to `direct` where it does not (e.g. winograd for a 5x5 kernel).
+`plan(device, geom, pass_)` gives (algorithm, register block): CLNET_CONV_ALGO=<name> (or conv2d(...,
+algo=<name>)) forces one algorithm wherever it applies, falling back to `direct` where it does not (e.g.
+winograd for a 5x5 kernel); else the entry `clnet tune` stored for the convolution's shape class
+(shape_class; clnet.tune.tune_conv, backend/tuning_file.py; ignored with CLNET_TUNING=0); else the rules
+below (measured on PoCL CPUs, see BENCHMARKS.md "Convolution") with the kernels' default blocks.
+`choose` is plan's algorithm. conv1d and the transposed convolutions run conv2d's passes, so all of this
+applies to them too.
 """
 from __future__ import annotations
 
