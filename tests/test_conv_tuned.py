@@ -64,8 +64,16 @@ def _setup(rng, case, dtype=np.float32):
     return x, wt, gy, g
 
 
-@pytest.mark.parametrize("blk", GEMM_BLOCKS, ids=lambda b: f"MR{b['MR']}NV{b['NV']}")
-@pytest.mark.parametrize("case", simulator_subset(CASES, keep={0}), ids=IDS)
+# every case with two blocks, every block with two or three cases (builds are what costs on slow devices)
+GEMM_RUNS = [(CASES[i], GEMM_BLOCKS[(i + j) % len(GEMM_BLOCKS)]) for i in range(len(CASES)) for j in (0, 1)]
+WGRAD_RUNS = [(CASES[i], WGRAD_BLOCKS[(i + j) % len(WGRAD_BLOCKS)]) for i in range(len(CASES)) for j in (0, 2)]
+
+
+def _run_ids(runs):
+    return [f"{IDS[CASES.index(c)]}-" + "-".join(f"{k}{v}" for k, v in b.items()) for c, b in runs]
+
+
+@pytest.mark.parametrize("case,blk", simulator_subset(GEMM_RUNS, keep={0, 1}, unpack=True), ids=_run_ids(GEMM_RUNS))
 def test_gemm_blocks_match_numpy(device, rng, case, blk):
     """Forward and input gradient of the implicit GEMM with each register block, against float64."""
     x, wt, gy, g = _setup(rng, case)
@@ -80,8 +88,7 @@ def test_gemm_blocks_match_numpy(device, rng, case, blk):
         assert_close(gx, rx, rtol=1e-4, atol=1e-4 * np.abs(rx).max(), what=f"grad input {blk}")
 
 
-@pytest.mark.parametrize("blk", WGRAD_BLOCKS, ids=lambda b: "-".join(f"{k}{v}" for k, v in b.items()))
-@pytest.mark.parametrize("case", simulator_subset(CASES, keep={0}), ids=IDS)
+@pytest.mark.parametrize("case,blk", simulator_subset(WGRAD_RUNS, keep={0, 1}, unpack=True), ids=_run_ids(WGRAD_RUNS))
 def test_wgrad_blocks_match_numpy(device, rng, case, blk):
     """Weight gradient by conv_wgrad_q with each block (and by the gradient panels), alone and reusing the
     input-gradient pass's pitched gy, against float64."""
@@ -204,7 +211,8 @@ def test_stored_entries_are_used_and_gradcheck(device, tuning_dir):
 
 def test_tune_conv_writes_entries_that_choose_honours(device, tuning_dir):
     shape = small(device, tune.ConvShape(2, 3, 8, 8, 8), tune.ConvShape(1, 2, 5, 5, 3))
-    entries = tune.tune_conv(device, shapes=[shape], reps=1, budget=small(device, 60, 20), log=lambda *a: None)
+    entries = tune.tune_conv(device, shapes=[shape], quick=True, reps=1, budget=small(device, 60, 20),
+                             log=lambda *a: None)
     g = shape.geom()
     cls = conv_select.shape_class(g)
     assert set(entries[cls]) == set(conv_select.PASSES)
@@ -233,7 +241,7 @@ def test_tune_conv_rejects_wrong_candidates(device, tuning_dir, monkeypatch):
     monkeypatch.setattr(tune, "_conv_run", skewed)
     shape = tune.ConvShape(1, 3, 5, 5, 4)
     out = []
-    entries = tune.tune_conv(device, shapes=[shape], reps=1, store=False, log=out.append)
+    entries = tune.tune_conv(device, shapes=[shape], quick=True, reps=1, store=False, log=out.append)
     assert any("REJECTED: wrong result" in line for line in out)
     for params in entries[conv_select.shape_class(shape.geom())].values():
         assert not (params["algo"] == "gemm" and len(params) > 1), params
