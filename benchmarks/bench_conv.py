@@ -10,6 +10,10 @@ taken against the faster of the two.
     python benchmarks/bench_conv.py --sweep                # + a VGG/ResNet-style sweep of layer shapes
     python benchmarks/bench_conv.py --shapes 32,64,32,64,3 --passes fwd,bwd   # N,C,HW,K,kernel[,stride]
     python benchmarks/bench_conv.py --algo direct,auto     # several clnet algorithms side by side
+    python benchmarks/bench_conv.py --per-pass             # forward, grad input, grad weight timed apart
+
+--per-pass times each pass alone with the algorithm (and tuned block) clnet picks for it, beside PyTorch's
+conv2d, torch.nn.grad.conv2d_input and conv2d_weight, on fresh random gradients (not y.sum()'s).
 """
 from __future__ import annotations
 
@@ -91,6 +95,40 @@ def case(device, torch, shape, passes, algos, reps, rng):
     return med, max(errs)
 
 
+def per_pass(device, torch, shape, reps, rng):
+    """{pass: (clnet ms, best torch ms, clnet's algorithm)} of one shape, each pass timed alone."""
+    from clnet.ops import conv, conv_gemm, conv_select
+    from clnet.tune import describe_conv
+    n, c, hw, k, ks, stride = shape
+    pad = ks // 2
+    x = rng.standard_normal((n, c, hw, hw), dtype=np.float32)
+    w = (rng.standard_normal((k, c, ks, ks)) / np.sqrt(c * ks * ks)).astype(np.float32)
+    g = conv._Geom(x.shape, w.shape, (stride, stride), (pad, pad), (1, 1))
+    gy = rng.standard_normal((n, k, g.OH, g.OW), dtype=np.float32)
+    cx, cw, cgy = (clnet.tensor(a, device=device).detach() for a in (x, w, gy))
+    tx, tw, tgy = (torch.from_numpy(a) for a in (x, w, gy))
+    F = torch.nn.functional
+    out = {}
+    for pass_ in ("forward", "grad_input", "grad_weight"):
+        algo, blk = conv_select.plan(device, g, pass_, dtype=cx.dtype)
+
+        def run(pass_=pass_, algo=algo, blk=blk):
+            if pass_ == "forward":
+                conv_gemm.forward(cx, cw, None, g, blk=blk) if algo == "gemm" else conv._FORWARD[algo](cx, cw, None, g)
+            elif pass_ == "grad_input":
+                conv_gemm.grad_input(cgy, cw, g, blk=blk) if algo == "gemm" else conv._GRAD_INPUT[algo](cgy, cw, g)
+            else:
+                conv_gemm.grad_weight(cx, cgy, g, blk=blk) if algo == "gemm" else conv._GRAD_WEIGHT[algo](cx, cgy, g)
+            device.synchronize()
+        t = {"forward": lambda: F.conv2d(tx, tw, padding=pad, stride=stride),
+             "grad_input": lambda: torch.nn.grad.conv2d_input(tx.shape, tw, tgy, stride=stride, padding=pad),
+             "grad_weight": lambda: torch.nn.grad.conv2d_weight(tx, tw.shape, tgy, stride=stride, padding=pad)}[pass_]
+        times = alternate({"clnet": run, "torch": t, "torch1": t}, reps, warmup=1, torch=torch)
+        med = {name: median(v) * 1e3 for name, v in times.items()}
+        out[pass_] = (med["clnet"], min(med["torch"], med["torch1"]), describe_conv(algo, blk))
+    return out
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default=None)
@@ -98,6 +136,7 @@ def main(argv=None):
     ap.add_argument("--sweep", action="store_true", help="also time the VGG/ResNet-style sweep")
     ap.add_argument("--shapes", default=None, help="N,C,HW,K,kernel[,stride] cases separated by ';'")
     ap.add_argument("--passes", default="fwd,bwd", help="fwd or fwd,bwd")
+    ap.add_argument("--per-pass", action="store_true", help="time forward, grad input and grad weight apart")
     ap.add_argument("--algo", default="default", help="clnet conv algorithms, comma-separated "
                                                       "(default = clnet's own choice)")
     args = ap.parse_args(argv)
@@ -112,6 +151,17 @@ def main(argv=None):
     passes = args.passes.split(",")
     algos = args.algo.split(",")
     rng = np.random.default_rng(0)
+    if args.per_pass:
+        rows = []
+        for shape in shapes:
+            for pass_, (ms, tms, algo) in per_pass(device, torch, shape, args.reps, rng).items():
+                rows.append({"N,C,HW,K,k,s": ",".join(map(str, shape)), "pass": pass_, "clnet algo": algo,
+                             "clnet ms": ms, "torch ms": tms, "clnet/torch": ms / tms})
+                print(f"  {rows[-1]['N,C,HW,K,k,s']} {pass_}: {algo} {ms:.2f} ms, torch {tms:.2f} ms", flush=True)
+        print(f"\nmedians of {args.reps}; torch = the faster of its 1- and {os.cpu_count()}-thread runs")
+        table(rows, ["N,C,HW,K,k,s", "pass", "clnet algo", "clnet ms", "torch ms", "clnet/torch"],
+              {"clnet ms": "{:.2f}", "torch ms": "{:.2f}", "clnet/torch": "{:.2f}"})
+        return
     rows = []
     for shape in shapes:
         med, err = case(device, torch, shape, passes, algos, args.reps, rng)

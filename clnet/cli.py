@@ -415,12 +415,18 @@ def cmd_tune(args) -> int:
         return 1
     try:
         shapes = [tune.Shape.parse(s) for s in args.shapes.split(",")] if args.shapes else None
+        conv = [tune.ConvShape.parse(s) for s in args.conv.split(";") if s.strip()] if args.conv else None
     except ValueError as err:
         print(f"tune: {err}", file=sys.stderr)
         return 2
     try:
-        tune.tune(dev, shapes=shapes, quick=args.quick, budget=args.budget, reps=args.reps,
-                  store=not args.dry_run)
+        # matmul unless only conv shapes were asked for; the conv classes unless only products were
+        if not conv:
+            tune.tune(dev, shapes=shapes, quick=args.quick, budget=args.budget, reps=args.reps,
+                      store=not args.dry_run)
+        if conv or not (shapes or args.no_conv):
+            tune.tune_conv(dev, shapes=conv, quick=args.quick, budget=args.budget, reps=args.reps,
+                           store=not args.dry_run)
     except RuntimeError as err:
         print(f"tune: {err}", file=sys.stderr)
         return 1
@@ -471,6 +477,11 @@ def _tune_args(p):
                         "llvmpipe, 30 with --quick); the default parameters are always measured")
     p.add_argument("--shapes", default=None, help="products to time, comma-separated N or MxNxK "
                    "(default: 256..2048 square, 64x100x1000 thin, 4096x64x256 tall)")
+    p.add_argument("--conv", default=None, metavar="N,C,H,W,K[,kh,kw,stride,pad]",
+                   help="tune conv2d for these shapes only (';'-separated): algorithm and register block per "
+                        "pass, stored for each shape's class (default: after the matmul, a set of "
+                        "representative conv shapes)")
+    p.add_argument("--no-conv", action="store_true", help="tune the matmul only")
     p.add_argument("--reps", type=int, default=None, help="timed repetitions per shape (median is used)")
     p.add_argument("--dry-run", action="store_true", help="search and print, but store nothing")
     p.add_argument("--show", action="store_true", help="print the stored tuned parameters and exit")
@@ -486,7 +497,8 @@ COMMANDS: list[Command] = [
     Command("cache", "show or clear the kernel binary cache", _cache_args, cmd_cache),
     Command("bench", "GEMM GFLOP/s, elementwise GB/s and an MLP training step on a device, numpy beside on CPUs",
             _bench_args, cmd_bench),
-    Command("tune", "search matmul kernel parameters for a device, verified against numpy; store the winner",
+    Command("tune", "search matmul and conv2d kernel parameters for a device, verified against numpy; store "
+            "the winners",
             _tune_args, cmd_tune),
     Command("launch", "start K ranks of a training script with mpiexec, one device per local rank (clnet[mpi])",
             launch.add_arguments, launch.run),

@@ -1,4 +1,5 @@
-"""Matmul autotuning: search the kernel parameters for one device, verify each candidate, keep the winner.
+"""Matmul and conv2d autotuning: search the kernel parameters for one device, verify each candidate, keep the
+winner (the conv part, tune_conv, is at the end: per shape class and pass, algorithm and register block).
 
 Why: the shipped defaults (profiles.TABLE) are one guess per vendor class; the fastest register block,
 work-group shape or tile differs between CPUs and GPUs of one class. `clnet tune` times candidates on a
@@ -411,6 +412,10 @@ def _say_load(device, log) -> None:
         "tune again on a quiet machine for a reliable winner" if busy else ""))
 
 
+class _NoMatmul(Exception):
+    pass
+
+
 def show(log=print) -> int:
     """Print the stored entries; returns how many there are."""
     file = tuning_file.path()
@@ -433,12 +438,25 @@ def show(log=print) -> int:
         params = entry.get("params") or {}
         try:
             checked = tuning_file.check_params(params)
+            if not checked:     # an entry `clnet tune --conv` made: conv choices only
+                raise _NoMatmul
             text = describe(checked) if set(checked) == set(tuning_file.TUNABLE) else str(checked)
             log(f"    {text}  measured {entry.get('date', '?')}"
                 + ("  (--quick: tiny shapes, a smoke test; run `clnet tune` for real figures)"
                    if entry.get("quick") else ""))
+        except _NoMatmul:
+            log("    matmul: not tuned (shipped defaults)")
         except ValueError as err:
             log(f"    unusable parameters: {err}")
+        conv = entry.get("conv") or {}
+        if conv:
+            stale = "" if entry.get("conv_template") == tuning_file.conv_template_hash() else \
+                "  (stale: tuned for other conv kernels, ignored)"
+            log(f"    conv2d, per shape class{stale}:")
+            for cls, passes in sorted(conv.items()):
+                text = ", ".join(f"{p} {describe_conv(v.get('algo', '?'), {k: x for k, x in v.items() if k != 'algo'})}"
+                                 for p, v in sorted(passes.items()) if isinstance(v, dict))
+                log(f"      {cls}: {text}")
         for cls, cp in sorted((entry.get("classes") or {}).items()):
             try:
                 log(f"    for {cls} products: {describe(tuning_file.check_params(cp))}")
@@ -449,3 +467,232 @@ def show(log=print) -> int:
             for what, figures in (("tuned:  ", entry.get("gflops", [])), ("default:", default.get("gflops", []))):
                 log(f"    GFLOP/s {what} " + ", ".join(f"{s} {g}" for s, g in zip(entry["shapes"], figures)))
     return len(data["devices"])
+
+
+# --- convolutions -------------------------------------------------------------------------------------
+# `clnet tune` also measures conv2d: per shape class (clnet.ops.conv_select.shape_class) and per pass
+# (forward, grad_input, grad_weight), every algorithm that applies and, for the implicit GEMM, its register
+# blocks (forward / input gradient: MR output channels x NV vectors of positions; weight gradient: MO output
+# channels x MK taps of conv_wgrad_q, or conv_wgrad over gradient panels). Each candidate is checked against
+# numpy float64 first; the fastest is confirmed against the rule's choice, interleaved, and stored only if it
+# beats it by MARGIN. conv_select.plan then uses the entry for every convolution of that class
+# (conv_transpose2d and conv1d included: they run conv2d's passes).
+@dataclass(frozen=True)
+class ConvShape:
+    """One conv2d: input (n, c, h, w), k output channels, a kh x kw kernel, stride and padding."""
+
+    n: int
+    c: int
+    h: int
+    w: int
+    k: int
+    kh: int = 3
+    kw: int = 3
+    stride: int = 1
+    pad: int = 1
+
+    def __str__(self) -> str:
+        return ",".join(str(v) for v in (self.n, self.c, self.h, self.w, self.k, self.kh, self.kw, self.stride,
+                                         self.pad))
+
+    @classmethod
+    def parse(cls, text: str) -> "ConvShape":
+        """'N,C,H,W,K[,kh,kw,stride,pad]' (defaults 3, 3, 1, 1)."""
+        try:
+            parts = [int(p) for p in text.replace(" ", "").split(",")]
+        except ValueError:
+            parts = []
+        if not 5 <= len(parts) <= 9 or min(parts[:7]) < 1 or (len(parts) > 7 and parts[7] < 1) or \
+                (len(parts) > 8 and parts[8] < 0):
+            raise ValueError(f"a conv shape is N,C,H,W,K[,kh,kw,stride,pad] with positive sizes, got {text!r}")
+        return cls(*parts)
+
+    def geom(self):
+        from .ops.conv import _Geom
+        return _Geom((self.n, self.c, self.h, self.w), (self.k, self.c, self.kh, self.kw), (self.stride,) * 2,
+                     (self.pad,) * 2, (1, 1))
+
+
+# issue 17's three layers, a ResNet downsampling 3x3 and 1x1 shortcut, a deep narrow-image layer
+CONV_SHAPES = (ConvShape(64, 3, 32, 32, 32), ConvShape(32, 64, 32, 32, 64), ConvShape(16, 128, 16, 16, 128),
+               ConvShape(32, 64, 32, 32, 128, 3, 3, 2, 1), ConvShape(32, 64, 32, 32, 128, 1, 1, 2, 0),
+               ConvShape(32, 256, 8, 8, 256))
+QUICK_CONV_SHAPES = (ConvShape(4, 3, 10, 10, 8), ConvShape(2, 8, 9, 9, 8, 3, 3, 2, 1))
+CONV_BUDGET = {"fast": 300.0, "slow": 900.0}
+CONV_TOL = 2e-4     # |got - ref| / max|ref|: float32 rounding (Winograd F(4x4) ~1e-6); a dropped term ~1e-2
+
+
+def _ref_conv(x, w, s, p):
+    """float64 forward of a conv2d (dilation 1) by im2col in numpy."""
+    n, c, h, wd = x.shape
+    k, _, kh, kw = w.shape
+    xp = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))
+    oh, ow = (h + 2 * p - kh) // s + 1, (wd + 2 * p - kw) // s + 1
+    cols = np.empty((n, c, kh, kw, oh, ow))
+    for i in range(kh):
+        for j in range(kw):
+            cols[:, :, i, j] = xp[:, :, i:i + s * oh:s, j:j + s * ow:s]
+    return np.einsum("nckloh,mckl->nmoh", cols.reshape(n, c, kh, kw, oh, ow), w, optimize=True), cols
+
+
+class _ConvOperands:
+    """Random x, w, gy of one shape on the device, with float64 references of the three passes."""
+
+    def __init__(self, device, shape: ConvShape, rng):
+        import clnet
+        self.shape, self.g = shape, shape.geom()
+        g = self.g
+        x = rng.standard_normal((g.N, g.C, g.H, g.W))
+        w = rng.standard_normal((g.OC, g.C, g.KH, g.KW)) / math.sqrt(g.K)
+        gy = rng.standard_normal((g.N, g.OC, g.OH, g.OW))
+        x, w, gy = (a.astype(np.float32) for a in (x, w, gy))
+        y, cols = _ref_conv(x.astype(np.float64), w.astype(np.float64), g.SH, g.PH)
+        gw = np.einsum("nmoh,nckloh->mckl", gy.astype(np.float64), cols, optimize=True)
+        # grad input: scatter the column gradient back (col2im) in float64
+        gcols = np.einsum("nmoh,mckl->nckloh", gy.astype(np.float64), w.astype(np.float64), optimize=True)
+        gxp = np.zeros((g.N, g.C, g.H + 2 * g.PH, g.W + 2 * g.PW))
+        for i in range(g.KH):
+            for j in range(g.KW):
+                gxp[:, :, i:i + g.SH * g.OH:g.SH, j:j + g.SW * g.OW:g.SW] += gcols[:, :, i, j]
+        gx = gxp[:, :, g.PH:g.PH + g.H, g.PW:g.PW + g.W]
+        self.ref = {"forward": y, "grad_input": gx, "grad_weight": gw}
+        self.x, self.w, self.gy = (clnet.tensor(a, device=device).detach() for a in (x, w, gy))
+
+    def run(self, pass_: str, algo: str, params):
+        from .ops import conv, conv_gemm
+        g = self.g
+        if pass_ == "forward":
+            if algo == "gemm":
+                return conv_gemm.forward(self.x, self.w, None, g, blk=params)
+            return conv._FORWARD[algo](self.x, self.w, None, g)
+        if pass_ == "grad_input":
+            if algo == "gemm":
+                return conv_gemm.grad_input(self.gy, self.w, g, blk=params)
+            return conv._GRAD_INPUT[algo](self.gy, self.w, g)
+        if algo == "gemm":
+            return conv_gemm.grad_weight(self.x, self.gy, g, blk=params)
+        return conv._GRAD_WEIGHT[algo](self.x, self.gy, g)
+
+
+def _conv_run(ops: _ConvOperands, pass_, algo, params):
+    """A candidate's result (the seam tests use to inject a wrong one)."""
+    return ops.run(pass_, algo, params)
+
+
+def conv_candidates(device, g, pass_: str, quick: bool = False) -> list:
+    """(algorithm, parameters or None) for every algorithm that applies to this pass, the implicit GEMM with
+    its default block (None) and the register blocks that fit the vector registers."""
+    from .ops import conv_select
+    regs = 32 if device.profile.vector_width >= 16 else 16
+    out = []
+    for algo in conv_select.ALGOS:
+        if not conv_select.applies(algo, g, pass_):
+            continue
+        out.append((algo, None))
+        if algo != "gemm":
+            continue
+        if pass_ == "grad_weight" and (g.SH, g.SW) == (1, 1):
+            blocks = [dict(MO=mo, MK=mk) for mo in (2, 3, 4, 6, 8) for mk in (2, 3, 4, 6)
+                      if mo * mk + mo + 1 <= regs and mo * mk >= 6]
+            blocks = blocks[:2] if quick else blocks
+            out += [(algo, b) for b in blocks] + [(algo, dict(panels=1))]
+        elif pass_ != "grad_weight":
+            blocks = [dict(MR=mr, NV=nv) for mr in (2, 3, 4, 6, 8) for nv in (1, 2, 3, 4)
+                      if mr * nv + nv + 1 <= regs and mr * nv >= 4]
+            out += [(algo, b) for b in (blocks[:2] if quick else blocks)]
+    return out
+
+
+def describe_conv(algo: str, params) -> str:
+    if not params:
+        return algo
+    if params.get("panels"):
+        return f"{algo} (gradient panels)"
+    return f"{algo} " + " ".join(f"{k}={v}" for k, v in sorted(params.items()))
+
+
+def measure_conv(device, ops: _ConvOperands, pass_: str, algo: str, params, reps: int):
+    """Milliseconds (median of reps) of one candidate, after checking it against numpy float64; raises
+    Rejected for a wrong result, a build failure or a device limit."""
+    try:
+        got = _conv_run(ops, pass_, algo, params).numpy().astype(np.float64)
+        ref = ops.ref[pass_]
+        if got.shape != ref.shape or not np.all(np.isfinite(got)):
+            raise Rejected(f"wrong shape or non-finite values on {ops.shape} {pass_}")
+        err = float(np.max(np.abs(got - ref))) / max(float(np.max(np.abs(ref))), 1e-30)
+        if not err <= CONV_TOL:
+            raise Rejected(f"wrong result on {ops.shape} {pass_}: error {err:.2g} > {CONV_TOL:g}")
+        times = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            _conv_run(ops, pass_, algo, params)
+            device.synchronize()
+            times.append(time.perf_counter() - t0)
+        return statistics.median(times) * 1e3
+    except Rejected:
+        raise
+    except _errors() as err:
+        text = str(err).strip().splitlines()
+        raise Rejected(f"{type(err).__name__}: {text[0] if text else ''}") from None
+
+
+def tune_conv(device, shapes=None, quick: bool = False, budget: float | None = None, reps: int | None = None,
+              store: bool = True, log=print, seed: int = 0) -> dict:
+    """Measure every applicable algorithm and block per pass of each shape; store the winners per shape
+    class (unless store=False). Returns {shape class: {pass: {"algo", params...}}} of the winners."""
+    from .ops import conv_select
+    t_start = time.perf_counter()
+    shapes = tuple(shapes or (QUICK_CONV_SHAPES if quick else CONV_SHAPES))
+    if budget is None:
+        budget = QUICK_BUDGET if quick else CONV_BUDGET["slow" if is_slow(device) else "fast"]
+    reps = reps or (3 if quick or is_slow(device) else 5)
+    rng = np.random.default_rng(seed)
+    log(f"clnet tune (conv2d) on {device.describe()}; budget {budget:.0f} s; median of {reps} (ms per pass)")
+    log("every candidate is checked against numpy (float64) first")
+    entries, measured = {}, {}
+    for shape in shapes:
+        ops = _ConvOperands(device, shape, rng)
+        g = ops.g
+        cls = conv_select.shape_class(g)
+        log(f"{shape} (N,C,H,W,K,kh,kw,stride,pad)  class '{cls}'")
+        for pass_ in conv_select.PASSES:
+            default = (conv_select._rule(device, g, pass_), None)
+            results = {}
+            for algo, params in conv_candidates(device, g, pass_, quick):
+                if time.perf_counter() - t_start > budget and (algo, params) != default:
+                    continue
+                key = describe_conv(algo, params)
+                try:
+                    results[key] = ((algo, params), measure_conv(device, ops, pass_, algo, params, reps))
+                    log(f"  {pass_:12s} {key:32s} {results[key][1]:9.2f} ms")
+                except Rejected as err:
+                    log(f"  {pass_:12s} {key:32s} REJECTED: {err}")
+            dkey = describe_conv(*default)
+            if not results or dkey not in results:
+                continue
+            best = min(results, key=lambda k: results[k][1])
+            if best != dkey:   # confirm, interleaved with the default, so a noisy moment does not decide
+                again = {best: [], dkey: []}
+                for _ in range(2):
+                    for k in again:
+                        again[k].append(measure_conv(device, ops, pass_, *results[k][0], reps))
+                if min(again[best]) * MARGIN > min(again[dkey]):
+                    log(f"  {pass_}: {best} did not beat the rule's {dkey} by {MARGIN - 1:.0%} again: "
+                        "the rule stays")
+                    best = dkey
+            (algo, params), ms = results[best]
+            log(f"  {pass_}: {best} {results[best][1]:.2f} ms (rule: {dkey} {results[dkey][1]:.2f} ms)")
+            entries.setdefault(cls, {})[pass_] = dict(params or {}, algo=algo)
+            measured.setdefault(cls, {})[pass_] = dict(ms=round(ms, 3), rule=dkey,
+                                                       rule_ms=round(results[dkey][1], 3), shape=str(shape))
+    if time.perf_counter() - t_start > budget:
+        log(f"  (time budget of {budget:.0f} s reached: only the rule's choice was measured after that)")
+    if store and entries:
+        try:
+            file = tuning_file.store_conv(device, entries, extra=measured)
+        except OSError as err:
+            raise RuntimeError(f"could not write {tuning_file.path()}: {err} (set CLNET_CACHE_DIR to a "
+                               "writable directory)") from None
+        log(f"stored conv entries for {len(entries)} shape classes in {file}" + (
+            "" if tuning_file.enabled() else "  (CLNET_TUNING=0 is set: conv2d ignores them here)"))
+    return entries

@@ -17,7 +17,11 @@
 ##   conv_wgrad      weight gradient as a GEMM over (n, q): dw[o, c, ky, kx] = sum xp[n, c, q + shift] * gy[n, o, q]
 ##                   with the taps broadcast from the input's planes and the output channels as vectors (the
 ##                   same register block as the forward); the batch cut into splits summed afterwards
-<%page args="kernel, t, acc, MR=8, NR=16, VW=8, KWU=0"/>
+##   conv_wgrad_q    weight gradient with vectors along the flat positions q instead: MO output channels x MK
+##                   taps per work-item, both operands read in place from pitched planes of one pitch (the
+##                   output gradient's planes may be the very copy the input-gradient pass made), lanes
+##                   summed at the end; no transposed copy of the output gradient
+<%page args="kernel, t, acc, MR=8, NR=16, VW=8, KWU=0, MO=4, MK=3"/>
 <%!
 def vld(t, w, i, p):
     return f"vload_half{w}({i}, {p})" if t == "half" else f"vload{w}({i}, {p})"
@@ -269,6 +273,81 @@ __kernel void conv_wgrad(const int N, const int C, const int KH, const int KW, c
         if (ob * ${NR} + ${v * VW + j} < OC)
             ${st(t, "out + %d * so + dst%d" % (v * VW + j, r), "a%d_%d.s%s" % (r, v, lanes[j]))};
     % endfor
+  % endfor
+    }
+% endfor
+}
+% endif
+
+% if kernel == "conv_wgrad_q":
+<%
+    vt = f"{acc}{VW}"
+    lanes = "0123456789abcdef"
+    def hsum(v):
+        return " + ".join(f"{v}.s{lanes[j]}" for j in range(VW))
+%>
+// part[s, o, c, ky, kx] (strides s_split, so, sc, sh, sw) = sum over the images n of split s and the
+// positions q < NV*${VW} of
+//     gyp[n, o, gq0 + q] * xp[n, c, q + ky*DHW + kx*DW]                       (k = (c*KH + ky)*KW + kx)
+// gyp: the output gradient in pitched planes (gplane elements each, its first value at gq0, zeros at the
+// junk columns and for at least ${VW} positions past the last value); xp: the input in pitched planes of the
+// same pitch (xplane elements each, padded so that position q + shift is the input value that meets gyp's
+// position gq0 + q). One work-item: ${MO} output channels x ${MK} taps, ${MO * MK} vector accumulators of ${VW}
+// lanes, summed at the end. Every load is an unaligned vector load inside the buffers (the host makes both
+// long enough); products at junk positions are x * 0.
+__kernel void conv_wgrad_q(const int N, const int C, const int KH, const int KW, const int OC, const int NV,
+    const int gplane, const int gq0, const int xplane, const int DHW, const int DW, const int nper,
+    __global const ${t} *restrict gyp, const int gy_off, const int gs_n,
+    __global const ${t} *restrict xp, const int xp_off, const int xs_n,
+    __global ${t} *restrict part, const int part_off, const int s_split, const int so, const int sc,
+    const int sh, const int sw)
+{
+    const int kb = get_global_id(0), ob = get_global_id(1), s = get_global_id(2);
+    const int K = C * KH * KW;
+    if (kb * ${MK} >= K || ob * ${MO} >= OC) return;
+    const int n0 = s * nper, n1 = min(N, n0 + nper);
+% for r in range(MK):
+    int off${r}, dst${r};
+    {
+        const int k = min(kb * ${MK} + ${r}, K - 1);
+        DIVMOD(ck, kx, k, KW);
+        DIVMOD(c, ky, ck, KH);
+        off${r} = c * xplane + ky * DHW + kx * DW;
+        dst${r} = c * sc + ky * sh + kx * sw;
+    }
+% endfor
+% for o in range(MO):
+    const int go${o} = min(ob * ${MO} + ${o}, OC - 1) * gplane + gq0;
+% endfor
+% for o in range(MO):
+  % for r in range(MK):
+    ${vt} a${o}_${r} = (${vt})(0);
+  % endfor
+% endfor
+    for (int n = n0; n < n1; ++n) {
+        __global const ${t} *gn = gyp + gy_off + n * gs_n;
+        __global const ${t} *xn = xp + xp_off + n * xs_n;
+        for (int v = 0; v < NV; ++v) {
+            const int q = v * ${VW};
+% for o in range(MO):
+            const ${vt} g${o} = ${vld(t, VW, 0, "gn + go%d + q" % o)};
+% endfor
+% for r in range(MK):
+            {
+                const ${vt} xv = ${vld(t, VW, 0, "xn + off%d + q" % r)};
+  % for o in range(MO):
+                a${o}_${r} = fma(g${o}, xv, a${o}_${r});
+  % endfor
+            }
+% endfor
+        }
+    }
+    __global ${t} *out = part + part_off + (size_t)s * s_split;
+% for o in range(MO):
+    if (ob * ${MO} + ${o} < OC) {
+  % for r in range(MK):
+        if (kb * ${MK} + ${r} < K)
+            ${st(t, "out + (ob * %d + %d) * so + dst%d" % (MO, o, r), hsum("a%d_%d" % (o, r)))};
   % endfor
     }
 % endfor

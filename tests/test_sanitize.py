@@ -629,6 +629,39 @@ def test_conv2d_fast_algorithms_cpu_layouts(dev, algo):
             _conv_case(case, algo)
 
 
+# --- convolution: the tuned register blocks (`clnet tune` conv entries; clnet.ops.conv_gemm) -----------------
+# (x shape, w shape, stride, padding, forward/input-gradient block, weight-gradient block): MR = 3 rows for 3
+# channels, flat and row tiles, conv_wgrad_q with the output gradient pitched by the input-gradient pass
+# (shared) and by itself (padding 0: other pitch), the gradient panels of a strided convolution
+TUNED_CONV = [((2, 3, 5, 9), (5, 3, 3, 3), (1, 1), (1, 1), dict(MR=3, NV=1), dict(MO=2, MK=3)),
+              ((2, 2, 4, 7), (3, 2, 1, 3), (1, 1), (0, 1), dict(MR=5, NV=2), dict(MO=3, MK=2)),
+              ((1, 2, 6, 5), (4, 2, 3, 3), (1, 1), (0, 0), dict(MR=2, NV=1), dict(MO=1, MK=4)),
+              ((1, 2, 6, 5), (4, 2, 3, 3), (2, 2), (1, 1), dict(MR=2, NV=2), dict(panels=1))]
+
+
+@pytest.mark.parametrize("case", TUNED_CONV, ids=[f"tuned{i}" for i in range(len(TUNED_CONV))])
+def test_conv_tuned_blocks(dev, case):
+    from clnet.ops import conv_gemm
+    xs, ws, s, p, fblk, wblk = case
+    x, w = data(*xs), data(*ws)
+    g = conv_ops._Geom(xs, ws, s, p, (1, 1))
+    gy = data(g.N, g.OC, g.OH, g.OW)
+    y_ref, gx, gw, _ = _conv_ref(x, w, None, s, p, (1, 1), gy)
+    close(conv_gemm.forward(T(x), T(w), None, g, blk=fblk), y_ref, rtol=1e-4, atol=1e-4, what="forward")
+    share = {}
+    if conv_gemm.applies(g, "grad_input"):
+        close(conv_gemm.grad_input(T(gy), T(w), g, blk=fblk, share=share), gx, rtol=1e-4, atol=1e-4,
+              what="grad input")
+    close(conv_gemm.grad_weight(T(x), T(gy), g, blk=wblk, share=share), gw, rtol=1e-4, atol=1e-4,
+          what="grad weight")
+    # the output gradient read in place through a stride-0 view (what y.sum().backward() hands conv2d)
+    row = data(1, g.OC, 1, g.OW)
+    gyb = np.broadcast_to(row, gy.shape)
+    gw_b = _conv_ref(x, w, None, s, p, (1, 1), np.ascontiguousarray(gyb))[2]
+    close(conv_gemm.grad_weight(T(x), T(row).expand(*gy.shape), g, blk=wblk), gw_b, rtol=1e-4, atol=1e-4,
+          what="grad weight, expanded gy")
+
+
 @pytest.mark.parametrize("relu", [False, True])
 @pytest.mark.parametrize("training,affine,shape", [(True, True, (3, 4, 5, 3)), (False, True, (4, 3, 7)),
                                                    (True, False, (6, 5)), (False, False, (2, 3, 2, 3))])
@@ -1525,6 +1558,9 @@ def _required():
         req.append((f"conv_gemm {kernel}", "conv_gemm.cl.mako", dict(kernel=kernel)))
     req += [(f"conv_gemm KWU={k}", "conv_gemm.cl.mako", dict(kernel="conv_gemm", KWU=k)) for k in (0, 1, 3)]
     req += [("conv_gemm vectors of 4", "conv_gemm.cl.mako", dict(kernel="conv_gemm", VW=4))]
+    req += [(f"conv_gemm conv_wgrad_q {mo}x{mk}", "conv_gemm.cl.mako", dict(kernel="conv_wgrad_q", MO=mo, MK=mk))
+            for mo, mk in ((2, 3), (3, 2), (1, 4))]
+    req += [(f"conv_gemm MR={mr}", "conv_gemm.cl.mako", dict(kernel="conv_gemm", MR=mr)) for mr in (3, 5)]
     for m in (2, 4):
         for kernel in ("wino_input", "wino_grad_out", "wino_filter", "wino_output", "wino_wgrad"):
             req.append((f"winograd m={m} {kernel}", "conv_winograd.cl.mako", dict(kernel=kernel, m=m)))

@@ -1,4 +1,5 @@
-"""The user's tuned matmul parameters: one JSON file, cache_dir()/tuning.json, written by `clnet tune`.
+"""The user's tuned matmul parameters and conv2d choices: one JSON file, cache_dir()/tuning.json, written by
+`clnet tune` (conv entries per shape class and pass: store_conv / tuned_conv, with their own template hash).
 
 Why a file of its own: tuning costs minutes of measurement, so `clnet cache clear` (which drops rebuildable
 binaries) keeps it. Entries are keyed by device name + driver version + platform, and stamped with a hash
@@ -13,6 +14,7 @@ import hashlib
 import json
 import os
 import threading
+import time
 import warnings
 from pathlib import Path
 
@@ -50,6 +52,119 @@ def template_hash() -> str:
     if ops.exists():
         h.update(ops.read_bytes())
     return h.hexdigest()[:16]
+
+
+# Convolution entries (`clnet tune --conv`): per shape class (clnet.ops.conv_select.shape_class) and pass,
+# the algorithm and its register block; stamped with a hash of the conv kernels and modules.
+CONV_PASSES = ("forward", "grad_input", "grad_weight")
+CONV_ALGOS = ("direct", "im2col", "gemm", "winograd2", "winograd4")
+CONV_FIELDS = {"MR": 32, "NV": 8, "MO": 8, "MK": 8, "panels": 1}   # field: largest value
+
+
+def conv_template_hash() -> str:
+    """What conv entries mean depends on the conv kernels and on how the conv modules launch them."""
+    h = hashlib.sha256(f"{FORMAT}/{SCHEMA}/conv".encode())
+    for name in ("conv.cl.mako", "conv_gemm.cl.mako", "conv_winograd.cl.mako"):
+        h.update((kernel_dir() / name).read_bytes())
+    ops = Path(__file__).resolve().parents[1] / "ops"
+    for name in ("conv.py", "conv_gemm.py", "conv_select.py", "conv_winograd.py"):
+        if (ops / name).exists():
+            h.update((ops / name).read_bytes())
+    return h.hexdigest()[:16]
+
+
+def check_conv(entries) -> dict:
+    """{shape class: {pass: {"algo": name, block fields}}} type-checked; ValueError names what is wrong."""
+    if not isinstance(entries, dict):
+        raise ValueError(f"'conv' must be an object, got {type(entries).__name__}")
+    out = {}
+    for cls, passes in entries.items():
+        if not isinstance(passes, dict):
+            raise ValueError(f"conv entry {cls!r} is not an object")
+        out[str(cls)] = {}
+        for pass_, params in passes.items():
+            if pass_ not in CONV_PASSES:
+                raise ValueError(f"conv entry {cls!r}: unknown pass {pass_!r}")
+            if not isinstance(params, dict) or params.get("algo") not in CONV_ALGOS:
+                raise ValueError(f"conv entry {cls!r} {pass_}: 'algo' must be one of {CONV_ALGOS}")
+            for key, value in params.items():
+                if key == "algo":
+                    continue
+                top = CONV_FIELDS.get(key)
+                if top is None:
+                    raise ValueError(f"conv entry {cls!r} {pass_}: unknown parameter {key!r}")
+                if not (isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= top
+                        and (value >= 1 or key == "panels")):
+                    raise ValueError(f"conv entry {cls!r} {pass_}: {key} must be an integer in "
+                                     f"{0 if key == 'panels' else 1}..{top}, got {value!r}")
+            out[str(cls)][pass_] = dict(params)
+    return out
+
+
+_CONV_CACHE: dict = {}   # (device, CLNET_CACHE_DIR) -> (checked at, file signature, entries)
+RECHECK_S = 1.0          # how often conv2d's lookups look at the file again (stat) for another process's writes
+
+
+def tuned_conv(device) -> dict:
+    """The device's conv entries ({} if none, stale, disabled or unusable; warns on damage). conv2d asks on
+    every pass, so the answer is kept and the file looked at again (stat) at most every RECHECK_S seconds;
+    this process's own writes (store_conv, forget) drop it at once."""
+    if not enabled():
+        return {}
+    now = time.monotonic()
+    key = (id(device), os.environ.get("CLNET_CACHE_DIR"))
+    hit = _CONV_CACHE.get(key)
+    if hit is not None and now - hit[0] < RECHECK_S:
+        return hit[2]
+    file = path()
+    try:
+        st = file.stat()
+        sig = (str(file), st.st_mtime_ns, st.st_size)
+    except OSError:
+        sig = None
+    if hit is not None and hit[1] == sig:
+        _CONV_CACHE[key] = (now, sig, hit[2])
+        return hit[2]
+    out = {}
+    if sig is not None:
+        try:
+            entry = read(file)["devices"].get(device_key(device))
+            if isinstance(entry, dict) and entry.get("conv_template") == conv_template_hash():
+                out = check_conv(entry.get("conv") or {})
+        except ValueError as err:
+            _warn(f"ignoring the tuning file {file}: {err}; shipped defaults apply "
+                  "(run `clnet tune` again, or delete the file)")
+    _CONV_CACHE[key] = (now, sig, out)
+    return out
+
+
+def store_conv(device, entries: dict, extra: dict | None = None) -> Path:
+    """Merge conv `entries` ({shape class: {pass: params}}) into `device`'s entry (other classes, the matmul
+    parameters and other devices stay); `extra`: measurements per class, kept beside them."""
+    with _WRITE_LOCK:
+        file = path()
+        try:
+            data = read(file)
+        except ValueError as err:
+            _warn(f"replacing the unusable tuning file {file}: {err}")
+            data = {"format": FORMAT, "schema": SCHEMA, "devices": {}}
+        entry = data["devices"].get(device_key(device))
+        if not isinstance(entry, dict):
+            entry = dict(device=device.name, driver=device.driver_version, platform=device.platform_name,
+                         template=template_hash(), params={})
+        conv = entry.get("conv") if entry.get("conv_template") == conv_template_hash() else None
+        conv = dict(conv) if isinstance(conv, dict) else {}
+        conv.update(check_conv(entries))
+        entry["conv"] = conv
+        entry["conv_template"] = conv_template_hash()
+        measured = entry.get("conv_measured") if isinstance(entry.get("conv_measured"), dict) else {}
+        measured.update(extra or {})
+        entry["conv_measured"] = {k: v for k, v in measured.items() if k in conv}
+        data["devices"][device_key(device)] = entry
+        file.parent.mkdir(parents=True, exist_ok=True)
+        _write(file, data)
+        _CONV_CACHE.clear()
+        return file
 
 
 def check_params(params) -> dict:
@@ -151,8 +266,11 @@ def _store(device, params: dict, extra: dict | None, classes: dict) -> Path:
     except ValueError as err:
         _warn(f"replacing the unusable tuning file {file}: {err}")
         data = {"format": FORMAT, "schema": SCHEMA, "devices": {}}
+    old = data["devices"].get(device_key(device))
+    keep = {k: old[k] for k in ("conv", "conv_template", "conv_measured")
+            if isinstance(old, dict) and k in old}   # the conv entries outlive a matmul re-tune
     data["devices"][device_key(device)] = dict(
-        extra or {}, device=device.name, driver=device.driver_version, platform=device.platform_name,
+        extra or {}, **keep, device=device.name, driver=device.driver_version, platform=device.platform_name,
         template=template_hash(), params=check_params(params),
         **({"classes": {name: check_params(p) for name, p in classes.items()}} if classes else {}))
     file.parent.mkdir(parents=True, exist_ok=True)
@@ -167,6 +285,7 @@ def forget(device=None) -> bool:
 
 
 def _forget(device) -> bool:
+    _CONV_CACHE.clear()
     file = path()
     if device is None:
         try:
@@ -185,4 +304,5 @@ def _forget(device) -> bool:
 
 
 def _write(file: Path, data: dict) -> None:
+    _CONV_CACHE.clear()
     write_atomically(file, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode("utf-8"))

@@ -1,7 +1,10 @@
 """2-D convolution and pooling over NCHW tensors, with PyTorch's semantics and gradients.
 
 Each pass of a convolution (forward, input gradient, weight gradient) runs the algorithm that
-clnet.ops.conv_select picks for its shape and device (or the one `algo=` / CLNET_CONV_ALGO forces):
+clnet.ops.conv_select picks for its shape and device (or the one `algo=` / CLNET_CONV_ALGO forces, or the one
+`clnet tune` stored for its shape class). The input gradient is skipped when the input needs none (a first
+layer's images), as in PyTorch; the GEMM passes read the output gradient through its strides and share its
+padded copy between them:
     direct     the direct kernel below (kernels/conv.cl.mako): best on tiny problems (the digits model)
     im2col     column matrix + the tuned GEMM (kernels/conv.cl.mako im2col/col2im)
     gemm       implicit GEMM over zero-padded pitched planes (clnet.ops.conv_gemm); strided convolutions
@@ -201,23 +204,35 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, algo=None):
     g = _Geom(x4.shape, weight.shape, stride, padding, dilation)
     _check_int_range("conv2d", x4.numel(), g.N * g.OC * g.OH * g.OW, g.N * g.K * g.OH * g.OW)
     dev = x.device
-    algo_fwd = conv_select.choose(dev, g, "forward", algo)
+    algo_fwd, blk = conv_select.plan(dev, g, "forward", algo, x.dtype)
 
     xc, wc = _contig(x4), _contig(weight)
     bc = _contig(bias) if bias is not None else None
-    y = _FORWARD[algo_fwd](xc, wc, bc, g)
+    y = conv_gemm.forward(xc, wc, bc, g, blk=blk) if algo_fwd == "gemm" else _FORWARD[algo_fwd](xc, wc, bc, g)
 
     inputs = (x4, weight) + ((bias,) if bias is not None else ())
     if needs_grad(*inputs):
         def backward(gy):
-            gyc = _contig(gy)
-            gx = _GRAD_INPUT[conv_select.choose(dev, g, "grad_input", algo)](gyc, wc, g) \
-                if x4.requires_grad else None
-            gw = _GRAD_WEIGHT[conv_select.choose(dev, g, "grad_weight", algo)](xc, gyc, g) \
-                if weight.requires_grad else None
+            gy = gy.detach()
+            contig = []   # gy made contiguous once, for the algorithms that need it (the GEMM ones read strides)
+
+            def gyc():
+                if not contig:
+                    contig.append(_contig(gy))
+                return contig[0]
+            share = {}    # the input-gradient pass's pitched gy, reused by the weight-gradient pass
+            gx = gw = None
+            if x4.requires_grad:   # skipped for an input that needs no gradient (a first layer's images)
+                a, blk = conv_select.plan(dev, g, "grad_input", algo, x.dtype)
+                gx = conv_gemm.grad_input(gy, wc, g, blk=blk, share=share) if a == "gemm" \
+                    else _GRAD_INPUT[a](gyc(), wc, g)
+            if weight.requires_grad:
+                a, blk = conv_select.plan(dev, g, "grad_weight", algo, x.dtype)
+                gw = conv_gemm.grad_weight(xc, gy, g, blk=blk, share=share) if a == "gemm" \
+                    else _GRAD_WEIGHT[a](xc, gyc(), g)
             if bias is None:
                 return gx, gw
-            return gx, gw, (_grad_bias(gyc, g) if bias.requires_grad else None)
+            return gx, gw, (_grad_bias(gyc(), g) if bias.requires_grad else None)
         record("conv2d", y, inputs, backward, saved=inputs)
     return y.reshape(y.shape[1:]) if unbatched else y
 
