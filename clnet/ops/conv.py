@@ -483,7 +483,8 @@ def _pool_backward(kind, x4, geom, gy, idx):
         name = kind + "_backward"
         kern = get_kernel(dev, "conv.cl.mako", name, arg_dtypes=_POOL_DT + [None] + [_i32] * 5
                           + ([None] + [_i32] * 5 if is_max else []) + [None] + [_i32] * 5, kernel=name,
-                          window=_window(geom, scatter), order="nhwc" if cl_ else "nchw", scatter=scatter,
+                          window=_window(geom, True) if scatter else None, order="nhwc" if cl_ else "nchw",
+                          scatter=scatter,
                           **_types(x4))
         rows = N * C * (((H - 1 + PH) // SH + 1) if scatter else H)
         extra = [idx._buf, idx.offset, *idx.strides] if is_max else []
