@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from clnet.nn import functional as F
 
-from .. import _ops, activations, initializers, regularizers
+from .. import _ops, activations, config, initializers, regularizers
 from .base import InputSpec, Layer
 
 
@@ -35,7 +35,6 @@ def normalize_padding(padding, layer):
 def data_format_of(data_format, layer):
     """"channels_last" or "channels_first" for a layer that supports both (None: keras.config's
     image_data_format(), as in Keras)."""
-    from .. import config
     fmt = config.image_data_format() if data_format is None else str(data_format).lower()
     if fmt not in ("channels_last", "channels_first"):
         raise ValueError(f"{layer}: data_format must be 'channels_last' or 'channels_first', got {data_format!r}")

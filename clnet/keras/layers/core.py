@@ -13,6 +13,7 @@ from .. import _ops, activations, initializers, regularizers
 from ..ops.symbolic import placeholder_spec
 from ..saving.object_registration import get_registered_name, get_registered_object, is_registered
 from .base import InputSpec, Layer
+from .conv import data_format_of
 
 
 def _check_positive_int(value, what, layer):
@@ -126,7 +127,6 @@ class Flatten(Layer):
 
     def __init__(self, data_format=None, **kwargs):
         super().__init__(**kwargs)
-        from .conv import data_format_of
         self.data_format = data_format_of(data_format, "Flatten")
 
     def call(self, inputs):
