@@ -81,4 +81,5 @@ def test_compiled_keras_convnet_step_copies_no_activation(device, rng):
     weights |= {tuple(w.shape[::-1]) for w in model.trainable_weights}
     weights |= {(s[3], s[2], s[0], s[1]) for s in (tuple(w.shape) for w in model.trainable_weights) if len(s) == 4}
     activations = [c for c in _copies(graph) if c[1] not in weights]
-    assert activations == [("forward", (8, 2, 2, 6))], f"activation copies (phase, shape): {activations}"
+    # at most Flatten's (a compiler pass may fold it into the next elementwise kernel)
+    assert set(activations) <= {("forward", (8, 2, 2, 6))}, f"activation copies (phase, shape): {activations}"

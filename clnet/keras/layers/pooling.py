@@ -27,9 +27,9 @@ class _Pooling2D(Layer):
 
     def build(self, input_shape):
         if len(input_shape) != 4:
-            raise ValueError(f"{type(self).__name__} layer {self.name!r} expects 4-D input (batch, "
-                             f"{'channels, height, width' if self.data_format == 'channels_first' else 'height, width, channels'}"
-                             f"), got shape {tuple(input_shape)}")
+            dims = "channels, height, width" if self.data_format == "channels_first" else "height, width, channels"
+            raise ValueError(f"{type(self).__name__} layer {self.name!r} expects 4-D input (batch, {dims}), got "
+                             f"shape {tuple(input_shape)}")
         self.input_spec = InputSpec(ndim=4)
         self.built = True
 
