@@ -6,6 +6,8 @@ relu) - MaxPooling2D(2) - Flatten - Dropout(0.5) - Dense(10, softmax); categoric
 batch 32, metrics=["accuracy"], on scikit-learn's digits upsampled to 28x28 (1,797 images: 1,438 train).
 Each contender fits one warm-up epoch first (kernel builds, traces), then `--epochs` timed epochs, one
 epoch of each in turn. Issue 12's target: clnet with jit_compile="auto" at most 0.7x Keras 3 on PyTorch.
+Besides wall seconds, each epoch's process CPU seconds (all threads: PoCL's workers, PyTorch's) are printed: on a
+shared, loaded machine they move far less than wall time, so their ratio is the steadier comparison.
 
     KERAS_BACKEND=torch python benchmarks/bench_keras_convnet.py --epochs 5
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import time
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
@@ -20,6 +23,11 @@ os.environ.setdefault("KERAS_BACKEND", "torch")
 import numpy as np  # noqa: E402
 
 from common import header, median, open_device, table  # noqa: E402
+
+
+def _cpu_seconds():
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
 
 
 def data():
@@ -61,24 +69,30 @@ def main(argv=None):
     x, y = data()
     x, y = x[:1438], y[:1438]
     times = {k: [] for k in contenders}
+    cpu = {k: [] for k in contenders}
     for name, model in contenders.items():   # warm-up epoch
         model.fit(x, y, batch_size=args.batch_size, epochs=1, verbose=0, shuffle=False)
     for _ in range(args.epochs):
         for name, model in contenders.items():
-            t0 = time.perf_counter()
+            c0, t0 = _cpu_seconds(), time.perf_counter()
             hist = model.fit(x, y, batch_size=args.batch_size, epochs=1, verbose=0, shuffle=False)
             times[name].append(time.perf_counter() - t0)
+            cpu[name].append(_cpu_seconds() - c0)
             last = hist.history
         del last
     rows = []
     ref = median(times["keras3-torch"]) if "keras3-torch" in times else None
+    ref_cpu = median(cpu["keras3-torch"]) if "keras3-torch" in cpu else None
     for name, ts in times.items():
-        row = {"contender": name, "s/epoch": median(ts), "min": min(ts)}
+        row = {"contender": name, "s/epoch": median(ts), "min": min(ts), "cpu s/epoch": median(cpu[name])}
         if ref:
             row["/ keras3-torch"] = median(ts) / ref
+            row["cpu / keras3-torch"] = median(cpu[name]) / ref_cpu
         rows.append(row)
-    table(rows, ["contender", "s/epoch", "min"] + (["/ keras3-torch"] if ref else []),
-          {"s/epoch": "{:.3f}", "min": "{:.3f}", "/ keras3-torch": "{:.2f}"})
+    cols = ["contender", "s/epoch", "min"] + (["/ keras3-torch"] if ref else []) + ["cpu s/epoch"] + \
+        (["cpu / keras3-torch"] if ref else [])
+    table(rows, cols, {"s/epoch": "{:.3f}", "min": "{:.3f}", "/ keras3-torch": "{:.2f}", "cpu s/epoch": "{:.3f}",
+                       "cpu / keras3-torch": "{:.2f}"})
     comp = contenders["clnet jit auto"].__dict__.get("_compiled_steps", {}).get("train")
     if comp is not None:
         print(f"clnet train_step: {comp.stats.replays} replays, {comp.stats.eager_calls} eager calls, launches "

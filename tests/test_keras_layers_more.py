@@ -63,6 +63,23 @@ CASES = [
     ("separable", "SeparableConv2D", dict(filters=4, kernel_size=3, activation="relu"), (2, 6, 5, 3)),
     ("separable_same_m2", "SeparableConv2D", dict(filters=3, kernel_size=3, strides=2, padding="same",
                                                   depth_multiplier=2), (2, 7, 6, 2)),
+    # data_format="channels_first" (NCHW in and out, pooled and convolved as given)
+    ("conv2d_channels_first", "Conv2D", dict(filters=3, kernel_size=3, padding="same", activation="relu",
+                                             data_format="channels_first"), (2, 2, 7, 6)),
+    ("conv2d_channels_first_strided", "Conv2D", dict(filters=2, kernel_size=(3, 2), strides=2, activation="softmax",
+                                                     data_format="channels_first"), (2, 3, 7, 6)),
+    ("maxpool2d", "MaxPooling2D", dict(), (2, 7, 6, 3)),
+    ("maxpool2d_channels_first", "MaxPooling2D", dict(data_format="channels_first"), (2, 3, 7, 6)),
+    ("maxpool2d_channels_first_same", "MaxPooling2D", dict(pool_size=3, strides=2, padding="same",
+                                                           data_format="channels_first"), (2, 3, 7, 6)),
+    ("avgpool2d_channels_first", "AveragePooling2D", dict(pool_size=(2, 3), strides=1, data_format="channels_first"),
+     (2, 3, 5, 6)),
+    ("avgpool2d_channels_first_strided", "AveragePooling2D", dict(pool_size=3, strides=2,
+                                                                  data_format="channels_first"), (2, 2, 7, 6)),
+    ("gap2d_channels_first", "GlobalAveragePooling2D", dict(data_format="channels_first"), (2, 3, 4, 5)),
+    ("gmp2d_channels_first_keepdims", "GlobalMaxPooling2D", dict(data_format="channels_first", keepdims=True),
+     (2, 3, 4, 5)),
+    ("flatten_channels_first", "Flatten", dict(data_format="channels_first"), (2, 3, 4, 5)),
     ("maxpool1d", "MaxPooling1D", dict(), (2, 9, 3)),
     ("maxpool1d_same", "MaxPooling1D", dict(pool_size=3, strides=2, padding="same"), (2, 8, 3)),
     ("avgpool1d", "AveragePooling1D", dict(pool_size=3, strides=1), (2, 7, 3)),
@@ -108,7 +125,7 @@ for _fm in ("reflect", "wrap", "constant", "nearest"):
 CASES.append(("zoom_in_both_axes", "RandomZoom", dict(height_factor=(-0.4, -0.4)), (2, 7, 6, 3)))
 
 # layers that only move or copy entries have no math of their own to differentiate
-NO_GRADIENT_CHECK = {"Permute", "RepeatVector", "ZeroPadding1D", "ZeroPadding2D", "Cropping1D", "Cropping2D",
+NO_GRADIENT_CHECK = {"Permute", "RepeatVector", "Flatten", "ZeroPadding1D", "ZeroPadding2D", "Cropping1D", "Cropping2D",
                      "UpSampling1D"}
 
 

@@ -164,7 +164,7 @@ def test_unexpected_layer_arguments_and_bad_values_are_rejected(device):
     with pytest.raises(ValueError, match="padding must be 'valid' or 'same'"):
         layers.Conv2D(4, 3, padding="full")
     with pytest.raises(ValueError, match="channels_last"):
-        layers.Conv2D(4, 3, data_format="channels_first")
+        layers.Conv2D(4, 3, data_format="NHWC")  # Keras's two names only (channels_first is supported)
     with pytest.raises(ValueError, match="unique names"):
         keras.Sequential([layers.Dense(2, name="a"), layers.Dense(2, name="a")])
 

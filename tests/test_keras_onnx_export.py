@@ -24,8 +24,8 @@ def test_sequential_convnet(device, tmp_path):
                               keras.layers.MaxPooling2D(), keras.layers.Flatten(), keras.layers.Dropout(0.3),
                               keras.layers.Dense(10, activation="softmax")])
     proto = model.export(tmp_path / "convnet.onnx", format="onnx", verbose=False)
-    names = {t.name for t in proto.graph.initializer}  # kernels stored transposed for Conv/Gemm (constant folding)
-    assert {"conv2d.kernel.transpose", "dense.kernel.transpose", "dense.bias"} <= names, names
+    names = {t.name for t in proto.graph.initializer}  # Conv's kernel stored transposed (constant folding); Dense
+    assert {"conv2d.kernel.transpose", "dense.kernel", "dense.bias"} <= names, names  # multiplies its kernel as is
     assert "Transpose" not in [n.op_type for n in proto.graph.node if set(n.input) & names]
     for batch in (1, 5):
         x = np.random.default_rng(batch).standard_normal((batch, 8, 8, 1)).astype(np.float32)

@@ -737,6 +737,41 @@ def test_pool2d_forward_backward(dev, op, k, s, p):
         assert idx.dtype == np.int32 and 0 <= int(idx.numpy().min()) and int(idx.numpy().max()) < H * W
 
 
+# --- pooling layouts (klayout): channels-last and strided views, scatter backward -----------------------------
+def _pool_view(x, layout):
+    if layout == "nchw":
+        return T(x)
+    if layout == "nhwc":
+        return T(np.ascontiguousarray(x.transpose(0, 2, 3, 1))).permute(0, 3, 1, 2)
+    return T(np.ascontiguousarray(x.transpose(0, 1, 3, 2))).transpose(2, 3)  # unit stride along h
+
+
+@pytest.mark.parametrize("layout", ["nhwc", "any"])
+@pytest.mark.parametrize("op", ["max", "avg"])
+@pytest.mark.parametrize("k,s,p", [((2, 2), (2, 2), (1, 1)), ((2, 2), (5, 5), (0, 0)), ((3, 2), (2, 1), (1, 1))])
+def test_pool2d_layouts(dev, op, k, s, p, layout):
+    """Views read through strides (no copy) and the scatter backward's blocks (padded, stride > kernel, sizes that
+    leave rows in no window; stride 5 x 5 is a looped block) write every input pixel once, in bounds."""
+    x = data(2, 3, 7, 6)
+    xt = _pool_view(x, layout).requires_grad_(True)
+    fn = conv_ops.max_pool2d if op == "max" else conv_ops.avg_pool2d
+    y = fn(xt, k, s, p)
+    close(y, _pool_ref(x, k, s, p, op), what="forward")
+    gy = data(*y.shape)
+    (gx,) = clnet.autograd.grad([y], [xt], [_pool_view(gy, "nhwc")])
+    H, W = x.shape[2:]
+    gx_ref = np.zeros((2, 3, H + 2 * p[0], W + 2 * p[1]))
+    xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (p[0], p[0]), (p[1], p[1])), constant_values=-np.inf)
+    for n, c, i, j in np.ndindex(*gy.shape):
+        win = (n, c, slice(i * s[0], i * s[0] + k[0]), slice(j * s[1], j * s[1] + k[1]))
+        if op == "max":
+            a, b = np.unravel_index(np.argmax(xp[win]), k)
+            gx_ref[n, c, i * s[0] + a, j * s[1] + b] += gy[n, c, i, j]
+        else:
+            gx_ref[win] += gy[n, c, i, j] / (k[0] * k[1])
+    close(gx, gx_ref[:, :, p[0]:p[0] + H, p[1]:p[1] + W], rtol=1e-5, atol=1e-6, what="grad input")
+
+
 # --- softmax, cross-entropy, pointwise losses ---------------------------------------------------------------
 def _softmax_ref(x, axis, log):
     x = x.astype(np.float64)
@@ -1496,11 +1531,19 @@ def _required():
         req += [(f"conv2d_forward masked={m}", "conv.cl.mako", dict(kernel="conv2d_forward", masked=m))
                 for m in (True, False)]
     if any("window" in p for p in BUILT.get("conv.cl.mako", [])):  # unrolled small pooling windows
-        for k in ("max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward"):
+        for k in ("max_pool2d_forward", "avg_pool2d_forward"):
             req += [(f"{k} window=None", "conv.cl.mako", dict(kernel=k, window=None)),
                     (f"{k} unrolled window", "conv.cl.mako", dict(kernel=k, window=lambda w: w is not None)),
                     (f"{k} unrolled padded window", "conv.cl.mako",
                      dict(kernel=k, window=lambda w: bool(w) and w[-1]))]
+            req += [(f"{k} order={o}", "conv.cl.mako", dict(kernel=k, order=o)) for o in ("nchw", "nhwc", "any")]
+        for k in ("max_pool2d_backward", "avg_pool2d_backward"):  # gather (overlapping) and scatter windows
+            req += [(f"{k} gather", "conv.cl.mako", dict(kernel=k, scatter=False)),
+                    (f"{k} scatter unrolled", "conv.cl.mako", dict(kernel=k, scatter=True, window=bool)),
+                    (f"{k} scatter unrolled padded", "conv.cl.mako",
+                     dict(kernel=k, scatter=True, window=lambda w: bool(w) and w[-1])),
+                    (f"{k} scatter loop", "conv.cl.mako", dict(kernel=k, scatter=True, window=None)),
+                    (f"{k} order=nhwc", "conv.cl.mako", dict(kernel=k, order="nhwc"))]
     req += [(f"conv2d_forward vw={vw}", "conv.cl.mako", dict(kernel="conv2d_forward", vw=vw)) for vw in (4, 8)]
     req.append(("conv2d_forward with bias", "conv.cl.mako", dict(kernel="conv2d_forward", has_bias=True)))
     if any("cv" in p for p in BUILT.get("reduce.cl.mako", [])):  # column vectors per item (outer layout)

@@ -13,12 +13,20 @@ import clnet
 from clnet import dtypes as _dt
 from clnet.nn import functional as F
 from clnet.ops import conv as _conv
+from clnet.ops import matmul as _mm
 
 
 # --- dense ------------------------------------------------------------------------------------------
 def dense(x, kernel, bias):
-    """x @ kernel + bias with a Keras (in, out) kernel (any leading dims): F.linear on kernel's transpose view."""
-    return F.linear(x, kernel.T, bias)
+    """x @ kernel + bias with a Keras (in, out) kernel (any leading dims): one GEMM with the bias in its epilogue.
+
+    The kernel is multiplied as stored (not through a transposed view, as F.linear would take it), so the
+    backward's kernel gradient x^T @ g comes out in the kernel's own (in, out) layout and autograd does not
+    copy it into a contiguous .grad at every step."""
+    if x.ndim == 2:
+        return _mm.matmul_ex(x, kernel, bias=bias)
+    y = _mm.matmul_ex(x.reshape(-1, x.shape[-1]), kernel, bias=bias)
+    return y.reshape(*x.shape[:-1], kernel.shape[1])
 
 
 # --- activations ------------------------------------------------------------------------------------

@@ -417,6 +417,10 @@ def _grad_weight_im2col(x, gy, g):
 
 
 # --- pooling ---------------------------------------------------------------------------------------
+# The pool kernels read and write through element strides: a channels-last input (a permuted view of NHWC
+# memory, as clnet.keras passes) is pooled without a copy, and its output and input gradient keep that layout
+# (PyTorch's channels_last propagation); any other input gives NCHW-contiguous results. Windows that do not
+# overlap (stride >= kernel: the usual 2x2/2) get a scatter backward, one work-item per row of blocks.
 def _pool_setup(x, kernel_size, stride, padding, op):
     _check_tensor(x, "input", op)
     x4, unbatched = _batched(x, op)
@@ -430,19 +434,78 @@ def _pool_setup(x, kernel_size, stride, padding, op):
     OH = _out_size(H, k[0], s[0], p[0], 1, op, "height")
     OW = _out_size(W, k[1], s[1], p[1], 1, op, "width")
     _check_int_range(op, x4.numel(), N * C * OH * OW)
-    geom = [N * C, H, W, OH, OW, k[0], k[1], s[0], s[1], p[0], p[1]]
+    geom = [N, C, H, W, OH, OW, k[0], k[1], s[0], s[1], p[0], p[1]]
     return x4, unbatched, geom
 
 
-def _window(geom):
-    """Small windows are unrolled at build time (branch-free code PoCL vectorizes): (kh, kw, sh, sw, padded)."""
-    kh, kw, sh, sw, ph, pw = geom[5:11]
+def _window(geom, scatter=False):
+    """Small windows are unrolled at build time (branch-free code PoCL vectorizes): (kh, kw, sh, sw, padded).
+    The scatter backward unrolls the sh x sw block instead."""
+    kh, kw, sh, sw, ph, pw = geom[6:12]
+    if scatter:
+        return (kh, kw, sh, sw, bool(ph or pw)) if sh * sw <= 16 else None
     if kh * kw <= 16 and -(-kh // sh) * -(-kw // sw) <= 16:
         return (kh, kw, sh, sw, bool(ph or pw))
     return None
 
 
-_POOL_DT = [_i32] * 11
+def _channels_last(t) -> bool:
+    """True when t (N, C, H, W) is a permuted view of dense NHWC memory with more than one channel."""
+    N, C, H, W = t.shape
+    return C > 1 and H * W > 1 and tuple(t.strides) == (H * W * C, 1, W * C, C)
+
+
+def _pool_empty(shape, dtype, dev, channels_last):
+    """A new (N, C, H, W) tensor, NCHW-contiguous or channels-last (dense NHWC memory viewed as NCHW)."""
+    if not channels_last:
+        return TensorBase._empty(shape, dtype, dev)
+    N, C, H, W = shape
+    flat = TensorBase._empty((N * H * W * C,), dtype, dev)
+    return TensorBase._wrap(flat._buf, shape, dtype, dev, 0, (H * W * C, 1, W * C, C), storage_size=flat.numel())
+
+
+_POOL_DT = [_i32] * 12
+
+
+def _pool_forward(kind, x4, geom):
+    """y (and idx for max) of the pool `kind` ("max_pool2d" / "avg_pool2d") in x4's layout."""
+    N, C, H, W, OH, OW = geom[:6]
+    dev, cl_ = x4.device, _channels_last(x4)
+    y = _pool_empty((N, C, OH, OW), x4.dtype, dev, cl_)
+    is_max = kind == "max_pool2d"
+    idx = TensorBase._wrap(dev.pool.allocate(y.numel() * 4), y.shape, _dt.int32, dev, 0, y.strides,
+                           storage_size=y.numel()) if is_max else None
+    if y.numel():
+        name = kind + "_forward"
+        kern = get_kernel(dev, "conv.cl.mako", name, arg_dtypes=_POOL_DT + [None] + [_i32] * 5 + [None]
+                          + [_i32] * 5 + ([None, _i32] if is_max else []), kernel=name, window=_window(geom),
+                          order="nhwc" if cl_ else ("nchw" if x4.strides[3] == 1 else "any"), **_types(x4))
+        extra = [idx._buf, idx.offset] if is_max else []
+        _launch(dev, kern, N * C * OH, *geom, x4._buf, x4.offset, *x4.strides, y._buf, y.offset, *y.strides,
+                     *extra)
+    return y, idx
+
+
+def _pool_backward(kind, x4, geom, gy, idx):
+    """The input gradient of the pool `kind` for the output gradient gy (any strides), in x4's layout."""
+    N, C, H, W, OH, OW, KH, KW, SH, SW, PH, PW = geom
+    dev, cl_ = x4.device, _channels_last(x4)
+    gy = gy.detach()
+    gx = _pool_empty(x4.shape, x4.dtype, dev, cl_)
+    if gx.numel():
+        scatter = KH <= SH and KW <= SW
+        is_max = kind == "max_pool2d"
+        name = kind + "_backward"
+        kern = get_kernel(dev, "conv.cl.mako", name, arg_dtypes=_POOL_DT + [None] + [_i32] * 5
+                          + ([None] + [_i32] * 5 if is_max else []) + [None] + [_i32] * 5, kernel=name,
+                          window=_window(geom, True) if scatter else None, order="nhwc" if cl_ else "nchw",
+                          scatter=scatter,
+                          **_types(x4))
+        rows = N * C * (((H - 1 + PH) // SH + 1) if scatter else H)
+        extra = [idx._buf, idx.offset, *idx.strides] if is_max else []
+        _launch(dev, kern, rows, *geom, gy._buf, gy.offset, *gy.strides, *extra, gx._buf, gx.offset,
+                     *gx.strides)
+    return gx
 
 
 @op("max_pool2d")
@@ -452,27 +515,9 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, return_indices=False):
     With return_indices=True also returns the int32 index h*W + w of each maximum within its plane.
     """
     x4, unbatched, geom = _pool_setup(x, kernel_size, stride, padding, "max_pool2d")
-    NC, H, W, OH, OW = geom[:5]
-    dev = x.device
-    xc = _contig(x4)
-    y = TensorBase._empty((x4.shape[0], x4.shape[1], OH, OW), x.dtype, dev)
-    idx = TensorBase._empty(y.shape, _dt.int32, dev)
-    if y.numel():
-        kern = get_kernel(dev, "conv.cl.mako", "max_pool2d_forward", arg_dtypes=_POOL_DT + [None, _i32] * 3,
-                          kernel="max_pool2d_forward", window=_window(geom), **_types(x))
-        _launch(dev, kern, y.numel(), *geom, xc._buf, xc.offset, y._buf, y.offset, idx._buf, idx.offset)
+    y, idx = _pool_forward("max_pool2d", x4, geom)
     if needs_grad(x4):
-        def backward(gy):
-            gyc = _contig(gy)
-            gx = TensorBase._empty(x4.shape, x.dtype, dev)
-            if gx.numel():
-                kern = get_kernel(dev, "conv.cl.mako", "max_pool2d_backward",
-                                  arg_dtypes=_POOL_DT + [None, _i32] * 3, kernel="max_pool2d_backward",
-                                  window=_window(geom), **_types(x))
-                _launch(dev, kern, gx.numel(), *geom, gyc._buf, gyc.offset, idx._buf, idx.offset,
-                        gx._buf, gx.offset)
-            return gx
-        record("max_pool2d", y, (x4,), backward, saved=(idx,))
+        record("max_pool2d", y, (x4,), lambda gy: _pool_backward("max_pool2d", x4, geom, gy, idx), saved=(idx,))
     if unbatched:
         y, idx = y.reshape(y.shape[1:]), idx.reshape(idx.shape[1:])
     return (y, idx) if return_indices else y
@@ -482,23 +527,7 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, return_indices=False):
 def avg_pool2d(x, kernel_size, stride=None, padding=0):
     """Mean over kh x kw windows; padded positions count as zeros (PyTorch's count_include_pad=True)."""
     x4, unbatched, geom = _pool_setup(x, kernel_size, stride, padding, "avg_pool2d")
-    OH, OW = geom[3], geom[4]
-    dev = x.device
-    xc = _contig(x4)
-    y = TensorBase._empty((x4.shape[0], x4.shape[1], OH, OW), x.dtype, dev)
-    if y.numel():
-        kern = get_kernel(dev, "conv.cl.mako", "avg_pool2d_forward", arg_dtypes=_POOL_DT + [None, _i32] * 2,
-                          kernel="avg_pool2d_forward", window=_window(geom), **_types(x))
-        _launch(dev, kern, y.numel(), *geom, xc._buf, xc.offset, y._buf, y.offset)
+    y, _ = _pool_forward("avg_pool2d", x4, geom)
     if needs_grad(x4):
-        def backward(gy):
-            gyc = _contig(gy)
-            gx = TensorBase._empty(x4.shape, x.dtype, dev)
-            if gx.numel():
-                kern = get_kernel(dev, "conv.cl.mako", "avg_pool2d_backward",
-                                  arg_dtypes=_POOL_DT + [None, _i32] * 2, kernel="avg_pool2d_backward",
-                                  window=_window(geom), **_types(x))
-                _launch(dev, kern, gx.numel(), *geom, gyc._buf, gyc.offset, gx._buf, gx.offset)
-            return gx
-        record("avg_pool2d", y, (x4,), backward)
+        record("avg_pool2d", y, (x4,), lambda gy: _pool_backward("avg_pool2d", x4, geom, gy, None))
     return y.reshape(y.shape[1:]) if unbatched else y

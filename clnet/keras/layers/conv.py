@@ -1,4 +1,6 @@
 """Convolutions on channels-last data, shells over clnet.ops.conv / clnet.nn.functional (NCHW / NCL).
+Conv2D also takes data_format="channels_first" (NCHW input and output, as PyTorch users lay images out): the
+op then runs on the input as given, with no view at either end.
 
 Kernels are stored as Keras stores them ((kh, kw, in, out) for Conv2D, (k, in, out) for Conv1D, (kh, kw, out,
 in) for Conv2DTranspose, (kh, kw, in, multiplier) for depthwise kernels); each call views the channels-last
@@ -10,7 +12,7 @@ from __future__ import annotations
 
 from clnet.nn import functional as F
 
-from .. import _ops, activations, initializers, regularizers
+from .. import _ops, activations, config, initializers, regularizers
 from .base import InputSpec, Layer
 
 
@@ -28,6 +30,15 @@ def normalize_padding(padding, layer):
     if p not in ("valid", "same"):
         raise ValueError(f"{layer}: padding must be 'valid' or 'same', got {padding!r}")
     return p
+
+
+def data_format_of(data_format, layer):
+    """"channels_last" or "channels_first" for a layer that supports both (None: keras.config's
+    image_data_format(), as in Keras)."""
+    fmt = config.image_data_format() if data_format is None else str(data_format).lower()
+    if fmt not in ("channels_last", "channels_first"):
+        raise ValueError(f"{layer}: data_format must be 'channels_last' or 'channels_first', got {data_format!r}")
+    return fmt
 
 
 def check_data_format(data_format, layer):
@@ -49,7 +60,7 @@ class Conv2D(Layer):
         _check_constraints("Conv2D", kernel_constraint=kernel_constraint, bias_constraint=bias_constraint)
         if groups != 1:
             raise NotImplementedError("Conv2D: groups > 1 is not supported yet")
-        check_data_format(data_format, "Conv2D")
+        self.data_format = data_format_of(data_format, "Conv2D")
         self.filters = filters
         self.kernel_size = normalize_tuple(kernel_size, 2, "kernel_size", "Conv2D")
         self.strides = normalize_tuple(strides, 2, "strides", "Conv2D")
@@ -65,38 +76,45 @@ class Conv2D(Layer):
         self.bias_regularizer = regularizers.get(bias_regularizer)
 
     def build(self, input_shape):
+        first = self.data_format == "channels_first"
         if len(input_shape) != 4:
-            raise ValueError(f"Conv2D layer {self.name!r} expects 4-D input (batch, height, width, channels), got "
+            raise ValueError(f"Conv2D layer {self.name!r} expects 4-D input (batch, "
+                             f"{'channels, height, width' if first else 'height, width, channels'}), got "
                              f"shape {tuple(input_shape)}")
-        channels = input_shape[-1]
+        channels = input_shape[1 if first else -1]
         if channels is None:
             raise ValueError(f"Conv2D layer {self.name!r}: the channel dimension of the input must be known")
         self.kernel = self.add_weight(self.kernel_size + (channels, self.filters), self.kernel_initializer,
                                       regularizer=self.kernel_regularizer, name="kernel")
         self.bias = self.add_weight((self.filters,), self.bias_initializer, regularizer=self.bias_regularizer,
                                     name="bias") if self.use_bias else None
-        self.input_spec = InputSpec(ndim=4, axes={-1: channels})
+        self.input_spec = InputSpec(ndim=4, axes={1 if first else -1: channels})
         self.built = True
 
     def call(self, inputs):
-        y = _ops.conv2d_nchw(_ops.to_nchw(inputs), self.kernel, self.bias, self.strides, self.padding,
-                             self.dilation_rate)
+        first = self.data_format == "channels_first"
+        y = _ops.conv2d_nchw(inputs if first else _ops.to_nchw(inputs), self.kernel, self.bias, self.strides,
+                             self.padding, self.dilation_rate)
+        if first:
+            return self.activation(y)
         if activations.is_pointwise(self.activation):
             return _ops.to_nhwc(self.activation(y))
         return self.activation(_ops.to_nhwc(y))
 
     def compute_output_shape(self, input_shape):
-        n, h, w, _ = input_shape
+        first = self.data_format == "channels_first"
+        n, h, w = (input_shape[0], *input_shape[2:]) if first else input_shape[:3]
         oh, ow = (None if size is None else _ops.out_size(size, k, s, self.padding, d)
                   for size, k, s, d in zip((h, w), self.kernel_size, self.strides, self.dilation_rate))
         if (oh is not None and oh <= 0) or (ow is not None and ow <= 0):
             raise ValueError(f"Conv2D layer {self.name!r}: input {tuple(input_shape)} is too small for kernel "
                              f"{self.kernel_size} with padding={self.padding!r}")
-        return (n, oh, ow, self.filters)
+        return (n, self.filters, oh, ow) if first else (n, oh, ow, self.filters)
 
     def get_config(self):
         return {**super().get_config(), "filters": self.filters, "kernel_size": list(self.kernel_size),
-                "strides": list(self.strides), "padding": self.padding, "dilation_rate": list(self.dilation_rate),
+                "strides": list(self.strides), "padding": self.padding, "data_format": self.data_format,
+                "dilation_rate": list(self.dilation_rate),
                 "activation": activations.serialize(self.activation), "use_bias": self.use_bias,
                 "kernel_initializer": initializers.serialize(self.kernel_initializer),
                 "bias_initializer": initializers.serialize(self.bias_initializer),

@@ -13,6 +13,7 @@ from .. import _ops, activations, initializers, regularizers
 from ..ops.symbolic import placeholder_spec
 from ..saving.object_registration import get_registered_name, get_registered_object, is_registered
 from .base import InputSpec, Layer
+from .conv import data_format_of
 
 
 def _check_positive_int(value, what, layer):
@@ -119,17 +120,21 @@ class Softmax(Layer):
 
 
 class Flatten(Layer):
-    """(batch, d1, d2, ...) -> (batch, d1 * d2 * ...), in channels-last order as Keras."""
+    """(batch, d1, d2, ...) -> (batch, d1 * d2 * ...) in the input's index order; with
+    data_format="channels_first" the channel axis (1) moves last first, as Keras does."""
 
     _keeps_input_dtype = True
 
     def __init__(self, data_format=None, **kwargs):
         super().__init__(**kwargs)
-        if data_format not in (None, "channels_last"):
-            raise ValueError("Flatten: only data_format='channels_last' is supported")
+        self.data_format = data_format_of(data_format, "Flatten")
 
     def call(self, inputs):
-        return inputs.reshape(inputs.shape[0], -1) if inputs.ndim != 2 else inputs
+        if inputs.ndim == 2:
+            return inputs
+        if self.data_format == "channels_first":
+            inputs = inputs.permute(0, *range(2, inputs.ndim), 1)
+        return inputs.reshape(inputs.shape[0], -1)
 
     def compute_output_shape(self, input_shape):
         rest = input_shape[1:]

@@ -1,4 +1,6 @@
 """Pooling on channels-last data: shells over clnet.ops.conv's max_pool2d / avg_pool2d and reductions.
+The 2-D layers also take data_format="channels_first" (NCHW, pooled as given). The pool kernels read the
+channels-last input through its strides, so neither layout is copied.
 
 1-D pooling of (batch, steps, channels) is 2-D pooling of the (batch, channels, 1, steps) view, so both
 share Keras's "same" rule (the extra step at the end; averages over the real elements of each window).
@@ -9,7 +11,7 @@ import clnet
 
 from .. import _ops
 from .base import InputSpec, Layer
-from .conv import check_data_format, normalize_padding, normalize_tuple
+from .conv import check_data_format, data_format_of, normalize_padding, normalize_tuple
 
 
 class _Pooling2D(Layer):
@@ -18,33 +20,37 @@ class _Pooling2D(Layer):
     def __init__(self, pool_size=(2, 2), strides=None, padding="valid", data_format=None, **kwargs):
         super().__init__(**kwargs)
         name = type(self).__name__
-        check_data_format(data_format, name)
+        self.data_format = data_format_of(data_format, name)
         self.pool_size = normalize_tuple(pool_size, 2, "pool_size", name)
         self.strides = self.pool_size if strides is None else normalize_tuple(strides, 2, "strides", name)
         self.padding = normalize_padding(padding, name)
 
     def build(self, input_shape):
         if len(input_shape) != 4:
-            raise ValueError(f"{type(self).__name__} layer {self.name!r} expects 4-D input (batch, height, width, "
-                             f"channels), got shape {tuple(input_shape)}")
+            dims = "channels, height, width" if self.data_format == "channels_first" else "height, width, channels"
+            raise ValueError(f"{type(self).__name__} layer {self.name!r} expects 4-D input (batch, {dims}), got "
+                             f"shape {tuple(input_shape)}")
         self.input_spec = InputSpec(ndim=4)
         self.built = True
 
     def call(self, inputs):
+        if self.data_format == "channels_first":
+            return type(self)._op(inputs, self.pool_size, self.strides, self.padding)
         return _ops.to_nhwc(type(self)._op(_ops.to_nchw(inputs), self.pool_size, self.strides, self.padding))
 
     def compute_output_shape(self, input_shape):
-        n, h, w, c = input_shape
+        first = self.data_format == "channels_first"
+        n, c, h, w = input_shape if first else (input_shape[0], input_shape[3], *input_shape[1:3])
         oh, ow = (None if size is None else _ops.out_size(size, k, s, self.padding)
                   for size, k, s in zip((h, w), self.pool_size, self.strides))
         if (oh is not None and oh <= 0) or (ow is not None and ow <= 0):
             raise ValueError(f"{type(self).__name__} layer {self.name!r}: input {tuple(input_shape)} is smaller than "
                              f"the pool size {self.pool_size}")
-        return (n, oh, ow, c)
+        return (n, c, oh, ow) if first else (n, oh, ow, c)
 
     def get_config(self):
         return {**super().get_config(), "pool_size": list(self.pool_size), "strides": list(self.strides),
-                "padding": self.padding}
+                "padding": self.padding, "data_format": self.data_format}
 
 
 class MaxPooling2D(_Pooling2D):
@@ -58,29 +64,36 @@ class AveragePooling2D(_Pooling2D):
 class _GlobalPooling2D(Layer):
     def __init__(self, data_format=None, keepdims=False, **kwargs):
         super().__init__(**kwargs)
-        check_data_format(data_format, type(self).__name__)
+        self.data_format = data_format_of(data_format, type(self).__name__)
         self.keepdims = bool(keepdims)
+
+    @property
+    def _axes(self):
+        return (2, 3) if self.data_format == "channels_first" else (1, 2)
 
     def build(self, input_shape):
         self.input_spec = InputSpec(ndim=4)
         self.built = True
 
     def compute_output_shape(self, input_shape):
+        if self.data_format == "channels_first":
+            n, c = input_shape[:2]
+            return (n, c, 1, 1) if self.keepdims else (n, c)
         n, _, _, c = input_shape
         return (n, 1, 1, c) if self.keepdims else (n, c)
 
     def get_config(self):
-        return {**super().get_config(), "keepdims": self.keepdims}
+        return {**super().get_config(), "keepdims": self.keepdims, "data_format": self.data_format}
 
 
 class GlobalAveragePooling2D(_GlobalPooling2D):
     def call(self, inputs):
-        return clnet.mean(inputs, (1, 2), keepdim=self.keepdims)
+        return clnet.mean(inputs, self._axes, keepdim=self.keepdims)
 
 
 class GlobalMaxPooling2D(_GlobalPooling2D):
     def call(self, inputs):
-        return clnet.amax(inputs, (1, 2), keepdim=self.keepdims)
+        return clnet.amax(inputs, self._axes, keepdim=self.keepdims)
 
 
 class _Pooling1D(Layer):

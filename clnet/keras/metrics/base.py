@@ -103,7 +103,8 @@ class Mean(Metric):
             if values.dtype != self.dtype:
                 values = values.to(dtype=self.dtype)
             if isinstance(sample_weight, (int, float, np.number)):  # one weight for all
-                part = clnet.sum(values) * float(sample_weight)
+                # a scalar (fit's loss tracker, every step) needs no reduction launch: its sum is itself
+                part = (values.reshape(()) if values.numel() == 1 else clnet.sum(values)) * float(sample_weight)
                 count = float(sample_weight) * values.numel()
             elif sample_weight is not None:
                 sw = _losses.as_tensor(sample_weight, values, dtype=self.dtype)
