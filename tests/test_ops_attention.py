@@ -79,6 +79,19 @@ def test_fused_attention_gradcheck(device, rng, causal):
     gradcheck(lambda q, k, v: att.fused_attention(q, k, v, is_causal=causal, scale=0.7), q, k, v, device=device)
 
 
+@pytest.mark.parametrize("shape", [(3, 4), (5, 3)], ids=["L<S", "L>S"])
+def test_explicit_causal_gradcheck(device, rng, shape):
+    """The explicit path's causal branch (scale and mask in one pass, no masked-out rows possible)."""
+    L, S = shape
+    q, k, v = rng.standard_normal((2, L, 2)), rng.standard_normal((2, S, 2)), rng.standard_normal((2, S, 3))
+    gradcheck(lambda q, k, v: att.attention_with_weights(q, k, v, None, 0.0, True, 0.7)[0], q, k, v, device=device)
+    w = att.attention_with_weights(*(clnet.tensor(a, device=device) for a in (q, k, v)), None, 0.0, True)[1]
+    s = np.einsum("bld,bsd->bls", q, k) / np.sqrt(2)
+    s[:, np.arange(S)[None, :] > np.arange(L)[:, None]] = -np.inf
+    e = np.exp(s - s.max(-1, keepdims=True))
+    assert_close(w, e / e.sum(-1, keepdims=True), rtol=1e-5, atol=1e-6)
+
+
 def test_attention_with_float_mask_gradient_and_dropout(device, rng):
     """A mask that needs a gradient, and dropout, take the explicit path (both differentiable)."""
     q, k, v = rng.standard_normal((2, 3, 2)), rng.standard_normal((2, 4, 2)), rng.standard_normal((2, 4, 2))

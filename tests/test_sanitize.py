@@ -1146,6 +1146,64 @@ def test_index_scatter_kernels(dev):
     close(xg.grad, ref, rtol=1e-5)
 
 
+# --- indexing: the device scatter plan of index tensors (scatter_plan.cl.mako, issue 17) ----------------------
+def test_scatter_plan_kernels(dev):
+    """plan_keys (int64 and int32 arrays, two arrays, out-of-bounds entries), the block rank sort and the
+    merge over two blocks, plan_scatter add (entries on the slow and the fast range dim) and put, and
+    plan_winner: the gradient of x[idx] and x[idx] = v with index tensors."""
+    from clnet.ops import scatter_plan
+    n = 150                                                        # two sort blocks of 128
+    vals = RNG.integers(-9, 9, n)                                  # [-9, -7) and [7, 9) are out of bounds
+    plan = scatter_plan.DevicePlan([(T(vals), 0, 1)], [7], n, OCL)
+    wrapped = np.where(vals < 0, vals + 7, vals)
+    target = np.where((wrapped >= 0) & (wrapped < 7), wrapped, 7)
+    np.testing.assert_array_equal(plan.keys.numpy(), np.sort(target * n + np.arange(n)))
+    won = np.zeros(n, bool)
+    for t in range(7):
+        won[np.nonzero(target == t)[0][-1:]] = True
+    np.testing.assert_array_equal(plan.winners(OCL).numpy(), won)
+    x = data(6, 5)
+    i1 = RNG.integers(-6, 6, 40)
+    i2 = RNG.integers(0, 5, 9).astype(np.int32)
+    ia, ib = RNG.integers(0, 6, 12), RNG.integers(-5, 5, 12).astype(np.int32)
+    g1, g2, g3 = data(40, 5), data(6, 9), data(12)
+    xt = T(x, requires_grad=True)
+    ((xt[T(i1)] * T(g1)).sum() + (xt[:, T(i2)] * T(g2)).sum() + (xt[T(ia), T(ib)] * T(g3)).sum()).backward()
+    gx = np.zeros((6, 5))
+    np.add.at(gx, i1, g1)
+    np.add.at(gx, (slice(None), i2), g2)
+    np.add.at(gx, (ia, ib), g3)
+    close(xt.grad, gx, rtol=1e-5)
+    y = T(x)
+    v = data(40, 5)
+    y[T(i1)] = T(v)                                                # put: the last duplicate wins
+    ref = x.copy()
+    for j, i in enumerate(i1):
+        ref[i] = v[j]
+    close(y, ref)
+    z = T(x)
+    w = data(6, 9)
+    z[:, T(i2)] = T(w)                                             # put, entries on the fast range dim
+    ref = x.copy()
+    for j, i in enumerate(i2):
+        ref[:, i] = w[:, j]
+    close(z, ref)
+
+
+def test_scatter_plan_long_index_variant(dev, long_indices):
+    """plan_scatter with idx=long (its launcher picks it past 2**31 elements)."""
+    x = data(5, 3)
+    idx = RNG.integers(0, 5, 11)
+    g = data(11, 3)
+    xt = T(x, requires_grad=True)
+    (xt[T(idx)] * T(g)).sum().backward()
+    gx = np.zeros((5, 3))
+    np.add.at(gx, idx, g)
+    close(xt.grad, gx, rtol=1e-5)
+    _record_built()
+    assert _any("scatter_plan.cl.mako", kind="plan_scatter", idx="long")
+
+
 # --- creation and movement ----------------------------------------------------------------------------------
 def test_creation_and_movement(dev):
     """iota (arange, eye, linspace), fills, and the copies behind cat/stack/flip/repeat/pad/contiguous."""
@@ -1579,6 +1637,10 @@ def _required():
     req += [(f"adv_scatter {m} segmented={s}", "index.cl.mako", dict(kind="adv_scatter", mode=m, segmented=s))
             for m in ("put", "add") for s in (True, False)]
     req.append(("creation iota", "creation.cl.mako", {}))
+    for kind in ("plan_keys", "plan_block_sort", "plan_merge", "plan_winner"):
+        req.append((f"scatter_plan {kind}", "scatter_plan.cl.mako", dict(kind=kind)))
+    req += [(f"plan_scatter {m} j_fast={j}", "scatter_plan.cl.mako", dict(kind="plan_scatter", mode=m, j_fast=j))
+            for m in ("put", "add") for j in (True, False)]
     for template in ("elementwise.cl.mako", "reduce.cl.mako", "matmul.cl.mako", "softmax.cl.mako"):
         req.append((f"{template} half storage", template, dict(t="half") if template != "elementwise.cl.mako"
                     else dict(outs=lambda outs: any(t == "half" for t, _ in outs))))

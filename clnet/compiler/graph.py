@@ -105,6 +105,18 @@ class HostStep:
 
 
 @dataclass(eq=False)
+class Guard:
+    """A host check of device values (dispatch.guard) on a buffer the graph does not write before it
+    (an argument or captured tensor): a replay reads `mem` again and runs `check` before its launches."""
+    device: object
+    mem: object                     # the buffer as traced (a replay rebinds it like a launch argument)
+    byte_offset: int
+    like: object                    # an empty array of the shape and dtype read
+    check: object                   # check(array) raises on bad values
+    op: OpNode | None = None
+
+
+@dataclass(eq=False)
 class Upload:
     """A host->device copy in the trace (a constant made inside the function)."""
     device: object
@@ -128,7 +140,7 @@ class Graph:
         self.inputs: list = []
         self.outputs: list = []
         self.ops: list = []
-        self.launches: list = []     # Launch, Upload and HostStep rows, in order
+        self.launches: list = []     # Launch, Upload, HostStep and Guard rows, in order
         self.breaks: list = []
         self.output_structure = None  # the function's result with tensors replaced by Values
         self.allocated = {}          # id(buffer) -> buffer of every tensor made while tracing

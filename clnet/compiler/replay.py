@@ -12,6 +12,9 @@ only three things change, each at a known argument slot:
   before the loop and its values are set into their slots, so the random stream and the optimizer's
   state advance exactly as eagerly.
 
+Guards (dispatch.guard: an index bounds check) read their buffer, rebound like a launch argument, and
+run their check with the refreshes, before the loop of enqueues: a bad value raises before any launch.
+
 A plan is not thread-safe on its own: the compiled function holds a lock around `run`.
 """
 from __future__ import annotations
@@ -21,7 +24,7 @@ import pyopencl as cl
 
 from ..backend import cl_private
 from ..core.storage import TensorBase
-from .graph import HostStep, Launch, Upload
+from .graph import Guard, HostStep, Launch, Upload
 
 
 def _buffer_key(a):
@@ -36,6 +39,19 @@ def _nbytes(buf) -> int:
     return int(buf.get_info(cl.mem_info.SIZE))
 
 
+class _GuardStep:
+    """A Guard row at replay: read the (rebound) buffer, waiting, and run the check."""
+
+    def __init__(self, row: Guard):
+        self.row, self.mem = row, row.mem
+
+    def __call__(self):
+        host = np.empty_like(self.row.like)
+        if host.size:
+            cl.enqueue_copy(self.row.device.queue, host, self.mem, src_offset=self.row.byte_offset, is_blocking=True)
+        self.row.check(host)
+
+
 class Plan:
     """Replayable launches of one traced call (see the module docstring)."""
 
@@ -44,12 +60,17 @@ class Plan:
         self.sites = {}           # id(buffer) -> [(cl kernel clone, argument position)]
         self.refreshers = []      # (clone, refresh, arg_dtypes), or (None, host step, None), in graph order
         self.buffers = {}         # id(buffer) -> buffer: keeps every traced buffer alive
+        self.guard_sites = {}     # id(buffer) -> [_GuardStep]: guards reading it (rebound with the launches)
         self.launch_count = 0
         for row in graph.launches:
             if isinstance(row, Launch):
                 self._add_launch(row)
             elif isinstance(row, HostStep):
                 self.refreshers.append((None, row.fn, None))
+            elif isinstance(row, Guard):
+                step = _GuardStep(row)
+                self.guard_sites.setdefault(id(row.mem), []).append(step)
+                self.refreshers.append((None, step, None))
             elif isinstance(row, Upload):
                 self.buffers[id(row.buf)] = row.buf
                 self.steps.append((_upload, (row.device.queue, row.buf, row.host)))
@@ -93,6 +114,8 @@ class Plan:
     def _rebind(self, old_key, new_buf):
         for clone, pos in self.sites.get(old_key, ()):
             clone.set_arg(pos, new_buf)
+        for step in self.guard_sites.get(old_key, ()):
+            step.mem = new_buf
 
     def run(self, inputs):
         """Replay with `inputs` (tensors laid out as the traced ones); returns the output tensors."""

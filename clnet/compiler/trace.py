@@ -20,7 +20,7 @@ import pyopencl as cl
 from ..core import dispatch
 from ..core.storage import TensorBase
 from ..errors import ClnetError
-from .graph import Break, Graph, HostStep, Launch, OpNode, Upload, Value
+from .graph import Break, Graph, Guard, HostStep, Launch, OpNode, Upload, Value
 
 
 class GraphBreakError(ClnetError, RuntimeError):
@@ -148,6 +148,19 @@ class Recorder:
     def on_upload(self, device, buf, host):
         self.graph.launches.append(Upload(device, buf, np.array(host, copy=True),
                                           self._stack[-1] if self._stack else None))
+
+    def on_guard(self, device, host, buf, byte_offset, check):
+        """A guard (dispatch.guard) replays as a check before the plan's launches when that reads what
+        it read now: the buffer was neither made in this trace nor written (by a launch or an upload)
+        before this point. Otherwise it is a download: a break."""
+        key = id(buf)
+        written = key in self.allocated or key in self._touched or any(
+            isinstance(r, Upload) and r.buf is buf for r in self.graph.launches)
+        if written:
+            self.on_download(device, host, buf, byte_offset)
+            return
+        self.graph.launches.append(Guard(device, buf, byte_offset, np.empty_like(host), check,
+                                         self._stack[-1] if self._stack else None))
 
     def on_download(self, device, host, buf, byte_offset):
         where = user_frame()

@@ -4,13 +4,14 @@
     host_step(fn)                                            host bookkeeping a replayed graph runs again
     upload(device, buf, host)                                copy host memory into a device buffer
     download(device, host, buf, byte_offset)                 copy device memory to the host (waits)
+    guard(device, host, buf, byte_offset, check)             a download whose values only a check reads
     @op("name")                                              marks a public op function (see below)
 
 Eagerly (the normal case) `launch` sets the arguments and enqueues at once; nothing waits. While a
 recorder is active on this thread (clnet.compile traces a step, clnet.jit traces a module), the same
 calls are also reported to it: launches with their kernel, sizes and arguments (what replay needs),
-ops with their name, arguments and results (what ONNX export and jit.save need), uploads as constants
-and downloads as graph breaks. Eager code pays one integer test per call for that.
+ops with their name, arguments and results (what ONNX export and jit.save need), uploads as constants,
+downloads as graph breaks, and guards (a download that only a check reads) as checks a replay repeats. Eager code pays one integer test per call for that.
 
 Thread safety (issue 16): a cl.Kernel object holds its arguments, so setting them and enqueueing is one
 critical section: the backend's `programs.Kernel` (what get_kernel returns) holds its own lock across
@@ -79,6 +80,27 @@ def download(device, host, buf, byte_offset=0, blocking=True):
         if rec is not None:
             rec.on_download(device, host, buf, byte_offset)
     return cl.enqueue_copy(device.queue, host, buf, src_offset=byte_offset, is_blocking=blocking)
+
+
+def guard(device, host, buf, check, byte_offset=0):
+    """Copy device memory into `host` (as download, waiting) and call check(host), which raises on
+    values the launches after it must not see (an index out of bounds): for reads whose values decide
+    nothing but that exception. Eagerly it is a download and a call. Under a recorder that can repeat
+    the check (clnet.compile, when the buffer is an argument or a captured tensor that nothing in the
+    traced call wrote before this point) it is no graph break: a replay reads the buffer again and runs
+    check before any of its launches, so a bad value raises before anything is written. Otherwise (and
+    for recorders without `on_guard`) it is a download like any other: a graph break."""
+    if _recording:
+        rec = getattr(_local, "recorder", None)
+        if rec is not None:
+            on_guard = getattr(rec, "on_guard", None)
+            if on_guard is not None:
+                on_guard(device, host, buf, byte_offset, check)
+            else:
+                rec.on_download(device, host, buf, byte_offset)
+    cl.enqueue_copy(device.queue, host, buf, src_offset=byte_offset, is_blocking=True)
+    check(host)
+    return host
 
 
 def upload_array(host, dtype, device) -> TensorBase:

@@ -129,9 +129,18 @@ def _batch_norm(e, operands, expr):
 _NAMED = {"leaky_relu": _leaky_relu, "batch_norm": _batch_norm}
 
 
+def _gelu_formula(expr):
+    """F.gelu's float32 row computes Phi through a fitted erfc (nn/functions/activation.py); ONNX gets the
+    formula it stands for, 0.5 x (1 + Erf(x / sqrt 2)) (operands x, 1 / sqrt 2, 1 / sqrt(2 pi))."""
+    from ..nn.functions.activation import _phi_float
+    return "0.5f * v0 * (1 + erf(v0 * v1))" if expr == f"v0 * {_phi_float()[0]}" else expr
+
+
 def export_pointwise(e, a, out):
     """The rule for `pointwise` rows (their arguments: name, expr, operands, grad_exprs, dtype)."""
     name, expr, operands, dtype = a["name"], a["expr"], list(a["operands"]), a["dtype"]
+    if name == "gelu":
+        expr = _gelu_formula(expr)
     special = _NAMED.get(name)
     if special is not None:
         y = special(e, operands, expr)

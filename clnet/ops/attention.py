@@ -170,7 +170,21 @@ def attention_with_weights(query, key, value, mask=None, dropout_p=0.0, is_causa
     (..., L, S). Rows every key is masked out of get zero weights, as in the fused path."""
     L, S = query.shape[-2], key.shape[-2]
     scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else float(scale)
-    scores = _ew.mul(matmul(query, transpose(key, -2, -1)), scale)
+    raw = matmul(query, transpose(key, -2, -1))
+    if is_causal and mask is None and S > 0:
+        # every query row sees key 0, so no row is masked out (no `keep` factor below), and one pass scales
+        # the scores and adds the causal mask (the dtype's lowest finite value above the diagonal)
+        low = float(np.finfo(np.dtype(query.dtype)).min)
+        i = reshape(arange(L, dtype=_dt.int32, device=query.device), (L, 1))
+        j = arange(S, dtype=_dt.int32, device=query.device)
+        bias = _ew.launch("(v1 <= v0 ? 0 : v2)", [i, j, low], query.dtype, query.dtype)
+        scaled = _ew.pointwise("attention_scores", "v0 * v2 + v1", [raw, bias, scale], {0: "v3 * v2"}, query.dtype)
+        weights = softmax(scaled, -1)
+        if dropout_p > 0:
+            weights = _ew.mul(weights, dropout_mask(weights.shape, float(dropout_p), device=weights.device,
+                                                    dtype=weights.dtype))
+        return matmul(weights, value), weights
+    scores = _ew.mul(raw, scale)
     additive = None
     if is_causal:
         additive = _causal_mask(L, S, query)

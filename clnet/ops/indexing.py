@@ -7,13 +7,17 @@ and ... still go through views first, as PyTorch does, so `x[0, :, idx]` has sha
 (x.shape[1], len(idx)) as in torch):
 1. `_plan` splits the key into a basic view V of x plus index arrays on some of V's dims, checks every
    shape and index bound BEFORE any kernel runs and names what was wrong. Index bounds need the
-   index values on the host: lists/arrays are there already; an index tensor costs one host read.
+   index values on the host: lists/arrays are there already; an index tensor costs one host read, a
+   guard (scatter_plan.read_checked) that clnet.compile repeats at the start of each replay instead of
+   breaking the graph; nothing else uses the values read.
    A bool mask becomes index arrays through `nonzero` on the device, which reads back one number (the
    count of true elements, needed to size the result), as PyTorch does.
 2. `adv_gather` (kernels/index.cl.mako) writes the result, one work-item per output element.
 3. The gradient is a scatter-add into zeros that needs no atomics (OpenCL 1.2 has no float atomics):
-   when two index entries hit the same element, the host sorts the targets once (`_Segments`) and each
-   work-item owns one target and sums its entries in a fixed order, so results are deterministic.
+   entries hitting the same element are grouped and each work-item owns one target and sums its
+   entries in increasing order, so results are deterministic. Index tensors are grouped by a device
+   sort (scatter_plan.DevicePlan: no host read, so a compiled step keeps one graph); lists and arrays,
+   whose values are on the host anyway, by a host sort (`_Segments`). Both sum in the same order.
 `x[key] = value` uses the same plan with the scatter kernel in "put" mode (the last duplicate wins).
 """
 from __future__ import annotations
@@ -35,6 +39,7 @@ from .creation import full, tensor, to_numpy, zeros
 from .elementwise import check_inplace_target, copy_into, launch
 from .movement import clone, contiguous, getitem as basic_getitem, reshape
 from .reduce import sum as _sum
+from .scatter_plan import DevicePlan, fits as _plan_fits, read_checked
 from .shapes import axis as _axis, basic_index as _basic_index, broadcast_shapes, is_basic
 
 _INT_MAX = 2**31 - 1
@@ -154,6 +159,7 @@ class _Adv:
     size: int
     dev: TensorBase | None = None   # on the device, shape = the broadcast index shape when used directly
     host: np.ndarray | None = None  # the values (int64, wrapped to >= 0), when known on the host
+    guarded: bool = False   # host holds a device tensor's values read only for the bounds check
 
 
 @dataclass
@@ -267,11 +273,13 @@ def _plan(x: TensorBase, key) -> _Plan:
             vdim += k
         elif kind == "index":
             a = _Adv(vdim, xdim, x.shape[xdim])
-            host = to_numpy(p) if isinstance(p, TensorBase) else p  # one host read for an index tensor
-            _check_bounds(host, a.size, xdim)
+            if isinstance(p, TensorBase):  # one host read for an index tensor, repeated by compiled replays
+                host = read_checked(p, lambda h, size=a.size, d=xdim: _check_bounds(h, size, d))
+                a.dev, a.guarded = p, True
+            else:
+                host = p
+                _check_bounds(host, a.size, xdim)
             a.host = np.where(host < 0, host + a.size, host).astype(np.int64)
-            if isinstance(p, TensorBase):
-                a.dev = p
             groups.append((p, [a]))
             advs.append(a)
             basic.append(slice(None))
@@ -305,6 +313,9 @@ def _plan(x: TensorBase, key) -> _Plan:
     plan.q = vdims[0] if vdims[-1] - vdims[0] + 1 == len(vdims) else 0
     for a in advs:  # every index array as a 1-D walk over the broadcast index shape
         if a.dev is not None and tuple(a.dev.shape) == plan.ishape and _flat(a.dev) is not None:
+            continue
+        if a.guarded:  # broadcast on the device: the values stay there
+            a.dev = contiguous(expand(a.dev, plan.ishape))
             continue
         if a.host is None:
             a.host = to_numpy(a.dev)
@@ -360,12 +371,19 @@ def _gather(plan: _Plan, v: TensorBase) -> TensorBase:
     return out
 
 
+def _host_values(a: _Adv) -> np.ndarray:
+    """a's values for host planning. Values read for a guard decide nothing a compiled replay repeats, so
+    while a recorder traces they are read again as a plain download: a graph break, honestly reported."""
+    if a.host is None or (a.guarded and dispatch.recording_active()):
+        return to_numpy(a.dev)
+    return a.host
+
+
 class _Segments:
     """Targets hit more than once: order[starts[u]:starts[u+1]] lists the j aimed at unique target u."""
 
     def __init__(self, plan: _Plan, device):
-        hosts = [np.broadcast_to(a.host if a.host is not None else to_numpy(a.dev), plan.ishape).reshape(-1)
-                 for a in plan.advs]
+        hosts = [np.broadcast_to(_host_values(a), plan.ishape).reshape(-1) for a in plan.advs]
         lin = np.ravel_multi_index(hosts, [a.size for a in plan.advs]) if hosts[0].size else np.zeros(0, int)
         order = np.argsort(lin, kind="stable")
         uniq, first = np.unique(lin[order], return_index=True)
@@ -380,16 +398,33 @@ class _Segments:
 
 
 def _segments(plan: _Plan, device):
+    """None (targets distinct), a DevicePlan (some index is a device tensor), or host _Segments."""
     if plan.unique:
         return None
     if plan.segments is None:
-        plan.segments = _Segments(plan, device)
+        sizes = [a.size for a in plan.advs]
+        if any(a.guarded for a in plan.advs) and _plan_fits(sizes, plan.J):
+            plan.segments = DevicePlan([(a.dev,) + _flat(a.dev) for a in plan.advs], sizes, plan.J, device)
+        else:
+            plan.segments = _Segments(plan, device)
+    if isinstance(plan.segments, DevicePlan):
+        return plan.segments
     return plan.segments if plan.segments.duplicates else None
+
+
+def _winners(plan: _Plan, seg, device) -> TensorBase:
+    """Which index entries x[idx] = v keeps (the last of duplicates), shaped to broadcast with out_shape."""
+    lead = (1,) * plan.q + plan.ishape + (1,) * (len(plan.rest) - plan.q)
+    if isinstance(seg, DevicePlan):
+        return reshape(seg.winners(device), lead)
+    return tensor(seg.winner.reshape(lead), device=device)
 
 
 def _scatter(plan: _Plan, dst: TensorBase, src: TensorBase, mode: str) -> TensorBase:
     """dst[targets] = src ("put", last duplicate wins) or += sum of src ("add"); src is contiguous, out_shape."""
     seg = _segments(plan, dst.device)
+    if isinstance(seg, DevicePlan):
+        return _scatter_planned(plan, seg, dst, src, mode)
     U = seg.U if seg is not None else plan.J
     arrays = seg.targets if seg is not None else [a.dev for a in plan.advs]
     dims, ostr, jst, j_fast = _rest_layout(plan)
@@ -417,6 +452,21 @@ def _scatter(plan: _Plan, dst: TensorBase, src: TensorBase, mode: str) -> Tensor
                    mode=mode, segmented=seg is not None, j_fast=j_fast)
     _run2(dst.device, kern, R, U, j_fast, args + ix_args)
     return dst
+
+
+def _scatter_planned(plan: _Plan, seg: DevicePlan, dst: TensorBase, src: TensorBase, mode: str) -> TensorBase:
+    dims, ostr, jst, j_fast = _rest_layout(plan)
+    R = math.prod(dst.shape[d] for d, _ in dims)
+    if R * plan.J == 0:
+        return dst
+    idx, _ = _idx(R * plan.J, [dst, src])
+    if mode == "put":
+        t, acc = _move_type(dst.dtype), "float"
+    else:
+        t, acc = _add_types(dst.dtype)
+    rest = [(dst.shape[d], dst.strides[d], ostr[pos]) for d, pos in dims]
+    return seg.scatter(dst, src, rest=rest, ast=[dst.strides[a.vdim] for a in plan.advs], jst=jst, j_fast=j_fast,
+                       idx=idx, run2=_run2, t=t, acc=acc, mode=mode)
 
 
 def _bool_scalars(x: TensorBase, key):
@@ -520,9 +570,7 @@ def advanced_setitem(x: TensorBase, key, value) -> None:
             picked = _gather(plan, gv)
             seg = _segments(plan, g.device)
             if seg is not None:  # a value entry overwritten by a later duplicate gets no gradient
-                lead = (1,) * plan.q + plan.ishape + (1,) * (len(plan.rest) - plan.q)
-                won = tensor(seg.winner.reshape(lead), device=g.device)
-                picked = launch("v1 ? v0 : 0", [picked, won], g.dtype, g.dtype)
+                picked = launch("v1 ? v0 : 0", [picked, _winners(plan, seg, g.device)], g.dtype, g.dtype)
             return reshape(sum_to(picked, _strip_shape(tv.shape, len(plan.out_shape))), tv.shape)
         _record_setitem(x, tv, grad_old, grad_value)
 
@@ -689,10 +737,12 @@ def _check_dim_index(name, x, d, index, others_leq=True):
             raise ValueError(f"{name}: index shape {tuple(index.shape)} exceeds tensor shape {tuple(x.shape)} "
                              f"in dimension {i}")
     size = x.shape[d] if x.ndim else 1
-    host = to_numpy(index)  # one host read: bounds are checked before any kernel runs
-    if host.size and (host.min() < 0 or host.max() >= size):
-        bad = host[(host < 0) | (host >= size)].flat[0]
-        raise IndexError(f"{name}: index {int(bad)} is out of bounds for dimension {d} with size {size}")
+
+    def check(host):  # one host read, before any kernel runs (a guard that compiled replays repeat)
+        if host.size and (host.min() < 0 or host.max() >= size):
+            bad = host[(host < 0) | (host >= size)].flat[0]
+            raise IndexError(f"{name}: index {int(bad)} is out of bounds for dimension {d} with size {size}")
+    read_checked(index, check)
 
 
 @op("gather")
