@@ -29,6 +29,7 @@ from .. import dtypes as _dt
 from ..backend.programs import ctype, get_kernel
 from ..core import dispatch
 from ..core.storage import TensorBase
+from .creation import to_numpy
 
 _BLOCK = 128          # keys per block of the rank sort (O(B) work per key, then O(J / B * log B) to merge)
 _KEY_MAX = 2**62      # (A + 1) * J must stay below this for the keys to fit in a long
@@ -43,7 +44,6 @@ def read_checked(t: TensorBase, check) -> np.ndarray:
         check(values)
         return values
     if any(s < 0 for s in t.strides):
-        from .creation import to_numpy
         values = to_numpy(t)
         check(values)
         return values
