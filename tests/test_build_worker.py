@@ -179,6 +179,20 @@ def test_fallback_ladder():
     assert profiles._crash_fallback(1, 4, {})["matmul_variant"] == "gpu"  # vectors already at 4 (Intel's runtime)
 
 
+def test_first_crash_narrows_below_a_quirk_cap(monkeypatch):
+    """A device whose quirk already caps vectors at 8 (the wheel's PoCL on a CPU its LLVM 14 does not name)
+    but which reports 16-wide floats steps to 4 on its first crash, not to the 8 it crashed at (that left
+    the same GEMM variant and 'no fallback' on an Intel Xeon's fresh-machine CI stage)."""
+    from test_devices import fake_device
+    dev = fake_device(1, 0, "pthread-Intel(R) Xeon(R) Processor", "Portable Computing Language", "cpu", "pocl",
+                      unified=True, driver="3.0-rc2", vec=16,
+                      platform_version="OpenCL 3.0 PoCL 3.0-rc2  Linux, Release, RELOC, LLVM 14.0.6, SLEEF")
+    assert profiles.profile_for(dev, tuned=False).max_vector_width == 8          # the quirk
+    monkeypatch.setattr(build_verdicts, "crashes", lambda device: [("matmul.cl.mako(VW=8)", "LLVM ERROR")])
+    prof = profiles.profile_for(dev, tuned=False)
+    assert prof.max_vector_width == 4 and prof.vector_width == 4, prof
+
+
 def test_wheel_pocl_on_an_unknown_cpu_gets_narrower_vectors():
     """Issue 11: PoCL 3.0 (LLVM 14) from the pip wheel names a Zen 4 'pthread-AMD EPYC' and aborted on
     16-wide mad/fma; Debian's PoCL 3.1 names the same CPU 'pthread-skylake-avx512-AMD EPYC' and is fine."""

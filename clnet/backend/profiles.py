@@ -206,7 +206,10 @@ def profile_for(device, tuned: bool = True) -> Profile:
             reasons.append(reason)
     crashed = build_verdicts.crashes(device)
     if crashed:  # the compiler died building these variants here (build_worker.py): step down the ladder
-        widest = min(16, max(4, params["vector_width"], device.preferred_vector_width_float))
+        # the widest vectors the kernels use here: a quirk's cap (the wheel's PoCL on a CPU its LLVM does not
+        # name: 8) counts, or the first level would "fall back" to the width the crash happened at
+        widest = min(16, params.get("max_vector_width", 16),
+                     max(4, params["vector_width"], device.preferred_vector_width_float))
         params.update(_crash_fallback(len(crashed), widest, params))
         first, detail = crashed[0]
         said = detail.strip().splitlines()[-1][:160] if detail.strip() else "no message"

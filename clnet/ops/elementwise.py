@@ -303,12 +303,14 @@ class Unary:
     grad        d/dx: a function of g and, by parameter name, x and/or out; None: not differentiable
     bool_result the result is a bool tensor (isnan, logical_not)
     int_same    on integer operands the op is the identity and keeps the type (floor/ceil/round)
+    int_expr    expression for signed integer operands, `{t}` standing for their C type (None: expr)
     """
     expr: str
     float_only: bool = False
     grad: Callable | None = None
     bool_result: bool = False
     int_same: bool = False
+    int_expr: str | None = None
     reads: tuple = field(init=False, default=())
 
     def __post_init__(self):
@@ -348,7 +350,9 @@ _TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)  # d/dx erf(x) = 2/sqrt(pi) exp(-x^
 
 UNARY = {
     "neg": Unary("-v0", grad=lambda g: neg(g)),
-    "abs": Unary("(v0 < 0 ? -v0 : v0)", grad=lambda g, x: _fused("v0 * ((v1 > 0) - (v1 < 0))", g, x)),
+    # integers through OpenCL's max(): LLVM's optimiser turns the ternary on an int into its llvm.abs
+    # intrinsic, which Oclgrind 21.10 cannot run (a builtin call is the simulator's own; devices inline it)
+    "abs": Unary("(v0 < 0 ? -v0 : v0)", int_expr="max(v0, ({t})(-v0))", grad=lambda g, x: _fused("v0 * ((v1 > 0) - (v1 < 0))", g, x)),
     "sign": Unary("(v0 != v0 ? v0 : (v0 > 0) - (v0 < 0))", grad=_zero_grad),
     "exp": Unary("exp(v0)", True, grad=lambda g, out: _fused("v0 * v1", g, out)),
     "log": Unary("log(v0)", True, grad=lambda g, x: _fused("v0 / v1", g, x)),
@@ -525,7 +529,10 @@ def _unary_types(name, row, x):
     if row.int_same and not _dt.is_floating(x.dtype):
         return "v0", x.dtype, x.dtype
     dt = _float_type(x.dtype) if row.float_only else x.dtype
-    return row.expr, dt, (_dt.bool_ if row.bool_result else dt)
+    expr = row.expr
+    if row.int_expr is not None and dt.kind == "i":
+        expr = row.int_expr.format(t=ctype(dt))
+    return expr, dt, (_dt.bool_ if row.bool_result else dt)
 
 
 def unary(name: str, x, out: TensorBase | None = None) -> TensorBase:
