@@ -237,6 +237,33 @@ def test_out_overwritten_when_beta_zero(device, variant, rng):
     check(out, a.astype(np.float64) @ b)
 
 
+def test_mm_packed(device, variant, rng):
+    """pack_b once, then several products with it (bias or not, B transposed or not): equal to numpy float64,
+    and B is packed by pack_b only (no pack launch per product)."""
+    from clnet.compiler import trace
+    for M, K, N in [(3, 7, 13), (6, 33, 65), (1, 40, 70)]:
+        for trans in (False, True):
+            b = rand(rng, N, K) if trans else rand(rng, K, N)
+            tb = clnet.tensor(b).T if trans else clnet.tensor(b)
+            ref_b = (b.T if trans else b).astype(np.float64)
+            bias = rand(rng, N)
+            a_s = [rand(rng, M, K) for _ in range(3)]
+
+            def products():
+                p = mmod.pack_b(tb, M)
+                return p, [mmod.mm_packed(clnet.tensor(a), p, bias=clnet.tensor(bias) if i % 2 else None)
+                           for i, a in enumerate(a_s)]
+            graph, (p, got) = trace(products)
+            if variant.matmul_variant == "cpu" and mmod._DIRECT_B_BYTES == 0:
+                assert p.operand is not None   # the packing variant: B is in panels
+            packs = [r for r in graph.kernel_launches if r.name == "pack"]
+            assert len(packs) == (1 if p.operand is not None else 0)
+            for i, (a, y) in enumerate(zip(a_s, got)):
+                check(y, a.astype(np.float64) @ ref_b + (bias if i % 2 else 0), what=f"{M}x{K}x{N} t{trans} {i}")
+    with pytest.raises(ValueError, match="does not match the packed operand"):
+        mmod.mm_packed(clnet.tensor(rand(rng, 4, 7)), mmod.pack_b(clnet.tensor(rand(rng, 7, 5)), 3))
+
+
 def test_linear(device, variant, rng):
     x, w, bias = rand(rng, 2, 7, 10), rand(rng, 6, 10), rand(rng, 6)
     check(linear(clnet.tensor(x), clnet.tensor(w), clnet.tensor(bias)), x.astype(np.float64) @ w.T + bias)

@@ -85,6 +85,38 @@ def test_rnn_layer_gradcheck(device, rng, mode, reverse):
         gradcheck(fn, x, h0, *w, device=device)
 
 
+@pytest.mark.parametrize("mode", ["lstm", "gru"])
+def test_rnn_layer_packs_w_hh_once(device, rng, mode, monkeypatch):
+    """With every GEMM operand packed (the CPU kernel's path for big weights), W_hh is packed once per
+    forward and once per backward, not at every step: the pack launches do not grow with T; values and
+    gradients stay numpy's / finite differences'."""
+    from clnet.compiler import trace
+    from clnet.ops import matmul as mmod
+    for name in ("_DIRECT_B_BYTES", "_DIRECT_ANY_ELEMS", "_DIRECT_A_ELEMS"):
+        monkeypatch.setattr(mmod, name, 0)
+    B, I, H = 3, 4, 6
+    w = _weights(rng, mode, I, H)
+    c = lambda a: clnet.tensor(a.astype(np.float32), requires_grad=True)  # noqa: E731
+    packs = {}
+    for T in (2, 5):
+        x, h0, c0 = rng.standard_normal((T, B, I)), rng.standard_normal((B, H)), rng.standard_normal((B, H))
+
+        def step():
+            hx = (c(h0), c(c0)) if mode == "lstm" else c(h0)
+            res = rnn.rnn_layer(mode, c(x), hx, *map(c, w))
+            (res[0].sum() + res[1].sum()).backward()
+            return res
+        graph, got = trace(step)
+        packs[T] = sum(1 for r in graph.kernel_launches if r.name == "pack")
+        out, h, cc = np_layer(mode, x, h0, c0 if mode == "lstm" else None, *w)
+        assert_close(got[0], out, rtol=1e-4, atol=1e-5)
+        assert_close(got[1], h, rtol=1e-4, atol=1e-5)
+    if device.profile.matmul_variant == "cpu":
+        assert packs[2] == packs[5] > 0, packs
+    if mode == "lstm":
+        test_rnn_layer_gradcheck(device, rng, mode, False)
+
+
 def _copy_params(tmod, cmod):
     cmod.load_state_dict({k: v.detach().numpy() for k, v in tmod.state_dict().items()})
 

@@ -180,10 +180,11 @@ class GemmNote:
 
 
 def _gemm(a: TensorBase, b: TensorBase, *, alpha=1.0, beta=0.0, bias: TensorBase | None = None, act=None,
-          out: TensorBase | None = None) -> TensorBase:
+          out: TensorBase | None = None, b_packed: "PackedB | None" = None) -> TensorBase:
     """out[B, M, N] = act(alpha * a @ b + beta * out + bias): a [B, M, K], b [B, K, N], any strides.
 
-    A new contiguous output is made when `out` is None; `out` needs unit stride along N.
+    A new contiguous output is made when `out` is None; `out` needs unit stride along N. `b_packed`
+    (pack_b(b, M)) is b already in the CPU kernel's panels: no pack launch here.
     """
     device, dtype = a.device, a.dtype
     Bt, M, K = a.shape
@@ -207,7 +208,10 @@ def _gemm(a: TensorBase, b: TensorBase, *, alpha=1.0, beta=0.0, bias: TensorBase
 
     if prof.matmul_variant == "cpu":
         mr, nr, vw = _cpu_block(prof, dtype, M, N)
-        b_args, b_mode, b_nc = _cpu_b_operand(device, b, Bt, K, N, nr, vw)
+        if b_packed is not None and b_packed.operand is not None and b_packed.key == (M, N, K, nr, vw) and Bt == 1:
+            b_args, b_mode, b_nc = b_packed.operand
+        else:
+            b_args, b_mode, b_nc = _cpu_b_operand(device, b, Bt, K, N, nr, vw)
         a_args, a_mode = _cpu_a_operand(device, a, Bt, M, K, mr, vw)
         kern = _kernel(device, "gemm_cpu", _GEMM_ARGS + [acc_np, acc_np, _i32], t=t, acc=acc, MR=mr, NR=nr, VW=vw,
                        a_mode=a_mode, b_mode=b_mode, b_nc=b_nc)
@@ -227,6 +231,47 @@ def _gemm(a: TensorBase, b: TensorBase, *, alpha=1.0, beta=0.0, bias: TensorBase
     dispatch.launch(device, kern, (-(-N // TN) * RN, -(-M // TM) * RM, Bt), (RN, RM, 1),
                     [M, N, K, a._buf, a.offset, *a.strides, b._buf, b.offset, *b.strides, *c_args, *tail], note=note)
     return out
+
+
+class PackedB:
+    """The B operand of many products a @ B with the same B and a of M rows (a recurrent layer's W_hh over
+    its time steps), packed once into the CPU kernel's panels. Without it each product packs B again:
+    the LSTM LM's 1024x256 W_hh (1 MiB, past _DIRECT_B_BYTES) was packed at every step, 140 times a
+    training step. `operand` is None where the kernel reads B in place anyway (GPU variant, a small B);
+    B's values are those at pack time."""
+
+    __slots__ = ("b", "M", "key", "operand")
+
+    def __init__(self, b: TensorBase, M: int):
+        self.b, self.M = b.detach(), M
+        self.key, self.operand = None, None
+        device = b.device
+        K, N = b.shape
+        prof = device.profile.for_matmul(M, N, K)
+        if prof.matmul_variant != "cpu" or M * N * K == 0:
+            return
+        mr, nr, vw = _cpu_block(prof, b.dtype, M, N)
+        operand = _cpu_b_operand(device, _as3(self.b), 1, K, N, nr, vw)
+        if operand[1] == "panels":
+            self.key, self.operand = (M, N, K, nr, vw), operand
+
+
+def pack_b(b: TensorBase, M: int) -> PackedB:
+    """b ([K, N], any strides) packed once for mm_packed(a, ...) with a of M rows (no autograd)."""
+    if b.ndim != 2:
+        raise ValueError(f"pack_b expects a 2-D operand, got shape {tuple(b.shape)}")
+    return PackedB(b, int(M))
+
+
+def mm_packed(a: TensorBase, packed: PackedB, bias: TensorBase | None = None) -> TensorBase:
+    """a [M, K] @ packed.b [K, N] (+ bias (N,)) -> a new [M, N] tensor, B read from its panels (no autograd:
+    for the inner loops of ops that record their own gradient)."""
+    b = packed.b
+    if a.ndim != 2 or a.shape[0] != packed.M or a.shape[1] != b.shape[0]:
+        raise ValueError(f"mm_packed: a of shape {tuple(a.shape)} does not match the packed operand "
+                         f"({packed.M} rows of {b.shape[0]})")
+    y = _gemm(_as3(a.detach()), _as3(b), bias=None if bias is None else _contiguous_detached(bias), b_packed=packed)
+    return y._view(y.shape[1:], y.strides[1:])
 
 
 # --- public functions -----------------------------------------------------------------------------

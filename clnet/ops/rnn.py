@@ -23,8 +23,8 @@ from ..core.storage import TensorBase
 from ..core.tape import needs_grad, no_grad, record
 from .creation import zeros
 from .elementwise import add, cast
-from .matmul import matmul_ex, mm
-from .movement import concat, contiguous, getitem, reshape, unsqueeze
+from .matmul import matmul_ex, mm, mm_packed, pack_b
+from .movement import concat, contiguous, getitem, reshape, transpose, unsqueeze
 from .nn import _acc_dtype
 from .reduce import sum as _sum
 
@@ -138,8 +138,9 @@ def rnn_layer(mode: str, x: TensorBase, hx, w_ih: TensorBase, w_hh: TensorBase, 
         c_prev = contiguous(c0.detach()) if c0 is not None else None
         kern = _kernel(dev, mode, "forward", dtype, packed)
         BH = B * H
+        w_hh_t = pack_b(transpose(w_hhd, 0, 1), B)  # W_hh^T packed once for every step's h W_hh^T
         for t in steps:
-            gh = contiguous(matmul_ex(h_prev, w_hhd, trans_b=True, bias=bias_h))
+            gh = mm_packed(h_prev, w_hh_t, bias=bias_h)
             args = [gi._buf, gi.offset + t * B * G * H, gh._buf, gh.offset]
             if mode == "gru":
                 args += [h_prev._buf, h_prev.offset]
@@ -197,6 +198,7 @@ def _rnn_backward(ctx, g_out, g_h, g_c=None):
     packed, active = ctx["packed"], ctx["active"]
     kern = _kernel(dev, mode, "backward", dtype, packed)
     steps = list(ctx["steps"])
+    w_hh_p = pack_b(w_hh, B)  # packed once for every step's dG_t W_hh
     for k in range(len(steps) - 1, -1, -1):
         t = steps[k]
         prev_t = steps[k - 1] if k > 0 else None  # the step whose state this one started from
@@ -223,7 +225,7 @@ def _rnn_backward(ctx, g_out, g_h, g_c=None):
         args += [dG._buf, t * B * G * H]
         _launch(dev, kern, BH, B, H, active[t], *args)
         carry = new_carry
-        dh_mm = mm(getitem(dGH, t), w_hh)  # (B, H): the gradient reaching the previous state through W_hh
+        dh_mm = mm_packed(getitem(dGH, t), w_hh_p)  # (B, H): the gradient reaching the previous state through W_hh
         if skip is not None:  # rows that did not run pass their state's gradient straight through
             dh_mm = add(dh_mm, skip)
     wants = ctx["wants"]
