@@ -249,7 +249,9 @@ from clnet.backend import binary_writer
 from clnet.backend import binary_cache, binary_writer, build_log, programs, render
 dev = clnet.device(sys.argv[1])
 programs.build(dev, open(sys.argv[2]).read(), name="probe")
-print(binary_writer.pending_count())
+from clnet.backend.cache_files import cache_dir
+# pending builds, and binaries on disk while this process still runs (none: the writer starts at exit)
+print(binary_writer.pending_count(), len(list((cache_dir() / "binaries").glob("*.bin"))))
 """
 
 
@@ -271,7 +273,9 @@ def test_binaries_are_written_after_the_process_exits(device, templates, tmp_pat
     out = subprocess.run([sys.executable, "-c", WRITER_JOB, device.spec, str(tmp_path / "probe.cl")], env=env,
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.split() == ["1"] and not list((cache / "binaries").glob("*.bin"))
+    # checked inside the process: after it exits the detached writer may already have stored the binary
+    # (a warm PoCL cache makes that a matter of milliseconds)
+    assert out.stdout.split() == ["1", "0"], out.stdout
     deadline = time.monotonic() + 240
     while binary_writer.pending_binaries(cache) and time.monotonic() < deadline:
         time.sleep(0.1)
