@@ -103,6 +103,16 @@ def make_step(fw, wl, model, data, device=None):
     return run(step), step
 
 
+def torch_reference(wl, torch):
+    """The seeded PyTorch model every contender starts from, its weights as numpy arrays, and the seed of the
+    data: one place, so that every script's contenders share the same first loss."""
+    rng = np.random.default_rng(0)
+    torch.manual_seed(0)
+    tm = wl.build(torch)
+    state = {k: v.detach().numpy() for k, v in tm.state_dict().items()}
+    return tm, state, int(rng.integers(1 << 30))
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", choices=sorted(WORKLOADS), default="resnet18")
@@ -118,11 +128,7 @@ def main(argv=None):
     torch = load_torch()
     device = open_device(args.device)
     header(f"{wl.name} training step, batch {wl.batch}: clnet (eager, compiled) vs PyTorch CPU eager", device, torch)
-    rng = np.random.default_rng(0)
-    torch.manual_seed(0)
-    tm = wl.build(torch)
-    state = {k: v.detach().numpy() for k, v in tm.state_dict().items()}
-    seed = int(rng.integers(1 << 30))
+    tm, state, seed = torch_reference(wl, torch)
     tdata = wl.make_data(np.random.default_rng(seed), torch, None)
     tstep = make_step(torch, wl, tm, tdata)
 

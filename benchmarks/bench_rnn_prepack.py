@@ -12,7 +12,7 @@ import types
 import numpy as np
 
 from common import alternate, header, load_torch, median, open_device, table
-from bench_models import WORKLOADS, make_step
+from bench_models import WORKLOADS, make_step, torch_reference
 
 import clnet  # noqa: E402
 from clnet.ops import rnn as _rnn  # noqa: E402
@@ -35,11 +35,7 @@ def main(argv=None):
     torch = load_torch()
     dev = open_device(args.device)
     header(f"{wl.name} step, batch {wl.batch}: W_hh packed per step (before) vs once per layer (after)", dev, torch)
-    rng = np.random.default_rng(0)
-    torch.manual_seed(0)
-    tm = wl.build(torch)
-    state = {k: v.detach().numpy() for k, v in tm.state_dict().items()}
-    seed = int(rng.integers(1 << 30))
+    tm, state, seed = torch_reference(wl, torch)
     contenders, first = {}, {}
     for when, pack in (("before", _pack_per_step), ("after", _PACK_ONCE)):
         for kind in ("eager", "compiled"):

@@ -26,7 +26,7 @@ import numpy as np
 import pyopencl as cl
 
 from common import header, load_torch, open_device
-from bench_models import WORKLOADS, make_step
+from bench_models import WORKLOADS, make_step, torch_reference
 
 import clnet  # noqa: E402
 from clnet.compiler.api import CompiledFunction, CompileWarning  # noqa: E402
@@ -276,12 +276,8 @@ def main(argv=None):
     torch = load_torch(not args.no_torch)
     dev = open_device(args.device)
     header(f"{wl.name} training step, batch {wl.batch}: where the time goes", dev, torch)
-    rng = np.random.default_rng(0)
-    import torch as _t
-    _t.manual_seed(0)
-    tm = wl.build(_t)
-    state = {k: v.detach().numpy() for k, v in tm.state_dict().items()}
-    seed = int(rng.integers(1 << 30))
+    import torch as _t  # the reference weights come from PyTorch even with --no-torch
+    tm, state, seed = torch_reference(wl, _t)
     if args.torch_only:
         tdata = wl.make_data(np.random.default_rng(seed), torch, None)
         tstep = make_step(torch, wl, tm, tdata)
