@@ -5,7 +5,8 @@ with clnet.nn defaults, Adam and a random batch of 256, runs one training step (
 Adam) and waits for its loss; it reports when each phase ended. "cold" points CLNET_CACHE_DIR and
 POCL_CACHE_DIR at new empty directories (every kernel is compiled); "warm" runs again on the caches the
 cold run filled, once clnet's background writer has stored the binaries (on PoCL it does so after the cold
-process exits; its time is printed). PyTorch CPU runs the same program as a reference (it has no kernel cache).
+process exits; its time is printed) and the cold run's background measurement of the CPU implementations
+(which starts when it exits) has finished, so that no run shares the machine with either. PyTorch CPU runs the same program as a reference (it has no kernel cache).
 "cleared" runs once more after emptying the kernel caches (clnet's binaries and compiled templates,
 PoCL's cache) but keeping what the cold run learnt about the machine (build verdicts, the calibration of
 its OpenCL implementations): a new process after `clnet cache clear` or a clnet upgrade, on a machine
@@ -46,7 +47,7 @@ t_second = time.perf_counter()
 print(json.dumps(dict(imp=t_import - t0, device=t_device - t_import, setup=t_setup - t_device,
                       first=t_first - t_setup, second=t_second - t_first, to_first=t_first - t0,
                       cpu_first=c_first - c_setup, cpu_to_first=c_first,
-                      programs=built(), loss=l1)))
+                      programs=built(), loss=l1, dev=DEV)))
 """
 
 CHILD_CLNET = r"""
@@ -60,6 +61,7 @@ from clnet.backend.programs import built_count as built
 t_import = time.perf_counter()
 dev = clnet.device(sys.argv[1]) if sys.argv[1] else clnet.default_device()
 dev.queue
+DEV = dev.describe()
 t_device = time.perf_counter()
 model = nn.Sequential(nn.Linear(784, 512, device=dev), nn.ReLU(), nn.Linear(512, 512, device=dev), nn.ReLU(),
                       nn.Linear(512, 10, device=dev))
@@ -80,6 +82,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 built = lambda: 0  # noqa: E731  (no kernel cache to count)
+DEV = "cpu"
 t_import = time.perf_counter()
 t_device = time.perf_counter()
 model = nn.Sequential(nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(), nn.Linear(512, 10))
@@ -117,6 +120,18 @@ def wait_for_writer(cache: str, timeout: float = 600.0) -> float:
     return time.perf_counter() - t0
 
 
+def wait_for_calibration(cache: str, timeout: float = 900.0) -> float:
+    """Seconds until the background measurement of the CPU implementations that a cold run started (it
+    begins once that run has exited: clnet/calibrate.py) has stored its scores, so that no later run of
+    this benchmark shares the machine with it."""
+    from clnet.backend import calibration
+    marker = Path(cache) / calibration.pending_path().name
+    t0 = time.perf_counter()
+    while marker.exists() and time.perf_counter() - t0 < timeout:
+        time.sleep(0.1)
+    return time.perf_counter() - t0
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="", help="clnet device (default: clnet's default)")
@@ -144,6 +159,7 @@ def main(argv=None):
         env = dict(base, CLNET_CACHE_DIR=os.path.join(tmp, "clnet"), POCL_CACHE_DIR=os.path.join(tmp, "pocl"))
         runs["clnet cold"].append(run_child(CHILD_CLNET, args.device, env))
         writer = wait_for_writer(os.path.join(tmp, "clnet"))
+        calib = wait_for_calibration(os.path.join(tmp, "clnet"))
         runs["clnet warm"].append(run_child(CHILD_CLNET, args.device, env))
         writers.append(writer)
         for sub in ("clnet/binaries", "clnet/mako", "pocl"):   # kernel caches; verdicts and calibration stay
@@ -153,7 +169,8 @@ def main(argv=None):
         if have_torch:
             runs["torch"].append(run_child(CHILD_TORCH, "", base))
         print(f"  cold {runs['clnet cold'][-1]['first']:.2f} s, warm {runs['clnet warm'][-1]['first']:.3f} s, "
-              f"cleared {runs['clnet cleared'][-1]['first']:.2f} s (first step); the cold run's binaries were written {writer:.1f} s after it exited", flush=True)
+              f"cleared {runs['clnet cleared'][-1]['first']:.2f} s (first step); the cold run's binaries were written {writer:.1f} s "
+              f"after it exited, its calibration done {writer + calib:.1f} s after; warm device {runs['clnet warm'][-1]['dev']}", flush=True)
     if not args.keep:
         for d in dirs:
             shutil.rmtree(d, ignore_errors=True)

@@ -19,8 +19,10 @@ compiler's last words; programs.py records the verdict, so the device's profile 
 parameters (profiles.py) here and in every later run. Verdicts are kept, so only the first run on a
 machine (or after a driver update) pays for the child.
 
-One child per process, started on first need and kept for later builds (its start-up, about 0.3 s, is
-paid once); builds from several threads take turns. CLNET_BUILD_WORKER=0 never uses it, =1 always (even
+Up to `jobs()` children per process (CLNET_BUILD_JOBS, default: the CPU count, at most 4), each
+started on first need and kept for later builds (a start-up, about 0.3 s, is paid once per child):
+builds asked for from several threads at once (deferred.py's first builds) run side by side, one
+request per child at a time. CLNET_BUILD_WORKER=0 never uses it, =1 always (even
 for vetted variants), default: for variants without a verdict, on every implementation but Oclgrind
 (a simulator: nothing to protect, and a second process would share its log).
 """
@@ -115,13 +117,22 @@ class _Child:
         self.stderr.close()
 
 
-_CHILD: list = []              # the running child, if any
-_STARTED: list = []            # whether a child was ever started (the exit handler is registered once)
-_CHILD_LOCK = threading.Lock()  # one request at a time; also guards starting and replacing the child
+_IDLE: list = []              # children waiting for a request
+_BUSY: list = []              # children answering one
+_STARTED: list = []           # whether a child was ever started (the exit handler is registered once)
+_CHILD_LOCK = threading.Condition()  # guards both lists; a request waits on it for a free child
 
 
 # Implementations whose compiler generates machine code at the first launch rather than at build time.
 COMPILES_AT_LAUNCH = ("pocl",)
+
+
+def jobs() -> int:
+    """How many build children may run at once: CLNET_BUILD_JOBS, else the CPU count (at most 4)."""
+    flag = os.environ.get("CLNET_BUILD_JOBS", "").strip()
+    if flag.isdigit() and int(flag) > 0:
+        return int(flag)
+    return max(1, min(os.cpu_count() or 1, 4))
 
 
 def wants_binary(device) -> bool:
@@ -129,27 +140,95 @@ def wants_binary(device) -> bool:
     return device.implementation not in COMPILES_AT_LAUNCH
 
 
-def build_in_child(device, source: str, options: str, variant: str, launch=None) -> tuple:
-    """(binary or b"", kernel names) from the child, which builds `source` and, given `launch` (see
-    build_child.py), runs one kernel once. BuildRefused on a compiler error; CompilerCrashed when the
-    child died (its exit status and last words are the message; a new child serves the next request)."""
+def _take_child() -> "_Child":
     with _CHILD_LOCK:
-        if not _CHILD:
-            if not _STARTED:
-                atexit.register(stop)  # at exit, the child is told to finish (its input closes) and waited for
-                _STARTED.append(True)
-            _CHILD.append(_Child())
-        child = _CHILD[0]
+        while not _IDLE and len(_BUSY) >= jobs():
+            _CHILD_LOCK.wait()
+        if not _STARTED:
+            atexit.register(stop)  # at exit, the children are told to finish (their input closes) and waited for
+            _STARTED.append(True)
+        child = _IDLE.pop() if _IDLE else None
+        if child is None:
+            _BUSY.append(None)  # the place is taken while the new child starts, outside the lock
+        else:
+            _BUSY.append(child)
+            return child
+    try:
+        child = _Child()
+    except BaseException:
+        with _CHILD_LOCK:
+            _BUSY.remove(None)
+            _CHILD_LOCK.notify()
+        raise
+    with _CHILD_LOCK:
+        _BUSY[_BUSY.index(None)] = child
+    return child
+
+
+def _give_back(child: "_Child", alive: bool) -> None:
+    with _CHILD_LOCK:
+        _BUSY.remove(child)
+        if alive:
+            _IDLE.append(child)
+        _CHILD_LOCK.notify()
+
+
+# A first build in a new child costs ~0.8 s more than later ones (Python, pyopencl, the driver's compiler
+# loaded); the other children are started, and made to build and run this, when the first one is.
+_WARM_UP = "__kernel void clnet_warm_up(__global float *x) { x[get_global_id(0)] += 1.0f; }\n"
+
+
+def _warm_up(device, options: str) -> None:
+    with _CHILD_LOCK:
+        if len(_IDLE) + len(_BUSY) >= jobs():
+            return
+        _BUSY.append(None)
+    child = None
+    try:
+        child = _Child()
+        with _CHILD_LOCK:
+            _BUSY[_BUSY.index(None)] = child
+        launch = dict(kernel="clnet_warm_up", local=None, offset=None, args=[["buffer", 256]], **{"global": [64]})
+        answer, _ = child.ask(device, _WARM_UP, options, "warm-up", False, launch)
+    except BaseException:  # a child that cannot even start: the requests will say why
+        answer = None
+    with _CHILD_LOCK:
+        if child is None:
+            _BUSY.remove(None)
+        else:
+            _BUSY.remove(child)
+            if answer is not None:
+                _IDLE.append(child)
+        _CHILD_LOCK.notify()
+
+
+def _prestart(device, options: str) -> None:
+    """Start the other children in the background, each warmed up, when the first request comes."""
+    if _STARTED:
+        return
+    for _ in range(jobs() - 1):
+        threading.Thread(target=_warm_up, args=(device, options), name="clnet-build-warm-up", daemon=True).start()
+
+
+def build_in_child(device, source: str, options: str, variant: str, launch=None) -> tuple:
+    """(binary or b"", kernel names) from a child, which builds `source` and, given `launch` (see
+    build_child.py), runs one kernel once. BuildRefused on a compiler error; CompilerCrashed when the
+    child died (its exit status and last words are the message; a new child serves later requests)."""
+    _prestart(device, options)
+    child = _take_child()
+    answer, payload = None, b""
+    try:
         answer, payload = child.ask(device, source, options, variant, launch is None and wants_binary(device),
                                     launch)
-        if answer is None:
-            _CHILD.clear()
-            for stream in (child.proc.stdin, child.proc.stdout, child.stderr):
-                try:
-                    stream.close()
-                except OSError:  # the pipe to a dead child
-                    pass
-            raise CompilerCrashed(payload)  # payload holds the child's last words here
+    finally:
+        _give_back(child, answer is not None)
+    if answer is None:
+        for stream in (child.proc.stdin, child.proc.stdout, child.stderr):
+            try:
+                stream.close()
+            except OSError:  # the pipe to a dead child
+                pass
+        raise CompilerCrashed(payload)  # payload holds the child's last words here
     if not answer["ok"]:
         raise BuildRefused(answer["log"])
     return payload, answer["kernels"]
@@ -175,8 +254,9 @@ def describe_launch(kernel_name: str, global_size, local_size, args, arg_dtypes,
 
 
 def stop() -> None:
-    """Stop the child (it also stops by itself when this process exits and its stdin closes)."""
+    """Stop the idle children (each also stops by itself when this process exits and its stdin closes)."""
     with _CHILD_LOCK:
-        for child in _CHILD:
-            child.close()
-        _CHILD.clear()
+        children = list(_IDLE)
+        _IDLE.clear()
+    for child in children:
+        child.close()

@@ -26,6 +26,7 @@ from .cache_files import cache_dir, write_atomically
 
 FORMAT, SCHEMA = "clnet-calibration", 1
 TIMEOUT_S = 600  # a child that takes longer is stopped; what it measured so far is kept
+PARENT_WAIT_S = 600  # the background measurement waits this long at most for its parent to exit
 _LOCK = threading.Lock()
 
 
@@ -132,11 +133,13 @@ def pending_path() -> Path:
 def start_in_background(devices) -> bool:
     """Measure `devices` in a detached child process that stores the scores itself, so the first process on a
     machine does not wait for it (timing three implementations builds clnet's kernels on each: 20-40 s). This
-    process goes on with the fixed rule; the next ones read the measured ranking. A marker file keeps other
-    processes from starting a second measurement while one runs (for TIMEOUT_S at most)."""
+    process goes on with the fixed rule; the next ones read the measured ranking. The child measures once
+    this process has exited (or after PARENT_WAIT_S), at the lowest priority: run
+    beside it, it made this process's first training step 1.6x slower. A marker file keeps other
+    processes from starting a second measurement while one waits or runs (for PARENT_WAIT_S + TIMEOUT_S at most)."""
     marker = pending_path()
     try:
-        if time.time() - marker.stat().st_mtime < TIMEOUT_S:
+        if time.time() - marker.stat().st_mtime < TIMEOUT_S + PARENT_WAIT_S:
             return False
     except OSError:
         pass
@@ -148,7 +151,8 @@ def start_in_background(devices) -> bool:
     env = dict(os.environ, CLNET_CALIBRATE="0", CLNET_TUNING=os.environ.get("CLNET_TUNING", "1"))
     root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join([root] + [p for p in [os.environ.get("PYTHONPATH")] if p])
-    cmd = [sys.executable, "-W", "ignore", "-m", "clnet.calibrate", "--store"] + [d.spec for d in devices]
+    cmd = [sys.executable, "-W", "ignore", "-m", "clnet.calibrate", "--store", f"--after={os.getpid()}"]
+    cmd += [d.spec for d in devices]
     devnull = os.open(os.devnull, os.O_RDWR)
     try:  # posix_spawn, not Popen: nothing is left to wait for it (a Popen would warn at exit that it runs on)
         os.posix_spawn(sys.executable, cmd, env, setsid=True,

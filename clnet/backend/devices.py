@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 import pyopencl as cl
 
 from ..errors import DeviceNotFoundError
-from . import calibration, icd
+from . import calibration, deferred, icd
+from .deferred import DeferredLaunches
 from .memory import MemoryPool
 from .profiles import profile_for
 
@@ -103,6 +104,7 @@ class Device:
     _pool: object | None = field(default=None, repr=False)
     _profile: object | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _deferred: DeferredLaunches = field(default_factory=DeferredLaunches, repr=False)  # see backend/deferred.py
 
     @classmethod
     def from_cl(cls, dev: cl.Device, p_index: int, d_index: int) -> "Device":
@@ -204,7 +206,16 @@ class Device:
 
     @property
     def queue(self) -> cl.CommandQueue:
-        """The device's one in-order queue; OpenCL queues accept commands from any thread."""
+        """The device's one in-order queue; OpenCL queues accept commands from any thread. Launches still
+        waiting for their kernel's first build (backend/deferred.py) are enqueued first, so whatever is
+        enqueued next comes after them."""
+        if self._deferred.entries:
+            deferred.drain(self)
+        return self.raw_queue
+
+    @property
+    def raw_queue(self) -> cl.CommandQueue:
+        """The queue, without enqueueing the deferred launches first (for backend/deferred.py itself)."""
         if self._queue is None:
             context = self.context
             with self._lock:
@@ -238,6 +249,8 @@ class Device:
 
     def synchronize(self) -> None:
         """Wait until every command queued on this device has finished."""
+        if self._deferred.entries:
+            deferred.drain(self)
         if self._queue is not None:
             self._queue.finish()
 

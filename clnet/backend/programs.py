@@ -15,6 +15,7 @@ are called: `kern(queue, global_size, local_size, *args)`. See docs/threads.md.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import shutil
 import threading
@@ -45,7 +46,8 @@ class Kernel:
     without its program (`cl_kernel` None) and its first call does the child's build and launch, then
     builds here (the driver's cache holds everything by then) and launches."""
 
-    __slots__ = ("cl_kernel", "name", "template", "kernel_name", "params", "arg_dtypes", "_lock", "_pending")
+    __slots__ = ("cl_kernel", "name", "template", "kernel_name", "params", "arg_dtypes", "_lock", "_pending",
+                 "_build")
 
     def __init__(self, cl_kernel, template: str, kernel_name: str, params: dict, pending=None, arg_dtypes=None):
         self.cl_kernel = cl_kernel
@@ -54,12 +56,29 @@ class Kernel:
         self.name = f"{template}:{kernel_name}"
         self._lock = threading.Lock()
         self._pending = pending  # (device, arg_dtypes) until first launched, where it is first tried in the child
+        self._build = None  # the Future of start_build, once asked
 
     def __call__(self, queue, global_size, local_size, *args, **kwargs):
         with self._lock:
             if self.cl_kernel is None:
                 self._first_launch(global_size, local_size, args, kwargs.get("global_offset"))
             return self.cl_kernel(queue, global_size, local_size, *args, **kwargs)
+
+    def start_build(self, global_size, local_size, args, offset=None):
+        """A Future for this kernel's first build and child launch (what __call__ would do first), run by
+        a build thread so that the caller goes on (backend.deferred); done at once for a built kernel."""
+        with self._lock:
+            if self._build is None:
+                if self.cl_kernel is not None:
+                    self._build = _done_future()
+                else:
+                    self._build = _build_pool().submit(self._build_for, global_size, local_size, args, offset)
+            return self._build
+
+    def _build_for(self, global_size, local_size, args, offset):
+        with self._lock:
+            if self.cl_kernel is None:
+                self._first_launch(global_size, local_size, args, offset)
 
     def built(self):
         """The pyopencl kernel, built now if it was not yet (the child then only builds: no first launch).
@@ -85,6 +104,25 @@ class Kernel:
 
     def __repr__(self) -> str:
         return f"<clnet Kernel {self.name}>"
+
+
+_POOL: list = []
+_POOL_LOCK = threading.Lock()
+
+
+def _build_pool():
+    """The threads that wait on the build children for deferred first builds (one per child)."""
+    if not _POOL:
+        with _POOL_LOCK:
+            if not _POOL:
+                _POOL.append(concurrent.futures.ThreadPoolExecutor(build_worker.jobs(), "clnet-build"))
+    return _POOL[0]
+
+
+def _done_future():
+    fut = concurrent.futures.Future()
+    fut.set_result(None)
+    return fut
 
 
 # A first launch whose buffers exceed this is not repeated in the child (it would double the memory).

@@ -7,7 +7,9 @@
     guard(device, host, buf, byte_offset, check)             a download whose values only a check reads
     @op("name")                                              marks a public op function (see below)
 
-Eagerly (the normal case) `launch` sets the arguments and enqueues at once; nothing waits. While a
+Eagerly (the normal case) `launch` sets the arguments and enqueues at once; nothing waits. A kernel
+whose first build is still to come (first use on a machine) is built in a build thread while the
+program goes on, its launch deferred in issue order (backend/deferred.py). While a
 recorder is active on this thread (clnet.compile traces a step, clnet.jit traces a module), the same
 calls are also reported to it: launches with their kernel, sizes and arguments (what replay needs),
 ops with their name, arguments and results (what ONNX export and jit.save need), uploads as constants,
@@ -24,6 +26,7 @@ import threading
 
 import pyopencl as cl
 
+from ..backend import deferred
 from . import storage
 from .storage import TensorBase
 
@@ -47,6 +50,9 @@ def launch(device, kernel, global_size, local_size, args, refresh=None, note=Non
         rec = getattr(_local, "recorder", None)
         if rec is not None:
             rec.on_launch(device, kernel, global_size, local_size, args, refresh, note, manages)
+    elif device._deferred.entries or (kernel.cl_kernel is None and deferred.enabled()):
+        deferred.push(device, kernel, global_size, local_size, args)  # its first build runs meanwhile
+        return
     kernel(device.queue, global_size, local_size, *args)
 
 
