@@ -140,6 +140,11 @@ def wants_binary(device) -> bool:
     return device.implementation not in COMPILES_AT_LAUNCH
 
 
+def started() -> bool:
+    """Whether this process has started build children (they are then at hand for any build)."""
+    return bool(_STARTED)
+
+
 def _take_child() -> "_Child":
     with _CHILD_LOCK:
         while not _IDLE and len(_BUSY) >= jobs():
@@ -202,11 +207,18 @@ def _warm_up(device, options: str) -> None:
         _CHILD_LOCK.notify()
 
 
-def _prestart(device, options: str) -> None:
-    """Start the other children in the background, each warmed up, when the first request comes."""
-    if _STARTED:
-        return
-    for _ in range(jobs() - 1):
+_PRESTARTED: list = []
+
+
+def prestart(device, options: str, leave: int = 0) -> None:
+    """Start build children in the background, each warmed up, all but `leave` of jobs() (once per
+    process): when the first request comes (leaving one place for it), or earlier when programs.py sees
+    that builds without stored binaries have begun (so that the children are ready for the later ones)."""
+    with _CHILD_LOCK:
+        if _PRESTARTED:
+            return
+        _PRESTARTED.append(True)
+    for _ in range(jobs() - leave):
         threading.Thread(target=_warm_up, args=(device, options), name="clnet-build-warm-up", daemon=True).start()
 
 
@@ -214,7 +226,7 @@ def build_in_child(device, source: str, options: str, variant: str, launch=None)
     """(binary or b"", kernel names) from a child, which builds `source` and, given `launch` (see
     build_child.py), runs one kernel once. BuildRefused on a compiler error; CompilerCrashed when the
     child died (its exit status and last words are the message; a new child serves later requests)."""
-    _prestart(device, options)
+    prestart(device, options, leave=1)
     child = _take_child()
     answer, payload = None, b""
     try:

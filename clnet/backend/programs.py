@@ -24,7 +24,7 @@ from pathlib import Path
 import pyopencl as cl
 
 from ..errors import KernelBuildError
-from . import binary_cache, binary_writer, build_verdicts, build_worker, caches, cl_private
+from . import binary_cache, binary_writer, build_verdicts, build_worker, caches, cl_private, deferred
 from .build_log import build_failure
 from .cache_files import cache_dir, driver_caches  # noqa: F401  (public here too: `clnet cache`)
 from .render import ctype, kernel_dir, render  # noqa: F401  (ops import ctype from here)
@@ -125,6 +125,10 @@ def _done_future():
     return fut
 
 
+IN_PROCESS_FIRST = 1  # builds without a stored binary done here before later ones go to the build children
+_BUILT_HERE = [0]     # how many programs this process compiled itself (no stored binary, no child)
+
+
 # A first launch whose buffers exceed this is not repeated in the child (it would double the memory).
 _FIRST_LAUNCH_MAX_BYTES = 256 << 20
 
@@ -165,7 +169,11 @@ def build(device, source: str, name: str = "<source>", options: tuple = (), vari
             if raw is not None and path is not None:
                 binary_cache.store_bytes(binary, path)
         if raw is None:
+            if deferred.enabled() and policy != "off" and build_worker.policy(device) != "never" \
+                    and device.implementation in build_worker.COMPILES_AT_LAUNCH:
+                build_worker.prestart(device, " ".join(opts))  # warm children for the builds after IN_PROCESS_FIRST
             raw = _build_here(device, source, name, opts)
+            _BUILT_HERE[0] += 1
             if policy == "now":
                 binary_cache.store(raw, path)
             elif policy == "later":
@@ -236,10 +244,27 @@ def get_kernel(device, template: str, kernel_name: str, arg_dtypes=None, **param
 
 def _make_kernel(device, template, kernel_name, arg_dtypes, params) -> Kernel:
     if (device.implementation in build_worker.COMPILES_AT_LAUNCH and _PROGRAMS.get((device, template, _freeze(params)))
-            is None and _vetting(device, build_verdicts.variant(template, params), f"{template}:{kernel_name}")):
+            is None and (_vetting(device, build_verdicts.variant(template, params), f"{template}:{kernel_name}")
+                         or _compiles_in_child(device, template, params))):
         return Kernel(None, template, kernel_name, params, pending=(device, arg_dtypes), arg_dtypes=arg_dtypes)
     return Kernel(_cl_kernel(device, template, kernel_name, arg_dtypes, params), template, kernel_name, params,
                   arg_dtypes=arg_dtypes)
+
+
+def _compiles_in_child(device, template, params) -> bool:
+    """Whether a program with a verdict is compiled in a build child anyway, so that the first builds of a
+    process run side by side (deferred.py): where deferring is on, the child is allowed (build_worker
+    policy), clnet's binary cache has no binary for it (after `clnet cache clear` or an upgrade; a
+    process whose binaries are stored loads them and never starts a child), and this is not one of the
+    first IN_PROCESS_FIRST such builds of the process (a warm process meeting one or two new kernels
+    builds them here: a child's start-up, ~0.8 s, would cost more than their build, 0.15-0.5 s).
+    PoCL's cache, which the child fills, then makes this process's own build a cache hit."""
+    if not deferred.enabled() or build_worker.policy(device) == "never" or binary_cache.policy(device) == "off":
+        return False
+    if _BUILT_HERE[0] < IN_PROCESS_FIRST and not build_worker.started():
+        return False  # (the first of them started the children, warming up in the background)
+    opts = [str(o) for o in device.profile.build_options]
+    return not binary_cache.path_for(device, render(template, **params), opts).exists()
 
 
 def _cl_kernel(device, template, kernel_name, arg_dtypes, params) -> cl.Kernel:
