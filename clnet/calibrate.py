@@ -26,6 +26,7 @@ import time
 import numpy as np
 
 from . import bench
+from .backend import calibration
 from .backend.devices import get_device
 
 GEMM_N = 1024
@@ -71,7 +72,6 @@ def _yield_to(pid) -> None:
             pass
     if pid is None:
         return
-    from .backend import calibration
     deadline = time.monotonic() + calibration.PARENT_WAIT_S
     while time.monotonic() < deadline:
         try:
@@ -95,11 +95,9 @@ def main(argv) -> int:
         results = measure(devices, quick=quick)
     except BaseException:
         if store:
-            from .backend import calibration
             calibration.pending_path().unlink(missing_ok=True)
         raise
     if store:
-        from .backend import calibration
         calibration.store_results(results)
         return 0
     for dev, result in results.items():

@@ -152,12 +152,16 @@ def _take_child() -> "_Child":
         if not _STARTED:
             atexit.register(stop)  # at exit, the children are told to finish (their input closes) and waited for
             _STARTED.append(True)
-        child = _IDLE.pop() if _IDLE else None
-        if child is None:
-            _BUSY.append(None)  # the place is taken while the new child starts, outside the lock
-        else:
+        if _IDLE:
+            child = _IDLE.pop()
             _BUSY.append(child)
             return child
+        _BUSY.append(None)  # the place is taken while the new child starts, outside the lock
+    return _start_in_place()
+
+
+def _start_in_place() -> "_Child":
+    """Start a child in the place (a None in _BUSY) the caller took; the place is freed if it cannot start."""
     try:
         child = _Child()
     except BaseException:
@@ -188,23 +192,16 @@ def _warm_up(device, options: str) -> None:
         if len(_IDLE) + len(_BUSY) >= jobs():
             return
         _BUSY.append(None)
-    child = None
     try:
-        child = _Child()
-        with _CHILD_LOCK:
-            _BUSY[_BUSY.index(None)] = child
-        launch = dict(kernel="clnet_warm_up", local=None, offset=None, args=[["buffer", 256]], **{"global": [64]})
-        answer, _ = child.ask(device, _WARM_UP, options, "warm-up", False, launch)
+        child = _start_in_place()
     except BaseException:  # a child that cannot even start: the requests will say why
+        return
+    launch = dict(kernel="clnet_warm_up", local=None, offset=None, args=[["buffer", 256]], **{"global": [64]})
+    try:
+        answer, _ = child.ask(device, _WARM_UP, options, "warm-up", False, launch)
+    except BaseException:  # noqa: BLE001  (a child that fails its warm-up is dropped; the requests start anew)
         answer = None
-    with _CHILD_LOCK:
-        if child is None:
-            _BUSY.remove(None)
-        else:
-            _BUSY.remove(child)
-            if answer is not None:
-                _IDLE.append(child)
-        _CHILD_LOCK.notify()
+    _give_back(child, answer is not None)
 
 
 _PRESTARTED: list = []

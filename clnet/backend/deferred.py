@@ -33,7 +33,7 @@ def enabled() -> bool:
 
 
 class DeferredLaunches:
-    """One device's launches waiting for builds, in issue order: (future, kernel, sizes, args, kwargs)."""
+    """One device's launches waiting for builds, in issue order: (future, kernel, sizes, args)."""
 
     __slots__ = ("entries", "lock")
 
@@ -42,13 +42,13 @@ class DeferredLaunches:
         self.lock = threading.RLock()
 
 
-def push(device, kernel, global_size, local_size, args, kwargs=None) -> None:
+def push(device, kernel, global_size, local_size, args) -> None:
     """Defer one launch behind the device's earlier deferred ones, starting its kernel's build if needed;
     launches whose builds are done move on to the OpenCL queue now."""
-    future = kernel.start_build(global_size, local_size, args, (kwargs or {}).get("global_offset"))
+    future = kernel.start_build(global_size, local_size, args)
     waiting = device._deferred
     with waiting.lock:
-        waiting.entries.append((future, kernel, global_size, local_size, args, kwargs or {}))
+        waiting.entries.append((future, kernel, global_size, local_size, args))
         _enqueue(device, waiting, block=False)
 
 
@@ -70,5 +70,5 @@ def _enqueue(device, waiting, block: bool) -> None:
         except BaseException:
             entries.clear()  # what follows would read what the failed kernel did not write
             raise
-        _, kernel, global_size, local_size, args, kwargs = entries.popleft()
-        kernel(queue, global_size, local_size, *args, **kwargs)
+        _, kernel, global_size, local_size, args = entries.popleft()
+        kernel(queue, global_size, local_size, *args)
