@@ -58,7 +58,7 @@ def variant(request, device, monkeypatch):
         pytest.skip(f"variant {request.param} is run on PoCL and Oclgrind (llvmpipe compiles it too slowly)")
     params = dict(VARIANTS[request.param])
     if params.pop("pack", False):
-        for name in ("_DIRECT_B_BYTES", "_DIRECT_ANY_ELEMS", "_DIRECT_A_ELEMS"):
+        for name in ("_DIRECT_B_BYTES", "_DIRECT_ANY_ELEMS", "_DIRECT_A_ELEMS", "_COLS_A"):
             monkeypatch.setattr(mmod, name, 0)
     with forced_profile(device, **params) as prof:
         yield prof
@@ -127,6 +127,28 @@ def test_transposes_need_no_copy(device, variant, rng, monkeypatch):
     monkeypatch.undo()
     check(r1, x.T.astype(np.float64) @ g)
     check(r2, g.astype(np.float64) @ w.T)
+
+
+def test_transposed_a_read_in_place(device, variant, rng, monkeypatch):
+    """x.T @ g (A with unit stride along M) at sizes past the packing threshold, ragged M and N (the last
+    row and column blocks of the CPU kernel start early and store only their own part), accumulating
+    into `out` (beta: an element stored twice would show), batched: equal to numpy, and the CPU variant
+    launches no pack for A."""
+    packs = []
+    real_pack = mmod._pack
+    monkeypatch.setattr(mmod, "_pack", lambda *a, **k: packs.append(a[2:4]) or real_pack(*a, **k))  # (rows, K)
+    for K, M, N in small(device, [(64, 1000, 100), (300, 37, 45), (5, 9, 70), (256, 520, 33)], [(7, 19, 35)]):
+        x, g, c0 = rand(rng, K, M), rand(rng, K, N), rand(rng, M, N)
+        packs.clear()
+        check(clnet.tensor(x).T @ clnet.tensor(g), x.T.astype(np.float64) @ g, what=f"{M}x{K}x{N}")
+        if variant.matmul_variant == "cpu" and mmod._DIRECT_A_ELEMS:   # "cpu-packed" variants pack on purpose
+            assert (M, K) not in packs, f"A of {M}x{K}x{N} was packed"
+        out = clnet.tensor(c0)
+        matmul_ex(clnet.tensor(x), clnet.tensor(g), trans_a=True, alpha=0.5, beta=-1.5, out=out)
+        check(out, 0.5 * x.T.astype(np.float64) @ g - 1.5 * c0, what=f"beta {M}x{K}x{N}")
+    xb, gb = rand(rng, 3, 40, 21), rand(rng, 3, 40, 50)
+    check(clnet.bmm(clnet.tensor(xb).transpose(1, 2), clnet.tensor(gb)),
+          np.matmul(xb.transpose(0, 2, 1).astype(np.float64), gb))
 
 
 BATCHED = [((3, 5, 4), (3, 4, 6)), ((2, 3, 5, 4), (3, 4, 6)), ((5, 4), (2, 4, 6)), ((2, 5, 4), (4, 6)),
