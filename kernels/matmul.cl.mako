@@ -8,10 +8,10 @@
 ##             zero past `rows`), so the GEMM streams contiguous memory whatever the source layout.
 ##   gemm_cpu  (CPU) no local memory, no barriers: one work-item keeps an MR x NR block of C in
 ##             vector registers (NR/VW vectors of VW lanes per row) and walks the whole K.
-##             B comes packed in NR-wide panels (zero padded, so no edge checks in the K loop);
+##             B comes packed in NR-wide panels (zero padded, so no edge checks in the K loop) or is read
+##             in place (the last column block shifted left to stay inside N);
 ##             A is read through its strides (rows past M clamped to M-1, results discarded) or
-##             packed in MR-wide panels, or, when A is a transposed matrix (unit stride along M), read MR
-##             adjacent values per k in place (a_mode = "rows" | "panels" | "cols").
+##             packed in MR-wide panels (a_mode = "rows" | "panels").
 ##   gemm_gpu  (GPU) work-groups of (TN/WN) x (TM/WM) items share TM x TK and TK x TN tiles of A and B
 ##             in local memory; each item accumulates a WM x WN register block. Tiles past M, N
 ##             or K are filled with zeros, stores are bounds-checked.
@@ -148,8 +148,6 @@ __kernel void pack(const int rows, const int K,
 % for r in range(MR):
   % if a_mode == "rows":
             const ${vt} a${r}v = (${vt})(${ld(t, "a%d + %s" % (r, "k * a_sk"))});
-  % elif a_mode == "cols":
-            const ${vt} a${r}v = (${vt})(${ld(t, "a + k * a_sk + %d" % r)});
   % else:
             const ${vt} a${r}v = (${vt})(${ld(t, "a + k * %d + %d" % (MR, r))});
   % endif
@@ -188,17 +186,10 @@ ${ext_args()}\
   % endfor
 % endfor
 % if a_mode == "rows":
-    const int ms = m0;
   % for r in range(MR):
     __global const ${t} *a${r} = A + a_off + bt * a_sb + min(m0 + ${r}, M - 1) * a_sm;
   % endfor
-% elif a_mode == "cols":
-    ## A's rows are adjacent at each k (a transposed operand: unit stride along M). The last block starts at
-    ## M - MR (M >= MR) so its loads stay in bounds; its rows below m0 belong to the block before, not stored here.
-    const int ms = min(m0, M - ${MR});
-    __global const ${t} *a = A + a_off + bt * a_sb + ms;
 % else:
-    const int ms = m0;
     __global const ${t} *a = A + a_off + bt * a_sb + ib * K * ${MR};
 % endif
 % if b_mode == "panels":
@@ -208,8 +199,9 @@ ${ext_args()}\
 ${cpu_k_step(lambda v: vld(t, VW, v, "b"))}\
     }
 % else:
-    ## The last column block starts at N - NR (when N >= NR) so that it reads whole vectors like the others;
-    ## its columns below n0 belong to the block before and are not stored here. Only N < NR gathers.
+    ## The last column block starts at N - NR (when N >= NR) so that it reads whole vectors like the others
+    ## (gathering clamped columns made it 4x slower than them); its columns below n0 belong to the block
+    ## before and are not stored here. Only N < NR gathers.
     const int ns = N >= ${NR} ? min(n0, N - ${NR}) : n0;
     __global const ${t} *b = B + b_off + bt * b_sb + ns * b_sn;
     if (ns + ${NR} <= N) {
@@ -227,8 +219,8 @@ ${cpu_k_step(lambda v: gather(v, lambda j: "min(%d, last)" % j))}\
         }
     }
 % endif
-    __global ${t} *c = C + c_off + bt * c_sb + ms * c_sm + ns;
-    if (ms == m0 && ns == n0 && m0 + ${MR} <= M && n0 + ${NR} <= N) {
+    __global ${t} *c = C + c_off + bt * c_sb + m0 * c_sm + ns;
+    if (ns == n0 && m0 + ${MR} <= M && n0 + ${NR} <= N) {
         const ${vt} al = (${vt})(alpha), be = (${vt})(beta);
 % for v in range(nv):
         const ${vt} bi${v} = (epi & EPI_BIAS) ? ${vld(t, VW, v, "bias + bias_off + n0")} : (${vt})(0);
@@ -268,10 +260,10 @@ ${cpu_k_step(lambda v: gather(v, lambda j: "min(%d, last)" % j))}\
         vstore${VW}(c${r}_${v}, ${v}, tile[${r}]);
   % endfor
 % endfor
-        const int rows = min(${MR}, M - ms), cols = min(${NR}, N - ns);
-        for (int r = m0 - ms; r < rows; ++r) {
+        const int rows = min(${MR}, M - m0), cols = min(${NR}, N - ns);
+        for (int r = 0; r < rows; ++r) {
             for (int j = n0 - ns; j < cols; ++j) {
-            ${epilogue("tile[r][j]", "ns + j", "c + r * c_sm + j", "ms + r")}\
+            ${epilogue("tile[r][j]", "ns + j", "c + r * c_sm + j", "m0 + r")}\
             }
         }
     }

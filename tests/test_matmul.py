@@ -58,7 +58,7 @@ def variant(request, device, monkeypatch):
         pytest.skip(f"variant {request.param} is run on PoCL and Oclgrind (llvmpipe compiles it too slowly)")
     params = dict(VARIANTS[request.param])
     if params.pop("pack", False):
-        for name in ("_DIRECT_B_BYTES", "_DIRECT_ANY_ELEMS", "_DIRECT_A_ELEMS", "_COLS_A"):
+        for name in ("_DIRECT_B_BYTES", "_DIRECT_ANY_ELEMS", "_DIRECT_A_ELEMS"):
             monkeypatch.setattr(mmod, name, 0)
     with forced_profile(device, **params) as prof:
         yield prof
@@ -129,23 +129,19 @@ def test_transposes_need_no_copy(device, variant, rng, monkeypatch):
     check(r2, g.astype(np.float64) @ w.T)
 
 
-def test_transposed_a_read_in_place(device, variant, rng, monkeypatch):
-    """x.T @ g (A with unit stride along M) at sizes past the packing threshold, ragged M and N (the last
-    row and column blocks of the CPU kernel start early and store only their own part), accumulating
-    into `out` (beta: an element stored twice would show), batched: equal to numpy, and the CPU variant
-    launches no pack for A."""
-    packs = []
-    real_pack = mmod._pack
-    monkeypatch.setattr(mmod, "_pack", lambda *a, **k: packs.append(a[2:4]) or real_pack(*a, **k))  # (rows, K)
-    for K, M, N in small(device, [(64, 1000, 100), (300, 37, 45), (5, 9, 70), (256, 520, 33)], [(7, 19, 35)]):
-        x, g, c0 = rand(rng, K, M), rand(rng, K, N), rand(rng, M, N)
-        packs.clear()
-        check(clnet.tensor(x).T @ clnet.tensor(g), x.T.astype(np.float64) @ g, what=f"{M}x{K}x{N}")
-        if variant.matmul_variant == "cpu" and mmod._DIRECT_A_ELEMS:   # "cpu-packed" variants pack on purpose
-            assert (M, K) not in packs, f"A of {M}x{K}x{N} was packed"
-        out = clnet.tensor(c0)
-        matmul_ex(clnet.tensor(x), clnet.tensor(g), trans_a=True, alpha=0.5, beta=-1.5, out=out)
-        check(out, 0.5 * x.T.astype(np.float64) @ g - 1.5 * c0, what=f"beta {M}x{K}x{N}")
+def test_ragged_columns_and_accumulate(device, variant, rng):
+    """N past a multiple of the CPU kernel's column block (its last block starts early, at N - NR, and stores
+    only its own columns), with `out` accumulated (beta: a column stored twice would show), A and B
+    transposed or not, batched: equal to numpy."""
+    for M, K, N in small(device, [(1000, 64, 100), (37, 300, 45), (9, 5, 70), (64, 1000, 100)], [(19, 7, 35)]):
+        for trans_a in (False, True):
+            a = rand(rng, K, M) if trans_a else rand(rng, M, K)
+            b, c0 = rand(rng, K, N), rand(rng, M, N)
+            A = (a.T if trans_a else a).astype(np.float64)
+            check((clnet.tensor(a).T if trans_a else clnet.tensor(a)) @ clnet.tensor(b), A @ b, what=f"{M}x{K}x{N}")
+            out = clnet.tensor(c0)
+            matmul_ex(clnet.tensor(a), clnet.tensor(b), trans_a=trans_a, alpha=0.5, beta=-1.5, out=out)
+            check(out, 0.5 * A @ b - 1.5 * c0, what=f"beta {M}x{K}x{N} trans_a={trans_a}")
     xb, gb = rand(rng, 3, 40, 21), rand(rng, 3, 40, 50)
     check(clnet.bmm(clnet.tensor(xb).transpose(1, 2), clnet.tensor(gb)),
           np.matmul(xb.transpose(0, 2, 1).astype(np.float64), gb))

@@ -129,10 +129,6 @@ def _pack(device, src, rows, K, s_sb, s_sr, s_sk, batches, R, vw):
 _DIRECT_B_BYTES = 512 * 1024    # B with unit stride along N and at most this size is read directly
 _DIRECT_ANY_ELEMS = 16384       # any B (e.g. transposed) this small is read directly, gathering
 _DIRECT_A_ELEMS = 128 * 1024    # A whose rows are not contiguous is packed above this many elements
-# A transposed operand (unit stride along M: x.T in a weight gradient x.T @ g) is read in place, MR adjacent
-# values per k ("cols"), at any size: at least as fast as its panels without their launch (the two-layer
-# net's 1000x100x64 weight gradient 0.13 vs 0.14 ms, the MLP's 512x512x256 0.70 vs 0.77 ms, PoCL, 2 cores).
-_COLS_A = True
 _GEMM_ARGS = [_i32] * 3 + ([None] + [_i32] * 4) * 2 + [None] + [_i32] * 3 + [None, _i32]
 
 
@@ -151,8 +147,6 @@ def _cpu_a_operand(device, a, Bt, M, K, mr, vw):
     """Kernel arguments (A, a_off, a_sb, a_sm, a_sk) and a_mode for the CPU GEMM."""
     a_sb, a_sm, a_sk = a.strides
     a_kc = a_sk == 1 or K == 1
-    if _COLS_A and not a_kc and a_sm == 1 and M >= mr:
-        return (a._buf, a.offset, a_sb, 1, a_sk), "cols"
     if a_kc or M * K <= _DIRECT_A_ELEMS:
         return (a._buf, a.offset, a_sb, a_sm, 1 if a_kc else a_sk), "rows"
     batches = 1 if Bt == 1 or a_sb == 0 else Bt
