@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import clnet
-from clnet.compiler import explain
+from clnet.compiler import explain, fusion
 
 UNARY = ["exp", "tanh", "sigmoid", "relu", "abs", "neg", "square", "sin"]
 BINARY = ["add", "sub", "mul", "maximum", "minimum"]
@@ -310,6 +310,7 @@ def test_gemm_groups_adam_update_in_the_gradient_gemm(device, rng, monkeypatch, 
     """Adam's update of a weight runs in the epilogue of the GEMM making its gradient (the step count and
     bias corrections refreshed per replay): weight, .grad and state equal numpy float64's over 4 steps."""
     monkeypatch.setattr(clnet.optim.Adam, "LARGE", 16)   # these small weights get launches of their own
+    monkeypatch.setattr(fusion, "ADAM_IN_CPU_GEMM", True)   # checked on every GEMM variant
     x = rng.standard_normal((11, 13))
     y = rng.standard_normal((11, 9))
     w0 = rng.standard_normal((9, 13)) * 0.3
@@ -346,10 +347,32 @@ def test_gemm_groups_adam_update_in_the_gradient_gemm(device, rng, monkeypatch, 
         [r.name for r in report["graph"].kernel_launches]
 
 
+def test_adam_keeps_its_own_launch_after_the_cpu_gemm(device, rng, monkeypatch):
+    """In the CPU GEMM, Adam's update is not moved into the gradient GEMM's epilogue (slower there, see
+    fusion._update_accesses): the compiled step keeps an adam_step launch."""
+    if device.profile.matmul_variant != "cpu":
+        pytest.skip("the device's GEMM is the tiled (GPU) variant, whose epilogue runs Adam")
+    monkeypatch.setattr(clnet.optim.Adam, "LARGE", 16)
+    lin = clnet.nn.Linear(13, 9, bias=False).to(device)
+    opt = clnet.optim.Adam(lin.parameters(), lr=1e-2)
+    tx = clnet.tensor(rng.standard_normal((11, 13)).astype(np.float32), device=device)
+
+    def step():
+        opt.zero_grad()
+        loss = (lin(tx) ** 2).sum()
+        loss.backward()
+        opt.step()
+        return loss
+    step()   # Adam's state exists from here on (the traced update is the steady one)
+    launches = explain(step)["graph"].kernel_launches
+    assert any(r.name == "adam_step" for r in launches), [r.name for r in launches]
+
+
 def test_gemm_groups_adam_mlp_equals_eager(device, rng, monkeypatch):
     """A ReLU MLP with biases under Adam, compiled (weight updates in the gradient GEMMs, the small
     parameters' update launch as traced) and eager from the same start: equal losses and parameters."""
     monkeypatch.setattr(clnet.optim.Adam, "LARGE", 64)
+    monkeypatch.setattr(fusion, "ADAM_IN_CPU_GEMM", True)
     x = clnet.tensor(rng.standard_normal((16, 12)).astype(np.float32), device=device)
     y = clnet.tensor(rng.integers(0, 5, 16).astype(np.int64), device=device)
 
