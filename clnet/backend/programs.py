@@ -64,7 +64,7 @@ class Kernel:
                 self._first_launch(global_size, local_size, args, kwargs.get("global_offset"))
             return self.cl_kernel(queue, global_size, local_size, *args, **kwargs)
 
-    def start_build(self, global_size, local_size, args, offset=None):
+    def start_build(self, global_size, local_size, args):
         """A Future for this kernel's first build and child launch (what __call__ would do first), run by
         a build thread so that the caller goes on (backend.deferred); done at once for a built kernel."""
         with self._lock:
@@ -72,13 +72,13 @@ class Kernel:
                 if self.cl_kernel is not None:
                     self._build = _done_future()
                 else:
-                    self._build = _build_pool().submit(self._build_for, global_size, local_size, args, offset)
+                    self._build = _build_pool().submit(self._build_for, global_size, local_size, args)
             return self._build
 
-    def _build_for(self, global_size, local_size, args, offset):
+    def _build_for(self, global_size, local_size, args):
         with self._lock:
             if self.cl_kernel is None:
-                self._first_launch(global_size, local_size, args, offset)
+                self._first_launch(global_size, local_size, args, None)
 
     def built(self):
         """The pyopencl kernel, built now if it was not yet (the child then only builds: no first launch).
@@ -169,8 +169,7 @@ def build(device, source: str, name: str = "<source>", options: tuple = (), vari
             if raw is not None and path is not None:
                 binary_cache.store_bytes(binary, path)
         if raw is None:
-            if deferred.enabled() and policy != "off" and build_worker.policy(device) != "never" \
-                    and device.implementation in build_worker.COMPILES_AT_LAUNCH:
+            if device.implementation in build_worker.COMPILES_AT_LAUNCH and _side_by_side(device):
                 build_worker.prestart(device, " ".join(opts))  # warm children for the builds after IN_PROCESS_FIRST
             raw = _build_here(device, source, name, opts)
             _BUILT_HERE[0] += 1
@@ -251,6 +250,12 @@ def _make_kernel(device, template, kernel_name, arg_dtypes, params) -> Kernel:
                   arg_dtypes=arg_dtypes)
 
 
+def _side_by_side(device) -> bool:
+    """Whether builds without a stored binary may go to the build children side by side: deferring is on,
+    the children are allowed (build_worker policy) and clnet's binary cache is on."""
+    return deferred.enabled() and build_worker.policy(device) != "never" and binary_cache.policy(device) != "off"
+
+
 def _compiles_in_child(device, template, params) -> bool:
     """Whether a program with a verdict is compiled in a build child anyway, so that the first builds of a
     process run side by side (deferred.py): where deferring is on, the child is allowed (build_worker
@@ -259,7 +264,7 @@ def _compiles_in_child(device, template, params) -> bool:
     first IN_PROCESS_FIRST such builds of the process (a warm process meeting one or two new kernels
     builds them here: a child's start-up, ~0.8 s, would cost more than their build, 0.15-0.5 s).
     PoCL's cache, which the child fills, then makes this process's own build a cache hit."""
-    if not deferred.enabled() or build_worker.policy(device) == "never" or binary_cache.policy(device) == "off":
+    if not _side_by_side(device):
         return False
     if _BUILT_HERE[0] < IN_PROCESS_FIRST and not build_worker.started():
         return False  # (the first of them started the children, warming up in the background)

@@ -359,8 +359,9 @@ def fuse_gemm_groups(rows, internal) -> list:
         i += 1
         if g.gemm is None or g.gemm.Bt != 1 or np.dtype(g.gemm.dtype) != _F32:
             continue
-        ext = (g.row.kernel.params or {}).get("ext") or ()
-        cpu_gemm = (g.row.kernel.params or {}).get("kernel") == "gemm_cpu"
+        params = g.row.kernel.params or {}
+        ext = params.get("ext") or ()
+        cpu_gemm = params.get("kernel") == "gemm_cpu"
         if ext and ext[0] == "multi":
             continue
         args = g.row.args
